@@ -1,0 +1,38 @@
+# baton: `make demo` runs the seed workflow, `make test` runs the test suite.
+# Each target sets up what it needs (.venv, dependencies); Redis is started by baton or the tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install -q -c constraints.txt
+TASK ?= Explain the importance of supervised learning.
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint typecheck chaos bench compose-test compose-lint model clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) -e '.[dev,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+model: $(STAMP)
+	$(BIN)/baton model build
+
+demo: $(STAMP)
+	$(BIN)/baton run "$(TASK)"
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check protocol broker agents tests bench
+	$(BIN)/mypy --strict protocol broker
+
+chaos: $(STAMP)
+	$(BIN)/baton-chaos --runs 200 --workers 2
+
+clean:
+	rm -rf $(VENV) build *.egg-info
