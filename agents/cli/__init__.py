@@ -1,0 +1,58 @@
+"""The ``baton`` command line: run the seed workflow, run workers, submit and inspect runs.
+
+Errors a user can fix are printed as one line on stderr with a non-zero exit code, never a
+traceback: ``CliError`` for the CLI's own checks, plus the library's named errors.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import redis
+import typer
+
+try:  # typer >= 0.2x vendors click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer with click as a dependency
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
+
+from agents.cli.common import CliError, app
+from agents.settings import SettingsError
+from agents.workflow import WorkflowError
+from broker import BrokerUnavailable
+
+from agents.cli import inspect as _inspect  # noqa: E402,F401  (registers commands)
+from agents.cli import run as _run  # noqa: E402,F401
+from agents.cli import worker as _worker  # noqa: E402,F401
+
+__all__ = ["CliError", "app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``baton`` script; returns the exit code."""
+    try:
+        rv = app(args=argv, prog_name="baton", standalone_mode=False)
+    except UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        return _fail(f"{exc.format_message()}{hint}", 2)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted", 130)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (CliError, SettingsError, WorkflowError, BrokerUnavailable) as exc:
+        return _fail(str(exc), getattr(exc, "code", 1))
+    except redis.AuthenticationError as exc:
+        return _fail(f"Redis refused the credentials in REDIS_URL: {exc}", 1)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return _fail(f"cannot reach Redis ({exc}); check REDIS_URL", 1)
+    except redis.ResponseError as exc:
+        return _fail(f"Redis error: {exc}", 1)
+    except ClickException as exc:
+        return _fail(exc.format_message(), exc.exit_code)
+    return int(rv or 0)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"baton: error: {message}", file=sys.stderr)
+    return code
+

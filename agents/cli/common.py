@@ -1,0 +1,55 @@
+"""Shared pieces of the CLI: the Typer app, settings, connections, the workflow in use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+import typer
+from rich.console import Console
+
+from agents.settings import Settings
+from agents.workflow import SEED, Workflow
+from broker import Keys, connect, ping
+
+__all__ = ["CliError", "app", "connect_checked", "err", "load_workflow", "out", "settings"]
+
+app = typer.Typer(
+    name="baton",
+    help="A distributed multi-agent LLM runtime over Redis Streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+class CliError(RuntimeError):
+    """An error the user can fix; printed as one line, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def settings(**overrides: object) -> Settings:
+    """Settings from the environment with command-line overrides."""
+    return Settings.from_env(**overrides)
+
+
+def connect_checked(s: Settings) -> tuple[redis.Redis, Keys]:
+    """Connect to ``s.redis_url`` and check it answers; return the client and key names."""
+    client = connect(s.redis_url)
+    ping(client, s.redis_url)
+    return client, Keys(s.prefix, s.partitions)
+
+
+def load_workflow(path: str | None) -> Workflow:
+    """The workflow from a TOML file, or the seed workflow when no file is given."""
+    if not path:
+        return SEED
+    from agents import workflows  # imported lazily: only workflow files need it
+
+    return workflows.load(Path(path))

@@ -1,0 +1,121 @@
+"""Read-only commands: ``result``, ``scratchpad``, ``streams``, ``schema``, ``model build``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.table import Table
+
+from agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from broker import Keys, agents_in_run, get_run, latest_run, scratchpad
+from protocol import schema as protocol_schema
+
+__all__ = ["result", "schema", "scratchpad_cmd", "stream_stats", "streams"]
+
+model_app = typer.Typer(help="The model: build the offline twin.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@app.command()
+def result(
+    run_id: Annotated[str, typer.Argument(help="The run id printed by submit.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+) -> None:
+    """Print a run's status and result (exit 1 while it is not done)."""
+    client, keys = connect_checked(settings())
+    rec = get_run(client, keys, run_id)
+    if rec is None:
+        raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
+    if as_json:
+        out.print_json(json.dumps(rec))
+    elif rec.get("status") == "done":
+        print(rec.get("result", ""))
+    else:
+        out.print(f"{run_id}: {rec.get('status')} {rec.get('error', '')}".rstrip())
+    if rec.get("status") != "done":
+        raise typer.Exit(1)
+
+
+@app.command("scratchpad")
+def scratchpad_cmd(
+    agent: Annotated[str | None, typer.Argument(help="Agent name or role (default: every agent).")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Run id (default: the newest run).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON with metadata.")] = False,
+    workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (to map roles to agents).")] = None,
+) -> None:
+    """Print scratchpads of a run, as the notebook's section 5 does."""
+    client, keys = connect_checked(settings())
+    run_id = run or latest_run(client, keys)
+    if not run_id:
+        raise CliError("there are no runs yet; submit one with baton submit")
+    agents = agents_in_run(client, keys, run_id)
+    if agent:
+        by_role = {r.role: r.agent for r in load_workflow(workflow).roles}
+        name = by_role.get(agent.lower(), agent)
+        if name not in agents:
+            raise CliError(f"agent {agent!r} has no scratchpad in run {run_id} (agents: {', '.join(agents) or 'none'})")
+        agents = [name]
+    pads = {a: scratchpad(client, keys, run_id, a) for a in agents}
+    if as_json:
+        out.print_json(json.dumps({"run_id": run_id, "scratchpads": pads}))
+        return
+    for a, entries in pads.items():
+        memory = [{"task": e["task"], "response": e["response"]} for e in entries]
+        print(f"{a} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
+
+
+def stream_stats(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """Per task stream: length, and per group: pending, lag, consumers (with idle ms)."""
+    rows: list[dict[str, Any]] = []
+    for raw in sorted(client.scan_iter(match=f"{keys.prefix}:*:stream:*", count=1000, _type="stream")):
+        name = raw.decode()
+        row: dict[str, Any] = {"stream": name, "role": name.rsplit(":", 1)[-1],
+                               "length": client.xlen(name), "groups": []}
+        for g in client.xinfo_groups(name):
+            gname = g["name"].decode()
+            consumers = [
+                {"name": c["name"].decode(), "pending": c["pending"], "idle_ms": c["idle"]}
+                for c in client.xinfo_consumers(name, gname)
+            ]
+            row["groups"].append({"group": gname, "pending": g["pending"], "lag": g.get("lag"),
+                                  "consumers": consumers})
+        rows.append(row)
+    return rows
+
+
+@app.command()
+def streams(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Per stream: length, group, pending, lag and consumers."""
+    client, keys = connect_checked(settings())
+    rows = stream_stats(client, keys)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("stream", "length", "group", "pending", "lag", "consumers")
+    for r in rows:
+        for g in r["groups"] or [{"group": "-", "pending": "-", "lag": "-", "consumers": []}]:
+            names = ", ".join(f"{c['name']} ({c['pending']} pending)" for c in g["consumers"]) or "-"
+            table.add_row(r["stream"], str(r["length"]), g["group"], str(g["pending"]), str(g["lag"]), names)
+    out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the wire messages."""
+    print(json.dumps(protocol_schema(), indent=2))
+
+
+@model_app.command("build")
+def model_build(
+    path: Annotated[str | None, typer.Option(help="Directory to write the twin to.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
+) -> None:
+    """Build the offline twin of sshleifer/tiny-gpt2 and print its path."""
+    from pathlib import Path
+
+    from agents.backends.twin import build_twin
+
+    print(build_twin(Path(path) if path else None, force=force))

@@ -1,0 +1,180 @@
+"""``baton run`` (the seed notebook as one command) and ``baton submit``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+import redis
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
+from agents.settings import Settings
+from agents.workflow import Workflow
+from broker import EmbeddedRedis, Keys, agents_in_run, get_run, scratchpad, submit, wait_for_runs
+from protocol import Task, new_id
+
+__all__ = ["WorkerPool", "run", "submit_cmd"]
+
+FINAL = {"done", "failed", "cancelled"}
+
+
+def _check_task(task: str) -> str:
+    if not task.strip():
+        raise CliError('the task is empty: give the task text, e.g. baton run "Explain the importance of supervised learning."', 2)
+    return task
+
+
+def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = None) -> Task:
+    """The first task of a new run of ``wf``."""
+    deadline = time.time() + deadline_s if deadline_s else None
+    return Task(run_id=new_id(), role=wf.entry, task=text, workflow=wf.name, deadline=deadline,
+                max_hops=s.max_hops)
+
+
+class WorkerPool:
+    """Worker processes spawned for one command; stopped with SIGTERM on exit."""
+
+    def __init__(self, redis_url: str, log_path: Path, workflow: str | None = None) -> None:
+        self.redis_url = redis_url
+        self.workflow = workflow
+        self.log_path = log_path
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+
+    def spawn(self, role: str) -> None:
+        """Start one ``baton worker ROLE`` process."""
+        env = {**os.environ, "REDIS_URL": self.redis_url}
+        cmd = [sys.executable, "-m", "agents", "worker", role]
+        if self.workflow:
+            cmd += ["--workflow", self.workflow]
+        proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
+        self.procs.append((role, proc))
+
+    def check_alive(self) -> None:
+        """Raise ``CliError`` if a worker exited on its own."""
+        for role, proc in self.procs:
+            if proc.poll() is not None:
+                raise CliError(f"the {role} worker exited with code {proc.returncode}; see {self.log_path}")
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM every worker, wait up to ``grace`` seconds, then SIGKILL the rest."""
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for _, proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._log.close()
+
+
+def _wait_with_progress(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str, timeout: float,
+                        pool: WorkerPool | None) -> dict[str, str]:
+    titles = {r.role: f"{r.display} ({r.agent})" for r in wf.roles}
+    deadline = time.monotonic() + timeout
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        bar = progress.add_task("queued", total=None)
+        while True:
+            rec = get_run(client, keys, run_id) or {}
+            if rec.get("status") in FINAL:
+                return rec
+            holder = titles.get(rec.get("role", ""), rec.get("role", ""))
+            progress.update(bar, description=f"baton held by {holder}" if holder else "queued")
+            if pool:
+                pool.check_alive()
+            if time.monotonic() > deadline:
+                raise CliError(f"run {run_id} did not finish within {timeout:.0f}s (status {rec.get('status')})")
+            wait_for_runs(client, keys, [run_id], timeout=0.2, poll_s=0.2)
+
+
+def print_seed_report(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str) -> None:
+    """Print each agent's output, then each scratchpad as indented JSON, as the notebook does."""
+    agents = agents_in_run(client, keys, run_id)
+    specs = [r for r in wf.order() if r.agent in agents]
+    pads = {r.agent: scratchpad(client, keys, run_id, r.agent) for r in specs}
+    for r in specs:
+        for entry in pads[r.agent]:
+            print(f"{r.display} output:\n{entry['response']}\n")
+    for r in specs:
+        memory = [{"task": e["task"], "response": e["response"]} for e in pads[r.agent]]
+        print(f"{r.display} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="The task for the first role.")],
+    workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run.")] = 600.0,
+    workers: Annotated[bool, typer.Option(help="Spawn one worker per role (--no-workers: use running ones).")] = True,
+) -> None:
+    """Run TASK through the workflow and print outputs and scratchpads (the seed notebook)."""
+    _check_task(task)
+    s = settings()
+    wf = load_workflow(workflow)
+    with ExitStack() as stack:
+        if os.environ.get("REDIS_URL"):
+            url = s.redis_url
+        else:
+            cache = Path(platformdirs.user_cache_dir("baton"))
+            (cache / "redis").mkdir(parents=True, exist_ok=True)
+            data_dir = Path(tempfile.mkdtemp(prefix="run-", dir=cache / "redis"))
+            stack.callback(shutil.rmtree, data_dir, True)
+            server = stack.enter_context(EmbeddedRedis(data_dir))
+            url = server.url
+            s = settings(redis_url=url)
+        client, keys = connect_checked(s)
+        pool = None
+        if workers:
+            log_dir = Path(platformdirs.user_log_dir("baton"))
+            log_dir.mkdir(parents=True, exist_ok=True)
+            pool = WorkerPool(url, log_dir / "run-workers.log", workflow)
+            stack.callback(pool.stop)
+            for role in wf.roles:
+                pool.spawn(role.role)
+        run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s)
+        rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
+        print_seed_report(client, keys, wf, run_id)
+        if rec.get("status") != "done":
+            raise CliError(f"run {run_id} {rec.get('status')}: {rec.get('error', '')}")
+
+
+@app.command("submit")
+def submit_cmd(
+    task: Annotated[str, typer.Argument(help="The task for the first role.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and print it.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600.0,
+    workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    deadline: Annotated[float | None, typer.Option(help="Fail the run if not done within this many seconds.")] = None,
+) -> None:
+    """Submit TASK to running workers; print the run id (and the result with --wait)."""
+    _check_task(task)
+    s = settings()
+    wf = load_workflow(workflow)
+    client, keys = connect_checked(s)
+    run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s)
+    out.print(run_id)
+    if not wait:
+        return
+    done = wait_for_runs(client, keys, [run_id], timeout=timeout)
+    if run_id not in done:
+        raise CliError(f"run {run_id} did not finish within {timeout:.0f}s")
+    rec = done[run_id]
+    if rec.get("status") != "done":
+        raise CliError(f"run {run_id} {rec.get('status')}: {rec.get('error', '')}")
+    print(rec.get("result", ""))

@@ -1,0 +1,51 @@
+"""``baton worker ROLE``: one long-lived worker process (many may run per role)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Annotated
+
+import typer
+
+from agents.cli.common import CliError, app, connect_checked, load_workflow, settings
+from agents.logs import context, setup_logging
+
+__all__ = ["worker"]
+
+
+@app.command()
+def worker(
+    role: Annotated[str, typer.Argument(help="The role to serve, e.g. planner.")],
+    workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")] = False,
+    batch_size: Annotated[int | None, typer.Option(help="Max messages per model call.")] = None,
+) -> None:
+    """Run a worker for ROLE until SIGTERM (finishes in-flight work first)."""
+    s = settings(batch_size=batch_size, workflow=workflow)
+    wf = load_workflow(workflow or s.workflow)
+    spec = wf.role(role)
+    if check:
+        raise typer.Exit(_check(s, spec.role))
+    setup_logging(s.log_format, s.log_level)
+    from agents.worker import Worker  # imported here: loads torch only for real workers
+
+    w = Worker(s, wf, spec.role)
+    context(role=spec.role, consumer=w.consumer)
+    w.install_signal_handlers()
+    raise typer.Exit(w.run())
+
+
+def _check(s: object, role: str) -> int:
+    from agents.settings import Settings
+
+    assert isinstance(s, Settings)
+    client, keys = connect_checked(s)
+    host = socket.gethostname()
+    for key in client.scan_iter(match=keys.heartbeat(f"{role}-{host}-*"), count=500):
+        raw = client.get(key)
+        if raw and time.time() - json.loads(raw).get("at", 0) < s.heartbeat_ttl_s:
+            print(f"ok: {key.decode()}")
+            return 0
+    raise CliError(f"no live {role} worker on host {host} (no fresh heartbeat)")

@@ -1,0 +1,79 @@
+"""Logging for workers and the CLI: readable text on a terminal, JSON lines on request.
+
+Each record carries the worker's role and consumer, and the run and message ids of the work
+in hand (set with ``bind``), so one run can be followed across processes with grep or jq.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["bind", "context", "setup_logging"]
+
+_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("baton_log_context", default={})
+
+
+@contextmanager
+def bind(**fields: str) -> Iterator[None]:
+    """Add fields (e.g. ``run_id``, ``msg_id``) to every log record inside the block."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def context(**fields: str) -> None:
+    """Set fields for the rest of this context (e.g. ``role`` and ``consumer`` at start-up)."""
+    _context.set({**_context.get(), **fields})
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.baton = _context.get()
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **getattr(record, "baton", {}),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+class _TextFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        ctx = getattr(record, "baton", {})
+        tags = " ".join(f"{k}={v}" for k, v in ctx.items() if v)
+        line = super().format(record)
+        return f"{line} [{tags}]" if tags else line
+
+
+def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
+    """Configure the root logger once: ``fmt`` is ``text`` or ``json``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter())
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "urllib3", "transformers", "huggingface_hub", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

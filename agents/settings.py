@@ -1,0 +1,62 @@
+"""One typed settings object built from ``REDIS_URL`` and ``BATON_*`` environment variables.
+
+Values are converted by msgspec (``"1"``, ``"true"``, ``"30"``...), never parsed by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+__all__ = ["DEFAULT_MODEL", "Settings", "SettingsError"]
+
+DEFAULT_MODEL = "sshleifer/tiny-gpt2"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Runtime settings. Each field ``x`` reads the variable ``BATON_X`` (``redis_url``: ``REDIS_URL``)."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    prefix: str = "baton"
+    partitions: int = 1
+    model: str = DEFAULT_MODEL
+    max_new_tokens: int = 40
+    torch_threads: int = 1
+    batch_size: int = 8
+    linger_ms: int = 2
+    block_ms: int = 2000
+    max_deliveries: int = 3
+    lease_ms: int = 30000
+    reclaim_interval_s: float = 5.0
+    heartbeat_interval_s: float = 2.0
+    heartbeat_ttl_s: float = 10.0
+    shutdown_grace_s: float = 30.0
+    max_hops: int = 32
+    record_ttl_s: int = 0
+    retry_backoff_s: float = 0.5
+    log_format: str = "text"
+    log_level: str = "INFO"
+    workflow: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from the environment, then apply explicit overrides."""
+        env = os.environ if env is None else env
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            var = "REDIS_URL" if name == "redis_url" else f"BATON_{name.upper()}"
+            if var in env and env[var] != "":
+                raw[name] = env[var]
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            field = str(exc).rsplit("`$.", 1)[-1].rstrip("`")
+            var = "REDIS_URL" if field == "redis_url" else f"BATON_{field.upper()}"
+            raise SettingsError(f"bad value for {var}: {exc}") from None

@@ -1,0 +1,46 @@
+"""Baton's broker: Redis Streams, consumer groups, the atomic handoff, run records, scratchpads.
+
+This package is the only one that talks to Redis.
+"""
+
+from broker.commit import Handoff, Outcome, commit
+from broker.connection import BrokerUnavailable, connect, describe_url, ping
+from broker.embedded import EmbeddedRedis, find_redis_server, free_port
+from broker.keys import Keys
+from broker.runs import (
+    RunView,
+    agents_in_run,
+    get_run,
+    latest_run,
+    list_runs,
+    scratchpad,
+    submit,
+    wait_for_runs,
+)
+from broker.streams import Entry, RoleStreams, ensure_group, entry_id_key
+
+__all__ = [
+    "BrokerUnavailable",
+    "EmbeddedRedis",
+    "Entry",
+    "Handoff",
+    "Keys",
+    "Outcome",
+    "RoleStreams",
+    "RunView",
+    "agents_in_run",
+    "commit",
+    "connect",
+    "describe_url",
+    "ensure_group",
+    "entry_id_key",
+    "find_redis_server",
+    "free_port",
+    "get_run",
+    "latest_run",
+    "list_runs",
+    "ping",
+    "scratchpad",
+    "submit",
+    "wait_for_runs",
+]

@@ -1,0 +1,59 @@
+"""Connections to Redis from a ``REDIS_URL``, with redis-py's retry and backoff.
+
+``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs are accepted, with user and password
+(ACL) in the URL. Responses are not decoded: stream entries may hold invalid UTF-8, which a
+worker must be able to dead-letter rather than crash on.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+__all__ = ["BrokerUnavailable", "connect", "describe_url", "ping"]
+
+
+class BrokerUnavailable(RuntimeError):
+    """Redis could not be reached; the message names the URL (without its password)."""
+
+
+def describe_url(url: str) -> str:
+    """Return ``url`` with any password masked, for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return f"{scheme}://{user}:***@{host}" if creds else f"{scheme}://{host}"
+
+
+def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redis.Redis:
+    """Open a client for ``url`` with keepalive, health checks and jittered retries.
+
+    ``socket_timeout`` must exceed the longest blocking read (XREADGROUP BLOCK) used on it.
+    """
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries)
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=5.0,
+            socket_keepalive=True,
+            health_check_interval=15,
+            retry=retry,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+    except ValueError as exc:
+        raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None
+
+
+def ping(client: redis.Redis, url: str) -> None:
+    """Check the connection once; raise ``BrokerUnavailable`` with a one-line reason."""
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise BrokerUnavailable(f"Redis at {describe_url(url)} refused the credentials: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {describe_url(url)}: {exc}") from None

@@ -1,0 +1,124 @@
+"""Every Redis key and group name baton uses, under one configurable prefix.
+
+Keys that one handoff touches (the role streams, the run record, the scratchpads, the
+idempotency markers, the dead-letter and result streams) share a Redis Cluster hash tag:
+the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
+of a handoff is a single-slot operation and a later cluster deployment needs no new key scheme.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one deployment (``prefix``) split into ``partitions`` hash-tag slots."""
+
+    prefix: str = "baton"
+    partitions: int = 1
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        if not self.prefix or any(c in self.prefix for c in "{}* \n"):
+            raise ValueError(f"invalid key prefix {self.prefix!r}")
+
+    def partition(self, run_id: str) -> int:
+        """The partition a run lives in."""
+        if self.partitions == 1:
+            return 0
+        return zlib.crc32(run_id.encode()) % self.partitions
+
+    def tag(self, partition: int) -> str:
+        """The key stem of one partition, hash tag included."""
+        return f"{self.prefix}:{{p{partition}}}"
+
+    def _run_tag(self, run_id: str) -> str:
+        return self.tag(self.partition(run_id))
+
+    # streams -------------------------------------------------------------
+    def stream(self, role: str, partition: int = 0) -> str:
+        """The task stream of ``role`` in ``partition``."""
+        return f"{self.tag(partition)}:stream:{role}"
+
+    def run_stream(self, role: str, run_id: str) -> str:
+        """The task stream of ``role`` in the partition of ``run_id``."""
+        return self.stream(role, self.partition(run_id))
+
+    def streams(self, role: str) -> list[str]:
+        """The task streams of ``role`` across all partitions."""
+        return [self.stream(role, p) for p in range(self.partitions)]
+
+    def group(self, role: str) -> str:
+        """The consumer group name of ``role`` (the same on every partition's stream)."""
+        return role
+
+    def dead(self, partition: int = 0) -> str:
+        """The dead-letter stream of a partition."""
+        return f"{self.tag(partition)}:dead"
+
+    def results(self, partition: int = 0) -> str:
+        """The stream where finished runs announce their result."""
+        return f"{self.tag(partition)}:results"
+
+    # run state -----------------------------------------------------------
+    def run(self, run_id: str) -> str:
+        """The run record hash."""
+        return f"{self._run_tag(run_id)}:run:{run_id}"
+
+    def runs(self, partition: int = 0) -> str:
+        """Sorted set of run ids by creation time."""
+        return f"{self.tag(partition)}:runs"
+
+    def pad(self, run_id: str, agent: str) -> str:
+        """The scratchpad hash of ``agent`` in ``run_id``: one field per entry."""
+        return f"{self._run_tag(run_id)}:pad:{run_id}:{agent}"
+
+    def pads(self, run_id: str) -> str:
+        """Sorted set of the agents that wrote a scratchpad in ``run_id`` (by first write)."""
+        return f"{self._run_tag(run_id)}:pads:{run_id}"
+
+    def agent_pad(self, agent: str) -> str:
+        """An agent's long-term scratchpad across runs (only for workflows that ask for it)."""
+        return f"{self.prefix}:agentpad:{agent}"
+
+    def memory(self, run_id: str) -> str:
+        """The shared memory hash of one run."""
+        return f"{self._run_tag(run_id)}:mem:{run_id}"
+
+    def join(self, run_id: str, group: str) -> str:
+        """The fan-in hash collecting the parts of ``group`` in ``run_id``."""
+        return f"{self._run_tag(run_id)}:join:{run_id}:{group}"
+
+    def done(self, run_id: str, msg_id: str) -> str:
+        """Idempotency marker: set once the handoff of message ``msg_id`` has committed."""
+        return f"{self._run_tag(run_id)}:done:{msg_id}"
+
+    def placeholder(self, partition: int) -> str:
+        """A key in the partition's slot that is never written (for unused script keys)."""
+        return f"{self.tag(partition)}:-"
+
+    # workers -------------------------------------------------------------
+    def heartbeat(self, consumer: str) -> str:
+        """A worker's liveness key, refreshed while it runs and expiring when it dies."""
+        return f"{self.prefix}:hb:{consumer}"
+
+    def heartbeat_pattern(self) -> str:
+        """SCAN pattern matching every heartbeat key."""
+        return f"{self.prefix}:hb:*"
+
+    def cancelled(self) -> str:
+        """Set of cancelled run ids."""
+        return f"{self.prefix}:cancelled"
+
+    def tool_stream(self, tool: str, partition: int = 0) -> str:
+        """The call stream of a tool worker pool."""
+        return f"{self.tag(partition)}:tools:{tool}"
+
+    def tool_replies(self, run_id: str, call_id: str) -> str:
+        """A list the caller blocks on for one tool result."""
+        return f"{self._run_tag(run_id)}:toolreply:{call_id}"

@@ -1,0 +1,46 @@
+-- Atomic handoff: publish outputs, write the scratchpad entry and run record, ack the input.
+-- Refuses (returns 0) when the input entry is no longer pending for this consumer, so a stale
+-- worker whose message was reclaimed cannot commit twice. Returns -1 when the idempotency
+-- marker says this message already committed (the entry is acked again), 1 on success.
+--
+-- KEYS[1] input stream      KEYS[2] idempotency marker   KEYS[3] run record
+-- KEYS[4] scratchpad hash   KEYS[5] scratchpad index     KEYS[6..] output streams
+-- ARGV[1] group  ARGV[2] consumer  ARGV[3] entry id  ARGV[4] marker ttl (s)
+-- ARGV[5] pad field ('' = none)  ARGV[6] pad value  ARGV[7] pad index member  ARGV[8] score
+-- ARGV[9] record ttl (s, 0 = keep)  ARGV[10] n record pairs, pairs..., then one payload per output
+local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #owned == 0 then
+  return 0
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[4])) then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  return -1
+end
+local ttl = tonumber(ARGV[9])
+if ARGV[5] ~= '' then
+  redis.call('HSETNX', KEYS[4], ARGV[5], ARGV[6])
+  redis.call('ZADD', KEYS[5], 'NX', tonumber(ARGV[8]), ARGV[7])
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[4], ttl)
+    redis.call('EXPIRE', KEYS[5], ttl)
+  end
+end
+local n = tonumber(ARGV[10])
+local i = 11
+if n > 0 then
+  local pairs = {}
+  for j = 0, 2 * n - 1 do
+    pairs[#pairs + 1] = ARGV[i + j]
+  end
+  redis.call('HSET', KEYS[3], unpack(pairs))
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[3], ttl)
+  end
+  i = i + 2 * n
+end
+for k = 6, #KEYS do
+  redis.call('XADD', KEYS[k], '*', 'msg', ARGV[i])
+  i = i + 1
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+return 1

@@ -1,0 +1,133 @@
+"""Run records, scratchpads and results: submitting a run and reading what it produced."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from broker.keys import Keys
+from broker.streams import ensure_group, entry_id_key
+from protocol import Error, Result, Task, decode, encode
+
+__all__ = [
+    "RunView",
+    "agents_in_run",
+    "get_run",
+    "latest_run",
+    "list_runs",
+    "scratchpad",
+    "submit",
+    "wait_for_runs",
+]
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+RunView = dict[str, str]
+
+
+def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:
+    """Create the run record and publish the first task; return the run id."""
+    stream = keys.run_stream(task.role, task.run_id)
+    ensure_group(client, stream, keys.group(task.role))
+    p = keys.partition(task.run_id)
+    record = {
+        "run_id": task.run_id,
+        "task": task.task,
+        "workflow": task.workflow,
+        "status": "queued",
+        "role": task.role,
+        "created_at": task.created_at,
+        "updated_at": task.created_at,
+    }
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(keys.run(task.run_id), mapping=record)
+    if record_ttl_s:
+        pipe.expire(keys.run(task.run_id), record_ttl_s)
+    pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
+    pipe.xadd(stream, {"msg": encode(task)})
+    pipe.execute()
+    return task.run_id
+
+
+def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:
+    """The run record as strings, or None when there is no such run."""
+    raw = client.hgetall(keys.run(run_id))
+    return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+
+
+def list_runs(client: redis.Redis, keys: Keys, limit: int = 20) -> list[str]:
+    """The newest run ids, newest first."""
+    scored: list[tuple[float, str]] = []
+    for p in range(keys.partitions):
+        for member, score in client.zrevrange(keys.runs(p), 0, limit - 1, withscores=True):
+            scored.append((score, _s(member)))
+    scored.sort(reverse=True)
+    return [run_id for _, run_id in scored[:limit]]
+
+
+def latest_run(client: redis.Redis, keys: Keys) -> str | None:
+    """The newest run id, if any."""
+    runs = list_runs(client, keys, 1)
+    return runs[0] if runs else None
+
+
+def agents_in_run(client: redis.Redis, keys: Keys, run_id: str) -> list[str]:
+    """Agents that wrote a scratchpad in ``run_id``, in the order they first wrote."""
+    return [_s(a) for a in client.zrange(keys.pads(run_id), 0, -1)]
+
+
+def scratchpad(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[dict[str, Any]]:
+    """An agent's scratchpad entries in one run, oldest first."""
+    raw = client.hgetall(keys.pad(run_id, agent))
+    ordered = sorted(raw.items(), key=lambda kv: entry_id_key(_s(kv[0])))
+    entries: list[dict[str, Any]] = [json.loads(v) for _, v in ordered]
+    return entries
+
+
+def wait_for_runs(
+    client: redis.Redis, keys: Keys, run_ids: Iterable[str], *, timeout: float | None = None,
+    poll_s: float = 1.0,
+) -> dict[str, RunView]:
+    """Block until every run is finished (done, failed or cancelled) or ``timeout`` passes.
+
+    Wakes on the results streams; the run records are checked as well, so a result published
+    before the wait began is not missed. Returns the records of the finished runs.
+    """
+    pending = set(run_ids)
+    finished: dict[str, RunView] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cursors = {keys.results(p): "$" for p in range(keys.partitions)}
+    while True:
+        for run_id in list(pending):
+            rec = get_run(client, keys, run_id)
+            if rec and rec.get("status") in {"done", "failed", "cancelled"}:
+                finished[run_id] = rec
+                pending.discard(run_id)
+        if not pending:
+            return finished
+        remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        if remaining <= 0:
+            return finished
+        reply = client.xread(cursors, block=max(1, int(remaining * 1000)))  # type: ignore[arg-type]
+        for stream, items in reply or []:
+            for entry_id, fields in items:
+                cursors[_s(stream)] = _s(entry_id)
+                data = fields.get(b"msg")
+                if data is None:
+                    continue
+                try:
+                    msg = decode(data)
+                except ValueError:
+                    continue
+                if isinstance(msg, Result | Error) and msg.run_id in pending:
+                    rec = get_run(client, keys, msg.run_id)
+                    if rec:
+                        finished[msg.run_id] = rec
+                        pending.discard(msg.run_id)

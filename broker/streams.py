@@ -1,0 +1,183 @@
+"""Consumer-group plumbing for one role: groups, reads, delivery counts, reclaiming, heartbeats.
+
+Reads follow the at-least-once recipe: a worker first re-reads its own pending entries (``0``),
+then new ones (``>``) with a finite BLOCK. Work held by dead consumers (no heartbeat) is claimed
+at once; work idle past the lease is claimed with XAUTOCLAIM. Live workers refresh the idle
+time of their in-flight entries (``XCLAIM ... JUSTID``) so slow work is never stolen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from broker.keys import Keys
+
+__all__ = ["Entry", "RoleStreams", "ensure_group", "entry_id_key"]
+
+log = logging.getLogger("baton.broker")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry as read: where it came from, its raw ``msg`` field, delivery count."""
+
+    stream: str
+    id: str
+    data: bytes | None
+    fields: dict[bytes, bytes] = field(default_factory=dict)
+    deliveries: int = 1
+
+
+def entry_id_key(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream entry id (``ms-seq``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_nogroup(exc: redis.ResponseError) -> bool:
+    return str(exc).startswith("NOGROUP")
+
+
+class RoleStreams:
+    """The streams and consumer group of one role, seen by one consumer."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, role: str, consumer: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.role = role
+        self.consumer = consumer
+        self.group = keys.group(role)
+        self.streams = keys.streams(role)
+
+    # groups ---------------------------------------------------------------
+    def ensure_groups(self) -> None:
+        """Create the group on every partition stream (MKSTREAM, from the start); idempotent."""
+        for stream in self.streams:
+            ensure_group(self.client, stream, self.group)
+
+    # reading ----------------------------------------------------------------
+    def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
+        """Read own pending entries (``pending=True``) or new ones, re-creating a lost group."""
+        ids = dict.fromkeys(self.streams, "0" if pending else ">")
+        try:
+            reply = self.client.xreadgroup(
+                self.group, self.consumer, ids, count=count, block=None if pending else block_ms
+            )
+        except redis.ResponseError as exc:
+            if not _is_nogroup(exc):
+                raise
+            log.warning(
+                "consumer group %r is missing on %s (Redis restarted without persistence, or "
+                "the stream was deleted); re-creating it",
+                self.group, ", ".join(self.streams),
+            )
+            self.ensure_groups()
+            return []
+        entries: list[Entry] = []
+        for stream, items in reply or []:
+            for entry_id, fields in items:
+                if fields is None:  # pending entry whose data was trimmed away
+                    fields = {}
+                entries.append(Entry(_s(stream), _s(entry_id), fields.get(b"msg"), fields))
+        if pending and entries:
+            entries = self._with_delivery_counts(entries)
+        return entries
+
+    def _with_delivery_counts(self, entries: list[Entry]) -> list[Entry]:
+        by_stream: dict[str, list[Entry]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e)
+        counts: dict[str, int] = {}
+        for stream, group in by_stream.items():
+            ids = sorted((e.id for e in group), key=entry_id_key)
+            rows = self.client.xpending_range(
+                stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 100,
+                consumername=self.consumer,
+            )
+            counts.update({_s(r["message_id"]): int(r["times_delivered"]) for r in rows})
+        return [
+            Entry(e.stream, e.id, e.data, e.fields, counts.get(e.id, e.deliveries)) for e in entries
+        ]
+
+    # leases and reclaiming ----------------------------------------------------
+    def touch(self, entries: list[Entry]) -> None:
+        """Reset the idle time of in-flight entries (a lease heartbeat; count unchanged)."""
+        by_stream: dict[str, list[str]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e.id)
+        for stream, ids in by_stream.items():
+            self.client.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
+
+    def reclaim(self, *, lease_ms: int, count: int = 100) -> int:
+        """Claim what dead consumers hold and what sat idle past the lease; drop dead consumers.
+
+        Claimed entries become this consumer's pending entries (their delivery count goes up),
+        to be read with ``read(pending=True)``. Returns how many entries were claimed.
+        """
+        claimed = 0
+        for stream in self.streams:
+            try:
+                consumers = self.client.xinfo_consumers(stream, self.group)
+            except redis.ResponseError as exc:
+                if _is_nogroup(exc):
+                    ensure_group(self.client, stream, self.group)
+                    continue
+                raise
+            for info in consumers:
+                name = _s(info["name"])
+                if name == self.consumer or self.client.exists(self.keys.heartbeat(name)):
+                    continue
+                if int(info["pending"]) > 0:
+                    rows = self.client.xpending_range(
+                        stream, self.group, min="-", max="+", count=count, consumername=name
+                    )
+                    ids = [_s(r["message_id"]) for r in rows]
+                    if ids:
+                        got = self.client.xclaim(stream, self.group, self.consumer, 0, ids)
+                        claimed += len(got)
+                        log.info("reclaimed %d entries from dead consumer %s", len(got), name)
+                elif int(info["idle"]) > lease_ms:
+                    self.client.xgroup_delconsumer(stream, self.group, name)
+                    log.info("removed dead consumer %s (nothing pending)", name)
+            next_id, msgs, *_ = self.client.xautoclaim(
+                stream, self.group, self.consumer, lease_ms, "0-0", count=count
+            )
+            if msgs:
+                claimed += len(msgs)
+                log.info("reclaimed %d entries idle past the %d ms lease", len(msgs), lease_ms)
+        return claimed
+
+    # heartbeats -------------------------------------------------------------
+    def beat(self, payload: bytes, ttl_s: float) -> None:
+        """Write this consumer's heartbeat key with a TTL."""
+        self.client.set(self.keys.heartbeat(self.consumer), payload, px=int(ttl_s * 1000))
+
+    def forget(self) -> None:
+        """Remove this consumer's heartbeat; and its group entry when nothing is pending."""
+        self.client.delete(self.keys.heartbeat(self.consumer))
+        for stream in self.streams:
+            try:
+                pending = self.client.xpending_range(
+                    stream, self.group, min="-", max="+", count=1, consumername=self.consumer
+                )
+                if not pending:
+                    self.client.xgroup_delconsumer(stream, self.group, self.consumer)
+            except redis.ResponseError:
+                pass
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create ``group`` on ``stream`` from id 0 with MKSTREAM; ignore BUSYGROUP."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

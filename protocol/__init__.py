@@ -1,0 +1,38 @@
+"""Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
+
+from protocol.codec import ProtocolError, decode, encode, peek_ids, schema
+from protocol.limits import MAX_HOPS, MAX_MESSAGE_BYTES
+from protocol.messages import (
+    PROTOCOL_VERSION,
+    DeadLetter,
+    Error,
+    Hop,
+    Message,
+    Result,
+    Task,
+    ToolCall,
+    ToolResult,
+    new_id,
+    now,
+)
+
+__all__ = [
+    "MAX_HOPS",
+    "MAX_MESSAGE_BYTES",
+    "PROTOCOL_VERSION",
+    "DeadLetter",
+    "Error",
+    "Hop",
+    "Message",
+    "ProtocolError",
+    "Result",
+    "Task",
+    "ToolCall",
+    "ToolResult",
+    "decode",
+    "encode",
+    "new_id",
+    "now",
+    "peek_ids",
+    "schema",
+]
