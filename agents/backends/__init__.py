@@ -1,0 +1,75 @@
+"""Model backends: what turns a batch of prompts into a batch of generations.
+
+``load_backend(name)`` picks one by model name:
+
+- ``"echo"``: :class:`EchoBackend`, no model (benchmarking aid);
+- ``http://...`` / ``https://...``: an OpenAI-compatible HTTP server (not available yet);
+- anything else: :class:`HFPipelineBackend`, a Hugging Face ``text-generation`` pipeline on a
+  hub id or a local directory (``sshleifer/tiny-gpt2`` falls back to an offline twin when the
+  hub cannot be reached).
+
+Importing this package does not import torch or transformers; :class:`HFPipelineBackend` is
+imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import DEFAULT_MAX_NEW_TOKENS, Generation, ModelBackend
+from .echo import ECHO_SUFFIX, EchoBackend
+from .resolve import DEFAULT_MODEL, resolve_model
+from .twin import build_twin, twin_path
+
+if TYPE_CHECKING:
+    from .hf import HFPipelineBackend
+
+__all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
+    "DEFAULT_MODEL",
+    "ECHO_MODEL",
+    "ECHO_SUFFIX",
+    "EchoBackend",
+    "Generation",
+    "HFPipelineBackend",
+    "ModelBackend",
+    "build_twin",
+    "load_backend",
+    "resolve_model",
+    "twin_path",
+]
+
+ECHO_MODEL = "echo"
+"""The model name that selects :class:`EchoBackend`."""
+
+_HTTP_PREFIXES = ("http://", "https://")
+
+
+def load_backend(model: str, *, threads: int = 1, max_positions: int | None = None) -> ModelBackend:
+    """Create the backend for ``model``.
+
+    Args:
+        model: ``"echo"``, a Hugging Face hub id, or a local model directory.
+        threads: torch threads for this process (Hugging Face backend only).
+        max_positions: context size cap (Hugging Face backend only; default: the model's).
+
+    Raises:
+        ValueError: for ``http(s)://`` URLs, until the HTTP backend exists.
+    """
+    if model == ECHO_MODEL:
+        return EchoBackend()
+    if model.startswith(_HTTP_PREFIXES):
+        # Place for the OpenAI-compatible HTTP backend (e.g. `.openai.OpenAIBackend(model, ...)`,
+        # the URL being the server's base URL).
+        raise ValueError(f"{model}: HTTP (OpenAI-compatible) model backends are not supported yet")
+    from .hf import HFPipelineBackend
+
+    return HFPipelineBackend(model, threads=threads, max_positions=max_positions)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HFPipelineBackend":
+        from .hf import HFPipelineBackend
+
+        return HFPipelineBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,49 @@
+"""The model-backend contract: what a worker needs from a language model.
+
+A backend turns a batch of prompts into a batch of :class:`Generation` results in one call,
+so a worker that reads several messages at once can generate for all of them together
+(batching is where the speed is for small CPU models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "Generation", "ModelBackend"]
+
+DEFAULT_MAX_NEW_TOKENS = 40
+"""New tokens per prompt when the caller does not say (the seed notebook uses 40)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One prompt's result.
+
+    Attributes:
+        text: the prompt followed by the continuation, exactly what the seed notebook reads from
+            ``agent_model(prompt, max_new_tokens=40)[0]["generated_text"]``. When the prompt had
+            to be truncated, the prompt part is the decoded text of the tokens that were kept.
+        new_tokens: how many tokens the model generated for this prompt (an end-of-text token
+            counts; padding after it does not).
+        truncated: whether the prompt was cut (keeping its last tokens) to fit the context.
+    """
+
+    text: str
+    new_tokens: int
+    truncated: bool = False
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """A text generator that workers call with a batch of prompts."""
+
+    name: str
+    """The model name the backend was asked for (e.g. ``"sshleifer/tiny-gpt2"``)."""
+
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> list[Generation]:
+        """Generate a continuation for every prompt; results are in the order of ``prompts``."""
+        ...
