@@ -16,13 +16,13 @@ from contextlib import contextmanager
 
 __all__ = ["bind", "context", "setup_logging"]
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("baton_log_context", default={})
+_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("baton_log_context", default=None)
 
 
 @contextmanager
 def bind(**fields: str) -> Iterator[None]:
     """Add fields (e.g. ``run_id``, ``msg_id``) to every log record inside the block."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:
@@ -31,12 +31,12 @@ def bind(**fields: str) -> Iterator[None]:
 
 def context(**fields: str) -> None:
     """Set fields for the rest of this context (e.g. ``role`` and ``consumer`` at start-up)."""
-    _context.set({**_context.get(), **fields})
+    _context.set({**(_context.get() or {}), **fields})
 
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.baton = _context.get()
+        record.baton = (_context.get() or {})
         return True
 
 

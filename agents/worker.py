@@ -10,6 +10,7 @@ count passes ``max_deliveries``. SIGTERM stops reading, finishes the batch in fl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -145,10 +146,8 @@ class Worker:
     def _shutdown(self, beater: threading.Thread) -> None:
         self.stopping.set()
         beater.join(timeout=2)
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.streams.forget()
-        except redis.RedisError:
-            pass
         log.info(
             "worker %s stopped: %d processed, %d dead-lettered, %d reclaimed",
             self.consumer, self.processed, self.dead_lettered, self.reclaimed,

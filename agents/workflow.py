@@ -60,7 +60,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if r.next and r.next not in names:
                 raise WorkflowError(f"workflow {self.name!r}: role {r.role!r} hands off to undeclared role {r.next!r}")
             if r.memory not in {"run", "agent", "none"}:
-                raise WorkflowError(f"workflow {self.name!r}: role {r.role!r} has memory {r.memory!r}; use run, agent or none")
+                raise WorkflowError(
+                    f"workflow {self.name!r}: role {r.role!r} has memory {r.memory!r}; use run, agent or none"
+                )
 
     def role(self, name: str) -> RoleSpec:
         """The spec of role ``name``; ``WorkflowError`` if the workflow has no such role."""

@@ -95,7 +95,8 @@ class EmbeddedRedis:
                 except redis.ConnectionError:
                     pass
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.data_dir}/redis.log")
+                    log_file = self.data_dir / "redis.log"
+                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {log_file}")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"redis-server on port {self.port} did not start in {timeout}s")
                 time.sleep(0.02)

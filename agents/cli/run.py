@@ -32,7 +32,9 @@ FINAL = {"done", "failed", "cancelled"}
 
 def _check_task(task: str) -> str:
     if not task.strip():
-        raise CliError('the task is empty: give the task text, e.g. baton run "Explain the importance of supervised learning."', 2)
+        raise CliError(
+            'the task is empty: give the task text, e.g. baton run "Explain the importance of supervised learning."', 2
+        )
     return task
 
 

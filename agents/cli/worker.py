@@ -19,7 +19,9 @@ __all__ = ["worker"]
 def worker(
     role: Annotated[str, typer.Argument(help="The role to serve, e.g. planner.")],
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")
+    ] = False,
     batch_size: Annotated[int | None, typer.Option(help="Max messages per model call.")] = None,
 ) -> None:
     """Run a worker for ROLE until SIGTERM (finishes in-flight work first)."""

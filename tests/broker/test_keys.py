@@ -1,0 +1,39 @@
+"""Key layout: one prefix, one hash tag per partition for everything a handoff touches."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from broker import Keys
+
+
+def _slot_tag(key: str) -> str:
+    m = re.search(r"\{([^}]*)\}", key)
+    assert m, key
+    return m.group(1)
+
+
+def test_handoff_keys_share_the_run_partition_tag() -> None:
+    keys = Keys("app", partitions=8)
+    run = "0123456789abcdef"
+    p = keys.partition(run)
+    group = [keys.run_stream("planner", run), keys.run_stream("researcher", run), keys.run(run),
+             keys.pad(run, "Alice"), keys.pads(run), keys.done(run, "m"), keys.results(p),
+             keys.dead(p), keys.memory(run), keys.join(run, "g")]
+    assert {_slot_tag(k) for k in group} == {f"p{p}"}
+    assert all(k.startswith("app:") for k in group)
+
+
+def test_partitions_spread_runs() -> None:
+    keys = Keys(partitions=4)
+    assert {keys.partition(f"run-{i}") for i in range(200)} == {0, 1, 2, 3}
+    assert Keys().partition("anything") == 0
+    assert Keys(partitions=4).streams("planner") == [f"baton:{{p{i}}}:stream:planner" for i in range(4)]
+
+
+@pytest.mark.parametrize("prefix", ["", "a{b", "a b"])
+def test_bad_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        Keys(prefix)

