@@ -51,7 +51,6 @@ FROM ${BASE_IMAGE}
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    HOME=/home/baton \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
@@ -74,6 +73,7 @@ RUN pip install -q --no-cache-dir --no-deps --no-build-isolation --no-index /tmp
     && rm -rf /tmp/src
 
 USER baton
+ENV HOME=/home/baton
 WORKDIR /home/baton
 # The offline twin model is built into the image, so containers never reach the hub.
 RUN baton model build

@@ -141,6 +141,14 @@ redis_id() { ids redis | head -n1; }
 # Redis commands run inside the redis container; redis-cli takes the password from REDISCLI_AUTH.
 rcli() { docker exec "$(redis_id)" redis-cli --no-auth-warning "$@"; }
 
+# Who did the work: every scratchpad entry's meta.consumer is "<role>-<hostname>-<pid>-<suffix>".
+researcher_pads() {
+  docker exec "$(redis_id)" sh -c \
+    'for k in $(redis-cli --no-auth-warning --scan --pattern "*:pad:*"); do redis-cli --no-auth-warning hvals "$k"; done' \
+    | grep -o '"consumer": *"researcher-[^"]*"' | sed 's/.*"researcher-/researcher-/; s/"$//' || true
+}
+count_for() { grep -c -- "^researcher-$1-" <<<"$2" || true; }
+
 # ---------------------------------------------------------------- up
 t=$SECONDS
 log "up -d (redis, planner, researcher, summarizer, dashboard, seed)"
@@ -196,6 +204,7 @@ for id in "${researchers[@]}"; do host_of[$id]=$(docker inspect -f '{{.Config.Ho
 log "researcher hosts: ${host_of[*]} (healthy after $((SECONDS - t))s)"
 
 planner=$(ids planner | head -n1)
+before=$(researcher_pads)
 topics=("supervised learning" "unsupervised learning" "reinforcement learning" "transfer learning"
   "gradient descent" "overfitting" "regularization" "cross-validation" "feature scaling"
   "decision trees" "ensembles" "embeddings")
@@ -223,15 +232,13 @@ rm -rf "$tmp"
 ((failed == 0)) || die "$failed of $RUNS submissions failed"
 log "$RUNS runs done in $((SECONDS - t))s"
 
-# Who did the work: every scratchpad entry's meta.consumer is "<role>-<hostname>-<pid>-<suffix>".
-consumers=$(docker exec "$(redis_id)" sh -c \
-  'for k in $(redis-cli --no-auth-warning --scan --pattern "*:pad:*"); do redis-cli --no-auth-warning hvals "$k"; done' \
-  | grep -o '"consumer": *"researcher-[^"]*"' | sed 's/.*"researcher-/researcher-/; s/"$//' || true)
+# Each researcher container must have committed scratchpad entries during these runs.
+after=$(researcher_pads)
 missing=0
 for id in "${researchers[@]}"; do
   h=${host_of[$id]}
-  n=$(grep -c -- "^researcher-$h-" <<<"$consumers" || true)
-  log "researcher container $h committed $n scratchpad entries"
+  n=$(($(count_for "$h" "$after") - $(count_for "$h" "$before")))
+  log "researcher container $h committed $n of the $RUNS runs' research steps"
   ((n > 0)) || missing=$((missing + 1))
 done
 
@@ -241,7 +248,7 @@ log "XINFO CONSUMERS $stream researcher:"
 rcli XINFO CONSUMERS "$stream" researcher \
   | awk '$0 == "name" && NR > 1 {print ""} {printf "%s ", $0} END {print ""}' >&2 || true
 pending=$(rcli XPENDING "$stream" researcher | head -n1)
-if docker exec "$planner" baton streams >/tmp/"$PROJECT".streams 2>&1; then
+if docker exec -e COLUMNS=200 "$planner" baton streams >/tmp/"$PROJECT".streams 2>&1; then
   log "baton streams:"; cat /tmp/"$PROJECT".streams >&2
 else
   log "WARNING: 'baton streams' failed: $(tail -n 3 /tmp/"$PROJECT".streams)"
