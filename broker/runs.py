@@ -37,7 +37,7 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
     stream = keys.run_stream(task.role, task.run_id)
     ensure_group(client, stream, keys.group(task.role))
     p = keys.partition(task.run_id)
-    record = {
+    record: dict[Any, Any] = {
         "run_id": task.run_id,
         "task": task.task,
         "workflow": task.workflow,
@@ -66,7 +66,8 @@ def list_runs(client: redis.Redis, keys: Keys, limit: int = 20) -> list[str]:
     """The newest run ids, newest first."""
     scored: list[tuple[float, str]] = []
     for p in range(keys.partitions):
-        for member, score in client.zrevrange(keys.runs(p), 0, limit - 1, withscores=True):
+        rows: Any = client.zrevrange(keys.runs(p), 0, limit - 1, withscores=True)
+        for member, score in rows:
             scored.append((score, _s(member)))
     scored.sort(reverse=True)
     return [run_id for _, run_id in scored[:limit]]
@@ -115,7 +116,7 @@ def wait_for_runs(
         remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
         if remaining <= 0:
             return finished
-        reply = client.xread(cursors, block=max(1, int(remaining * 1000)))  # type: ignore[arg-type]
+        reply: Any = client.xread(cursors, block=max(1, int(remaining * 1000)))  # type: ignore[arg-type]
         for stream, items in reply or []:
             for entry_id, fields in items:
                 cursors[_s(stream)] = _s(entry_id)

@@ -66,7 +66,8 @@ class RoleStreams:
     # reading ----------------------------------------------------------------
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         """Read own pending entries (``pending=True``) or new ones, re-creating a lost group."""
-        ids = dict.fromkeys(self.streams, "0" if pending else ">")
+        ids: dict[Any, Any] = dict.fromkeys(self.streams, "0" if pending else ">")
+        reply: Any
         try:
             reply = self.client.xreadgroup(
                 self.group, self.consumer, ids, count=count, block=None if pending else block_ms
@@ -110,7 +111,7 @@ class RoleStreams:
     # leases and reclaiming ----------------------------------------------------
     def touch(self, entries: list[Entry]) -> None:
         """Reset the idle time of in-flight entries (a lease heartbeat; count unchanged)."""
-        by_stream: dict[str, list[str]] = {}
+        by_stream: dict[str, list[Any]] = {}
         for e in entries:
             by_stream.setdefault(e.stream, []).append(e.id)
         for stream, ids in by_stream.items():
@@ -139,9 +140,9 @@ class RoleStreams:
                     rows = self.client.xpending_range(
                         stream, self.group, min="-", max="+", count=count, consumername=name
                     )
-                    ids = [_s(r["message_id"]) for r in rows]
+                    ids: list[Any] = [_s(r["message_id"]) for r in rows]
                     if ids:
-                        got = self.client.xclaim(stream, self.group, self.consumer, 0, ids)
+                        got: Any = self.client.xclaim(stream, self.group, self.consumer, 0, ids)
                         claimed += len(got)
                         log.info("reclaimed %d entries from dead consumer %s", len(got), name)
                 elif int(info["idle"]) > lease_ms:
