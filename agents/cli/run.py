@@ -48,16 +48,18 @@ def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = No
 class WorkerPool:
     """Worker processes spawned for one command; stopped with SIGTERM on exit."""
 
-    def __init__(self, redis_url: str, log_path: Path, workflow: str | None = None) -> None:
+    def __init__(self, redis_url: str, log_path: Path, workflow: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.redis_url = redis_url
         self.workflow = workflow
+        self.env = env or {}
         self.log_path = log_path
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
 
     def spawn(self, role: str) -> None:
         """Start one ``baton worker ROLE`` process."""
-        env = {**os.environ, "REDIS_URL": self.redis_url}
+        env = {**os.environ, **self.env, "REDIS_URL": self.redis_url}
         cmd = [sys.executable, "-m", "agents", "worker", role]
         if self.workflow:
             cmd += ["--workflow", self.workflow]
@@ -118,6 +120,18 @@ def print_seed_report(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str
         print(f"{r.display} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
 
 
+def _resolved_model_env(s: Settings) -> dict[str, str]:
+    """Resolve the model once here (building the twin if needed, saying so in one line), so
+    the workers neither race to build it nor each probe the hub."""
+    from agents.backends import resolve_model
+    from agents.logs import setup_logging
+
+    setup_logging(level="WARNING")
+    if s.model.startswith(("http://", "https://")) or s.model == "echo":
+        return {}
+    return {"BATON_MODEL": resolve_model(s.model)}
+
+
 @app.command()
 def run(
     task: Annotated[str, typer.Argument(help="The task for the first role.")],
@@ -145,7 +159,7 @@ def run(
         if workers:
             log_dir = Path(platformdirs.user_log_dir("baton"))
             log_dir.mkdir(parents=True, exist_ok=True)
-            pool = WorkerPool(url, log_dir / "run-workers.log", workflow)
+            pool = WorkerPool(url, log_dir / "run-workers.log", workflow, _resolved_model_env(s))
             stack.callback(pool.stop)
             for role in wf.roles:
                 pool.spawn(role.role)
