@@ -19,8 +19,9 @@ set -euo pipefail
 SUITE=${BATON_DEBIAN_SUITE:-bookworm}
 MIRROR=${BATON_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${BATON_DOCKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baton/docker}
-BASE_IMAGE=${BATON_BASE_IMAGE:-baton-base:$SUITE}
-REDIS_IMAGE=${BATON_REDIS_IMAGE:-baton-redis:$SUITE}
+# Fixed names (not $BATON_BASE_IMAGE, which may name an official image to pull instead).
+BASE_IMAGE=baton-base:$SUITE
+REDIS_IMAGE=baton-redis:$SUITE
 FORCE=0
 [[ ${1:-} == --force ]] && FORCE=1
 

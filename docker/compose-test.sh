@@ -68,7 +68,7 @@ need_local=0
 for img in "$BATON_BASE_IMAGE" "$BATON_REDIS_IMAGE"; do
   if ! docker image inspect "$img" >/dev/null 2>&1; then
     case $img in
-      baton-base:* | baton-redis:*) need_local=1 ;;
+      baton-base:bookworm | baton-redis:bookworm) need_local=1 ;;
       *) log "pulling $img"; docker pull -q "$img" >/dev/null ;;
     esac
   fi
