@@ -34,5 +34,17 @@ lint: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/baton-chaos --runs 200 --workers 2
 
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+# Builds local base images (debootstrap, no registry), the baton image, brings the stack up,
+# submits a run, scales researcher to 3 and checks all three consumed work, tears down.
+compose-test:
+	docker/compose-test.sh
+
+compose-lint:
+	$(COMPOSE) -f docker-compose.yml config -q
+	for f in docker/*.sh; do bash -n "$$f" || exit 1; done
+	@if command -v shellcheck >/dev/null; then shellcheck docker/*.sh; else echo "shellcheck not installed: skipped"; fi
+
 clean:
 	rm -rf $(VENV) build *.egg-info
