@@ -27,7 +27,7 @@ def compose() -> dict[str, Any]:
 def test_compose_config_is_valid() -> None:
     if shutil.which("docker-compose"):
         cmd = ["docker-compose", "-f", "docker-compose.yml", "config", "-q"]
-    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:  # noqa: E501
         cmd = ["docker", "compose", "-f", "docker-compose.yml", "config", "-q"]
     else:
         cmd = []
@@ -54,7 +54,9 @@ def test_role_services_scale_and_stop_gracefully(compose: dict[str, Any], role: 
     command = svc["command"] if isinstance(svc["command"], list) else svc["command"].split()
     assert command[:2] == ["worker", role]
     env = svc["environment"]
-    url = env["REDIS_URL"] if isinstance(env, dict) else next(e.split("=", 1)[1] for e in env if e.startswith("REDIS_URL="))
+    if not isinstance(env, dict):
+        env = dict(e.split("=", 1) for e in env)
+    url = env["REDIS_URL"]
     assert "@redis:6379" in url  # authenticated
 
 
