@@ -39,10 +39,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_s: float = 30.0
     max_hops: int = 32
     record_ttl_s: int = 0
+    janitor_interval_s: float = 60.0
+    results_retention_s: int = 7 * 24 * 3600
     retry_backoff_s: float = 0.5
     log_format: str = "text"
     log_level: str = "INFO"
     workflow: str = ""
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -11,6 +11,7 @@ count passes ``max_deliveries``. SIGTERM stops reading, finishes the batch in fl
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -28,9 +29,13 @@ import redis
 
 from agents.agent import handoff_text, render_prompt
 from agents.backends import ModelBackend, load_backend
+from agents.guards import RunGuard
+from agents.logs import bind, context
+from agents.metrics import WorkerMetrics
 from agents.settings import Settings
 from agents.workflow import RoleSpec, Workflow
 from broker import Entry, Handoff, Keys, Outcome, RoleStreams, commit, connect, scratchpad
+from broker.janitor import Janitor
 from protocol import (
     DeadLetter,
     Error,
@@ -87,6 +92,10 @@ class Worker:
         self.failed = 0
         self.dead_lettered = 0
         self.reclaimed = 0
+        self.guard = RunGuard(self.client, self.keys, role)
+        self.janitor = Janitor(self.client, self.keys, [role], interval_s=settings.janitor_interval_s,
+                               results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
+        self.metrics = WorkerMetrics(role)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
         self._signals = 0
@@ -113,10 +122,14 @@ class Worker:
 
     def run(self) -> int:
         """Serve until stopped; return the process exit code."""
+        context(role=self.spec.role, consumer=self.consumer)
         self.load()
+        if self.settings.metrics_port:
+            self.metrics.serve(self.settings.metrics_port)
         self.streams.ensure_groups()
         self._beat()
-        beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beater = threading.Thread(target=contextvars.copy_context().run, args=(self._heartbeat_loop,),
+                                  name="heartbeat", daemon=True)
         beater.start()
         log.info("worker %s ready (role %s, agent %s)", self.consumer, self.spec.role, self.spec.agent)
         pending, next_reclaim, failures = True, 0.0, 0
@@ -125,8 +138,10 @@ class Worker:
                 if time.monotonic() >= next_reclaim:
                     claimed = self.streams.reclaim(lease_ms=self.settings.lease_ms)
                     self.reclaimed += claimed
+                    self.metrics.reclaimed(claimed)
                     pending = pending or claimed > 0
                     next_reclaim = time.monotonic() + self.settings.reclaim_interval_s
+                    self.janitor.maybe_sweep()
                 entries = self._read(pending)
                 if pending and not entries:
                     pending = False
@@ -166,6 +181,7 @@ class Worker:
         info = {
             "consumer": self.consumer, "role": self.spec.role, "host": socket.gethostname(),
             "pid": os.getpid(), "processed": self.processed, "at": time.time(),
+            "metrics_port": self.metrics.port,
         }
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
@@ -186,7 +202,8 @@ class Worker:
         with self._lock:
             self._in_flight = list(entries)
         try:
-            return self._process(entries)
+            with self.metrics.in_flight(len(entries)):
+                return self._process(entries)
         finally:
             with self._lock:
                 self._in_flight = []
@@ -194,6 +211,7 @@ class Worker:
     def _process(self, entries: list[Entry]) -> bool:
         dead: list[Handoff] = []
         work: list[_Work] = []
+        self.metrics.retried(sum(e.deliveries > 1 for e in entries))
         for entry in entries:
             reason, task = self._admit(entry)
             if reason:
@@ -203,6 +221,11 @@ class Worker:
         if dead:
             self._commit(dead)
             self.dead_lettered += len(dead)
+            self.metrics.dead_lettered(len(dead))
+        halts = self.guard.halts([(w.entry, w.task) for w in work])  # cancelled runs, passed deadlines
+        if halts:
+            self._commit(list(halts.values()))
+            work = [w for w in work if w.entry.id not in halts]
         if not work:
             return False
         memories = self._memories([w.task for w in work])
@@ -215,6 +238,7 @@ class Worker:
             generations = self.backend.generate([w.prompt for w in work], max_new_tokens=max_new)
         except Exception as exc:  # noqa: BLE001 - any model failure is retried, then dead-lettered
             self.failed += len(work)
+            self.metrics.failed(len(work))
             attempts = max(w.entry.deliveries for w in work)
             delay = self.settings.retry_backoff_s * 2 ** (attempts - 1)
             log.warning("model call failed (%s: %s); retry %d in %.1fs", type(exc).__name__, exc, attempts, delay)
@@ -227,6 +251,13 @@ class Worker:
         ]
         outcomes = self._commit(handoffs)
         self.processed += sum(o is Outcome.COMMITTED for o in outcomes)
+        for w, g, o in zip(work, generations, outcomes, strict=True):
+            if o is Outcome.COMMITTED:
+                self.metrics.processed()
+                self.metrics.step(finished - w.started, g.new_tokens)
+                with bind(run_id=w.task.run_id, msg_id=w.task.id):
+                    log.info("hop %d handed to %s: %d tokens in %.3fs", w.task.hop, self.spec.next or "results",
+                             g.new_tokens, finished - w.started)
         return False
 
     def _admit(self, entry: Entry) -> tuple[str, Task | None]:
@@ -285,7 +316,8 @@ class Worker:
         p = self.partition_of.get(entry.stream, 0)
         raw = entry.data or b""
         run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw)
-        log.warning("dead-lettering entry %s of %s: %s", entry.id, entry.stream, reason)
+        with bind(run_id=run_id or "", msg_id=msg_id or ""):
+            log.warning("dead-lettering entry %s of %s: %s", entry.id, entry.stream, reason)
         dl = DeadLetter(run_id=run_id or "", role=self.spec.role, reason=reason,
                         original=raw.decode("utf-8", "replace"), stream=entry.stream,
                         entry_id=entry.id, attempts=entry.deliveries)
@@ -304,8 +336,9 @@ class Worker:
         outcomes = commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,
                           record_ttl_s=self.settings.record_ttl_s)
         for h, o in zip(handoffs, outcomes, strict=True):
-            if o is Outcome.STALE:
-                log.warning("entry %s was reclaimed by another worker; discarded this result", h.entry.id)
-            elif o is Outcome.DUPLICATE:
-                log.info("entry %s had already been handed off; acked the redelivery", h.entry.id)
+            with bind(run_id=h.run_id or "", msg_id=h.msg_id):
+                if o is Outcome.STALE:
+                    log.warning("entry %s was reclaimed by another worker; discarded this result", h.entry.id)
+                elif o is Outcome.DUPLICATE:
+                    log.info("entry %s had already been handed off; acked the redelivery", h.entry.id)
         return outcomes

