@@ -31,6 +31,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check protocol broker agents tests bench
 	$(BIN)/mypy --strict protocol broker
 
+# Side-by-side benchmark (seed notebook, baton, Celery, ceiling); rewrites BENCHMARKS.md. Not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 chaos: $(STAMP)
 	$(BIN)/baton-chaos --runs 200 --workers 2
 

@@ -1,0 +1,168 @@
+"""``python -m bench``: every configuration side by side, interleaved repeats, then BENCHMARKS.md.
+
+One embedded ``redis-server`` (its own port and data dir, never the machine's 6379) serves baton
+and Celery alike. Each repeat runs every configuration once, in the same order; a
+configuration's workers are started and stopped inside its slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.clusters import BatonCluster, CeleryCluster, Measure
+from bench.common import ROOT, machine
+from bench.hop import measure_hops
+from bench.report import write_report
+
+__all__ = ["main"]
+
+log = logging.getLogger("bench")
+
+MODEL_CONFIGS = ("seed", "baton-b1", "baton", "baton-2x", "celery", "ceiling")
+ECHO_CONFIGS = ("baton-echo", "celery-echo")
+
+
+def _inproc(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.inproc", *argv], env=env, cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.inproc {argv[0]} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _seed(model: str, runs: int, env: dict[str, str]) -> Measure:
+    d = _inproc(["seed", "--model", model, "--runs", str(runs), "--threads", "1"], env)
+    return Measure(runs_per_s=d["runs"] / d["elapsed"], latencies=d["latencies"])
+
+
+def _ceiling(model: str, runs: int, batch: int, env: dict[str, str], procs: int) -> Measure:
+    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as sync:
+        share = [runs // procs + (i < runs % procs) for i in range(procs)]
+        offsets = [sum(share[:i]) for i in range(procs)]
+        children = [
+            subprocess.Popen([sys.executable, "-m", "bench.inproc", "ceiling", "--model", model, "--runs", str(n),
+                              "--offset", str(o), "--batch", str(batch), "--sync-dir", sync],
+                             env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            for n, o in zip(share, offsets, strict=True)
+        ]
+        while len(list(Path(sync).glob("ready-*"))) < procs:
+            if any(c.poll() not in (None, 0) for c in children):
+                raise RuntimeError("a ceiling process failed")
+            time.sleep(0.02)
+        (Path(sync) / "go").touch()
+        outs = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
+    elapsed = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+    return Measure(runs_per_s=runs / elapsed)
+
+
+def _cluster(kind: str, url: str, env: dict[str, str], log_dir: Path, runs: int, lat_runs: int,
+             per_role: int = 1) -> Measure:
+    m = Measure()
+    cluster: BatonCluster | CeleryCluster
+    if kind == "baton":
+        cluster = BatonCluster(url, env, log_dir, per_role=per_role)
+    else:
+        cluster = CeleryCluster(url, env, log_dir)
+    try:
+        cluster.start(m)
+        cluster.throughput(m, runs)
+        cluster.latency(m, lat_runs)
+    finally:
+        cluster.stop(m)
+    return m
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the repeats, write the report."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--runs", type=int, default=96, help="runs per throughput burst with the model")
+    p.add_argument("--latency-runs", type=int, default=24, help="sequential single runs with the model")
+    p.add_argument("--echo-runs", type=int, default=256, help="runs per throughput burst with BATON_MODEL=echo")
+    p.add_argument("--echo-latency-runs", type=int, default=48)
+    p.add_argument("--hops", type=int, default=1000, help="messages per hop measurement")
+    p.add_argument("--only", default="", help="comma-separated configurations to run (default: all)")
+    p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("celery", "kombu", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from agents.backends.twin import build_twin
+    from agents.settings import Settings
+    from broker import EmbeddedRedis
+
+    work = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    cache = Path(os.environ.get("BATON_CACHE_DIR") or work / "cache")
+    os.environ.update({"BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    model = str(build_twin(cache / "models" / "tiny-gpt2-twin"))
+    server = EmbeddedRedis(work / "redis").start()
+    os.environ["BENCH_CELERY_URL"] = server.url
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    base_env.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
+                     "BENCH_CELERY_URL": server.url, "TOKENIZERS_PARALLELISM": "false", "BATON_MODEL": model})
+    echo_env = {**base_env, "BATON_MODEL": "echo"}
+    defaults = Settings()
+    procs = os.cpu_count() or 1
+    only = set(filter(None, args.only.split(",")))
+    configs = [c for c in (*MODEL_CONFIGS, *ECHO_CONFIGS, "hops") if not only or c in only]
+    results: dict[str, list[Any]] = {c: [] for c in configs}
+    load_before = os.getloadavg()
+    started = time.time()
+    try:
+        for rep in range(args.repeats):
+            for cfg in configs:
+                log.info("repeat %d/%d: %s", rep + 1, args.repeats, cfg)
+                log_dir = work / f"logs-{rep}-{cfg}"
+                log_dir.mkdir(parents=True)
+                if cfg == "seed":
+                    res: Any = _seed(model, args.runs, base_env)
+                elif cfg == "ceiling":
+                    res = _ceiling(model, args.runs, defaults.batch_size, base_env, procs)
+                elif cfg == "baton-b1":
+                    res = _cluster("baton", server.url, {**base_env, "BATON_BATCH_SIZE": "1"}, log_dir,
+                                   args.runs, args.latency_runs)
+                elif cfg in ("baton", "baton-2x"):
+                    res = _cluster("baton", server.url, base_env, log_dir, args.runs, args.latency_runs,
+                                   per_role=2 if cfg == "baton-2x" else 1)
+                elif cfg == "celery":
+                    res = _cluster("celery", server.url, base_env, log_dir, args.runs, args.latency_runs)
+                elif cfg == "baton-echo":
+                    res = _cluster("baton", server.url, echo_env, log_dir, args.echo_runs, args.echo_latency_runs)
+                elif cfg == "celery-echo":
+                    res = _cluster("celery", server.url, echo_env, log_dir, args.echo_runs, args.echo_latency_runs)
+                else:
+                    res = measure_hops(server.url, args.hops)
+                results[cfg].append(res)
+    finally:
+        server.stop()
+    info = {
+        "machine": machine(),
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "args": vars(args),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "started": started,
+        "duration_s": time.time() - started,
+        "batch_size": defaults.batch_size,
+        "linger_ms": defaults.linger_ms,
+        "torch_threads": defaults.torch_threads,
+        "procs": procs,
+    }
+    write_report(Path(args.output), results, info)
+    log.info("wrote %s (%.0f s); logs in %s", args.output, info["duration_s"], work)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Worker processes of one configuration (baton or Celery) and the load the driver puts on them.
+
+A cluster is started, measured (cold start, one throughput burst, sequential single runs,
+worker RSS) and stopped inside one repeat, so every repeat pays its own start-up and sees the
+same machine state as the configurations interleaved with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.common import ROOT, rss_mib, task_text
+
+__all__ = ["BatonCluster", "CeleryCluster", "Measure"]
+
+
+@dataclass
+class Measure:
+    """What one configuration produced in one repeat."""
+
+    runs_per_s: float = float("nan")
+    latencies: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+    cold_ready_s: list[float] = field(default_factory=list)
+    cold_first_result_s: float = float("nan")
+    errors: int = 0
+
+
+class _Procs:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.spawned_at: dict[int, float] = {}
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                start_new_session=True)
+        self.spawned_at[proc.pid] = time.monotonic()
+        self.procs.append(proc)
+        return proc
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                logs = "\n".join(f.read_text()[-2000:] for f in sorted(self.log_dir.glob("*.log")))
+                raise RuntimeError(f"worker {p.args} exited with {p.returncode}:\n{logs}")
+
+    def stop(self, timeout: float = 15) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def rss(self, children: bool) -> list[float]:
+        return [rss_mib(p.pid, children=children)[1] for p in self.procs if p.poll() is None]
+
+
+class BatonCluster:
+    """``python -m agents worker ROLE`` processes, ``per_role`` for each role of the seed chain."""
+
+    def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1) -> None:
+        from broker import Keys
+
+        self.url = url
+        self.env = env
+        self.per_role = per_role
+        self.keys = Keys()
+        self.client = redis.Redis.from_url(url)
+        self.procs = _Procs(log_dir)
+        self._cursor = "0-0"
+
+    def start(self, m: Measure, timeout: float = 120) -> None:
+        """Spawn the workers, submit one run at once; record spawn->heartbeat and ->first result."""
+        from agents.workflow import SEED
+
+        self.client.flushall()
+        t0 = time.monotonic()
+        for spec in SEED.order():
+            for _ in range(self.per_role):
+                self.procs.spawn(f"baton-{spec.role}", [sys.executable, "-m", "agents", "worker", spec.role],
+                                 self.env)
+        first = self._submit(task_text(0))
+        ready: dict[int, float] = {}
+        deadline = time.monotonic() + timeout
+        want = len(self.procs.procs)
+        while len(ready) < want:
+            for key in self.client.scan_iter(match=self.keys.heartbeat_pattern(), count=100):
+                raw = self.client.get(key)
+                if raw:
+                    pid = int(json.loads(raw)["pid"])
+                    if pid in self.procs.spawned_at and pid not in ready:
+                        ready[pid] = time.monotonic() - self.procs.spawned_at[pid]
+            self.procs.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError("baton workers did not become ready")
+            time.sleep(0.01)
+        m.cold_ready_s = list(ready.values())
+        self._wait({first}, timeout)
+        m.cold_first_result_s = time.monotonic() - t0
+
+    def _submit(self, text: str) -> str:
+        from agents.workflow import SEED
+        from broker import submit
+        from protocol import Task
+
+        task = Task(run_id=os.urandom(16).hex(), role=SEED.entry, task=text, workflow=SEED.name)
+        return submit(self.client, self.keys, task)
+
+    def _wait(self, run_ids: set[str], timeout: float = 300) -> int:
+        """Read the results stream until every run in ``run_ids`` reported; return errors."""
+        from protocol import Error, decode
+
+        pending, errors = set(run_ids), 0
+        deadline = time.monotonic() + timeout
+        stream = self.keys.results(0)
+        while pending:
+            reply: Any = self.client.xread({stream: self._cursor}, block=1000, count=1000)
+            for _, items in reply or []:
+                for entry_id, fields in items:
+                    self._cursor = entry_id
+                    msg = decode(fields[b"msg"])
+                    if msg.run_id in pending:
+                        pending.discard(msg.run_id)
+                        errors += isinstance(msg, Error)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} baton runs unfinished")
+            if not reply:
+                self.procs.check_alive()
+        return errors
+
+    def throughput(self, m: Measure, runs: int) -> None:
+        """Submit ``runs`` runs at once and wait for all; runs/s over the whole burst."""
+        t0 = time.perf_counter()
+        ids = {self._submit(task_text(i)) for i in range(runs)}
+        m.errors += self._wait(ids)
+        m.runs_per_s = runs / (time.perf_counter() - t0)
+
+    def latency(self, m: Measure, runs: int) -> None:
+        """Sequential single runs: submit one, wait for its result, repeat."""
+        for i in range(runs):
+            t0 = time.perf_counter()
+            m.errors += self._wait({self._submit(task_text(i))})
+            m.latencies.append(time.perf_counter() - t0)
+
+    def stop(self, m: Measure) -> None:
+        """Record peak RSS of every worker, then SIGTERM them."""
+        m.rss_mib = self.procs.rss(children=False)
+        self.procs.stop()
+        self.client.close()
+
+
+class CeleryCluster:
+    """One ``celery worker`` per role queue, prefork pool with concurrency 1."""
+
+    def __init__(self, url: str, env: dict[str, str], log_dir: Path) -> None:
+        self.url = url
+        self.env = {**env, "BENCH_CELERY_URL": url}
+        self.client = redis.Redis.from_url(url)
+        self.procs = _Procs(log_dir)
+
+    def start(self, m: Measure, timeout: float = 120) -> None:
+        """Spawn the workers and wait for one chain's result (spawn -> first result)."""
+        os.environ["BENCH_CELERY_URL"] = self.url
+        from bench import celery_app
+
+        self.client.flushall()
+        celery_app.app.conf.broker_url = celery_app.app.conf.result_backend = self.url
+        t0 = time.monotonic()
+        for role, queue in celery_app.QUEUES.items():
+            argv = [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "-Q", queue,
+                    "-n", f"{role}@%h", "--pool", "prefork", "--concurrency", "1", "--loglevel", "WARNING",
+                    "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            self.procs.spawn(f"celery-{role}", argv, self.env)
+        result = celery_app.run_chain(task_text(0), os.urandom(16).hex())
+        result.get(timeout=timeout)
+        m.cold_first_result_s = time.monotonic() - t0
+
+    def throughput(self, m: Measure, runs: int) -> None:
+        """Start ``runs`` chains at once and wait for every result."""
+        from bench import celery_app
+
+        t0 = time.perf_counter()
+        results = [celery_app.run_chain(task_text(i), os.urandom(16).hex()) for i in range(runs)]
+        for r in results:
+            r.get(timeout=300)
+        m.runs_per_s = runs / (time.perf_counter() - t0)
+
+    def latency(self, m: Measure, runs: int) -> None:
+        """Sequential single chains."""
+        from bench import celery_app
+
+        for i in range(runs):
+            t0 = time.perf_counter()
+            celery_app.run_chain(task_text(i), os.urandom(16).hex()).get(timeout=120)
+            m.latencies.append(time.perf_counter() - t0)
+
+    def stop(self, m: Measure) -> None:
+        """Record peak RSS (main process + its pool child), then stop the workers."""
+        m.rss_mib = self.procs.rss(children=True)
+        self.procs.stop()
+        self.client.close()

@@ -1,0 +1,182 @@
+"""Turn the repeats into BENCHMARKS.md: the table, the hop prices, the ratios against the targets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.clusters import Measure
+from bench.common import percentile, spread
+
+__all__ = ["write_report"]
+
+NOTES = Path(__file__).with_name("NOTES.md")
+
+LABELS = {
+    "seed": "seed notebook, 3 Agents in one process (1 torch thread)",
+    "baton-b1": "baton, 1 worker/role, unbatched (BATON_BATCH_SIZE=1)",
+    "baton": "baton, 1 worker/role, batched (defaults)",
+    "baton-2x": "baton, 2 workers/role, batched (defaults)",
+    "celery": "Celery chain, 1 prefork worker/role (concurrency 1)",
+    "ceiling": "ceiling: in-process batched generation, no broker, 1 process/core",
+    "baton-echo": "baton, no-op model (BATON_MODEL=echo)",
+    "celery-echo": "Celery chain, no-op model (BATON_MODEL=echo)",
+}
+
+
+def _fmt(values: tuple[float, float, float], scale: float = 1.0, digits: int = 1) -> str:
+    lo, mid, hi = (v * scale for v in values)
+    if mid != mid:
+        return "–"
+    return f"**{mid:.{digits}f}** ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def _per_repeat(ms: list[Measure], fn: Callable[[Measure], float]) -> tuple[float, float, float]:
+    return spread([fn(m) for m in ms])
+
+
+def _median(ms: list[Measure], fn: Callable[[Measure], float]) -> float:
+    return _per_repeat(ms, fn)[1]
+
+
+def _p(q: float) -> Callable[[Measure], float]:
+    return lambda m: percentile(m.latencies, q)
+
+
+def _max_or_nan(values: list[float]) -> float:
+    return max(values) if values else float("nan")
+
+
+def _table(results: dict[str, list[Any]]) -> list[str]:
+    rows = [
+        "| configuration | runs/s | p50 latency, ms | p95 latency, ms | worker peak RSS, MiB | spawn→ready, s"
+        " | spawn→first result, s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for cfg, label in LABELS.items():
+        ms: list[Measure] = results.get(cfg, [])
+        if not ms:
+            continue
+        rows.append(
+            f"| {label} | {_fmt(_per_repeat(ms, lambda m: m.runs_per_s))} "
+            f"| {_fmt(_per_repeat(ms, _p(50)), 1000)} | {_fmt(_per_repeat(ms, _p(95)), 1000)} "
+            f"| {_fmt(_per_repeat(ms, lambda m: _max_or_nan(m.rss_mib)), digits=0)} "
+            f"| {_fmt(_per_repeat(ms, lambda m: _max_or_nan(m.cold_ready_s)), digits=2)} "
+            f"| {_fmt(_per_repeat(ms, lambda m: m.cold_first_result_s), digits=2)} |"
+        )
+    return rows
+
+
+def _hops(results: dict[str, list[Any]]) -> tuple[list[str], dict[str, float]]:
+    hops: list[dict[str, float]] = results.get("hops", [])
+    med: dict[str, float] = {}
+    if not hops:
+        return [], med
+    rows = ["| hop | µs per message |", "|---|---|"]
+    names = {
+        "raw": "raw redis-py: XADD → XREADGROUP → XACK",
+        "raw-same": "raw redis-py issuing baton's commands (XADD, XREADGROUP, HGETALL, EVALSHA commit)",
+        "baton": "baton's code path (publish, RoleStreams.read, Worker.process with the echo backend)",
+    }
+    for key, label in names.items():
+        vals = spread([h[key] for h in hops])
+        med[key] = vals[1]
+        rows.append(f"| {label} | {_fmt(vals, 1e6, 0)} |")
+    for cfg in ("baton-echo", "celery-echo"):
+        ms = results.get(cfg, [])
+        if ms:
+            rows.append(f"| {LABELS[cfg]}: single-run p50 / 3 hops | {_fmt(_per_repeat(ms, _p(50)), 1e6 / 3, 0)} |")
+    return rows, med
+
+
+def _ratios(results: dict[str, list[Any]], hop: dict[str, float]) -> list[str]:
+    def rate(cfg: str) -> float:
+        return _median(results.get(cfg, []), lambda m: m.runs_per_s)
+
+    def p50(cfg: str) -> float:
+        return _median(results.get(cfg, []), _p(50))
+
+    baton = results.get("baton", [])
+    rss = _max_or_nan([max(m.rss_mib) for m in baton + results.get("baton-b1", []) if m.rss_mib])
+    ready = _median(baton, lambda m: _max_or_nan(m.cold_ready_s))
+    nan = float("nan")
+    checks = [
+        ("batched baton runs/s ÷ seed runs/s", rate("baton") / rate("seed") if baton else nan, ">=", 6.0),
+        ("batched baton runs/s ÷ Celery runs/s", rate("baton") / rate("celery") if baton else nan, ">=", 4.0),
+        ("echo: baton runs/s ÷ Celery runs/s", rate("baton-echo") / rate("celery-echo"), ">=", 8.0),
+        ("echo: baton p50 ÷ Celery p50", p50("baton-echo") / p50("celery-echo"), "<=", 0.2),
+        ("baton hop ÷ raw redis-py with the same commands", hop.get("baton", nan) / hop.get("raw-same", nan),
+         "<=", 1.25),
+        ("batched baton runs/s ÷ in-process ceiling", rate("baton") / rate("ceiling") if baton else nan, ">=", 0.85),
+        ("baton (batched) single-run p50 ÷ seed p50", p50("baton") / p50("seed") if baton else nan, "<=", 1.15),
+        ("worker peak RSS, MiB (max over baton workers)", rss, "<=", 350.0),
+        ("worker spawn→ready, s (slowest worker, median of repeats)", ready, "<=", 4.0),
+    ]
+    rows = ["| target | measured (medians) | wanted | met |", "|---|---|---|---|"]
+    for name, value, op, want in checks:
+        ok = "–" if value != value else ("yes" if (value >= want if op == ">=" else value <= want) else "**no**")
+        rows.append(f"| {name} | {value:.2f} | {op} {want:g} | {ok} |")
+    b2 = rate("baton-2x")
+    if b2 == b2:
+        rows.append(f"| (info) 2 workers/role runs/s ÷ seed; ÷ Celery; ÷ ceiling | {b2 / rate('seed'):.2f}; "
+                    f"{b2 / rate('celery'):.2f}; {b2 / rate('ceiling'):.2f} | | |")
+    rows.append(f"| (info) baton hop ÷ plain XADD→XREADGROUP→XACK | {hop.get('baton', nan) / hop.get('raw', nan):.2f}"
+                " | | |")
+    return rows
+
+
+def write_report(path: Path, results: dict[str, list[Any]], info: dict[str, Any]) -> None:
+    """Write the whole report to ``path`` (regenerated from scratch every time)."""
+    m = info["machine"]
+    a = info["args"]
+    hop_rows, hop_med = _hops(results)
+    lb, la = info["load_before"], info["load_after"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info["started"]))
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`.venv/bin/python -m bench`); do not edit by hand: the next run rewrites it.",
+        "Analysis and profiles: the last section (from `bench/NOTES.md`).",
+        "",
+        f"- When: {when}, {info['duration_s'] / 60:.1f} min. Command: `{info['command']}`",
+        f"- Load average (1/5/15 min) before: {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f}; after: "
+        f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
+        + (" — **taken under contention** (other work on the machine)" if max(lb[0], la[0]) > 0.5 else ""),
+        f"- Machine: {m['nproc']} cores, {m['cpu']}, {m['ram']} RAM, Linux {m['kernel']}",
+        f"- Software: Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, redis-py "
+        f"{m['redis']}, Celery {m['celery']}, msgspec {m['msgspec']}; {m['redis-server']}",
+        f"- Model: the offline twin of sshleifer/tiny-gpt2, greedy, max_new_tokens=40; seed chain "
+        f"(planner → researcher → summarizer), the same {len(_topics())} task texts everywhere.",
+        f"- baton defaults: batch_size={info['batch_size']}, linger_ms={info['linger_ms']}, "
+        f"torch_threads={info['torch_threads']}. Ceiling: {info['procs']} processes × batches of "
+        f"{info['batch_size']}.",
+        f"- Sizes: {a['repeats']} interleaved repeats; {a['runs']} runs per throughput burst and "
+        f"{a['latency_runs']} sequential single runs with the model; {a['echo_runs']} / {a['echo_latency_runs']} "
+        f"with the echo model; {a['hops']} messages per hop measurement.",
+        "- Cells: **median** of the repeats (min–max). Latency = submit → result seen by the client, one run "
+        "at a time. RSS = VmHWM (peak) of each worker process (Celery: main + pool child).",
+        "",
+        "## Runs",
+        "",
+        *_table(results),
+        "",
+        "## Broker overhead per hop",
+        "",
+        *hop_rows,
+        "",
+        "## Targets (issue 6)",
+        "",
+        *_ratios(results, hop_med),
+        "",
+    ]
+    if NOTES.exists():
+        lines += [NOTES.read_text().rstrip(), ""]
+    path.write_text("\n".join(lines))
+
+
+def _topics() -> tuple[str, ...]:
+    from bench.common import TOPICS
+
+    return TOPICS
