@@ -1,24 +1,63 @@
-"""A backend without a model, for benchmarking the runtime around it."""
+"""A backend without a model, for benchmarking the runtime and for fault-injection tests.
+
+Two test knobs, read from the environment when the backend is created (both off by default):
+
+- ``BATON_ECHO_DELAY_S``: seconds to sleep per ``generate`` call (a slow but alive model).
+- ``BATON_FAULT_INJECTION=1``: honour fault markers in prompts, so a test can make a real worker
+  process misbehave on one chosen message without mocks:
+
+  - ``[[fault:crash]]``: the process exits at once with code 86 (``os._exit``, no cleanup), as a
+    worker killed mid-task would; a message carrying it is a poison message.
+  - ``[[fault:raise:N]]``: the first ``N`` calls of this process on that prompt raise
+    ``RuntimeError`` (a transient model error), later calls succeed.
+  - ``[[fault:sleep:S]]``: sleep ``S`` seconds before answering (one slow task).
+
+Without ``BATON_FAULT_INJECTION=1`` markers are plain text and echoed like any other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
 
-__all__ = ["ECHO_SUFFIX", "EchoBackend"]
+__all__ = ["CRASH_EXIT_CODE", "ECHO_SUFFIX", "EchoBackend"]
 
 ECHO_SUFFIX = " [echo]"
 """What :class:`EchoBackend` appends to every prompt."""
+
+CRASH_EXIT_CODE = 86
+"""Exit code of a process crashed by the ``[[fault:crash]]`` marker."""
+
+_MARKER = re.compile(r"\[\[fault:(crash|raise:(\d+)|sleep:([0-9.]+))\]\]")
 
 
 class EchoBackend:
     """Return every prompt followed by :data:`ECHO_SUFFIX`; generates no tokens.
 
-    A benchmarking aid only: it measures the broker and worker overhead without model time.
+    A benchmarking aid and a deterministic fast model for crash tests; it never stands in for
+    the real model where outputs matter.
     """
 
     name: str = "echo"
+
+    def __init__(
+        self,
+        *,
+        delay_s: float | None = None,
+        fault_injection: bool | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self.delay_s = float(env.get("BATON_ECHO_DELAY_S") or 0) if delay_s is None else delay_s
+        if fault_injection is None:
+            fault_injection = env.get("BATON_FAULT_INJECTION", "").lower() in {"1", "true", "yes"}
+        self.fault_injection = fault_injection
+        self._raised: Counter[str] = Counter()
 
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
@@ -26,7 +65,22 @@ class EchoBackend:
         """Echo each prompt with the fixed suffix; ``max_new_tokens`` is ignored."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
+        if self.fault_injection:
+            for prompt in prompts:
+                self._inject(prompt)
         return [Generation(text=p + ECHO_SUFFIX, new_tokens=0, truncated=False) for p in prompts]
 
+    def _inject(self, prompt: str) -> None:
+        for m in _MARKER.finditer(prompt):
+            if m.group(1) == "crash":
+                os._exit(CRASH_EXIT_CODE)
+            if m.group(2) is not None and self._raised[prompt] < int(m.group(2)):
+                self._raised[prompt] += 1
+                raise RuntimeError(f"injected transient model error {self._raised[prompt]}/{m.group(2)}")
+            if m.group(3) is not None:
+                time.sleep(float(m.group(3)))
+
     def __repr__(self) -> str:
-        return "EchoBackend()"
+        return f"EchoBackend(delay_s={self.delay_s}, fault_injection={self.fault_injection})"

@@ -1,0 +1,280 @@
+"""Chaos run: the three-role pipeline under SIGKILLed workers and a Redis restart, then an audit.
+
+``python -m agents.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
+``appendfsync everysec``), two worker processes per role, submits the runs, SIGKILLs a random
+worker every few seconds and starts a replacement, kills and restarts Redis once mid-run, waits
+for every run to finish, then counts: submitted, completed, lost (never finished, not
+dead-lettered), duplicated (a run with more than one result, or an agent with more than one
+scratchpad entry in a run), dead-lettered, kills and restarts. Exit code 1 if anything was lost
+or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agents.workflow import SEED
+from broker import EmbeddedRedis, Keys, connect, submit
+from protocol import DeadLetter, ProtocolError, Result, Task, decode
+
+__all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
+
+log = logging.getLogger("baton.chaos")
+
+
+@dataclass(slots=True)
+class ChaosConfig:
+    """What to run and how hard to shake it."""
+
+    runs: int = 200
+    workers: int = 2
+    model: str = "twin"
+    kill_every_s: tuple[float, float] = (2.0, 4.0)
+    restart_after_s: float = 0.5
+    redis_restart_at: float = 0.4
+    timeout_s: float = 600.0
+    seed: int | None = None
+    workdir: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChaosReport:
+    """The audit of one chaos run."""
+
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    duplicated_results: int = 0
+    duplicated_pad_entries: int = 0
+    missing_pad_entries: int = 0
+    dead_lettered: int = 0
+    kills: int = 0
+    restarts: int = 0
+    redis_restarts: int = 0
+    stale_commits_refused: int = 0
+    duplicate_commits_acked: int = 0
+    reclaim_events: int = 0
+    seconds: float = 0.0
+    model: str = ""
+    lost_runs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, nothing duplicated."""
+        return not (self.lost or self.duplicated_results or self.duplicated_pad_entries or self.missing_pad_entries)
+
+
+def _model(name: str) -> str:
+    if name == "twin":
+        from agents.backends import DEFAULT_MODEL, resolve_model
+
+        return resolve_model(DEFAULT_MODEL)
+    return name
+
+
+class _Pool:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.spawned = 0
+
+    def spawn(self, role: str) -> None:
+        self.spawned += 1
+        with open(self.log_dir / f"worker-{role}-{self.spawned}.log", "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "agents", "worker", role], env=self.env,
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs.append((role, proc))
+
+    def live(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        return [(r, p) for r, p in self.procs if p.poll() is None]
+
+    def stop(self) -> None:
+        for _, p in self.live():
+            p.send_signal(signal.SIGTERM)
+        for _, p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def run_chaos(cfg: ChaosConfig) -> ChaosReport:
+    """Run the chaos scenario described by ``cfg`` and return its audit."""
+    rng = random.Random(cfg.seed)
+    work = Path(cfg.workdir or tempfile.mkdtemp(prefix="baton-chaos-"))
+    report = ChaosReport(model=cfg.model)
+    server = EmbeddedRedis(work / "redis", appendfsync="everysec").start()
+    model = _model(cfg.model)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+           "REDIS_URL": server.url, "BATON_MODEL": model, "BATON_BLOCK_MS": "300",
+           "BATON_HEARTBEAT_INTERVAL_S": "0.5", "BATON_HEARTBEAT_TTL_S": "2", "BATON_RECLAIM_INTERVAL_S": "0.5",
+           "BATON_LEASE_MS": "15000", "BATON_RETRY_BACKOFF_S": "0.1", "BATON_MAX_DELIVERIES": "8",
+           "BATON_BATCH_SIZE": "4", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **cfg.env}
+    pool = _Pool(env, work)
+    client = connect(server.url, retries=10)
+    keys = Keys()
+    started = time.monotonic()
+    try:
+        for spec in SEED.roles:
+            for _ in range(cfg.workers):
+                pool.spawn(spec.role)
+        run_ids = [f"chaos-{i:04d}" for i in range(cfg.runs)]
+        for i, run_id in enumerate(run_ids):
+            text = f"Explain topic {i} of supervised learning."
+            submit(client, keys, Task(run_id=run_id, role=SEED.entry, task=text))
+        report.submitted = len(run_ids)
+        _shake(cfg, rng, server, pool, client, keys, run_ids, report)
+        report.seconds = time.monotonic() - started
+        _audit(client, keys, run_ids, report)
+    finally:
+        pool.stop()
+        _count_logs(work, report)
+        client.close()
+        server.stop()
+    log.info("chaos run in %s", work)
+    return report
+
+
+def _finished(client: Any, keys: Keys, run_ids: list[str]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.hget(keys.run(run_id), "status")
+    return sum(s in (b"done", b"failed", b"cancelled") for s in pipe.execute())
+
+
+def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _Pool, client: Any, keys: Keys,
+           run_ids: list[str], report: ChaosReport) -> None:
+    deadline = time.monotonic() + cfg.timeout_s
+    next_kill = time.monotonic() + rng.uniform(*cfg.kill_every_s)
+    respawn: list[tuple[float, str]] = []
+    redis_restarted = False
+    while time.monotonic() < deadline:
+        try:
+            done = _finished(client, keys, run_ids)
+        except Exception:  # noqa: BLE001 - Redis may be restarting
+            done = 0
+        if done == len(run_ids):
+            return
+        now = time.monotonic()
+        if not redis_restarted and done >= cfg.redis_restart_at * len(run_ids):
+            server.restart()
+            report.redis_restarts += 1
+            redis_restarted = True
+            log.info("restarted Redis after %d of %d runs", done, len(run_ids))
+        if now >= next_kill and pool.live():
+            role, proc = rng.choice(pool.live())
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            report.kills += 1
+            respawn.append((now + cfg.restart_after_s, role))
+            next_kill = now + rng.uniform(*cfg.kill_every_s)
+        for due, role in list(respawn):
+            if now >= due:
+                pool.spawn(role)
+                report.restarts += 1
+                respawn.remove((due, role))
+        time.sleep(0.1)
+
+
+def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> None:
+    wanted = set(run_ids)
+    results: Counter[str] = Counter()
+    for _, fields in client.xrange(keys.results()):
+        try:
+            msg = decode(fields.get(b"msg", b""))
+        except ProtocolError:
+            continue
+        if isinstance(msg, Result):
+            results[msg.run_id] += 1
+    dead_runs = set()
+    for _, fields in client.xrange(keys.dead()):
+        try:
+            dl = decode(fields.get(b"msg", b""))
+        except ProtocolError:
+            continue
+        if isinstance(dl, DeadLetter):
+            report.dead_lettered += 1
+            dead_runs.add(dl.run_id)
+    agents = [r.agent for r in SEED.roles]
+    for run_id in run_ids:
+        raw = client.hget(keys.run(run_id), "status")
+        status = raw.decode() if raw else ""
+        if status == "done":
+            report.completed += 1
+            for agent in agents:
+                n = int(client.hlen(keys.pad(run_id, agent)))
+                report.duplicated_pad_entries += max(0, n - 1)
+                report.missing_pad_entries += int(n == 0)
+        elif status == "failed":
+            report.failed += 1
+        if status != "done" and run_id not in dead_runs:
+            report.lost += 1
+            report.lost_runs.append(run_id)
+    report.duplicated_results = sum(n - 1 for run_id, n in results.items() if run_id in wanted and n > 1)
+    report.duplicated_results += sum(n for run_id, n in results.items() if run_id not in wanted)
+
+
+def _count_logs(work: Path, report: ChaosReport) -> None:
+    for path in work.glob("worker-*.log"):
+        text = path.read_text(errors="replace")
+        report.stale_commits_refused += text.count("was reclaimed by another worker")
+        report.duplicate_commits_acked += text.count("had already been handed off")
+        report.reclaim_events += text.count("entries from dead consumer") + text.count("entries idle past the")
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def cli(
+    runs: Annotated[int, typer.Option(help="Runs to submit.")] = 200,
+    workers: Annotated[int, typer.Option(help="Worker processes per role.")] = 2,
+    model: Annotated[str, typer.Option(help="'twin' (the offline tiny-gpt2) or 'echo'.")] = "twin",
+    seed: Annotated[int | None, typer.Option(help="Random seed for the kill schedule.")] = None,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Submit RUNS runs, SIGKILL workers and restart Redis meanwhile, then audit."""
+    from rich.console import Console
+    from rich.table import Table
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    report = run_chaos(ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout))
+    table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
+    for k, v in asdict(report).items():
+        if k != "lost_runs":
+            table.add_row(k, f"{v:.1f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+    if json_out:
+        json_out.write_text(json.dumps(asdict(report), indent=2))
+    if not report.ok:
+        Console(stderr=True).print(f"chaos: LOST {report.lost} {report.lost_runs[:10]} or DUPLICATED "
+                                   f"{report.duplicated_results + report.duplicated_pad_entries}")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of ``python -m agents.chaos``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

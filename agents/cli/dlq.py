@@ -1,0 +1,128 @@
+"""Operating the queue safely: ``baton dlq list|show|replay|purge``, ``baton cancel``, ``baton janitor``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.table import Table
+
+from agents.cli.common import CliError, app, connect_checked, out, settings
+from agents.guards import cancel_run
+from broker.dlq import DeadEntry, ReplayError, find_dead, list_dead, purge_dead, replay_dead
+from broker.janitor import Janitor
+
+__all__ = ["cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
+
+dlq_app = typer.Typer(help="Dead letters: messages that could not be handled, with their reason.",
+                      no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _row(d: DeadEntry) -> dict[str, object]:
+    return {"id": d.id, **msgspec.to_builtins(d.letter)}
+
+
+@dlq_app.command("list")
+def dlq_list(
+    role: Annotated[str | None, typer.Option(help="Only dead letters of this role.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (0: all).")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List dead letters, oldest first: id, role, run, attempts, reason."""
+    client, keys = connect_checked(settings())
+    dead = list_dead(client, keys, role=role, limit=limit)
+    if as_json:
+        out.print_json(json.dumps([_row(d) for d in dead]))
+        return
+    if not dead:
+        out.print("no dead letters")
+        return
+    table = Table("id", "role", "run", "attempts", "reason")
+    for d in dead:
+        table.add_row(d.id, d.letter.role, d.letter.run_id or "-", str(d.letter.attempts), d.letter.reason)
+    out.print(table)
+
+
+
+
+@dlq_app.command("show")
+def dlq_show(entry_id: Annotated[str, typer.Argument(help="The dead letter's id (from baton dlq list).")]) -> None:
+    """Print one dead letter in full, original message included, as JSON."""
+    client, keys = connect_checked(settings())
+    d = find_dead(client, keys, entry_id)
+    if d is None:
+        raise CliError(f"no dead letter {entry_id!r} (see baton dlq list)")
+    out.print_json(json.dumps(_row(d)))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    entry_ids: Annotated[list[str] | None, typer.Argument(help="Dead letter ids to replay.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter (of --role).")] = False,
+    role: Annotated[str | None, typer.Option(help="With --all: only this role's.")] = None,
+) -> None:
+    """Re-publish dead letters' original messages on the streams they came from."""
+    client, keys = connect_checked(settings())
+    if all_ == bool(entry_ids):
+        raise CliError("give dead letter ids or --all (not both)", 2)
+    if all_:
+        targets = list_dead(client, keys, role=role, limit=0)
+    else:
+        targets = []
+        for eid in entry_ids or []:
+            d = find_dead(client, keys, eid)
+            if d is None:
+                raise CliError(f"no dead letter {eid!r} (see baton dlq list)")
+            targets.append(d)
+    for d in targets:
+        try:
+            new_id = replay_dead(client, keys, d)
+        except ReplayError as exc:
+            raise CliError(str(exc)) from None
+        out.print(f"replayed {d.id} -> {d.letter.stream} {new_id}")
+    if not targets:
+        out.print("nothing to replay")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    entry_ids: Annotated[list[str] | None, typer.Argument(help="Dead letter ids to delete.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Delete every dead letter.")] = False,
+) -> None:
+    """Delete dead letters for good."""
+    if all_ == bool(entry_ids):
+        raise CliError("give dead letter ids or --all (not both)", 2)
+    client, keys = connect_checked(settings())
+    n = purge_dead(client, keys, None if all_ else entry_ids)
+    out.print(f"purged {n} dead letter{'s' if n != 1 else ''}")
+
+
+@app.command()
+def cancel(run_id: Annotated[str, typer.Argument(help="The run to cancel.")]) -> None:
+    """Cancel a run: workers stop it at its next hop without calling the model."""
+    client, keys = connect_checked(settings())
+    before = cancel_run(client, keys, run_id)
+    if before is None:
+        raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
+    if before in {"done", "failed", "cancelled"}:
+        raise CliError(f"run {run_id} already finished ({before}); nothing to cancel")
+    out.print(f"cancelled {run_id} (was {before})")
+
+
+@app.command()
+def janitor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Trim acknowledged history of every task stream (MINID, never below what is pending) and old results."""
+    s = settings()
+    client, keys = connect_checked(s)
+    report = Janitor(client, keys, results_retention_s=s.results_retention_s, record_ttl_s=s.record_ttl_s).sweep()
+    if as_json:
+        out.print_json(json.dumps(asdict(report)))
+        return
+    for stream, n in sorted(report.trimmed.items()):
+        out.print(f"trimmed {n} acknowledged entries from {stream}")
+    out.print(f"{report.results_trimmed} old results trimmed, {report.runs_forgotten} expired runs and "
+              f"{report.cancelled_forgotten} cancellations forgotten")

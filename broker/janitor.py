@@ -1,0 +1,162 @@
+"""Bounded growth: trim acknowledged history, expire old results and forget expired runs.
+
+Task streams are never trimmed by length (a blind ``MAXLEN`` deletes entries that are still
+pending). They are trimmed with ``XTRIM MINID`` below a floor that no consumer group still
+needs: the smallest of every group's oldest pending entry and last-delivered id. Everything
+below the floor was delivered and acknowledged by every group.
+
+Trimming is safe to run concurrently from many processes: a group's floor only moves up (acks
+shrink the pending list from anywhere, new deliveries are always above the last-delivered id),
+so a floor computed a moment ago is still a lower bound when ``XTRIM`` runs. A stream with no
+group is left alone (nobody has read it yet).
+
+Other state: run records, scratchpads and their index expire by TTL (``record_ttl_s``, set by
+the commit script); the results stream keeps ``results_retention_s`` of history; the runs index
+and the cancelled-runs set drop runs whose record no longer exists. Dead letters are kept until
+``baton dlq purge``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from broker.keys import Keys
+from broker.streams import entry_id_key
+
+__all__ = ["Janitor", "SweepReport", "trim_floor", "trim_stream"]
+
+log = logging.getLogger("baton.janitor")
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def trim_floor(client: redis.Redis, stream: str) -> str | None:
+    """The id below which ``stream`` holds only acknowledged history, or None if unknown."""
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except redis.ResponseError:
+        return None  # no such stream
+    if not groups:
+        return None
+    floors: list[str] = []
+    for g in groups:
+        floors.append(_s(g["last-delivered-id"]))
+        if int(g["pending"]) > 0:
+            summary: Any = client.xpending(stream, _s(g["name"]))
+            if summary["pending"] and summary["min"] is not None:
+                floors.append(_s(summary["min"]))
+    floor = min(floors, key=entry_id_key)
+    return None if entry_id_key(floor) == (0, 0) else floor
+
+
+def trim_stream(client: redis.Redis, stream: str) -> int:
+    """Trim acknowledged history of one task stream by MINID; return how many entries went."""
+    floor = trim_floor(client, stream)
+    if floor is None:
+        return 0
+    removed: Any = client.xtrim(stream, minid=floor, approximate=False)
+    return int(removed)
+
+
+@dataclass(slots=True)
+class SweepReport:
+    """What one sweep removed."""
+
+    trimmed: dict[str, int] = field(default_factory=dict)
+    results_trimmed: int = 0
+    runs_forgotten: int = 0
+    cancelled_forgotten: int = 0
+
+    @property
+    def total(self) -> int:
+        """Everything removed, summed."""
+        return sum(self.trimmed.values()) + self.results_trimmed + self.runs_forgotten + self.cancelled_forgotten
+
+
+class Janitor:
+    """Periodic clean-up of a deployment's streams and indexes.
+
+    ``roles`` limits stream trimming to those roles' task streams (a worker sweeps its own, so a
+    least-privilege ACL user suffices); ``None`` sweeps every task stream under the prefix.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        roles: Sequence[str] | None = None,
+        *,
+        interval_s: float = 60.0,
+        results_retention_s: int = 7 * 24 * 3600,
+        record_ttl_s: int = 0,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.roles = list(roles) if roles is not None else None
+        self.interval_s = interval_s
+        self.results_retention_s = results_retention_s
+        self.record_ttl_s = record_ttl_s
+        # a random first delay spreads the sweeps of workers started together
+        self._next = time.monotonic() + random.uniform(0.1, 1.0) * interval_s
+
+    def task_streams(self) -> list[str]:
+        """The task streams this janitor trims."""
+        if self.roles is not None:
+            return [s for role in self.roles for s in self.keys.streams(role)]
+        pattern = f"{self.keys.prefix}:*:stream:*"
+        return sorted(_s(k) for k in self.client.scan_iter(match=pattern, count=1000, _type="stream"))
+
+    def maybe_sweep(self) -> SweepReport | None:
+        """Sweep if the interval has passed (0 or less disables it); never raises Redis errors."""
+        if self.interval_s <= 0 or time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self.interval_s
+        try:
+            return self.sweep()
+        except redis.ResponseError as exc:
+            log.warning("janitor sweep failed: %s", exc)
+            return None
+
+    def sweep(self, *, now: float | None = None) -> SweepReport:
+        """Trim every task stream, old results, and index entries of expired runs."""
+        now = time.time() if now is None else now
+        report = SweepReport()
+        for stream in self.task_streams():
+            n = trim_stream(self.client, stream)
+            if n:
+                report.trimmed[stream] = n
+        if self.results_retention_s > 0:
+            min_id = f"{int((now - self.results_retention_s) * 1000)}-0"
+            for p in range(self.keys.partitions):
+                report.results_trimmed += int(self.client.xtrim(self.keys.results(p), minid=min_id,
+                                                                approximate=False))
+        if self.record_ttl_s > 0:
+            for p in range(self.keys.partitions):
+                report.runs_forgotten += int(self.client.zremrangebyscore(
+                    self.keys.runs(p), "-inf", now - self.record_ttl_s))
+        report.cancelled_forgotten = self._forget_cancelled()
+        if report.total:
+            log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations",
+                     report.trimmed or "nothing", report.results_trimmed, report.runs_forgotten,
+                     report.cancelled_forgotten)
+        return report
+
+    def _forget_cancelled(self) -> int:
+        key = self.keys.cancelled()
+        gone: list[str] = []
+        for member in self.client.sscan_iter(key, count=500):
+            run_id = _s(member)
+            if not self.client.exists(self.keys.run(run_id)):
+                gone.append(run_id)
+        if gone:
+            self.client.srem(key, *gone)
+        return len(gone)
