@@ -16,7 +16,8 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer with click as a dependency
     from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
-from agents.cli import dlq as _dlq  # noqa: E402,F401  (registers commands)
+from agents.cli import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
+from agents.cli import dlq as _dlq  # noqa: E402,F401
 from agents.cli import inspect as _inspect  # noqa: E402,F401
 from agents.cli import monitor as _monitor  # noqa: E402,F401
 from agents.cli import run as _run  # noqa: E402,F401

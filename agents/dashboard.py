@@ -1,0 +1,188 @@
+"""The web dashboard: a FastAPI app with server-sent events and one static HTML page.
+
+A sampler thread takes a monitor ``Snapshot`` every ``interval`` seconds and keeps the last
+``history_s`` seconds of per-role throughput. ``/api/events`` streams each new snapshot as a
+server-sent event; the page (``static/dashboard.html``: vanilla JS and inline SVG, no build step)
+draws the stream table, the throughput chart, the runs, a run's trace as a sequence diagram of
+agents and messages, its scratchpads and the dead letters, and submits tasks with
+``POST /api/runs``. ``/metrics`` exports per-role lag and pending for autoscalers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import msgspec
+import redis
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
+
+from agents.metrics import SnapshotCollector
+from agents.monitor import Monitor, Snapshot, dead_letter_views
+from agents.settings import Settings
+from agents.trace import RunNotFound, build_trace
+from agents.workflow import Workflow
+from broker import Keys, agents_in_run, connect, list_runs, scratchpad, submit
+from broker.stats import dead_letters, run_records
+from protocol import Task, new_id
+
+__all__ = ["Sampler", "SubmitRequest", "create_app"]
+
+log = logging.getLogger("baton.dashboard")
+
+
+class SubmitRequest(BaseModel):
+    """The body of ``POST /api/runs``."""
+
+    task: str = Field(max_length=100_000)
+
+
+class Sampler:
+    """Samples the monitor in a background thread; keeps the newest snapshot and a history."""
+
+    def __init__(self, monitor: Monitor, *, interval: float = 1.0, history_s: float = 600.0) -> None:
+        self.monitor = monitor
+        self.interval = interval
+        self.history: deque[dict[str, Any]] = deque(maxlen=max(2, int(history_s / interval)))
+        self.latest: Snapshot | None = None
+        self.seq = 0
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dashboard-sampler", daemon=True)
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def sample_once(self) -> Snapshot:
+        """Take one sample now and record it."""
+        snap = self.monitor.sample()
+        self.history.append({"at": snap.at, "roles": {f.role: f.throughput for f in snap.roles}})
+        self.latest = snap
+        self.seq += 1
+        self.error = ""
+        return snap
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sample_once()
+            except redis.RedisError as exc:
+                self.error = f"Redis: {exc}"
+                log.warning("sampling failed: %s", exc)
+            self._stop.wait(self.interval)
+
+
+def _page() -> str:
+    return resources.files("agents").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+
+def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0, history_s: float = 600.0,
+               client: redis.Redis | None = None) -> FastAPI:
+    """The dashboard app for the deployment described by ``settings``."""
+    client = client or connect(settings.redis_url)
+    keys = Keys(settings.prefix, settings.partitions)
+    sampler = Sampler(Monitor(client, keys, [r.role for r in workflow.roles]), interval=interval,
+                      history_s=history_s)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: sampler.latest))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sampler.start()
+        yield
+        sampler.stop()
+
+    app = FastAPI(title="baton dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.sampler = sampler
+    page = _page()
+
+    def snapshot_doc() -> dict[str, Any]:
+        snap = sampler.latest or sampler.sample_once()
+        return {"snapshot": snap.to_builtins(), "error": sampler.error}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        client.ping()
+        return {"ok": True, "sampled": sampler.seq}
+
+    @app.get("/api/snapshot")
+    def api_snapshot() -> dict[str, Any]:
+        return {**snapshot_doc(), "history": list(sampler.history)}
+
+    @app.get("/api/events")
+    async def api_events(request: Request) -> StreamingResponse:
+        async def events() -> AsyncIterator[str]:
+            first = await asyncio.to_thread(api_snapshot)
+            yield f"event: hello\ndata: {json.dumps(first)}\n\n"
+            seen, ticks = sampler.seq, 0
+            while not await request.is_disconnected():
+                ticks += 1
+                if sampler.seq != seen and sampler.latest is not None:
+                    seen = sampler.seq
+                    doc = {"snapshot": sampler.latest.to_builtins(), "error": sampler.error,
+                           "point": sampler.history[-1] if sampler.history else None}
+                    yield f"event: snapshot\ndata: {json.dumps(doc)}\n\n"
+                elif ticks % 60 == 0:
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/api/runs")
+    def api_runs(limit: int = 30) -> list[dict[str, str]]:
+        ids = list_runs(client, keys, max(1, min(limit, 500)))
+        return [{"run_id": run_id, **rec} for run_id, rec in zip(ids, run_records(client, keys, ids), strict=True)]
+
+    @app.post("/api/runs", status_code=201)
+    def api_submit(body: SubmitRequest) -> dict[str, str]:
+        text = body.task.strip()
+        if not text:
+            raise HTTPException(422, "the task is empty")
+        task = Task(run_id=new_id(), role=workflow.entry, task=text, workflow=workflow.name,
+                    max_hops=settings.max_hops)
+        run_id = submit(client, keys, task, record_ttl_s=settings.record_ttl_s)
+        log.info("submitted run %s from the dashboard", run_id)
+        return {"run_id": run_id}
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(run_id: str) -> dict[str, Any]:
+        try:
+            tr = build_trace(client, keys, run_id)
+        except RunNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        pads = {a: scratchpad(client, keys, run_id, a) for a in agents_in_run(client, keys, run_id)}
+        return {"trace": tr.to_builtins(), "scratchpads": pads}
+
+    @app.get("/api/dead")
+    def api_dead(limit: int = 50) -> dict[str, Any]:
+        total, rows = dead_letters(client, keys, max(1, min(limit, 1000)))
+        return {"total": total, "entries": msgspec.to_builtins(dead_letter_views(rows))}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        if sampler.latest is None:
+            sampler.sample_once()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
