@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -34,7 +35,7 @@ from agents.logs import bind, context
 from agents.metrics import WorkerMetrics
 from agents.settings import Settings
 from agents.workflow import RoleSpec, Workflow
-from broker import Entry, Handoff, Keys, Outcome, RoleStreams, commit, connect, scratchpad
+from broker import Entry, Handoff, Keys, Outcome, RoleStreams, commit, connect, scratchpads
 from broker.janitor import Janitor
 from protocol import (
     DeadLetter,
@@ -51,6 +52,12 @@ from protocol import (
 __all__ = ["Worker", "consumer_name"]
 
 log = logging.getLogger("baton.worker")
+
+
+def _torch_threads() -> int | None:
+    """Intra-op threads of this process's torch, or None when torch is not loaded (echo model)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def consumer_name(role: str) -> str:
@@ -99,6 +106,7 @@ class Worker:
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
         self._signals = 0
+        self._last_read = 0  # entries the previous read returned (lingering is for busy workers)
 
     # lifecycle ----------------------------------------------------------------
     def load(self) -> None:
@@ -169,9 +177,12 @@ class Worker:
         )
 
     def _read(self, pending: bool) -> list[Entry]:
+        """Up to ``batch_size`` entries. A short read lingers for more only while work is flowing
+        (the previous read brought more than one entry): a lone task on an idle worker is not held."""
         size = self.settings.batch_size
         entries = self.streams.read(pending=pending, count=size, block_ms=self.settings.block_ms)
-        if not pending and 0 < len(entries) < size and self.settings.linger_ms > 0:
+        flowing, self._last_read = self._last_read > 1, len(entries)
+        if not pending and flowing and 0 < len(entries) < size and self.settings.linger_ms > 0:
             time.sleep(self.settings.linger_ms / 1000)
             entries += self.streams.read(pending=False, count=size - len(entries), block_ms=None)
         return entries
@@ -181,7 +192,7 @@ class Worker:
         info = {
             "consumer": self.consumer, "role": self.spec.role, "host": socket.gethostname(),
             "pid": os.getpid(), "processed": self.processed, "at": time.time(),
-            "metrics_port": self.metrics.port,
+            "metrics_port": self.metrics.port, "torch_threads": _torch_threads(),
         }
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
@@ -287,7 +298,7 @@ class Worker:
     def _memories(self, tasks: list[Task]) -> list[list[dict[str, Any]]]:
         if self.spec.memory != "run":
             return [[] for _ in tasks]
-        return [scratchpad(self.client, self.keys, t.run_id, self.spec.agent) for t in tasks]
+        return scratchpads(self.client, self.keys, [(t.run_id, self.spec.agent) for t in tasks])
 
     def _handoff(self, w: _Work, output: str, tokens: int, truncated: bool, finished: float) -> Handoff:
         task, entry = w.task, w.entry

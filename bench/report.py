@@ -77,7 +77,7 @@ def _hops(results: dict[str, list[Any]]) -> tuple[list[str], dict[str, float]]:
     rows = ["| hop | µs per message |", "|---|---|"]
     names = {
         "raw": "raw redis-py: XADD → XREADGROUP → XACK",
-        "raw-same": "raw redis-py issuing baton's commands (XADD, XREADGROUP, HGETALL, EVALSHA commit)",
+        "raw-same": "raw redis-py issuing baton's commands (XADD, XREADGROUP, SMISMEMBER, HGETALL, EVALSHA commit)",
         "baton": "baton's code path (publish, RoleStreams.read, Worker.process with the echo backend)",
     }
     for key, label in names.items():

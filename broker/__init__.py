@@ -14,6 +14,7 @@ from broker.runs import (
     latest_run,
     list_runs,
     scratchpad,
+    scratchpads,
     submit,
     wait_for_runs,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "list_runs",
     "ping",
     "scratchpad",
+    "scratchpads",
     "submit",
     "wait_for_runs",
 ]

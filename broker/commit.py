@@ -8,11 +8,15 @@ consumer, so a worker whose entry was reclaimed cannot commit a second copy.
 from __future__ import annotations
 
 import enum
+import hashlib
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from broker.keys import Keys
 from broker.streams import Entry
@@ -53,14 +57,26 @@ class Handoff:
 
 
 class _Committer:
-    def __init__(self) -> None:
-        self._scripts: dict[int, object] = {}
+    """The commit script's SHA1, loaded once per server; EVALSHA without redis-py's Script.
 
-    def script(self, client: redis.Redis) -> object:
-        key = id(client)
-        if key not in self._scripts:
-            self._scripts[key] = client.register_script(_LUA)
-        return self._scripts[key]
+    redis-py's ``Script`` objects make every pipeline ``execute()`` send a ``SCRIPT EXISTS``
+    first: one extra round trip per batch. Here the script is loaded once per client, and a
+    ``NOSCRIPT`` reply (the server restarted or flushed its scripts) loads it again and
+    retries the failed calls only.
+    """
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha1(_LUA.encode()).hexdigest()
+        self._loaded: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+
+    def ensure_loaded(self, client: redis.Redis) -> None:
+        if client not in self._loaded:
+            client.script_load(_LUA)
+            self._loaded.add(client)
+
+    def reload(self, client: redis.Redis) -> None:
+        client.script_load(_LUA)
+        self._loaded.add(client)
 
 
 _committer = _Committer()
@@ -76,31 +92,52 @@ def commit(
     record_ttl_s: int = 0,
 ) -> list[Outcome]:
     """Commit several handoffs in one pipelined round trip; return each one's outcome."""
-    script = _committer.script(client)
+    _committer.ensure_loaded(client)
+    calls = [_call(keys, group, consumer, h, record_ttl_s) for h in handoffs]
+    results = _run(client, calls)
+    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if missing:
+        _committer.reload(client)
+        for i, r in zip(missing, _run(client, [calls[i] for i in missing]), strict=True):
+            results[i] = r
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return [Outcome(int(r)) for r in results]
+
+
+def _run(client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | int]]]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
-    for h in handoffs:
-        if h.run_id:
-            run_key = keys.run(h.run_id)
-            done_key = keys.done(h.run_id, h.msg_id)
-        else:
-            run_key = keys.placeholder(h.partition)
-            done_key = f"{keys.tag(h.partition)}:done:{h.msg_id}"
-        if h.pad and h.run_id:
-            agent, pad_field, pad_value = h.pad
-            pad_key, index_key = keys.pad(h.run_id, agent), keys.pads(h.run_id)
-        else:
-            agent, pad_field, pad_value = "", "", b""
-            pad_key = index_key = keys.placeholder(h.partition)
-        pairs: list[str | bytes | float | int] = []
-        if h.run_id:
-            for k, v in h.record.items():
-                pairs += [k, v]
-        args: list[str | bytes | float | int] = [
-            group, consumer, h.entry.id, DONE_TTL_S,
-            pad_field, pad_value, agent, h.entry.id.split("-")[0],
-            record_ttl_s, len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs),
-        ]
-        script_keys = [h.entry.stream, done_key, run_key, pad_key, index_key]
-        script_keys += [stream for stream, _ in h.outputs]
-        script(keys=script_keys, args=args, client=pipe)  # type: ignore[operator]
-    return [Outcome(int(r)) for r in pipe.execute()]
+    for numkeys, args in calls:
+        pipe.evalsha(_committer.sha, numkeys, *args)
+    return list(pipe.execute(raise_on_error=False))
+
+
+def _call(
+    keys: Keys, group: str, consumer: str, h: Handoff, record_ttl_s: int
+) -> tuple[int, list[str | bytes | float | int]]:
+    """``(numkeys, [keys..., args...])`` of one handoff's EVALSHA."""
+    if h.run_id:
+        run_key = keys.run(h.run_id)
+        done_key = keys.done(h.run_id, h.msg_id)
+    else:
+        run_key = keys.placeholder(h.partition)
+        done_key = f"{keys.tag(h.partition)}:done:{h.msg_id}"
+    if h.pad and h.run_id:
+        agent, pad_field, pad_value = h.pad
+        pad_key, index_key = keys.pad(h.run_id, agent), keys.pads(h.run_id)
+    else:
+        agent, pad_field, pad_value = "", "", b""
+        pad_key = index_key = keys.placeholder(h.partition)
+    pairs: list[str | bytes | float | int] = []
+    if h.run_id:
+        for k, v in h.record.items():
+            pairs += [k, v]
+    script_keys: list[str | bytes | float | int] = [h.entry.stream, done_key, run_key, pad_key, index_key]
+    script_keys += [stream for stream, _ in h.outputs]
+    return len(script_keys), [
+        *script_keys,
+        group, consumer, h.entry.id, DONE_TTL_S,
+        pad_field, pad_value, agent, h.entry.id.split("-")[0],
+        record_ttl_s, len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs),
+    ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -20,6 +21,7 @@ __all__ = [
     "latest_run",
     "list_runs",
     "scratchpad",
+    "scratchpads",
     "submit",
     "wait_for_runs",
 ]
@@ -35,7 +37,7 @@ RunView = dict[str, str]
 def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:
     """Create the run record and publish the first task; return the run id."""
     stream = keys.run_stream(task.role, task.run_id)
-    ensure_group(client, stream, keys.group(task.role))
+    _ensure_group_once(client, stream, keys.group(task.role))
     p = keys.partition(task.run_id)
     record: dict[Any, Any] = {
         "run_id": task.run_id,
@@ -54,6 +56,22 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
     pipe.xadd(stream, {"msg": encode(task)})
     pipe.execute()
     return task.run_id
+
+
+_groups_made: weakref.WeakKeyDictionary[redis.Redis, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
+    """``ensure_group`` on the first submit to ``stream`` through ``client``; a no-op later.
+
+    Saves a round trip (and a BUSYGROUP error reply) per submit. Should the group vanish later
+    (a Redis restart without persistence), workers re-create it from id 0 on their next read,
+    so entries published in between are still delivered.
+    """
+    made = _groups_made.setdefault(client, set())
+    if (stream, group) not in made:
+        ensure_group(client, stream, group)
+        made.add((stream, group))
 
 
 def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:
@@ -86,7 +104,33 @@ def agents_in_run(client: redis.Redis, keys: Keys, run_id: str) -> list[str]:
 
 def scratchpad(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[dict[str, Any]]:
     """An agent's scratchpad entries in one run, oldest first."""
-    raw = client.hgetall(keys.pad(run_id, agent))
+    return _pad_entries(client.hgetall(keys.pad(run_id, agent)))
+
+
+def scratchpads(
+    client: redis.Redis, keys: Keys, pads: Sequence[tuple[str, str]]
+) -> list[list[dict[str, Any]]]:
+    """The scratchpads of several ``(run_id, agent)`` pairs in one pipelined round trip.
+
+    Each result is what :func:`scratchpad` returns for that pair; a pair asked for twice is
+    read once.
+    """
+    if not pads:
+        return []
+    unique = list(dict.fromkeys(pads))
+    pipe = client.pipeline(transaction=False)
+    for run_id, agent in unique:
+        pipe.hgetall(keys.pad(run_id, agent))
+    found = dict(zip(unique, pipe.execute(), strict=True))
+    if len(unique) == len(pads):
+        return [_pad_entries(found[p]) for p in pads]
+    parsed = {p: _pad_entries(raw) for p, raw in found.items()}
+    return [list(parsed[p]) for p in pads]
+
+
+def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
+    if not raw:
+        return []
     ordered = sorted(raw.items(), key=lambda kv: entry_id_key(_s(kv[0])))
     entries: list[dict[str, Any]] = [json.loads(v) for _, v in ordered]
     return entries
