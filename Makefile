@@ -8,7 +8,7 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck chaos bench compose-test compose-lint model clean
+.PHONY: demo test browser-deps lint typecheck chaos bench compose-test compose-lint model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -24,8 +24,15 @@ model: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/baton run "$(TASK)"
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/pytest -q
+
+# The dashboard's browser test drives Debian's chromium; install it when missing and we are root.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
+	  echo "installing chromium for the dashboard's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "could not install chromium: the browser test will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol broker agents tests bench

@@ -1,0 +1,120 @@
+"""``baton dashboard``: its HTTP API on a real Redis, and the page in headless Chromium with real workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from agents.dashboard import create_app
+from agents.settings import Settings
+from agents.workflow import SEED
+from broker import Keys, free_port
+from tests.conftest import ROOT, Workers
+from tests.e2e.helpers import SEED_TASK
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: redis.Redis, keys: Keys) -> None:
+    app = create_app(Settings(redis_url=redis_url), SEED, interval=0.2)
+    with TestClient(app) as http:
+        assert "<svg" in http.get("/").text
+        assert http.post("/api/runs", json={"task": "   "}).status_code == 422
+        created = http.post("/api/runs", json={"task": SEED_TASK})
+        assert created.status_code == 201
+        run_id = created.json()["run_id"]
+        assert client.xlen(keys.stream("planner")) == 1
+        runs = http.get("/api/runs").json()
+        assert [(r["run_id"], r["status"], r["task"]) for r in runs] == [(run_id, "queued", SEED_TASK)]
+        tr = http.get(f"/api/runs/{run_id}").json()["trace"]
+        assert tr["status"] == "queued" and tr["hops"] == []
+        assert [(w["role"], w["sender"], w["task"]) for w in tr["waiting"]] == [("planner", "submit", SEED_TASK)]
+        assert http.get("/api/runs/nope").status_code == 404
+        time.sleep(0.5)  # let the sampler see the new entry
+        samples = {(f.name, tuple(s.labels.values())): s.value
+                   for f in text_string_to_metric_families(http.get("/metrics").text) for s in f.samples}
+        assert samples[("baton_stream_lag", ("planner",))] == 1
+        assert samples[("baton_stream_pending", ("planner",))] == 0
+        assert samples[("baton_stream_length", ("planner",))] == 1
+        assert samples[("baton_runs", ("queued",))] == 1
+        snap = http.get("/api/snapshot").json()
+        assert snap["history"] and snap["snapshot"]["runs_in_flight"] == 1
+        assert http.get("/api/dead").json() == {"total": 0, "entries": []}
+
+
+@pytest.fixture
+def dashboard_url(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A ``baton dashboard`` subprocess on a free port."""
+    port = free_port()
+    log = open(tmp_path / "dashboard.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "agents", "dashboard", "--port", str(port)], env=worker_env,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
+            assert time.monotonic() < deadline, "dashboard did not start"
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it as root)")
+def test_dashboard_in_chromium_submits_a_task_and_draws_its_trace(
+    client: redis.Redis, workers: Workers, dashboard_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    for role in ("planner", "researcher", "summarizer"):
+        workers.spawn(role)
+    workers.wait_ready(client, 3, timeout=120)
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(dashboard_url)
+        page.wait_for_selector("#conn.live", timeout=30_000)
+        page.wait_for_selector("#streams tbody tr[data-role='summarizer']", timeout=30_000)
+        page.fill("#task-input", SEED_TASK)
+        page.click("#submit-btn")
+        page.wait_for_selector("#run-status.done", timeout=120_000)
+        page.wait_for_selector("#runs tr[data-run-id] .badge.done", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('#chart polyline').length === 3", timeout=30_000)
+        run_id = page.text_content("#run-title")
+        assert run_id and client.hget(Keys().run(run_id), "status") == b"done"
+        agents = page.eval_on_selector_all("#trace-svg g.agent", "els => els.map(e => e.dataset.role)")
+        assert agents == ["submit", "planner", "researcher", "summarizer", "result"]
+        arrows = page.eval_on_selector_all("#trace-svg g.msg text", "els => els.map(e => e.textContent)")
+        assert [a for a in arrows if a.startswith("hop ")][0] == f"hop 0: {SEED_TASK}"
+        assert len(page.query_selector_all("#trace-svg g.msg")) == 4  # three hops and the result
+        assert len(page.query_selector_all("#pads .scratchpad")) == 3
+        live = page.text_content("#streams tbody tr[data-role='planner'] td:last-child") or ""
+        assert live.startswith("1/1 live")
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("BATON_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "docs" / "dashboard.png")
