@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agents.monitor import Snapshot
+from agents.settings import SettingsError
 
 __all__ = ["PORT_SPAN", "SnapshotCollector", "WorkerMetrics"]
 
@@ -57,9 +58,14 @@ class WorkerMetrics:
             metric.labels(role)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - scraped from other hosts
-        """Serve ``/metrics`` on ``port`` or the next free port above it; return the port bound."""
+        """Serve ``/metrics`` on ``port`` or the next free port above it; return the port bound.
+
+        ``SettingsError`` when none of the ``PORT_SPAN`` ports can be bound.
+        """
+        if not 0 < port < 65536:
+            raise SettingsError(f"bad value for BATON_METRICS_PORT: {port} is not a TCP port (1-65535, 0 = off)")
         last: OSError | None = None
-        for candidate in range(port, port + PORT_SPAN):
+        for candidate in range(port, min(port + PORT_SPAN, 65536)):
             try:
                 start_http_server(candidate, addr=host, registry=self.registry)
             except OSError as exc:
@@ -68,7 +74,7 @@ class WorkerMetrics:
             self.port = candidate
             log.info("metrics on http://%s:%d/metrics", host, candidate)
             return candidate
-        raise OSError(f"no free metrics port in {port}-{port + PORT_SPAN - 1}: {last}")
+        raise SettingsError(f"bad value for BATON_METRICS_PORT: no free port in {port}-{port + PORT_SPAN - 1} ({last})")
 
     def processed(self, n: int = 1) -> None:
         """Count handed-off messages."""

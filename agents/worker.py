@@ -131,9 +131,9 @@ class Worker:
     def run(self) -> int:
         """Serve until stopped; return the process exit code."""
         context(role=self.spec.role, consumer=self.consumer)
-        self.load()
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port)
+        self.load()
         self.streams.ensure_groups()
         self._beat()
         beater = threading.Thread(target=contextvars.copy_context().run, args=(self._heartbeat_loop,),

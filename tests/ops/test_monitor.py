@@ -98,3 +98,10 @@ def test_throughput_counts_messages_acknowledged_between_samples(
     assert fig.lag_exact
     assert snap.redis_version.startswith("7" if server == "redis7" else "6.2")
     c.close()
+
+
+def test_a_worker_with_a_bad_metrics_port_says_so_in_one_line(worker_env: dict[str, str]) -> None:
+    proc = baton("worker", "planner", env={**worker_env, "BATON_METRICS_PORT": "70000"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "baton: error: bad value for BATON_METRICS_PORT: 70000 is not a TCP port (1-65535, 0 = off)")
