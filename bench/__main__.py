@@ -29,6 +29,7 @@ log = logging.getLogger("bench")
 
 MODEL_CONFIGS = ("seed", "baton-b1", "baton", "baton-2x", "celery", "ceiling")
 ECHO_CONFIGS = ("baton-echo", "celery-echo")
+OTHER = ("cold", "hops")
 
 
 def _inproc(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -82,6 +83,17 @@ def _cluster(kind: str, url: str, env: dict[str, str], log_dir: Path, runs: int,
     return m
 
 
+def _cold(url: str, env: dict[str, str], log_dir: Path) -> Measure:
+    """One planner worker started alone on an otherwise idle setup: spawn -> heartbeat, and RSS."""
+    m = Measure()
+    cluster = BatonCluster(url, env, log_dir, roles=("planner",))
+    try:
+        cluster.start(m)
+    finally:
+        cluster.stop(m)
+    return m
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run the repeats, write the report."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--echo-runs", type=int, default=256, help="runs per throughput burst with BATON_MODEL=echo")
     p.add_argument("--echo-latency-runs", type=int, default=48)
     p.add_argument("--hops", type=int, default=1000, help="messages per hop measurement")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="BATON_BATCH_SIZE for the batched configurations and the ceiling (default: baton's)")
     p.add_argument("--only", default="", help="comma-separated configurations to run (default: all)")
     p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = p.parse_args(argv)
@@ -111,11 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     base_env.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
                      "BENCH_CELERY_URL": server.url, "TOKENIZERS_PARALLELISM": "false", "BATON_MODEL": model})
+    defaults = Settings(batch_size=args.batch_size) if args.batch_size else Settings()
+    if args.batch_size:
+        base_env["BATON_BATCH_SIZE"] = str(args.batch_size)
     echo_env = {**base_env, "BATON_MODEL": "echo"}
-    defaults = Settings()
     procs = os.cpu_count() or 1
     only = set(filter(None, args.only.split(",")))
-    configs = [c for c in (*MODEL_CONFIGS, *ECHO_CONFIGS, "hops") if not only or c in only]
+    configs = [c for c in (*MODEL_CONFIGS, *ECHO_CONFIGS, *OTHER) if not only or c in only]
     results: dict[str, list[Any]] = {c: [] for c in configs}
     load_before = os.getloadavg()
     started = time.time()
@@ -139,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     res = _cluster("celery", server.url, base_env, log_dir, args.runs, args.latency_runs)
                 elif cfg == "baton-echo":
                     res = _cluster("baton", server.url, echo_env, log_dir, args.echo_runs, args.echo_latency_runs)
+                elif cfg == "cold":
+                    res = _cold(server.url, base_env, log_dir)
                 elif cfg == "celery-echo":
                     res = _cluster("celery", server.url, echo_env, log_dir, args.echo_runs, args.echo_latency_runs)
                 else:

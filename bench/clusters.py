@@ -31,6 +31,7 @@ class Measure:
     runs_per_s: float = float("nan")
     latencies: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
+    peak_rss_mib: list[float] = field(default_factory=list)
     cold_ready_s: list[float] = field(default_factory=list)
     cold_first_result_s: float = float("nan")
     errors: int = 0
@@ -68,16 +69,22 @@ class _Procs:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
-    def rss(self, children: bool) -> list[float]:
-        return [rss_mib(p.pid, children=children)[1] for p in self.procs if p.poll() is None]
+    def rss(self, m: Measure, children: bool) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                now, peak = rss_mib(p.pid, children=children)
+                m.rss_mib.append(now)
+                m.peak_rss_mib.append(peak)
 
 
 class BatonCluster:
     """``python -m agents worker ROLE`` processes, ``per_role`` for each role of the seed chain."""
 
-    def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1) -> None:
+    def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1,
+                 roles: tuple[str, ...] = ()) -> None:
         from broker import Keys
 
+        self.roles = roles
         self.url = url
         self.env = env
         self.per_role = per_role
@@ -93,10 +100,12 @@ class BatonCluster:
         self.client.flushall()
         t0 = time.monotonic()
         for spec in SEED.order():
+            if self.roles and spec.role not in self.roles:
+                continue
             for _ in range(self.per_role):
                 self.procs.spawn(f"baton-{spec.role}", [sys.executable, "-m", "agents", "worker", spec.role],
                                  self.env)
-        first = self._submit(task_text(0))
+        first = self._submit(task_text(0)) if not self.roles else ""
         ready: dict[int, float] = {}
         deadline = time.monotonic() + timeout
         want = len(self.procs.procs)
@@ -112,8 +121,9 @@ class BatonCluster:
                 raise TimeoutError("baton workers did not become ready")
             time.sleep(0.01)
         m.cold_ready_s = list(ready.values())
-        self._wait({first}, timeout)
-        m.cold_first_result_s = time.monotonic() - t0
+        if first:
+            self._wait({first}, timeout)
+            m.cold_first_result_s = time.monotonic() - t0
 
     def _submit(self, text: str) -> str:
         from agents.workflow import SEED
@@ -160,8 +170,8 @@ class BatonCluster:
             m.latencies.append(time.perf_counter() - t0)
 
     def stop(self, m: Measure) -> None:
-        """Record peak RSS of every worker, then SIGTERM them."""
-        m.rss_mib = self.procs.rss(children=False)
+        """Record the RSS (now and peak) of every worker, then SIGTERM them."""
+        self.procs.rss(m, children=False)
         self.procs.stop()
         self.client.close()
 
@@ -212,7 +222,7 @@ class CeleryCluster:
             m.latencies.append(time.perf_counter() - t0)
 
     def stop(self, m: Measure) -> None:
-        """Record peak RSS (main process + its pool child), then stop the workers."""
-        m.rss_mib = self.procs.rss(children=True)
+        """Record RSS (main process + its pool child, now and peak), then stop the workers."""
+        self.procs.rss(m, children=True)
         self.procs.stop()
         self.client.close()

@@ -20,16 +20,21 @@ import redis
 __all__ = ["measure_hops"]
 
 
-def _raw(client: redis.Redis, n: int) -> float:
-    stream, group = "rawhop:s", "g"
-    client.xgroup_create(stream, group, id="0", mkstream=True)
-    payload = b"x" * 400
-    t0 = time.perf_counter()
-    for _ in range(n):
-        client.xadd(stream, {"msg": payload})
-        reply: Any = client.xreadgroup(group, "c", {stream: ">"}, count=1)
-        client.xack(stream, group, reply[0][1][0][0])
-    return (time.perf_counter() - t0) / n
+class _Raw:
+    """XADD -> XREADGROUP -> XACK with plain redis-py calls."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.stream, self.group = "rawhop:s", "g"
+        self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        self.payload = b"x" * 400
+
+    def run(self, start: int, n: int) -> None:
+        client, stream, group = self.client, self.stream, self.group
+        for _ in range(n):
+            client.xadd(stream, {"msg": self.payload})
+            reply: Any = client.xreadgroup(group, "c", {stream: ">"}, count=1)
+            client.xack(stream, group, reply[0][1][0][0])
 
 
 def _baton_worker(url: str) -> Any:
@@ -50,61 +55,73 @@ def _task(run_id: str) -> Any:
     return Task(run_id=run_id, role="researcher", task="Research and elaborate: " + "x" * 300, hop=1)
 
 
-def _baton(url: str, n: int) -> float:
-    from protocol import encode
+class _Baton:
+    """Publish a task, then baton's worker code reads and processes it (echo backend)."""
 
-    worker = _baton_worker(url)
-    stream = worker.keys.stream("researcher")
-    t0 = time.perf_counter()
-    for i in range(n):
-        worker.client.xadd(stream, {"msg": encode(_task(f"b{i}"))})
-        entries = worker.streams.read(pending=False, count=1, block_ms=None)
-        worker.process(entries)
-    elapsed = (time.perf_counter() - t0) / n
-    worker.client.close()
-    return elapsed
+    def __init__(self, url: str) -> None:
+        self.worker = _baton_worker(url)
+        self.stream = self.worker.keys.stream("researcher")
 
+    def run(self, start: int, n: int) -> None:
+        from protocol import encode
 
-def _raw_same(url: str, n: int) -> float:
-    """The baton worker's commands, with the script arguments built before the clock starts."""
-    from broker.commit import _LUA, DONE_TTL_S
-    from protocol import encode
-
-    worker = _baton_worker(url)
-    client: redis.Redis = worker.client
-    keys, group, consumer = worker.keys, worker.streams.group, worker.consumer
-    stream, out = keys.stream("researcher"), keys.stream("summarizer")
-    sha = client.script_load(_LUA)
-    tasks = [encode(_task(f"r{i}")) for i in range(n)]
-    nxt = encode(_task("next"))
-    pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
-    t0 = time.perf_counter()
-    for i in range(n):
-        run_id = f"r{i}"
-        client.xadd(stream, {"msg": tasks[i]})
-        reply: Any = client.xreadgroup(group, consumer, {stream: ">"}, count=1)
-        entry_id = reply[0][1][0][0].decode()
-        client.smismember(keys.cancelled(), [run_id])
-        client.hgetall(keys.pad(run_id, "Bob"))
-        script_keys = [stream, keys.done(run_id, run_id), keys.run(run_id), keys.pad(run_id, "Bob"),
-                       keys.pads(run_id), out]
-        args = [group, consumer, entry_id, DONE_TTL_S, entry_id, pad_value, "Bob", entry_id.split("-")[0], 0, 3,
-                "updated_at", 1.0, "hops", 2, "status", "running", nxt]
-        client.evalsha(sha, len(script_keys), *script_keys, *args)
-    elapsed = (time.perf_counter() - t0) / n
-    client.close()
-    return elapsed
+        worker = self.worker
+        for i in range(start, start + n):
+            worker.client.xadd(self.stream, {"msg": encode(_task(f"b{i}"))})
+            entries = worker.streams.read(pending=False, count=1, block_ms=None)
+            worker.process(entries)
 
 
-def measure_hops(url: str, n: int) -> dict[str, float]:
-    """Seconds per hop for each variant (the server is flushed before each)."""
+class _RawSame:
+    """The baton worker's commands in the same round trips, arguments built beforehand."""
+
+    def __init__(self, url: str, total: int) -> None:
+        from broker.commit import _LUA
+        from protocol import encode
+
+        worker = _baton_worker(url)
+        self.client: redis.Redis = worker.client
+        self.keys, self.group, self.consumer = worker.keys, worker.streams.group, worker.consumer
+        self.stream, self.out = self.keys.stream("researcher"), self.keys.stream("summarizer")
+        self.sha = self.client.script_load(_LUA)
+        self.tasks = [encode(_task(f"r{i}")) for i in range(total)]
+        self.next = encode(_task("next"))
+        self.pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
+
+    def run(self, start: int, n: int) -> None:
+        from broker.commit import DONE_TTL_S
+
+        client, keys, group, consumer, stream = self.client, self.keys, self.group, self.consumer, self.stream
+        for i in range(start, start + n):
+            run_id = f"r{i}"
+            client.xadd(stream, {"msg": self.tasks[i]})
+            reply: Any = client.xreadgroup(group, consumer, {stream: ">"}, count=1)
+            entry_id = reply[0][1][0][0].decode()
+            client.smismember(keys.cancelled(), [run_id])
+            client.hgetall(keys.pad(run_id, "Bob"))
+            script_keys = [stream, keys.done(run_id, run_id), keys.run(run_id), keys.pad(run_id, "Bob"),
+                           keys.pads(run_id), self.out]
+            args = [group, consumer, entry_id, DONE_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],
+                    0, 3, "updated_at", 1.0, "hops", 2, "status", "running", self.next]
+            client.evalsha(self.sha, len(script_keys), *script_keys, *args)
+
+
+def measure_hops(url: str, n: int, chunks: int = 10) -> dict[str, float]:
+    """Seconds per hop for each variant: the median over ``chunks`` interleaved slices of ``n``."""
+    import statistics
+
     client = redis.Redis.from_url(url)
-    out: dict[str, float] = {}
-    for name, fn in (("raw", lambda: _raw(client, n)), ("raw-same", lambda: _raw_same(url, n)),
-                     ("baton", lambda: _baton(url, n))):
-        client.flushall()
-        fn()  # warm-up pass (connections, script cache, imports)
-        client.flushall()
-        out[name] = fn()
+    client.flushall()
+    per = max(1, n // chunks)
+    total = per * (chunks + 1)
+    variants = {"raw": _Raw(url), "raw-same": _RawSame(url, total), "baton": _Baton(url)}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for c in range(chunks + 1):  # slice 0 warms up (connections, script cache, imports)
+        for name, v in variants.items():
+            t0 = time.perf_counter()
+            v.run(c * per, per)
+            if c:
+                times[name].append((time.perf_counter() - t0) / per)
+    client.flushall()
     client.close()
-    return out
+    return {name: statistics.median(ts) for name, ts in times.items()}

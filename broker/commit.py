@@ -107,6 +107,11 @@ def commit(
 
 
 def _run(client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | int]]]) -> list[Any]:
+    if len(calls) == 1:  # a plain call costs less than a pipeline of one
+        try:
+            return [client.evalsha(_committer.sha, calls[0][0], *calls[0][1])]
+        except redis.ResponseError as exc:
+            return [exc]
     pipe = client.pipeline(transaction=False)
     for numkeys, args in calls:
         pipe.evalsha(_committer.sha, numkeys, *args)
