@@ -105,8 +105,8 @@ class Janitor:
         self.interval_s = interval_s
         self.results_retention_s = results_retention_s
         self.record_ttl_s = record_ttl_s
-        # a random first delay spreads the sweeps of workers started together
-        self._next = time.monotonic() + random.uniform(0.1, 1.0) * interval_s
+        # the first sweep comes after one to one and a half intervals: workers started together spread out
+        self._next = time.monotonic() + random.uniform(1.0, 1.5) * interval_s
 
     def task_streams(self) -> list[str]:
         """The task streams this janitor trims."""

@@ -120,8 +120,10 @@ class RoleStreams:
     def reclaim(self, *, lease_ms: int, count: int = 100) -> int:
         """Claim what dead consumers hold and what sat idle past the lease; drop dead consumers.
 
-        Claimed entries become this consumer's pending entries (their delivery count goes up),
-        to be read with ``read(pending=True)``. Returns how many entries were claimed.
+        Claimed entries become this consumer's pending entries, to be read with
+        ``read(pending=True)``. Claims use JUSTID, which leaves the delivery count alone: the read
+        that follows adds the one delivery, so every attempt counts once against
+        ``max_deliveries`` whether it came from a reclaim or a retry. Returns how many were claimed.
         """
         claimed = 0
         for stream in self.streams:
@@ -142,14 +144,15 @@ class RoleStreams:
                     )
                     ids: list[Any] = [_s(r["message_id"]) for r in rows]
                     if ids:
-                        got: Any = self.client.xclaim(stream, self.group, self.consumer, 0, ids)
+                        got: Any = self.client.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
                         claimed += len(got)
                         log.info("reclaimed %d entries from dead consumer %s", len(got), name)
                 elif int(info["idle"]) > lease_ms:
                     self.client.xgroup_delconsumer(stream, self.group, name)
                     log.info("removed dead consumer %s (nothing pending)", name)
-            next_id, msgs, *_ = self.client.xautoclaim(
-                stream, self.group, self.consumer, lease_ms, "0-0", count=count
+            # with JUSTID redis-py returns just the claimed ids
+            msgs: Any = self.client.xautoclaim(
+                stream, self.group, self.consumer, lease_ms, "0-0", count=count, justid=True
             )
             if msgs:
                 claimed += len(msgs)

@@ -23,7 +23,10 @@ app.add_typer(dlq_app, name="dlq")
 
 
 def _row(d: DeadEntry) -> dict[str, object]:
-    return {"id": d.id, **msgspec.to_builtins(d.letter)}
+    """A dead letter as JSON: ``id`` is its entry id in the dead-letter stream (what replay takes)."""
+    row: dict[str, object] = msgspec.to_builtins(d.letter)
+    row["letter_id"] = row.pop("id")
+    return {"id": d.id, **row}
 
 
 @dlq_app.command("list")
