@@ -28,12 +28,14 @@ from typing import Any
 
 import redis
 
-from agents.agent import handoff_text, render_prompt
+from agents.agent import handoff_text
 from agents.backends import ModelBackend, load_backend
 from agents.guards import RunGuard
 from agents.logs import bind, context
 from agents.metrics import WorkerMetrics
+from agents.routing import gather, needs_routing, plan_outputs
 from agents.settings import Settings
+from agents.steps import RoleSteps, StepContext
 from agents.workflow import RoleSpec, Workflow
 from broker import Entry, Handoff, Keys, Outcome, RoleStreams, commit, connect, scratchpads
 from broker.janitor import Janitor
@@ -71,6 +73,7 @@ class _Work:
     task: Task
     prompt: str = ""
     started: float = 0.0
+    ctx: StepContext | None = None
 
 
 class Worker:
@@ -103,6 +106,7 @@ class Worker:
         self.janitor = Janitor(self.client, self.keys, [role], interval_s=settings.janitor_interval_s,
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
         self.metrics = WorkerMetrics(role)
+        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
         self._signals = 0
@@ -237,11 +241,14 @@ class Worker:
         if halts:
             self._commit(list(halts.values()))
             work = [w for w in work if w.entry.id not in halts]
+        if self.spec.join:  # fan-in: parts wait (acked) until their group is complete
+            work = gather(self.client, self.keys, self.streams.group, self.consumer, work)
         if not work:
             return False
         memories = self._memories([w.task for w in work])
         for w, memory in zip(work, memories, strict=True):
-            w.prompt = render_prompt(self.spec, w.task.task, memory)
+            w.ctx = self.steps.before(w.task)  # declared tool steps, shared memory
+            w.prompt = self.steps.render(w.task, memory, w.ctx)
             w.started = time.time()
         assert self.backend is not None
         max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
@@ -296,6 +303,8 @@ class Worker:
                 return f"unexpected message type {type(msg).__name__!r} on a task stream", None
 
     def _memories(self, tasks: list[Task]) -> list[list[dict[str, Any]]]:
+        if (long_term := self.steps.memories(tasks)) is not None:
+            return long_term
         if self.spec.memory != "run":
             return [[] for _ in tasks]
         return scratchpads(self.client, self.keys, [(t.run_id, self.spec.agent) for t in tasks])
@@ -306,12 +315,17 @@ class Worker:
                   started=w.started, finished=finished, tokens=tokens)
         meta = {"msg_id": task.id, "consumer": self.consumer, "hop": task.hop, "started": w.started,
                 "finished": finished, "tokens": tokens, "truncated": truncated}
+        fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
+        meta |= self.steps.meta(task, w.ctx)  # tool calls and results, fan-out part (nothing for the seed)
         pad_value = json.dumps({"task": task.task, "response": output, "meta": meta}).encode()
         common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
                   "trace": (*task.trace, hop)}
         p = self.keys.partition(task.run_id)
         record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
-        if self.spec.next:
+        if needs_routing(self.spec, task):  # routes, fan-out, parts, richer handoff templates
+            outputs, routed = plan_outputs(self.spec, task, output, fields, self.keys, common, finished)
+            record |= routed
+        elif self.spec.next:
             nxt = Task(role=self.spec.next, task=handoff_text(self.spec, output), workflow=task.workflow,
                        deadline=task.deadline, max_hops=task.max_hops, **common)
             outputs = [(self.keys.run_stream(self.spec.next, task.run_id), encode(nxt))]

@@ -7,15 +7,97 @@ role gets its output next and with what handoff text. The defaults reproduce the
 
 from __future__ import annotations
 
+import re
+import string
+
 import msgspec
 
-__all__ = ["SEED", "SEED_PROMPT", "RoleSpec", "Workflow", "WorkflowError"]
+__all__ = [
+    "SEED",
+    "SEED_PROMPT",
+    "RoleSpec",
+    "Route",
+    "Split",
+    "ToolConfig",
+    "ToolStep",
+    "Workflow",
+    "WorkflowError",
+]
 
 SEED_PROMPT = "{title} agent named {agent}. Task: {task}\nMemory: {memory}\nResponse:"
+
+PROMPT_FIELDS = frozenset({"title", "agent", "role", "task", "memory", "tools", "shared", "part", "parts", "run_id"})
+OUTPUT_FIELDS = frozenset({"output", "continuation", "tools", "task", "part", "parts", "agent", "role", "run_id"})
+STEP_FIELDS = frozenset({"task", "part", "parts", "agent", "role", "run_id"})
+SPLIT_RULES = ("lines", "sentences", "chunks", "copies")
+SPLIT_FALLBACKS = ("chunks", "copies")
+ROUTE_SOURCES = ("output", "continuation", "tools")
+END = "end"
+"""A route target that finishes the run (the role's output becomes the result)."""
 
 
 class WorkflowError(ValueError):
     """A workflow that cannot be used; the message says what to fix."""
+
+
+class ToolStep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tool call a role makes before prompting; its result is the prompt's ``{tools}``.
+
+    ``args`` values are templates over ``{task}``, ``{part}``, ``{parts}``, ``{agent}``,
+    ``{role}`` and ``{run_id}``.
+    """
+
+    tool: str
+    args: dict[str, str] = {}
+
+
+class Split(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fan-out: split a role's generated text into ``count`` subtasks for the next role.
+
+    ``by``: ``lines`` (numbered or bulleted lines), ``sentences``, ``chunks`` (``count`` runs of
+    words of near-equal length) or ``copies`` (``count`` copies; label them with ``{part}`` in
+    the handoff). When the rule finds fewer than ``count`` items (the tiny model writes no
+    structure) the ``fallback`` (``chunks`` or ``copies``) is used; extra items are dropped.
+    """
+
+    by: str = "lines"
+    count: int = 3
+    fallback: str = "copies"
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Conditional routing: go to role ``to`` (or ``"end"``) when regex ``when`` matches ``source``.
+
+    ``source``: ``output`` (prompt and continuation), ``continuation`` (generated text only) or
+    ``tools`` (the text of the role's tool results). Routes are tried in order; ``next`` is the
+    default when none matches.
+    """
+
+    to: str
+    when: str
+    source: str = "output"
+
+
+class ToolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a workflow runs one tool: inline or on a tool worker pool, its timeout, its options."""
+
+    remote: bool = False
+    timeout: float = 10.0
+    options: dict[str, str] = {}
+
+
+def _template_fields(template: str, allowed: frozenset[str], where: str) -> None:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise WorkflowError(f"{where}: bad template {template!r}: {exc}") from None
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        base = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if base not in allowed:
+            known = ", ".join("{" + f + "}" for f in sorted(allowed))
+            raise WorkflowError(f"{where}: template field {{{name}}} is unknown; use {known}")
 
 
 class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -24,6 +106,14 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ``prompt`` may use ``{title}``, ``{agent}``, ``{role}``, ``{task}`` and ``{memory}``
     (the agent's last ``memory_window`` scratchpad entries rendered as the notebook does).
     ``handoff`` builds the next role's task from ``{output}``; an empty ``next`` ends the run.
+
+    Beyond the seed chain (all optional, see the README's "Workflows, tools and memory"):
+    ``tools`` is the role's tool allow-list, ``steps`` are tool calls made before prompting
+    (results in ``{tools}``), ``parse_tools`` runs tool calls written in the model's output,
+    ``split`` fans the output out to the next role's pool, ``join`` gathers all parts of a
+    fan-out into one task, ``routes`` choose the next role by a pattern, and ``share`` writes
+    templated fields to the run's shared memory (``{shared}`` in prompts). ``memory = "agent"``
+    keeps the agent's memory across runs.
     """
 
     role: str
@@ -36,6 +126,13 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_new_tokens: int = 0
     memory: str = "run"
     memory_window: int = 3
+    tools: list[str] = []
+    steps: list[ToolStep] = []
+    parse_tools: bool = False
+    split: Split | None = None
+    join: bool = False
+    routes: list[Route] = []
+    share: dict[str, str] = {}
 
     @property
     def display(self) -> str:
@@ -49,6 +146,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     name: str
     entry: str
     roles: list[RoleSpec]
+    tools: dict[str, ToolConfig] = {}
+    base_dir: str = ""
 
     def __post_init__(self) -> None:
         names = [r.role for r in self.roles]
@@ -63,6 +162,40 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 raise WorkflowError(
                     f"workflow {self.name!r}: role {r.role!r} has memory {r.memory!r}; use run, agent or none"
                 )
+            self._check_role(r, names)
+        if any(r.split for r in self.roles) and not any(r.join for r in self.roles):
+            raise WorkflowError(f"workflow {self.name!r}: a role splits its output but no role has join = true")
+
+    def _check_role(self, r: RoleSpec, names: list[str]) -> None:
+        where = f"workflow {self.name!r}, role {r.role!r}"
+        _template_fields(r.prompt, PROMPT_FIELDS, f"{where}, prompt")
+        _template_fields(r.handoff, OUTPUT_FIELDS, f"{where}, handoff")
+        for key, template in r.share.items():
+            _template_fields(key, OUTPUT_FIELDS, f"{where}, share key {key!r}")
+            _template_fields(template, OUTPUT_FIELDS, f"{where}, share.{key}")
+        for step in r.steps:
+            if step.tool not in r.tools:
+                raise WorkflowError(f"{where}: step uses tool {step.tool!r}, which is not in the role's tools list")
+            for key, template in step.args.items():
+                _template_fields(template, STEP_FIELDS, f"{where}, step {step.tool}.{key}")
+        for route in r.routes:
+            if route.to != END and route.to not in names:
+                raise WorkflowError(f"{where}: route goes to undeclared role {route.to!r} (use a role or 'end')")
+            if route.source not in ROUTE_SOURCES:
+                raise WorkflowError(f"{where}: route source {route.source!r}; use {', '.join(ROUTE_SOURCES)}")
+            try:
+                re.compile(route.when)
+            except re.error as exc:
+                raise WorkflowError(f"{where}: route pattern {route.when!r} is not a valid regex: {exc}") from None
+        if r.split:
+            if r.split.by not in SPLIT_RULES:
+                raise WorkflowError(f"{where}: split.by {r.split.by!r}; use {', '.join(SPLIT_RULES)}")
+            if r.split.fallback not in SPLIT_FALLBACKS:
+                raise WorkflowError(f"{where}: split.fallback {r.split.fallback!r}; use chunks or copies")
+            if not 1 <= r.split.count <= 64:
+                raise WorkflowError(f"{where}: split.count must be between 1 and 64, got {r.split.count}")
+            if not r.next and not r.routes:
+                raise WorkflowError(f"{where}: a role that splits its output needs a next role")
 
     def role(self, name: str) -> RoleSpec:
         """The spec of role ``name``; ``WorkflowError`` if the workflow has no such role."""

@@ -3,7 +3,8 @@
 ``load_backend(name)`` picks one by model name:
 
 - ``"echo"``: :class:`EchoBackend`, no model (benchmarking aid);
-- ``http://...`` / ``https://...``: an OpenAI-compatible HTTP server (not available yet);
+- ``http://...`` / ``https://...``: :class:`~agents.backends.http.HTTPBackend`, an
+  OpenAI-compatible HTTP server (vLLM, Ollama, llama.cpp, ``baton serve-model``);
 - anything else: :class:`HFPipelineBackend`, a Hugging Face ``text-generation`` pipeline on a
   hub id or a local directory (``sshleifer/tiny-gpt2`` falls back to an offline twin when the
   hub cannot be reached).
@@ -49,19 +50,19 @@ def load_backend(model: str, *, threads: int = 1, max_positions: int | None = No
     """Create the backend for ``model``.
 
     Args:
-        model: ``"echo"``, a Hugging Face hub id, or a local model directory.
+        model: ``"echo"``, an ``http(s)://`` server URL, a Hugging Face hub id, or a local model directory.
         threads: torch threads for this process (Hugging Face backend only).
         max_positions: context size cap (Hugging Face backend only; default: the model's).
 
     Raises:
-        ValueError: for ``http(s)://`` URLs, until the HTTP backend exists.
+        ValueError: for an ``http(s)://`` URL with a bad ``api`` parameter.
     """
     if model == ECHO_MODEL:
         return EchoBackend()
     if model.startswith(_HTTP_PREFIXES):
-        # Place for the OpenAI-compatible HTTP backend (e.g. `.openai.OpenAIBackend(model, ...)`,
-        # the URL being the server's base URL).
-        raise ValueError(f"{model}: HTTP (OpenAI-compatible) model backends are not supported yet")
+        from .http import HTTPBackend  # the URL is the server's base URL, e.g. http://host:8000/v1
+
+        return HTTPBackend(model)
     from .hf import HFPipelineBackend
 
     return HFPipelineBackend(model, threads=threads, max_positions=max_positions)

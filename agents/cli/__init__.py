@@ -22,6 +22,7 @@ from agents.cli import inspect as _inspect  # noqa: E402,F401
 from agents.cli import monitor as _monitor  # noqa: E402,F401
 from agents.cli import run as _run  # noqa: E402,F401
 from agents.cli import worker as _worker  # noqa: E402,F401
+from agents.cli import workflow as _workflow  # noqa: E402,F401
 from agents.cli.common import CliError, app
 from agents.settings import SettingsError
 from agents.workflow import WorkflowError

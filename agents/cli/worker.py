@@ -15,18 +15,29 @@ from agents.logs import context, setup_logging
 __all__ = ["worker"]
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def worker(
-    role: Annotated[str, typer.Argument(help="The role to serve, e.g. planner.")],
+    ctx: typer.Context,
+    role: Annotated[str | None, typer.Argument(help="The role to serve, e.g. planner (none with --tools).")] = None,
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")
     ] = False,
     batch_size: Annotated[int | None, typer.Option(help="Max messages per model call.")] = None,
+    tools: Annotated[list[str] | None, typer.Option(
+        "--tools", metavar="NAME...", help="Serve these tools' calls instead of a role: --tools calculator clock."
+    )] = None,
 ) -> None:
-    """Run a worker for ROLE until SIGTERM (finishes in-flight work first)."""
+    """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
     s = settings(batch_size=batch_size, workflow=workflow)
     wf = load_workflow(workflow or s.workflow)
+    if tools:  # the extra positional words are more tool names
+        from agents.cli.tools import tool_worker
+
+        names = [*tools, *([role] if role else []), *ctx.args]
+        raise typer.Exit(_check(s, "tools") if check else tool_worker(s, wf, names))
+    if role is None or ctx.args:
+        raise CliError("give exactly one ROLE (e.g. baton worker planner), or --tools NAME... for a tool worker", 2)
     spec = wf.role(role)
     if check:
         raise typer.Exit(_check(s, spec.role))

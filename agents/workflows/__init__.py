@@ -1,30 +1,64 @@
-"""Workflow files: TOML decoded into ``Workflow`` Structs, with one-line errors on bad files."""
+"""Workflow files: TOML decoded into ``Workflow`` Structs, with one-line errors on bad files.
+
+Workflows shipped with baton live next to this module (``agents/workflows/*.toml``) and can be
+named without a path: ``baton run --workflow research_fanout "..."``. A file path always wins.
+Besides the Structs' own checks, loading checks that every tool a workflow names is a known tool.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import msgspec
 
 from agents.workflow import Workflow, WorkflowError
 
-__all__ = ["load", "loads"]
+__all__ = ["load", "loads", "packaged", "validate_tools"]
 
 
-def loads(text: str | bytes, *, source: str = "<workflow>") -> Workflow:
+def validate_tools(wf: Workflow, *, source: str = "<workflow>") -> Workflow:
+    """Check that every tool ``wf`` names (allow-lists, steps, tool settings) is registered."""
+    from agents.tools.registry import known_tools  # imported lazily: tools import workflow Structs
+
+    known = known_tools()
+    named = {t for r in wf.roles for t in r.tools} | set(wf.tools)
+    for name in sorted(named):
+        if name not in known:
+            raise WorkflowError(f"{source}: unknown tool {name!r} (known: {', '.join(sorted(known))})")
+    return wf
+
+
+def loads(text: str | bytes, *, source: str = "<workflow>", base_dir: str = "") -> Workflow:
     """Decode a workflow from TOML text; ``WorkflowError`` names the file and the problem."""
     try:
-        return msgspec.toml.decode(text, type=Workflow)
+        wf = msgspec.toml.decode(text, type=Workflow)
     except msgspec.ValidationError as exc:
         raise WorkflowError(f"{source}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"{source}: not valid TOML: {exc}") from None
+    if base_dir and not wf.base_dir:
+        wf = msgspec.structs.replace(wf, base_dir=base_dir)
+    return validate_tools(wf, source=source)
+
+
+def packaged() -> dict[str, Path]:
+    """The workflows shipped with baton, by name (file stem)."""
+    root = resources.files(__name__)
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".toml")}
 
 
 def load(path: Path) -> Workflow:
-    """Read and decode a workflow file."""
+    """Read and decode a workflow file, or a shipped workflow named without a path.
+
+    Relative paths inside the workflow (e.g. a ``kb_search`` folder) are resolved against the
+    file's directory.
+    """
+    if not path.exists() and path.parent == Path(".") and path.stem in packaged():
+        path = packaged()[path.stem]
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise WorkflowError(f"cannot read workflow file {path}: {exc.strerror}") from None
-    return loads(data, source=str(path))
+        hint = f" (shipped workflows: {', '.join(sorted(packaged()))})" if not path.exists() else ""
+        raise WorkflowError(f"cannot read workflow file {path}: {exc.strerror}{hint}") from None
+    return loads(data, source=str(path), base_dir=str(path.resolve().parent))

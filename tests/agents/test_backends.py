@@ -305,8 +305,10 @@ def test_load_backend() -> None:
         Generation(ECHO_SUFFIX, 0, False),
     ]
     for url in ("http://localhost:8000/v1", "https://api.example.com/v1"):
-        with pytest.raises(ValueError, match="HTTP"):
-            load_backend(url)
+        http = load_backend(url)  # no request until the first generate()
+        assert type(http).__name__ == "HTTPBackend" and isinstance(http, ModelBackend)
+    with pytest.raises(ValueError, match="api must be"):
+        load_backend("http://localhost:8000/v1?api=bogus")
     hf = load_backend(DEFAULT_MODEL, threads=1, max_positions=128)
     assert isinstance(hf, HFPipelineBackend) and hf.max_positions == 128
     assert torch.get_num_threads() == 1

@@ -1,0 +1,73 @@
+"""``baton workflow check FILE`` and ``baton workflow list``; ``baton serve-model``.
+
+``check`` decodes and validates a workflow file (or a shipped workflow's name) and prints its
+roles and routing; a bad file is one line on stderr naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agents.cli.common import CliError, app, load_workflow, out, settings
+from agents.workflow import Workflow
+
+__all__ = ["check", "list_workflows", "serve_model"]
+
+workflow_app = typer.Typer(help="Check and list workflow files.", no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+
+
+def _routing(wf: Workflow) -> Table:
+    table = Table("role", "agent", "next / routes", "fan", "tools", "memory", box=None, pad_edge=False)
+    for r in wf.order():
+        routes = [f"{x.to} if /{x.when}/ in {x.source}" for x in r.routes]
+        nxt = "; ".join([*routes, r.next or "end (result)"])
+        fan = (f"split {r.split.count} by {r.split.by} (else {r.split.fallback})" if r.split else "") + (
+            "join" if r.join else "")
+        tools = ", ".join(r.tools) + (f" (steps: {', '.join(s.tool for s in r.steps)})" if r.steps else "")
+        table.add_row(r.role, r.agent, nxt, fan, tools, r.memory)
+    return table
+
+
+@workflow_app.command()
+def check(
+    file: Annotated[str, typer.Argument(help="A workflow TOML file, or the name of a shipped workflow.")],
+) -> None:
+    """Validate FILE and print its roles and routing (exit 1 with one line if it is bad)."""
+    wf = load_workflow(file)
+    out.print(f"ok: workflow {wf.name!r}, entry {wf.entry!r}, {len(wf.roles)} roles")
+    out.print(_routing(wf))
+
+
+@workflow_app.command("list")
+def list_workflows() -> None:
+    """The workflows shipped with baton."""
+    from agents import workflows
+
+    for name, path in sorted(workflows.packaged().items()):
+        out.print(f"{name}\t{path}")
+
+
+@app.command("serve-model")
+def serve_model(
+    model: Annotated[str | None, typer.Option(help="HF hub id or local directory (default: BATON_MODEL).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    name: Annotated[str | None, typer.Option(help="Model name the API reports (default: the model).")] = None,
+) -> None:
+    """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
+    from agents.logs import setup_logging
+    from agents.serve import serve
+
+    s = settings()
+    target = model or s.model
+    if target.startswith(("http://", "https://")):
+        raise CliError(f"serve-model serves a local model; give --model a hub id or a directory, not {target}")
+    setup_logging(s.log_format, s.log_level)
+    try:
+        serve(target, host=host, port=port, served_name=name, threads=s.torch_threads)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot serve {target}: {exc}") from None

@@ -1,0 +1,131 @@
+"""What a role does around its model call beyond the seed chain; the worker's hooks call this.
+
+Before the call: the declared tool steps run (results in ``{tools}``) and the run's shared
+memory is read (``{shared}``). After it: tool calls written in the model's output are run when
+the role sets ``parse_tools``, the role's ``share`` fields are written to shared memory, the
+agent's long-term memory gets the entry (``memory = "agent"``), and the template fields of the
+handoff are assembled for ``agents.routing``. For a role with none of these (the seed chain)
+nothing here touches Redis and the prompt is exactly ``agents.agent.render_prompt``'s.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from agents.agent import render_memory, render_prompt
+from agents.routing import continuation
+from agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
+from agents.tools.syntax import parse_calls
+from agents.workflow import RoleSpec, Workflow
+from broker import Keys
+from broker.memory import agent_memory, read_shared, remember, write_shared
+from protocol import Task
+
+__all__ = ["RoleSteps", "StepContext", "render_shared"]
+
+
+@dataclass(slots=True)
+class StepContext:
+    """Per-task state between the hooks: tool outcomes and the shared memory as read."""
+
+    outcomes: list[ToolOutcome] = field(default_factory=list)
+    shared: dict[str, str] = field(default_factory=dict)
+
+    def tool_log(self) -> list[dict[str, Any]]:
+        """Every tool call and result, for the scratchpad entry's ``meta.tools``."""
+        return [o.as_dict() for o in self.outcomes]
+
+
+_EXTRA = frozenset({"tools", "shared", "part", "parts", "run_id"})
+
+
+def render_shared(shared: Mapping[str, str]) -> str:
+    """The ``{shared}`` template text: ``field: value`` lines, fields sorted."""
+    return "\n".join(f"{k}: {v}" for k, v in sorted(shared.items()))
+
+
+def _part_fields(task: Task) -> dict[str, str]:
+    return {"part": str(task.part + 1), "parts": str(task.parts), "run_id": task.run_id}
+
+
+class RoleSteps:
+    """The hooks of one role of ``workflow``."""
+
+    def __init__(self, client: redis.Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
+                 *, record_ttl_s: int = 0) -> None:
+        self.client = client
+        self.keys = keys
+        self.spec = spec
+        self.record_ttl_s = record_ttl_s
+        self.tools = ToolRunner(client, keys, workflow, spec) if spec.tools else None
+        self._extra_fields = _EXTRA & {name for _, name, _, _ in string.Formatter().parse(spec.prompt) if name}
+
+    @property
+    def reads_shared(self) -> bool:
+        """Whether the prompt shows the run's shared memory."""
+        return "{shared}" in self.spec.prompt
+
+    def memories(self, tasks: Sequence[Task]) -> list[list[dict[str, Any]]] | None:
+        """Long-term memory for ``memory = "agent"`` roles; ``None`` means: the worker's default."""
+        if self.spec.memory != "agent" or self.client is None:
+            return None
+        entries = agent_memory(self.client, self.keys, self.spec.agent, self.spec.memory_window)
+        return [entries for _ in tasks]
+
+    def before(self, task: Task) -> StepContext:
+        """Run the declared tool steps and read shared memory for ``task``."""
+        ctx = StepContext()
+        if self.tools is not None:
+            values = {"task": task.task, "agent": self.spec.agent, "role": self.spec.role, **_part_fields(task)}
+            for step in self.spec.steps:
+                args = {k: v.format_map(values) for k, v in step.args.items()}
+                ctx.outcomes.append(self.tools.call(step.tool, args, task.run_id))
+        if self.reads_shared and self.client is not None:
+            ctx.shared = read_shared(self.client, self.keys, task.run_id)
+        return ctx
+
+    def render(self, task: Task, memory: Sequence[Mapping[str, Any]], ctx: StepContext) -> str:
+        """The prompt: the seed's rendering, plus ``{tools}``, ``{shared}``, ``{part}``... when used."""
+        if not self._extra_fields:
+            return render_prompt(self.spec, task.task, memory)
+        return self.spec.prompt.format_map({
+            "title": self.spec.display, "role": self.spec.role, "agent": self.spec.agent, "task": task.task,
+            "memory": render_memory(memory, self.spec.memory_window) if self.spec.memory != "none" else "[]",
+            "tools": render_outcomes(ctx.outcomes), "shared": render_shared(ctx.shared), **_part_fields(task),
+        })
+
+    def meta(self, task: Task, ctx: StepContext | None) -> dict[str, Any]:
+        """Extra scratchpad ``meta``: every tool call and result, the fan-out part; empty for the seed."""
+        extra: dict[str, Any] = {}
+        if ctx is not None and ctx.outcomes:
+            extra["tools"] = ctx.tool_log()
+        if task.parts > 1:
+            extra |= {"part": task.part, "parts": task.parts, "group": task.group}
+        return extra
+
+    def after(self, task: Task, prompt: str, output: str, ctx: StepContext) -> dict[str, str]:
+        """Post-generation steps; return the handoff template fields (route sources included)."""
+        generated = continuation(prompt, output)
+        if self.spec.parse_tools and self.tools is not None:
+            for call in parse_calls(generated):
+                ctx.outcomes.append(self.tools.call(call.tool, call.args, task.run_id))
+        fields = {"output": output, "continuation": generated, "tools": render_outcomes(ctx.outcomes),
+                  "task": task.task, "agent": self.spec.agent, "role": self.spec.role, **_part_fields(task)}
+        if self.client is not None:
+            if self.spec.share:
+                values = {k.format_map(fields): v.format_map(fields) for k, v in self.spec.share.items()}
+                write_shared(self.client, self.keys, task.run_id, values, ttl_s=self.record_ttl_s)
+            if self.spec.memory == "agent":
+                remember(self.client, self.keys, self.spec.agent, task.id, task.task, output)
+        return fields
+
+    def close(self) -> None:
+        """Release the tool runner's threads."""
+        if self.tools is not None:
+            self.tools.close()
+

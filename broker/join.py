@@ -1,0 +1,45 @@
+"""Fan-in: gather the parts of a fan-out group atomically (``broker/lua/join.lua``).
+
+Each part is stored in the run's join hash and its entry acked in one Lua step, so a part is
+never lost nor counted twice; the delivery that completes the group gets every part back and
+stays pending until its handoff commits.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import redis
+
+from broker.keys import Keys
+from broker.streams import Entry
+
+__all__ = ["JOIN_TTL_S", "join_part"]
+
+_LUA = resources.files("broker").joinpath("lua/join.lua").read_text()
+JOIN_TTL_S = 7 * 24 * 3600
+_scripts: dict[int, Any] = {}
+
+
+def join_part(
+    client: redis.Redis, keys: Keys, group: str, consumer: str, entry: Entry, run_id: str, join_group: str,
+    part: int, parts: int, payload: bytes,
+) -> dict[int, bytes] | None:
+    """Record ``part`` of ``parts`` in ``join_group``.
+
+    Returns every part by index once all have arrived (the entry stays pending), ``None`` when
+    the part was parked (its entry acked), arrived after its group was gathered (a duplicate:
+    acked), or the entry is no longer this consumer's.
+    """
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(_LUA)
+    reply: list[Any] = script(
+        keys=[entry.stream, keys.join(run_id, join_group)],
+        args=[group, consumer, entry.id, part, payload, parts, JOIN_TTL_S],
+    )
+    if int(reply[0]) != 1:
+        return None
+    flat = reply[1:]
+    return {int(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
