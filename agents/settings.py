@@ -28,8 +28,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model: str = DEFAULT_MODEL
     max_new_tokens: int = 40
     torch_threads: int = 1
-    batch_size: int = 8
-    linger_ms: int = 2
+    batch_size: int = 32  # max messages per model call: per-token overhead dominates small CPU models
+    linger_ms: int = 2  # a short read waits this long for more, only while work is flowing
     block_ms: int = 2000
     max_deliveries: int = 3
     lease_ms: int = 30000

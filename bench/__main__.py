@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, run the repeats, write the report."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--runs", type=int, default=96, help="runs per throughput burst with the model")
+    p.add_argument("--runs", type=int, default=128, help="runs per throughput burst with the model")
     p.add_argument("--latency-runs", type=int, default=24, help="sequential single runs with the model")
     p.add_argument("--echo-runs", type=int, default=256, help="runs per throughput burst with BATON_MODEL=echo")
     p.add_argument("--echo-latency-runs", type=int, default=48)
