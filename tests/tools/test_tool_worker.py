@@ -1,0 +1,73 @@
+"""A tool worker pool in separate processes (``baton worker --tools ...``) against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import redis
+
+from agents.tools import ToolRunner
+from agents.workflow import RoleSpec, ToolConfig, Workflow
+from broker import Keys
+from protocol import DeadLetter, decode
+from tests.conftest import ROOT, Workers
+
+
+def _remote_runner(client: redis.Redis, timeout: float = 20.0) -> ToolRunner:
+    spec = RoleSpec(role="r", agent="Rae", tools=["calculator", "kb_search"])
+    tools = {"calculator": ToolConfig(remote=True, timeout=timeout), "kb_search": ToolConfig(remote=True, timeout=0.5)}
+    return ToolRunner(client, Keys(), Workflow(name="t", entry="r", roles=[spec], tools=tools), spec)
+
+
+def _processed(client: redis.Redis) -> dict[str, int]:
+    beats = [json.loads(client.get(k) or b"{}") for k in client.scan_iter(match="baton:hb:tools-*")]
+    return {b["consumer"]: b["processed"] for b in beats if b}
+
+
+def test_a_pool_of_two_tool_workers_answers_each_call_once(
+    client: redis.Redis, keys: Keys, workers: Workers, worker_env: dict[str, str]
+) -> None:
+    workers.spawn("--tools", "calculator", "clock")
+    workers.spawn("--tools", "calculator,clock")
+    workers.wait_ready(client, 2)
+    check = subprocess.run([sys.executable, "-m", "agents", "worker", "--tools", "calculator", "--check"],
+                           env=worker_env, cwd=ROOT, capture_output=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    runner = _remote_runner(client)
+    outs = [runner.call("calculator", {"expression": f"{i} * {i}"}, f"run-{i % 3}") for i in range(12)]
+    assert [o.output for o in outs] == [str(i * i) for i in range(12)], [o.error for o in outs]
+    assert all(o.where == "remote" and o.error == "" for o in outs)
+    # a tool error comes back as a result; the pool keeps serving
+    err = runner.call("calculator", {"expression": "1/0"}, "run-0")
+    assert err.error == "division by zero" and err.output == ""
+    # a bad entry on a tool stream is dead-lettered; the pool keeps serving
+    client.xadd(keys.tool_stream("calculator"), {"msg": b"{not json"})
+    assert runner.call("calculator", {"expression": "2+2"}, "run-0").output == "4"
+    stream = keys.tool_stream("calculator")
+    (group,) = client.xinfo_groups(stream)
+    assert group["pending"] == 0 and group["entries-read"] == 15
+    deadline = time.monotonic() + 30
+    while sum(_processed(client).values()) < 14:  # heartbeats report what each worker answered
+        assert time.monotonic() < deadline, (_processed(client), workers.logs())
+        time.sleep(0.2)
+    assert len(_processed(client)) == 2 and all(n > 0 for n in _processed(client).values()), _processed(client)
+    (_, fields), = client.xrange(keys.dead())
+    dl = decode(fields[b"msg"])
+    assert isinstance(dl, DeadLetter) and dl.role == "tools" and "malformed JSON" in dl.reason
+    assert not list(client.scan_iter(match="baton:*toolreply*"))  # replies are taken, not left behind
+    runner.close()
+
+
+def test_a_remote_call_times_out_when_no_tool_worker_answers(client: redis.Redis) -> None:
+    out = _remote_runner(client).call("kb_search", {"query": "x"}, "run-t")
+    assert out.error == "tool 'kb_search' timed out after 0.5s (no tool worker answered)"
+
+
+def test_unknown_tool_names_are_a_one_line_error(worker_env: dict[str, str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "agents", "worker", "--tools", "calculator", "rm_rf"],
+                          env=worker_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("baton: error: unknown tool(s) rm_rf; known: ") and proc.stderr.count("\n") == 1
