@@ -42,8 +42,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# 200 runs through the three roles, 2 workers per role, SIGKILLed workers and one Redis restart;
+# exits non-zero if a run was lost or duplicated (see docs/RELIABILITY.md).
 chaos: $(STAMP)
-	$(BIN)/baton-chaos --runs 200 --workers 2
+	$(BIN)/python -m agents.chaos --runs 200 --workers 2 --model twin
 
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 

@@ -1,12 +1,12 @@
 """Chaos run: the three-role pipeline under SIGKILLed workers and a Redis restart, then an audit.
 
 ``python -m agents.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
-``appendfsync everysec``), two worker processes per role, submits the runs, SIGKILLs a random
-worker every few seconds and starts a replacement, kills and restarts Redis once mid-run, waits
-for every run to finish, then counts: submitted, completed, lost (never finished, not
-dead-lettered), duplicated (a run with more than one result, or an agent with more than one
-scratchpad entry in a run), dead-lettered, kills and restarts. Exit code 1 if anything was lost
-or duplicated.
+``appendfsync everysec``), two worker processes per role, submits the runs, SIGKILLs a worker
+every few seconds (one holding pending entries when there is one) and starts a replacement,
+kills and restarts Redis once mid-run, waits for every run to finish, then counts: submitted,
+completed, lost (never finished, not dead-lettered), duplicated (a run with more than one
+result, or an agent with more than one scratchpad entry in a run), dead-lettered, kills and
+restarts. Exit code 1 if anything was lost or duplicated.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class ChaosReport:
     missing_pad_entries: int = 0
     dead_lettered: int = 0
     kills: int = 0
+    kills_mid_task: int = 0
     restarts: int = 0
     redis_restarts: int = 0
     stale_commits_refused: int = 0
@@ -180,10 +181,13 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
             redis_restarted = True
             log.info("restarted Redis after %d of %d runs", done, len(run_ids))
         if now >= next_kill and pool.live():
-            role, proc = rng.choice(pool.live())
+            busy = _busy_pids(client, keys)
+            holding = [(r, p) for r, p in pool.live() if p.pid in busy]
+            role, proc = rng.choice(holding or pool.live())
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             report.kills += 1
+            report.kills_mid_task += bool(holding)
             respawn.append((now + cfg.restart_after_s, role))
             next_kill = now + rng.uniform(*cfg.kill_every_s)
         for due, role in list(respawn):
@@ -192,6 +196,21 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
                 report.restarts += 1
                 respawn.remove((due, role))
         time.sleep(0.1)
+
+
+def _busy_pids(client: Any, keys: Keys) -> set[int]:
+    """Pids of workers holding pending entries right now (consumer names end in -pid-random)."""
+    pids: set[int] = set()
+    try:
+        for spec in SEED.roles:
+            summary = client.xpending(keys.stream(spec.role), keys.group(spec.role))
+            for c in summary.get("consumers") or []:
+                if int(c["pending"]) > 0:
+                    name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
+                    pids.add(int(name.rsplit("-", 2)[-2]))
+    except Exception:  # noqa: BLE001 - Redis may be restarting; kill at random then
+        return set()
+    return pids
 
 
 def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> None:

@@ -2,8 +2,8 @@
 
 Task streams are never trimmed by length (a blind ``MAXLEN`` deletes entries that are still
 pending). They are trimmed with ``XTRIM MINID`` below a floor that no consumer group still
-needs: the smallest of every group's oldest pending entry and last-delivered id. Everything
-below the floor was delivered and acknowledged by every group.
+needs: the smallest of every group's oldest pending entry and the id just after its
+last-delivered id. Everything below the floor was delivered to and acknowledged by every group.
 
 Trimming is safe to run concurrently from many processes: a group's floor only moves up (acks
 shrink the pending list from anywhere, new deliveries are always above the last-delivered id),
@@ -49,13 +49,14 @@ def trim_floor(client: redis.Redis, stream: str) -> str | None:
         return None
     floors: list[str] = []
     for g in groups:
-        floors.append(_s(g["last-delivered-id"]))
+        ms, seq = entry_id_key(_s(g["last-delivered-id"]))
+        floors.append(f"{ms}-{seq + 1}")  # the last delivered entry too, unless it is pending
         if int(g["pending"]) > 0:
             summary: Any = client.xpending(stream, _s(g["name"]))
             if summary["pending"] and summary["min"] is not None:
                 floors.append(_s(summary["min"]))
     floor = min(floors, key=entry_id_key)
-    return None if entry_id_key(floor) == (0, 0) else floor
+    return None if entry_id_key(floor) <= (0, 1) else floor
 
 
 def trim_stream(client: redis.Redis, stream: str) -> int:
@@ -141,14 +142,27 @@ class Janitor:
                                                                 approximate=False))
         if self.record_ttl_s > 0:
             for p in range(self.keys.partitions):
-                report.runs_forgotten += int(self.client.zremrangebyscore(
-                    self.keys.runs(p), "-inf", now - self.record_ttl_s))
+                report.runs_forgotten += self._forget_runs(p, now - self.record_ttl_s)
         report.cancelled_forgotten = self._forget_cancelled()
         if report.total:
             log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations",
                      report.trimmed or "nothing", report.results_trimmed, report.runs_forgotten,
                      report.cancelled_forgotten)
         return report
+
+    def _forget_runs(self, partition: int, older_than: float) -> int:
+        """Drop index entries of runs created before ``older_than`` whose record has expired."""
+        key = self.keys.runs(partition)
+        old = [_s(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=0, num=1000)]
+        if not old:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for run_id in old:
+            pipe.exists(self.keys.run(run_id))
+        gone = [run_id for run_id, alive in zip(old, pipe.execute(), strict=True) if not alive]
+        if gone:
+            self.client.zrem(key, *gone)
+        return len(gone)
 
     def _forget_cancelled(self) -> int:
         key = self.keys.cancelled()
