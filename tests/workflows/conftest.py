@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from agents.settings import Settings
-from agents.workflow import Workflow
 from agents.worker import Worker
+from agents.workflow import Workflow
 
 
 @pytest.fixture(scope="session")
