@@ -3,6 +3,8 @@
 The folder is the tool option ``dir`` (relative to the workflow file) or the argument ``dir``
 when the workflow allows none. Each paragraph (blank-line separated) is a document; results
 are the best ``k`` paragraphs as ``file: text`` lines. The index is rebuilt when a file changes.
+The tool option ``mode = "semantic"`` ranks by sentence embeddings instead (optional package,
+see ``agents.tools.semantic``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.tools.base import ToolContext, ToolError
+from agents.tools.semantic import SemanticRanker
 
 __all__ = ["BM25", "KbSearch", "tokenize"]
 
@@ -68,6 +71,7 @@ class KbSearch:
 
     def __init__(self) -> None:
         self._indexes: dict[Path, _Index] = {}
+        self._semantic = SemanticRanker()
         self._lock = threading.Lock()
 
     def _index(self, folder: Path) -> _Index:
@@ -86,7 +90,8 @@ class KbSearch:
 
     def run(self, args: Mapping[str, str], ctx: ToolContext) -> str:
         """Return the best paragraphs for ``args["query"]``."""
-        query = tokenize(args.get("query", ""))
+        text = args.get("query", "")
+        query = tokenize(text)
         if not query:
             raise ToolError("missing or empty argument 'query'")
         folder = ctx.options.get("dir") or args.get("dir") or ""
@@ -97,7 +102,14 @@ class KbSearch:
         except ValueError:
             raise ToolError(f"k must be a number, got {args.get('k')!r}") from None
         idx = self._index(ctx.path(folder).resolve())
-        ranked = sorted(enumerate(idx.bm25.scores(query)), key=lambda p: (-p[1], p[0]))
+        mode = ctx.options.get("mode", "bm25")
+        if mode == "semantic":
+            scores = self._semantic.scores([t for _, t in idx.docs], text) if idx.docs else []
+        elif mode == "bm25":
+            scores = idx.bm25.scores(query)
+        else:
+            raise ToolError(f"unknown kb_search mode {mode!r}; use bm25 or semantic")
+        ranked = sorted(enumerate(scores), key=lambda p: (-p[1], p[0]))
         hits = [idx.docs[i] for i, score in ranked[:k] if score > 0]
         if not hits:
             return "no match"

