@@ -10,14 +10,13 @@ letters of the run and tasks still waiting in a stream complete the picture.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 import redis
 
 from broker import Keys, agents_in_run, get_run
-from broker.stats import dead_letters, discover_streams, entries_from, stream_entries
+from broker.stats import dead_letters, discover_streams, entries_from, pad_entries, stream_entries
 from protocol import DeadLetter, Error, Hop, ProtocolError, Result, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
@@ -127,8 +126,7 @@ def build_trace(client: redis.Redis, keys: Keys, run_id: str, *, search: int = 2
     streams = [s for s in discover_streams(client, keys) if s.startswith(f"{tag}:")]
     pads: list[tuple[str, str, dict[str, Any]]] = []
     for agent in agents:
-        for entry_id, value in client.hgetall(keys.pad(run_id, agent)).items():
-            pads.append((agent, entry_id.decode(), json.loads(value)))
+        pads += [(agent, entry_id, entry) for entry_id, entry in pad_entries(client, keys, run_id, agent)]
     wanted = [(s, eid) for _, eid, _ in pads for s in streams]
     found = stream_entries(client, wanted)
     tasks: dict[str, tuple[str, Task]] = {}

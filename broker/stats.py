@@ -7,6 +7,7 @@ wheel) they are counted with exclusive XRANGE up to a cap, and ``lag_exact`` say
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "discover_streams",
     "entries_from",
     "heartbeats",
+    "pad_entries",
     "run_records",
     "run_statuses",
     "server_version",
@@ -225,3 +227,10 @@ def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int = 5
     """Up to ``count`` entries of ``stream`` added at or after ``start_ms`` (ms since the epoch)."""
     rows: Any = client.xrange(stream, f"{max(0, start_ms)}-0", "+", count=count)
     return [(_s(eid), fields.get(b"msg", b"")) for eid, fields in rows]
+
+
+def pad_entries(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[tuple[str, dict[str, Any]]]:
+    """An agent's scratchpad entries in a run with their input entry ids, oldest first."""
+    raw: dict[Any, Any] = client.hgetall(keys.pad(run_id, agent))
+    rows = sorted(((_s(k), v) for k, v in raw.items()), key=lambda kv: tuple(int(x) for x in kv[0].split("-")))
+    return [(entry_id, json.loads(value)) for entry_id, value in rows]
