@@ -82,7 +82,7 @@ def test_shared_memory_is_seen_across_agents_of_a_run_and_not_by_another_run(
     assert read_shared(client, keys, b)["goal"] == "Topic beta"
     for run_id, mine, other in ((a, "alpha", "beta"), (b, "beta", "alpha")):
         for e in scratchpad(client, keys, run_id, "Bob"):  # written by Alice, read by Bob
-            assert f"Goal: goal: Topic {mine}" in e["response"]
+            assert f"Shared memory: goal: Topic {mine}" in e["response"]
             assert other not in e["response"]
 
 
