@@ -32,4 +32,4 @@ def dashboard(
     client, _ = connect_checked(s)
     api = create_app(s, load_workflow(workflow or s.workflow or None), interval=interval, client=client)
     err.print(f"baton dashboard on http://{host}:{port}/  (metrics: /metrics)")
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
