@@ -105,3 +105,18 @@ def test_a_worker_with_a_bad_metrics_port_says_so_in_one_line(worker_env: dict[s
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "baton: error: bad value for BATON_METRICS_PORT: 70000 is not a TCP port (1-65535, 0 = off)")
+
+
+def test_monitor_json_streams_one_snapshot_per_refresh(client: redis.Redis, keys: Keys,
+                                                       worker_env: dict[str, str]) -> None:
+    make_state(client, keys)
+    proc = subprocess.Popen([sys.executable, "-m", "agents", "monitor", "--json", "--interval", "0.1"],
+                            env=worker_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        snaps = [json.loads(proc.stdout.readline()) for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert [s["roles"][0]["throughput"] is None for s in snaps] == [True, False, False]
+    assert all(by_role(s)["planner"]["lag"] == 2 for s in snaps)
