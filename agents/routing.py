@@ -97,7 +97,8 @@ def plan_outputs(
         return [(keys.results(keys.partition(task.run_id)), encode(result))], {
             "status": "done", "role": "", "result": output, "finished_at": finished}
     stream = keys.run_stream(target, task.run_id)
-    base = {"role": target, "workflow": task.workflow, "deadline": task.deadline, "max_hops": task.max_hops}
+    base: dict[str, Any] = {"role": target, "workflow": task.workflow, "deadline": task.deadline,
+                            "max_hops": task.max_hops}
     if spec.split:
         pieces = split_text(spec.split, fields.get("continuation", output))
         n = len(pieces)

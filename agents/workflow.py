@@ -163,6 +163,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                     f"workflow {self.name!r}: role {r.role!r} has memory {r.memory!r}; use run, agent or none"
                 )
             self._check_role(r, names)
+        for name, cfg in self.tools.items():
+            if not 0 < cfg.timeout <= 3600:
+                raise WorkflowError(f"workflow {self.name!r}: tools.{name}.timeout must be in (0, 3600] seconds")
         if any(r.split for r in self.roles) and not any(r.join for r in self.roles):
             raise WorkflowError(f"workflow {self.name!r}: a role splits its output but no role has join = true")
 

@@ -44,7 +44,7 @@ def _eval(node: ast.AST) -> float:
     match node:
         case ast.Expression(body=body):
             return _eval(body)
-        case ast.Constant(value=value) if type(value) in (int, float):
+        case ast.Constant(value=int() | float() as value) if not isinstance(value, bool):
             return _check(value)
         case ast.UnaryOp(op=op, operand=operand) if type(op) in _UNARY:
             return _check(_UNARY[type(op)](_eval(operand)))

@@ -1,7 +1,7 @@
 """``kb_search``: BM25 search over a folder of local text files (``.txt`` and ``.md``).
 
-The folder is the tool option ``dir`` (relative to the workflow file) or the argument ``dir``
-when the workflow allows none. Each paragraph (blank-line separated) is a document; results
+The folder is the tool option ``dir`` (relative to the workflow file), never an argument: a
+model's output must not choose which files are read. Each paragraph (blank-line separated) is a document; results
 are the best ``k`` paragraphs as ``file: text`` lines. The index is rebuilt when a file changes.
 The tool option ``mode = "semantic"`` ranks by sentence embeddings instead (optional package,
 see ``agents.tools.semantic``).
@@ -94,7 +94,7 @@ class KbSearch:
         query = tokenize(text)
         if not query:
             raise ToolError("missing or empty argument 'query'")
-        folder = ctx.options.get("dir") or args.get("dir") or ""
+        folder = ctx.options.get("dir", "")
         if not folder:
             raise ToolError("no knowledge-base folder: set tools.kb_search.options.dir in the workflow")
         try:

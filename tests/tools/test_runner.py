@@ -97,6 +97,8 @@ def test_kb_search_ranks_local_files(tmp_path: Path) -> None:
     out = runner.call("kb_search", {"query": "what is overfitting", "k": "1"}, "run")
     assert out.output == "a.txt: Overfitting means low training error and high test error."
     assert runner.call("kb_search", {"query": "zebra"}, "run").output == "no match"
+    unset = _runner(None, ["kb_search"]).call("kb_search", {"query": "x", "dir": str(tmp_path)}, "run")
+    assert unset.error.startswith("no knowledge-base folder")  # the caller cannot pick the folder
     missing = _runner(None, ["kb_search"], kb_search=ToolConfig(options={"dir": str(tmp_path / "nope")}))
     assert "does not exist" in missing.call("kb_search", {"query": "x"}, "run").error
 
