@@ -57,10 +57,10 @@ class WorkerPool:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
 
-    def spawn(self, role: str) -> None:
-        """Start one ``baton worker ROLE`` process."""
+    def spawn(self, role: str, *args: str) -> None:
+        """Start one ``baton worker ROLE [ARGS...]`` process (``spawn("--tools", NAME...)``: a tool worker)."""
         env = {**os.environ, **self.env, "REDIS_URL": self.redis_url}
-        cmd = [sys.executable, "-m", "agents", "worker", role]
+        cmd = [sys.executable, "-m", "agents", "worker", role, *args]
         if self.workflow:
             cmd += ["--workflow", self.workflow]
         proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
@@ -163,6 +163,8 @@ def run(
             stack.callback(pool.stop)
             for role in wf.roles:
                 pool.spawn(role.role)
+            if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
+                pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
         run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
