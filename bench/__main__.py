@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("celery", "kombu", "httpx", "transformers"):
+    for noisy in ("baton", "celery", "kombu", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from agents.backends.twin import build_twin
@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                 if cfg == "seed":
                     res: Any = _seed(model, args.runs, base_env)
                 elif cfg == "ceiling":
-                    res = _ceiling(model, args.runs, defaults.batch_size, base_env, procs)
+                    # the best of one process per core and one per baton worker (3): under outside
+                    # load, the scheduler's per-process share would otherwise favour whichever has more
+                    res = max((_ceiling(model, args.runs, defaults.batch_size, base_env, n) for n in {procs, 3}),
+                              key=lambda m: m.runs_per_s)
                 elif cfg == "baton-b1":
                     res = _cluster("baton", server.url, {**base_env, "BATON_BATCH_SIZE": "1"}, log_dir,
                                    args.runs, args.latency_runs)

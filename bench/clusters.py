@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from bench.common import ROOT, rss_mib, task_text
+from bench.common import ROOT, rss_mib, task_text, uss_mib
 
 __all__ = ["BatonCluster", "CeleryCluster", "Measure"]
 
@@ -32,6 +32,7 @@ class Measure:
     latencies: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     peak_rss_mib: list[float] = field(default_factory=list)
+    uss_mib: list[float] = field(default_factory=list)
     cold_ready_s: list[float] = field(default_factory=list)
     cold_first_result_s: float = float("nan")
     errors: int = 0
@@ -75,6 +76,8 @@ class _Procs:
                 now, peak = rss_mib(p.pid, children=children)
                 m.rss_mib.append(now)
                 m.peak_rss_mib.append(peak)
+                if not children:
+                    m.uss_mib.append(uss_mib(p.pid))
 
 
 class BatonCluster:

@@ -17,6 +17,7 @@ __all__ = [
     "percentile",
     "rss_mib",
     "spread",
+    "uss_mib",
     "task_text",
 ]
 
@@ -57,6 +58,16 @@ def spread(values: Sequence[float]) -> tuple[float, float, float]:
         nan = float("nan")
         return nan, nan, nan
     return min(vals), statistics.median(vals), max(vals)
+
+
+def uss_mib(pid: int) -> float:
+    """Unique set size of ``pid`` in MiB: what one more such process adds (shared pages excluded)."""
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).memory_full_info().uss) / 2**20
+    except psutil.Error:
+        return float("nan")
 
 
 def rss_mib(pid: int, *, children: bool = False) -> tuple[float, float]:
