@@ -180,10 +180,11 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
             report.redis_restarts += 1
             redis_restarted = True
             log.info("restarted Redis after %d of %d runs", done, len(run_ids))
-        if now >= next_kill and pool.live():
+        ready = [(r, p) for r, p in pool.live() if p.pid in _ready_pids(client, keys)]
+        if now >= next_kill and ready:  # only workers past start-up: killing loaders proves nothing
             busy = _busy_pids(client, keys)
-            holding = [(r, p) for r, p in pool.live() if p.pid in busy]
-            role, proc = rng.choice(holding or pool.live())
+            holding = [(r, p) for r, p in ready if p.pid in busy]
+            role, proc = rng.choice(holding or ready)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             report.kills += 1
@@ -198,6 +199,19 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
         time.sleep(0.1)
 
 
+def _pid(consumer: Any) -> int:
+    name = consumer.decode() if isinstance(consumer, bytes) else str(consumer)
+    return int(name.rsplit("-", 2)[-2])
+
+
+def _ready_pids(client: Any, keys: Keys) -> set[int]:
+    """Pids of workers with a heartbeat (they finished loading the model)."""
+    try:
+        return {_pid(k.decode().rsplit(":", 1)[-1]) for k in client.scan_iter(match=keys.heartbeat_pattern())}
+    except Exception:  # noqa: BLE001 - Redis may be restarting
+        return set()
+
+
 def _busy_pids(client: Any, keys: Keys) -> set[int]:
     """Pids of workers holding pending entries right now (consumer names end in -pid-random)."""
     pids: set[int] = set()
@@ -206,8 +220,7 @@ def _busy_pids(client: Any, keys: Keys) -> set[int]:
             summary = client.xpending(keys.stream(spec.role), keys.group(spec.role))
             for c in summary.get("consumers") or []:
                 if int(c["pending"]) > 0:
-                    name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
-                    pids.add(int(name.rsplit("-", 2)[-2]))
+                    pids.add(_pid(c["name"]))
     except Exception:  # noqa: BLE001 - Redis may be restarting; kill at random then
         return set()
     return pids

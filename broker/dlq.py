@@ -17,9 +17,9 @@ import redis
 
 from broker.keys import Keys
 from broker.streams import entry_id_key
-from protocol import DeadLetter, ProtocolError, decode
+from protocol import MAX_MESSAGE_BYTES, DeadLetter, ProtocolError, decode
 
-__all__ = ["DeadEntry", "ReplayError", "find_dead", "list_dead", "purge_dead", "replay_dead"]
+__all__ = ["DEAD_LETTER_LIMIT", "DeadEntry", "ReplayError", "find_dead", "list_dead", "purge_dead", "replay_dead"]
 
 
 class ReplayError(ValueError):
@@ -39,9 +39,13 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+DEAD_LETTER_LIMIT = 64 * MAX_MESSAGE_BYTES
+"""Dead letters keep oversize originals whole, so they are read with a larger limit."""
+
+
 def _parse(key: str, entry_id: Any, fields: dict[bytes, bytes]) -> DeadEntry | None:
     try:
-        msg = decode(fields.get(b"msg", b""))
+        msg = decode(fields.get(b"msg", b""), limit=DEAD_LETTER_LIMIT)
     except ProtocolError:
         return None
     return DeadEntry(key, _s(entry_id), msg) if isinstance(msg, DeadLetter) else None

@@ -21,7 +21,7 @@ from tests.conftest import Workers
 ECHO = {"BATON_MODEL": "echo", "BATON_FAULT_INJECTION": "1"}
 
 
-def wait_until(check: Callable[[], object], timeout: float = 60, what: str = "condition",
+def wait_until(check: Callable[[], object], timeout: float = 120, what: str = "condition",
                logs: Callable[[], str] | None = None) -> None:
     """Poll ``check`` until it is truthy; fail naming ``what`` (with worker logs) on timeout."""
     deadline = time.monotonic() + timeout

@@ -55,7 +55,7 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
     client: redis.Redis, keys: Keys, echo: Workers
 ) -> None:
     victim = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "120"})
-    echo.wait_ready(client, 1)
+    echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="killed-mid-task", role="planner", task="survive me"))
     stream = keys.stream("planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the victim to take the task")
@@ -63,7 +63,7 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
     heir = echo.spawn("planner")
     for role in ROLES[1:]:
         echo.spawn(role)
-    echo.wait_ready(client, 4)
+    echo.wait_ready(client, 4, timeout=180)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL
     rec = wait_runs(client, keys, [run_id], timeout=60)[run_id]
@@ -78,13 +78,13 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
 def test_slow_but_alive_worker_keeps_its_task(client: redis.Redis, keys: Keys, echo: Workers) -> None:
     lease = {"BATON_LEASE_MS": "1500"}
     slow = echo.spawn("planner", env={**lease, "BATON_ECHO_DELAY_S": "5"})
-    echo.wait_ready(client, 1)
+    echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="slow-run", role="planner", task="take your time"))
     stream = keys.stream("planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the slow worker to take the task")
     slow_name = _pending(client, stream, "planner")[0]["consumer"].decode()
     other = echo.spawn("planner", env=lease)
-    echo.wait_ready(client, 2)
+    echo.wait_ready(client, 2, timeout=180)
     wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the slow worker's handoff",
                logs=echo.logs)
     (pad,) = scratchpad(client, keys, run_id, "Alice")
@@ -143,7 +143,7 @@ def test_poison_message_ends_in_the_dlq_and_replays_once_fixed(
 
 def test_dlq_purge(client: redis.Redis, keys: Keys, echo: Workers) -> None:
     echo.spawn("planner")
-    echo.wait_ready(client, 1)
+    echo.wait_ready(client, 1, timeout=180)
     for _ in range(3):
         client.xadd(keys.stream("planner"), {"msg": b"{oops"})
     wait_until(lambda: client.xlen(keys.dead()) == 3, what="three dead letters", logs=echo.logs)
@@ -215,7 +215,7 @@ def test_workers_survive_a_redis_restart_and_nothing_is_lost(
 ) -> None:
     env = {"REDIS_URL": private_redis.url, "BATON_ECHO_DELAY_S": "0.2", "BATON_BATCH_SIZE": "1"}
     procs = [echo.spawn(role, env=env) for role in ROLES]
-    echo.wait_ready(private_client, 3)
+    echo.wait_ready(private_client, 3, timeout=180)
     run_ids = [submit(private_client, keys, Task(run_id=f"restart-{i}", role="planner", task=f"t{i}"))
                for i in range(8)]
 
@@ -240,7 +240,7 @@ def test_workers_survive_a_redis_restart_and_nothing_is_lost(
 
 def test_sigterm_finishes_the_task_in_flight_and_exits_0(client: redis.Redis, keys: Keys, echo: Workers) -> None:
     proc = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "3"})
-    echo.wait_ready(client, 1)
+    echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="graceful", role="planner", task="finish me"))
     stream = keys.stream("planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
@@ -256,7 +256,7 @@ def test_second_signal_exits_at_once_leaving_the_task_pending(
     client: redis.Redis, keys: Keys, echo: Workers
 ) -> None:
     proc = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "120"})
-    echo.wait_ready(client, 1)
+    echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="impatient", role="planner", task="never mind"))
     stream = keys.stream("planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")

@@ -1,0 +1,55 @@
+"""Least-privilege Redis ACL rules for one role's workers.
+
+A worker of role R needs, and gets, only:
+
+- commands: the stream commands of a consumer (XREADGROUP, XACK, XCLAIM, XAUTOCLAIM, XPENDING,
+  XINFO GROUPS/CONSUMERS, XGROUP CREATE/DELCONSUMER, XADD, XTRIM), the hash, set and string
+  commands of the handoff and the run record, EVALSHA/SCRIPT LOAD for the atomic commit, PING;
+- keys: its own task streams and the next roles' task streams (read-write: the commit script
+  names them as keys, and EVALSHA declares its keys read-write), run
+  records, scratchpads, idempotency markers, the results and dead-letter streams of every
+  partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
+  (read, and write to forget expired entries).
+
+Everything else, other roles' streams, FLUSHALL, CONFIG, KEYS, is refused with NOPERM and shows
+up in ``ACL LOG``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from broker.keys import Keys
+
+__all__ = ["WORKER_COMMANDS", "role_acl"]
+
+WORKER_COMMANDS = (
+    "ping",
+    "xreadgroup", "xack", "xclaim", "xautoclaim", "xpending", "xinfo|groups", "xinfo|consumers",
+    "xgroup|create", "xgroup|delconsumer", "xadd", "xtrim", "xrange", "xlen",
+    "hset", "hsetnx", "hget", "hgetall", "hlen", "hdel", "expire", "exists", "get", "set", "del",
+    "zadd", "zrange", "zrangebyscore", "zrem", "smismember", "sismember", "sscan", "srem",
+    "evalsha", "script|load",
+)
+"""Commands a worker issues (including its janitor sweep and the commit script's calls).
+
+On Redis 7.2 and later also grant ``client|setinfo`` (redis-py announces its name on connect;
+7.0 does not know the command, so it cannot be named in a 7.0 ACL).
+"""
+
+
+def role_acl(keys: Keys, role: str, next_roles: Sequence[str], *, user: str | None = None,
+             password: str | None = None) -> list[str]:
+    """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role``.
+
+    ``next_roles`` are the roles this role hands off to; their streams are write-only.
+    """
+    tag = f"{keys.prefix}:{{p*}}"
+    rules = [user or f"baton-{role}", "reset", "on", f">{password}" if password else "nopass",
+             "resetchannels", "-@all", *(f"+{c}" for c in WORKER_COMMANDS),
+             f"~{tag}:stream:{role}"]
+    # EVALSHA declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
+    rules += [f"~{tag}:stream:{nxt}" for nxt in next_roles]
+    rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-")]
+    rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{keys.cancelled()}"]
+    return rules

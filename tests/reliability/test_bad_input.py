@@ -1,0 +1,58 @@
+"""Bad input of every kind from the issue: a clear reason in the dead-letter stream, no dead worker.
+
+Malformed JSON, wrong types, invalid UTF-8, unexpected types, wrong roles and missing ``msg``
+fields are covered in ``tests/e2e/test_pipeline.py``; the decoder is fuzzed with hypothesis in
+``tests/protocol/test_codec.py``. Here: unsupported version, unknown type tag, missing fields,
+oversize entries and a prompt longer than the model's context, with the real (twin) model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from broker import Keys, scratchpad, submit
+from broker.dlq import list_dead
+from protocol import MAX_MESSAGE_BYTES, Task, decode
+from tests.conftest import Workers
+from tests.reliability.conftest import wait_until
+from tests.reliability.test_recovery import baton
+
+
+def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
+    client: redis.Redis, keys: Keys, workers: Workers
+) -> None:
+    proc = workers.spawn("planner")  # the twin: a real model with a 1024-token context
+    workers.wait_ready(client, 1, timeout=180)
+    stream = keys.stream("planner")
+    bad = [
+        (b'{"type":"task","v":2,"run_id":"r-v2","role":"planner","task":"t"}', "unsupported protocol version 2"),
+        (b'{"type":"bogus","run_id":"r-tag","role":"planner"}', "invalid message"),
+        (b'{"type":"task","run_id":"r-missing","role":"planner"}', "missing required field `task`"),
+        (b'{"type":"task","run_id":"r-big","role":"planner","task":"' + b"x" * MAX_MESSAGE_BYTES + b'"}',
+         "message too large"),
+    ]
+    for data, _ in bad:
+        client.xadd(stream, {"msg": data})
+    long_task = " ".join(f"word{i}" for i in range(3000))  # far beyond 1024 tokens
+    run_id = submit(client, keys, Task(run_id="long-prompt", role="planner", task=long_task))
+    wait_until(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("researcher")) == 1,
+               timeout=120, what="dead letters and the long task's handoff", logs=workers.logs)
+    letters = list_dead(client, keys)
+    for letter, (data, reason) in zip((d.letter for d in letters), bad, strict=True):
+        assert reason in letter.reason, letter.reason
+        assert letter.original == data.decode() and letter.role == "planner" and letter.attempts == 1
+    (pad,) = scratchpad(client, keys, run_id, "Alice")
+    assert pad["meta"]["truncated"] is True and pad["task"] == long_task
+    (_, fields), = client.xrange(keys.stream("researcher"))
+    assert decode(fields[b"msg"]).run_id == run_id
+    assert proc.poll() is None
+    listed = baton("dlq", "list", "--json", env=workers.env)
+    assert [row["run_id"] for row in json.loads(listed.stdout)] == ["r-v2", "", "r-missing", ""]
+
+
+def test_unknown_role_is_a_one_line_cli_error(worker_env: dict[str, str]) -> None:
+    proc = baton("worker", "janitor-of-doom", env=worker_env)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "unknown role 'janitor-of-doom'" in proc.stderr

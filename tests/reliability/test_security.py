@@ -1,0 +1,127 @@
+"""Security: a worker under a least-privilege ACL user, TLS (``rediss://``), no eval/exec/pickle.
+
+``ACL LOG`` is the oracle: a worker that needed anything outside its rules would leave an entry.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, submit
+from broker.acl import role_acl
+from protocol import Task
+from tests.conftest import ROOT, Workers
+from tests.reliability.conftest import wait_until
+from tests.reliability.test_recovery import baton
+
+
+def _acl_user(admin: redis.Redis, keys: Keys, role: str, nxt: list[str], password: str) -> str:
+    rules = role_acl(keys, role, nxt, password=password)
+    admin.execute_command("ACL", "SETUSER", *rules)
+    return rules[0]
+
+
+def test_worker_runs_under_a_least_privilege_user_and_is_refused_elsewhere(
+    private_redis: EmbeddedRedis, private_client: redis.Redis, keys: Keys, echo: Workers
+) -> None:
+    admin = private_client
+    user = _acl_user(admin, keys, "planner", ["researcher"], "planner-secret")
+    admin.acl_log_reset()
+    url = f"redis://{user}:planner-secret@127.0.0.1:{private_redis.port}/0"
+    env = {"REDIS_URL": url, "BATON_JANITOR_INTERVAL_S": "0.3", "BATON_RECORD_TTL_S": "3600"}
+    # an entry held by a dead consumer, so the worker's reclaim path runs under the ACL too
+    orphan = submit(admin, keys, Task(run_id="orphan", role="planner", task="held by the dead"))
+    RoleStreams(admin, keys, "planner", "planner-gone-1-abc").read(pending=False, count=1, block_ms=100)
+    proc = echo.spawn("planner", env=env)
+    runs = [orphan] + [submit(admin, keys, Task(run_id=f"acl-{i}", role="planner", task="t")) for i in range(2)]
+    wait_until(lambda: all((get_run(admin, keys, r) or {}).get("role") == "researcher" for r in runs),
+               what="the planner handoffs under the ACL user", logs=echo.logs)
+    wait_until(lambda: admin.xlen(keys.stream("planner")) == 0, what="the janitor under the ACL user",
+               logs=echo.logs)
+    assert proc.poll() is None
+    assert admin.acl_log() == [], "the worker needed something its ACL does not grant"
+
+    as_role = redis.Redis.from_url(url)
+    refused: list[Callable[[], Any]] = [
+        lambda: as_role.xadd(keys.stream("summarizer"), {"msg": b"x"}),
+        lambda: as_role.xreadgroup("summarizer", "c", {keys.stream("summarizer"): ">"}),
+        lambda: as_role.hset("elsewhere", "k", "v"),
+        lambda: as_role.flushall(),
+        lambda: as_role.config_get("*"),
+        lambda: as_role.keys("*"),
+    ]
+    for call in refused:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            call()
+    as_role.close()
+    log = admin.acl_log()
+    assert {e["username"] for e in log} == {user}
+    assert {e["object"] for e in log} >= {keys.stream("summarizer"), "elsewhere", "flushall", "config|get", "keys"}
+
+
+def _certs(tmp: Path) -> tuple[Path, Path, Path]:
+    ca_key, ca, key, csr, crt, ext = (tmp / n for n in ("ca.key", "ca.crt", "server.key", "server.csr",
+                                                        "server.crt", "san.cnf"))
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for cmd in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+         "-subj", "/CN=baton-test-ca"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "1",
+         "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    return ca, crt, key
+
+
+def test_worker_and_cli_over_tls_with_a_password(tmp_path: Path, keys: Keys, echo: Workers) -> None:
+    ca, crt, key = _certs(tmp_path)
+    tls_port = free_port()
+    server = EmbeddedRedis(tmp_path / "tls-redis", extra_args=[
+        "--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+    ]).start()
+    try:
+        admin = redis.Redis(port=server.port)
+        user = _acl_user(admin, keys, "planner", ["researcher"], "tls-secret")
+        url = f"rediss://{user}:tls-secret@127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
+        echo.spawn("planner", env={"REDIS_URL": url})
+        run_id = submit(admin, keys, Task(run_id="over-tls", role="planner", task="encrypted"))
+        wait_until(lambda: (get_run(admin, keys, run_id) or {}).get("role") == "researcher",
+                   what="the handoff over TLS", logs=echo.logs)
+        assert admin.acl_log() == []
+        plain = baton("dlq", "list", env={**echo.env, "REDIS_URL": url})
+        assert plain.returncode == 0 and "no dead letters" in plain.stdout, plain.stderr
+        wrong = baton("dlq", "list", env={**echo.env, "REDIS_URL": url.replace("tls-secret", "nope")})
+        assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1 and "credentials" in wrong.stderr
+        admin.close()
+    finally:
+        server.stop()
+
+
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
+FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "cloudpickle"}
+
+
+def test_no_eval_exec_or_pickle_on_the_message_path() -> None:
+    offenders: list[str] = []
+    for package in ("protocol", "broker", "agents"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+                    offenders.append(f"{where} calls {node.func.id}()")
+                elif isinstance(node, ast.Import):
+                    offenders += [f"{where} imports {a.name}" for a in node.names
+                                  if a.name.split(".")[0] in FORBIDDEN_MODULES]
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FORBIDDEN_MODULES:
+                    offenders.append(f"{where} imports from {node.module}")
+    assert offenders == []
