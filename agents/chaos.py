@@ -47,6 +47,7 @@ class ChaosConfig:
     restart_after_s: float = 0.5
     redis_restart_at: float = 0.4
     timeout_s: float = 600.0
+    appendfsync: str = "everysec"
     seed: int | None = None
     workdir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class ChaosReport:
     reclaim_events: int = 0
     seconds: float = 0.0
     model: str = ""
+    appendfsync: str = ""
     lost_runs: list[str] = field(default_factory=list)
 
     @property
@@ -122,7 +124,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     rng = random.Random(cfg.seed)
     work = Path(cfg.workdir or tempfile.mkdtemp(prefix="baton-chaos-"))
     report = ChaosReport(model=cfg.model)
-    server = EmbeddedRedis(work / "redis", appendfsync="everysec").start()
+    server = EmbeddedRedis(work / "redis", appendfsync=cfg.appendfsync).start()
+    report.appendfsync = cfg.appendfsync
     model = _model(cfg.model)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
            "REDIS_URL": server.url, "BATON_MODEL": model, "BATON_BLOCK_MS": "300",
@@ -282,6 +285,8 @@ def cli(
     model: Annotated[str, typer.Option(help="'twin' (the offline tiny-gpt2) or 'echo'.")] = "twin",
     seed: Annotated[int | None, typer.Option(help="Random seed for the kill schedule.")] = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+    kill_every: Annotated[tuple[float, float], typer.Option(help="Seconds between kills: min max.")] = (2.0, 4.0),
+    appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: everysec or always.")] = "everysec",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
 ) -> None:
     """Submit RUNS runs, SIGKILL workers and restart Redis meanwhile, then audit."""
@@ -289,7 +294,8 @@ def cli(
     from rich.table import Table
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = run_chaos(ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout))
+    report = run_chaos(ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout,
+                                   kill_every_s=kill_every, appendfsync=appendfsync))
     table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
     for k, v in asdict(report).items():
         if k != "lost_runs":

@@ -1,8 +1,9 @@
-"""Operating the queue safely: ``baton dlq list|show|replay|purge``, ``baton cancel``, ``baton janitor``."""
+"""Operating the queue safely: ``baton dlq list|show|replay|purge``, ``cancel``, ``janitor``, ``acl``."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict
 from typing import Annotated
 
@@ -10,12 +11,14 @@ import msgspec
 import typer
 from rich.table import Table
 
-from agents.cli.common import CliError, app, connect_checked, out, settings
+from agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
 from agents.guards import cancel_run
+from broker import Keys
+from broker.acl import role_acl
 from broker.dlq import DeadEntry, ReplayError, find_dead, list_dead, purge_dead, replay_dead
 from broker.janitor import Janitor
 
-__all__ = ["cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
+__all__ = ["acl", "cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 
 dlq_app = typer.Typer(help="Dead letters: messages that could not be handled, with their reason.",
                       no_args_is_help=True)
@@ -129,3 +132,19 @@ def janitor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
         out.print(f"trimmed {n} acknowledged entries from {stream}")
     out.print(f"{report.results_trimmed} old results trimmed, {report.runs_forgotten} expired runs and "
               f"{report.cancelled_forgotten} cancellations forgotten")
+
+
+@app.command()
+def acl(
+    role: Annotated[str, typer.Argument(help="The role whose workers the ACL user is for.")],
+    password: Annotated[str | None, typer.Option(help="The user's password (default: read BATON_ACL_PASSWORD).",
+                                                 envvar="BATON_ACL_PASSWORD")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+) -> None:
+    """Print the least-privilege ``ACL SETUSER`` command for ROLE's workers (see docs/RELIABILITY.md)."""
+    s = settings(workflow=workflow)
+    wf = load_workflow(workflow or s.workflow)
+    spec = wf.role(role)
+    nxt = [spec.next] if spec.next else []
+    rules = role_acl(Keys(s.prefix, s.partitions), spec.role, nxt, password=password or "CHANGE-ME")
+    print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))

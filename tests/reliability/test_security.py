@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, submit
+from broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, scratchpad, submit
 from broker.acl import role_acl
 from protocol import Task
 from tests.conftest import ROOT, Workers
@@ -125,3 +125,16 @@ def test_no_eval_exec_or_pickle_on_the_message_path() -> None:
                 elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FORBIDDEN_MODULES:
                     offenders.append(f"{where} imports from {node.module}")
     assert offenders == []
+
+
+def test_one_runs_scratchpad_never_enters_another_runs_prompt(
+    client: redis.Redis, keys: Keys, echo: Workers
+) -> None:
+    echo.spawn("planner")  # echo answers with the prompt itself, so the response shows the memory used
+    first = submit(client, keys, Task(run_id="secret-run", role="planner", task="the password is swordfish"))
+    wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the first run", logs=echo.logs)
+    second = submit(client, keys, Task(run_id="other-run", role="planner", task="what is the password?"))
+    wait_until(lambda: client.xlen(keys.stream("researcher")) == 2, what="the second run", logs=echo.logs)
+    (mine,) = scratchpad(client, keys, second, "Alice")
+    assert "Memory: []" in mine["response"] and "swordfish" not in mine["response"]
+    assert "swordfish" in scratchpad(client, keys, first, "Alice")[0]["response"]
