@@ -62,6 +62,11 @@ def _torch_threads() -> int | None:
     return int(torch.get_num_threads()) if torch is not None else None
 
 
+def _grace_over(grace_s: float) -> None:
+    log.warning("in-flight work did not finish within the %.0fs grace period: exiting, it stays pending", grace_s)
+    os._exit(1)
+
+
 def consumer_name(role: str) -> str:
     """A consumer name unique to this process: role, host, pid and a random suffix."""
     return f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -128,6 +133,9 @@ class Worker:
                 os._exit(1)
             log.info("signal %s: finishing in-flight work, then exiting", signal.Signals(signum).name)
             self.stopping.set()
+            grace = threading.Timer(self.settings.shutdown_grace_s, _grace_over, args=(self.settings.shutdown_grace_s,))
+            grace.daemon = True  # past the grace period, exit like a second signal would
+            grace.start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)

@@ -266,3 +266,15 @@ def test_second_signal_exits_at_once_leaving_the_task_pending(
     assert proc.wait(30) == 1
     assert len(_pending(client, stream, "planner")) == 1  # left for another worker to reclaim
     assert client.xlen(keys.stream("researcher")) == 0
+
+
+def test_work_outlasting_the_grace_period_is_left_pending(client: redis.Redis, keys: Keys, echo: Workers) -> None:
+    proc = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "120", "BATON_SHUTDOWN_GRACE_S": "1"})
+    echo.wait_ready(client, 1, timeout=180)
+    submit(client, keys, Task(run_id="overdue", role="planner", task="too slow"))
+    stream = keys.stream("planner")
+    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 1
+    assert "did not finish within the 1s grace period" in echo.logs()
+    assert len(_pending(client, stream, "planner")) == 1
