@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
@@ -28,13 +29,23 @@ class RunGuard:
         self.keys = keys
         self.role = role
 
-    def halts(self, items: Sequence[tuple[Entry, Task]], *, now: float | None = None) -> dict[str, Handoff]:
-        """Map entry id -> the commit that ends its run instead of running it (one round trip)."""
+    def halts(
+        self, items: Sequence[tuple[Entry, Task]], *, now: float | None = None,
+        cancelled: Sequence[bool] | None = None,
+    ) -> dict[str, Handoff]:
+        """Map entry id -> the commit that ends its run instead of running it (one round trip).
+
+        ``cancelled``: the items' cancelled flags when the caller already read them (e.g. in the
+        same round trip as the scratchpads); then nothing is read here.
+        """
         if not items:
             return {}
         now = time.time() if now is None else now
         run_ids = [task.run_id for _, task in items]
-        flags = self.client.smismember(self.keys.cancelled(), run_ids)  # type: ignore[arg-type]
+        flags: Sequence[Any] = (
+            cancelled if cancelled is not None
+            else self.client.smismember(self.keys.cancelled(), run_ids)  # type: ignore[arg-type]
+        )
         halted: dict[str, Handoff] = {}
         for (entry, task), cancelled in zip(items, flags, strict=True):
             if cancelled:

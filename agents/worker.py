@@ -37,7 +37,17 @@ from agents.routing import gather, needs_routing, plan_outputs
 from agents.settings import Settings
 from agents.steps import RoleSteps, StepContext
 from agents.workflow import RoleSpec, Workflow
-from broker import Entry, Handoff, Keys, Outcome, RoleStreams, commit, connect, scratchpads
+from broker import (
+    Entry,
+    Handoff,
+    Keys,
+    Outcome,
+    RoleStreams,
+    cancelled_and_scratchpads,
+    commit,
+    connect,
+    scratchpads,
+)
 from broker.janitor import Janitor
 from protocol import (
     DeadLetter,
@@ -245,7 +255,8 @@ class Worker:
             self._commit(dead)
             self.dead_lettered += len(dead)
             self.metrics.dead_lettered(len(dead))
-        halts = self.guard.halts([(w.entry, w.task) for w in work])  # cancelled runs, passed deadlines
+        cancelled, early = self._before_run(work)  # one round trip: cancelled flags (+ scratchpads)
+        halts = self.guard.halts([(w.entry, w.task) for w in work], cancelled=cancelled)  # cancelled, late
         if halts:
             self._commit(list(halts.values()))
             work = [w for w in work if w.entry.id not in halts]
@@ -253,7 +264,7 @@ class Worker:
             work = gather(self.client, self.keys, self.streams.group, self.consumer, work)
         if not work:
             return False
-        memories = self._memories([w.task for w in work])
+        memories = self._memories([w.task for w in work]) if early is None else [early[w.entry.id] for w in work]
         for w, memory in zip(work, memories, strict=True):
             w.ctx = self.steps.before(w.task)  # declared tool steps, shared memory
             w.prompt = self.steps.render(w.task, memory, w.ctx)
@@ -309,6 +320,16 @@ class Worker:
                 return "", msg
             case _:
                 return f"unexpected message type {type(msg).__name__!r} on a task stream", None
+
+    def _before_run(self, work: list[_Work]) -> tuple[list[bool], dict[str, list[dict[str, Any]]] | None]:
+        """Cancelled flags of ``work`` and, for run-scoped memory without fan-in, its scratchpads
+        (by entry id), read in one round trip; ``None`` when memories must be read later."""
+        if not work:
+            return [], None
+        early = self.spec.memory == "run" and not self.spec.join
+        pads = [(w.task.run_id, self.spec.agent) for w in work] if early else []
+        flags, pads_read = cancelled_and_scratchpads(self.client, self.keys, [w.task.run_id for w in work], pads)
+        return flags, ({w.entry.id: m for w, m in zip(work, pads_read, strict=True)} if early else None)
 
     def _memories(self, tasks: list[Task]) -> list[list[dict[str, Any]]]:
         if (long_term := self.steps.memories(tasks)) is not None:

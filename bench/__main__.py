@@ -134,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     configs = [c for c in (*MODEL_CONFIGS, *ECHO_CONFIGS, *OTHER) if not only or c in only]
     results: dict[str, list[Any]] = {c: [] for c in configs}
     load_before = os.getloadavg()
+    loads: list[float] = []
     started = time.time()
     try:
         for rep in range(args.repeats):
             for cfg in configs:
                 log.info("repeat %d/%d: %s", rep + 1, args.repeats, cfg)
+                loads.append(os.getloadavg()[0])
                 log_dir = work / f"logs-{rep}-{cfg}"
                 log_dir.mkdir(parents=True)
                 if cfg == "seed":
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "args": vars(args),
         "load_before": load_before,
         "load_after": os.getloadavg(),
+        "load_during": (min(loads, default=float("nan")), max(loads, default=float("nan"))),
         "started": started,
         "duration_s": time.time() - started,
         "batch_size": defaults.batch_size,

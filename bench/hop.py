@@ -2,9 +2,9 @@
 
 - ``raw``: redis-py issuing XADD -> XREADGROUP (COUNT 1) -> XACK, the plainest hop;
 - ``raw-same``: redis-py issuing exactly the commands a baton worker issues for one message of
-  the seed chain, in the same round trips (XADD of the task, XREADGROUP, SMISMEMBER of the
-  cancelled set, HGETALL of the scratchpad, EVALSHA of the commit script with ready-made
-  arguments), without baton's Python around them;
+  the seed chain, in the same round trips (XADD of the task; XREADGROUP; SMISMEMBER of the
+  cancelled set pipelined with HGETALL of the scratchpad; EVALSHA of the commit script with
+  ready-made arguments), without baton's Python around them;
 - ``baton``: baton's own code path: the task is published, then an in-process
   :class:`agents.worker.Worker` (echo backend) reads it and processes it (decode, memory read,
   prompt, handoff, atomic commit).
@@ -97,8 +97,10 @@ class _RawSame:
             client.xadd(stream, {"msg": self.tasks[i]})
             reply: Any = client.xreadgroup(group, consumer, {stream: ">"}, count=1)
             entry_id = reply[0][1][0][0].decode()
-            client.smismember(keys.cancelled(), [run_id])
-            client.hgetall(keys.pad(run_id, "Bob"))
+            pipe = client.pipeline(transaction=False)
+            pipe.smismember(keys.cancelled(), [run_id])
+            pipe.hgetall(keys.pad(run_id, "Bob"))
+            pipe.execute()
             script_keys = [stream, keys.done(run_id, run_id), keys.run(run_id), keys.pad(run_id, "Bob"),
                            keys.pads(run_id), self.out]
             args = [group, consumer, entry_id, DONE_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],

@@ -79,7 +79,7 @@ def _hops(results: dict[str, list[Any]]) -> tuple[list[str], dict[str, float]]:
     rows = ["| hop | µs per message |", "|---|---|"]
     names = {
         "raw": "raw redis-py: XADD → XREADGROUP → XACK",
-        "raw-same": "raw redis-py issuing baton's commands (XADD, XREADGROUP, SMISMEMBER, HGETALL, EVALSHA commit)",
+        "raw-same": "raw redis-py, baton's commands (XADD; XREADGROUP; SMISMEMBER+HGETALL pipelined; EVALSHA commit)",
         "baton": "baton's code path (publish, RoleStreams.read, Worker.process with the echo backend)",
     }
     for key, label in names.items():
@@ -151,7 +151,9 @@ def write_report(path: Path, results: dict[str, list[Any]], info: dict[str, Any]
         f"- When: {when}, {info['duration_s'] / 60:.1f} min. Command: `{info['command']}`",
         f"- Load average (1/5/15 min) before: {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f}; after: "
         f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
-        + (" — **taken under contention** (other work on the machine)" if max(lb[0], la[0]) > 0.5 else ""),
+        + f"; 1-min load sampled between configurations: {info['load_during'][0]:.2f}–{info['load_during'][1]:.2f}"
+        + " (the bench's own processes load the machine while it runs)"
+        + (" — **taken under contention**: other work was running when it started" if lb[0] > 1.0 else ""),
         f"- Machine: {m['nproc']} cores, {m['cpu']}, {m['ram']} RAM, Linux {m['kernel']}",
         f"- Software: Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, redis-py "
         f"{m['redis']}, Celery {m['celery']}, msgspec {m['msgspec']}; {m['redis-server']}",

@@ -10,6 +10,7 @@ from broker.keys import Keys
 from broker.runs import (
     RunView,
     agents_in_run,
+    cancelled_and_scratchpads,
     get_run,
     latest_run,
     list_runs,
@@ -30,6 +31,7 @@ __all__ = [
     "RoleStreams",
     "RunView",
     "agents_in_run",
+    "cancelled_and_scratchpads",
     "commit",
     "connect",
     "describe_url",

@@ -17,6 +17,7 @@ from protocol import Error, Result, Task, decode, encode
 __all__ = [
     "RunView",
     "agents_in_run",
+    "cancelled_and_scratchpads",
     "get_run",
     "latest_run",
     "list_runs",
@@ -128,6 +129,23 @@ def scratchpads(
         return [_pad_entries(found[p]) for p in pads]
     parsed = {p: _pad_entries(raw) for p, raw in found.items()}
     return [list(parsed[p]) for p in pads]
+
+
+def cancelled_and_scratchpads(
+    client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]]
+) -> tuple[list[bool], list[list[dict[str, Any]]]]:
+    """What a worker reads before running a batch, in one round trip: which of ``run_ids`` are
+    cancelled, and the scratchpads of the ``(run_id, agent)`` pairs in ``pads``."""
+    if not run_ids and not pads:
+        return [], []
+    pipe = client.pipeline(transaction=False)
+    if run_ids:
+        pipe.smismember(keys.cancelled(), list(run_ids))
+    for run_id, agent in pads:
+        pipe.hgetall(keys.pad(run_id, agent))
+    replies = pipe.execute()
+    flags = [bool(f) for f in replies[0]] if run_ids else []
+    return flags, [_pad_entries(raw) for raw in replies[1 if run_ids else 0 :]]
 
 
 def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
