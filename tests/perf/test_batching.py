@@ -17,7 +17,7 @@ import redis
 from agents.settings import Settings
 from agents.worker import Worker
 from agents.workflow import SEED
-from broker import Keys, RoleStreams, scratchpad, scratchpads, submit
+from broker import Keys, RoleStreams, cancelled_and_scratchpads, scratchpad, scratchpads, submit
 from protocol import Task, decode, encode
 
 TASKS = [
@@ -160,3 +160,14 @@ def test_worker_process_runs_one_torch_thread_by_default(workers, client: redis.
     beats = _heartbeats(client, 2, [default, two])
     assert beats[default.pid]["torch_threads"] == 1
     assert beats[two.pid]["torch_threads"] == 2  # the field reports the process's real setting
+
+
+def test_cancelled_flags_and_scratchpads_in_one_call(client: redis.Redis, keys: Keys) -> None:
+    """The worker's pre-run read: cancelled flags per run, scratchpads per pair, as the single reads give."""
+    client.hset(keys.pad("r1", "Bob"), mapping={"1-0": json.dumps({"task": "a", "response": "A"})})
+    client.sadd(keys.cancelled(), "r2")
+    flags, pads = cancelled_and_scratchpads(client, keys, ["r1", "r2"], [("r1", "Bob"), ("r2", "Bob")])
+    assert flags == [False, True]
+    assert pads == scratchpads(client, keys, [("r1", "Bob"), ("r2", "Bob")])
+    assert cancelled_and_scratchpads(client, keys, ["r2"], []) == ([True], [])
+    assert cancelled_and_scratchpads(client, keys, [], []) == ([], [])
