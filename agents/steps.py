@@ -6,6 +6,10 @@ the role sets ``parse_tools``, the role's ``share`` fields are written to shared
 agent's long-term memory gets the entry (``memory = "agent"``), and the template fields of the
 handoff are assembled for ``agents.routing``. For a role with none of these (the seed chain)
 nothing here touches Redis and the prompt is exactly ``agents.agent.render_prompt``'s.
+
+Delivery is at least once: a message redelivered after a crash runs its tool calls again, so
+tools should tolerate repeats. Shared-memory and long-term-memory writes are idempotent (the
+same field, or a field keyed by the message id).
 """
 
 from __future__ import annotations

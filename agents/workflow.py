@@ -141,7 +141,12 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A named set of roles; runs start at ``entry``."""
+    """A named set of roles; runs start at ``entry``.
+
+    ``tools`` holds per-tool settings (``[tools.NAME]``: remote, timeout, options);
+    ``base_dir`` is the workflow file's directory (set by the loader), against which relative
+    paths in tool options are resolved.
+    """
 
     name: str
     entry: str
