@@ -176,6 +176,9 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
         except Exception:  # noqa: BLE001 - Redis may be restarting
             done = 0
         if done == len(run_ids):
+            for _, role in respawn:  # every killed worker is restarted, even after the last run
+                pool.spawn(role)
+                report.restarts += 1
             return
         now = time.monotonic()
         if not redis_restarted and done >= cfg.redis_restart_at * len(run_ids):

@@ -9,6 +9,7 @@ handled like a new one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,18 @@ from broker.keys import Keys
 from broker.streams import entry_id_key
 from protocol import MAX_MESSAGE_BYTES, DeadLetter, ProtocolError, decode
 
-__all__ = ["DEAD_LETTER_LIMIT", "DeadEntry", "ReplayError", "find_dead", "list_dead", "purge_dead", "replay_dead"]
+__all__ = [
+    "DEAD_LETTER_LIMIT", "DeadEntry", "ReplayError", "find_dead", "is_entry_id", "list_dead", "purge_dead",
+    "replay_dead",
+]
+
+
+_ENTRY_ID = re.compile(r"\d+-\d+")
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a full stream entry id (``ms-seq``)."""
+    return _ENTRY_ID.fullmatch(text) is not None
 
 
 class ReplayError(ValueError):
@@ -66,7 +78,9 @@ def list_dead(client: redis.Redis, keys: Keys, *, role: str | None = None, limit
 
 
 def find_dead(client: redis.Redis, keys: Keys, entry_id: str) -> DeadEntry | None:
-    """The dead letter with stream entry id ``entry_id``, in any partition."""
+    """The dead letter with stream entry id ``entry_id``, in any partition (None if not an id)."""
+    if not is_entry_id(entry_id):
+        return None
     for p in range(keys.partitions):
         key = keys.dead(p)
         rows: Any = client.xrange(key, min=entry_id, max=entry_id)

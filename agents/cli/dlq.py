@@ -15,7 +15,7 @@ from agents.cli.common import CliError, app, connect_checked, load_workflow, out
 from agents.guards import cancel_run
 from broker import Keys
 from broker.acl import role_acl
-from broker.dlq import DeadEntry, ReplayError, find_dead, list_dead, purge_dead, replay_dead
+from broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from broker.janitor import Janitor
 
 __all__ = ["acl", "cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
@@ -102,6 +102,9 @@ def dlq_purge(
     """Delete dead letters for good."""
     if all_ == bool(entry_ids):
         raise CliError("give dead letter ids or --all (not both)", 2)
+    bad = [i for i in entry_ids or [] if not is_entry_id(i)]
+    if bad:
+        raise CliError(f"not a dead letter id: {bad[0]!r} (ids look like 1712345678901-0; see baton dlq list)", 2)
     client, keys = connect_checked(settings())
     n = purge_dead(client, keys, None if all_ else entry_ids)
     out.print(f"purged {n} dead letter{'s' if n != 1 else ''}")

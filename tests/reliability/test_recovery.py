@@ -153,6 +153,8 @@ def test_dlq_purge(client: redis.Redis, keys: Keys, echo: Workers) -> None:
     assert client.xlen(keys.dead()) == 0
     usage = baton("dlq", "purge", env=echo.env)
     assert usage.returncode == 2 and "give dead letter ids or --all" in usage.stderr
+    typo = baton("dlq", "purge", "oops", env=echo.env)
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "not a dead letter id: 'oops'" in typo.stderr
 
 
 def test_worker_reads_its_own_pending_entries_first(client: redis.Redis, keys: Keys, redis_url: str) -> None:
