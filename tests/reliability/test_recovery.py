@@ -76,8 +76,8 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
 
 
 def test_slow_but_alive_worker_keeps_its_task(client: redis.Redis, keys: Keys, echo: Workers) -> None:
-    lease = {"BATON_LEASE_MS": "1500"}
-    slow = echo.spawn("planner", env={**lease, "BATON_ECHO_DELAY_S": "5"})
+    lease = {"BATON_LEASE_MS": "3000"}
+    slow = echo.spawn("planner", env={**lease, "BATON_ECHO_DELAY_S": "7"})
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="slow-run", role="planner", task="take your time"))
     stream = keys.stream("planner")
@@ -88,7 +88,7 @@ def test_slow_but_alive_worker_keeps_its_task(client: redis.Redis, keys: Keys, e
     wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the slow worker's handoff",
                logs=echo.logs)
     (pad,) = scratchpad(client, keys, run_id, "Alice")
-    assert pad["meta"]["consumer"] == slow_name  # the lease (XCLAIM JUSTID) kept it: idle < 1.5 s all along
+    assert pad["meta"]["consumer"] == slow_name  # the lease (XCLAIM JUSTID) kept it: never idle 3 s
     assert "reclaimed" not in _log_of(echo, other).replace("0 reclaimed", "")
     assert "was reclaimed by another worker" not in _log_of(echo, slow)
     assert _pending(client, stream, "planner") == []
@@ -280,3 +280,25 @@ def test_work_outlasting_the_grace_period_is_left_pending(client: redis.Redis, k
     assert proc.wait(60) == 1
     assert "did not finish within the 1s grace period" in echo.logs()
     assert len(_pending(client, stream, "planner")) == 1
+
+
+def test_a_paused_worker_that_wakes_up_late_cannot_commit_a_second_copy(
+    client: redis.Redis, keys: Keys, echo: Workers
+) -> None:
+    zombie = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "2"})
+    echo.wait_ready(client, 1, timeout=180)
+    run_id = submit(client, keys, Task(run_id="zombie", role="planner", task="who finishes?"))
+    stream = keys.stream("planner")
+    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
+    zombie.send_signal(signal.SIGSTOP)  # a long GC pause or a partition: no heartbeat, no lease renewal
+    try:
+        heir = echo.spawn("planner")
+        wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the heir's handoff", logs=echo.logs)
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    wait_until(lambda: "was reclaimed by another worker" in _log_of(echo, zombie),
+               what="the zombie's late commit to be refused", logs=echo.logs)
+    assert client.xlen(keys.stream("researcher")) == 1
+    (pad,) = scratchpad(client, keys, run_id, "Alice")
+    assert pad["meta"]["consumer"] in _log_of(echo, heir)
+    assert zombie.poll() is None
