@@ -1,12 +1,13 @@
 """Chaos run: the three-role pipeline under SIGKILLed workers and a Redis restart, then an audit.
 
 ``python -m agents.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
-``appendfsync everysec``), two worker processes per role, submits the runs, SIGKILLs a worker
-every few seconds (one holding pending entries when there is one) and starts a replacement,
-kills and restarts Redis once mid-run, waits for every run to finish, then counts: submitted,
-completed, lost (never finished, not dead-lettered), duplicated (a run with more than one
-result, or an agent with more than one scratchpad entry in a run), dead-lettered, kills and
-restarts. Exit code 1 if anything was lost or duplicated.
+``appendfsync everysec``), two worker processes per role, submits the runs, SIGKILLs a ready
+worker every few seconds (one holding pending entries when there is one) and starts a
+replacement, kills and restarts Redis once mid-run, with the workers' janitors trimming streams
+every 2 s; waits for every run to finish, then counts: submitted, completed, lost (never
+finished, not dead-lettered; a pending entry trimmed away would show up here), duplicated (a
+run with more than one result, or an agent with more than one scratchpad entry in a run),
+dead-lettered, kills and restarts. Exit code 1 if anything was lost or duplicated.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class ChaosReport:
     stale_commits_refused: int = 0
     duplicate_commits_acked: int = 0
     reclaim_events: int = 0
+    janitor_trims: int = 0
     seconds: float = 0.0
     model: str = ""
     appendfsync: str = ""
@@ -131,7 +133,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
            "REDIS_URL": server.url, "BATON_MODEL": model, "BATON_BLOCK_MS": "300",
            "BATON_HEARTBEAT_INTERVAL_S": "0.5", "BATON_HEARTBEAT_TTL_S": "2", "BATON_RECLAIM_INTERVAL_S": "0.5",
            "BATON_LEASE_MS": "15000", "BATON_RETRY_BACKOFF_S": "0.1", "BATON_MAX_DELIVERIES": "8",
-           "BATON_BATCH_SIZE": "4", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **cfg.env}
+           "BATON_BATCH_SIZE": "4", "BATON_JANITOR_INTERVAL_S": "2", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           **cfg.env}
     pool = _Pool(env, work)
     client = connect(server.url, retries=10)
     keys = Keys()
@@ -276,6 +279,7 @@ def _count_logs(work: Path, report: ChaosReport) -> None:
         report.stale_commits_refused += text.count("was reclaimed by another worker")
         report.duplicate_commits_acked += text.count("had already been handed off")
         report.reclaim_events += text.count("entries from dead consumer") + text.count("entries idle past the")
+        report.janitor_trims += text.count("janitor: trimmed {")
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
