@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import msgspec
 import redis
 
 from agents.agent import handoff_text
@@ -64,6 +65,7 @@ from protocol import (
 __all__ = ["Worker", "consumer_name"]
 
 log = logging.getLogger("baton.worker")
+_JSON = msgspec.json.Encoder()  # one encoder for every scratchpad entry (faster than json.dumps)
 
 
 def _torch_threads() -> int | None:
@@ -274,6 +276,9 @@ class Worker:
         try:
             generations = self.backend.generate([w.prompt for w in work], max_new_tokens=max_new)
         except Exception as exc:  # noqa: BLE001 - any model failure is retried, then dead-lettered
+            if len(work) > 1:  # one bad prompt must not fail its batch-mates: run them one by one
+                log.warning("batched model call failed (%s); retrying its %d prompts one by one", exc, len(work))
+                return any([self._process([w.entry]) for w in work])
             self.failed += len(work)
             self.metrics.failed(len(work))
             attempts = max(w.entry.deliveries for w in work)
@@ -346,7 +351,7 @@ class Worker:
                 "finished": finished, "tokens": tokens, "truncated": truncated}
         fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
         meta |= self.steps.meta(task, w.ctx)  # tool calls and results, fan-out part (nothing for the seed)
-        pad_value = json.dumps({"task": task.task, "response": output, "meta": meta}).encode()
+        pad_value = _JSON.encode({"task": task.task, "response": output, "meta": meta})
         common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
                   "trace": (*task.trace, hop)}
         p = self.keys.partition(task.run_id)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 import redis
 
 from broker.keys import Keys
@@ -58,6 +58,8 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
     pipe.execute()
     return task.run_id
 
+
+_decode_json = msgspec.json.Decoder().decode
 
 _groups_made: weakref.WeakKeyDictionary[redis.Redis, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
@@ -152,7 +154,7 @@ def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
     if not raw:
         return []
     ordered = sorted(raw.items(), key=lambda kv: entry_id_key(_s(kv[0])))
-    entries: list[dict[str, Any]] = [json.loads(v) for _, v in ordered]
+    entries: list[dict[str, Any]] = [_decode_json(v) for _, v in ordered]
     return entries
 
 
