@@ -302,3 +302,16 @@ def test_a_paused_worker_that_wakes_up_late_cannot_commit_a_second_copy(
     (pad,) = scratchpad(client, keys, run_id, "Alice")
     assert pad["meta"]["consumer"] in _log_of(echo, heir)
     assert zombie.poll() is None
+
+
+def test_a_failing_prompt_does_not_take_its_batch_mates_down(client: redis.Redis, keys: Keys, echo: Workers) -> None:
+    good = [submit(client, keys, Task(run_id=f"mate-{i}", role="planner", task=f"fine {i}")) for i in range(2)]
+    bad = submit(client, keys, Task(run_id="always-fails", role="planner", task="[[fault:raise:99]] broken"))
+    echo.spawn("planner", env={"BATON_BATCH_SIZE": "8"})  # the three arrive in one batch
+    wait_until(lambda: client.xlen(keys.dead()) == 1 and client.xlen(keys.stream("researcher")) == 2,
+               what="the batch-mates' handoffs and the bad prompt's dead letter", logs=echo.logs)
+    assert "retrying its 3 prompts one by one" in echo.logs()
+    handed = {decode(f[b"msg"]).run_id for _, f in client.xrange(keys.stream("researcher"))}
+    assert handed == set(good)
+    (_, fields), = client.xrange(keys.dead())
+    assert decode(fields[b"msg"]).run_id == bad  # type: ignore[union-attr]
