@@ -1,7 +1,7 @@
 """Chaos run: the three-role pipeline under SIGKILLed workers and a Redis restart, then an audit.
 
 ``python -m agents.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
-``appendfsync everysec``), two worker processes per role, submits the runs, SIGKILLs a ready
+``appendfsync everysec``), two worker processes per role, submits the runs (5 per second), SIGKILLs a ready
 worker every few seconds (one holding pending entries when there is one) and starts a
 replacement, kills and restarts Redis once mid-run, with the workers' janitors trimming streams
 every 2 s; waits for every run to finish, then counts: submitted, completed, lost (never
@@ -49,6 +49,7 @@ class ChaosConfig:
     redis_restart_at: float = 0.4
     timeout_s: float = 600.0
     appendfsync: str = "everysec"
+    submit_rate: float = 5.0
     seed: int | None = None
     workdir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -144,10 +145,6 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             for _ in range(cfg.workers):
                 pool.spawn(spec.role)
         run_ids = [f"chaos-{i:04d}" for i in range(cfg.runs)]
-        for i, run_id in enumerate(run_ids):
-            text = f"Explain topic {i} of supervised learning."
-            submit(client, keys, Task(run_id=run_id, role=SEED.entry, task=text))
-        report.submitted = len(run_ids)
         _shake(cfg, rng, server, pool, client, keys, run_ids, report)
         report.seconds = time.monotonic() - started
         _audit(client, keys, run_ids, report)
@@ -173,8 +170,16 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
     next_kill = time.monotonic() + rng.uniform(*cfg.kill_every_s)
     respawn: list[tuple[float, str]] = []
     redis_restarted = False
+    started = time.monotonic()
+    tasks = [Task(run_id=run_id, role=SEED.entry, task=f"Explain topic {i} of supervised learning.")
+             for i, run_id in enumerate(run_ids)]
     while time.monotonic() < deadline:
         try:
+            # runs arrive at submit_rate per second, so the kills spread over the whole run
+            due = min(len(run_ids), 1 + int((time.monotonic() - started) * cfg.submit_rate))
+            while report.submitted < due:  # a retried submit reuses its Task (and message id): no duplicate
+                submit(client, keys, tasks[report.submitted])
+                report.submitted += 1
             done = _finished(client, keys, run_ids)
         except Exception:  # noqa: BLE001 - Redis may be restarting
             done = 0
@@ -294,6 +299,7 @@ def cli(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
     kill_every: Annotated[tuple[float, float], typer.Option(help="Seconds between kills: min max.")] = (2.0, 4.0),
     appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: everysec or always.")] = "everysec",
+    submit_rate: Annotated[float, typer.Option(help="Runs submitted per second.")] = 5.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
 ) -> None:
     """Submit RUNS runs, SIGKILL workers and restart Redis meanwhile, then audit."""
@@ -302,7 +308,7 @@ def cli(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     report = run_chaos(ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout,
-                                   kill_every_s=kill_every, appendfsync=appendfsync))
+                                   kill_every_s=kill_every, appendfsync=appendfsync, submit_rate=submit_rate))
     table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
     for k, v in asdict(report).items():
         if k != "lost_runs":
