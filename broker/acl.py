@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from broker.keys import Keys
 
-__all__ = ["WORKER_COMMANDS", "role_acl"]
+__all__ = ["FEATURE_COMMANDS", "FEATURE_KEYS", "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -38,12 +38,33 @@ On Redis 7.2 and later also grant ``client|setinfo`` (redis-py announces its nam
 """
 
 
+FEATURE_KEYS: dict[str, tuple[str, ...]] = {
+    "shared_memory": ("mem:*",),
+    "join": ("join:*",),
+    "tools": ("tools:*", "toolreply:*"),
+}
+"""Extra key patterns (in the partition's slot) for workflow features a role uses."""
+
+FEATURE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "tools": ("blpop", "lpush"),
+    "shared_memory": ("multi", "exec", "discard"),
+}
+"""Extra commands for workflow features: a remote tool call waits on its reply list; shared
+memory writes are a MULTI/EXEC transaction."""
+
+
 def role_acl(keys: Keys, role: str, next_roles: Sequence[str], *, user: str | None = None,
-             password: str | None = None) -> list[str]:
+             password: str | None = None, features: Sequence[str] = (),
+             agent_memory: Sequence[str] = ()) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role``.
 
-    ``next_roles`` are the roles this role hands off to; their streams are write-only.
+    ``next_roles`` are the roles this role hands off to (routes included). ``features`` names
+    entries of ``FEATURE_KEYS`` the role needs (shared memory, joins, tools); ``agent_memory``
+    lists agents whose long-term scratchpad the role keeps. The seed roles need neither.
     """
+    unknown = set(features) - FEATURE_KEYS.keys()
+    if unknown:
+        raise ValueError(f"unknown ACL features {sorted(unknown)}; known: {sorted(FEATURE_KEYS)}")
     tag = f"{keys.prefix}:{{p*}}"
     rules = [user or f"baton-{role}", "reset", "on", f">{password}" if password else "nopass",
              "resetchannels", "-@all", *(f"+{c}" for c in WORKER_COMMANDS),
@@ -52,4 +73,7 @@ def role_acl(keys: Keys, role: str, next_roles: Sequence[str], *, user: str | No
     rules += [f"~{tag}:stream:{nxt}" for nxt in next_roles]
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-")]
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{keys.cancelled()}"]
+    rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
+    rules += [f"~{tag}:{k}" for feature in features for k in FEATURE_KEYS[feature]]
+    rules += [f"~{keys.agent_pad(agent)}" for agent in agent_memory]
     return rules

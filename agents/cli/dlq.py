@@ -148,6 +148,15 @@ def acl(
     s = settings(workflow=workflow)
     wf = load_workflow(workflow or s.workflow)
     spec = wf.role(role)
-    nxt = [spec.next] if spec.next else []
-    rules = role_acl(Keys(s.prefix, s.partitions), spec.role, nxt, password=password or "CHANGE-ME")
+    nxt = sorted({spec.next, *(r.to for r in spec.routes)} - {"", "end"})
+    features = []
+    if spec.share or "{shared}" in spec.prompt or "memory_recall" in spec.tools:
+        features.append("shared_memory")
+    if spec.join:
+        features.append("join")
+    if spec.tools or spec.steps or spec.parse_tools:
+        features.append("tools")
+    agents = [spec.agent] if spec.memory == "agent" else []
+    rules = role_acl(Keys(s.prefix, s.partitions), spec.role, nxt, password=password or "CHANGE-ME",
+                     features=features, agent_memory=agents)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))

@@ -138,3 +138,29 @@ def test_one_runs_scratchpad_never_enters_another_runs_prompt(
     (mine,) = scratchpad(client, keys, second, "Alice")
     assert "Memory: []" in mine["response"] and "swordfish" not in mine["response"]
     assert "swordfish" in scratchpad(client, keys, first, "Alice")[0]["response"]
+
+
+def test_fanout_workflow_runs_under_the_acl_users_baton_acl_prints(
+    private_redis: EmbeddedRedis, private_client: redis.Redis, keys: Keys, echo: Workers
+) -> None:
+    """Shared memory, tools and joins need keys beyond the seed's: ``baton acl`` grants them."""
+    import shlex
+
+    admin = private_client
+    for role in ("planner", "researcher", "summarizer"):
+        printed = baton("acl", role, "--workflow", "research_fanout", "--password", f"{role}-pw",
+                        env={**echo.env, "REDIS_URL": private_redis.url})
+        assert printed.returncode == 0, printed.stderr
+        words = shlex.split(printed.stdout)
+        assert words[:2] == ["ACL", "SETUSER"]
+        admin.execute_command(*words)
+    admin.acl_log_reset()
+    for role in ("planner", "researcher", "summarizer"):
+        url = f"redis://baton-{role}:{role}-pw@127.0.0.1:{private_redis.port}/0"
+        echo.spawn(role, "--workflow", "research_fanout", env={"REDIS_URL": url})
+    submit(admin, keys, Task(run_id="acl-fanout", role="planner", task="Explain.", workflow="research_fanout"))
+    wait_until(lambda: (get_run(admin, keys, "acl-fanout") or {}).get("status") in {"done", "failed"},
+               what="the fan-out run under ACL users", logs=echo.logs)
+    assert (get_run(admin, keys, "acl-fanout") or {})["status"] == "done", echo.logs()
+    assert admin.acl_log() == [], "a worker needed something its ACL does not grant"
+    assert len(scratchpad(admin, keys, "acl-fanout", "Bob")) == 3
