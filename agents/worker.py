@@ -187,6 +187,14 @@ class Worker:
                 log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
                 pending = True
                 self.stopping.wait(delay)
+            except redis.ResponseError as exc:
+                if str(exc).startswith("NOPERM"):
+                    raise  # a misconfigured ACL: fail loudly rather than spin
+                failures += 1
+                delay = min(10.0, self.settings.retry_backoff_s * 2 ** min(failures, 6)) * random.uniform(0.5, 1.5)
+                log.error("Redis refused a command (%s); retrying in %.1fs", exc, delay)
+                pending = True
+                self.stopping.wait(delay)
         self._shutdown(beater)
         return 0
 
