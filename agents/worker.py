@@ -183,20 +183,22 @@ class Worker:
                 failures = 0
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 failures += 1
-                delay = min(10.0, self.settings.retry_backoff_s * 2 ** min(failures, 6)) * random.uniform(0.5, 1.5)
-                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self._back_off(failures, "Redis unavailable", exc)
                 pending = True
-                self.stopping.wait(delay)
             except redis.ResponseError as exc:
                 if str(exc).startswith("NOPERM"):
                     raise  # a misconfigured ACL: fail loudly rather than spin
                 failures += 1
-                delay = min(10.0, self.settings.retry_backoff_s * 2 ** min(failures, 6)) * random.uniform(0.5, 1.5)
-                log.error("Redis refused a command (%s); retrying in %.1fs", exc, delay)
+                self._back_off(failures, "Redis refused a command", exc)
                 pending = True
-                self.stopping.wait(delay)
         self._shutdown(beater)
         return 0
+
+    def _back_off(self, failures: int, problem: str, exc: Exception) -> None:
+        """Log ``problem`` and wait a jittered exponential delay (cut short by shutdown)."""
+        delay = min(10.0, self.settings.retry_backoff_s * 2 ** min(failures, 6)) * random.uniform(0.5, 1.5)
+        log.warning("%s (%s); retrying in %.1fs", problem, exc, delay)
+        self.stopping.wait(delay)
 
     def _shutdown(self, beater: threading.Thread) -> None:
         self.stopping.set()
