@@ -8,7 +8,7 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test browser-deps lint typecheck chaos bench compose-test compose-lint model clean
+.PHONY: demo test browser-deps docker-deps lint typecheck chaos bench compose-test compose-lint model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -51,8 +51,18 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 
 # Builds local base images (debootstrap, no registry), the baton image, brings the stack up,
 # submits a run, scales researcher to 3 and checks all three consumed work, tears down.
-compose-test:
+compose-test: docker-deps
 	docker/compose-test.sh
+
+# Debian's Docker engine, compose v1 and debootstrap (for the local base images), when missing and root.
+docker-deps:
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	  && { command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; } \
+	  || [ "$$(id -u)" != 0 ] || { \
+	  echo "installing docker.io, docker-compose and debootstrap for the compose test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    docker.io docker-compose debootstrap >/dev/null; } \
+	  || echo "could not install Docker: compose-test will say so"
 
 compose-lint:
 	$(COMPOSE) -f docker-compose.yml config -q
