@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
-	$(PIP) -e '.[dev,bench]'
+	$(PIP) -e '.[dev,bench,semantic]'
 	touch $(STAMP)
 
 venv: $(STAMP)
