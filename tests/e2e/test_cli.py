@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,16 @@ def test_submit_wait_result_scratchpad_streams(
     assert all(r["groups"][0]["pending"] == 0 and len(r["groups"][0]["consumers"]) == 1 for r in rows)
     schema = json.loads(baton("schema", env=worker_env).stdout)
     assert "Task" in schema["$defs"]
+
+    # the docs' "start a run from any language" example, typed as a raw XADD
+    line = next(x for x in (ROOT / "docs" / "PROTOCOL.md").read_text().splitlines() if x.startswith("redis-cli XADD"))
+    stream, _, field, payload = shlex.split(line)[2:]
+    client.xadd(stream, {field: payload})
+    deadline = time.monotonic() + 60
+    while (got := baton("result", "run-from-cli", env=worker_env)).returncode != 0:
+        assert time.monotonic() < deadline, got.stdout + got.stderr + workers.logs()
+        time.sleep(0.2)
+    assert got.stdout == result
 
 
 @pytest.mark.parametrize(
