@@ -18,6 +18,7 @@ import redis
 
 from broker.keys import Keys
 from broker.streams import entry_id_key
+from broker.text import as_text
 from protocol import MAX_MESSAGE_BYTES, DeadLetter, ProtocolError, decode
 
 __all__ = [
@@ -47,10 +48,6 @@ class DeadEntry:
     letter: DeadLetter
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 DEAD_LETTER_LIMIT = 64 * MAX_MESSAGE_BYTES
 """Dead letters keep oversize originals whole, so they are read with a larger limit."""
 
@@ -60,7 +57,7 @@ def _parse(key: str, entry_id: Any, fields: dict[bytes, bytes]) -> DeadEntry | N
         msg = decode(fields.get(b"msg", b""), limit=DEAD_LETTER_LIMIT)
     except ProtocolError:
         return None
-    return DeadEntry(key, _s(entry_id), msg) if isinstance(msg, DeadLetter) else None
+    return DeadEntry(key, as_text(entry_id), msg) if isinstance(msg, DeadLetter) else None
 
 
 def list_dead(client: redis.Redis, keys: Keys, *, role: str | None = None, limit: int = 100) -> list[DeadEntry]:
@@ -103,7 +100,7 @@ def replay_dead(client: redis.Redis, keys: Keys, dead: DeadEntry) -> str:
         pipe.hset(keys.run(letter.run_id), mapping={"status": "queued", "role": letter.role})
         pipe.hdel(keys.run(letter.run_id), "error")
     new_id = pipe.execute()[0]
-    return _s(new_id)
+    return as_text(new_id)
 
 
 def purge_dead(client: redis.Redis, keys: Keys, entry_ids: Iterable[str] | None = None) -> int:

@@ -29,14 +29,11 @@ import redis
 
 from broker.keys import Keys
 from broker.streams import entry_id_key
+from broker.text import as_text
 
 __all__ = ["Janitor", "SweepReport", "trim_floor", "trim_stream"]
 
 log = logging.getLogger("baton.janitor")
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def trim_floor(client: redis.Redis, stream: str) -> str | None:
@@ -49,12 +46,12 @@ def trim_floor(client: redis.Redis, stream: str) -> str | None:
         return None
     floors: list[str] = []
     for g in groups:
-        ms, seq = entry_id_key(_s(g["last-delivered-id"]))
+        ms, seq = entry_id_key(as_text(g["last-delivered-id"]))
         floors.append(f"{ms}-{seq + 1}")  # the last delivered entry too, unless it is pending
         if int(g["pending"]) > 0:
-            summary: Any = client.xpending(stream, _s(g["name"]))
+            summary: Any = client.xpending(stream, as_text(g["name"]))
             if summary["pending"] and summary["min"] is not None:
-                floors.append(_s(summary["min"]))
+                floors.append(as_text(summary["min"]))
     floor = min(floors, key=entry_id_key)
     return None if entry_id_key(floor) <= (0, 1) else floor
 
@@ -114,7 +111,7 @@ class Janitor:
         if self.roles is not None:
             return [s for role in self.roles for s in self.keys.streams(role)]
         pattern = f"{self.keys.prefix}:*:stream:*"
-        return sorted(_s(k) for k in self.client.scan_iter(match=pattern, count=1000, _type="stream"))
+        return sorted(as_text(k) for k in self.client.scan_iter(match=pattern, count=1000, _type="stream"))
 
     def maybe_sweep(self) -> SweepReport | None:
         """Sweep if the interval has passed (0 or less disables it); never raises Redis errors."""
@@ -153,7 +150,7 @@ class Janitor:
     def _forget_runs(self, partition: int, older_than: float) -> int:
         """Drop index entries of runs created before ``older_than`` whose record has expired."""
         key = self.keys.runs(partition)
-        old = [_s(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=0, num=1000)]
+        old = [as_text(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=0, num=1000)]
         if not old:
             return 0
         pipe = self.client.pipeline(transaction=False)
@@ -168,7 +165,7 @@ class Janitor:
         key = self.keys.cancelled()
         gone: list[str] = []
         for member in self.client.sscan_iter(key, count=500):
-            run_id = _s(member)
+            run_id = as_text(member)
             if not self.client.exists(self.keys.run(run_id)):
                 gone.append(run_id)
         if gone:

@@ -16,18 +16,15 @@ from typing import Any
 import redis
 
 from broker.keys import Keys
+from broker.text import as_text
 
 __all__ = ["agent_memory", "read_shared", "remember", "write_shared"]
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def read_shared(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, str]:
     """The run's shared memory, field -> value, fields sorted."""
     raw: dict[Any, Any] = client.hgetall(keys.memory(run_id))
-    return {_s(k): _s(v) for k, v in sorted(raw.items())}
+    return {as_text(k): as_text(v) for k, v in sorted(raw.items())}
 
 
 def write_shared(

@@ -12,6 +12,7 @@ import redis
 
 from broker.keys import Keys
 from broker.streams import ensure_group, entry_id_key
+from broker.text import as_text
 from protocol import Error, Result, Task, decode, encode
 
 __all__ = [
@@ -26,10 +27,6 @@ __all__ = [
     "submit",
     "wait_for_runs",
 ]
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 RunView = dict[str, str]
@@ -80,7 +77,7 @@ def _ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
 def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:
     """The run record as strings, or None when there is no such run."""
     raw = client.hgetall(keys.run(run_id))
-    return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+    return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
 
 def list_runs(client: redis.Redis, keys: Keys, limit: int = 20) -> list[str]:
@@ -89,7 +86,7 @@ def list_runs(client: redis.Redis, keys: Keys, limit: int = 20) -> list[str]:
     for p in range(keys.partitions):
         rows: Any = client.zrevrange(keys.runs(p), 0, limit - 1, withscores=True)
         for member, score in rows:
-            scored.append((score, _s(member)))
+            scored.append((score, as_text(member)))
     scored.sort(reverse=True)
     return [run_id for _, run_id in scored[:limit]]
 
@@ -102,7 +99,7 @@ def latest_run(client: redis.Redis, keys: Keys) -> str | None:
 
 def agents_in_run(client: redis.Redis, keys: Keys, run_id: str) -> list[str]:
     """Agents that wrote a scratchpad in ``run_id``, in the order they first wrote."""
-    return [_s(a) for a in client.zrange(keys.pads(run_id), 0, -1)]
+    return [as_text(a) for a in client.zrange(keys.pads(run_id), 0, -1)]
 
 
 def scratchpad(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[dict[str, Any]]:
@@ -153,7 +150,7 @@ def cancelled_and_scratchpads(
 def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
     if not raw:
         return []
-    ordered = sorted(raw.items(), key=lambda kv: entry_id_key(_s(kv[0])))
+    ordered = sorted(raw.items(), key=lambda kv: entry_id_key(as_text(kv[0])))
     entries: list[dict[str, Any]] = [_decode_json(v) for _, v in ordered]
     return entries
 
@@ -185,7 +182,7 @@ def wait_for_runs(
         reply: Any = client.xread(cursors, block=max(1, int(remaining * 1000)))  # type: ignore[arg-type]
         for stream, items in reply or []:
             for entry_id, fields in items:
-                cursors[_s(stream)] = _s(entry_id)
+                cursors[as_text(stream)] = as_text(entry_id)
                 data = fields.get(b"msg")
                 if data is None:
                     continue

@@ -15,6 +15,7 @@ import msgspec
 import redis
 
 from broker.keys import Keys
+from broker.text import as_text
 
 __all__ = [
     "COUNT_CAP",
@@ -73,10 +74,6 @@ class StreamStats(msgspec.Struct, kw_only=True):
     groups: list[GroupStats]
 
 
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def server_version(client: redis.Redis) -> tuple[int, ...]:
     """The Redis server version, e.g. ``(7, 0, 15)``."""
     info: Any = client.info("server")
@@ -86,7 +83,7 @@ def server_version(client: redis.Redis) -> tuple[int, ...]:
 def discover_streams(client: redis.Redis, keys: Keys) -> list[str]:
     """Every role task stream that exists (SCAN; call it rarely on big keyspaces)."""
     found = client.scan_iter(match=keys.stream_pattern(), count=1000, _type="stream")
-    return sorted({_s(k) for k in found})
+    return sorted({as_text(k) for k in found})
 
 
 def count_after(client: redis.Redis, stream: str, after_id: str, upto_id: str = "+", cap: int = COUNT_CAP) -> int:
@@ -115,7 +112,7 @@ def stream_stats(client: redis.Redis, keys: Keys, streams: Sequence[str]) -> lis
         for g in groups:
             pipe.xinfo_consumers(stream, g["name"])
     consumer_replies: list[Any] = pipe.execute(raise_on_error=False)
-    names = {_s(c["name"]) for reply in consumer_replies if not isinstance(reply, Exception) for c in reply}
+    names = {as_text(c["name"]) for reply in consumer_replies if not isinstance(reply, Exception) for c in reply}
     alive = _alive(client, keys, sorted(names))
     out: list[StreamStats] = []
     k = 0
@@ -125,18 +122,18 @@ def stream_stats(client: redis.Redis, keys: Keys, streams: Sequence[str]) -> lis
             reply = consumer_replies[k]
             k += 1
             consumers = [] if isinstance(reply, Exception) else [
-                ConsumerStats(name=_s(c["name"]), pending=int(c["pending"]), idle_ms=int(c["idle"]),
-                              alive=alive.get(_s(c["name"]), False))
+                ConsumerStats(name=as_text(c["name"]), pending=int(c["pending"]), idle_ms=int(c["idle"]),
+                              alive=alive.get(as_text(c["name"]), False))
                 for c in reply
             ]
-            last = _s(g.get("last-delivered-id", "0-0"))
+            last = as_text(g.get("last-delivered-id", "0-0"))
             lag, exact = g.get("lag"), True
             if lag is None:
                 lag = count_after(client, stream, last)
                 exact = lag < COUNT_CAP
             read = g.get("entries-read")
             group_stats.append(GroupStats(
-                name=_s(g["name"]), pending=int(g["pending"]), last_delivered_id=last,
+                name=as_text(g["name"]), pending=int(g["pending"]), last_delivered_id=last,
                 entries_read=None if read is None else int(read), lag=int(lag), lag_exact=exact,
                 consumers=consumers,
             ))
@@ -179,7 +176,7 @@ def dead_letters(client: redis.Redis, keys: Keys, limit: int = 100) -> tuple[int
         total += int(client.xlen(keys.dead(p)))
         if limit > 0:
             got: Any = client.xrevrange(keys.dead(p), count=limit)
-            rows += [(_s(eid), fields.get(b"msg", b"")) for eid, fields in got]
+            rows += [(as_text(eid), fields.get(b"msg", b"")) for eid, fields in got]
     rows.sort(key=lambda r: tuple(int(x) for x in r[0].split("-")), reverse=True)
     return total, rows[:limit]
 
@@ -194,9 +191,9 @@ def run_statuses(client: redis.Redis, keys: Keys, limit: int = COUNT_CAP) -> dic
         ids: list[Any] = client.zrevrange(keys.runs(p), 0, limit - 1)
         pipe = client.pipeline(transaction=False)
         for run_id in ids:
-            pipe.hget(keys.run(_s(run_id)), "status")
+            pipe.hget(keys.run(as_text(run_id)), "status")
         for status in pipe.execute() if ids else []:
-            name = _s(status) if status is not None else "expired"
+            name = as_text(status) if status is not None else "expired"
             counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -207,7 +204,7 @@ def run_records(client: redis.Redis, keys: Keys, run_ids: Iterable[str]) -> list
     pipe = client.pipeline(transaction=False)
     for run_id in ids:
         pipe.hgetall(keys.run(run_id))
-    return [{_s(k): _s(v) for k, v in raw.items()} for raw in pipe.execute()] if ids else []
+    return [{as_text(k): as_text(v) for k, v in raw.items()} for raw in pipe.execute()] if ids else []
 
 
 def stream_entries(client: redis.Redis, wanted: Sequence[tuple[str, str]]) -> list[bytes | None]:
@@ -226,11 +223,11 @@ def stream_entries(client: redis.Redis, wanted: Sequence[tuple[str, str]]) -> li
 def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int = 500) -> list[tuple[str, bytes]]:
     """Up to ``count`` entries of ``stream`` added at or after ``start_ms`` (ms since the epoch)."""
     rows: Any = client.xrange(stream, f"{max(0, start_ms)}-0", "+", count=count)
-    return [(_s(eid), fields.get(b"msg", b"")) for eid, fields in rows]
+    return [(as_text(eid), fields.get(b"msg", b"")) for eid, fields in rows]
 
 
 def pad_entries(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[tuple[str, dict[str, Any]]]:
     """An agent's scratchpad entries in a run with their input entry ids, oldest first."""
     raw: dict[Any, Any] = client.hgetall(keys.pad(run_id, agent))
-    rows = sorted(((_s(k), v) for k, v in raw.items()), key=lambda kv: tuple(int(x) for x in kv[0].split("-")))
+    rows = sorted(((as_text(k), v) for k, v in raw.items()), key=lambda kv: tuple(int(x) for x in kv[0].split("-")))
     return [(entry_id, json.loads(value)) for entry_id, value in rows]

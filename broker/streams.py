@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from broker.keys import Keys
+from broker.text import as_text
 
 __all__ = ["Entry", "RoleStreams", "ensure_group", "entry_id_key"]
 
@@ -36,10 +37,6 @@ def entry_id_key(entry_id: str) -> tuple[int, int]:
     """Sort key of a stream entry id (``ms-seq``)."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _is_nogroup(exc: redis.ResponseError) -> bool:
@@ -87,7 +84,7 @@ class RoleStreams:
             for entry_id, fields in items:
                 if fields is None:  # pending entry whose data was trimmed away
                     fields = {}
-                entries.append(Entry(_s(stream), _s(entry_id), fields.get(b"msg"), fields))
+                entries.append(Entry(as_text(stream), as_text(entry_id), fields.get(b"msg"), fields))
         if pending and entries:
             entries = self._with_delivery_counts(entries)
         return entries
@@ -103,7 +100,7 @@ class RoleStreams:
                 stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 100,
                 consumername=self.consumer,
             )
-            counts.update({_s(r["message_id"]): int(r["times_delivered"]) for r in rows})
+            counts.update({as_text(r["message_id"]): int(r["times_delivered"]) for r in rows})
         return [
             Entry(e.stream, e.id, e.data, e.fields, counts.get(e.id, e.deliveries)) for e in entries
         ]
@@ -135,14 +132,14 @@ class RoleStreams:
                     continue
                 raise
             for info in consumers:
-                name = _s(info["name"])
+                name = as_text(info["name"])
                 if name == self.consumer or self.client.exists(self.keys.heartbeat(name)):
                     continue
                 if int(info["pending"]) > 0:
                     rows = self.client.xpending_range(
                         stream, self.group, min="-", max="+", count=count, consumername=name
                     )
-                    ids: list[Any] = [_s(r["message_id"]) for r in rows]
+                    ids: list[Any] = [as_text(r["message_id"]) for r in rows]
                     if ids:
                         got: Any = self.client.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
                         claimed += len(got)

@@ -30,16 +30,13 @@ from agents.tools.registry import get_tool
 from agents.tools.runner import run_tool
 from agents.workflow import SEED, ToolConfig, Workflow
 from broker import Keys, connect
+from broker.text import as_text
 from broker.toolcalls import TOOL_GROUP, ensure_tool_group, reply
 from protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
 
 __all__ = ["ToolWorker"]
 
 log = logging.getLogger("baton.tools")
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class ToolWorker:
@@ -118,7 +115,8 @@ class ToolWorker:
         ids: dict[Any, Any] = dict.fromkeys(self.tools, "0" if pending else ">")
         reply_: Any = self.client.xreadgroup(TOOL_GROUP, self.consumer, ids, count=8,
                                              block=None if pending else self.settings.block_ms)
-        return [(_s(stream), _s(eid), fields or {}) for stream, items in reply_ or [] for eid, fields in items]
+        return [(as_text(stream), as_text(eid), fields or {})
+                for stream, items in reply_ or [] for eid, fields in items]
 
     def _reclaim(self) -> bool:
         claimed = False
