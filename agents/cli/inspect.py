@@ -11,9 +11,10 @@ from rich.table import Table
 
 from agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
 from broker import Keys, agents_in_run, get_run, latest_run, scratchpad
+from broker.stats import discover_streams, stream_stats
 from protocol import schema as protocol_schema
 
-__all__ = ["result", "schema", "scratchpad_cmd", "stream_stats", "streams"]
+__all__ = ["result", "schema", "scratchpad_cmd", "stream_rows", "streams"]
 
 model_app = typer.Typer(help="The model: build the offline twin.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -67,30 +68,22 @@ def scratchpad_cmd(
         print(f"{a} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
 
 
-def stream_stats(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+def stream_rows(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     """Per task stream: length, and per group: pending, lag, consumers (with idle ms)."""
-    rows: list[dict[str, Any]] = []
-    for raw in sorted(client.scan_iter(match=f"{keys.prefix}:*:stream:*", count=1000, _type="stream")):
-        name = raw.decode()
-        row: dict[str, Any] = {"stream": name, "role": name.rsplit(":", 1)[-1],
-                               "length": client.xlen(name), "groups": []}
-        for g in client.xinfo_groups(name):
-            gname = g["name"].decode()
-            consumers = [
-                {"name": c["name"].decode(), "pending": c["pending"], "idle_ms": c["idle"]}
-                for c in client.xinfo_consumers(name, gname)
-            ]
-            row["groups"].append({"group": gname, "pending": g["pending"], "lag": g.get("lag"),
-                                  "consumers": consumers})
-        rows.append(row)
-    return rows
+    return [
+        {"stream": st.stream, "role": st.role, "length": st.length,
+         "groups": [{"group": g.name, "pending": g.pending, "lag": g.lag,
+                     "consumers": [{"name": c.name, "pending": c.pending, "idle_ms": c.idle_ms} for c in g.consumers]}
+                    for g in st.groups]}
+        for st in stream_stats(client, keys, discover_streams(client, keys))
+    ]
 
 
 @app.command()
 def streams(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Per stream: length, group, pending, lag and consumers."""
     client, keys = connect_checked(settings())
-    rows = stream_stats(client, keys)
+    rows = stream_rows(client, keys)
     if as_json:
         out.print_json(json.dumps(rows))
         return
