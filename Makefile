@@ -4,7 +4,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINKED := $(VENV)/.linked
 PIP := $(BIN)/pip install -q -c constraints.txt
+# Strict editable install: a link tree of the repository's folders under the `baton` namespace.
+EDITABLE := --config-settings editable_mode=strict
+SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -13,18 +17,23 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
-	$(PIP) -e '.[dev,bench,semantic]'
-	touch $(STAMP)
+	$(PIP) -e '.[dev,bench,semantic]' $(EDITABLE)
+	touch $(STAMP) $(LINKED)
 
-venv: $(STAMP)
+# A file added to agents/, broker/ or protocol/ joins the link tree here (a few seconds).
+$(LINKED): $(STAMP) $(SOURCES)
+	$(PIP) --no-deps --no-build-isolation -e . $(EDITABLE)
+	touch $(LINKED)
 
-model: $(STAMP)
+venv: $(LINKED)
+
+model: $(LINKED)
 	$(BIN)/baton model build
 
-demo: $(STAMP)
+demo: $(LINKED)
 	$(BIN)/baton run "$(TASK)"
 
-test: $(STAMP) browser-deps
+test: $(LINKED) browser-deps
 	$(BIN)/pytest -q
 
 # The dashboard's browser test drives Debian's chromium; install it when missing and we are root.
@@ -34,18 +43,18 @@ browser-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "could not install chromium: the browser test will be skipped"
 
-lint: $(STAMP)
+lint: $(LINKED)
 	$(BIN)/ruff check protocol broker agents tests bench
-	$(BIN)/mypy --strict protocol broker
+	$(BIN)/mypy --strict -p baton.protocol -p baton.broker -m baton
 
 # Side-by-side benchmark (seed notebook, baton, Celery, ceiling); rewrites BENCHMARKS.md. Not part of `make test`.
-bench: $(STAMP)
+bench: $(LINKED)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # 200 runs through the three roles, 2 workers per role, SIGKILLed workers and one Redis restart;
 # exits non-zero if a run was lost or duplicated (see docs/RELIABILITY.md).
-chaos: $(STAMP)
-	$(BIN)/python -m agents.chaos --runs 200 --workers 2 --model twin
+chaos: $(LINKED)
+	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin
 
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 

@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("baton", "celery", "kombu", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from agents.backends.twin import build_twin
-    from agents.settings import Settings
-    from broker import EmbeddedRedis
+    from baton.agents.backends.twin import build_twin
+    from baton.agents.settings import Settings
+    from baton.broker import EmbeddedRedis
 
     work = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     cache = Path(os.environ.get("BATON_CACHE_DIR") or work / "cache")

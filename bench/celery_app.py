@@ -1,7 +1,7 @@
 """The Celery peer: the seed chain as three Celery tasks, one queue (and worker) per role.
 
 Each task does what a baton worker does for one message: read the agent's scratchpad for the
-run from Redis, render the same prompt (``agents.agent.render_prompt``), make the same model
+run from Redis, render the same prompt (``baton.agents.runtime.prompt.render_prompt``), make the same model
 call (``load_backend(BATON_MODEL).generate([prompt])``), write the scratchpad entry, and return
 the handoff text. Broker and result backend are the Redis at ``BENCH_CELERY_URL``. Settings are
 Celery's defaults but for JSON only and a quiet worker; the driver starts the workers with
@@ -18,8 +18,8 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from agents.agent import handoff_text, render_prompt
-from agents.workflow import SEED
+from baton.agents.runtime.prompt import handoff_text, render_prompt
+from baton.agents.workflow.spec import SEED
 
 __all__ = ["QUEUES", "app", "planner", "researcher", "run_chain", "summarizer"]
 
@@ -42,8 +42,8 @@ _state: dict[str, Any] = {}
 
 def _backend() -> Any:
     if "backend" not in _state:
-        from agents.backends import load_backend
-        from agents.backends.resolve import DEFAULT_MODEL
+        from baton.agents.backends import load_backend
+        from baton.agents.backends.resolve import DEFAULT_MODEL
 
         _state["backend"] = load_backend(os.environ.get("BATON_MODEL", DEFAULT_MODEL), threads=1)
         _state["redis"] = redis.Redis.from_url(URL)

@@ -85,7 +85,7 @@ class BatonCluster:
 
     def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1,
                  roles: tuple[str, ...] = ()) -> None:
-        from broker import Keys
+        from baton.broker import Keys
 
         self.roles = roles
         self.url = url
@@ -98,7 +98,7 @@ class BatonCluster:
 
     def start(self, m: Measure, timeout: float = 120) -> None:
         """Spawn the workers, submit one run at once; record spawn->heartbeat and ->first result."""
-        from agents.workflow import SEED
+        from baton.agents.workflow.spec import SEED
 
         self.client.flushall()
         t0 = time.monotonic()
@@ -106,7 +106,7 @@ class BatonCluster:
             if self.roles and spec.role not in self.roles:
                 continue
             for _ in range(self.per_role):
-                self.procs.spawn(f"baton-{spec.role}", [sys.executable, "-m", "agents", "worker", spec.role],
+                self.procs.spawn(f"baton-{spec.role}", [sys.executable, "-m", "baton", "worker", spec.role],
                                  self.env)
         first = self._submit(task_text(0)) if not self.roles else ""
         ready: dict[int, float] = {}
@@ -129,16 +129,16 @@ class BatonCluster:
             m.cold_first_result_s = time.monotonic() - t0
 
     def _submit(self, text: str) -> str:
-        from agents.workflow import SEED
-        from broker import submit
-        from protocol import Task
+        from baton.agents.workflow.spec import SEED
+        from baton.broker import submit
+        from baton.protocol import Task
 
         task = Task(run_id=os.urandom(16).hex(), role=SEED.entry, task=text, workflow=SEED.name)
         return submit(self.client, self.keys, task)
 
     def _wait(self, run_ids: set[str], timeout: float = 300) -> int:
         """Read the results stream until every run in ``run_ids`` reported; return errors."""
-        from protocol import Error, decode
+        from baton.protocol import Error, decode
 
         pending, errors = set(run_ids), 0
         deadline = time.monotonic() + timeout

@@ -120,7 +120,7 @@ def _version(module: str) -> str:
 
 def machine() -> dict[str, str]:
     """What this machine and environment are, for the report."""
-    from broker import find_redis_server
+    from baton.broker import find_redis_server
 
     try:
         redis_v = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True,

@@ -38,10 +38,10 @@ class _Raw:
 
 
 def _baton_worker(url: str) -> Any:
-    from agents.backends import EchoBackend
-    from agents.settings import Settings
-    from agents.worker import Worker
-    from agents.workflow import SEED
+    from baton.agents.backends import EchoBackend
+    from baton.agents.runtime.worker import Worker
+    from baton.agents.settings import Settings
+    from baton.agents.workflow.spec import SEED
 
     settings = Settings(redis_url=url, batch_size=1, linger_ms=0, block_ms=100)
     worker = Worker(settings, SEED, "researcher", backend=EchoBackend())
@@ -50,7 +50,7 @@ def _baton_worker(url: str) -> Any:
 
 
 def _task(run_id: str) -> Any:
-    from protocol import Task
+    from baton.protocol import Task
 
     return Task(run_id=run_id, role="researcher", task="Research and elaborate: " + "x" * 300, hop=1)
 
@@ -63,7 +63,7 @@ class _Baton:
         self.stream = self.worker.keys.stream("researcher")
 
     def run(self, start: int, n: int) -> None:
-        from protocol import encode
+        from baton.protocol import encode
 
         worker = self.worker
         for i in range(start, start + n):
@@ -76,8 +76,8 @@ class _RawSame:
     """The baton worker's commands in the same round trips, arguments built beforehand."""
 
     def __init__(self, url: str, total: int) -> None:
-        from broker.commit import _LUA
-        from protocol import encode
+        from baton.broker.commit import _LUA
+        from baton.protocol import encode
 
         worker = _baton_worker(url)
         self.client: redis.Redis = worker.client
@@ -89,7 +89,7 @@ class _RawSame:
         self.pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
 
     def run(self, start: int, n: int) -> None:
-        from broker.commit import DONE_TTL_S
+        from baton.broker.commit import DONE_TTL_S
 
         client, keys, group, consumer, stream = self.client, self.keys, self.group, self.consumer, self.stream
         for i in range(start, start + n):

@@ -26,7 +26,7 @@ def seed(model: str, runs: int, threads: int) -> dict[str, Any]:
     import torch
     from transformers import pipeline
 
-    from agents.backends.twin import quiet_transformers
+    from baton.agents.backends.twin import quiet_transformers
     from bench.common import task_text
 
     if threads > 0:
@@ -73,9 +73,9 @@ def seed(model: str, runs: int, threads: int) -> dict[str, Any]:
 
 def ceiling(model: str, runs: int, offset: int, batch: int, sync_dir: str) -> dict[str, Any]:
     """The three roles over ``runs`` runs in batches of ``batch``, no broker."""
-    from agents.agent import handoff_text, render_prompt
-    from agents.backends import load_backend
-    from agents.workflow import SEED
+    from baton.agents.backends import load_backend
+    from baton.agents.runtime.prompt import handoff_text, render_prompt
+    from baton.agents.workflow.spec import SEED
     from bench.common import task_text
 
     backend = load_backend(model, threads=1)

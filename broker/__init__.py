@@ -3,11 +3,11 @@
 This package is the only one that talks to Redis.
 """
 
-from broker.commit import Handoff, Outcome, commit
-from broker.connection import BrokerUnavailable, connect, describe_url, ping
-from broker.embedded import EmbeddedRedis, find_redis_server, free_port
-from broker.keys import Keys
-from broker.runs import (
+from baton.broker.commit import Handoff, Outcome, commit
+from baton.broker.connection import BrokerUnavailable, connect, describe_url, ping
+from baton.broker.embedded import EmbeddedRedis, find_redis_server, free_port
+from baton.broker.keys import Keys
+from baton.broker.runs import (
     RunView,
     agents_in_run,
     cancelled_and_scratchpads,
@@ -19,7 +19,7 @@ from broker.runs import (
     submit,
     wait_for_runs,
 )
-from broker.streams import Entry, RoleStreams, ensure_group, entry_id_key
+from baton.broker.streams import Entry, RoleStreams, ensure_group, entry_id_key
 
 __all__ = [
     "BrokerUnavailable",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from broker.keys import Keys
+from baton.broker.keys import Keys
 
 __all__ = ["FEATURE_COMMANDS", "FEATURE_KEYS", "WORKER_COMMANDS", "role_acl"]
 

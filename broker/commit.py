@@ -18,12 +18,12 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from broker.keys import Keys
-from broker.streams import Entry
+from baton.broker.keys import Keys
+from baton.broker.streams import Entry
 
 __all__ = ["Handoff", "Outcome", "commit"]
 
-_LUA = resources.files("broker").joinpath("lua/commit.lua").read_text()
+_LUA = resources.files("baton.broker").joinpath("lua/commit.lua").read_text()
 DONE_TTL_S = 7 * 24 * 3600
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import redis
 
-from broker.keys import Keys
-from broker.streams import entry_id_key
-from broker.text import as_text
-from protocol import MAX_MESSAGE_BYTES, DeadLetter, ProtocolError, decode
+from baton.broker.keys import Keys
+from baton.broker.streams import entry_id_key
+from baton.broker.text import as_text
+from baton.protocol import MAX_MESSAGE_BYTES, DeadLetter, ProtocolError, decode
 
 __all__ = [
     "DEAD_LETTER_LIMIT", "DeadEntry", "ReplayError", "find_dead", "is_entry_id", "list_dead", "purge_dead",

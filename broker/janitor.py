@@ -27,9 +27,9 @@ from typing import Any
 
 import redis
 
-from broker.keys import Keys
-from broker.streams import entry_id_key
-from broker.text import as_text
+from baton.broker.keys import Keys
+from baton.broker.streams import entry_id_key
+from baton.broker.text import as_text
 
 __all__ = ["Janitor", "SweepReport", "trim_floor", "trim_stream"]
 

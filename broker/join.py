@@ -12,12 +12,12 @@ from typing import Any
 
 import redis
 
-from broker.keys import Keys
-from broker.streams import Entry
+from baton.broker.keys import Keys
+from baton.broker.streams import Entry
 
 __all__ = ["JOIN_TTL_S", "join_part"]
 
-_LUA = resources.files("broker").joinpath("lua/join.lua").read_text()
+_LUA = resources.files("baton.broker").joinpath("lua/join.lua").read_text()
 JOIN_TTL_S = 7 * 24 * 3600
 _scripts: dict[int, Any] = {}
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 import redis
 
-from broker.keys import Keys
-from broker.streams import ensure_group, entry_id_key
-from broker.text import as_text
-from protocol import Error, Result, Task, decode, encode
+from baton.broker.keys import Keys
+from baton.broker.streams import ensure_group, entry_id_key
+from baton.broker.text import as_text
+from baton.protocol import Error, Result, Task, decode, encode
 
 __all__ = [
+    "TERMINAL",
+    "RunStatus",
     "RunView",
     "agents_in_run",
     "cancelled_and_scratchpads",
@@ -30,6 +33,25 @@ __all__ = [
 
 
 RunView = dict[str, str]
+
+
+class RunStatus(StrEnum):
+    """Where a run stands; its record's ``status`` field holds the value."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the run has ended (nothing will change its status again)."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
+"""The statuses a run ends in."""
 
 
 def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-from broker.keys import Keys
-from broker.text import as_text
+from baton.broker.keys import Keys
+from baton.broker.text import as_text
 
 __all__ = ["Entry", "RoleStreams", "ensure_group", "entry_id_key"]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from broker.keys import Keys
-from broker.streams import ensure_group
+from baton.broker.keys import Keys
+from baton.broker.streams import ensure_group
 
 __all__ = ["REPLY_TTL_S", "TOOL_GROUP", "blocking_client", "ensure_tool_group", "reply", "send_call", "wait_reply"]
 

@@ -1,8 +1,8 @@
 """Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
 
-from protocol.codec import ProtocolError, decode, encode, peek_ids, schema
-from protocol.limits import MAX_HOPS, MAX_MESSAGE_BYTES
-from protocol.messages import (
+from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
+from baton.protocol.limits import MAX_HOPS, MAX_MESSAGE_BYTES
+from baton.protocol.messages import (
     PROTOCOL_VERSION,
     DeadLetter,
     Error,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from protocol.limits import MAX_MESSAGE_BYTES
-from protocol.messages import PROTOCOL_VERSION, Message
+from baton.protocol.limits import MAX_MESSAGE_BYTES
+from baton.protocol.messages import PROTOCOL_VERSION, Message
 
 __all__ = ["ProtocolError", "decode", "encode", "peek_ids", "schema"]
 

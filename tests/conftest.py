@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from broker import EmbeddedRedis, Keys
+from baton.broker import EmbeddedRedis, Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def twin(cache_dir: Path) -> Path:
     """The offline twin of sshleifer/tiny-gpt2, built once per session."""
-    from agents.backends.twin import build_twin
+    from baton.agents.backends.twin import build_twin
 
     return build_twin(cache_dir / "models" / "tiny-gpt2-twin")
 
@@ -107,7 +107,7 @@ class Workers:
         """Start ``baton worker ROLE ARGS...`` as a separate process."""
         log = open(self.log_dir / f"worker-{role}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agents", "worker", role, *args],
+            [sys.executable, "-m", "baton", "worker", role, *args],
             env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         self.procs.append(proc)

@@ -3,7 +3,7 @@
 ``load_backend(name)`` picks one by model name:
 
 - ``"echo"``: :class:`EchoBackend`, no model (benchmarking aid);
-- ``http://...`` / ``https://...``: :class:`~agents.backends.http.HTTPBackend`, an
+- ``http://...`` / ``https://...``: :class:`~baton.agents.backends.http.HTTPBackend`, an
   OpenAI-compatible HTTP server (vLLM, Ollama, llama.cpp, ``baton serve-model``);
 - anything else: :class:`HFPipelineBackend`, a Hugging Face ``text-generation`` pipeline on a
   hub id or a local directory (``sshleifer/tiny-gpt2`` falls back to an offline twin when the

@@ -81,7 +81,7 @@ class HFPipelineBackend:
 
     Args:
         model: a hub id or a local directory; resolved with
-            :func:`~agents.backends.resolve.resolve_model`, so the default model falls back to
+            :func:`~baton.agents.backends.resolve.resolve_model`, so the default model falls back to
             the offline twin when the hub cannot be reached.
         threads: torch threads for this process (default 1).
         max_positions: context size to use, at most the model's own (default: the model's).

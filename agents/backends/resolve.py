@@ -2,7 +2,7 @@
 
 The default model, ``sshleifer/tiny-gpt2``, comes from the local Hugging Face cache when it is
 there; when it is not and the hub cannot be reached (``HF_HUB_OFFLINE`` set, or a quick
-connection check fails), the offline twin (:mod:`agents.backends.twin`) is used instead, so
+connection check fails), the offline twin (:mod:`baton.agents.backends.twin`) is used instead, so
 baton runs on machines without network access. The check takes at most ~1.5 s, instead of the
 ~23 s that huggingface_hub spends retrying before it gives up.
 """

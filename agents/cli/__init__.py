@@ -16,17 +16,17 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer with click as a dependency
     from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
-from agents.cli import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
-from agents.cli import dlq as _dlq  # noqa: E402,F401
-from agents.cli import inspect as _inspect  # noqa: E402,F401
-from agents.cli import monitor as _monitor  # noqa: E402,F401
-from agents.cli import run as _run  # noqa: E402,F401
-from agents.cli import worker as _worker  # noqa: E402,F401
-from agents.cli import workflow as _workflow  # noqa: E402,F401
-from agents.cli.common import CliError, app
-from agents.settings import SettingsError
-from agents.workflow import WorkflowError
-from broker import BrokerUnavailable
+from baton.agents.cli import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
+from baton.agents.cli import dlq as _dlq  # noqa: E402,F401
+from baton.agents.cli import inspect as _inspect  # noqa: E402,F401
+from baton.agents.cli import monitor as _monitor  # noqa: E402,F401
+from baton.agents.cli import run as _run  # noqa: E402,F401
+from baton.agents.cli import worker as _worker  # noqa: E402,F401
+from baton.agents.cli import workflow as _workflow  # noqa: E402,F401
+from baton.agents.cli.common import CliError, app
+from baton.agents.settings import SettingsError
+from baton.agents.workflow.spec import WorkflowError
+from baton.broker import BrokerUnavailable
 
 __all__ = ["CliError", "app", "main"]
 

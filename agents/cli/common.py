@@ -8,9 +8,9 @@ import redis
 import typer
 from rich.console import Console
 
-from agents.settings import Settings
-from agents.workflow import SEED, Workflow
-from broker import Keys, connect, ping
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import SEED, Workflow
+from baton.broker import Keys, connect, ping
 
 __all__ = ["CliError", "app", "connect_checked", "err", "load_workflow", "out", "settings"]
 
@@ -50,6 +50,6 @@ def load_workflow(path: str | None) -> Workflow:
     """The workflow from a TOML file, or the seed workflow when no file is given."""
     if not path:
         return SEED
-    from agents import workflows  # imported lazily: only workflow files need it
+    from baton.agents.workflow import loader as workflows  # imported lazily: only workflow files need it
 
     return workflows.load(Path(path))

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from agents.cli.common import app, connect_checked, err, load_workflow, settings
-from agents.logs import setup_logging
+from baton.agents.cli.common import app, connect_checked, err, load_workflow, settings
+from baton.agents.runtime.logs import setup_logging
 
 __all__ = ["dashboard"]
 
@@ -25,7 +25,7 @@ def dashboard(
     """
     import uvicorn
 
-    from agents.dashboard import create_app
+    from baton.agents.ops.dashboard import create_app
 
     s = settings()
     setup_logging(s.log_format, s.log_level)

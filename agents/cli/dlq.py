@@ -11,12 +11,12 @@ import msgspec
 import typer
 from rich.table import Table
 
-from agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
-from agents.guards import cancel_run
-from broker import Keys
-from broker.acl import role_acl
-from broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
-from broker.janitor import Janitor
+from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.agents.runtime.guards import cancel_run
+from baton.broker import Keys
+from baton.broker.acl import role_acl
+from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
+from baton.broker.janitor import Janitor
 
 __all__ = ["acl", "cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 

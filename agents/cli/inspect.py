@@ -9,10 +9,10 @@ import redis
 import typer
 from rich.table import Table
 
-from agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
-from broker import Keys, agents_in_run, get_run, latest_run, scratchpad
-from broker.stats import discover_streams, stream_stats
-from protocol import schema as protocol_schema
+from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.broker import Keys, agents_in_run, get_run, latest_run, scratchpad
+from baton.broker.stats import discover_streams, stream_stats
+from baton.protocol import schema as protocol_schema
 
 __all__ = ["result", "schema", "scratchpad_cmd", "stream_rows", "streams"]
 
@@ -109,6 +109,6 @@ def model_build(
     """Build the offline twin of sshleifer/tiny-gpt2 and print its path."""
     from pathlib import Path
 
-    from agents.backends.twin import build_twin
+    from baton.agents.backends.twin import build_twin
 
     print(build_twin(Path(path) if path else None, force=force))

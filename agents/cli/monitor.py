@@ -13,10 +13,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
-from agents.monitor import Monitor, Snapshot
-from agents.trace import RunNotFound, RunTrace, build_trace
-from broker import latest_run
+from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.agents.ops.monitor import Monitor, Snapshot
+from baton.agents.ops.trace import RunNotFound, RunTrace, build_trace
+from baton.broker import latest_run
 
 __all__ = ["monitor", "render_snapshot", "render_trace", "trace"]
 

@@ -19,11 +19,11 @@ import redis
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
-from agents.settings import Settings
-from agents.workflow import Workflow
-from broker import EmbeddedRedis, Keys, agents_in_run, get_run, scratchpad, submit, wait_for_runs
-from protocol import Task, new_id
+from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import Workflow
+from baton.broker import EmbeddedRedis, Keys, agents_in_run, get_run, scratchpad, submit, wait_for_runs
+from baton.protocol import Task, new_id
 
 __all__ = ["WorkerPool", "run", "submit_cmd"]
 
@@ -60,7 +60,7 @@ class WorkerPool:
     def spawn(self, role: str, *args: str) -> None:
         """Start one ``baton worker ROLE [ARGS...]`` process (``spawn("--tools", NAME...)``: a tool worker)."""
         env = {**os.environ, **self.env, "REDIS_URL": self.redis_url}
-        cmd = [sys.executable, "-m", "agents", "worker", role, *args]
+        cmd = [sys.executable, "-m", "baton", "worker", role, *args]
         if self.workflow:
             cmd += ["--workflow", self.workflow]
         proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
@@ -123,8 +123,8 @@ def print_seed_report(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str
 def _resolved_model_env(s: Settings) -> dict[str, str]:
     """Resolve the model once here (building the twin if needed, saying so in one line), so
     the workers neither race to build it nor each probe the hub."""
-    from agents.backends import resolve_model
-    from agents.logs import setup_logging
+    from baton.agents.backends import resolve_model
+    from baton.agents.runtime.logs import setup_logging
 
     setup_logging(level="WARNING")
     if s.model.startswith(("http://", "https://")) or s.model == "echo":

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from agents.cli.common import CliError, app, connect_checked, load_workflow, settings
-from agents.logs import context, setup_logging
+from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, settings
+from baton.agents.runtime.logs import context, setup_logging
 
 __all__ = ["worker"]
 
@@ -32,7 +32,7 @@ def worker(
     s = settings(batch_size=batch_size, workflow=workflow)
     wf = load_workflow(workflow or s.workflow)
     if tools:  # the extra positional words are more tool names
-        from agents.cli.tools import tool_worker
+        from baton.agents.cli.tools import tool_worker
 
         names = [*tools, *([role] if role else []), *ctx.args]
         raise typer.Exit(_check(s, "tools") if check else tool_worker(s, wf, names))
@@ -42,7 +42,7 @@ def worker(
     if check:
         raise typer.Exit(_check(s, spec.role))
     setup_logging(s.log_format, s.log_level)
-    from agents.worker import Worker  # imported here: loads torch only for real workers
+    from baton.agents.runtime.worker import Worker  # imported here: loads torch only for real workers
 
     w = Worker(s, wf, spec.role)
     context(role=spec.role, consumer=w.consumer)
@@ -51,7 +51,7 @@ def worker(
 
 
 def _check(s: object, role: str) -> int:
-    from agents.settings import Settings
+    from baton.agents.settings import Settings
 
     assert isinstance(s, Settings)
     client, keys = connect_checked(s)

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agents.cli.common import CliError, app, load_workflow, out, settings
-from agents.workflow import Workflow
+from baton.agents.cli.common import CliError, app, load_workflow, out, settings
+from baton.agents.workflow.spec import Workflow
 
 __all__ = ["check", "list_workflows", "serve_model"]
 
@@ -45,7 +45,7 @@ def check(
 @workflow_app.command("list")
 def list_workflows() -> None:
     """The workflows shipped with baton."""
-    from agents import workflows
+    from baton.agents.workflow import loader as workflows
 
     for name, path in sorted(workflows.packaged().items()):
         out.print(f"{name}\t{path}")
@@ -59,8 +59,8 @@ def serve_model(
     name: Annotated[str | None, typer.Option(help="Model name the API reports (default: the model).")] = None,
 ) -> None:
     """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
-    from agents.logs import setup_logging
-    from agents.serve import serve
+    from baton.agents.backends.server import serve
+    from baton.agents.runtime.logs import setup_logging
 
     s = settings()
     target = model or s.model

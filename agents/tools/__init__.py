@@ -6,10 +6,10 @@ model's output calls a tool, ``runner`` for the allow-list and timeouts, ``worke
 tool worker pool.
 """
 
-from agents.tools.base import Tool, ToolContext, ToolError
-from agents.tools.registry import UnknownTool, get_tool, known_tools, register
-from agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes, run_tool
-from agents.tools.syntax import ParsedCall, format_call, parse_calls
+from baton.agents.tools.base import Tool, ToolContext, ToolError
+from baton.agents.tools.registry import UnknownTool, get_tool, known_tools, register
+from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes, run_tool
+from baton.agents.tools.syntax import ParsedCall, format_call, parse_calls
 
 __all__ = [
     "ParsedCall",

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import redis
 
-from broker import Keys
+from baton.broker import Keys
 
 __all__ = ["Tool", "ToolContext", "ToolError"]
 

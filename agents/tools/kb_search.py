@@ -4,7 +4,7 @@ The folder is the tool option ``dir`` (relative to the workflow file), never an 
 model's output must not choose which files are read. Each paragraph (blank-line separated) is a document; results
 are the best ``k`` paragraphs as ``file: text`` lines. The index is rebuilt when a file changes.
 The tool option ``mode = "semantic"`` ranks by sentence embeddings instead (optional package,
-see ``agents.tools.semantic``).
+see ``baton.agents.tools.semantic``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.tools.base import ToolContext, ToolError
-from agents.tools.semantic import SemanticRanker
+from baton.agents.tools.base import ToolContext, ToolError
+from baton.agents.tools.semantic import SemanticRanker
 
 __all__ = ["BM25", "KbSearch", "tokenize"]
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import redis
 
-from agents.tools.base import ToolContext, ToolError
-from agents.tools.registry import UnknownTool, get_tool
-from agents.workflow import RoleSpec, ToolConfig, Workflow
-from broker import Keys
-from broker.toolcalls import blocking_client, send_call, wait_reply
-from protocol import ProtocolError, ToolCall, ToolResult, decode, encode, new_id
+from baton.agents.tools.base import ToolContext, ToolError
+from baton.agents.tools.registry import UnknownTool, get_tool
+from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
+from baton.broker import Keys
+from baton.broker.toolcalls import blocking_client, send_call, wait_reply
+from baton.protocol import ProtocolError, ToolCall, ToolResult, decode, encode, new_id
 
 __all__ = ["ToolOutcome", "ToolRunner", "render_outcomes", "run_tool"]
 

@@ -24,15 +24,15 @@ from typing import Any
 
 import redis
 
-from agents.settings import Settings
-from agents.tools.base import ToolContext
-from agents.tools.registry import get_tool
-from agents.tools.runner import run_tool
-from agents.workflow import SEED, ToolConfig, Workflow
-from broker import Keys, connect
-from broker.text import as_text
-from broker.toolcalls import TOOL_GROUP, ensure_tool_group, reply
-from protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
+from baton.agents.settings import Settings
+from baton.agents.tools.base import ToolContext
+from baton.agents.tools.registry import get_tool
+from baton.agents.tools.runner import run_tool
+from baton.agents.workflow.spec import SEED, ToolConfig, Workflow
+from baton.broker import Keys, connect
+from baton.broker.text import as_text
+from baton.broker.toolcalls import TOOL_GROUP, ensure_tool_group, reply
+from baton.protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
 
 __all__ = ["ToolWorker"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.agent import handoff_text, render_memory, render_prompt
-from agents.settings import Settings, SettingsError
-from agents.workflow import SEED, RoleSpec, Workflow, WorkflowError
+from baton.agents.runtime.prompt import handoff_text, render_memory, render_prompt
+from baton.agents.settings import Settings, SettingsError
+from baton.agents.workflow.spec import SEED, RoleSpec, Workflow, WorkflowError
 
 
 class NotebookAgent:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from agents.backends import (
+from baton.agents.backends import (
     DEFAULT_MODEL,
     ECHO_SUFFIX,
     EchoBackend,
@@ -26,8 +26,8 @@ from agents.backends import (
     resolve_model,
     twin_path,
 )
-from agents.backends import resolve as resolve_mod
-from agents.backends.twin import gpt2_tokenizer, is_complete
+from baton.agents.backends import resolve as resolve_mod
+from baton.agents.backends.twin import gpt2_tokenizer, is_complete
 
 PROMPTS = [
     "Hello",
@@ -162,7 +162,7 @@ def test_resolve_offline_uses_the_twin_and_says_so_once(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(resolve_mod, "_announced", set())
-    with caplog.at_level(logging.INFO, logger="agents.backends.resolve"):
+    with caplog.at_level(logging.INFO, logger="baton.agents.backends.resolve"):
         first = resolve_model(DEFAULT_MODEL)
         second = resolve_model(DEFAULT_MODEL)
     assert first == second == str(twin_path())

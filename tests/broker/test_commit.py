@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from broker import Handoff, Keys, Outcome, RoleStreams, commit, scratchpad, submit
-from protocol import Task, decode
+from baton.broker import Handoff, Keys, Outcome, RoleStreams, commit, scratchpad, submit
+from baton.protocol import Task, decode
 
 
 def _read_one(client: redis.Redis, keys: Keys, consumer: str) -> tuple[RoleStreams, object]:
@@ -18,7 +18,7 @@ def _read_one(client: redis.Redis, keys: Keys, consumer: str) -> tuple[RoleStrea
 
 def _handoff(keys: Keys, entry: object, task: Task) -> Handoff:
     nxt = Task(run_id=task.run_id, role="researcher", task="next")
-    from protocol import encode
+    from baton.protocol import encode
 
     return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id,  # type: ignore[arg-type]
                    outputs=[(keys.run_stream("researcher", task.run_id), encode(nxt))],
@@ -53,7 +53,7 @@ def test_stale_consumer_cannot_commit(client: redis.Redis, keys: Keys) -> None:
 def test_redelivered_message_is_not_handed_off_twice(client: redis.Redis, keys: Keys) -> None:
     task = Task(run_id="run3", role="planner", task="t")
     submit(client, keys, task)
-    from protocol import encode
+    from baton.protocol import encode
 
     client.xadd(keys.stream("planner"), {"msg": encode(task)})  # the same message again
     streams = RoleStreams(client, keys, "planner", "c")

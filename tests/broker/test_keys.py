@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from broker import Keys
+from baton.broker import Keys
 
 
 def _slot_tag(key: str) -> str:

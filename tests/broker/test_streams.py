@@ -6,8 +6,8 @@ import time
 
 import redis
 
-from broker import Keys, RoleStreams, ensure_group, submit
-from protocol import Task
+from baton.broker import Keys, RoleStreams, ensure_group, submit
+from baton.protocol import Task
 
 
 def test_group_creation_is_idempotent_and_starts_at_zero(client: redis.Redis, keys: Keys) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from broker import Keys, get_run
+from baton.broker import Keys, get_run
 
 SEED_TASK = "Explain the importance of supervised learning."
 

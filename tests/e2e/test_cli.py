@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from broker import Keys
+from baton.broker import Keys
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, notebook
 
 
 def baton(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agents", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

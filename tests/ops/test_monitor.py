@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import redis
 
-from agents.monitor import Monitor
-from broker import Keys, submit
-from protocol import DeadLetter, Task, encode, new_id
+from baton.agents.ops.monitor import Monitor
+from baton.broker import Keys, submit
+from baton.protocol import DeadLetter, Task, encode, new_id
 from tests.conftest import ROOT
 
 
 def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agents", *args], env=env, cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -110,7 +110,7 @@ def test_a_worker_with_a_bad_metrics_port_says_so_in_one_line(worker_env: dict[s
 def test_monitor_json_streams_one_snapshot_per_refresh(client: redis.Redis, keys: Keys,
                                                        worker_env: dict[str, str]) -> None:
     make_state(client, keys)
-    proc = subprocess.Popen([sys.executable, "-m", "agents", "monitor", "--json", "--interval", "0.1"],
+    proc = subprocess.Popen([sys.executable, "-m", "baton", "monitor", "--json", "--interval", "0.1"],
                             env=worker_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -18,8 +18,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker import EmbeddedRedis, Keys, free_port, scratchpad, submit
-from protocol import Task, encode, new_id
+from baton.broker import EmbeddedRedis, Keys, free_port, scratchpad, submit
+from baton.protocol import Task, encode, new_id
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
 from tests.ops.test_monitor import baton

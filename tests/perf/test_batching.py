@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from agents.settings import Settings
-from agents.worker import Worker
-from agents.workflow import SEED
-from broker import Keys, RoleStreams, cancelled_and_scratchpads, scratchpad, scratchpads, submit
-from protocol import Task, decode, encode
+from baton.agents.runtime.worker import Worker
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import SEED
+from baton.broker import Keys, RoleStreams, cancelled_and_scratchpads, scratchpad, scratchpads, submit
+from baton.protocol import Task, decode, encode
 
 TASKS = [
     "Explain the importance of supervised learning.",
@@ -34,8 +34,8 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The twin through the HF backend, loaded once for this module (1 torch thread)."""
     import os
 
-    from agents.backends import load_backend
-    from agents.backends.twin import build_twin
+    from baton.agents.backends import load_backend
+    from baton.agents.backends.twin import build_twin
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     path = build_twin(tmp_path_factory.mktemp("perf-models") / "tiny-gpt2-twin")

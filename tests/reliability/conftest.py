@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from broker import EmbeddedRedis
+from baton.broker import EmbeddedRedis
 from tests.conftest import Workers
 
 ECHO = {"BATON_MODEL": "echo", "BATON_FAULT_INJECTION": "1"}

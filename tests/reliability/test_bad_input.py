@@ -12,9 +12,9 @@ import json
 
 import redis
 
-from broker import Keys, scratchpad, submit
-from broker.dlq import list_dead
-from protocol import MAX_MESSAGE_BYTES, Task, decode
+from baton.broker import Keys, scratchpad, submit
+from baton.broker.dlq import list_dead
+from baton.protocol import MAX_MESSAGE_BYTES, Task, decode
 from tests.conftest import Workers
 from tests.reliability.conftest import wait_until
 from tests.reliability.test_recovery import baton

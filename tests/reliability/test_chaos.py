@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.chaos import ChaosConfig, run_chaos
+from bench.chaos import ChaosConfig, run_chaos
 
 
 def test_small_chaos_run_loses_and_duplicates_nothing(tmp_path: Path, worker_env: dict[str, str]) -> None:

@@ -7,9 +7,9 @@ import time
 
 import redis
 
-from broker import Keys, RoleStreams, ensure_group, get_run, scratchpad, submit
-from broker.janitor import Janitor, trim_floor, trim_stream
-from protocol import Error, Task, decode
+from baton.broker import Keys, RoleStreams, ensure_group, get_run, scratchpad, submit
+from baton.broker.janitor import Janitor, trim_floor, trim_stream
+from baton.protocol import Error, Task, decode
 from tests.conftest import Workers
 from tests.reliability.conftest import wait_until
 from tests.reliability.test_recovery import baton

@@ -16,13 +16,13 @@ from typing import Any
 
 import redis
 
-from agents.backends import EchoBackend
-from agents.backends.echo import CRASH_EXIT_CODE
-from agents.settings import Settings
-from agents.worker import Worker
-from agents.workflow import SEED
-from broker import EmbeddedRedis, Keys, RoleStreams, get_run, scratchpad, submit
-from protocol import DeadLetter, Result, Task, decode
+from baton.agents.backends import EchoBackend
+from baton.agents.backends.echo import CRASH_EXIT_CODE
+from baton.agents.runtime.worker import Worker
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import SEED
+from baton.broker import EmbeddedRedis, Keys, RoleStreams, get_run, scratchpad, submit
+from baton.protocol import DeadLetter, Result, Task, decode
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import wait_runs
 from tests.reliability.conftest import wait_until
@@ -47,7 +47,7 @@ def _log_of(workers: Workers, proc: subprocess.Popen[bytes]) -> str:
 
 
 def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agents", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, scratchpad, submit
-from broker.acl import role_acl
-from protocol import Task
+from baton.broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, scratchpad, submit
+from baton.broker.acl import role_acl
+from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.reliability.conftest import wait_until
 from tests.reliability.test_recovery import baton
@@ -112,7 +112,7 @@ FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "cloudpic
 
 def test_no_eval_exec_or_pickle_on_the_message_path() -> None:
     offenders: list[str] = []
-    for package in ("protocol", "broker", "agents"):
+    for package in ("baton.protocol", "baton.broker", "agents"):
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
             for node in ast.walk(tree):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.tools.base import ToolContext, ToolError
-from agents.tools.calculator import Calculator, calculate
+from baton.agents.tools.base import ToolContext, ToolError
+from baton.agents.tools.calculator import Calculator, calculate
 
 
 @pytest.mark.parametrize(("expr", "want"), [

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from agents.steps import RoleSteps
-from agents.tools import ToolContext, ToolRunner, register
-from agents.tools.registry import _tools
-from agents.workflow import RoleSpec, ToolConfig, Workflow
-from broker import Keys, submit
-from broker.memory import write_shared
-from protocol import Task
+from baton.agents.runtime.steps import RoleSteps
+from baton.agents.tools import ToolContext, ToolRunner, register
+from baton.agents.tools.registry import _tools
+from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
+from baton.broker import Keys, submit
+from baton.broker.memory import write_shared
+from baton.protocol import Task
 
 release = threading.Event()
 

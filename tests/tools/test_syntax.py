@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.tools.syntax import MAX_CALLS, ParsedCall, format_call, parse_calls
+from baton.agents.tools.syntax import MAX_CALLS, ParsedCall, format_call, parse_calls
 
 
 def test_parses_calls_on_their_own_lines() -> None:

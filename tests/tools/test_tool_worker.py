@@ -9,10 +9,10 @@ import time
 
 import redis
 
-from agents.tools import ToolRunner
-from agents.workflow import RoleSpec, ToolConfig, Workflow
-from broker import Keys
-from protocol import DeadLetter, decode
+from baton.agents.tools import ToolRunner
+from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
+from baton.broker import Keys
+from baton.protocol import DeadLetter, decode
 from tests.conftest import ROOT, Workers
 
 
@@ -33,7 +33,7 @@ def test_a_pool_of_two_tool_workers_answers_each_call_once(
     workers.spawn("--tools", "calculator", "clock")
     workers.spawn("--tools", "calculator,clock")
     workers.wait_ready(client, 2)
-    check = subprocess.run([sys.executable, "-m", "agents", "worker", "--tools", "calculator", "--check"],
+    check = subprocess.run([sys.executable, "-m", "baton", "worker", "--tools", "calculator", "--check"],
                            env=worker_env, cwd=ROOT, capture_output=True, timeout=60)
     assert check.returncode == 0, check.stderr
     runner = _remote_runner(client)
@@ -67,7 +67,7 @@ def test_a_remote_call_times_out_when_no_tool_worker_answers(client: redis.Redis
 
 
 def test_unknown_tool_names_are_a_one_line_error(worker_env: dict[str, str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "agents", "worker", "--tools", "calculator", "rm_rf"],
+    proc = subprocess.run([sys.executable, "-m", "baton", "worker", "--tools", "calculator", "rm_rf"],
                           env=worker_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("baton: error: unknown tool(s) rm_rf; known: ") and proc.stderr.count("\n") == 1

@@ -1,6 +1,6 @@
 """In-process workers of any workflow, on the real twin model and the test Redis.
 
-``Inline`` runs ``agents.worker.Worker`` objects in the test process (one model load per
+``Inline`` runs ``baton.agents.runtime.worker.Worker`` objects in the test process (one model load per
 session) and drives them until every stream is drained: the same code path as a worker
 process, without the start-up cost. Multi-process behaviour is tested with the ``workers``
 fixture instead.
@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 import redis
 
-from agents.settings import Settings
-from agents.worker import Worker
-from agents.workflow import Workflow
+from baton.agents.runtime.worker import Worker
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import Workflow
 
 
 @pytest.fixture(scope="session")
 def twin_backend(twin: Path) -> Any:
     """The twin model loaded once in the test process."""
-    from agents.backends import load_backend
+    from baton.agents.backends import load_backend
 
     return load_backend(str(twin))
 

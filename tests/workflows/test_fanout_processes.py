@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import redis
 
-from agents.routing import PART_SEPARATOR
-from broker import Keys, get_run, scratchpad, submit
-from protocol import Task
+from baton.agents.runtime.routing import PART_SEPARATOR
+from baton.broker import Keys, get_run, scratchpad, submit
+from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import wait_runs
 
-WORKFLOW = str(ROOT / "workflows" / "research_fanout.toml")
+WORKFLOW = str(ROOT / "agents" / "workflow" / "shipped" / "research_fanout.toml")
 
 
 def test_research_fanout_with_two_researcher_processes(client: redis.Redis, keys: Keys, workers: Workers) -> None:

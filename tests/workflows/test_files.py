@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import workflows
-from agents.workflow import SEED, WorkflowError
+from baton.agents.workflow import loader as workflows
+from baton.agents.workflow.spec import SEED, WorkflowError
 from tests.conftest import ROOT
 
 GOOD = """
@@ -55,7 +55,7 @@ def test_bad_files_name_the_problem(case: str) -> None:
 def test_shipped_workflows_load_by_name_and_path() -> None:
     assert "research_fanout" in workflows.packaged()
     by_name = workflows.load(Path("research_fanout"))
-    by_path = workflows.load(ROOT / "workflows" / "research_fanout.toml")
+    by_path = workflows.load(ROOT / "agents" / "workflow" / "shipped" / "research_fanout.toml")
     assert by_name == by_path and (Path(by_name.base_dir) / "kb").is_dir()
 
 
@@ -63,17 +63,17 @@ def test_shipped_workflows_load_by_name_and_path() -> None:
 def test_cli_bad_workflow_is_one_line(argv: list[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD["missing_role"][0])
-    cmd = [sys.executable, "-m", "agents", *argv, str(bad)] + (["some task"] if argv[0] == "run" else [])
+    cmd = [sys.executable, "-m", "baton", *argv, str(bad)] + (["some task"] if argv[0] == "run" else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
     assert proc.stderr == f"baton: error: {bad}: workflow 'ok': role 'a' hands off to undeclared role 'c'\n"
-    missing = subprocess.run([sys.executable, "-m", "agents", "workflow", "check", "nope.toml"],
+    missing = subprocess.run([sys.executable, "-m", "baton", "workflow", "check", "nope.toml"],
                              capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "nope.toml" in missing.stderr
 
 
 def test_cli_check_prints_the_routing() -> None:
-    proc = subprocess.run([sys.executable, "-m", "agents", "workflow", "check", "research_fanout"],
+    proc = subprocess.run([sys.executable, "-m", "baton", "workflow", "check", "research_fanout"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok: workflow 'research_fanout', entry 'planner', 3 roles")

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import redis
 
-from agents.backends import load_backend
-from agents.backends.http import HTTPBackend, HTTPBackendError
-from broker import Keys, free_port, scratchpad, submit
-from protocol import Task
+from baton.agents.backends import load_backend
+from baton.agents.backends.http import HTTPBackend, HTTPBackendError
+from baton.broker import Keys, free_port, scratchpad, submit
+from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
 
@@ -31,7 +31,7 @@ def server(twin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agents", "serve-model", "--model", str(twin), "--port", str(port),
+            [sys.executable, "-m", "baton", "serve-model", "--model", str(twin), "--port", str(port),
              "--name", "tiny-twin"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import redis
 
-from agents import workflows
-from agents.routing import PART_SEPARATOR
-from agents.workflow import Workflow
-from broker import Keys, agents_in_run, get_run, scratchpad, submit
-from broker.memory import read_shared
-from protocol import Result, Task, decode
+from baton.agents.runtime.routing import PART_SEPARATOR
+from baton.agents.workflow import loader as workflows
+from baton.agents.workflow.spec import Workflow
+from baton.broker import Keys, agents_in_run, get_run, scratchpad, submit
+from baton.broker.memory import read_shared
+from baton.protocol import Result, Task, decode
 from tests.workflows.conftest import Inline
 
 FANOUT = workflows.load(Path("research_fanout"))

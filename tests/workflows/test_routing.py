@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.routing import choose_target, continuation, needs_routing, split_text
-from agents.workflow import SEED, RoleSpec, Route, Split
-from protocol import Task
+from baton.agents.runtime.routing import choose_target, continuation, needs_routing, split_text
+from baton.agents.workflow.spec import SEED, RoleSpec, Route, Split
+from baton.protocol import Task
 
 TINY = " Conversion Conversion Conversion Conversion Conversion Conversion Conversion"
 

@@ -4,8 +4,8 @@ Before the call: the declared tool steps run (results in ``{tools}``) and the ru
 memory is read (``{shared}``). After it: tool calls written in the model's output are run when
 the role sets ``parse_tools``, the role's ``share`` fields are written to shared memory, the
 agent's long-term memory gets the entry (``memory = "agent"``), and the template fields of the
-handoff are assembled for ``agents.routing``. For a role with none of these (the seed chain)
-nothing here touches Redis and the prompt is exactly ``agents.agent.render_prompt``'s.
+handoff are assembled for ``baton.agents.runtime.routing``. For a role with none of these (the seed chain)
+nothing here touches Redis and the prompt is exactly ``baton.agents.runtime.prompt.render_prompt``'s.
 
 Delivery is at least once: a message redelivered after a crash runs its tool calls again, so
 tools should tolerate repeats. Shared-memory and long-term-memory writes are idempotent (the
@@ -21,14 +21,14 @@ from typing import Any
 
 import redis
 
-from agents.agent import render_memory, render_prompt
-from agents.routing import continuation
-from agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
-from agents.tools.syntax import parse_calls
-from agents.workflow import RoleSpec, Workflow
-from broker import Keys
-from broker.memory import agent_memory, read_shared, remember, write_shared
-from protocol import Task
+from baton.agents.runtime.prompt import render_memory, render_prompt
+from baton.agents.runtime.routing import continuation
+from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
+from baton.agents.tools.syntax import parse_calls
+from baton.agents.workflow.spec import RoleSpec, Workflow
+from baton.broker import Keys
+from baton.broker.memory import agent_memory, read_shared, remember, write_shared
+from baton.protocol import Task
 
 __all__ = ["RoleSteps", "StepContext", "render_shared"]
 

@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 import redis
 
-from broker import Keys, agents_in_run, get_run
-from broker.stats import dead_letters, discover_streams, entries_from, pad_entries, stream_entries
-from protocol import DeadLetter, Error, Hop, ProtocolError, Result, Task, decode
+from baton.broker import Keys, agents_in_run, get_run
+from baton.broker.stats import dead_letters, discover_streams, entries_from, pad_entries, stream_entries
+from baton.protocol import DeadLetter, Error, Hop, ProtocolError, Result, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
 

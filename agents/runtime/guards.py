@@ -15,8 +15,8 @@ from typing import Any
 
 import redis
 
-from broker import Entry, Handoff, Keys
-from protocol import Error, Task, encode
+from baton.broker import Entry, Handoff, Keys
+from baton.protocol import Error, Task, encode
 
 __all__ = ["RunGuard", "cancel_run"]
 

@@ -28,9 +28,9 @@ from typing import Annotated, Any
 
 import typer
 
-from agents.workflow import SEED
-from broker import EmbeddedRedis, Keys, connect, submit
-from protocol import DeadLetter, ProtocolError, Result, Task, decode
+from baton.agents.workflow.spec import SEED
+from baton.broker import EmbeddedRedis, Keys, connect, submit
+from baton.protocol import DeadLetter, ProtocolError, Result, Task, decode
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
 
@@ -88,7 +88,7 @@ class ChaosReport:
 
 def _model(name: str) -> str:
     if name == "twin":
-        from agents.backends import DEFAULT_MODEL, resolve_model
+        from baton.agents.backends import DEFAULT_MODEL, resolve_model
 
         return resolve_model(DEFAULT_MODEL)
     return name
@@ -104,7 +104,7 @@ class _Pool:
     def spawn(self, role: str) -> None:
         self.spawned += 1
         with open(self.log_dir / f"worker-{role}-{self.spawned}.log", "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "agents", "worker", role], env=self.env,
+            proc = subprocess.Popen([sys.executable, "-m", "baton", "worker", role], env=self.env,
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append((role, proc))
 

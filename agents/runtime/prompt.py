@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.workflow import RoleSpec
+from baton.agents.workflow.spec import RoleSpec
 
 __all__ = ["handoff_text", "render_memory", "render_prompt"]
 

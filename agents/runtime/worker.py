@@ -29,16 +29,16 @@ from typing import Any
 import msgspec
 import redis
 
-from agents.agent import handoff_text
-from agents.backends import ModelBackend, load_backend
-from agents.guards import RunGuard
-from agents.logs import bind, context
-from agents.metrics import WorkerMetrics
-from agents.routing import gather, needs_routing, plan_outputs
-from agents.settings import Settings
-from agents.steps import RoleSteps, StepContext
-from agents.workflow import RoleSpec, Workflow
-from broker import (
+from baton.agents.backends import ModelBackend, load_backend
+from baton.agents.runtime.guards import RunGuard
+from baton.agents.runtime.logs import bind, context
+from baton.agents.runtime.metrics import WorkerMetrics
+from baton.agents.runtime.prompt import handoff_text
+from baton.agents.runtime.routing import gather, needs_routing, plan_outputs
+from baton.agents.runtime.steps import RoleSteps, StepContext
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import RoleSpec, Workflow
+from baton.broker import (
     Entry,
     Handoff,
     Keys,
@@ -49,8 +49,8 @@ from broker import (
     connect,
     scratchpads,
 )
-from broker.janitor import Janitor
-from protocol import (
+from baton.broker.janitor import Janitor
+from baton.protocol import (
     DeadLetter,
     Error,
     Hop,

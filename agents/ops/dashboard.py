@@ -27,14 +27,14 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
-from agents.metrics import SnapshotCollector
-from agents.monitor import Monitor, Snapshot, dead_letter_views
-from agents.settings import Settings
-from agents.trace import RunNotFound, build_trace
-from agents.workflow import Workflow
-from broker import Keys, agents_in_run, connect, list_runs, scratchpad, submit
-from broker.stats import dead_letters, run_records
-from protocol import Task, new_id
+from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
+from baton.agents.ops.trace import RunNotFound, build_trace
+from baton.agents.ops.collectors import SnapshotCollector
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import Workflow
+from baton.broker import Keys, agents_in_run, connect, list_runs, scratchpad, submit
+from baton.broker.stats import dead_letters, run_records
+from baton.protocol import Task, new_id
 
 __all__ = ["Sampler", "SubmitRequest", "create_app"]
 
@@ -89,7 +89,7 @@ class Sampler:
 
 
 def _page() -> str:
-    return resources.files("agents").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+    return resources.files("baton.agents.ops").joinpath("static/dashboard.html").read_text(encoding="utf-8")
 
 
 def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0, history_s: float = 600.0,

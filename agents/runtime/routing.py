@@ -21,10 +21,10 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 import redis
 
-from agents.workflow import END, RoleSpec, Split
-from broker import Entry, Keys
-from broker.join import join_part
-from protocol import Result, Task, decode, encode
+from baton.agents.workflow.spec import END, RoleSpec, Split
+from baton.broker import Entry, Keys
+from baton.broker.join import join_part
+from baton.protocol import Result, Task, decode, encode
 
 __all__ = ["PART_SEPARATOR", "choose_target", "continuation", "gather", "needs_routing", "plan_outputs", "split_text"]
 

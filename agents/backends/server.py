@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.backends import ModelBackend, load_backend
+from baton.agents.backends import ModelBackend, load_backend
 
 __all__ = ["ChatRequest", "CompletionRequest", "create_app", "serve"]
 

@@ -1,29 +1,23 @@
-"""Prometheus metrics: a worker's own counters, and the deployment's backlog for autoscalers.
+"""Prometheus metrics of one worker process.
 
 ``WorkerMetrics`` counts what one worker process did (messages processed, failed, retried,
 dead-lettered, reclaimed; step latency; tokens generated; messages in flight) in its own
 registry, served over HTTP when ``BATON_METRICS_PORT`` is set: the worker binds that port, or
 the next free one up to ``PORT_SPAN`` above it, so several workers on one host each get a port
-(the heartbeat and the log say which). ``SnapshotCollector`` turns a monitor ``Snapshot`` into
-per-role gauges (lag, pending, length, consumers, throughput) for KEDA or a Prometheus
-adapter; the dashboard serves it at ``/metrics``.
+(the heartbeat and the log say which).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-from agents.monitor import Snapshot
-from agents.settings import SettingsError
+from baton.agents.settings import SettingsError
 
-__all__ = ["PORT_SPAN", "SnapshotCollector", "WorkerMetrics"]
+__all__ = ["PORT_SPAN", "WorkerMetrics"]
 
 log = logging.getLogger("baton.metrics")
 
@@ -110,41 +104,3 @@ class WorkerMetrics:
             yield
         finally:
             gauge.dec(n)
-
-
-class SnapshotCollector(Collector):
-    """Per-role backlog gauges from the latest monitor snapshot (``latest`` returns it)."""
-
-    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
-        self.latest = latest
-
-    def collect(self) -> Iterator[Any]:
-        """Yield gauges for the newest snapshot (nothing before the first sample)."""
-        snap = self.latest()
-        if snap is None:
-            return
-        gauges = {
-            "lag": GaugeMetricFamily("baton_stream_lag", "Entries in the role's stream never delivered to its group",
-                                     labels=["role"]),
-            "pending": GaugeMetricFamily("baton_stream_pending", "Entries delivered but not acknowledged",
-                                         labels=["role"]),
-            "length": GaugeMetricFamily("baton_stream_length", "Entries in the role's stream", labels=["role"]),
-            "consumers": GaugeMetricFamily("baton_role_consumers", "Consumers of the role with a live heartbeat",
-                                           labels=["role"]),
-            "throughput": GaugeMetricFamily("baton_role_throughput", "Messages acknowledged per second",
-                                            labels=["role"]),
-        }
-        for fig in snap.roles:
-            gauges["lag"].add_metric([fig.role], fig.lag)
-            gauges["pending"].add_metric([fig.role], fig.pending)
-            gauges["length"].add_metric([fig.role], fig.length)
-            gauges["consumers"].add_metric([fig.role], sum(c.alive for c in fig.consumers))
-            gauges["throughput"].add_metric([fig.role], fig.throughput or 0.0)
-        yield from gauges.values()
-        dead = GaugeMetricFamily("baton_dead_letters", "Entries in the dead-letter streams")
-        dead.add_metric([], snap.dead_letters)
-        yield dead
-        runs = GaugeMetricFamily("baton_runs", "Runs by status (newest 10,000 per partition)", labels=["status"])
-        for status, n in sorted(snap.runs.items()):
-            runs.add_metric([status], n)
-        yield runs

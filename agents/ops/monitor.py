@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 import redis
 
-from broker import Keys
-from broker.stats import (
+from baton.broker import Keys
+from baton.broker.stats import (
     ConsumerStats,
     StreamStats,
     count_after,
@@ -32,7 +32,7 @@ from broker.stats import (
     server_version,
     stream_stats,
 )
-from protocol import DeadLetter, ProtocolError, decode
+from baton.protocol import DeadLetter, ProtocolError, decode
 
 __all__ = ["DeadLetterView", "Monitor", "RoleFigures", "Snapshot", "dead_letter_views"]
 

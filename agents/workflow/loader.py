@@ -1,6 +1,6 @@
 """Workflow files: TOML decoded into ``Workflow`` Structs, with one-line errors on bad files.
 
-Workflows shipped with baton live next to this module (``agents/workflows/*.toml``) and can be
+Workflows shipped with baton live in ``agents/workflow/shipped/*.toml`` and can be
 named without a path: ``baton run --workflow research_fanout "..."``. A file path always wins.
 Besides the Structs' own checks, loading checks that every tool a workflow names is a known tool.
 """
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import msgspec
 
-from agents.workflow import Workflow, WorkflowError
+from baton.agents.workflow.spec import Workflow, WorkflowError
 
 __all__ = ["load", "loads", "packaged", "validate_tools"]
 
 
 def validate_tools(wf: Workflow, *, source: str = "<workflow>") -> Workflow:
     """Check that every tool ``wf`` names (allow-lists, steps, tool settings) is registered."""
-    from agents.tools.registry import known_tools  # imported lazily: tools import workflow Structs
+    from baton.agents.tools.registry import known_tools  # imported lazily: tools import workflow Structs
 
     known = known_tools()
     named = {t for r in wf.roles for t in r.tools} | set(wf.tools)
@@ -44,7 +44,7 @@ def loads(text: str | bytes, *, source: str = "<workflow>", base_dir: str = "") 
 
 def packaged() -> dict[str, Path]:
     """The workflows shipped with baton, by name (file stem)."""
-    root = resources.files(__name__)
+    root = resources.files("baton.agents.workflow").joinpath("shipped")
     return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".toml")}
 
 

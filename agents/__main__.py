@@ -1,5 +1,0 @@
-"""``python -m agents`` runs the ``baton`` CLI."""
-
-from agents.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Baton: a distributed multi-agent LLM runtime over Redis Streams.
+
+``import baton`` is the public API. The installed package is laid out as:
+
+- ``baton.protocol``: the wire format (msgspec Structs, codecs, limits); no I/O.
+- ``baton.broker``: everything that speaks Redis (keys, streams, the atomic handoff, runs).
+- ``baton.agents``: the runtime, workflows, model backends, tools, ops views and the CLI.
+
+In the repository these are the top-level folders ``protocol/``, ``broker/`` and ``agents/``;
+this module's own folder is ``agents/client/`` (``package-dir`` in ``pyproject.toml``).
+Names are imported on first use, so ``import baton.protocol`` stays as light as it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from baton.agents.settings import Settings, SettingsError
+    from baton.agents.workflow import SEED, Workflow, WorkflowError
+    from baton.broker.runs import RunStatus
+    from baton.protocol import DeadLetter, Error, Message, ProtocolError, Result, Task
+
+__all__ = [
+    "SEED",
+    "DeadLetter",
+    "Error",
+    "Message",
+    "ProtocolError",
+    "Result",
+    "RunStatus",
+    "Settings",
+    "SettingsError",
+    "Task",
+    "Workflow",
+    "WorkflowError",
+    "__version__",
+]
+
+__version__ = "0.1.0"
+
+_HOME = {
+    "Settings": "baton.agents.settings",
+    "SettingsError": "baton.agents.settings",
+    "SEED": "baton.agents.workflow",
+    "Workflow": "baton.agents.workflow",
+    "WorkflowError": "baton.agents.workflow",
+    "RunStatus": "baton.broker.runs",
+    "DeadLetter": "baton.protocol",
+    "Error": "baton.protocol",
+    "Message": "baton.protocol",
+    "ProtocolError": "baton.protocol",
+    "Result": "baton.protocol",
+    "Task": "baton.protocol",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its home module on first use."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'baton' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value

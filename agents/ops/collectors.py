@@ -1,0 +1,55 @@
+"""The deployment's backlog as Prometheus gauges, for autoscalers (KEDA, a Prometheus adapter).
+
+``SnapshotCollector`` turns a monitor ``Snapshot`` into per-role gauges (lag, pending, length,
+consumers, throughput); the dashboard serves it at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from baton.agents.ops.monitor import Snapshot
+
+__all__ = ["SnapshotCollector"]
+
+
+class SnapshotCollector(Collector):
+    """Per-role backlog gauges from the latest monitor snapshot (``latest`` returns it)."""
+
+    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+        self.latest = latest
+
+    def collect(self) -> Iterator[Any]:
+        """Yield gauges for the newest snapshot (nothing before the first sample)."""
+        snap = self.latest()
+        if snap is None:
+            return
+        gauges = {
+            "lag": GaugeMetricFamily("baton_stream_lag", "Entries in the role's stream never delivered to its group",
+                                     labels=["role"]),
+            "pending": GaugeMetricFamily("baton_stream_pending", "Entries delivered but not acknowledged",
+                                         labels=["role"]),
+            "length": GaugeMetricFamily("baton_stream_length", "Entries in the role's stream", labels=["role"]),
+            "consumers": GaugeMetricFamily("baton_role_consumers", "Consumers of the role with a live heartbeat",
+                                           labels=["role"]),
+            "throughput": GaugeMetricFamily("baton_role_throughput", "Messages acknowledged per second",
+                                            labels=["role"]),
+        }
+        for fig in snap.roles:
+            gauges["lag"].add_metric([fig.role], fig.lag)
+            gauges["pending"].add_metric([fig.role], fig.pending)
+            gauges["length"].add_metric([fig.role], fig.length)
+            gauges["consumers"].add_metric([fig.role], sum(c.alive for c in fig.consumers))
+            gauges["throughput"].add_metric([fig.role], fig.throughput or 0.0)
+        yield from gauges.values()
+        dead = GaugeMetricFamily("baton_dead_letters", "Entries in the dead-letter streams")
+        dead.add_metric([], snap.dead_letters)
+        yield dead
+        runs = GaugeMetricFamily("baton_runs", "Runs by status (newest 10,000 per partition)", labels=["status"])
+        for status, n in sorted(snap.runs.items()):
+            runs.add_metric([status], n)
+        yield runs

@@ -1,0 +1,32 @@
+"""Workflows as data: the spec (msgspec Structs), the TOML loader and the workflows shipped with baton."""
+
+from baton.agents.workflow.loader import load, loads, packaged, validate_tools
+from baton.agents.workflow.spec import (
+    END,
+    SEED,
+    SEED_PROMPT,
+    RoleSpec,
+    Route,
+    Split,
+    ToolConfig,
+    ToolStep,
+    Workflow,
+    WorkflowError,
+)
+
+__all__ = [
+    "END",
+    "SEED",
+    "SEED_PROMPT",
+    "RoleSpec",
+    "Route",
+    "Split",
+    "ToolConfig",
+    "ToolStep",
+    "Workflow",
+    "WorkflowError",
+    "load",
+    "loads",
+    "packaged",
+    "validate_tools",
+]
