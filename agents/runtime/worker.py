@@ -29,7 +29,8 @@ from typing import Any
 import msgspec
 import redis
 
-from baton.agents.backends import ModelBackend, load_backend
+from baton.agents.backends import Generation, ModelBackend, load_backend
+from baton.agents.runtime.admission import admit, dead_letter
 from baton.agents.runtime.guards import RunGuard
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
@@ -51,15 +52,10 @@ from baton.broker import (
 )
 from baton.broker.janitor import Janitor
 from baton.protocol import (
-    DeadLetter,
-    Error,
     Hop,
-    ProtocolError,
     Result,
     Task,
-    decode,
     encode,
-    peek_ids,
 )
 
 __all__ = ["Worker", "consumer_name"]
@@ -91,6 +87,7 @@ class _Work:
     prompt: str = ""
     started: float = 0.0
     ctx: StepContext | None = None
+    memory: list[dict[str, Any]] | None = None
 
 
 class Worker:
@@ -254,97 +251,128 @@ class Worker:
                 self._in_flight = []
 
     def _process(self, entries: list[Entry]) -> bool:
+        """The stages of one batch, in order; True when entries were left pending for a retry."""
+        work = self._admit_all(entries)
+        work = self._guard(work)
+        work = self._gather(work)
+        if not work:
+            return False
+        self._prepare(work)
+        done, failed = self._generate(work)
+        if done:
+            self._hand_off(done)
+        if failed:
+            self._retry_later(failed)
+        return bool(failed)
+
+    # stages ---------------------------------------------------------------------
+    def _admit_all(self, entries: list[Entry]) -> list[_Work]:
+        """Admit: decode and check each entry; dead-letter the ones that cannot run."""
+        self.metrics.retried(sum(e.deliveries > 1 for e in entries))
         dead: list[Handoff] = []
         work: list[_Work] = []
-        self.metrics.retried(sum(e.deliveries > 1 for e in entries))
         for entry in entries:
-            reason, task = self._admit(entry)
+            reason, task = admit(entry, self.spec, self.settings)
             if reason:
-                dead.append(self._dead_letter(entry, reason, task))
+                p = self.partition_of.get(entry.stream, 0)
+                dead.append(dead_letter(self.keys, self.spec.role, entry, reason, task, p))
             elif task is not None:
                 work.append(_Work(entry, task))
         if dead:
             self._commit(dead)
             self.dead_lettered += len(dead)
             self.metrics.dead_lettered(len(dead))
-        cancelled, early = self._before_run(work)  # one round trip: cancelled flags (+ scratchpads)
-        halts = self.guard.halts([(w.entry, w.task) for w in work], cancelled=cancelled)  # cancelled, late
+        return work
+
+    def _guard(self, work: list[_Work]) -> list[_Work]:
+        """Guard: end cancelled and late runs instead of running them. One round trip reads the
+        cancelled flags (and, for run-scoped memory, the scratchpads: kept for ``_prepare``)."""
+        cancelled = self._before_run(work)
+        halts = self.guard.halts([(w.entry, w.task) for w in work], cancelled=cancelled)
         if halts:
             self._commit(list(halts.values()))
-            work = [w for w in work if w.entry.id not in halts]
-        if self.spec.join:  # fan-in: parts wait (acked) until their group is complete
-            work = gather(self.client, self.keys, self.streams.group, self.consumer, work)
-        if not work:
-            return False
-        memories = self._memories([w.task for w in work]) if early is None else [early[w.entry.id] for w in work]
-        for w, memory in zip(work, memories, strict=True):
-            w.ctx = self.steps.before(w.task)  # declared tool steps, shared memory
-            w.prompt = self.steps.render(w.task, memory, w.ctx)
+        return [w for w in work if w.entry.id not in halts]
+
+    def _gather(self, work: list[_Work]) -> list[_Work]:
+        """Gather: for a fan-in role, parts wait (acked) until their group is complete."""
+        if not self.spec.join or not work:
+            return work
+        return gather(self.client, self.keys, self.streams.group, self.consumer, work)
+
+    def _prepare(self, work: list[_Work]) -> None:
+        """Prompt: memories, declared tool steps and shared memory, the rendered prompt. Runs once
+        per task and batch, whatever happens to the model call after it."""
+        if any(w.memory is None for w in work):
+            for w, memory in zip(work, self._memories([w.task for w in work]), strict=True):
+                w.memory = memory
+        for w in work:
+            w.ctx = self.steps.before(w.task)
+            w.prompt = self.steps.render(w.task, w.memory or [], w.ctx)
             w.started = time.time()
-        assert self.backend is not None
-        max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
+
+    def _generate(self, work: list[_Work]) -> tuple[list[tuple[_Work, Generation]], list[_Work]]:
+        """Generate: one batched model call; when it fails, the same prompts one by one, so one
+        bad prompt does not fail its batch-mates. Returns (generated, failed)."""
         try:
-            generations = self.backend.generate([w.prompt for w in work], max_new_tokens=max_new)
-        except Exception as exc:  # noqa: BLE001 - any model failure is retried, then dead-lettered
-            if len(work) > 1:  # one bad prompt must not fail its batch-mates: run them one by one
-                log.warning("batched model call failed (%s); retrying its %d prompts one by one", exc, len(work))
-                return any([self._process([w.entry]) for w in work])
-            self.failed += len(work)
-            self.metrics.failed(len(work))
-            attempts = max(w.entry.deliveries for w in work)
-            delay = self.settings.retry_backoff_s * 2 ** (attempts - 1)
-            log.warning("model call failed (%s: %s); retry %d in %.1fs", type(exc).__name__, exc, attempts, delay)
-            self.stopping.wait(delay)
-            return True
+            return list(zip(work, self._model_call(work), strict=True)), []
+        except Exception as exc:  # noqa: BLE001 - a model failure is retried, then dead-lettered
+            if len(work) == 1:
+                self._log_model_failure(exc, work)
+                return [], work
+            log.warning("batched model call failed (%s); retrying its %d prompts one by one", exc, len(work))
+        done: list[tuple[_Work, Generation]] = []
+        failed: list[_Work] = []
+        for w in work:
+            try:
+                done += zip([w], self._model_call([w]), strict=True)
+            except Exception as exc:  # noqa: BLE001 - as above, for this prompt alone
+                self._log_model_failure(exc, [w])
+                failed.append(w)
+        return done, failed
+
+    def _hand_off(self, done: list[tuple[_Work, Generation]]) -> None:
+        """Hand off and commit: each task's next message, scratchpad entry and run record, in one
+        atomic step per task (one round trip for the batch)."""
         finished = time.time()
-        handoffs = [
-            self._handoff(w, g.text, g.new_tokens, g.truncated, finished)
-            for w, g in zip(work, generations, strict=True)
-        ]
+        handoffs = [self._handoff(w, g.text, g.new_tokens, g.truncated, finished) for w, g in done]
         outcomes = self._commit(handoffs)
         self.processed += sum(o is Outcome.COMMITTED for o in outcomes)
-        for w, g, o in zip(work, generations, outcomes, strict=True):
+        for (w, g), o in zip(done, outcomes, strict=True):
             if o is Outcome.COMMITTED:
                 self.metrics.processed()
                 self.metrics.step(finished - w.started, g.new_tokens)
                 with bind(run_id=w.task.run_id, msg_id=w.task.id):
                     log.info("hop %d handed to %s: %d tokens in %.3fs", w.task.hop, self.spec.next or "results",
                              g.new_tokens, finished - w.started)
-        return False
 
-    def _admit(self, entry: Entry) -> tuple[str, Task | None]:
-        """Return (reason to dead-letter, task); an empty reason admits the task."""
-        if entry.data is None:
-            return "stream entry has no 'msg' field", None
-        if entry.deliveries > self.settings.max_deliveries:
-            return (
-                f"delivered {entry.deliveries} times (max_deliveries={self.settings.max_deliveries}); "
-                "the message failed or killed its worker every time",
-                None,
-            )
-        try:
-            msg = decode(entry.data)
-        except ProtocolError as exc:
-            return str(exc), None
-        match msg:
-            case Task(role=role) if role != self.spec.role:
-                return f"task for role {role!r} arrived on the stream of role {self.spec.role!r}", msg
-            case Task(hop=hop) if hop >= (msg.max_hops or self.settings.max_hops):
-                return f"run exceeded the hop limit ({hop} hops)", msg
-            case Task():
-                return "", msg
-            case _:
-                return f"unexpected message type {type(msg).__name__!r} on a task stream", None
+    def _retry_later(self, failed: list[_Work]) -> None:
+        """Leave failed tasks pending (uncommitted) and back off; their redelivery counts one attempt."""
+        self.failed += len(failed)
+        self.metrics.failed(len(failed))
+        attempts = max(w.entry.deliveries for w in failed)
+        self.stopping.wait(self.settings.retry_backoff_s * 2 ** (attempts - 1))
 
-    def _before_run(self, work: list[_Work]) -> tuple[list[bool], dict[str, list[dict[str, Any]]] | None]:
-        """Cancelled flags of ``work`` and, for run-scoped memory without fan-in, its scratchpads
-        (by entry id), read in one round trip; ``None`` when memories must be read later."""
+    def _model_call(self, work: list[_Work]) -> list[Generation]:
+        assert self.backend is not None
+        max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
+        return list(self.backend.generate([w.prompt for w in work], max_new_tokens=max_new))
+
+    def _log_model_failure(self, exc: Exception, work: list[_Work]) -> None:
+        for w in work:
+            with bind(run_id=w.task.run_id, msg_id=w.task.id):
+                log.warning("model call failed (%s: %s); attempt %d", type(exc).__name__, exc, w.entry.deliveries)
+
+    def _before_run(self, work: list[_Work]) -> list[bool]:
+        """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too
+        (kept on each item), read in the same round trip."""
         if not work:
-            return [], None
+            return []
         early = self.spec.memory == "run" and not self.spec.join
         pads = [(w.task.run_id, self.spec.agent) for w in work] if early else []
         flags, pads_read = cancelled_and_scratchpads(self.client, self.keys, [w.task.run_id for w in work], pads)
-        return flags, ({w.entry.id: m for w, m in zip(work, pads_read, strict=True)} if early else None)
+        for w, memory in zip(work if early else [], pads_read, strict=True):
+            w.memory = memory
+        return flags
 
     def _memories(self, tasks: list[Task]) -> list[list[dict[str, Any]]]:
         if (long_term := self.steps.memories(tasks)) is not None:
@@ -380,26 +408,6 @@ class Worker:
             record |= {"status": "done", "role": "", "result": output, "finished_at": finished}
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id, outputs=outputs,
                        pad=(self.spec.agent, entry.id, pad_value), record=record, partition=p)
-
-    def _dead_letter(self, entry: Entry, reason: str, task: Task | None) -> Handoff:
-        p = self.partition_of.get(entry.stream, 0)
-        raw = entry.data or b""
-        run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw)
-        with bind(run_id=run_id or "", msg_id=msg_id or ""):
-            log.warning("dead-lettering entry %s of %s: %s", entry.id, entry.stream, reason)
-        dl = DeadLetter(run_id=run_id or "", role=self.spec.role, reason=reason,
-                        original=raw.decode("utf-8", "replace"), stream=entry.stream,
-                        entry_id=entry.id, attempts=entry.deliveries)
-        outputs = [(self.keys.dead(p), encode(dl))]
-        record: dict[str, str | float | int] = {}
-        if run_id and self.keys.partition(run_id) == p:
-            err = Error(run_id=run_id, role=self.spec.role, reason=reason)
-            outputs.append((self.keys.results(p), encode(err)))
-            record = {"status": "failed", "error": reason, "role": self.spec.role, "updated_at": time.time()}
-        else:
-            run_id = None
-        return Handoff(entry=entry, run_id=run_id, msg_id=f"dead:{entry.stream}:{entry.id}",
-                       outputs=outputs, record=record, partition=p)
 
     def _commit(self, handoffs: list[Handoff]) -> list[Outcome]:
         outcomes = commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,

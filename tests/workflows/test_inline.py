@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
 
+from baton.agents.backends import EchoBackend
 from baton.agents.runtime.routing import PART_SEPARATOR
+from baton.agents.tools import ToolContext, register
+from baton.agents.tools.registry import _tools
 from baton.agents.workflow import loader as workflows
-from baton.agents.workflow.spec import Workflow
+from baton.agents.workflow.spec import RoleSpec, ToolStep, Workflow
 from baton.broker import Keys, agents_in_run, get_run, scratchpad, submit
 from baton.broker.memory import read_shared
 from baton.protocol import Result, Task, decode
@@ -168,3 +172,39 @@ def test_agent_memory_spans_runs_only_when_asked(client: redis.Redis, keys: Keys
     assert "'task': 'first day'" in entry["response"]  # run 1's entry is in run 2's prompt
     assert client.hlen(keys.agent_pad("Ann")) == 2
     assert not client.exists(keys.agent_pad("Alice"))
+
+
+class _Counting:
+    """A real tool that counts its calls (the test reads the count)."""
+
+    name = "test_counting"
+    description = "counts its calls"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def run(self, args: Mapping[str, str], ctx: ToolContext) -> str:
+        self.calls.append(args["q"])
+        return f"seen {args['q']}"
+
+
+def test_a_failed_batch_runs_each_declared_tool_step_once(
+    client: redis.Redis, keys: Keys, redis_url: str
+) -> None:
+    counting = _Counting()
+    register(counting, replace=True)
+    try:
+        spec = RoleSpec(role="planner", agent="Alice", tools=["test_counting"],
+                        steps=[ToolStep(tool="test_counting", args={"q": "{task}"})])
+        wf = Workflow(name="stepped", entry="planner", roles=[spec])
+        inline = Inline(redis_url, EchoBackend(fault_injection=True), client)
+        (worker,) = inline.start(wf, batch_size=8)
+        texts = ["fine one", "fine two", "[[fault:raise:1]] fails once in the batch"]
+        runs = [_run(client, keys, wf, f"step-{i}", text) for i, text in enumerate(texts)]
+        inline.drain()
+        assert sorted(counting.calls) == sorted(texts)  # the fallback re-ran the model call only
+        assert worker.failed == 0 and worker.processed == 3
+        assert all((get_run(client, keys, r) or {}).get("status") == "done" for r in runs)
+        assert int(client.hget(keys.run(runs[0]), "hops") or 0) == 1
+    finally:
+        _tools.pop("test_counting", None)

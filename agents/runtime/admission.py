@@ -1,0 +1,66 @@
+"""Admission: which stream entries a role's worker may run, and the dead letter for the rest.
+
+An entry is admitted when it decodes to a ``Task`` for this role within the hop limit and has
+not used up its deliveries. Anything else is dead-lettered with a one-line reason: the dead
+letter, the run's ``error`` result and its ``failed`` record in one atomic commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from baton.agents.runtime.logs import bind
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import RoleSpec
+from baton.broker import Entry, Handoff, Keys
+from baton.protocol import DeadLetter, Error, ProtocolError, Task, decode, encode, peek_ids
+
+__all__ = ["admit", "dead_letter"]
+
+log = logging.getLogger("baton.worker")
+
+
+def admit(entry: Entry, spec: RoleSpec, settings: Settings) -> tuple[str, Task | None]:
+    """Return (reason to dead-letter, task); an empty reason admits the task."""
+    if entry.data is None:
+        return "stream entry has no 'msg' field", None
+    if entry.deliveries > settings.max_deliveries:
+        return (
+            f"delivered {entry.deliveries} times (max_deliveries={settings.max_deliveries}); "
+            "the message failed or killed its worker every time",
+            None,
+        )
+    try:
+        msg = decode(entry.data)
+    except ProtocolError as exc:
+        return str(exc), None
+    match msg:
+        case Task(role=role) if role != spec.role:
+            return f"task for role {role!r} arrived on the stream of role {spec.role!r}", msg
+        case Task(hop=hop) if hop >= (msg.max_hops or settings.max_hops):
+            return f"run exceeded the hop limit ({hop} hops)", msg
+        case Task():
+            return "", msg
+        case _:
+            return f"unexpected message type {type(msg).__name__!r} on a task stream", None
+
+
+def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | None, partition: int) -> Handoff:
+    """The commit that moves ``entry`` to the dead-letter stream and fails its run (when known)."""
+    raw = entry.data or b""
+    run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw)
+    with bind(run_id=run_id or "", msg_id=msg_id or ""):
+        log.warning("dead-lettering entry %s of %s: %s", entry.id, entry.stream, reason)
+    dl = DeadLetter(run_id=run_id or "", role=role, reason=reason, original=raw.decode("utf-8", "replace"),
+                    stream=entry.stream, entry_id=entry.id, attempts=entry.deliveries)
+    outputs = [(keys.dead(partition), encode(dl))]
+    record: dict[str, str | float | int] = {}
+    if run_id and keys.partition(run_id) == partition:
+        err = Error(run_id=run_id, role=role, reason=reason)
+        outputs.append((keys.results(partition), encode(err)))
+        record = {"status": "failed", "error": reason, "role": role, "updated_at": time.time()}
+    else:
+        run_id = None
+    return Handoff(entry=entry, run_id=run_id, msg_id=f"dead:{entry.stream}:{entry.id}",
+                   outputs=outputs, record=record, partition=partition)
