@@ -10,9 +10,11 @@ from collections.abc import Mapping
 
 import msgspec
 
+from baton.agents.backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
+from baton.broker.keys import MARKER_TTL_S
+
 __all__ = ["DEFAULT_MODEL", "Settings", "SettingsError"]
 
-DEFAULT_MODEL = "sshleifer/tiny-gpt2"
 
 
 class SettingsError(ValueError):
@@ -26,7 +28,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str = "baton"
     partitions: int = 1
     model: str = DEFAULT_MODEL
-    max_new_tokens: int = 40
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     torch_threads: int = 1
     batch_size: int = 32  # max messages per model call: per-token overhead dominates small CPU models
     linger_ms: int = 2  # a short read waits this long for more, only while work is flowing
@@ -40,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_hops: int = 32
     record_ttl_s: int = 0
     janitor_interval_s: float = 60.0
-    results_retention_s: int = 7 * 24 * 3600
+    results_retention_s: int = MARKER_TTL_S
     retry_backoff_s: float = 0.5
     log_format: str = "text"
     log_level: str = "INFO"

@@ -42,8 +42,7 @@ _state: dict[str, Any] = {}
 
 def _backend() -> Any:
     if "backend" not in _state:
-        from baton.agents.backends import load_backend
-        from baton.agents.backends.resolve import DEFAULT_MODEL
+        from baton.agents.backends import DEFAULT_MODEL, load_backend
 
         _state["backend"] = load_backend(os.environ.get("BATON_MODEL", DEFAULT_MODEL), threads=1)
         _state["redis"] = redis.Redis.from_url(URL)

@@ -89,7 +89,7 @@ class _RawSame:
         self.pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
 
     def run(self, start: int, n: int) -> None:
-        from baton.broker.commit import DONE_TTL_S
+        from baton.broker.keys import MARKER_TTL_S
 
         client, keys, group, consumer, stream = self.client, self.keys, self.group, self.consumer, self.stream
         for i in range(start, start + n):
@@ -103,7 +103,7 @@ class _RawSame:
             pipe.execute()
             script_keys = [stream, keys.done(run_id, run_id), keys.run(run_id), keys.pad(run_id, "Bob"),
                            keys.pads(run_id), self.out]
-            args = [group, consumer, entry_id, DONE_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],
+            args = [group, consumer, entry_id, MARKER_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],
                     0, 3, "updated_at", 1.0, "hops", 2, "status", "running", self.next]
             client.evalsha(self.sha, len(script_keys), *script_keys, *args)
 

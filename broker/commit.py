@@ -18,13 +18,12 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from baton.broker.keys import Keys
+from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import Entry
 
 __all__ = ["Handoff", "Outcome", "commit"]
 
 _LUA = resources.files("baton.broker").joinpath("lua/commit.lua").read_text()
-DONE_TTL_S = 7 * 24 * 3600
 
 
 class Outcome(enum.IntEnum):
@@ -142,7 +141,7 @@ def _call(
     script_keys += [stream for stream, _ in h.outputs]
     return len(script_keys), [
         *script_keys,
-        group, consumer, h.entry.id, DONE_TTL_S,
+        group, consumer, h.entry.id, MARKER_TTL_S,
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
         record_ttl_s, len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs),
     ]

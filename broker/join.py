@@ -12,13 +12,12 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
+from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import Entry
 
-__all__ = ["JOIN_TTL_S", "join_part"]
+__all__ = ["join_part"]
 
 _LUA = resources.files("baton.broker").joinpath("lua/join.lua").read_text()
-JOIN_TTL_S = 7 * 24 * 3600
 _scripts: dict[int, Any] = {}
 
 
@@ -37,7 +36,7 @@ def join_part(
         script = _scripts[id(client)] = client.register_script(_LUA)
     reply: list[Any] = script(
         keys=[entry.stream, keys.join(run_id, join_group)],
-        args=[group, consumer, entry.id, part, payload, parts, JOIN_TTL_S],
+        args=[group, consumer, entry.id, part, payload, parts, MARKER_TTL_S],
     )
     if int(reply[0]) != 1:
         return None

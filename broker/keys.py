@@ -11,7 +11,11 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["MARKER_TTL_S", "Keys"]
+
+MARKER_TTL_S = 7 * 24 * 3600
+"""Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
+retention of finished results: longer than any redelivery can arrive late."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import DEFAULT_MAX_NEW_TOKENS, Generation, ModelBackend
+from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, ECHO_MODEL, Generation, ModelBackend, is_http_model
 from .echo import ECHO_SUFFIX, EchoBackend
-from .resolve import DEFAULT_MODEL, resolve_model
+from .resolve import resolve_model
 from .twin import build_twin, twin_path
 
 if TYPE_CHECKING:
@@ -40,11 +40,6 @@ __all__ = [
     "twin_path",
 ]
 
-ECHO_MODEL = "echo"
-"""The model name that selects :class:`EchoBackend`."""
-
-_HTTP_PREFIXES = ("http://", "https://")
-
 
 def load_backend(model: str, *, threads: int = 1, max_positions: int | None = None) -> ModelBackend:
     """Create the backend for ``model``.
@@ -59,7 +54,7 @@ def load_backend(model: str, *, threads: int = 1, max_positions: int | None = No
     """
     if model == ECHO_MODEL:
         return EchoBackend()
-    if model.startswith(_HTTP_PREFIXES):
+    if is_http_model(model):
         from .http import HTTPBackend  # the URL is the server's base URL, e.g. http://host:8000/v1
 
         return HTTPBackend(model)

@@ -11,9 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "Generation", "ModelBackend"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "DEFAULT_MODEL", "ECHO_MODEL", "Generation", "ModelBackend", "is_http_model"]
 
 DEFAULT_MAX_NEW_TOKENS = 40
+"""New tokens per model call unless a role or ``BATON_MAX_NEW_TOKENS`` says otherwise."""
+
+DEFAULT_MODEL = "sshleifer/tiny-gpt2"
+"""The model the seed notebook uses, and baton's default."""
+
+ECHO_MODEL = "echo"
+"""The model name that selects the echo backend (no model: benchmarks and fault injection)."""
+
+
+def is_http_model(model: str) -> bool:
+    """Whether ``model`` names an OpenAI-compatible server (``http://`` or ``https://`` base URL)."""
+    return model.startswith(("http://", "https://"))
 """New tokens per prompt when the caller does not say (the seed notebook uses 40)."""
 
 

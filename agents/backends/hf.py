@@ -24,8 +24,8 @@ from typing import Any, cast
 
 import torch
 
-from .base import DEFAULT_MAX_NEW_TOKENS, Generation
-from .resolve import DEFAULT_MODEL, resolve_model
+from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Generation
+from .resolve import resolve_model
 from .twin import quiet_transformers
 
 __all__ = ["EncodedBatch", "HFPipelineBackend", "configure_torch_threads", "release_free_memory"]

@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .base import DEFAULT_MODEL
 from .twin import build_twin, twin_path
 
 __all__ = [
-    "DEFAULT_MODEL",
     "HUB_CHECK_TIMEOUT",
     "cached_snapshot",
     "hub_unavailable",
@@ -28,9 +28,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "sshleifer/tiny-gpt2"
-"""The model the seed notebook uses, and baton's default."""
 
 HUB_CHECK_TIMEOUT = 1.5
 """Seconds the hub reachability check may take, DNS lookup included."""

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton.agents.backends import ModelBackend, load_backend
+from baton.agents.backends import ModelBackend, is_http_model, load_backend
 
 __all__ = ["ChatRequest", "CompletionRequest", "create_app", "serve"]
 
@@ -135,7 +135,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name:
     """Load ``model`` and serve it until interrupted."""
     import uvicorn
 
-    if model.startswith(("http://", "https://")):
+    if is_http_model(model):
         raise ValueError(f"{model}: serve-model serves a local model; give a hub id or a directory")
     backend = load_backend(model, threads=threads)
     log.info("serving %s on http://%s:%d/v1", model, host, port)

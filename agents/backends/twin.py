@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from .base import DEFAULT_MODEL
+
 __all__ = [
     "TWIN_FORMAT",
     "TWIN_OF",
@@ -34,7 +36,7 @@ __all__ = [
     "twin_path",
 ]
 
-TWIN_OF = "sshleifer/tiny-gpt2"
+TWIN_OF = DEFAULT_MODEL
 """The hub model the twin stands in for."""
 
 TWIN_SEED = 0

@@ -123,11 +123,11 @@ def print_seed_report(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str
 def _resolved_model_env(s: Settings) -> dict[str, str]:
     """Resolve the model once here (building the twin if needed, saying so in one line), so
     the workers neither race to build it nor each probe the hub."""
-    from baton.agents.backends import resolve_model
+    from baton.agents.backends import ECHO_MODEL, is_http_model, resolve_model
     from baton.agents.runtime.logs import setup_logging
 
     setup_logging(level="WARNING")
-    if s.model.startswith(("http://", "https://")) or s.model == "echo":
+    if is_http_model(s.model) or s.model == ECHO_MODEL:
         return {}
     return {"BATON_MODEL": resolve_model(s.model)}
 

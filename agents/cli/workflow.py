@@ -59,12 +59,13 @@ def serve_model(
     name: Annotated[str | None, typer.Option(help="Model name the API reports (default: the model).")] = None,
 ) -> None:
     """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
+    from baton.agents.backends import is_http_model
     from baton.agents.backends.server import serve
     from baton.agents.runtime.logs import setup_logging
 
     s = settings()
     target = model or s.model
-    if target.startswith(("http://", "https://")):
+    if is_http_model(target):
         raise CliError(f"serve-model serves a local model; give --model a hub id or a directory, not {target}")
     setup_logging(s.log_format, s.log_level)
     try:
