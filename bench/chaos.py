@@ -29,7 +29,8 @@ from typing import Annotated, Any
 import typer
 
 from baton.agents.workflow.spec import SEED
-from baton.broker import EmbeddedRedis, Keys, connect, submit
+from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
+from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
 from baton.protocol import DeadLetter, ProtocolError, Result, Task, decode
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
@@ -158,10 +159,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
 
 
 def _finished(client: Any, keys: Keys, run_ids: list[str]) -> int:
-    pipe = client.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(keys.run(run_id), "status")
-    return sum(s in (b"done", b"failed", b"cancelled") for s in pipe.execute())
+    return sum(rec.get("status") in ("done", "failed", "cancelled") for rec in run_records(client, keys, run_ids))
 
 
 def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _Pool, client: Any, keys: Keys,
@@ -213,60 +211,50 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
         time.sleep(0.1)
 
 
-def _pid(consumer: Any) -> int:
-    name = consumer.decode() if isinstance(consumer, bytes) else str(consumer)
-    return int(name.rsplit("-", 2)[-2])
-
-
 def _ready_pids(client: Any, keys: Keys) -> set[int]:
     """Pids of workers with a heartbeat (they finished loading the model)."""
     try:
-        return {_pid(k.decode().rsplit(":", 1)[-1]) for k in client.scan_iter(match=keys.heartbeat_pattern())}
+        return {int(w["pid"]) for w in live_workers(client, keys) if "pid" in w}
     except Exception:  # noqa: BLE001 - Redis may be restarting
         return set()
 
 
 def _busy_pids(client: Any, keys: Keys) -> set[int]:
-    """Pids of workers holding pending entries right now (consumer names end in -pid-random)."""
-    pids: set[int] = set()
+    """Pids of workers holding pending entries right now (parsed from their consumer names)."""
     try:
-        for spec in SEED.roles:
-            summary = client.xpending(keys.stream(spec.role), keys.group(spec.role))
-            for c in summary.get("consumers") or []:
-                if int(c["pending"]) > 0:
-                    pids.add(_pid(c["name"]))
+        stats = stream_stats(client, keys, [keys.stream(spec.role) for spec in SEED.roles])
     except Exception:  # noqa: BLE001 - Redis may be restarting; kill at random then
         return set()
-    return pids
+    holders = [parse_consumer(c.name) for s in stats for g in s.groups for c in g.consumers if c.pending > 0]
+    return {h.pid for h in holders if h is not None}
 
 
 def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> None:
     wanted = set(run_ids)
     results: Counter[str] = Counter()
-    for _, fields in client.xrange(keys.results()):
+    for _, raw in entries_from(client, keys.results(), 0, count=None):
         try:
-            msg = decode(fields.get(b"msg", b""))
+            msg = decode(raw)
         except ProtocolError:
             continue
         if isinstance(msg, Result):
             results[msg.run_id] += 1
     dead_runs = set()
-    for _, fields in client.xrange(keys.dead()):
+    for _, raw in entries_from(client, keys.dead(), 0, count=None):
         try:
-            dl = decode(fields.get(b"msg", b""))
+            dl = decode(raw)
         except ProtocolError:
             continue
         if isinstance(dl, DeadLetter):
             report.dead_lettered += 1
             dead_runs.add(dl.run_id)
     agents = [r.agent for r in SEED.roles]
-    for run_id in run_ids:
-        raw = client.hget(keys.run(run_id), "status")
-        status = raw.decode() if raw else ""
+    for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
+        status = rec.get("status", "")
         if status == "done":
             report.completed += 1
             for agent in agents:
-                n = int(client.hlen(keys.pad(run_id, agent)))
+                n = len(pad_entries(client, keys, run_id, agent))
                 report.duplicated_pad_entries += max(0, n - 1)
                 report.missing_pad_entries += int(n == 0)
         elif status == "failed":

@@ -7,7 +7,6 @@ same machine state as the configurations interleaved with it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -99,6 +98,7 @@ class BatonCluster:
     def start(self, m: Measure, timeout: float = 120) -> None:
         """Spawn the workers, submit one run at once; record spawn->heartbeat and ->first result."""
         from baton.agents.workflow.spec import SEED
+        from baton.broker import live_workers
 
         self.client.flushall()
         t0 = time.monotonic()
@@ -113,12 +113,10 @@ class BatonCluster:
         deadline = time.monotonic() + timeout
         want = len(self.procs.procs)
         while len(ready) < want:
-            for key in self.client.scan_iter(match=self.keys.heartbeat_pattern(), count=100):
-                raw = self.client.get(key)
-                if raw:
-                    pid = int(json.loads(raw)["pid"])
-                    if pid in self.procs.spawned_at and pid not in ready:
-                        ready[pid] = time.monotonic() - self.procs.spawned_at[pid]
+            for info in live_workers(self.client, self.keys):
+                pid = int(info.get("pid", 0))
+                if pid in self.procs.spawned_at and pid not in ready:
+                    ready[pid] = time.monotonic() - self.procs.spawned_at[pid]
             self.procs.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError("baton workers did not become ready")

@@ -1,12 +1,28 @@
 """Baton's broker: Redis Streams, consumer groups, the atomic handoff, run records, scratchpads.
 
-This package is the only one that talks to Redis.
+This package is the only one that talks to Redis. Code outside it annotates clients as
+``Redis`` and catches the error classes exported here; it never imports ``redis``.
 """
 
+from baton.broker.cancel import cancel_run, cancelled
 from baton.broker.commit import Handoff, Outcome, commit
 from baton.broker.connection import BrokerUnavailable, connect, describe_url, ping
+from baton.broker.consumers import ConsumerName, consumer_name, parse_consumer
 from baton.broker.embedded import EmbeddedRedis, find_redis_server, free_port
+from baton.broker.errors import (
+    UNREACHABLE,
+    AuthenticationFailed,
+    BrokerConnectionError,
+    BrokerError,
+    BrokerTimeout,
+    CommandRefused,
+    NoPermission,
+    Redis,
+    is_noperm,
+)
+from baton.broker.health import check_worker, live_workers
 from baton.broker.keys import Keys
+from baton.broker.loop import ConsumerLoop, backoff_delay
 from baton.broker.runs import (
     RunView,
     agents_in_run,
@@ -19,29 +35,48 @@ from baton.broker.runs import (
     submit,
     wait_for_runs,
 )
-from baton.broker.streams import Entry, RoleStreams, ensure_group, entry_id_key
+from baton.broker.streams import Entry, GroupStreams, RoleStreams, ensure_group, entry_id_key
 
 __all__ = [
+    "UNREACHABLE",
+    "AuthenticationFailed",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerTimeout",
     "BrokerUnavailable",
+    "CommandRefused",
+    "ConsumerLoop",
+    "ConsumerName",
     "EmbeddedRedis",
     "Entry",
+    "GroupStreams",
     "Handoff",
     "Keys",
+    "NoPermission",
     "Outcome",
+    "Redis",
     "RoleStreams",
     "RunView",
     "agents_in_run",
+    "backoff_delay",
+    "cancel_run",
+    "cancelled",
     "cancelled_and_scratchpads",
+    "check_worker",
     "commit",
     "connect",
+    "consumer_name",
     "describe_url",
     "ensure_group",
     "entry_id_key",
     "find_redis_server",
     "free_port",
     "get_run",
+    "is_noperm",
     "latest_run",
     "list_runs",
+    "live_workers",
+    "parse_consumer",
     "ping",
     "scratchpad",
     "scratchpads",

@@ -220,8 +220,8 @@ def stream_entries(client: redis.Redis, wanted: Sequence[tuple[str, str]]) -> li
     return out
 
 
-def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int = 500) -> list[tuple[str, bytes]]:
-    """Up to ``count`` entries of ``stream`` added at or after ``start_ms`` (ms since the epoch)."""
+def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int | None = 500) -> list[tuple[str, bytes]]:
+    """Up to ``count`` (None: all) entries of ``stream`` added at or after ``start_ms`` (ms since the epoch)."""
     rows: Any = client.xrange(stream, f"{max(0, start_ms)}-0", "+", count=count)
     return [(as_text(eid), fields.get(b"msg", b"")) for eid, fields in rows]
 

@@ -1,4 +1,7 @@
-"""Consumer-group plumbing for one role: groups, reads, delivery counts, reclaiming, heartbeats.
+"""Consumer-group plumbing: groups, reads, delivery counts, reclaiming, heartbeats.
+
+``GroupStreams`` is one consumer's view of a consumer group over some streams: a role's
+partition streams (``RoleStreams``) or the call streams of some tools (group ``tools``).
 
 Reads follow the at-least-once recipe: a worker first re-reads its own pending entries (``0``),
 then new ones (``>``) with a finite BLOCK. Work held by dead consumers (no heartbeat) is claimed
@@ -9,15 +12,15 @@ time of their in-flight entries (``XCLAIM ... JUSTID``) so slow work is never st
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
+from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
 from baton.broker.text import as_text
 
-__all__ = ["Entry", "RoleStreams", "ensure_group", "entry_id_key"]
+__all__ = ["Entry", "GroupStreams", "RoleStreams", "ensure_group", "entry_id_key"]
 
 log = logging.getLogger("baton.broker")
 
@@ -39,20 +42,19 @@ def entry_id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _is_nogroup(exc: redis.ResponseError) -> bool:
+def _is_nogroup(exc: CommandRefused) -> bool:
     return str(exc).startswith("NOGROUP")
 
 
-class RoleStreams:
-    """The streams and consumer group of one role, seen by one consumer."""
+class GroupStreams:
+    """A consumer group over ``streams`` (the same group name on each), seen by one consumer."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, role: str, consumer: str) -> None:
+    def __init__(self, client: Redis, keys: Keys, streams: Sequence[str], group: str, consumer: str) -> None:
         self.client = client
         self.keys = keys
-        self.role = role
         self.consumer = consumer
-        self.group = keys.group(role)
-        self.streams = keys.streams(role)
+        self.group = group
+        self.streams = list(streams)
 
     # groups ---------------------------------------------------------------
     def ensure_groups(self) -> None:
@@ -69,15 +71,10 @@ class RoleStreams:
             reply = self.client.xreadgroup(
                 self.group, self.consumer, ids, count=count, block=None if pending else block_ms
             )
-        except redis.ResponseError as exc:
+        except CommandRefused as exc:
             if not _is_nogroup(exc):
                 raise
-            log.warning(
-                "consumer group %r is missing on %s (Redis restarted without persistence, or "
-                "the stream was deleted); re-creating it",
-                self.group, ", ".join(self.streams),
-            )
-            self.ensure_groups()
+            self._recreate(self.streams)
             return []
         entries: list[Entry] = []
         for stream, items in reply or []:
@@ -88,6 +85,15 @@ class RoleStreams:
         if pending and entries:
             entries = self._with_delivery_counts(entries)
         return entries
+
+    def _recreate(self, streams: Sequence[str]) -> None:
+        log.warning(
+            "consumer group %r is missing on %s (Redis restarted without persistence, or the group or "
+            "stream was deleted); re-creating it",
+            self.group, ", ".join(streams),
+        )
+        for stream in streams:
+            ensure_group(self.client, stream, self.group)
 
     def _with_delivery_counts(self, entries: list[Entry]) -> list[Entry]:
         by_stream: dict[str, list[Entry]] = {}
@@ -126,9 +132,9 @@ class RoleStreams:
         for stream in self.streams:
             try:
                 consumers = self.client.xinfo_consumers(stream, self.group)
-            except redis.ResponseError as exc:
+            except CommandRefused as exc:
                 if _is_nogroup(exc):
-                    ensure_group(self.client, stream, self.group)
+                    self._recreate([stream])
                     continue
                 raise
             for info in consumers:
@@ -171,14 +177,22 @@ class RoleStreams:
                 )
                 if not pending:
                     self.client.xgroup_delconsumer(stream, self.group, self.consumer)
-            except redis.ResponseError:
+            except CommandRefused:
                 pass
 
 
-def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+def ensure_group(client: Redis, stream: str, group: str) -> None:
     """Create ``group`` on ``stream`` from id 0 with MKSTREAM; ignore BUSYGROUP."""
     try:
         client.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis.ResponseError as exc:
+    except CommandRefused as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+class RoleStreams(GroupStreams):
+    """The partition streams and consumer group of one role, seen by one consumer."""
+
+    def __init__(self, client: Redis, keys: Keys, role: str, consumer: str) -> None:
+        super().__init__(client, keys, keys.streams(role), keys.group(role), consumer)
+        self.role = role

@@ -7,14 +7,25 @@ The caller XADDs a ``tool_call`` to ``Keys.tool_stream(tool)`` and BLPOPs the re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from baton.broker.keys import Keys
-from baton.broker.streams import ensure_group
+from baton.broker.streams import GroupStreams, ensure_group
 
-__all__ = ["REPLY_TTL_S", "TOOL_GROUP", "blocking_client", "ensure_tool_group", "reply", "send_call", "wait_reply"]
+__all__ = [
+    "REPLY_TTL_S",
+    "TOOL_GROUP",
+    "blocking_client",
+    "dead_letter_call",
+    "ensure_tool_group",
+    "reply",
+    "send_call",
+    "tool_streams",
+    "wait_reply",
+]
 
 TOOL_GROUP = "tools"
 REPLY_TTL_S = 300
@@ -25,6 +36,11 @@ def ensure_tool_group(client: redis.Redis, keys: Keys, tool: str) -> str:
     stream = keys.tool_stream(tool)
     ensure_group(client, stream, TOOL_GROUP)
     return stream
+
+
+def tool_streams(client: redis.Redis, keys: Keys, tools: Sequence[str], consumer: str) -> GroupStreams:
+    """The call streams of ``tools`` in the group ``tools``, seen by the tool worker ``consumer``."""
+    return GroupStreams(client, keys, [keys.tool_stream(t) for t in tools], TOOL_GROUP, consumer)
 
 
 def send_call(client: redis.Redis, keys: Keys, tool: str, payload: bytes) -> str:
@@ -48,6 +64,14 @@ def reply(client: redis.Redis, stream: str, entry_id: str, reply_key: str | None
     if reply_key and payload is not None:
         pipe.lpush(reply_key, payload)
         pipe.expire(reply_key, REPLY_TTL_S)
+    pipe.xack(stream, TOOL_GROUP, entry_id)
+    pipe.execute()
+
+
+def dead_letter_call(client: redis.Redis, keys: Keys, stream: str, entry_id: str, payload: bytes) -> None:
+    """Add the encoded ``dead_letter`` of a call entry to the dead-letter stream and ack the entry, atomically."""
+    pipe = client.pipeline(transaction=True)
+    pipe.xadd(keys.dead(0), {"msg": payload})
     pipe.xack(stream, TOOL_GROUP, entry_id)
     pipe.execute()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from baton.broker import EmbeddedRedis, Keys
+from baton.broker import EmbeddedRedis, Keys, live_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,10 +114,10 @@ class Workers:
         return proc
 
     def wait_ready(self, client: redis.Redis, count: int | None = None, timeout: float = 60) -> None:
-        """Wait until ``count`` workers (default: all spawned) have a heartbeat."""
+        """Wait until ``count`` workers (default: all spawned) have a live heartbeat."""
         want = len([p for p in self.procs if p.poll() is None]) if count is None else count
         deadline = time.monotonic() + timeout
-        while len(list(client.scan_iter(match="baton:hb:*"))) < want:
+        while len(live_workers(client, Keys())) < want:
             for p in self.procs:
                 if p.poll() not in (None, 0, -9, -15):
                     raise AssertionError(f"worker exited with {p.returncode}: {self.logs()}")

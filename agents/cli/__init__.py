@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import redis
 import typer
 
 try:  # typer >= 0.2x vendors click
@@ -26,7 +25,7 @@ from baton.agents.cli import workflow as _workflow  # noqa: E402,F401
 from baton.agents.cli.common import CliError, app
 from baton.agents.settings import SettingsError
 from baton.agents.workflow.spec import WorkflowError
-from baton.broker import BrokerUnavailable
+from baton.broker import AuthenticationFailed, BrokerConnectionError, BrokerTimeout, BrokerUnavailable, CommandRefused
 
 __all__ = ["CliError", "app", "main"]
 
@@ -44,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except (CliError, SettingsError, WorkflowError, BrokerUnavailable) as exc:
         return _fail(str(exc), getattr(exc, "code", 1))
-    except redis.AuthenticationError as exc:
+    except AuthenticationFailed as exc:
         return _fail(f"Redis refused the credentials in REDIS_URL: {exc}", 1)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (BrokerConnectionError, BrokerTimeout) as exc:
         return _fail(f"cannot reach Redis ({exc}); check REDIS_URL", 1)
-    except redis.ResponseError as exc:
+    except CommandRefused as exc:
         return _fail(f"Redis error: {exc}", 1)
     except ClickException as exc:
         return _fail(exc.format_message(), exc.exit_code)

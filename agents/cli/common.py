@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import redis
 import typer
 from rich.console import Console
 
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED, Workflow
-from baton.broker import Keys, connect, ping
+from baton.broker import Keys, Redis, connect, ping
 
 __all__ = ["CliError", "app", "connect_checked", "err", "load_workflow", "out", "settings"]
 
@@ -39,7 +38,7 @@ def settings(**overrides: object) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def connect_checked(s: Settings) -> tuple[redis.Redis, Keys]:
+def connect_checked(s: Settings) -> tuple[Redis, Keys]:
     """Connect to ``s.redis_url`` and check it answers; return the client and key names."""
     client = connect(s.redis_url)
     ping(client, s.redis_url)

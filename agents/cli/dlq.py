@@ -12,8 +12,7 @@ import typer
 from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
-from baton.agents.runtime.guards import cancel_run
-from baton.broker import Keys
+from baton.broker import Keys, cancel_run
 from baton.broker.acl import role_acl
 from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from baton.broker.janitor import Janitor

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
-from baton.broker import Keys, agents_in_run, get_run, latest_run, scratchpad
+from baton.broker import Keys, Redis, agents_in_run, get_run, latest_run, scratchpad
 from baton.broker.stats import discover_streams, stream_stats
 from baton.protocol import schema as protocol_schema
 
@@ -68,7 +67,7 @@ def scratchpad_cmd(
         print(f"{a} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
 
 
-def stream_rows(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+def stream_rows(client: Redis, keys: Keys) -> list[dict[str, Any]]:
     """Per task stream: length, and per group: pending, lag, consumers (with idle ms)."""
     return [
         {"stream": st.stream, "role": st.role, "length": st.length,

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-import redis
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
-from baton.broker import EmbeddedRedis, Keys, agents_in_run, get_run, scratchpad, submit, wait_for_runs
+from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
 from baton.protocol import Task, new_id
 
 __all__ = ["WorkerPool", "run", "submit_cmd"]
@@ -87,7 +86,7 @@ class WorkerPool:
         self._log.close()
 
 
-def _wait_with_progress(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str, timeout: float,
+def _wait_with_progress(client: Redis, keys: Keys, wf: Workflow, run_id: str, timeout: float,
                         pool: WorkerPool | None) -> dict[str, str]:
     titles = {r.role: f"{r.display} ({r.agent})" for r in wf.roles}
     deadline = time.monotonic() + timeout
@@ -107,7 +106,7 @@ def _wait_with_progress(client: redis.Redis, keys: Keys, wf: Workflow, run_id: s
             wait_for_runs(client, keys, [run_id], timeout=0.2, poll_s=0.2)
 
 
-def print_seed_report(client: redis.Redis, keys: Keys, wf: Workflow, run_id: str) -> None:
+def print_seed_report(client: Redis, keys: Keys, wf: Workflow, run_id: str) -> None:
     """Print each agent's output, then each scratchpad as indented JSON, as the notebook does."""
     agents = agents_in_run(client, keys, run_id)
     specs = [r for r in wf.order() if r.agent in agents]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import time
 from typing import Annotated
 
 import typer
 
-from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, settings
+from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
 from baton.agents.runtime.logs import context, setup_logging
+from baton.agents.settings import Settings
+from baton.broker import check_worker
 
 __all__ = ["worker"]
 
@@ -50,15 +50,12 @@ def worker(
     raise typer.Exit(w.run())
 
 
-def _check(s: object, role: str) -> int:
-    from baton.agents.settings import Settings
-
-    assert isinstance(s, Settings)
+def _check(s: Settings, role: str) -> int:
+    """Exit code 0 when a worker of ``role`` on this host has a fresh heartbeat (else a CliError)."""
     client, keys = connect_checked(s)
     host = socket.gethostname()
-    for key in client.scan_iter(match=keys.heartbeat(f"{role}-{host}-*"), count=500):
-        raw = client.get(key)
-        if raw and time.time() - json.loads(raw).get("at", 0) < s.heartbeat_ttl_s:
-            print(f"ok: {key.decode()}")
-            return 0
-    raise CliError(f"no live {role} worker on host {host} (no fresh heartbeat)")
+    consumer = check_worker(client, keys, role, host, s.heartbeat_ttl_s)
+    if consumer is None:
+        raise CliError(f"no live {role} worker on host {host} (no fresh heartbeat)")
+    out.print(f"ok: {consumer}")
+    return 0

@@ -21,7 +21,6 @@ from importlib import resources
 from typing import Any
 
 import msgspec
-import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,7 +31,7 @@ from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.trace import RunNotFound, build_trace
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
-from baton.broker import Keys, agents_in_run, connect, list_runs, scratchpad, submit
+from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad, submit
 from baton.broker.stats import dead_letters, run_records
 from baton.protocol import Task, new_id
 
@@ -82,7 +81,7 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 self.sample_once()
-            except redis.RedisError as exc:
+            except BrokerError as exc:
                 self.error = f"Redis: {exc}"
                 log.warning("sampling failed: %s", exc)
             self._stop.wait(self.interval)
@@ -93,7 +92,7 @@ def _page() -> str:
 
 
 def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0, history_s: float = 600.0,
-               client: redis.Redis | None = None) -> FastAPI:
+               client: Redis | None = None) -> FastAPI:
     """The dashboard app for the deployment described by ``settings``."""
     client = client or connect(settings.redis_url)
     keys = Keys(settings.prefix, settings.partitions)
@@ -122,7 +121,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        client.ping()
+        ping(client, settings.redis_url)
         return {"ok": True, "sampled": sampler.seq}
 
     @app.get("/api/snapshot")

@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-import redis
 
-from baton.broker import Keys
+from baton.broker import Keys, Redis
 from baton.broker.stats import (
     ConsumerStats,
     StreamStats,
@@ -127,7 +126,7 @@ class Monitor:
     role streams are found with SCAN at the first sample and every ``rescan_s`` seconds.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, roles: Iterable[str] = (), *, rescan_s: float = 30.0,
+    def __init__(self, client: Redis, keys: Keys, roles: Iterable[str] = (), *, rescan_s: float = 30.0,
                  dead_limit: int = 1000, recent_dead: int = 10) -> None:
         self.client = client
         self.keys = keys

@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import redis
 
-from baton.broker import Keys, agents_in_run, get_run
+from baton.broker import Keys, Redis, agents_in_run, get_run, parse_consumer
 from baton.broker.stats import dead_letters, discover_streams, entries_from, pad_entries, stream_entries
 from baton.protocol import DeadLetter, Error, Hop, ProtocolError, Result, Task, decode
 
@@ -111,7 +110,7 @@ def _decode(raw: bytes | None) -> Any:
         return None
 
 
-def build_trace(client: redis.Redis, keys: Keys, run_id: str, *, search: int = 2000) -> RunTrace:
+def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -> RunTrace:
     """Rebuild the flow of ``run_id``; ``RunNotFound`` when Redis knows nothing of it.
 
     ``search`` bounds how many entries are read from the results, dead-letter and task streams
@@ -170,7 +169,8 @@ def _hop(agent: str, entry_id: str, pad: dict[str, Any], tasks: dict[str, tuple[
     stream, task = tasks.get(msg_id, ("", None))
     started, finished = float(meta.get("started", 0.0)), float(meta.get("finished", 0.0))
     created = task.created_at if task else None
-    role = task.role if task else str(meta.get("consumer", "")).split("-", 1)[0]
+    parsed = parse_consumer(str(meta.get("consumer", "")))
+    role = task.role if task else (parsed.role if parsed else "")
     return TraceHop(
         hop=int(meta.get("hop", task.hop if task else 0)), role=role, agent=agent,
         consumer=str(meta.get("consumer", "")), msg_id=msg_id, parent_id=task.parent_id if task else None,
@@ -183,7 +183,7 @@ def _hop(agent: str, entry_id: str, pad: dict[str, Any], tasks: dict[str, tuple[
     )
 
 
-def _waiting(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id: str, streams: list[str],
+def _waiting(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, streams: list[str],
              hops: list[TraceHop], role_of: dict[str, str], search: int) -> list[Waiting]:
     if rec.get("status") not in {"queued", "running"}:
         return []
@@ -204,7 +204,7 @@ def _waiting(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id: str, 
     return out
 
 
-def _final_message(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id: str, search: int) -> Any:
+def _final_message(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, search: int) -> Any:
     if rec.get("status") not in FINAL:
         return None
     at = _f(rec.get("finished_at")) or _f(rec.get("updated_at")) or 0.0
@@ -215,7 +215,7 @@ def _final_message(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id:
     return None
 
 
-def _dead(client: redis.Redis, keys: Keys, run_id: str, search: int) -> list[dict[str, Any]]:
+def _dead(client: Redis, keys: Keys, run_id: str, search: int) -> list[dict[str, Any]]:
     _, rows = dead_letters(client, keys, search)
     out: list[dict[str, Any]] = []
     for entry_id, raw in rows:

@@ -4,27 +4,25 @@ A task whose run was cancelled (``baton cancel RUN`` adds it to the cancelled-ru
 whose deadline has passed is not run: it is acked in the same atomic commit that marks the run
 ``cancelled`` or ``failed`` and publishes an ``error`` on the results stream, so waiters wake up.
 The commit is keyed by the task's own id, like a normal handoff, so a redelivery cannot
-produce a second error. Nothing here calls the model.
+produce a second error. Nothing here calls the model or Redis itself: the flags come from ``broker.cancel``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
-import redis
-
-from baton.broker import Entry, Handoff, Keys
+from baton.broker import Entry, Handoff, Keys, Redis
+from baton.broker import cancelled as _cancelled
 from baton.protocol import Error, Task, encode
 
-__all__ = ["RunGuard", "cancel_run"]
+__all__ = ["RunGuard"]
 
 
 class RunGuard:
     """Decides which tasks of a batch must stop before running, and builds their commits."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, role: str) -> None:
+    def __init__(self, client: Redis, keys: Keys, role: str) -> None:
         self.client = client
         self.keys = keys
         self.role = role
@@ -42,13 +40,10 @@ class RunGuard:
             return {}
         now = time.time() if now is None else now
         run_ids = [task.run_id for _, task in items]
-        flags: Sequence[Any] = (
-            cancelled if cancelled is not None
-            else self.client.smismember(self.keys.cancelled(), run_ids)  # type: ignore[arg-type]
-        )
+        flags = cancelled if cancelled is not None else _cancelled(self.client, self.keys, run_ids)
         halted: dict[str, Handoff] = {}
-        for (entry, task), cancelled in zip(items, flags, strict=True):
-            if cancelled:
+        for (entry, task), stop in zip(items, flags, strict=True):
+            if stop:
                 halted[entry.id] = self._halt(entry, task, "cancelled", "run cancelled", now)
             elif task.deadline is not None and now > task.deadline:
                 late = now - task.deadline
@@ -65,24 +60,3 @@ class RunGuard:
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id,
                        outputs=[(self.keys.results(p), encode(err))], record=record, partition=p)
 
-
-def cancel_run(client: redis.Redis, keys: Keys, run_id: str) -> str | None:
-    """Cancel ``run_id``: workers stop it at its next hop. Returns its status before, or None.
-
-    The run record is marked ``cancelled`` at once unless it already finished; a hop in flight
-    at this moment may still complete, and the hop after it is not run.
-    """
-    run_key = keys.run(run_id)
-    raw = client.hget(run_key, "status")
-    if raw is None:
-        return None
-    before = raw.decode() if isinstance(raw, bytes) else str(raw)
-    if before in {"done", "failed", "cancelled"}:
-        return before
-    now = time.time()
-    pipe = client.pipeline(transaction=True)
-    pipe.sadd(keys.cancelled(), run_id)
-    pipe.hset(run_key, mapping={"status": "cancelled", "error": "run cancelled", "updated_at": now,
-                                "cancelled_at": now})
-    pipe.execute()
-    return before

@@ -19,10 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-import redis
 
 from baton.agents.workflow.spec import END, RoleSpec, Split
-from baton.broker import Entry, Keys
+from baton.broker import Entry, Keys, Redis
 from baton.broker.join import join_part
 from baton.protocol import Result, Task, decode, encode
 
@@ -121,7 +120,7 @@ class _Item(Protocol):
 W = TypeVar("W", bound=_Item)
 
 
-def gather(client: redis.Redis, keys: Keys, group: str, consumer: str, work: Sequence[W]) -> list[W]:
+def gather(client: Redis, keys: Keys, group: str, consumer: str, work: Sequence[W]) -> list[W]:
     """For a join role: park incomplete groups' parts; turn each completing part into the whole.
 
     The returned items are the tasks to run now: tasks that are not parts pass through; a part

@@ -19,14 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from baton.agents.runtime.prompt import render_memory, render_prompt
 from baton.agents.runtime.routing import continuation
 from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
 from baton.agents.tools.syntax import parse_calls
 from baton.agents.workflow.spec import RoleSpec, Workflow
-from baton.broker import Keys
+from baton.broker import Keys, Redis
 from baton.broker.memory import agent_memory, read_shared, remember, write_shared
 from baton.protocol import Task
 
@@ -60,7 +58,7 @@ def _part_fields(task: Task) -> dict[str, str]:
 class RoleSteps:
     """The hooks of one role of ``workflow``."""
 
-    def __init__(self, client: redis.Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
+    def __init__(self, client: Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
                  *, record_ttl_s: int = 0) -> None:
         self.client = client
         self.keys = keys

@@ -15,19 +15,16 @@ import contextvars
 import json
 import logging
 import os
-import random
 import signal
 import socket
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import msgspec
-import redis
 
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.admission import admit, dead_letter
@@ -40,14 +37,18 @@ from baton.agents.runtime.steps import RoleSteps, StepContext
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import (
+    BrokerError,
+    ConsumerLoop,
     Entry,
     Handoff,
     Keys,
     Outcome,
+    Redis,
     RoleStreams,
     cancelled_and_scratchpads,
     commit,
     connect,
+    consumer_name,
     scratchpads,
 )
 from baton.broker.janitor import Janitor
@@ -58,7 +59,7 @@ from baton.protocol import (
     encode,
 )
 
-__all__ = ["Worker", "consumer_name"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("baton.worker")
 _JSON = msgspec.json.Encoder()  # one encoder for every scratchpad entry (faster than json.dumps)
@@ -73,11 +74,6 @@ def _torch_threads() -> int | None:
 def _grace_over(grace_s: float) -> None:
     log.warning("in-flight work did not finish within the %.0fs grace period: exiting, it stays pending", grace_s)
     os._exit(1)
-
-
-def consumer_name(role: str) -> str:
-    """A consumer name unique to this process: role, host, pid and a random suffix."""
-    return f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(slots=True)
@@ -100,7 +96,7 @@ class Worker:
         role: str,
         *,
         backend: ModelBackend | None = None,
-        client: redis.Redis | None = None,
+        client: Redis | None = None,
     ) -> None:
         self.settings = settings
         self.workflow = workflow
@@ -161,46 +157,24 @@ class Worker:
                                   name="heartbeat", daemon=True)
         beater.start()
         log.info("worker %s ready (role %s, agent %s)", self.consumer, self.spec.role, self.spec.agent)
-        pending, next_reclaim, failures = True, 0.0, 0
-        while not self.stopping.is_set():
-            try:
-                if time.monotonic() >= next_reclaim:
-                    claimed = self.streams.reclaim(lease_ms=self.settings.lease_ms)
-                    self.reclaimed += claimed
-                    self.metrics.reclaimed(claimed)
-                    pending = pending or claimed > 0
-                    next_reclaim = time.monotonic() + self.settings.reclaim_interval_s
-                    self.janitor.maybe_sweep()
-                entries = self._read(pending)
-                if pending and not entries:
-                    pending = False
-                    continue
-                if entries:
-                    pending = self.process(entries) or pending
-                failures = 0
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                failures += 1
-                self._back_off(failures, "Redis unavailable", exc)
-                pending = True
-            except redis.ResponseError as exc:
-                if str(exc).startswith("NOPERM"):
-                    raise  # a misconfigured ACL: fail loudly rather than spin
-                failures += 1
-                self._back_off(failures, "Redis refused a command", exc)
-                pending = True
+        loop = ConsumerLoop(self.streams, self.stopping, count=self.settings.batch_size,
+                            block_ms=self.settings.block_ms, lease_ms=self.settings.lease_ms,
+                            reclaim_interval_s=self.settings.reclaim_interval_s,
+                            retry_backoff_s=self.settings.retry_backoff_s)
+        loop.run(self.process, read=self._read, on_reclaim=self._reclaimed)
         self._shutdown(beater)
         return 0
 
-    def _back_off(self, failures: int, problem: str, exc: Exception) -> None:
-        """Log ``problem`` and wait a jittered exponential delay (cut short by shutdown)."""
-        delay = min(10.0, self.settings.retry_backoff_s * 2 ** min(failures, 6)) * random.uniform(0.5, 1.5)
-        log.warning("%s (%s); retrying in %.1fs", problem, exc, delay)
-        self.stopping.wait(delay)
+    def _reclaimed(self, claimed: int) -> None:
+        """After each reclaim pass: count what was claimed, and let the janitor sweep when due."""
+        self.reclaimed += claimed
+        self.metrics.reclaimed(claimed)
+        self.janitor.maybe_sweep()
 
     def _shutdown(self, beater: threading.Thread) -> None:
         self.stopping.set()
         beater.join(timeout=2)
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(BrokerError):
             self.streams.forget()
         log.info(
             "worker %s stopped: %d processed, %d dead-lettered, %d reclaimed",
@@ -235,7 +209,7 @@ class Worker:
                     in_flight = list(self._in_flight)
                 if in_flight:
                     self.streams.touch(in_flight)
-            except redis.RedisError as exc:
+            except BrokerError as exc:
                 log.debug("heartbeat failed: %s", exc)
 
     # processing ---------------------------------------------------------------

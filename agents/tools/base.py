@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import redis
-
-from baton.broker import Keys
+from baton.broker import Keys, Redis
 
 __all__ = ["Tool", "ToolContext", "ToolError"]
 
@@ -27,7 +25,7 @@ class ToolError(Exception):
 class ToolContext:
     """What a tool may use besides its arguments: the run, the caller, Redis, its options."""
 
-    client: redis.Redis | None = None
+    client: Redis | None = None
     keys: Keys = field(default_factory=Keys)
     run_id: str = ""
     agent: str = ""

@@ -20,12 +20,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from baton.agents.tools.base import ToolContext, ToolError
 from baton.agents.tools.registry import UnknownTool, get_tool
 from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
-from baton.broker import Keys
+from baton.broker import Keys, Redis
 from baton.broker.toolcalls import blocking_client, send_call, wait_reply
 from baton.protocol import ProtocolError, ToolCall, ToolResult, decode, encode, new_id
 
@@ -80,14 +78,14 @@ def render_outcomes(outcomes: list[ToolOutcome]) -> str:
 class ToolRunner:
     """Tool calls of one role of a workflow."""
 
-    def __init__(self, client: redis.Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
+    def __init__(self, client: Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
                  *, max_threads: int = 4) -> None:
         self.client = client
         self.keys = keys
         self.workflow = workflow
         self.spec = spec
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"tool-{spec.role}")
-        self._blocking: redis.Redis | None = None
+        self._blocking: Redis | None = None
 
     def config(self, tool: str) -> ToolConfig:
         """The workflow's settings for ``tool`` (defaults when it declares none)."""

@@ -1,10 +1,13 @@
 """A tool worker: serves the call streams of some tools (``baton worker --tools NAME...``).
 
 Risky or slow tools run here, isolated from the model workers and scaled on their own: every
-tool worker of a tool is a consumer in the group ``tools`` of the tool's call stream. A call is
-answered with a ``tool_result`` pushed to the caller's reply list, then acked; a bad entry is
-dead-lettered and acked; a call whose caller has already timed out is acked without running.
-Pending calls of dead tool workers are reclaimed after the lease.
+tool worker of a tool is a consumer in the group ``tools`` of the tool's call stream, served by
+the broker's ``ConsumerLoop`` like a role's group (own pending calls first, NOGROUP recovery,
+reclaim of dead consumers' and expired calls, back-off on broker errors). A call is answered
+with a ``tool_result`` pushed to the caller's reply list, then acked; a bad entry, or one
+delivered more than ``max_deliveries`` times, is dead-lettered and acked; a call whose caller
+has already timed out is acked without running. The heartbeat thread renews the lease of the
+calls in flight.
 """
 
 from __future__ import annotations
@@ -17,45 +20,49 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any
-
-import redis
 
 from baton.agents.settings import Settings
 from baton.agents.tools.base import ToolContext
 from baton.agents.tools.registry import get_tool
 from baton.agents.tools.runner import run_tool
 from baton.agents.workflow.spec import SEED, ToolConfig, Workflow
-from baton.broker import Keys, connect
-from baton.broker.text import as_text
-from baton.broker.toolcalls import TOOL_GROUP, ensure_tool_group, reply
+from baton.broker import BrokerError, ConsumerLoop, Entry, Keys, Redis, connect, consumer_name
+from baton.broker.toolcalls import TOOL_GROUP, dead_letter_call, ensure_tool_group, reply, tool_streams
 from baton.protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
 
 __all__ = ["ToolWorker"]
 
 log = logging.getLogger("baton.tools")
 
+BATCH = 8
+"""Call entries read at a time (they are answered one after another)."""
+
 
 class ToolWorker:
     """One process serving the tools ``names`` (their options and timeouts from ``workflow``)."""
 
     def __init__(self, settings: Settings, names: list[str], workflow: Workflow = SEED,
-                 *, client: redis.Redis | None = None) -> None:
+                 *, client: Redis | None = None) -> None:
         for name in names:
             get_tool(name)  # UnknownTool early, before serving anything
         self.settings = settings
         self.workflow = workflow
         self.keys = Keys(settings.prefix, settings.partitions)
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
-        self.consumer = f"tools-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.consumer = consumer_name(TOOL_GROUP)
         self.tools = {self.keys.tool_stream(n): n for n in names}
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool")
+        self.streams = tool_streams(self.client, self.keys, list(self.tools.values()), self.consumer)
         self.stopping = threading.Event()
+        self.loop = ConsumerLoop(self.streams, self.stopping, count=BATCH, block_ms=settings.block_ms,
+                                 lease_ms=settings.lease_ms, reclaim_interval_s=settings.reclaim_interval_s,
+                                 retry_backoff_s=settings.retry_backoff_s)
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool")
         self.answered = 0
         self.dead_lettered = 0
+        self._in_flight: list[Entry] = []
+        self._lock = threading.Lock()
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: finish the call in flight, then exit; a second signal exits at once."""
@@ -68,16 +75,19 @@ class ToolWorker:
         signal.signal(signal.SIGINT, handler)
 
     def _beat(self) -> None:
-        info = {"consumer": self.consumer, "role": "tools", "tools": sorted(self.tools.values()),
+        info = {"consumer": self.consumer, "role": TOOL_GROUP, "tools": sorted(self.tools.values()),
                 "host": socket.gethostname(), "pid": os.getpid(), "processed": self.answered, "at": time.time()}
-        ttl_ms = int(self.settings.heartbeat_ttl_s * 1000)
-        self.client.set(self.keys.heartbeat(self.consumer), json.dumps(info), px=ttl_ms)
+        self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:
         while not self.stopping.wait(self.settings.heartbeat_interval_s):
             try:
                 self._beat()
-            except redis.RedisError as exc:
+                with self._lock:
+                    in_flight = list(self._in_flight)
+                if in_flight:
+                    self.streams.touch(in_flight)
+            except BrokerError as exc:
                 log.debug("heartbeat failed: %s", exc)
 
     def run(self) -> int:
@@ -88,61 +98,51 @@ class ToolWorker:
         beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beater.start()
         log.info("tool worker %s ready (tools %s)", self.consumer, ", ".join(sorted(self.tools.values())))
-        pending, next_reclaim = True, 0.0
-        while not self.stopping.is_set():
-            try:
-                if time.monotonic() >= next_reclaim:
-                    pending = self._reclaim() or pending
-                    next_reclaim = time.monotonic() + self.settings.reclaim_interval_s
-                entries = self._read(pending)
-                if pending and not entries:
-                    pending = False
-                for stream, entry_id, fields in entries:
-                    self.handle(stream, entry_id, fields)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                log.warning("Redis unavailable (%s); retrying", exc)
-                pending = True
-                self.stopping.wait(self.settings.retry_backoff_s * 4)
-        beater.join(timeout=2)
-        with contextlib.suppress(redis.RedisError):
-            self.client.delete(self.keys.heartbeat(self.consumer))
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.loop.run(self.process)
+        finally:
+            self.stopping.set()
+            beater.join(timeout=2)
+            with contextlib.suppress(BrokerError):
+                self.streams.forget()
+            self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("tool worker %s stopped: %d answered, %d dead-lettered", self.consumer, self.answered,
                  self.dead_lettered)
         return 0
 
-    def _read(self, pending: bool) -> list[tuple[str, str, dict[bytes, bytes]]]:
-        ids: dict[Any, Any] = dict.fromkeys(self.tools, "0" if pending else ">")
-        reply_: Any = self.client.xreadgroup(TOOL_GROUP, self.consumer, ids, count=8,
-                                             block=None if pending else self.settings.block_ms)
-        return [(as_text(stream), as_text(eid), fields or {})
-                for stream, items in reply_ or [] for eid, fields in items]
+    def process(self, entries: list[Entry]) -> bool:
+        """Answer a batch of call entries, leasing them while they run; nothing is left pending."""
+        with self._lock:
+            self._in_flight = list(entries)
+        try:
+            for entry in entries:
+                self.handle(entry)
+        finally:
+            with self._lock:
+                self._in_flight = []
+        return False
 
-    def _reclaim(self) -> bool:
-        claimed = False
-        for stream in self.tools:
-            _, msgs, *_ = self.client.xautoclaim(stream, TOOL_GROUP, self.consumer, self.settings.lease_ms, "0-0",
-                                                 count=100)
-            claimed = claimed or bool(msgs)
-        return claimed
-
-    def handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+    def handle(self, entry: Entry) -> None:
         """Answer one call entry (or dead-letter it); always acks it."""
-        raw = fields.get(b"msg")
+        stream, entry_id, raw = entry.stream, entry.id, entry.data
         if raw is None:
-            return self._dead(stream, entry_id, b"", "stream entry has no 'msg' field", "")
+            return self._dead(entry, b"", "stream entry has no 'msg' field", "")
+        if entry.deliveries > self.settings.max_deliveries:
+            return self._dead(entry, raw, f"delivered {entry.deliveries} times (max_deliveries="
+                                          f"{self.settings.max_deliveries}); the call killed its tool worker "
+                                          "every time", "")
         try:
             call = decode(raw)
         except ProtocolError as exc:
-            return self._dead(stream, entry_id, raw, str(exc), "")
+            return self._dead(entry, raw, str(exc), "")
         if not isinstance(call, ToolCall):
-            return self._dead(stream, entry_id, raw, f"unexpected message type {type(call).__name__!r}", call.run_id)
+            return self._dead(entry, raw, f"unexpected message type {type(call).__name__!r}", call.run_id)
         if call.tool != self.tools[stream]:
-            return self._dead(stream, entry_id, raw, f"call for tool {call.tool!r} on the stream of "
-                                                     f"{self.tools[stream]!r}", call.run_id)
+            return self._dead(entry, raw, f"call for tool {call.tool!r} on the stream of "
+                                          f"{self.tools[stream]!r}", call.run_id)
         reply_key = self.keys.tool_replies(call.run_id, call.id)
         if call.reply_to and call.reply_to != reply_key:
-            return self._dead(stream, entry_id, raw, "reply_to is not this call's reply key", call.run_id)
+            return self._dead(entry, raw, "reply_to is not this call's reply key", call.run_id)
         remaining = call.created_at + call.timeout - time.time()
         if remaining <= 0:
             log.info("call %s to %s expired before it was served; dropped", call.id, call.tool)
@@ -158,12 +158,9 @@ class ToolWorker:
         self.answered += 1
         return None
 
-    def _dead(self, stream: str, entry_id: str, raw: bytes, reason: str, run_id: str) -> None:
-        log.warning("dead-lettering tool call %s of %s: %s", entry_id, stream, reason)
-        dl = DeadLetter(run_id=run_id, role="tools", reason=reason, original=raw.decode("utf-8", "replace"),
-                        stream=stream, entry_id=entry_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.dead(0), {"msg": encode(dl)})
-        pipe.xack(stream, TOOL_GROUP, entry_id)
-        pipe.execute()
+    def _dead(self, entry: Entry, raw: bytes, reason: str, run_id: str) -> None:
+        log.warning("dead-lettering tool call %s of %s: %s", entry.id, entry.stream, reason)
+        dl = DeadLetter(run_id=run_id, role=TOOL_GROUP, reason=reason, original=raw.decode("utf-8", "replace"),
+                        stream=entry.stream, entry_id=entry.id, attempts=entry.deliveries)
+        dead_letter_call(self.client, self.keys, entry.stream, entry.id, encode(dl))
         self.dead_lettered += 1

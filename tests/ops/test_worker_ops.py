@@ -18,7 +18,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.broker import EmbeddedRedis, Keys, free_port, scratchpad, submit
+from baton.broker import EmbeddedRedis, Keys, free_port, live_workers, scratchpad, submit
 from baton.protocol import Task, encode, new_id
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
@@ -140,7 +140,7 @@ def test_each_worker_serves_its_metrics(scenario: Scenario) -> None:
         assert m["baton_messages_in_flight"] == 0
         assert m["baton_messages_failed_total"] == 0 and m["baton_messages_retried_total"] == 0
         assert m["baton_messages_dead_lettered_total"] == (2 if role == "planner" else 0)
-    beats = [json.loads(v) for v in scenario.client.mget(list(scenario.client.scan_iter(match="baton:hb:*")))]
+    beats = live_workers(scenario.client, scenario.keys)
     assert {b["role"]: b["metrics_port"] for b in beats} == scenario.ports
 
 

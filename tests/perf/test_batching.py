@@ -17,7 +17,7 @@ import redis
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
-from baton.broker import Keys, RoleStreams, cancelled_and_scratchpads, scratchpad, scratchpads, submit
+from baton.broker import Keys, RoleStreams, cancelled_and_scratchpads, live_workers, scratchpad, scratchpads, submit
 from baton.protocol import Task, decode, encode
 
 TASKS = [
@@ -140,12 +140,7 @@ def test_scratchpads_reads_many_in_one_call(client: redis.Redis, keys: Keys) -> 
 def _heartbeats(client: redis.Redis, want: int, procs: list, timeout: float = 90) -> dict[int, dict]:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
     while True:
-        beats = {}
-        for key in client.scan_iter(match="baton:hb:*"):
-            raw = client.get(key)
-            if raw:
-                info = json.loads(raw)
-                beats[int(info["pid"])] = info
+        beats = {int(info["pid"]): info for info in live_workers(client, Keys())}
         if len(beats) >= want:
             return beats
         if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):

@@ -21,7 +21,7 @@ from baton.agents.backends.echo import CRASH_EXIT_CODE
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
-from baton.broker import EmbeddedRedis, Keys, RoleStreams, get_run, scratchpad, submit
+from baton.broker import EmbeddedRedis, Keys, RoleStreams, get_run, live_workers, scratchpad, submit
 from baton.protocol import DeadLetter, Result, Task, decode
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import wait_runs
@@ -250,7 +250,7 @@ def test_sigterm_finishes_the_task_in_flight_and_exits_0(client: redis.Redis, ke
     assert proc.wait(30) == 0, echo.logs()
     assert client.xlen(keys.stream("researcher")) == 1
     assert _pending(client, stream, "planner") == []
-    assert list(client.scan_iter(match="baton:hb:*")) == []
+    assert live_workers(client, keys) == []
     assert client.xinfo_consumers(stream, "planner") == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import redis
 
 from baton.agents.tools import ToolRunner
 from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
-from baton.broker import Keys
+from baton.broker import Keys, live_workers
 from baton.protocol import DeadLetter, decode
 from tests.conftest import ROOT, Workers
 
@@ -23,8 +22,7 @@ def _remote_runner(client: redis.Redis, timeout: float = 20.0) -> ToolRunner:
 
 
 def _processed(client: redis.Redis) -> dict[str, int]:
-    beats = [json.loads(client.get(k) or b"{}") for k in client.scan_iter(match="baton:hb:tools-*")]
-    return {b["consumer"]: b["processed"] for b in beats if b}
+    return {b["consumer"]: b["processed"] for b in live_workers(client, Keys()) if b.get("role") == "tools"}
 
 
 def test_a_pool_of_two_tool_workers_answers_each_call_once(
@@ -58,6 +56,24 @@ def test_a_pool_of_two_tool_workers_answers_each_call_once(
     dl = decode(fields[b"msg"])
     assert isinstance(dl, DeadLetter) and dl.role == "tools" and "malformed JSON" in dl.reason
     assert not list(client.scan_iter(match="baton:*toolreply*"))  # replies are taken, not left behind
+    runner.close()
+
+
+def test_a_tool_worker_recreates_its_deleted_group_and_still_answers(
+    client: redis.Redis, keys: Keys, workers: Workers
+) -> None:
+    proc = workers.spawn("--tools", "calculator")
+    workers.wait_ready(client, 1)
+    runner = _remote_runner(client)
+    assert runner.call("calculator", {"expression": "6 * 7"}, "run-a").output == "42"
+    stream = keys.tool_stream("calculator")
+    assert client.xgroup_destroy(stream, "tools") == 1  # the worker's next read meets NOGROUP
+    out = runner.call("calculator", {"expression": "7 * 8"}, "run-b")
+    assert out.output == "56" and out.where == "remote", (out.error, workers.logs())
+    assert proc.poll() is None, workers.logs()
+    assert "consumer group 'tools' is missing" in workers.logs()
+    (group,) = client.xinfo_groups(stream)
+    assert group["name"] == b"tools"
     runner.close()
 
 
