@@ -11,7 +11,9 @@ completion requests instead: ``server.fail(503, times=3, retry_after="1")`` give
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -46,6 +48,7 @@ class FlakyModelServer:
         self.answered = 0
         """Completion requests answered with a result."""
         self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -65,6 +68,16 @@ class FlakyModelServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._conns.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._conns.discard(self.connection)
+                super().finish()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
                 pass
@@ -111,11 +124,16 @@ class FlakyModelServer:
         return self
 
     def stop(self) -> None:
-        """Stop listening: new connections are refused until :meth:`start`."""
+        """Stop as a killed server would: open connections are cut, new ones refused until :meth:`start`."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
