@@ -3,7 +3,7 @@
 - ``"transient"``: something the message does not control is down (the model endpoint, Redis).
   It costs time, never a delivery attempt: keep the batch, back off, retry the failed step.
 - ``"permanent"``: the request can never succeed (the model refused it, a prompt that cannot
-  fit). Dead-letter at once with the real reason.
+  fit, a message that does not decode or validate). Dead-letter at once with the real reason.
 - ``"poison"``: anything else (a bug, a prompt that crashes the model). Counted against the
   message's delivery attempts, as before; dead-lettered after ``max_deliveries``.
 """
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from baton.agents.backends.errors import ModelError, ModelRejected, ModelUnavailable
 from baton.broker import errors as broker_errors
+from baton.protocol import ProtocolError
 
 __all__ = ["Failure", "classify", "describe", "retry_after"]
 
@@ -22,10 +25,10 @@ Failure = Literal["transient", "permanent", "poison"]
 
 
 def classify(exc: BaseException) -> Failure:
-    """The class of ``exc``: model and Redis outages are transient, model refusals permanent."""
+    """The class of ``exc``: model and Redis outages are transient; refusals, decode and validation errors permanent."""
     if isinstance(exc, ModelUnavailable):
         return "transient"
-    if isinstance(exc, ModelRejected):
+    if isinstance(exc, (ModelRejected, ProtocolError, msgspec.DecodeError, msgspec.ValidationError)):
         return "permanent"
     if broker_errors.is_redis_error(exc):
         return "transient" if broker_errors.is_transient(exc) else "poison"

@@ -6,6 +6,7 @@ import email.utils
 import socket
 import time
 
+import msgspec
 import pytest
 
 from baton.agents.backends import ECHO_SUFFIX, ModelRejected, ModelUnavailable, load_backend
@@ -13,6 +14,7 @@ from baton.agents.backends.errors import parse_retry_after
 from baton.agents.backends.http import HTTPBackend, HTTPBackendError
 from baton.agents.runtime.failures import classify, describe, retry_after
 from baton.broker import free_port
+from baton.protocol import ProtocolError, Task, decode
 from tests.flaky_model import FlakyModelServer
 
 
@@ -102,6 +104,15 @@ def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
 
 def test_parse_retry_after_date_relative_to_now() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0
+
+
+def test_decode_and_validation_errors_are_permanent() -> None:
+    with pytest.raises(ProtocolError) as bad:
+        decode(b"not msgpack at all")
+    assert classify(bad.value) == "permanent"
+    with pytest.raises(msgspec.ValidationError) as invalid:
+        msgspec.convert({"run_id": 1}, Task)
+    assert classify(invalid.value) == "permanent"
 
 
 def test_classify_leaves_unknown_exceptions_poison() -> None:
