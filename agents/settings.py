@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     janitor_interval_s: float = 60.0
     results_retention_s: int = MARKER_TTL_S
     retry_backoff_s: float = 0.5
+    outage_budget_s: float = 600.0  # how long a run waits out a model or Redis outage before it fails
+    breaker_threshold: int = 3  # consecutive transient model failures that open the endpoint's breaker
+    breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
     log_format: str = "text"
     log_level: str = "INFO"
     workflow: str = ""

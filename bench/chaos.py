@@ -1,6 +1,6 @@
-"""Chaos run: the three-role pipeline under SIGKILLed workers and a Redis restart, then an audit.
+"""Chaos run: the three-role pipeline under SIGKILLed workers, a Redis restart and outages, then an audit.
 
-``python -m agents.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
+``python -m bench.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
 ``appendfsync everysec``), two worker processes per role, submits the runs (5 per second), SIGKILLs a ready
 worker every few seconds (one holding pending entries when there is one) and starts a
 replacement, kills and restarts Redis once mid-run, with the workers' janitors trimming streams
@@ -8,6 +8,18 @@ every 2 s; waits for every run to finish, then counts: submitted, completed, los
 finished, not dead-lettered; a pending entry trimmed away would show up here), duplicated (a
 run with more than one result, or an agent with more than one scratchpad entry in a run),
 dead-lettered, kills and restarts. Exit code 1 if anything was lost or duplicated.
+
+Two outage faults can be added (see :mod:`bench.faults`); neither is the message's fault, so
+the target with them is also 0 failed (exit code 1 otherwise):
+
+- ``--model-outages``: the workers use ``BATON_MODEL=http://127.0.0.1:PORT/v1`` against a
+  ``baton serve-model`` process (twin or echo) that is SIGKILLed every few seconds and started
+  again after up to 12 s (down up to about 15 s with its start-up).
+- ``--redis-oom``: ``maxmemory`` is lowered to just above the memory in use (``noeviction``:
+  writes are refused with OOM) for up to 15 s at a time, then raised again.
+
+The report adds the seconds spent in outages and the longest run (submit to finish).
+``--no-kills`` and ``--no-redis-restart`` leave out the default faults to isolate one kind.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
 from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
 from baton.protocol import DeadLetter, ProtocolError, Result, Task, decode
+from bench.faults import Faults, ModelOutages, RedisOom
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
 
@@ -54,6 +67,20 @@ class ChaosConfig:
     seed: int | None = None
     workdir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    kill_workers: bool = True
+    redis_restart: bool = True
+    model_outages: bool = False
+    model_up_s: tuple[float, float] = (3.0, 8.0)
+    model_down_s: tuple[float, float] = (1.0, 12.0)
+    redis_oom: bool = False
+    oom_every_s: tuple[float, float] = (3.0, 8.0)
+    oom_s: tuple[float, float] = (1.0, 15.0)
+    oom_headroom_bytes: int = 64 * 1024
+
+    @property
+    def outages(self) -> bool:
+        """Whether an outage fault is on (then a failed run is a failure of the harness's target)."""
+        return self.model_outages or self.redis_oom
 
 
 @dataclass(slots=True)
@@ -71,11 +98,20 @@ class ChaosReport:
     kills: int = 0
     kills_mid_task: int = 0
     restarts: int = 0
+    worker_crashes: int = 0
     redis_restarts: int = 0
     stale_commits_refused: int = 0
     duplicate_commits_acked: int = 0
     reclaim_events: int = 0
     janitor_trims: int = 0
+    model_outages: int = 0
+    model_down_s: float = 0.0
+    longest_model_outage_s: float = 0.0
+    redis_oom_episodes: int = 0
+    redis_oom_s: float = 0.0
+    longest_redis_oom_s: float = 0.0
+    outage_s: float = 0.0
+    longest_run_s: float = 0.0
     seconds: float = 0.0
     model: str = ""
     appendfsync: str = ""
@@ -85,6 +121,11 @@ class ChaosReport:
     def ok(self) -> bool:
         """Nothing lost, nothing duplicated."""
         return not (self.lost or self.duplicated_results or self.duplicated_pad_entries or self.missing_pad_entries)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing lost, duplicated or failed, no worker crashed: the target under outages (no run's fault)."""
+        return self.ok and not self.failed and not self.worker_crashes
 
 
 def _model(name: str) -> str:
@@ -101,6 +142,13 @@ class _Pool:
         self.log_dir = log_dir
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.spawned = 0
+        self.accounted: set[int] = set()  # pids whose exit is known: killed by the harness, or counted as a crash
+
+    def crashed(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        """Workers that exited on their own since the last call (each reported once)."""
+        out = [(r, p) for r, p in self.procs if p.poll() is not None and p.pid not in self.accounted]
+        self.accounted.update(p.pid for _, p in out)
+        return out
 
     def spawn(self, role: str) -> None:
         self.spawned += 1
@@ -131,26 +179,39 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     server = EmbeddedRedis(work / "redis", appendfsync=cfg.appendfsync).start()
     report.appendfsync = cfg.appendfsync
     model = _model(cfg.model)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+    base_env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
            "REDIS_URL": server.url, "BATON_MODEL": model, "BATON_BLOCK_MS": "300",
            "BATON_HEARTBEAT_INTERVAL_S": "0.5", "BATON_HEARTBEAT_TTL_S": "2", "BATON_RECLAIM_INTERVAL_S": "0.5",
            "BATON_LEASE_MS": "15000", "BATON_RETRY_BACKOFF_S": "0.1", "BATON_MAX_DELIVERIES": "8",
            "BATON_BATCH_SIZE": "4", "BATON_JANITOR_INTERVAL_S": "2", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
            **cfg.env}
+    faults = Faults()
+    if cfg.redis_oom:
+        faults.oom = RedisOom(every_s=cfg.oom_every_s, oom_s=cfg.oom_s, headroom=cfg.oom_headroom_bytes, rng=rng)
+    env = base_env
+    if cfg.model_outages:  # workers on HTTP, the model in one server process that the faults kill
+        faults.model = ModelOutages(model, work, base_env, up_s=cfg.model_up_s, down_s=cfg.model_down_s, rng=rng)
+        env = {**base_env, "BATON_MODEL": faults.model.url}
     pool = _Pool(env, work)
     client = connect(server.url, retries=10)
     keys = Keys()
     started = time.monotonic()
     try:
+        if faults.model is not None:
+            faults.model.start()
+            faults.model.wait_healthy()
         for spec in SEED.roles:
             for _ in range(cfg.workers):
                 pool.spawn(spec.role)
         run_ids = [f"chaos-{i:04d}" for i in range(cfg.runs)]
-        _shake(cfg, rng, server, pool, client, keys, run_ids, report)
+        _shake(cfg, rng, server, pool, client, keys, run_ids, report, faults)
         report.seconds = time.monotonic() - started
         _audit(client, keys, run_ids, report)
     finally:
+        _count_faults(faults, report)
         pool.stop()
+        if faults.model is not None:
+            faults.model.stop()
         _count_logs(work, report)
         client.close()
         server.stop()
@@ -162,12 +223,25 @@ def _finished(client: Any, keys: Keys, run_ids: list[str]) -> int:
     return sum(rec.get("status") in ("done", "failed", "cancelled") for rec in run_records(client, keys, run_ids))
 
 
+def _count_faults(faults: Faults, report: ChaosReport) -> None:
+    if faults.model is not None:
+        report.model_outages = faults.model.outages
+        report.model_down_s = faults.model.down_seconds
+        report.longest_model_outage_s = faults.model.longest_s
+    if faults.oom is not None:
+        report.redis_oom_episodes = faults.oom.episodes
+        report.redis_oom_s = faults.oom.seconds
+        report.longest_redis_oom_s = faults.oom.longest_s
+    report.outage_s = report.model_down_s + report.redis_oom_s
+
+
 def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _Pool, client: Any, keys: Keys,
-           run_ids: list[str], report: ChaosReport) -> None:
+           run_ids: list[str], report: ChaosReport, faults: Faults) -> None:
     deadline = time.monotonic() + cfg.timeout_s
     next_kill = time.monotonic() + rng.uniform(*cfg.kill_every_s)
     respawn: list[tuple[float, str]] = []
-    redis_restarted = False
+    redis_restarted = not cfg.redis_restart
+    armed = False  # outage faults start once every worker is ready (start-up is not what they test)
     started = time.monotonic()
     tasks = [Task(run_id=run_id, role=SEED.entry, task=f"Explain topic {i} of supervised learning.")
              for i, run_id in enumerate(run_ids)]
@@ -182,33 +256,46 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _P
         except Exception:  # noqa: BLE001 - Redis may be restarting
             done = 0
         if done == len(run_ids):
+            faults.settle(client, time.monotonic())
             for _, role in respawn:  # every killed worker is restarted, even after the last run
                 pool.spawn(role)
                 report.restarts += 1
             return
         now = time.monotonic()
+        ready_pids = _ready_pids(client, keys)
+        if not armed and len(ready_pids) >= len(SEED.roles) * cfg.workers:
+            faults.arm(now)
+            armed = True
+        if armed:
+            faults.tick(client, now)
+        for role, proc in pool.crashed():  # restarted as a supervisor would, and counted
+            log.warning("worker %d (%s) exited on its own with %s", proc.pid, role, proc.returncode)
+            report.worker_crashes += 1
+            respawn.append((now + cfg.restart_after_s, role))
         if not redis_restarted and done >= cfg.redis_restart_at * len(run_ids):
             server.restart()
             report.redis_restarts += 1
             redis_restarted = True
             log.info("restarted Redis after %d of %d runs", done, len(run_ids))
-        ready = [(r, p) for r, p in pool.live() if p.pid in _ready_pids(client, keys)]
+        ready = [(r, p) for r, p in pool.live() if p.pid in ready_pids] if cfg.kill_workers else []
         if now >= next_kill and ready:  # only workers past start-up: killing loaders proves nothing
             busy = _busy_pids(client, keys)
             holding = [(r, p) for r, p in ready if p.pid in busy]
             role, proc = rng.choice(holding or ready)
+            pool.accounted.add(proc.pid)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             report.kills += 1
             report.kills_mid_task += bool(holding)
             respawn.append((now + cfg.restart_after_s, role))
             next_kill = now + rng.uniform(*cfg.kill_every_s)
-        for due, role in list(respawn):
-            if now >= due:
+        for at, role in list(respawn):
+            if now >= at:
                 pool.spawn(role)
                 report.restarts += 1
-                respawn.remove((due, role))
+                respawn.remove((at, role))
         time.sleep(0.1)
+    faults.settle(client, time.monotonic())  # timed out: leave the model up and Redis writable for the audit
 
 
 def _ready_pids(client: Any, keys: Keys) -> set[int]:
@@ -251,6 +338,9 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
     agents = [r.agent for r in SEED.roles]
     for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
         status = rec.get("status", "")
+        created, finished_at = rec.get("created_at"), rec.get("finished_at") or rec.get("updated_at")
+        if status in ("done", "failed") and created and finished_at:
+            report.longest_run_s = max(report.longest_run_s, float(finished_at) - float(created))
         if status == "done":
             report.completed += 1
             for agent in agents:
@@ -289,14 +379,22 @@ def cli(
     appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: everysec or always.")] = "everysec",
     submit_rate: Annotated[float, typer.Option(help="Runs submitted per second.")] = 5.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    kills: Annotated[bool, typer.Option(help="SIGKILL workers every few seconds.")] = True,
+    redis_restart: Annotated[bool, typer.Option(help="Kill and restart Redis once mid-run.")] = True,
+    model_outages: Annotated[bool, typer.Option(
+        "--model-outages", help="HTTP-backed workers; kill and restart the model server (down up to ~15 s).")] = False,
+    redis_oom: Annotated[bool, typer.Option(
+        "--redis-oom", help="Lower Redis maxmemory under load (writes refused with OOM), then raise it.")] = False,
 ) -> None:
-    """Submit RUNS runs, SIGKILL workers and restart Redis meanwhile, then audit."""
+    """Submit RUNS runs, SIGKILL workers, restart Redis and inject outages meanwhile, then audit."""
     from rich.console import Console
     from rich.table import Table
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = run_chaos(ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout,
-                                   kill_every_s=kill_every, appendfsync=appendfsync, submit_rate=submit_rate))
+    cfg = ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout, kill_every_s=kill_every,
+                      appendfsync=appendfsync, submit_rate=submit_rate, kill_workers=kills,
+                      redis_restart=redis_restart, model_outages=model_outages, redis_oom=redis_oom)
+    report = run_chaos(cfg)
     table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
     for k, v in asdict(report).items():
         if k != "lost_runs":
@@ -307,6 +405,9 @@ def cli(
     if not report.ok:
         Console(stderr=True).print(f"chaos: LOST {report.lost} {report.lost_runs[:10]} or DUPLICATED "
                                    f"{report.duplicated_results + report.duplicated_pad_entries}")
+        raise typer.Exit(1)
+    if cfg.outages and not report.clean:
+        Console(stderr=True).print(f"chaos: {report.failed} runs FAILED under outages (target: 0)")
         raise typer.Exit(1)
 
 

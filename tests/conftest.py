@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from baton.broker import EmbeddedRedis, Keys, live_workers
+from tests.flaky_model import FlakyModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,3 +144,10 @@ def workers(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
     w = Workers(worker_env, tmp_path)
     yield w
     w.stop_all()
+
+
+@pytest.fixture
+def flaky_model() -> Iterator[FlakyModelServer]:
+    """A real OpenAI-compatible echo model server on a free port that fails on demand (``.fail(503, times=3)``)."""
+    with FlakyModelServer() as server:
+        yield server

@@ -9,6 +9,9 @@
   hub id or a local directory (``sshleifer/tiny-gpt2`` falls back to an offline twin when the
   hub cannot be reached).
 
+A backend reports an outage with :class:`ModelUnavailable` and a refused request with
+:class:`ModelRejected` (see :mod:`~baton.agents.backends.errors`).
+
 Importing this package does not import torch or transformers; :class:`HFPipelineBackend` is
 imported on first use.
 """
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, ECHO_MODEL, Generation, ModelBackend, is_http_model
 from .echo import ECHO_SUFFIX, EchoBackend
+from .errors import ModelError, ModelRejected, ModelUnavailable
 from .resolve import resolve_model
 from .twin import build_twin, twin_path
 
@@ -34,6 +38,9 @@ __all__ = [
     "Generation",
     "HFPipelineBackend",
     "ModelBackend",
+    "ModelError",
+    "ModelRejected",
+    "ModelUnavailable",
     "build_twin",
     "load_backend",
     "resolve_model",

@@ -25,6 +25,7 @@ from typing import Any, cast
 import torch
 
 from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Generation
+from .errors import ModelRejected
 from .resolve import resolve_model
 from .twin import quiet_transformers
 
@@ -159,9 +160,10 @@ class HFPipelineBackend:
         """
         budget = self.max_positions - max_new_tokens
         if budget < 1:
-            raise ValueError(
-                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the"
-                f" {self.max_positions}-token context of {self.name}"
+            raise ModelRejected(
+                self.name,
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt"
+                f" in its {self.max_positions}-token context",
             )
         # verbose=False: no "sequence length is longer than the maximum" warning; we truncate.
         ids_per_prompt: list[list[int]] = self.tokenizer(list(prompts), verbose=False)["input_ids"]

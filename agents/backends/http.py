@@ -9,12 +9,19 @@ A ``Generation``'s text is the prompt followed by the returned text, as with the
 backend (the seed notebook reads ``generated_text``, prompt included). Decoding is requested
 greedy (``temperature = 0``). Prompts of a batch are sent as concurrent requests, one each,
 which every OpenAI-compatible server accepts. ``OPENAI_API_KEY``, when set, is sent as a bearer
-token. HTTP and connection errors raise, so the worker retries and finally dead-letters.
+token. Failures raise :class:`~baton.agents.backends.errors.ModelUnavailable` when the server
+is down or overloaded (connection refused or reset, timeouts, HTTP 408/425/429/5xx, with the
+``Retry-After`` header's delay) and :class:`~baton.agents.backends.errors.ModelRejected` when it
+refused the request for good (HTTP 400/401/403/404/405/413/422, with the server's reason);
+anything else unexpected (an answer that is not JSON, an unknown status) raises
+:class:`HTTPBackendError`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,14 +30,40 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import httpx
 
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
+from .errors import PERMANENT_STATUS, TRANSIENT_STATUS, ModelError, ModelRejected, ModelUnavailable, parse_retry_after
 
 __all__ = ["HTTPBackend", "HTTPBackendError"]
 
 APIS = ("completions", "chat")
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+_OUTAGES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
-class HTTPBackendError(RuntimeError):
-    """The server could not be reached or answered with an error."""
+class HTTPBackendError(ModelError):
+    """The server answered something unexpected (neither an outage nor a refusal)."""
+
+
+def _transport_reason(exc: httpx.HTTPError) -> str:
+    """``"connection refused"``, ``"timed out (ReadTimeout)"``...: a short phrase for an outage."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    text = _ERRNO.sub("", str(exc)).strip() or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _server_reason(resp: httpx.Response) -> str:
+    """The reason an error answer gives: OpenAI's ``error.message``, FastAPI's ``detail``, or the text."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip()[:300] or resp.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        found = error.get("message") if isinstance(error, dict) else error
+        found = found or body.get("detail") or body.get("message")
+        if found:
+            return (found if isinstance(found, str) else json.dumps(found))[:300]
+    return json.dumps(body)[:300]
 
 
 class HTTPBackend:
@@ -60,16 +93,25 @@ class HTTPBackend:
         return f"HTTPBackend({self.base_url!r}, api={self.api!r}, model={self._model!r})"
 
     def _request(self, method: str, path: str, json: Any = None) -> Any:
+        endpoint = f"{self.base_url}{path}"
         try:
             resp = self.client.request(method, path, json=json)
+        except _OUTAGES as exc:
+            raise ModelUnavailable(endpoint, _transport_reason(exc)) from None
         except httpx.HTTPError as exc:
-            raise HTTPBackendError(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from None
-        if resp.status_code >= 400:
-            raise HTTPBackendError(f"{self.base_url}{path}: HTTP {resp.status_code}: {resp.text[:200]}")
+            raise HTTPBackendError(endpoint, f"{type(exc).__name__}: {exc}") from None
+        status = resp.status_code
+        if status in TRANSIENT_STATUS:
+            raise ModelUnavailable(endpoint, f"HTTP {status}: {_server_reason(resp)}", status=status,
+                                   retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        if status in PERMANENT_STATUS:
+            raise ModelRejected(endpoint, f"HTTP {status}: {_server_reason(resp)}", status=status)
+        if status >= 400:
+            raise HTTPBackendError(endpoint, f"HTTP {status}: {_server_reason(resp)}", status=status)
         try:
             return resp.json()
         except ValueError:
-            raise HTTPBackendError(f"{self.base_url}{path}: the answer is not JSON") from None
+            raise HTTPBackendError(endpoint, "the answer is not JSON") from None
 
     @property
     def model(self) -> str:
@@ -77,7 +119,7 @@ class HTTPBackend:
         if not self._model:
             data = self._request("GET", "/models").get("data") or []
             if not data:
-                raise HTTPBackendError(f"{self.base_url}/models lists no model; name one with ?model=")
+                raise HTTPBackendError(f"{self.base_url}/models", "lists no model; name one with ?model=")
             self._model = str(data[0]["id"])
         return self._model
 
@@ -93,7 +135,7 @@ class HTTPBackend:
             choice = answer["choices"][0]
             text = choice["message"]["content"] if self.api == "chat" else choice["text"]
         except (KeyError, IndexError, TypeError):
-            raise HTTPBackendError(f"{self.base_url}: unexpected answer {str(answer)[:200]}") from None
+            raise HTTPBackendError(self.base_url, f"unexpected answer {str(answer)[:200]}") from None
         tokens = int((answer.get("usage") or {}).get("completion_tokens") or 0)
         return Generation(text=prompt + (text or ""), new_tokens=tokens, truncated=False)
 

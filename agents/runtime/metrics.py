@@ -1,7 +1,8 @@
 """Prometheus metrics of one worker process.
 
 ``WorkerMetrics`` counts what one worker process did (messages processed, failed, retried,
-dead-lettered, reclaimed; step latency; tokens generated; messages in flight) in its own
+dead-lettered, reclaimed; step latency; tokens generated; messages in flight; whether its model
+endpoint's circuit breaker is open and since when; seconds spent waiting on outages) in its own
 registry, served over HTTP when ``BATON_METRICS_PORT`` is set: the worker binds that port, or
 the next free one up to ``PORT_SPAN`` above it, so several workers on one host each get a port
 (the heartbeat and the log say which).
@@ -17,12 +18,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from baton.agents.settings import SettingsError
 
-__all__ = ["PORT_SPAN", "WorkerMetrics"]
+__all__ = ["OUTAGE_DEPENDENCIES", "PORT_SPAN", "WorkerMetrics"]
 
 log = logging.getLogger("baton.metrics")
 
 PORT_SPAN = 64
 """How many ports above ``BATON_METRICS_PORT`` a worker tries when that one is taken."""
+
+OUTAGE_DEPENDENCIES = ("model", "redis")
+"""The ``dependency`` label values of ``baton_outage_seconds_total``."""
 
 _STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -47,9 +51,17 @@ class WorkerMetrics:
         self._step = Histogram("baton_step_seconds", "Model step latency per message (start to finish)",
                                ["role"], buckets=_STEP_BUCKETS, registry=r)
         self._in_flight = Gauge("baton_messages_in_flight", "Messages being worked on", ["role"], registry=r)
+        self._breaker_open = Gauge("baton_model_breaker_open", "1 while the model endpoint's circuit breaker is open",
+                                   ["role"], registry=r)
+        self._breaker_since = Gauge("baton_model_breaker_opened_at",
+                                    "Epoch seconds the open breaker opened (0: closed)", ["role"], registry=r)
+        self._outage = Counter("baton_outage_seconds", "Seconds spent waiting on model or Redis outages",
+                               ["role", "dependency"], registry=r)
         for metric in (self._processed, self._failed, self._retried, self._dead, self._reclaimed, self._tokens,
-                       self._step, self._in_flight):
+                       self._step, self._in_flight, self._breaker_open, self._breaker_since):
             metric.labels(role)
+        for dependency in OUTAGE_DEPENDENCIES:
+            self._outage.labels(role, dependency)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - scraped from other hosts
         """Serve ``/metrics`` on ``port`` or the next free port above it; return the port bound.
@@ -104,3 +116,14 @@ class WorkerMetrics:
             yield
         finally:
             gauge.dec(n)
+
+    def breaker(self, is_open: bool, opened_at: float | None = None) -> None:
+        """Show the model endpoint's breaker: open (since ``opened_at``, epoch seconds) or closed."""
+        self._breaker_open.labels(self.role).set(1 if is_open else 0)
+        self._breaker_since.labels(self.role).set((opened_at or 0.0) if is_open else 0.0)
+
+    def outage_waited(self, seconds: float, dependency: str = "model") -> None:
+        """Add ``seconds`` spent waiting on an outage of ``dependency`` (``"model"`` or ``"redis"``)."""
+        if dependency not in OUTAGE_DEPENDENCIES:
+            raise ValueError(f"dependency must be one of {OUTAGE_DEPENDENCIES}, got {dependency!r}")
+        self._outage.labels(self.role, dependency).inc(max(0.0, seconds))

@@ -13,8 +13,9 @@ import httpx
 import pytest
 import redis
 
-from baton.agents.backends import load_backend
-from baton.agents.backends.http import HTTPBackend, HTTPBackendError
+from baton.agents.backends import ModelRejected, ModelUnavailable, load_backend
+from baton.agents.backends.http import HTTPBackend
+from baton.agents.runtime.failures import classify
 from baton.broker import Keys, free_port, scratchpad, submit
 from baton.protocol import Task
 from tests.conftest import ROOT, Workers
@@ -62,11 +63,13 @@ def test_completions_and_chat_match_the_local_model(server: str, twin_backend: A
     assert [c["index"] for c in raw["choices"]] == [0, 1] and raw["usage"]["completion_tokens"] == 10
 
 
-def test_server_and_connection_errors_raise(server: str) -> None:
-    with pytest.raises(HTTPBackendError, match="HTTP 422"):
+def test_refusals_and_outages_raise_their_failure_class(server: str) -> None:
+    with pytest.raises(ModelRejected, match="HTTP 422") as rejected:
         load_backend(server).generate(["x"], max_new_tokens=100_000)
-    with pytest.raises(HTTPBackendError, match="ConnectError"):
+    assert "max_tokens" in rejected.value.reason and classify(rejected.value) == "permanent"
+    with pytest.raises(ModelUnavailable, match="connection refused") as down:
         load_backend(f"http://127.0.0.1:{free_port()}/v1?model=m").generate(["x"])
+    assert classify(down.value) == "transient"
 
 
 def test_seed_workers_share_one_model_server(
