@@ -123,6 +123,10 @@ class HTTPBackend:
             self._model = str(data[0]["id"])
         return self._model
 
+    def probe(self) -> None:
+        """Ask the server whether it is up (``GET /models``); raise as a generation call would."""
+        self._request("GET", "/models")
+
     def _one(self, prompt: str, max_new_tokens: int) -> Generation:
         body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0}
         if self.api == "chat":

@@ -20,17 +20,21 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.admission import admit, dead_letter
+from baton.agents.runtime.breaker import CircuitBreaker
+from baton.agents.runtime.failures import classify, describe, retry_after
 from baton.agents.runtime.guards import RunGuard
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
+from baton.agents.runtime.outages import ModelCalls, ride_out_redis
 from baton.agents.runtime.prompt import handoff_text
 from baton.agents.runtime.routing import gather, needs_routing, plan_outputs
 from baton.agents.runtime.steps import RoleSteps, StepContext
@@ -58,6 +62,8 @@ from baton.protocol import (
     Task,
     encode,
 )
+
+T = TypeVar("T")
 
 __all__ = ["Worker"]
 
@@ -121,12 +127,19 @@ class Worker:
         self._lock = threading.Lock()
         self._signals = 0
         self._last_read = 0  # entries the previous read returned (lingering is for busy workers)
+        self.breaker: CircuitBreaker | None = None  # the model endpoint's, made by load()
+        self.model_calls: ModelCalls | None = None
 
     # lifecycle ----------------------------------------------------------------
     def load(self) -> None:
         """Load the model backend (the slow part of start-up)."""
         if self.backend is None:
             self.backend = load_backend(self.spec.model or self.settings.model, threads=self.settings.torch_threads)
+        s = self.settings
+        self.breaker = CircuitBreaker(self.backend.name, threshold=s.breaker_threshold, base_s=s.retry_backoff_s,
+                                      cap_s=s.breaker_cap_s)
+        self.model_calls = ModelCalls(self.breaker, budget_s=s.outage_budget_s, stopping=self.stopping,
+                                      metrics=self.metrics)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: stop after the batch in flight; a second signal exits at once."""
@@ -184,6 +197,8 @@ class Worker:
     def _read(self, pending: bool) -> list[Entry]:
         """Up to ``batch_size`` entries. A short read lingers for more only while work is flowing
         (the previous read brought more than one entry): a lone task on an idle worker is not held."""
+        if not pending and self.breaker.is_open and not self._probe():
+            return []
         size = self.settings.batch_size
         entries = self.streams.read(pending=pending, count=size, block_ms=self.settings.block_ms)
         flowing, self._last_read = self._last_read > 1, len(entries)
@@ -192,6 +207,26 @@ class Worker:
             entries += self.streams.read(pending=False, count=size - len(entries), block_ms=None)
         return entries
 
+    def _probe(self) -> bool:
+        """With the model endpoint's breaker open, new work stays in the stream for healthy workers:
+        wait out the back-off, probe the endpoint, and say whether it answered."""
+        self.stopping.wait(self.breaker.wait_s())
+        if self.stopping.is_set() or not self.breaker.allow():
+            return False
+        try:
+            probe = getattr(self.backend, "probe", None)
+            if probe is not None:
+                probe()
+        except Exception as exc:  # noqa: BLE001 - classified: only an outage keeps the breaker open
+            if classify(exc) == "transient":
+                self.breaker.record_failure(describe(exc), retry_after(exc))
+                self.metrics.breaker(True, self.breaker.opened_at)
+                return False
+        log.warning("model endpoint %s answers again after %.0f s", self.breaker.endpoint, self.breaker.open_seconds)
+        self.breaker.record_success()
+        self.metrics.breaker(False, None)
+        return True
+
     # heartbeat and lease -----------------------------------------------------------
     def _beat(self) -> None:
         info = {
@@ -199,6 +234,9 @@ class Worker:
             "pid": os.getpid(), "processed": self.processed, "at": time.time(),
             "metrics_port": self.metrics.port, "torch_threads": _torch_threads(),
         }
+        if self.breaker is not None:
+            info |= {"breaker": self.breaker.state.value, "model_down_since": self.breaker.opened_at,
+                     "outage_s": round(self.breaker.open_seconds, 1)}
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:
@@ -214,12 +252,16 @@ class Worker:
 
     # processing ---------------------------------------------------------------
     def process(self, entries: list[Entry]) -> bool:
-        """Handle one batch; return True when entries were left pending for a retry."""
+        """Handle one batch; return True when entries were left pending for a retry.
+
+        A Redis outage in any stage (out of memory, a failover, a lost connection) is ridden out
+        here: the same entries are processed again once Redis answers, without a new delivery.
+        """
         with self._lock:
             self._in_flight = list(entries)
         try:
             with self.metrics.in_flight(len(entries)):
-                return self._process(entries)
+                return self._ride_out_redis(lambda: self._process(entries), "a batch")
         finally:
             with self._lock:
                 self._in_flight = []
@@ -232,9 +274,11 @@ class Worker:
         if not work:
             return False
         self._prepare(work)
-        done, failed = self._generate(work)
+        done, rejected, failed = self._generate(work)
         if done:
             self._hand_off(done)
+        if rejected:
+            self._reject(rejected)
         if failed:
             self._retry_later(failed)
         return bool(failed)
@@ -284,25 +328,15 @@ class Worker:
             w.prompt = self.steps.render(w.task, w.memory or [], w.ctx)
             w.started = time.time()
 
-    def _generate(self, work: list[_Work]) -> tuple[list[tuple[_Work, Generation]], list[_Work]]:
-        """Generate: one batched model call; when it fails, the same prompts one by one, so one
-        bad prompt does not fail its batch-mates. Returns (generated, failed)."""
-        try:
-            return list(zip(work, self._model_call(work), strict=True)), []
-        except Exception as exc:  # noqa: BLE001 - a model failure is retried, then dead-lettered
-            if len(work) == 1:
-                self._log_model_failure(exc, work)
-                return [], work
-            log.warning("batched model call failed (%s); retrying its %d prompts one by one", exc, len(work))
-        done: list[tuple[_Work, Generation]] = []
-        failed: list[_Work] = []
-        for w in work:
-            try:
-                done += zip([w], self._model_call([w]), strict=True)
-            except Exception as exc:  # noqa: BLE001 - as above, for this prompt alone
-                self._log_model_failure(exc, [w])
-                failed.append(w)
-        return done, failed
+    def _generate(self, work: list[_Work]) -> tuple[list[tuple[_Work, Generation]], list[tuple[_Work, str]],
+                                                   list[_Work]]:
+        """Generate: one batched model call, through model outages (``ModelCalls``). Returns the
+        generated tasks, the tasks to dead-letter now (with the reason) and those to retry later."""
+        out = self.model_calls.run(lambda todo: self._model_call([work[i] for i in todo]),
+                                   [w.task.deadline for w in work])
+        done = [(work[i], g) for i, g in sorted(out.generated.items())]
+        rejected = [(work[i], reason) for i, reason in sorted(out.rejected.items())]
+        return done, rejected, [work[i] for i in sorted(out.poisoned + out.held)]
 
     def _hand_off(self, done: list[tuple[_Work, Generation]]) -> None:
         """Hand off and commit: each task's next message, scratchpad entry and run record, in one
@@ -319,6 +353,14 @@ class Worker:
                     log.info("hop %d handed to %s: %d tokens in %.3fs", w.task.hop, self.spec.next or "results",
                              g.new_tokens, finished - w.started)
 
+    def _reject(self, rejected: list[tuple[_Work, str]]) -> None:
+        """Dead-letter tasks the model refused or an outage outlasted, failing their runs with the reason."""
+        dead = [dead_letter(self.keys, self.spec.role, w.entry, reason, w.task,
+                            self.partition_of.get(w.entry.stream, 0)) for w, reason in rejected]
+        self._commit(dead)
+        self.dead_lettered += len(dead)
+        self.metrics.dead_lettered(len(dead))
+
     def _retry_later(self, failed: list[_Work]) -> None:
         """Leave failed tasks pending (uncommitted) and back off; their redelivery counts one attempt."""
         self.failed += len(failed)
@@ -330,11 +372,6 @@ class Worker:
         assert self.backend is not None
         max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
         return list(self.backend.generate([w.prompt for w in work], max_new_tokens=max_new))
-
-    def _log_model_failure(self, exc: Exception, work: list[_Work]) -> None:
-        for w in work:
-            with bind(run_id=w.task.run_id, msg_id=w.task.id):
-                log.warning("model call failed (%s: %s); attempt %d", type(exc).__name__, exc, w.entry.deliveries)
 
     def _before_run(self, work: list[_Work]) -> list[bool]:
         """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too
@@ -383,9 +420,16 @@ class Worker:
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id, outputs=outputs,
                        pad=(self.spec.agent, entry.id, pad_value), record=record, partition=p)
 
+    def _ride_out_redis(self, step: Callable[[], T], what: str) -> T:
+        return ride_out_redis(step, budget_s=self.settings.outage_budget_s, base_s=self.settings.retry_backoff_s,
+                              stopping=self.stopping, metrics=self.metrics, what=what)
+
     def _commit(self, handoffs: list[Handoff]) -> list[Outcome]:
-        outcomes = commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,
-                          record_ttl_s=self.settings.record_ttl_s)
+        outcomes = self._ride_out_redis(
+            lambda: commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,
+                           record_ttl_s=self.settings.record_ttl_s),
+            "a commit",
+        )
         for h, o in zip(handoffs, outcomes, strict=True):
             with bind(run_id=h.run_id or "", msg_id=h.msg_id):
                 if o is Outcome.STALE:
