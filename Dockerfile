@@ -1,18 +1,21 @@
 # One image for every baton role (planner, researcher, summarizer, dashboard, submit...).
 #
-#   docker/build-base.sh        # air-gapped only: builds baton-base:bookworm with debootstrap
 #   docker/prepare-context.sh   # copies the local CPU torch wheel + host CA bundle to docker/local/
-#   docker build -t baton .     # or: docker-compose build
+#   docker build -t baton .     # or: docker compose build
 #
-# With a registry: docker build --build-arg BASE_IMAGE=python:3.11-slim -t baton .
+# Base image: python:3.11-slim. Air-gapped (no registry): docker/build-base.sh builds
+# baton-base:bookworm with debootstrap; then docker build --build-arg BASE_IMAGE=baton-base:bookworm.
+# torch: the CPU wheel in docker/local/ when there is one; else from TORCH_INDEX_URL (the PyTorch
+# CPU wheel index, e.g. --build-arg TORCH_INDEX_URL=...); else pip's configured index.
 # The legacy builder (docker-compose 1.29) is enough: no BuildKit-only syntax is used.
-ARG BASE_IMAGE=baton-base:bookworm
+ARG BASE_IMAGE=python:3.11-slim
 
 # ---------------------------------------------------------------- builder: the dependencies
 FROM ${BASE_IMAGE} AS builder
 ARG TORCH_VERSION=2.13.0+cpu
-# Only used when docker/local/ holds no torch wheel (PyPI's default torch is the CUDA build).
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Only used when docker/local/ holds no torch wheel. No default: the repository names no index
+# host, and the default index's torch is not the +cpu build.
+ARG TORCH_INDEX_URL=
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -33,8 +36,12 @@ RUN set -eu; \
 RUN set -eu; \
     if ls /opt/build/torch-*.whl >/dev/null 2>&1; then \
         pip install -q --find-links /opt/build "torch==${TORCH_VERSION}"; \
-    else \
+    elif [ -n "${TORCH_INDEX_URL}" ]; then \
         pip install -q --extra-index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
+    elif ! pip install -q "torch==${TORCH_VERSION}"; then \
+        echo "torch==${TORCH_VERSION} is not on pip's configured index: put the CPU wheel in docker/local/" \
+             "(docker/prepare-context.sh) or pass --build-arg TORCH_INDEX_URL=<PyTorch CPU wheel index>" >&2; \
+        exit 1; \
     fi; \
     python -c "import torch; assert not torch.version.cuda, torch.version.cuda; print('torch', torch.__version__)"
 

@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test browser-deps docker-deps lint typecheck chaos bench compose-test compose-lint model clean
+.PHONY: demo test browser-deps docker-deps lint typecheck chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench: $(LINKED)
 # exits non-zero if a run was lost or duplicated (see docs/RELIABILITY.md).
 chaos: $(LINKED)
 	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin
+
+# The wheel as a user installs it: builds it, installs it with its dependencies and openai-agents
+# into a fresh venv, checks `import agents` is the OpenAI SDK and runs the seed workflow there.
+packaging-test: $(LINKED)
+	$(BIN)/pytest -q -m packaging tests/packaging
 
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 

@@ -9,27 +9,51 @@
 # The debootstrap tarballs are cached under $BATON_DOCKER_CACHE (default
 # ${XDG_CACHE_HOME:-~/.cache}/baton/docker), so a second run after `docker rmi` only re-imports.
 #
-# When a registry IS reachable, skip this script and use the official images instead:
-#   BATON_BASE_IMAGE=python:3.11-slim BATON_REDIS_IMAGE=redis:7 docker-compose up --build
+# When a registry IS reachable, skip this script: docker-compose.yml's defaults are the
+# official images. This path is selected with
+#   BATON_BASE_IMAGE=baton-base:bookworm BATON_REDIS_IMAGE=baton-redis:bookworm docker compose up --build
+# (docker/compose-test.sh sets both).
+#
+# The Debian mirror is the machine's own: the first `deb` source in its apt configuration
+# (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list and *.sources) that carries the suite,
+# or BATON_DEBIAN_MIRROR when set. No mirror host is written in this repository.
 #
 # Usage: docker/build-base.sh [--force]     (--force rebuilds tarballs and images)
+#        docker/build-base.sh --print-mirror (prints the mirror debootstrap would use)
 # Needs root (debootstrap) and a running Docker engine.
 set -euo pipefail
 
 SUITE=${BATON_DEBIAN_SUITE:-bookworm}
-MIRROR=${BATON_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+APT_ETC=${BATON_APT_ETC:-/etc/apt}
 CACHE=${BATON_DOCKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baton/docker}
 # Fixed names (not $BATON_BASE_IMAGE, which may name an official image to pull instead).
 BASE_IMAGE=baton-base:$SUITE
 REDIS_IMAGE=baton-redis:$SUITE
 FORCE=0
 [[ ${1:-} == --force ]] && FORCE=1
+MIRROR=
 
 TMP_ROOTS=()
 cleanup() { local r; for r in "${TMP_ROOTS[@]}"; do rm -rf "$r"; done; }
 trap cleanup EXIT
 
 log() { printf '[build-base] %s\n' "$*" >&2; }
+
+# The machine's own Debian mirror (see the header); resolved only when debootstrap runs.
+resolve_mirror() {
+  [[ -n $MIRROR ]] && return
+  if [[ -n ${BATON_DEBIAN_MIRROR:-} ]]; then
+    MIRROR=$BATON_DEBIAN_MIRROR
+  elif ! MIRROR=$(python3 "$(dirname "${BASH_SOURCE[0]}")/apt_mirror.py" "$SUITE" "$APT_ETC"); then
+    log "set BATON_DEBIAN_MIRROR to a Debian archive URI (none found in the apt configuration)"
+    exit 1
+  fi
+}
+if [[ ${1:-} == --print-mirror ]]; then
+  resolve_mirror
+  echo "$MIRROR"
+  exit 0
+fi
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -47,6 +71,7 @@ make_rootfs() {
     apt-get install -y -q debootstrap >/dev/null
   }
   [[ $(id -u) == 0 ]] || { log "debootstrap needs root"; exit 1; }
+  resolve_mirror
   mkdir -p "$CACHE"
   local root
   root=$(mktemp -d "$CACHE/rootfs-$name.XXXXXX")

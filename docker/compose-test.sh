@@ -13,9 +13,12 @@
 #     container's hostname must appear there; XINFO CONSUMERS must show no pending entries;
 #  6. always tears down with `down -v` (trap), prints the duration.
 #
-# Environment: BATON_BASE_IMAGE / BATON_REDIS_IMAGE (defaults: the local baton-* images),
-# BATON_IMAGE (default baton:local), COMPOSE_TEST_TIMEOUT (seconds per wait, default 300),
-# KEEP_UP=1 to skip teardown for debugging.
+# Environment: BATON_BASE_IMAGE / BATON_REDIS_IMAGE (default here: the air-gapped path, the
+# baton-base:bookworm / baton-redis:bookworm images that docker/build-base.sh makes; the compose
+# file's own defaults are the official python:3.11-slim / redis:7), BATON_IMAGE (default
+# baton:local; give each concurrent checkout its own tag), COMPOSE_PROJECT_NAME (default: a
+# unique baton-test-<time>-<pid>; torn down with `down -v` at the end), COMPOSE_TEST_TIMEOUT
+# (seconds per wait, default 300), KEEP_UP=1 to skip teardown for debugging.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +64,7 @@ else
 fi
 
 # ---------------------------------------------------------------- images
+# The air-gapped path: locally built bases, no registry needed.
 export BATON_BASE_IMAGE=${BATON_BASE_IMAGE:-baton-base:bookworm}
 export BATON_REDIS_IMAGE=${BATON_REDIS_IMAGE:-baton-redis:bookworm}
 export BATON_IMAGE=${BATON_IMAGE:-baton:local}
@@ -81,7 +85,7 @@ if [[ $need_local == 1 ]]; then
 fi
 docker/prepare-context.sh
 
-PROJECT=baton-test-$(date +%s)-$$
+PROJECT=${COMPOSE_PROJECT_NAME:-baton-test-$(date +%s)-$$}
 export REDIS_PASSWORD=${REDIS_PASSWORD:-pw-$RANDOM$RANDOM}
 BATON_DASHBOARD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export BATON_DASHBOARD_PORT

@@ -101,7 +101,9 @@ def hub_unavailable(timeout: float = HUB_CHECK_TIMEOUT) -> str | None:
             return f"{var} is set"
     endpoint = os.environ.get("HF_ENDPOINT") or _hub_endpoint()
     url = urlsplit(endpoint)
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    if not url.hostname:
+        return f"the hub endpoint {endpoint!r} names no host"
+    host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)
     proxy = urllib.request.getproxies().get(url.scheme or "https")
     if proxy and not urllib.request.proxy_bypass(host):
         purl = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
@@ -112,10 +114,9 @@ def hub_unavailable(timeout: float = HUB_CHECK_TIMEOUT) -> str | None:
 
 
 def _hub_endpoint() -> str:
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover
-        return "https://huggingface.co"
+    """huggingface_hub's own default endpoint (a dependency of transformers)."""
+    from huggingface_hub import constants
+
     return str(constants.ENDPOINT)
 
 

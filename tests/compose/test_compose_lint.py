@@ -6,6 +6,7 @@ checks below run everywhere, so the file cannot silently lose its guarantees.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("planner", "researcher", "summarizer")
+URL_HOST = re.compile(r"https?://([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# Loopback, reserved example/test names, compose service names and the SVG namespace are fine.
+ALLOWED_HOST = re.compile(r"(^|\.)(example\.(com|org|net)|test|localhost|invalid)$|^www\.w3\.org$")
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,52 @@ def test_dockerfile_is_exec_form_non_root_and_offline() -> None:
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
     assert "baton model build" in text and "HF_HUB_OFFLINE=1" in text
+
+
+def default_of(value: str) -> str:
+    """The default of a ``${VAR:-default}`` reference (the value itself when it is literal)."""
+    match = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", value)
+    return match.group(2) if match else value
+
+
+def test_default_images_are_the_public_ones(compose: dict[str, Any]) -> None:
+    assert default_of(compose["services"]["redis"]["image"]) == "redis:7"
+    builds = [svc["build"] for svc in compose["services"].values() if "build" in svc]
+    assert builds and {default_of(b["args"]["BASE_IMAGE"]) for b in builds} == {"python:3.11-slim"}
+    assert "ARG BASE_IMAGE=python:3.11-slim" in (ROOT / "Dockerfile").read_text().splitlines()
+
+
+def test_air_gapped_images_are_chosen_by_variables() -> None:
+    script = (ROOT / "docker" / "compose-test.sh").read_text()
+    assert "export BATON_BASE_IMAGE=${BATON_BASE_IMAGE:-baton-base:bookworm}" in script
+    assert "export BATON_REDIS_IMAGE=${BATON_REDIS_IMAGE:-baton-redis:bookworm}" in script
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "${BATON_BASE_IMAGE:-" in text and "${BATON_REDIS_IMAGE:-" in text
+
+
+def test_published_ports_are_on_loopback_only(compose: dict[str, Any]) -> None:
+    published = [(name, port) for name, svc in compose["services"].items() for port in svc.get("ports", [])]
+    assert published, "the dashboard is published"
+    for name, port in published:
+        assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_torch_index_has_no_default_host() -> None:
+    args = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ARG TORCH_INDEX_URL")]
+    assert args == ["ARG TORCH_INDEX_URL="]
+
+
+def test_no_registry_or_mirror_hosts_in_the_repository() -> None:
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:  # not a git checkout (e.g. an unpacked sdist): read the tree
+        files = [p for p in ROOT.rglob("*") if p.is_file() and ".git" not in p.parts]
+    else:
+        files = [ROOT / name for name in tracked.stdout.split("\0") if name]
+    hosts = set()
+    for path in files:
+        if not path.is_file() or path.suffix in {".png", ".whl", ".tar"}:
+            continue
+        for host in URL_HOST.findall(path.read_text(errors="replace")):
+            if not ALLOWED_HOST.search(host):
+                hosts.add(f"{path.relative_to(ROOT)}: {host}")
+    assert sorted(hosts) == []
