@@ -96,8 +96,17 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the wire messages."""
+def schema(
+    workflow: Annotated[bool, typer.Option("--workflow", help="The schema of workflow files instead.")] = False,
+) -> None:
+    """Print the JSON Schema of the wire messages (or of workflow files), constraints included."""
+    if workflow:
+        import msgspec
+
+        from baton.agents.workflow.spec import Workflow
+
+        print(json.dumps(msgspec.json.schema(Workflow), indent=2))
+        return
     print(json.dumps(protocol_schema(), indent=2))
 
 
