@@ -231,7 +231,7 @@ def _busy_pids(client: Any, keys: Keys) -> set[int]:
     pids: set[int] = set()
     try:
         for spec in SEED.roles:
-            summary = client.xpending(keys.stream(spec.role), keys.group(spec.role))
+            summary = client.xpending(keys.stream(SEED.name, spec.role), keys.group(spec.role))
             for c in summary.get("consumers") or []:
                 if int(c["pending"]) > 0:
                     pids.add(_pid(c["name"]))

@@ -55,8 +55,8 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:
-    """Create the run record and publish the first task; return the run id."""
-    stream = keys.run_stream(task.role, task.run_id)
+    """Create the run record and publish the first task on its workflow's stream; return the run id."""
+    stream = keys.run_stream(task.workflow, task.role, task.run_id)
     _ensure_group_once(client, stream, keys.group(task.role))
     p = keys.partition(task.run_id)
     record: dict[Any, Any] = {

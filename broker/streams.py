@@ -44,15 +44,16 @@ def _is_nogroup(exc: redis.ResponseError) -> bool:
 
 
 class RoleStreams:
-    """The streams and consumer group of one role, seen by one consumer."""
+    """The streams and consumer group of one role of one workflow, seen by one consumer."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, role: str, consumer: str) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, workflow: str, role: str, consumer: str) -> None:
         self.client = client
         self.keys = keys
+        self.workflow = workflow
         self.role = role
         self.consumer = consumer
         self.group = keys.group(role)
-        self.streams = keys.streams(role)
+        self.streams = keys.streams(workflow, role)
 
     # groups ---------------------------------------------------------------
     def ensure_groups(self) -> None:

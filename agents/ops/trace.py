@@ -123,7 +123,7 @@ def build_trace(client: redis.Redis, keys: Keys, run_id: str, *, search: int = 2
         raise RunNotFound(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     p = keys.partition(run_id)
     tag = keys.tag(p)
-    streams = [s for s in discover_streams(client, keys) if s.startswith(f"{tag}:")]
+    streams = [s for s in discover_streams(client, keys, rec.get("workflow") or "*") if s.startswith(f"{tag}:")]
     pads: list[tuple[str, str, dict[str, Any]]] = []
     for agent in agents:
         pads += [(agent, entry_id, entry) for entry_id, entry in pad_entries(client, keys, run_id, agent)]

@@ -25,7 +25,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
 ) -> None:
     proc = workers.spawn("planner")  # the twin: a real model with a 1024-token context
     workers.wait_ready(client, 1, timeout=180)
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     bad = [
         (b'{"type":"task","v":2,"run_id":"r-v2","role":"planner","task":"t"}', "unsupported protocol version 2"),
         (b'{"type":"bogus","run_id":"r-tag","role":"planner"}', "invalid message"),
@@ -37,7 +37,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
         client.xadd(stream, {"msg": data})
     long_task = " ".join(f"word{i}" for i in range(3000))  # far beyond 1024 tokens
     run_id = submit(client, keys, Task(run_id="long-prompt", role="planner", task=long_task))
-    wait_until(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("researcher")) == 1,
+    wait_until(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("seed", "researcher")) == 1,
                timeout=120, what="dead letters and the long task's handoff", logs=workers.logs)
     letters = list_dead(client, keys)
     for letter, (data, reason) in zip((d.letter for d in letters), bad, strict=True):
@@ -45,7 +45,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
         assert letter.original == data.decode() and letter.role == "planner" and letter.attempts == 1
     (pad,) = scratchpad(client, keys, run_id, "Alice")
     assert pad["meta"]["truncated"] is True and pad["task"] == long_task
-    (_, fields), = client.xrange(keys.stream("researcher"))
+    (_, fields), = client.xrange(keys.stream("seed", "researcher"))
     assert decode(fields[b"msg"]).run_id == run_id
     assert proc.poll() is None
     listed = baton("dlq", "list", "--json", env=workers.env)
