@@ -12,10 +12,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import redis
 
 from baton.broker.keys import Keys
 from baton.broker.text import as_text
+from baton.protocol import Name
 
 __all__ = ["Entry", "RoleStreams", "ensure_group", "entry_id_key"]
 
@@ -47,6 +49,11 @@ class RoleStreams:
     """The streams and consumer group of one role of one workflow, seen by one consumer."""
 
     def __init__(self, client: redis.Redis, keys: Keys, workflow: str, role: str, consumer: str) -> None:
+        for what, name in (("workflow", workflow), ("role", role)):
+            try:
+                msgspec.convert(name, Name)
+            except msgspec.ValidationError:
+                raise ValueError(f"{what} name {name!r} is not key-safe (letters, digits, _ . -)") from None
         self.client = client
         self.keys = keys
         self.workflow = workflow

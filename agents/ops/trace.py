@@ -192,7 +192,8 @@ def _waiting(client: redis.Redis, keys: Keys, rec: dict[str, str], run_id: str, 
     done = {h.msg_id for h in hops}
     out: list[Waiting] = []
     for stream in streams:
-        if role and not stream.endswith(f":stream:{role}"):
+        name = keys.parse_stream(stream)
+        if role and (name is None or name.role != role):
             continue
         for entry_id, raw in entries_from(client, stream, int(since * 1000) - 2000, search):
             msg = _decode(raw)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from baton.broker import Keys, RoleStreams, ensure_group, submit
-from baton.protocol import Task
+from baton.protocol import ProtocolError, Task
 
 
 def test_group_creation_is_idempotent_and_starts_at_zero(client: redis.Redis, keys: Keys) -> None:
@@ -69,3 +70,11 @@ def test_dead_consumer_with_nothing_pending_is_removed(client: redis.Redis, keys
     RoleStreams(client, keys, "seed", "planner", "me").reclaim(lease_ms=10)
     names = {c["name"] for c in client.xinfo_consumers(keys.stream("seed", "planner"), "planner")}
     assert b"gone" not in names
+
+
+def test_names_that_are_not_key_safe_are_refused(client: redis.Redis, keys: Keys) -> None:
+    with pytest.raises(ValueError, match="workflow name 'my flow' is not key-safe"):
+        RoleStreams(client, keys, "my flow", "planner", "c")
+    with pytest.raises(ProtocolError, match=r"at `\$.workflow`"):
+        submit(client, keys, Task(run_id="r", role="planner", task="t", workflow="a:b"))
+    assert client.keys("*") == []  # nothing written
