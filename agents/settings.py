@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
 
 from baton.agents.backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
 from baton.broker.keys import MARKER_TTL_S
+from baton.protocol import MAX_HOPS
 
 __all__ = ["DEFAULT_MODEL", "Settings", "SettingsError"]
 
@@ -39,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_interval_s: float = 2.0
     heartbeat_ttl_s: float = 10.0
     shutdown_grace_s: float = 30.0
-    max_hops: int = 32
+    max_hops: Annotated[int, msgspec.Meta(ge=1)] = MAX_HOPS  # a task's own max_hops wins
     record_ttl_s: int = 0
     janitor_interval_s: float = 60.0
     results_retention_s: int = MARKER_TTL_S

@@ -309,7 +309,7 @@ def _ready_pids(client: Any, keys: Keys) -> set[int]:
 def _busy_pids(client: Any, keys: Keys) -> set[int]:
     """Pids of workers holding pending entries right now (parsed from their consumer names)."""
     try:
-        stats = stream_stats(client, keys, [keys.stream(spec.role) for spec in SEED.roles])
+        stats = stream_stats(client, keys, [keys.stream(SEED.name, spec.role) for spec in SEED.roles])
     except Exception:  # noqa: BLE001 - Redis may be restarting; kill at random then
         return set()
     holders = [parse_consumer(c.name) for s in stats for g in s.groups for c in g.consumers if c.pending > 0]

@@ -60,7 +60,7 @@ class _Baton:
 
     def __init__(self, url: str) -> None:
         self.worker = _baton_worker(url)
-        self.stream = self.worker.keys.stream("researcher")
+        self.stream = self.worker.streams.streams[0]
 
     def run(self, start: int, n: int) -> None:
         from baton.protocol import encode
@@ -82,7 +82,7 @@ class _RawSame:
         worker = _baton_worker(url)
         self.client: redis.Redis = worker.client
         self.keys, self.group, self.consumer = worker.keys, worker.streams.group, worker.consumer
-        self.stream, self.out = self.keys.stream("researcher"), self.keys.stream("summarizer")
+        self.stream, self.out = worker.streams.streams[0], self.keys.stream(worker.workflow.name, "summarizer")
         self.sha = self.client.script_load(_LUA)
         self.tasks = [encode(_task(f"r{i}")) for i in range(total)]
         self.next = encode(_task("next"))

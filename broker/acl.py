@@ -1,18 +1,18 @@
-"""Least-privilege Redis ACL rules for one role's workers.
+"""Least-privilege Redis ACL rules for one role's workers (of one workflow).
 
-A worker of role R needs, and gets, only:
+A worker of role R of workflow W needs, and gets, only:
 
 - commands: the stream commands of a consumer (XREADGROUP, XACK, XCLAIM, XAUTOCLAIM, XPENDING,
   XINFO GROUPS/CONSUMERS, XGROUP CREATE/DELCONSUMER, XADD, XTRIM), the hash, set and string
   commands of the handoff and the run record, EVALSHA/SCRIPT LOAD for the atomic commit, PING;
-- keys: its own task streams and the next roles' task streams (read-write: the commit script
+- keys: its own task streams and the next roles' task streams, all of workflow W (read-write: the commit script
   names them as keys, and EVALSHA declares its keys read-write), run
   records, scratchpads, idempotency markers, the results and dead-letter streams of every
   partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
   (read, and write to forget expired entries).
 
-Everything else, other roles' streams, FLUSHALL, CONFIG, KEYS, is refused with NOPERM and shows
-up in ``ACL LOG``.
+Everything else, other roles' and other workflows' streams, FLUSHALL, CONFIG, KEYS, is refused
+with NOPERM and shows up in ``ACL LOG``.
 """
 
 from __future__ import annotations
@@ -53,12 +53,13 @@ FEATURE_COMMANDS: dict[str, tuple[str, ...]] = {
 memory writes are a MULTI/EXEC transaction."""
 
 
-def role_acl(keys: Keys, role: str, next_roles: Sequence[str], *, user: str | None = None,
+def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
              agent_memory: Sequence[str] = ()) -> list[str]:
-    """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role``.
+    """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
-    ``next_roles`` are the roles this role hands off to (routes included). ``features`` names
+    The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
+    roles this role hands off to (routes included). ``features`` names
     entries of ``FEATURE_KEYS`` the role needs (shared memory, joins, tools); ``agent_memory``
     lists agents whose long-term scratchpad the role keeps. The seed roles need neither.
     """
@@ -66,11 +67,11 @@ def role_acl(keys: Keys, role: str, next_roles: Sequence[str], *, user: str | No
     if unknown:
         raise ValueError(f"unknown ACL features {sorted(unknown)}; known: {sorted(FEATURE_KEYS)}")
     tag = f"{keys.prefix}:{{p*}}"
-    rules = [user or f"baton-{role}", "reset", "on", f">{password}" if password else "nopass",
+    rules = [user or f"baton-{workflow}-{role}", "reset", "on", f">{password}" if password else "nopass",
              "resetchannels", "-@all", *(f"+{c}" for c in WORKER_COMMANDS),
-             f"~{tag}:stream:{role}"]
+             f"~{keys.stream_pattern(workflow, role)}"]
     # EVALSHA declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
-    rules += [f"~{tag}:stream:{nxt}" for nxt in next_roles]
+    rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-")]
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{keys.cancelled()}"]
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]

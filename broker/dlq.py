@@ -91,7 +91,7 @@ def replay_dead(client: redis.Redis, keys: Keys, dead: DeadEntry) -> str:
     letter = dead.letter
     if not letter.original:
         raise ReplayError(f"dead letter {dead.id} has no original message to replay")
-    if not letter.stream or ":stream:" not in letter.stream or not letter.stream.startswith(keys.prefix + ":"):
+    if keys.parse_stream(letter.stream) is None:
         raise ReplayError(f"dead letter {dead.id} came from {letter.stream!r}, not a task stream of this deployment")
     pipe = client.pipeline(transaction=True)
     pipe.xadd(letter.stream, {"msg": letter.original.encode("utf-8")})

@@ -83,7 +83,7 @@ class SweepReport:
 class Janitor:
     """Periodic clean-up of a deployment's streams and indexes.
 
-    ``roles`` limits stream trimming to those roles' task streams (a worker sweeps its own, so a
+    ``streams`` limits stream trimming to those task streams (a worker sweeps its own role's, so a
     least-privilege ACL user suffices); ``None`` sweeps every task stream under the prefix.
     """
 
@@ -91,7 +91,7 @@ class Janitor:
         self,
         client: redis.Redis,
         keys: Keys,
-        roles: Sequence[str] | None = None,
+        streams: Sequence[str] | None = None,
         *,
         interval_s: float = 60.0,
         results_retention_s: int = 7 * 24 * 3600,
@@ -99,7 +99,7 @@ class Janitor:
     ) -> None:
         self.client = client
         self.keys = keys
-        self.roles = list(roles) if roles is not None else None
+        self.streams = list(streams) if streams is not None else None
         self.interval_s = interval_s
         self.results_retention_s = results_retention_s
         self.record_ttl_s = record_ttl_s
@@ -108,10 +108,10 @@ class Janitor:
 
     def task_streams(self) -> list[str]:
         """The task streams this janitor trims."""
-        if self.roles is not None:
-            return [s for role in self.roles for s in self.keys.streams(role)]
-        pattern = f"{self.keys.prefix}:*:stream:*"
-        return sorted(as_text(k) for k in self.client.scan_iter(match=pattern, count=1000, _type="stream"))
+        if self.streams is not None:
+            return list(self.streams)
+        found = self.client.scan_iter(match=self.keys.stream_pattern(), count=1000, _type="stream")
+        return sorted(as_text(k) for k in found)
 
     def maybe_sweep(self) -> SweepReport | None:
         """Sweep if the interval has passed (0 or less disables it); never raises Redis errors."""

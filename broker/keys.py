@@ -4,18 +4,34 @@ Keys that one handoff touches (the role streams, the run record, the scratchpads
 idempotency markers, the dead-letter and result streams) share a Redis Cluster hash tag:
 the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
 of a handoff is a single-slot operation and a later cluster deployment needs no new key scheme.
+
+Task streams are per workflow: ``<prefix>:{p<N>}:wf:<workflow>:stream:<role>``, so any number of
+workflows share one Redis (and role names) without taking each other's tasks. Workflow and role
+names are key-safe (``protocol/fields.py``): they hold no ``:``, and a stream key parses back.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["MARKER_TTL_S", "Keys"]
+__all__ = ["MARKER_TTL_S", "Keys", "StreamName"]
 
 MARKER_TTL_S = 7 * 24 * 3600
 """Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
 retention of finished results: longer than any redelivery can arrive late."""
+
+_STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)\}:wf:(?P<workflow>[^:]+):stream:(?P<role>[^:]+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamName:
+    """What a task stream key says: its workflow, role and partition."""
+
+    workflow: str
+    role: str
+    partition: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +61,29 @@ class Keys:
         return self.tag(self.partition(run_id))
 
     # streams -------------------------------------------------------------
-    def stream(self, role: str, partition: int = 0) -> str:
-        """The task stream of ``role`` in ``partition``."""
-        return f"{self.tag(partition)}:stream:{role}"
+    def stream(self, workflow: str, role: str, partition: int = 0) -> str:
+        """The task stream of ``role`` of ``workflow`` in ``partition``."""
+        return f"{self.tag(partition)}:wf:{workflow}:stream:{role}"
 
-    def run_stream(self, role: str, run_id: str) -> str:
-        """The task stream of ``role`` in the partition of ``run_id``."""
-        return self.stream(role, self.partition(run_id))
+    def run_stream(self, workflow: str, role: str, run_id: str) -> str:
+        """The task stream of ``role`` of ``workflow`` in the partition of ``run_id``."""
+        return self.stream(workflow, role, self.partition(run_id))
 
-    def streams(self, role: str) -> list[str]:
-        """The task streams of ``role`` across all partitions."""
-        return [self.stream(role, p) for p in range(self.partitions)]
+    def streams(self, workflow: str, role: str) -> list[str]:
+        """The task streams of ``role`` of ``workflow`` across all partitions."""
+        return [self.stream(workflow, role, p) for p in range(self.partitions)]
 
-    def stream_pattern(self) -> str:
-        """SCAN pattern matching every role's task stream in every partition."""
-        return f"{self.prefix}:*:stream:*"
+    def stream_pattern(self, workflow: str = "*", role: str = "*") -> str:
+        """Glob (for SCAN and ACL rules) matching the task streams of ``role`` of ``workflow`` in every
+        partition; the default ``*`` matches any workflow or role."""
+        return f"{self.prefix}:{{p*}}:wf:{workflow}:stream:{role}"
+
+    def parse_stream(self, key: str) -> StreamName | None:
+        """The workflow, role and partition of a task stream key of this prefix; None otherwise."""
+        m = _STREAM.match(key)
+        if m is None or m["prefix"] != self.prefix:
+            return None
+        return StreamName(m["workflow"], m["role"], int(m["partition"]))
 
     def group(self, role: str) -> str:
         """The consumer group name of ``role`` (the same on every partition's stream)."""

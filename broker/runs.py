@@ -55,8 +55,14 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:
-    """Create the run record and publish the first task; return the run id."""
-    stream = keys.run_stream(task.role, task.run_id)
+    """Create the run record and publish the first task on its workflow's stream; return the run id.
+
+    The task is checked against the protocol's constraints first (``ProtocolError``, nothing
+    written): a task built in Python is not validated until it is decoded.
+    """
+    payload = encode(task)
+    decode(payload)
+    stream = keys.run_stream(task.workflow, task.role, task.run_id)
     _ensure_group_once(client, stream, keys.group(task.role))
     p = keys.partition(task.run_id)
     record: dict[Any, Any] = {
@@ -73,7 +79,7 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
     if record_ttl_s:
         pipe.expire(keys.run(task.run_id), record_ttl_s)
     pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
-    pipe.xadd(stream, {"msg": encode(task)})
+    pipe.xadd(stream, {"msg": payload})
     pipe.execute()
     return task.run_id
 

@@ -65,9 +65,10 @@ class GroupStats(msgspec.Struct, kw_only=True):
 
 
 class StreamStats(msgspec.Struct, kw_only=True):
-    """One task stream: its role and partition, length, newest id and groups."""
+    """One task stream: its workflow, role and partition, length, newest id and groups."""
 
     stream: str
+    workflow: str
     role: str
     partition: int
     length: int
@@ -80,10 +81,14 @@ def server_version(client: redis.Redis) -> tuple[int, ...]:
     return tuple(int(p) for p in str(info.get("redis_version", "0")).split(".") if p.isdigit())
 
 
-def discover_streams(client: redis.Redis, keys: Keys) -> list[str]:
-    """Every role task stream that exists (SCAN; call it rarely on big keyspaces)."""
-    found = client.scan_iter(match=keys.stream_pattern(), count=1000, _type="stream")
-    return sorted({as_text(k) for k in found})
+def discover_streams(client: redis.Redis, keys: Keys, workflow: str = "*") -> list[str]:
+    """Every task stream of ``workflow`` (default: of every workflow) that exists.
+
+    SCAN: call it rarely on big keyspaces. Keys that merely match the pattern but do not parse as
+    task streams of this prefix are left out.
+    """
+    found = client.scan_iter(match=keys.stream_pattern(workflow), count=1000, _type="stream")
+    return sorted({name for k in found if keys.parse_stream(name := as_text(k)) is not None})
 
 
 def count_after(client: redis.Redis, stream: str, after_id: str, upto_id: str = "+", cap: int = COUNT_CAP) -> int:
@@ -137,17 +142,10 @@ def stream_stats(client: redis.Redis, keys: Keys, streams: Sequence[str]) -> lis
                 entries_read=None if read is None else int(read), lag=int(lag), lag_exact=exact,
                 consumers=consumers,
             ))
-        role, partition = _role_partition(keys, stream)
-        out.append(StreamStats(stream=stream, role=role, partition=partition, length=length, groups=group_stats))
+        name = keys.parse_stream(stream)
+        out.append(StreamStats(stream=stream, workflow=name.workflow if name else "", role=name.role if name else "",
+                               partition=name.partition if name else 0, length=length, groups=group_stats))
     return out
-
-
-def _role_partition(keys: Keys, stream: str) -> tuple[str, int]:
-    role = stream.rsplit(":stream:", 1)[-1]
-    for p in range(keys.partitions):
-        if stream == keys.stream(role, p):
-            return role, p
-    return role, 0
 
 
 def _alive(client: redis.Redis, keys: Keys, consumers: Sequence[str]) -> dict[str, bool]:

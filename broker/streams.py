@@ -16,9 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
 from baton.broker.text import as_text
+from baton.protocol import Name
 
 __all__ = ["Entry", "GroupStreams", "RoleStreams", "ensure_group", "entry_id_key"]
 
@@ -191,8 +194,14 @@ def ensure_group(client: Redis, stream: str, group: str) -> None:
 
 
 class RoleStreams(GroupStreams):
-    """The partition streams and consumer group of one role, seen by one consumer."""
+    """The partition streams and consumer group of one role of one workflow, seen by one consumer."""
 
-    def __init__(self, client: Redis, keys: Keys, role: str, consumer: str) -> None:
-        super().__init__(client, keys, keys.streams(role), keys.group(role), consumer)
+    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str) -> None:
+        for what, name in (("workflow", workflow), ("role", role)):
+            try:
+                msgspec.convert(name, Name)
+            except msgspec.ValidationError:
+                raise ValueError(f"{what} name {name!r} is not key-safe (letters, digits, _ . -)") from None
+        super().__init__(client, keys, keys.streams(workflow, role), keys.group(role), consumer)
+        self.workflow = workflow
         self.role = role

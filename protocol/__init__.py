@@ -1,8 +1,17 @@
 """Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
 
 from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
-from baton.protocol.limits import MAX_HOPS, MAX_MESSAGE_BYTES
+from baton.protocol.fields import KEY_SAFE_PATTERN, Id, Name
+from baton.protocol.limits import (
+    MAX_HOPS,
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_BYTES,
+    MAX_NAME_LENGTH,
+    MAX_PARTS,
+    MAX_TOOL_TIMEOUT_S,
+)
 from baton.protocol.messages import (
+    DEFAULT_WORKFLOW,
     PROTOCOL_VERSION,
     DeadLetter,
     Error,
@@ -17,13 +26,21 @@ from baton.protocol.messages import (
 )
 
 __all__ = [
+    "DEFAULT_WORKFLOW",
+    "KEY_SAFE_PATTERN",
     "MAX_HOPS",
+    "MAX_ID_LENGTH",
     "MAX_MESSAGE_BYTES",
+    "MAX_NAME_LENGTH",
+    "MAX_PARTS",
+    "MAX_TOOL_TIMEOUT_S",
     "PROTOCOL_VERSION",
     "DeadLetter",
     "Error",
     "Hop",
+    "Id",
     "Message",
+    "Name",
     "ProtocolError",
     "Result",
     "Task",

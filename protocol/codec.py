@@ -2,13 +2,16 @@
 
 The encoder and decoder are built once at import time. ``decode`` raises
 ``ProtocolError`` with a one-line human reason for every kind of bad input: oversize,
-invalid UTF-8, malformed JSON, wrong types, unknown tag, missing fields, unsupported version.
+invalid UTF-8, malformed JSON, wrong types, unknown tag, missing fields, values outside the
+constraints of ``protocol/fields.py`` (empty or unsafe ids and names, negative hops, a hop limit
+below 1), unsupported version.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from baton.protocol.fields import Id
 from baton.protocol.limits import MAX_MESSAGE_BYTES
 from baton.protocol.messages import PROTOCOL_VERSION, Message
 
@@ -62,14 +65,22 @@ _ids_decoder = msgspec.json.Decoder(_Ids)
 
 
 def peek_ids(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> tuple[str | None, str | None]:
-    """Best-effort ``(run_id, id)`` of a message that failed to decode; ``(None, None)`` if unknown."""
+    """Best-effort ``(run_id, id)`` of a message that failed to decode; ``None`` for each one that is
+    missing or not a valid id (an invalid run id names no run a dead letter could fail)."""
     if len(data) > limit:
         return None, None
     try:
         ids = _ids_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError):
         return None, None
-    return ids.run_id, ids.id
+    return _valid_id(ids.run_id), _valid_id(ids.id)
+
+
+def _valid_id(value: str | None) -> str | None:
+    try:
+        return msgspec.convert(value, Id) if value is not None else None
+    except msgspec.ValidationError:
+        return None
 
 
 def schema() -> dict[str, object]:

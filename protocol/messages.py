@@ -3,7 +3,9 @@
 Every message on a stream is one of these, encoded as JSON with a ``"type"`` tag.
 Schema evolution follows msgspec's rules: new fields get defaults, a field's type never
 changes, and ``v`` (the protocol version) is bumped only for incompatible changes.
-No field is typed ``Any``: decoding never builds unbounded nested structures.
+No field is typed ``Any``: decoding never builds unbounded nested structures. What is valid is
+said by the field types (``protocol/fields.py``): names and ids are non-empty and key-safe, hops
+and parts are bounded; decoding enforces it and ``baton schema`` shows it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,21 @@ import uuid
 
 import msgspec
 
+from baton.protocol.fields import (
+    Count,
+    HopCount,
+    HopLimit,
+    Id,
+    MaybeId,
+    MaybeName,
+    Name,
+    PartCount,
+    PartIndex,
+    ToolTimeout,
+)
+
 __all__ = [
+    "DEFAULT_WORKFLOW",
     "PROTOCOL_VERSION",
     "DeadLetter",
     "Error",
@@ -29,6 +45,9 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 
+DEFAULT_WORKFLOW = "seed"
+"""The workflow a task belongs to when it names none: the seed notebook's chain."""
+
 
 def new_id() -> str:
     """Return a fresh random id (32 hex characters)."""
@@ -43,68 +62,72 @@ def now() -> float:
 class Hop(msgspec.Struct, frozen=True, kw_only=True):
     """One step of a run's trace: which role and consumer handled which message, and when."""
 
-    role: str
+    role: Name
     consumer: str = ""
     msg_id: str = ""
     started: float = 0.0
     finished: float = 0.0
-    tokens: int = 0
+    tokens: Count = 0
 
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Fields every message carries."""
 
     v: int = PROTOCOL_VERSION
-    id: str = msgspec.field(default_factory=new_id)
-    run_id: str
-    parent_id: str | None = None
-    hop: int = 0
+    id: Id = msgspec.field(default_factory=new_id)
+    run_id: Id
+    parent_id: Id | None = None
+    hop: HopCount = 0
     created_at: float = msgspec.field(default_factory=now)
     trace: tuple[Hop, ...] = ()
 
 
 class Task(_Base, frozen=True, kw_only=True, tag="task"):
-    """Work for one role: ``task`` is the text the role's agent receives."""
+    """Work for one role of one workflow: ``task`` is the text the role's agent receives.
 
-    role: str
+    ``max_hops`` limits the run's handoffs (``None``: the worker's ``BATON_MAX_HOPS``); a task of
+    a workflow the worker does not run is dead-lettered.
+    """
+
+    role: Name
     task: str
-    workflow: str = "seed"
+    workflow: Name = DEFAULT_WORKFLOW
     deadline: float | None = None
-    max_hops: int = 0
-    part: int = 0
-    parts: int = 1
-    group: str = ""
+    max_hops: HopLimit | None = None
+    part: PartIndex = 0
+    parts: PartCount = 1
+    group: MaybeId = ""
 
 
 class Result(_Base, frozen=True, kw_only=True, tag="result"):
     """The final output of a run, written by the last role."""
 
-    role: str
+    role: Name
     output: str
 
 
 class Error(_Base, frozen=True, kw_only=True, tag="error"):
     """A run that failed: the role where it failed and why."""
 
-    role: str
+    role: Name
     reason: str
 
 
 class ToolCall(_Base, frozen=True, kw_only=True, tag="tool_call"):
     """A request to run tool ``tool`` with string arguments, answered on ``reply_to``."""
 
-    tool: str
+    tool: Name
     args: dict[str, str] = {}
-    caller: str = ""
+    caller: MaybeName = ""
     reply_to: str = ""
-    timeout: float = 10.0
+    timeout: ToolTimeout = 10.0
 
 
 class ToolResult(_Base, frozen=True, kw_only=True, tag="tool_result"):
     """The answer to a ``ToolCall``: ``output`` on success, ``error`` otherwise."""
 
-    tool: str
-    call_id: str
+    tool: Name
+    call_id: Id
     output: str = ""
     error: str = ""
 
@@ -113,15 +136,17 @@ class DeadLetter(_Base, frozen=True, kw_only=True, tag="dead_letter"):
     """A message that could not be handled, kept with its reason for inspection and replay.
 
     ``original`` is the raw entry as received (decoded leniently as UTF-8 for display);
-    ``stream`` and ``entry_id`` say where it came from.
+    ``stream`` and ``entry_id`` say where it came from; ``run_id`` is empty when the original
+    named no valid run.
     """
 
-    role: str
+    run_id: MaybeId = ""
+    role: Name
     reason: str
     original: str
     stream: str = ""
     entry_id: str = ""
-    attempts: int = 0
+    attempts: Count = 0
 
 
 Message = Task | Result | Error | ToolCall | ToolResult | DeadLetter

@@ -156,6 +156,6 @@ def acl(
     if spec.tools or spec.steps or spec.parse_tools:
         features.append("tools")
     agents = [spec.agent] if spec.memory == "agent" else []
-    rules = role_acl(Keys(s.prefix, s.partitions), spec.role, nxt, password=password or "CHANGE-ME",
+    rules = role_acl(Keys(s.prefix, s.partitions), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
                      features=features, agent_memory=agents)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))

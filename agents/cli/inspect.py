@@ -68,9 +68,9 @@ def scratchpad_cmd(
 
 
 def stream_rows(client: Redis, keys: Keys) -> list[dict[str, Any]]:
-    """Per task stream: length, and per group: pending, lag, consumers (with idle ms)."""
+    """Per task stream (of every workflow): length, and per group: pending, lag, consumers (with idle ms)."""
     return [
-        {"stream": st.stream, "role": st.role, "length": st.length,
+        {"stream": st.stream, "workflow": st.workflow, "role": st.role, "length": st.length,
          "groups": [{"group": g.name, "pending": g.pending, "lag": g.lag,
                      "consumers": [{"name": c.name, "pending": c.pending, "idle_ms": c.idle_ms} for c in g.consumers]}
                     for g in st.groups]}
@@ -95,8 +95,17 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the wire messages."""
+def schema(
+    workflow: Annotated[bool, typer.Option("--workflow", help="The schema of workflow files instead.")] = False,
+) -> None:
+    """Print the JSON Schema of the wire messages (or of workflow files), constraints included."""
+    if workflow:
+        import msgspec
+
+        from baton.agents.workflow.spec import Workflow
+
+        print(json.dumps(msgspec.json.schema(Workflow), indent=2))
+        return
     print(json.dumps(protocol_schema(), indent=2))
 
 

@@ -37,17 +37,18 @@ def _idle(ms: int) -> str:
 
 def render_snapshot(snap: Snapshot) -> Group:
     """The monitor screen for one snapshot."""
-    roles = Table("role", "length", "lag", "pending", "msgs/s", "acked", "consumers", title="streams",
+    roles = Table("workflow", "role", "length", "lag", "pending", "msgs/s", "acked", "consumers", title="streams",
                   title_justify="left")
-    consumers = Table("role", "consumer", "pending", "idle", "heartbeat", title="consumers", title_justify="left")
+    consumers = Table("workflow", "role", "consumer", "pending", "idle", "heartbeat", title="consumers",
+                      title_justify="left")
     for fig in snap.roles:
         live = sum(c.alive for c in fig.consumers)
         lag = f"{fig.lag}" if fig.lag_exact else f">={fig.lag}"
         rate = "-" if fig.throughput is None else f"{fig.throughput:.2f}"
-        roles.add_row(fig.role, str(fig.length), lag, str(fig.pending), rate,
+        roles.add_row(fig.workflow, fig.role, str(fig.length), lag, str(fig.pending), rate,
                       "-" if fig.acked is None else str(fig.acked), f"{live} live / {len(fig.consumers)}")
         for c in fig.consumers:
-            consumers.add_row(fig.role, c.name, str(c.pending), _idle(c.idle_ms),
+            consumers.add_row(fig.workflow, fig.role, c.name, str(c.pending), _idle(c.idle_ms),
                               Text("live", "green") if c.alive else Text("none", "red"))
     runs = ", ".join(f"{k} {v}" for k, v in sorted(snap.runs.items())) or "none"
     by_role = ", ".join(f"{k} {v}" for k, v in sorted(snap.dead_by_role.items()))
@@ -73,14 +74,14 @@ def monitor(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 1.0,
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (its roles are always shown).")] = None,
 ) -> None:
-    """Watch every role: stream length, lag, pending, consumers, msgs/s, dead letters, runs.
+    """Watch every role of every workflow: stream length, lag, pending, consumers, msgs/s, dead letters, runs.
 
     Throughput needs two samples: --once samples twice, INTERVAL apart.
     """
     s = settings()
     client, keys = connect_checked(s)
-    roles = [r.role for r in load_workflow(workflow or s.workflow or None).roles]
-    mon = Monitor(client, keys, roles)
+    wf = load_workflow(workflow or s.workflow or None)
+    mon = Monitor(client, keys, [(wf.name, r.role) for r in wf.roles])
     if once:
         mon.sample()
         time.sleep(interval)

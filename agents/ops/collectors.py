@@ -1,7 +1,7 @@
 """The deployment's backlog as Prometheus gauges, for autoscalers (KEDA, a Prometheus adapter).
 
 ``SnapshotCollector`` turns a monitor ``Snapshot`` into per-role gauges (lag, pending, length,
-consumers, throughput); the dashboard serves it at ``/metrics``.
+consumers, throughput), labelled with the workflow and the role; the dashboard serves it at ``/metrics``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from prometheus_client.registry import Collector
 
 from baton.agents.ops.monitor import Snapshot
 
-__all__ = ["SnapshotCollector"]
+__all__ = ["LABELS", "SnapshotCollector"]
+
+LABELS = ["workflow", "role"]
+"""The labels of every per-role gauge."""
 
 
 class SnapshotCollector(Collector):
@@ -30,21 +33,22 @@ class SnapshotCollector(Collector):
             return
         gauges = {
             "lag": GaugeMetricFamily("baton_stream_lag", "Entries in the role's stream never delivered to its group",
-                                     labels=["role"]),
+                                     labels=LABELS),
             "pending": GaugeMetricFamily("baton_stream_pending", "Entries delivered but not acknowledged",
-                                         labels=["role"]),
-            "length": GaugeMetricFamily("baton_stream_length", "Entries in the role's stream", labels=["role"]),
+                                         labels=LABELS),
+            "length": GaugeMetricFamily("baton_stream_length", "Entries in the role's stream", labels=LABELS),
             "consumers": GaugeMetricFamily("baton_role_consumers", "Consumers of the role with a live heartbeat",
-                                           labels=["role"]),
+                                           labels=LABELS),
             "throughput": GaugeMetricFamily("baton_role_throughput", "Messages acknowledged per second",
-                                            labels=["role"]),
+                                            labels=LABELS),
         }
         for fig in snap.roles:
-            gauges["lag"].add_metric([fig.role], fig.lag)
-            gauges["pending"].add_metric([fig.role], fig.pending)
-            gauges["length"].add_metric([fig.role], fig.length)
-            gauges["consumers"].add_metric([fig.role], sum(c.alive for c in fig.consumers))
-            gauges["throughput"].add_metric([fig.role], fig.throughput or 0.0)
+            names = [fig.workflow, fig.role]
+            gauges["lag"].add_metric(names, fig.lag)
+            gauges["pending"].add_metric(names, fig.pending)
+            gauges["length"].add_metric(names, fig.length)
+            gauges["consumers"].add_metric(names, sum(c.alive for c in fig.consumers))
+            gauges["throughput"].add_metric(names, fig.throughput or 0.0)
         yield from gauges.values()
         dead = GaugeMetricFamily("baton_dead_letters", "Entries in the dead-letter streams")
         dead.add_metric([], snap.dead_letters)

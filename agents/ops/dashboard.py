@@ -33,7 +33,7 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad, submit
 from baton.broker.stats import dead_letters, run_records
-from baton.protocol import Task, new_id
+from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
 
 __all__ = ["Sampler", "SubmitRequest", "create_app"]
 
@@ -71,7 +71,7 @@ class Sampler:
     def sample_once(self) -> Snapshot:
         """Take one sample now and record it."""
         snap = self.monitor.sample()
-        self.history.append({"at": snap.at, "roles": {f.role: f.throughput for f in snap.roles}})
+        self.history.append({"at": snap.at, "roles": {_label(f.workflow, f.role): f.throughput for f in snap.roles}})
         self.latest = snap
         self.seq += 1
         self.error = ""
@@ -87,6 +87,11 @@ class Sampler:
             self._stop.wait(self.interval)
 
 
+def _label(workflow: str, role: str) -> str:
+    """How the throughput chart names a role: ``role``, or ``workflow/role`` beyond the seed workflow."""
+    return role if workflow == DEFAULT_WORKFLOW else f"{workflow}/{role}"
+
+
 def _page() -> str:
     return resources.files("baton.agents.ops").joinpath("static/dashboard.html").read_text(encoding="utf-8")
 
@@ -96,7 +101,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     """The dashboard app for the deployment described by ``settings``."""
     client = client or connect(settings.redis_url)
     keys = Keys(settings.prefix, settings.partitions)
-    sampler = Sampler(Monitor(client, keys, [r.role for r in workflow.roles]), interval=interval,
+    sampler = Sampler(Monitor(client, keys, [(workflow.name, r.role) for r in workflow.roles]), interval=interval,
                       history_s=history_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(lambda: sampler.latest))

@@ -1,6 +1,6 @@
 """Figures for watching a deployment: per role backlog, lag, pending, consumers, throughput.
 
-A ``Monitor`` samples Redis; each ``Snapshot`` holds, per role, the stream length, the group's
+A ``Monitor`` samples Redis; each ``Snapshot`` holds, per role of each workflow, the stream length, the group's
 lag (entries never delivered) and pending entries (delivered, not yet acknowledged), its
 consumers with idle time and heartbeat, and throughput: messages acknowledged per second since
 the previous sample, computed as (delta delivered) - (delta pending). "Delivered" is Redis 7's
@@ -41,13 +41,14 @@ IN_FLIGHT = ("queued", "running")
 
 
 class RoleFigures(msgspec.Struct, kw_only=True):
-    """One role, summed over its partition streams.
+    """One role of one workflow, summed over its partition streams.
 
     ``delivered`` is a running count of deliveries to the group (absolute on Redis 7, counted
     from the monitor's start on Redis 6.2). ``throughput`` (msgs/s) and ``acked`` (messages
     acknowledged since the previous sample) are None on the first sample.
     """
 
+    workflow: str
     role: str
     streams: list[str]
     length: int
@@ -122,12 +123,13 @@ def dead_letter_views(rows: Iterable[tuple[str, bytes]]) -> list[DeadLetterView]
 class Monitor:
     """Samples the figures of one deployment; keeps what it needs to compute throughput.
 
-    ``roles`` are always shown (e.g. the workflow's, even before their streams exist); other
-    role streams are found with SCAN at the first sample and every ``rescan_s`` seconds.
+    ``roles`` (``(workflow, role)`` pairs) are always shown, even before their streams exist;
+    other task streams, of any workflow, are found with SCAN at the first sample and every
+    ``rescan_s`` seconds.
     """
 
-    def __init__(self, client: Redis, keys: Keys, roles: Iterable[str] = (), *, rescan_s: float = 30.0,
-                 dead_limit: int = 1000, recent_dead: int = 10) -> None:
+    def __init__(self, client: Redis, keys: Keys, roles: Iterable[tuple[str, str]] = (), *,
+                 rescan_s: float = 30.0, dead_limit: int = 1000, recent_dead: int = 10) -> None:
         self.client = client
         self.keys = keys
         self.roles = list(dict.fromkeys(roles))
@@ -143,7 +145,7 @@ class Monitor:
     def _stream_names(self) -> list[str]:
         now = time.monotonic()
         if now >= self._next_scan:
-            known = [s for r in self.roles for s in self.keys.streams(r)]
+            known = [s for wf, role in self.roles for s in self.keys.streams(wf, role)]
             self._streams = list(dict.fromkeys(known + discover_streams(self.client, self.keys)))
             self._next_scan = now + self.rescan_s
             self._version = ".".join(map(str, server_version(self.client)))
@@ -171,14 +173,15 @@ class Monitor:
         )
 
     def _roles(self, stats: list[StreamStats], interval: float | None) -> list[RoleFigures]:
-        by_role: dict[str, RoleFigures] = {}
-        order = self.roles + sorted({s.role for s in stats} - set(self.roles))
-        for role in order:
-            by_role[role] = RoleFigures(role=role, streams=[], length=0, lag=0, lag_exact=True, pending=0,
-                                        delivered=0, consumers=[])
-        acked: dict[str, int] = {}
+        by_role: dict[tuple[str, str], RoleFigures] = {}
+        order = self.roles + sorted({(s.workflow, s.role) for s in stats} - set(self.roles))
+        for wf, role in order:
+            by_role[(wf, role)] = RoleFigures(workflow=wf, role=role, streams=[], length=0, lag=0, lag_exact=True,
+                                              pending=0, delivered=0, consumers=[])
+        acked: dict[tuple[str, str], int] = {}
         for s in stats:
-            fig = by_role[s.role]
+            name = (s.workflow, s.role)
+            fig = by_role[name]
             fig.streams.append(s.stream)
             fig.length += s.length
             for g in s.groups:
@@ -189,15 +192,15 @@ class Monitor:
                 self._prev[(s.stream, g.name)] = _Prev(delivered, g.pending, g.last_delivered_id)
                 if prev is not None and delivered >= prev.delivered:
                     done = delivered - prev.delivered - (g.pending - prev.pending)
-                    acked[s.role] = acked.get(s.role, 0) + max(0, done)
+                    acked[name] = acked.get(name, 0) + max(0, done)
                 fig.lag += g.lag
                 fig.lag_exact = fig.lag_exact and g.lag_exact
                 fig.pending += g.pending
                 fig.delivered += delivered
                 fig.consumers = _merge_consumers(fig.consumers, g.consumers)
         if interval is not None:
-            for role, fig in by_role.items():
-                fig.acked = acked.get(role, 0)
+            for name, fig in by_role.items():
+                fig.acked = acked.get(name, 0)
                 fig.throughput = round(fig.acked / interval, 3)
         return list(by_role.values())
 

@@ -122,7 +122,7 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
         raise RunNotFound(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     p = keys.partition(run_id)
     tag = keys.tag(p)
-    streams = [s for s in discover_streams(client, keys) if s.startswith(f"{tag}:")]
+    streams = [s for s in discover_streams(client, keys, rec.get("workflow") or "*") if s.startswith(f"{tag}:")]
     pads: list[tuple[str, str, dict[str, Any]]] = []
     for agent in agents:
         pads += [(agent, entry_id, entry) for entry_id, entry in pad_entries(client, keys, run_id, agent)]
@@ -192,7 +192,8 @@ def _waiting(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, stream
     done = {h.msg_id for h in hops}
     out: list[Waiting] = []
     for stream in streams:
-        if role and not stream.endswith(f":stream:{role}"):
+        name = keys.parse_stream(stream)
+        if role and (name is None or name.role != role):
             continue
         for entry_id, raw in entries_from(client, stream, int(since * 1000) - 2000, search):
             msg = _decode(raw)

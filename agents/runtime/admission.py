@@ -1,6 +1,6 @@
 """Admission: which stream entries a role's worker may run, and the dead letter for the rest.
 
-An entry is admitted when it decodes to a ``Task`` for this role within the hop limit and has
+An entry is admitted when it decodes to a ``Task`` for this workflow and role within the hop limit and has
 not used up its deliveries. Anything else is dead-lettered with a one-line reason: the dead
 letter, the run's ``error`` result and its ``failed`` record in one atomic commit.
 """
@@ -21,7 +21,7 @@ __all__ = ["admit", "dead_letter"]
 log = logging.getLogger("baton.worker")
 
 
-def admit(entry: Entry, spec: RoleSpec, settings: Settings) -> tuple[str, Task | None]:
+def admit(entry: Entry, workflow: str, spec: RoleSpec, settings: Settings) -> tuple[str, Task | None]:
     """Return (reason to dead-letter, task); an empty reason admits the task."""
     if entry.data is None:
         return "stream entry has no 'msg' field", None
@@ -36,6 +36,8 @@ def admit(entry: Entry, spec: RoleSpec, settings: Settings) -> tuple[str, Task |
     except ProtocolError as exc:
         return str(exc), None
     match msg:
+        case Task() if msg.workflow != workflow:
+            return f"task names workflow {msg.workflow!r}, but this worker runs {workflow!r}", msg
         case Task(role=role) if role != spec.role:
             return f"task for role {role!r} arrived on the stream of role {spec.role!r}", msg
         case Task(hop=hop) if hop >= (msg.max_hops or settings.max_hops):

@@ -95,7 +95,7 @@ def plan_outputs(
         result = Result(role=spec.role, output=output, **common)
         return [(keys.results(keys.partition(task.run_id)), encode(result))], {
             "status": "done", "role": "", "result": output, "finished_at": finished}
-    stream = keys.run_stream(target, task.run_id)
+    stream = keys.run_stream(task.workflow, target, task.run_id)
     base: dict[str, Any] = {"role": target, "workflow": task.workflow, "deadline": task.deadline,
                             "max_hops": task.max_hops}
     if spec.split:

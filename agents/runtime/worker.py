@@ -110,7 +110,7 @@ class Worker:
         self.keys = Keys(settings.prefix, settings.partitions)
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(role)
-        self.streams = RoleStreams(self.client, self.keys, role, self.consumer)
+        self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer)
         self.partition_of = {s: p for p, s in enumerate(self.streams.streams)}
         self.backend = backend
         self.stopping = threading.Event()
@@ -119,7 +119,7 @@ class Worker:
         self.dead_lettered = 0
         self.reclaimed = 0
         self.guard = RunGuard(self.client, self.keys, role)
-        self.janitor = Janitor(self.client, self.keys, [role], interval_s=settings.janitor_interval_s,
+        self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
         self.metrics = WorkerMetrics(role)
         self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s)
@@ -290,7 +290,7 @@ class Worker:
         dead: list[Handoff] = []
         work: list[_Work] = []
         for entry in entries:
-            reason, task = admit(entry, self.spec, self.settings)
+            reason, task = admit(entry, self.workflow.name, self.spec, self.settings)
             if reason:
                 p = self.partition_of.get(entry.stream, 0)
                 dead.append(dead_letter(self.keys, self.spec.role, entry, reason, task, p))
@@ -411,7 +411,7 @@ class Worker:
         elif self.spec.next:
             nxt = Task(role=self.spec.next, task=handoff_text(self.spec, output), workflow=task.workflow,
                        deadline=task.deadline, max_hops=task.max_hops, **common)
-            outputs = [(self.keys.run_stream(self.spec.next, task.run_id), encode(nxt))]
+            outputs = [(self.keys.run_stream(task.workflow, self.spec.next, task.run_id), encode(nxt))]
             record |= {"status": "running", "role": self.spec.next}
         else:
             result = Result(role=self.spec.role, output=output, **common)

@@ -7,10 +7,13 @@ Besides the Structs' own checks, loading checks that every tool a workflow names
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import msgspec
+import msgspec.inspect as mi
 
 from baton.agents.workflow.spec import Workflow, WorkflowError
 
@@ -34,12 +37,43 @@ def loads(text: str | bytes, *, source: str = "<workflow>", base_dir: str = "") 
     try:
         wf = msgspec.toml.decode(text, type=Workflow)
     except msgspec.ValidationError as exc:
-        raise WorkflowError(f"{source}: {exc}") from None
+        raise WorkflowError(f"{source}: {exc}{_choices_hint(str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"{source}: not valid TOML: {exc}") from None
     if base_dir and not wf.base_dir:
         wf = msgspec.structs.replace(wf, base_dir=base_dir)
     return validate_tools(wf, source=source)
+
+
+_AT_FIELD = re.compile(r"^Invalid enum value .* - at `\$\S*\.(\w+)`$")
+
+
+def _choices_hint(message: str) -> str:
+    """`` (use a, b or c)`` when ``message`` rejects a value of a ``Literal`` field, else ``""``."""
+    m = _AT_FIELD.match(message)
+    values = _literal_fields().get(m.group(1), ()) if m else ()
+    return f" (use {', '.join(values[:-1])} or {values[-1]})" if len(values) > 1 else ""
+
+
+@cache
+def _literal_fields() -> dict[str, tuple[str, ...]]:
+    """Every ``Literal`` field of the workflow Structs by field name, with its allowed values."""
+    found: dict[str, tuple[str, ...]] = {}
+    todo: list[mi.Type] = [mi.type_info(Workflow)]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, mi.StructType):
+            for f in t.fields:
+                if isinstance(f.type, mi.LiteralType):
+                    found[f.name] = tuple(str(v) for v in f.type.values)
+                todo.append(f.type)
+        elif isinstance(t, mi.ListType | mi.DictType):
+            todo.append(t.item_type if isinstance(t, mi.ListType) else t.value_type)
+        elif isinstance(t, mi.UnionType):
+            todo += t.types
+        elif isinstance(t, mi.Metadata):
+            todo.append(t.type)
+    return found
 
 
 def packaged() -> dict[str, Path]:

@@ -3,14 +3,23 @@
 A ``Workflow`` is a list of ``RoleSpec`` s: who the agent is, how its prompt is built, which
 role gets its output next and with what handoff text. The defaults reproduce the notebook:
 ``f"{role} agent named {name}. Task: {task}\\nMemory: {memory[-3:]}\\nResponse:"``.
+
+What is valid is said in the Structs' types where a type can say it (``Literal`` choices,
+``Meta`` bounds, key-safe names from ``protocol/fields.py``): decoding a workflow file enforces
+them and ``baton schema --workflow`` shows them. ``Workflow.__post_init__`` checks what spans
+fields: declared roles, templates, routes, fan-out with fan-in.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from typing import Annotated, Literal
 
 import msgspec
+
+from baton.protocol import DEFAULT_WORKFLOW
+from baton.protocol.fields import Count, MaybeName, Name, PartCount, ToolTimeout
 
 __all__ = [
     "SEED",
@@ -29,9 +38,10 @@ SEED_PROMPT = "{title} agent named {agent}. Task: {task}\nMemory: {memory}\nResp
 PROMPT_FIELDS = frozenset({"title", "agent", "role", "task", "memory", "tools", "shared", "part", "parts", "run_id"})
 OUTPUT_FIELDS = frozenset({"output", "continuation", "tools", "task", "part", "parts", "agent", "role", "run_id"})
 STEP_FIELDS = frozenset({"task", "part", "parts", "agent", "role", "run_id"})
-SPLIT_RULES = ("lines", "sentences", "chunks", "copies")
-SPLIT_FALLBACKS = ("chunks", "copies")
-ROUTE_SOURCES = ("output", "continuation", "tools")
+SplitRule = Literal["lines", "sentences", "chunks", "copies"]
+SplitFallback = Literal["chunks", "copies"]
+RouteSource = Literal["output", "continuation", "tools"]
+Memory = Literal["run", "agent", "none"]
 END = "end"
 """A route target that finishes the run (the role's output becomes the result)."""
 
@@ -47,7 +57,7 @@ class ToolStep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ``{role}`` and ``{run_id}``.
     """
 
-    tool: str
+    tool: Name
     args: dict[str, str] = {}
 
 
@@ -60,9 +70,9 @@ class Split(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     structure) the ``fallback`` (``chunks`` or ``copies``) is used; extra items are dropped.
     """
 
-    by: str = "lines"
-    count: int = 3
-    fallback: str = "copies"
+    by: SplitRule = "lines"
+    count: PartCount = 3
+    fallback: SplitFallback = "copies"
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,16 +83,16 @@ class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     default when none matches.
     """
 
-    to: str
+    to: Name
     when: str
-    source: str = "output"
+    source: RouteSource = "output"
 
 
 class ToolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How a workflow runs one tool: inline or on a tool worker pool, its timeout, its options."""
 
     remote: bool = False
-    timeout: float = 10.0
+    timeout: ToolTimeout = 10.0
     options: dict[str, str] = {}
 
 
@@ -116,17 +126,17 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     keeps the agent's memory across runs.
     """
 
-    role: str
-    agent: str
+    role: Name
+    agent: Name
     title: str = ""
     prompt: str = SEED_PROMPT
-    next: str = ""
+    next: MaybeName = ""
     handoff: str = "{output}"
     model: str = ""
-    max_new_tokens: int = 0
-    memory: str = "run"
-    memory_window: int = 3
-    tools: list[str] = []
+    max_new_tokens: Count = 0
+    memory: Memory = "run"
+    memory_window: Count = 3
+    tools: list[Name] = []
     steps: list[ToolStep] = []
     parse_tools: bool = False
     split: Split | None = None
@@ -148,10 +158,10 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     paths in tool options are resolved.
     """
 
-    name: str
-    entry: str
-    roles: list[RoleSpec]
-    tools: dict[str, ToolConfig] = {}
+    name: Name
+    entry: Name
+    roles: Annotated[list[RoleSpec], msgspec.Meta(min_length=1)]
+    tools: dict[Name, ToolConfig] = {}
     base_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -163,14 +173,7 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for r in self.roles:
             if r.next and r.next not in names:
                 raise WorkflowError(f"workflow {self.name!r}: role {r.role!r} hands off to undeclared role {r.next!r}")
-            if r.memory not in {"run", "agent", "none"}:
-                raise WorkflowError(
-                    f"workflow {self.name!r}: role {r.role!r} has memory {r.memory!r}; use run, agent or none"
-                )
             self._check_role(r, names)
-        for name, cfg in self.tools.items():
-            if not 0 < cfg.timeout <= 3600:
-                raise WorkflowError(f"workflow {self.name!r}: tools.{name}.timeout must be in (0, 3600] seconds")
         if any(r.split for r in self.roles) and not any(r.join for r in self.roles):
             raise WorkflowError(f"workflow {self.name!r}: a role splits its output but no role has join = true")
 
@@ -189,21 +192,12 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for route in r.routes:
             if route.to != END and route.to not in names:
                 raise WorkflowError(f"{where}: route goes to undeclared role {route.to!r} (use a role or 'end')")
-            if route.source not in ROUTE_SOURCES:
-                raise WorkflowError(f"{where}: route source {route.source!r}; use {', '.join(ROUTE_SOURCES)}")
             try:
                 re.compile(route.when)
             except re.error as exc:
                 raise WorkflowError(f"{where}: route pattern {route.when!r} is not a valid regex: {exc}") from None
-        if r.split:
-            if r.split.by not in SPLIT_RULES:
-                raise WorkflowError(f"{where}: split.by {r.split.by!r}; use {', '.join(SPLIT_RULES)}")
-            if r.split.fallback not in SPLIT_FALLBACKS:
-                raise WorkflowError(f"{where}: split.fallback {r.split.fallback!r}; use chunks or copies")
-            if not 1 <= r.split.count <= 64:
-                raise WorkflowError(f"{where}: split.count must be between 1 and 64, got {r.split.count}")
-            if not r.next and not r.routes:
-                raise WorkflowError(f"{where}: a role that splits its output needs a next role")
+        if r.split and not r.next and not r.routes:
+            raise WorkflowError(f"{where}: a role that splits its output needs a next role")
 
     def role(self, name: str) -> RoleSpec:
         """The spec of role ``name``; ``WorkflowError`` if the workflow has no such role."""
@@ -225,7 +219,7 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 SEED = Workflow(
-    name="seed",
+    name=DEFAULT_WORKFLOW,
     entry="planner",
     roles=[
         RoleSpec(role="planner", agent="Alice", next="researcher", handoff="Research and elaborate: {output}"),

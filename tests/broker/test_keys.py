@@ -19,7 +19,7 @@ def test_handoff_keys_share_the_run_partition_tag() -> None:
     keys = Keys("app", partitions=8)
     run = "0123456789abcdef"
     p = keys.partition(run)
-    group = [keys.run_stream("planner", run), keys.run_stream("researcher", run), keys.run(run),
+    group = [keys.run_stream("seed", "planner", run), keys.run_stream("seed", "researcher", run), keys.run(run),
              keys.pad(run, "Alice"), keys.pads(run), keys.done(run, "m"), keys.results(p),
              keys.dead(p), keys.memory(run), keys.join(run, "g")]
     assert {_slot_tag(k) for k in group} == {f"p{p}"}
@@ -30,10 +30,21 @@ def test_partitions_spread_runs() -> None:
     keys = Keys(partitions=4)
     assert {keys.partition(f"run-{i}") for i in range(200)} == {0, 1, 2, 3}
     assert Keys().partition("anything") == 0
-    assert Keys(partitions=4).streams("planner") == [f"baton:{{p{i}}}:stream:planner" for i in range(4)]
+    assert Keys(partitions=4).streams("seed", "planner") == [f"baton:{{p{i}}}:wf:seed:stream:planner" for i in range(4)]
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a b"])
 def test_bad_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         Keys(prefix)
+
+
+def test_stream_keys_name_their_workflow_and_parse_back() -> None:
+    keys = Keys("app:x", partitions=4)
+    fan, seed = keys.stream("research_fanout", "planner", 3), keys.stream("seed", "planner", 3)
+    assert fan == "app:x:{p3}:wf:research_fanout:stream:planner" and fan != seed
+    name = keys.parse_stream(fan)
+    assert name is not None and (name.workflow, name.role, name.partition) == ("research_fanout", "planner", 3)
+    assert keys.parse_stream(keys.dead(0)) is None and Keys("other").parse_stream(fan) is None
+    assert keys.stream_pattern() == "app:x:{p*}:wf:*:stream:*"
+    assert keys.stream_pattern("seed", "planner") == "app:x:{p*}:wf:seed:stream:planner"

@@ -24,16 +24,16 @@ def test_one_worker_consumes_writes_scratchpad_publishes_and_acks(
     workers.wait_ready(client)
     run_id = submit(client, keys, Task(run_id="run-one", role="planner", task=SEED_TASK))
     deadline = time.monotonic() + 30
-    while client.xlen(keys.stream("researcher")) == 0:
+    while client.xlen(keys.stream("seed", "researcher")) == 0:
         assert time.monotonic() < deadline, workers.logs()
         time.sleep(0.05)
-    (_, fields), = client.xrange(keys.stream("researcher"))
+    (_, fields), = client.xrange(keys.stream("seed", "researcher"))
     nxt = decode(fields[b"msg"])
     assert isinstance(nxt, Task) and nxt.role == "researcher" and nxt.hop == 1
     pad = scratchpad(client, keys, run_id, "Alice")
     assert len(pad) == 1 and nxt.task == f"Research and elaborate: {pad[0]['response']}"
     assert pad[0]["response"].startswith(f"Planner agent named Alice. Task: {SEED_TASK}\nMemory: []\nResponse:")
-    assert client.xpending(keys.stream("planner"), "planner")["pending"] == 0
+    assert client.xpending(keys.stream("seed", "planner"), "planner")["pending"] == 0
     assert get_run(client, keys, run_id)["role"] == "researcher"  # type: ignore[index]
 
 
@@ -82,7 +82,7 @@ def test_malformed_entries_are_dead_lettered_and_the_worker_lives_on(
 ) -> None:
     workers.spawn("planner")
     workers.wait_ready(client)
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     bad = [
         {"msg": b"{not json"},
         {"msg": b'{"type":"task","run_id":"r-bad","role":"planner","task":5}'},
@@ -95,7 +95,7 @@ def test_malformed_entries_are_dead_lettered_and_the_worker_lives_on(
         client.xadd(stream, fields)
     good = submit(client, keys, Task(run_id="run-good", role="planner", task="ok"))
     deadline = time.monotonic() + 30
-    while client.xlen(keys.stream("researcher")) < 1 or client.xlen(keys.dead()) < len(bad):
+    while client.xlen(keys.stream("seed", "researcher")) < 1 or client.xlen(keys.dead()) < len(bad):
         assert time.monotonic() < deadline, workers.logs()
         time.sleep(0.05)
     letters = [decode(f[b"msg"]) for _, f in client.xrange(keys.dead())]

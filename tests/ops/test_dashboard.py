@@ -36,7 +36,7 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
         created = http.post("/api/runs", json={"task": SEED_TASK})
         assert created.status_code == 201
         run_id = created.json()["run_id"]
-        assert client.xlen(keys.stream("planner")) == 1
+        assert client.xlen(keys.stream("seed", "planner")) == 1
         runs = http.get("/api/runs").json()
         assert [(r["run_id"], r["status"], r["task"]) for r in runs] == [(run_id, "queued", SEED_TASK)]
         tr = http.get(f"/api/runs/{run_id}").json()["trace"]
@@ -44,12 +44,13 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
         assert [(w["role"], w["sender"], w["task"]) for w in tr["waiting"]] == [("planner", "submit", SEED_TASK)]
         assert http.get("/api/runs/nope").status_code == 404
         time.sleep(0.5)  # let the sampler see the new entry
-        samples = {(f.name, tuple(s.labels.values())): s.value
+        samples = {(f.name, frozenset(s.labels.items())): s.value
                    for f in text_string_to_metric_families(http.get("/metrics").text) for s in f.samples}
-        assert samples[("baton_stream_lag", ("planner",))] == 1
-        assert samples[("baton_stream_pending", ("planner",))] == 0
-        assert samples[("baton_stream_length", ("planner",))] == 1
-        assert samples[("baton_runs", ("queued",))] == 1
+        planner = frozenset({"workflow": "seed", "role": "planner"}.items())
+        assert samples[("baton_stream_lag", planner)] == 1
+        assert samples[("baton_stream_pending", planner)] == 0
+        assert samples[("baton_stream_length", planner)] == 1
+        assert samples[("baton_runs", frozenset({"status": "queued"}.items()))] == 1
         snap = http.get("/api/snapshot").json()
         assert snap["history"] and snap["snapshot"]["runs_in_flight"] == 1
         assert http.get("/api/dead").json() == {"total": 0, "entries": []}

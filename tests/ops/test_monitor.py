@@ -25,16 +25,16 @@ def make_state(c: redis.Redis, keys: Keys) -> list[str]:
     """planner: 5 runs submitted, 3 delivered (2 pending at a live consumer, 1 acked by a dead one);
     researcher: 3 entries never read; summarizer: an empty stream with its group; 2 dead letters."""
     runs = [submit(c, keys, Task(run_id=new_id(), role="planner", task=f"task {i}")) for i in range(5)]
-    planner = keys.stream("planner")
+    planner = keys.stream("seed", "planner")
     c.xreadgroup("planner", "planner-live", {planner: ">"}, count=2)
     c.set(keys.heartbeat("planner-live"), b'{"consumer": "planner-live", "role": "planner"}', ex=60)
     (_, [(entry_id, _)]), = c.xreadgroup("planner", "planner-gone", {planner: ">"}, count=1)
     c.xack(planner, "planner", entry_id)
-    researcher = keys.stream("researcher")
+    researcher = keys.stream("seed", "researcher")
     for i in range(3):
         c.xadd(researcher, {"msg": encode(Task(run_id=runs[i], role="researcher", task="r"))})
     c.xgroup_create(researcher, "researcher", id="0")
-    c.xgroup_create(keys.stream("summarizer"), "summarizer", id="0", mkstream=True)
+    c.xgroup_create(keys.stream("seed", "summarizer"), "summarizer", id="0", mkstream=True)
     for role in ("planner", "researcher"):
         c.xadd(keys.dead(), {"msg": encode(DeadLetter(run_id=runs[4], role=role, reason=f"bad {role}",
                                                        original="{}", attempts=3))})
@@ -79,12 +79,12 @@ def test_throughput_counts_messages_acknowledged_between_samples(
     url = request.getfixturevalue("redis_url" if server == "redis7" else "redis62")
     c = redis.Redis.from_url(url)
     c.flushall()
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     for i in range(10):
         c.xadd(stream, {"msg": encode(Task(run_id=f"r{i}", role="planner", task="t"))})
     c.xgroup_create(stream, "planner", id="0")
     c.xreadgroup("planner", "w1", {stream: ">"}, count=2)  # 2 pending before the first sample
-    mon = Monitor(c, keys, ["planner"])
+    mon = Monitor(c, keys, [("seed", "planner")])
     first = mon.sample().roles[0]
     assert (first.lag, first.pending, first.acked, first.throughput) == (8, 2, None, None)
     (_, rows), = c.xreadgroup("planner", "w1", {stream: ">"}, count=4)

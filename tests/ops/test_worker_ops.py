@@ -60,7 +60,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, twin: Path, cache_dir: Pa
         workers.wait_ready(client, 3, timeout=120)
         runs = [submit(client, keys, Task(run_id=new_id(), role="planner", task=f"{SEED_TASK} ({i})"))
                 for i in range(3)]
-        planner = keys.stream("planner")
+        planner = keys.stream("seed", "planner")
         client.xadd(planner, {"msg": b"{not json"})
         wrong = Task(run_id=new_id(), role="researcher", task="for the wrong role")
         client.xadd(planner, {"msg": encode(wrong)})
@@ -90,7 +90,7 @@ def test_trace_json_rebuilds_every_hop(scenario: Scenario) -> None:
     assert [h["receivers"] for h in hops] == [["researcher"], ["summarizer"], ["result"]]
     assert hops[0]["parent_id"] is None
     assert [h["parent_id"] for h in hops[1:]] == [h["msg_id"] for h in hops[:-1]]
-    assert [h["stream"] for h in hops] == [scenario.keys.stream(r) for r in ROLES]
+    assert [h["stream"] for h in hops] == [scenario.keys.stream("seed", r) for r in ROLES]
     for h in hops:
         pad = scratchpad(scenario.client, scenario.keys, run_id, h["agent"])
         assert len(pad) == 1

@@ -84,10 +84,10 @@ def test_batched_equals_unbatched_through_the_worker(redis_url: str, backend: ob
 
 def test_batch_read_returns_up_to_batch_size(client: redis.Redis, keys: Keys) -> None:
     """XREADGROUP COUNT B: 5 waiting entries are read as 3, then 2, then none."""
-    streams = RoleStreams(client, keys, "planner", "c1")
+    streams = RoleStreams(client, keys, "seed", "planner", "c1")
     streams.ensure_groups()
     for i in range(5):
-        client.xadd(keys.stream("planner"), {"msg": encode(Task(run_id=f"r{i}", role="planner", task="t"))})
+        client.xadd(keys.stream("seed", "planner"), {"msg": encode(Task(run_id=f"r{i}", role="planner", task="t"))})
     sizes = [len(streams.read(pending=False, count=3, block_ms=None)) for _ in range(3)]
     assert sizes == [3, 2, 0]
 
@@ -104,7 +104,7 @@ def test_lone_message_is_processed_without_waiting_for_a_batch(redis_url: str, b
     assert len(entries) == 1
     worker.process(entries)
     assert len(scratchpad(client, keys, run_id, "Alice")) == 1
-    nxt = client.xrange(keys.stream("researcher"))
+    nxt = client.xrange(keys.stream("seed", "researcher"))
     assert len(nxt) == 1 and decode(nxt[0][1][b"msg"]).run_id == run_id  # type: ignore[union-attr]
     client.close()
 

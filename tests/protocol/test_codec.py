@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton.protocol import (
+    DEFAULT_WORKFLOW,
+    KEY_SAFE_PATTERN,
     MAX_MESSAGE_BYTES,
+    MAX_PARTS,
     DeadLetter,
     Error,
     Hop,
@@ -24,6 +29,7 @@ from baton.protocol import (
     peek_ids,
     schema,
 )
+from tests.conftest import ROOT
 
 MESSAGES = [
     Task(run_id="r", role="planner", task="Explain.", trace=(Hop(role="planner", tokens=3),)),
@@ -61,6 +67,18 @@ def test_ids_and_timestamps_are_filled() -> None:
         (b'\xff{"type":"task"}', "invalid UTF-8"),
         (b'{"run_id":"x","role":"a","task":"b"}', "missing required field `type`"),
         (b"[" * 50000, "invalid message"),
+        (b'{"type":"task","run_id":"","role":"a","task":"b"}', "Expected `str` of length >= 1 - at `$.run_id`"),
+        (b'{"type":"task","run_id":"a b","role":"a","task":"b"}', "matching regex"),
+        (b'{"type":"task","run_id":"x","role":"","task":"b"}', "- at `$.role`"),
+        (b'{"type":"task","run_id":"x","role":"a:*","task":"b"}', "- at `$.role`"),
+        (b'{"type":"task","run_id":"x","role":"a","task":"b","hop":-5}', "Expected `int` >= 0 - at `$.hop`"),
+        (b'{"type":"task","run_id":"x","role":"a","task":"b","max_hops":-1}', "Expected `int` >= 1 - at `$.max_hops`"),
+        (b'{"type":"task","run_id":"x","role":"a","task":"b","max_hops":0}', "Expected `int` >= 1 - at `$.max_hops`"),
+        (b'{"type":"task","run_id":"x","role":"a","task":"b","parts":0}', "Expected `int` >= 1 - at `$.parts`"),
+        (b'{"type":"task","run_id":"x","role":"a","task":"b","part":-1}', "- at `$.part`"),
+        (b'{"type":"task","run_id":"x","role":"a","task":"b","workflow":""}', "- at `$.workflow`"),
+        (b'{"type":"tool_call","run_id":"x","tool":"clock","timeout":0}', "Expected `float` > 0.0 - at `$.timeout`"),
+        (b'{"type":"task","id":"","run_id":"x","role":"a","task":"b"}', "- at `$.id`"),
     ],
 )
 def test_rejections_name_the_reason(raw: bytes, reason: str) -> None:
@@ -79,12 +97,40 @@ def test_size_limit_is_checked_before_parsing() -> None:
 def test_peek_ids_of_invalid_message() -> None:
     assert peek_ids(b'{"type":"task","run_id":"abc","id":"m1","role":5}') == ("abc", "m1")
     assert peek_ids(b"not json") == (None, None)
+    assert peek_ids(b'{"run_id":"","id":"a b","hop":-1}') == (None, None)  # invalid ids name nothing
+
+
+def test_task_defaults_leave_the_hop_limit_to_the_worker() -> None:
+    task = decode(b'{"type":"task","run_id":"x","role":"a","task":"b"}')
+    assert isinstance(task, Task) and task.max_hops is None and task.workflow == DEFAULT_WORKFLOW
+    assert decode(encode(DeadLetter(run_id="", role="planner", reason="r", original=""))).run_id == ""
 
 
 def test_schema_lists_every_message_type() -> None:
     text = json.dumps(schema())
     for tag in ("task", "result", "error", "tool_call", "tool_result", "dead_letter"):
         assert f'"{tag}"' in text
+
+
+def test_baton_schema_shows_the_constraints() -> None:
+    proc = subprocess.run([sys.executable, "-m", "baton", "schema"], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    task = json.loads(proc.stdout)["$defs"]["Task"]["properties"]
+    assert task["run_id"]["minLength"] == 1 and task["run_id"]["pattern"] == KEY_SAFE_PATTERN
+    assert task["hop"]["minimum"] == 0
+    assert task["max_hops"]["anyOf"][0]["minimum"] == 1 and task["max_hops"]["default"] is None
+    assert task["parts"]["maximum"] == MAX_PARTS and task["workflow"]["minLength"] == 1
+    wf = subprocess.run([sys.executable, "-m", "baton", "schema", "--workflow"], capture_output=True, text=True,
+                        timeout=60, cwd=ROOT)
+    assert wf.returncode == 0, wf.stderr
+    defs = json.loads(wf.stdout)["$defs"]
+    assert defs["Split"]["properties"]["count"]["maximum"] == MAX_PARTS
+    assert defs["Split"]["properties"]["by"]["enum"] == ["chunks", "copies", "lines", "sentences"]
+    assert defs["Route"]["properties"]["source"]["enum"] == ["continuation", "output", "tools"]
+    assert defs["RoleSpec"]["properties"]["memory"]["enum"] == ["agent", "none", "run"]
+    assert defs["ToolConfig"]["properties"]["timeout"]["exclusiveMinimum"] == 0
+    assert defs["RoleSpec"]["properties"]["agent"]["pattern"] == KEY_SAFE_PATTERN
 
 
 @settings(max_examples=300, deadline=None)

@@ -30,11 +30,11 @@ def test_cancel_and_deadline_stop_a_run_without_calling_the_model(
     proc = baton("cancel", cancelled, env=echo.env)
     assert proc.returncode == 0 and "cancelled to-cancel (was queued)" in proc.stdout, proc.stderr
     echo.spawn("planner")
-    wait_until(lambda: client.xlen(keys.stream("researcher")) == 1
-               and client.xpending(keys.stream("planner"), "planner")["pending"] == 0
-               and client.xinfo_groups(keys.stream("planner"))[0]["lag"] == 0,
+    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1
+               and client.xpending(keys.stream("seed", "planner"), "planner")["pending"] == 0
+               and client.xinfo_groups(keys.stream("seed", "planner"))[0]["lag"] == 0,
                what="the planner to consume all three", logs=echo.logs)
-    (_, fields), = client.xrange(keys.stream("researcher"))
+    (_, fields), = client.xrange(keys.stream("seed", "researcher"))
     assert decode(fields[b"msg"]).run_id == fine
     assert (get_run(client, keys, cancelled) or {})["status"] == "cancelled"
     rec = get_run(client, keys, late) or {}
@@ -59,10 +59,10 @@ def test_hop_limit_dead_letters_a_looping_run(client: redis.Redis, keys: Keys, e
 
 
 def test_trimming_keeps_pending_and_unread_entries(client: redis.Redis, keys: Keys) -> None:
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     ensure_group(client, stream, "planner")
     ids = [client.xadd(stream, {"msg": f"m{i}".encode()}).decode() for i in range(8)]
-    reader = RoleStreams(client, keys, "planner", "c")
+    reader = RoleStreams(client, keys, "seed", "planner", "c")
     got = reader.read(pending=False, count=6, block_ms=100)  # m0..m5 delivered, m6 m7 unread
     assert [e.id for e in got] == ids[:6]
     client.xack(stream, "planner", ids[0], ids[1], ids[3], ids[5])  # m2 and m4 stay pending
@@ -75,7 +75,7 @@ def test_trimming_keeps_pending_and_unread_entries(client: redis.Redis, keys: Ke
     # a second group that has read nothing holds the floor at the start
     ensure_group(client, stream, "audit")
     assert trim_stream(client, stream) == 0
-    assert trim_floor(client, keys.stream("nobody")) is None
+    assert trim_floor(client, keys.stream("seed", "nobody")) is None
 
 
 def test_workers_trim_their_stream_periodically_and_records_expire(
@@ -88,7 +88,7 @@ def test_workers_trim_their_stream_periodically_and_records_expire(
                for i in range(3)]
     wait_until(lambda: all((get_run(client, keys, r) or {}).get("status") == "done" for r in run_ids),
                what="the runs", logs=echo.logs)
-    wait_until(lambda: all(client.xlen(keys.stream(r)) == 0 for r in ("planner", "researcher", "summarizer")),
+    wait_until(lambda: all(client.xlen(keys.stream("seed", r)) == 0 for r in ("planner", "researcher", "summarizer")),
                what="the workers' janitors to trim acknowledged history", logs=echo.logs)
     for run_id in run_ids:
         for key in (keys.run(run_id), keys.pad(run_id, "Alice"), keys.pad(run_id, "Eve"), keys.pads(run_id)):
@@ -101,15 +101,15 @@ def test_janitor_command_and_index_clean_up(client: redis.Redis, keys: Keys, ech
     client.zadd(keys.runs(), {"expired-run": 1.0})
     client.sadd(keys.cancelled(), "expired-run")
     client.xadd(keys.results(), {"msg": b"ancient"}, id="1000-0")
-    reader = RoleStreams(client, keys, "planner", "c")
+    reader = RoleStreams(client, keys, "seed", "planner", "c")
     (entry,) = reader.read(pending=False, count=1, block_ms=100)
-    client.xack(keys.stream("planner"), "planner", entry.id)
+    client.xack(keys.stream("seed", "planner"), "planner", entry.id)
     proc = baton("janitor", "--json", env={**echo.env, "BATON_RECORD_TTL_S": "60"})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report == {"trimmed": {keys.stream("planner"): 1}, "results_trimmed": 1, "runs_forgotten": 1,
+    assert report == {"trimmed": {keys.stream("seed", "planner"): 1}, "results_trimmed": 1, "runs_forgotten": 1,
                       "cancelled_forgotten": 1}
     assert client.zscore(keys.runs(), "old") is not None  # the fresh run stays indexed
-    unread = client.xadd(keys.stream("planner"), {"msg": b"x"})
+    unread = client.xadd(keys.stream("seed", "planner"), {"msg": b"x"})
     assert Janitor(client, keys).sweep().trimmed == {}  # not yet delivered: kept
-    assert client.xrange(keys.stream("planner"))[0][0] == unread
+    assert client.xrange(keys.stream("seed", "planner"))[0][0] == unread

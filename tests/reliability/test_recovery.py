@@ -57,7 +57,7 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
     victim = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "120"})
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="killed-mid-task", role="planner", task="survive me"))
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the victim to take the task")
     victim_name = _pending(client, stream, "planner")[0]["consumer"].decode()
     heir = echo.spawn("planner")
@@ -80,12 +80,12 @@ def test_slow_but_alive_worker_keeps_its_task(client: redis.Redis, keys: Keys, e
     slow = echo.spawn("planner", env={**lease, "BATON_ECHO_DELAY_S": "7"})
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="slow-run", role="planner", task="take your time"))
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the slow worker to take the task")
     slow_name = _pending(client, stream, "planner")[0]["consumer"].decode()
     other = echo.spawn("planner", env=lease)
     echo.wait_ready(client, 2, timeout=180)
-    wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the slow worker's handoff",
+    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the slow worker's handoff",
                logs=echo.logs)
     (pad,) = scratchpad(client, keys, run_id, "Alice")
     assert pad["meta"]["consumer"] == slow_name  # the lease (XCLAIM JUSTID) kept it: never idle 3 s
@@ -116,7 +116,7 @@ def test_poison_message_ends_in_the_dlq_and_replays_once_fixed(
     assert crashes == 3  # max_deliveries: three deliveries killed their worker, the fourth was refused
     assert letter.attempts == 4 and letter.role == "planner" and letter.run_id == run_id
     assert "delivered 4 times (max_deliveries=3)" in letter.reason
-    assert decode(letter.original) == decode(client.xrange(keys.stream("planner"))[0][1][b"msg"])
+    assert decode(letter.original) == decode(client.xrange(keys.stream("seed", "planner"))[0][1][b"msg"])
     assert (get_run(client, keys, run_id) or {})["status"] == "failed"
     assert proc.poll() is None  # the worker that refused it lives on
 
@@ -133,7 +133,7 @@ def test_poison_message_ends_in_the_dlq_and_replays_once_fixed(
     replayed = baton("dlq", "replay", entry_id.decode(), env=echo.env)
     assert replayed.returncode == 0 and "replayed" in replayed.stdout, replayed.stderr
     assert client.xlen(keys.dead()) == 0
-    wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the replayed task's handoff",
+    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the replayed task's handoff",
                logs=echo.logs)
     assert (get_run(client, keys, run_id) or {})["status"] == "running"
     assert len(scratchpad(client, keys, run_id, "Alice")) == 1
@@ -145,7 +145,7 @@ def test_dlq_purge(client: redis.Redis, keys: Keys, echo: Workers) -> None:
     echo.spawn("planner")
     echo.wait_ready(client, 1, timeout=180)
     for _ in range(3):
-        client.xadd(keys.stream("planner"), {"msg": b"{oops"})
+        client.xadd(keys.stream("seed", "planner"), {"msg": b"{oops"})
     wait_until(lambda: client.xlen(keys.dead()) == 3, what="three dead letters", logs=echo.logs)
     first = client.xrange(keys.dead())[0][0].decode()
     assert "purged 1 dead letter" in baton("dlq", "purge", first, env=echo.env).stdout
@@ -162,18 +162,18 @@ def test_worker_reads_its_own_pending_entries_first(client: redis.Redis, keys: K
     w = Worker(s, SEED, "planner", backend=EchoBackend())
     run_id = submit(client, keys, Task(run_id="own-pending", role="planner", task="t"))
     # the entry was delivered to this consumer name before (a previous life of the process)
-    (entry,) = RoleStreams(client, keys, "planner", w.consumer).read(pending=False, count=5, block_ms=100)
+    (entry,) = RoleStreams(client, keys, "seed", "planner", w.consumer).read(pending=False, count=5, block_ms=100)
     thread = threading.Thread(target=w.run)
     thread.start()
     try:
-        wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the pending entry's handoff")
+        wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the pending entry's handoff")
     finally:
         w.stopping.set()
         thread.join(30)
     assert w.processed == 1 and w.reclaimed == 0
     (pad,) = scratchpad(client, keys, run_id, "Alice")
     assert pad["meta"]["consumer"] == w.consumer
-    assert client.xpending(keys.stream("planner"), "planner")["pending"] == 0
+    assert client.xpending(keys.stream("seed", "planner"), "planner")["pending"] == 0
 
 
 def test_redelivered_messages_yield_no_duplicates(client: redis.Redis, keys: Keys, echo: Workers) -> None:
@@ -182,18 +182,18 @@ def test_redelivered_messages_yield_no_duplicates(client: redis.Redis, keys: Key
     run_id = submit(client, keys, Task(run_id="once-only", role="planner", task="once"))
     assert wait_runs(client, keys, [run_id], timeout=60)[run_id]["status"] == "done", echo.logs()
     for role in ("planner", "summarizer"):  # the same messages again, as a redelivery after a crash
-        (_, fields), = client.xrange(keys.stream(role))
-        client.xadd(keys.stream(role), fields)
+        (_, fields), = client.xrange(keys.stream("seed", role))
+        client.xadd(keys.stream("seed", role), fields)
 
     def settled() -> bool:
         return all(
-            client.xpending(keys.stream(r), r)["pending"] == 0
-            and client.xinfo_groups(keys.stream(r))[0]["lag"] == 0 for r in ROLES
+            client.xpending(keys.stream("seed", r), r)["pending"] == 0
+            and client.xinfo_groups(keys.stream("seed", r))[0]["lag"] == 0 for r in ROLES
         )
 
     wait_until(settled, what="the redeliveries to be consumed", logs=echo.logs)
     assert [r.run_id for r in _results(client, keys)] == [run_id]
-    assert client.xlen(keys.stream("researcher")) == 1
+    assert client.xlen(keys.stream("seed", "researcher")) == 1
     assert all(len(scratchpad(client, keys, run_id, a)) == 1 for a in ("Alice", "Bob", "Eve"))
     assert echo.logs().count("had already been handed off") == 2
 
@@ -244,11 +244,11 @@ def test_sigterm_finishes_the_task_in_flight_and_exits_0(client: redis.Redis, ke
     proc = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "3"})
     echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="graceful", role="planner", task="finish me"))
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, echo.logs()
-    assert client.xlen(keys.stream("researcher")) == 1
+    assert client.xlen(keys.stream("seed", "researcher")) == 1
     assert _pending(client, stream, "planner") == []
     assert live_workers(client, keys) == []
     assert client.xinfo_consumers(stream, "planner") == []
@@ -260,21 +260,21 @@ def test_second_signal_exits_at_once_leaving_the_task_pending(
     proc = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "120"})
     echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="impatient", role="planner", task="never mind"))
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     proc.send_signal(signal.SIGTERM)
     wait_until(lambda: "finishing in-flight work" in echo.logs(), what="the first signal to be handled")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 1
     assert len(_pending(client, stream, "planner")) == 1  # left for another worker to reclaim
-    assert client.xlen(keys.stream("researcher")) == 0
+    assert client.xlen(keys.stream("seed", "researcher")) == 0
 
 
 def test_work_outlasting_the_grace_period_is_left_pending(client: redis.Redis, keys: Keys, echo: Workers) -> None:
     proc = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "120", "BATON_SHUTDOWN_GRACE_S": "1"})
     echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="overdue", role="planner", task="too slow"))
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 1
@@ -288,17 +288,18 @@ def test_a_paused_worker_that_wakes_up_late_cannot_commit_a_second_copy(
     zombie = echo.spawn("planner", env={"BATON_ECHO_DELAY_S": "2"})
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="zombie", role="planner", task="who finishes?"))
-    stream = keys.stream("planner")
+    stream = keys.stream("seed", "planner")
     wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     zombie.send_signal(signal.SIGSTOP)  # a long GC pause or a partition: no heartbeat, no lease renewal
     try:
         heir = echo.spawn("planner")
-        wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the heir's handoff", logs=echo.logs)
+        wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the heir's handoff",
+                   logs=echo.logs)
     finally:
         zombie.send_signal(signal.SIGCONT)
     wait_until(lambda: "was reclaimed by another worker" in _log_of(echo, zombie),
                what="the zombie's late commit to be refused", logs=echo.logs)
-    assert client.xlen(keys.stream("researcher")) == 1
+    assert client.xlen(keys.stream("seed", "researcher")) == 1
     (pad,) = scratchpad(client, keys, run_id, "Alice")
     assert pad["meta"]["consumer"] in _log_of(echo, heir)
     assert zombie.poll() is None
@@ -308,10 +309,10 @@ def test_a_failing_prompt_does_not_take_its_batch_mates_down(client: redis.Redis
     good = [submit(client, keys, Task(run_id=f"mate-{i}", role="planner", task=f"fine {i}")) for i in range(2)]
     bad = submit(client, keys, Task(run_id="always-fails", role="planner", task="[[fault:raise:99]] broken"))
     echo.spawn("planner", env={"BATON_BATCH_SIZE": "8"})  # the three arrive in one batch
-    wait_until(lambda: client.xlen(keys.dead()) == 1 and client.xlen(keys.stream("researcher")) == 2,
+    wait_until(lambda: client.xlen(keys.dead()) == 1 and client.xlen(keys.stream("seed", "researcher")) == 2,
                what="the batch-mates' handoffs and the bad prompt's dead letter", logs=echo.logs)
     assert "retrying its 3 prompts one by one" in echo.logs()
-    handed = {decode(f[b"msg"]).run_id for _, f in client.xrange(keys.stream("researcher"))}
+    handed = {decode(f[b"msg"]).run_id for _, f in client.xrange(keys.stream("seed", "researcher"))}
     assert handed == set(good)
     (_, fields), = client.xrange(keys.dead())
     assert decode(fields[b"msg"]).run_id == bad  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ from tests.reliability.test_recovery import baton
 
 
 def _acl_user(admin: redis.Redis, keys: Keys, role: str, nxt: list[str], password: str) -> str:
-    rules = role_acl(keys, role, nxt, password=password)
+    rules = role_acl(keys, "seed", role, nxt, password=password)
     admin.execute_command("ACL", "SETUSER", *rules)
     return rules[0]
 
@@ -38,20 +38,20 @@ def test_worker_runs_under_a_least_privilege_user_and_is_refused_elsewhere(
     env = {"REDIS_URL": url, "BATON_JANITOR_INTERVAL_S": "0.3", "BATON_RECORD_TTL_S": "3600"}
     # an entry held by a dead consumer, so the worker's reclaim path runs under the ACL too
     orphan = submit(admin, keys, Task(run_id="orphan", role="planner", task="held by the dead"))
-    RoleStreams(admin, keys, "planner", "planner-gone-1-abc").read(pending=False, count=1, block_ms=100)
+    RoleStreams(admin, keys, "seed", "planner", "planner-gone-1-abc").read(pending=False, count=1, block_ms=100)
     proc = echo.spawn("planner", env=env)
     runs = [orphan] + [submit(admin, keys, Task(run_id=f"acl-{i}", role="planner", task="t")) for i in range(2)]
     wait_until(lambda: all((get_run(admin, keys, r) or {}).get("role") == "researcher" for r in runs),
                what="the planner handoffs under the ACL user", logs=echo.logs)
-    wait_until(lambda: admin.xlen(keys.stream("planner")) == 0, what="the janitor under the ACL user",
+    wait_until(lambda: admin.xlen(keys.stream("seed", "planner")) == 0, what="the janitor under the ACL user",
                logs=echo.logs)
     assert proc.poll() is None
     assert admin.acl_log() == [], "the worker needed something its ACL does not grant"
 
     as_role = redis.Redis.from_url(url)
     refused: list[Callable[[], Any]] = [
-        lambda: as_role.xadd(keys.stream("summarizer"), {"msg": b"x"}),
-        lambda: as_role.xreadgroup("summarizer", "c", {keys.stream("summarizer"): ">"}),
+        lambda: as_role.xadd(keys.stream("seed", "summarizer"), {"msg": b"x"}),
+        lambda: as_role.xreadgroup("summarizer", "c", {keys.stream("seed", "summarizer"): ">"}),
         lambda: as_role.hset("elsewhere", "k", "v"),
         lambda: as_role.flushall(),
         lambda: as_role.config_get("*"),
@@ -63,7 +63,8 @@ def test_worker_runs_under_a_least_privilege_user_and_is_refused_elsewhere(
     as_role.close()
     log = admin.acl_log()
     assert {e["username"] for e in log} == {user}
-    assert {e["object"] for e in log} >= {keys.stream("summarizer"), "elsewhere", "flushall", "config|get", "keys"}
+    refused_keys = {keys.stream("seed", "summarizer"), "elsewhere", "flushall", "config|get", "keys"}
+    assert {e["object"] for e in log} >= refused_keys
 
 
 def _certs(tmp: Path) -> tuple[Path, Path, Path]:
@@ -132,9 +133,9 @@ def test_one_runs_scratchpad_never_enters_another_runs_prompt(
 ) -> None:
     echo.spawn("planner")  # echo answers with the prompt itself, so the response shows the memory used
     first = submit(client, keys, Task(run_id="secret-run", role="planner", task="the password is swordfish"))
-    wait_until(lambda: client.xlen(keys.stream("researcher")) == 1, what="the first run", logs=echo.logs)
+    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the first run", logs=echo.logs)
     second = submit(client, keys, Task(run_id="other-run", role="planner", task="what is the password?"))
-    wait_until(lambda: client.xlen(keys.stream("researcher")) == 2, what="the second run", logs=echo.logs)
+    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 2, what="the second run", logs=echo.logs)
     (mine,) = scratchpad(client, keys, second, "Alice")
     assert "Memory: []" in mine["response"] and "swordfish" not in mine["response"]
     assert "swordfish" in scratchpad(client, keys, first, "Alice")[0]["response"]
@@ -156,7 +157,7 @@ def test_fanout_workflow_runs_under_the_acl_users_baton_acl_prints(
         admin.execute_command(*words)
     admin.acl_log_reset()
     for role in ("planner", "researcher", "summarizer"):
-        url = f"redis://baton-{role}:{role}-pw@127.0.0.1:{private_redis.port}/0"
+        url = f"redis://baton-research_fanout-{role}:{role}-pw@127.0.0.1:{private_redis.port}/0"
         echo.spawn(role, "--workflow", "research_fanout", env={"REDIS_URL": url})
     submit(admin, keys, Task(run_id="acl-fanout", role="planner", task="Explain.", workflow="research_fanout"))
     wait_until(lambda: (get_run(admin, keys, "acl-fanout") or {}).get("status") in {"done", "failed"},

@@ -37,4 +37,4 @@ def test_research_fanout_with_two_researcher_processes(client: redis.Redis, keys
     assert len(consumers) == 2, consumers  # both researcher processes took parts
     assert client.xlen(keys.results()) == 2
     for role in ("planner", "researcher", "summarizer"):
-        assert client.xpending(keys.stream(role), role)["pending"] == 0
+        assert client.xpending(keys.stream("research_fanout", role), role)["pending"] == 0

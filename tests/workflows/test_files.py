@@ -34,7 +34,17 @@ BAD = {
     "route": (GOOD + "routes = [{when = '(', to = 'a'}]\n", "not a valid regex"),
     "split_without_join": (GOOD.replace('next = "b"', 'next = "b"\nsplit = {count = 2}'), "no role has join"),
     "split_rule": (GOOD.replace('next = "b"', 'next = "b"\nsplit = {by = "words"}') + "join = true\n",
-                   "split.by 'words'"),
+                   "Invalid enum value 'words' - at `$.roles[0].split.by` (use chunks, copies, lines or sentences)"),
+    "split_count": (GOOD.replace('next = "b"', 'next = "b"\nsplit = {count = 65}') + "join = true\n",
+                    "Expected `int` <= 64 - at `$.roles[0].split.count`"),
+    "memory": (GOOD + "memory = 'forever'\n", "at `$.roles[1].memory` (use agent, none or run)"),
+    "route_source": (GOOD + "routes = [{when = 'x', to = 'a', source = 'mood'}]\n",
+                     "(use continuation, output or tools)"),
+    "tool_timeout": (GOOD + "[tools.clock]\ntimeout = 0\n", "Expected `float` > 0.0 - at `$.tools[...].timeout`"),
+    "role_name": (GOOD.replace('role = "b"', 'role = "b c"').replace('next = "b"', 'next = "b c"'),
+                  "matching regex"),
+    "empty_agent": (GOOD.replace('agent = "B"', 'agent = ""'), "Expected `str` of length >= 1 - at `$.roles[1].agent`"),
+    "workflow_name": (GOOD.replace('name = "ok"', 'name = "ok:*"'), "- at `$.name`"),
 }
 
 

@@ -1,0 +1,47 @@
+"""Constrained field types shared by the wire messages and the workflow spec.
+
+The constraints are msgspec ``Meta`` annotations: decoding enforces them (a violation is a
+one-line ``ProtocolError`` or ``WorkflowError``) and the JSON Schema shows them. Names and ids
+become parts of Redis keys, so they are limited to a key-safe alphabet: letters, digits, ``_``,
+``.`` and ``-``, starting with a letter or digit (no ``:``, ``{``, ``}``, ``*`` or spaces).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+from baton.protocol.limits import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_PARTS, MAX_TOOL_TIMEOUT_S
+
+__all__ = [
+    "KEY_SAFE_PATTERN",
+    "Count",
+    "HopCount",
+    "HopLimit",
+    "Id",
+    "MaybeId",
+    "MaybeName",
+    "Name",
+    "PartCount",
+    "PartIndex",
+    "ToolTimeout",
+]
+
+KEY_SAFE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""What a name or id may look like: safe inside a Redis key and a SCAN pattern."""
+
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=KEY_SAFE_PATTERN,
+                           description="A workflow, role, agent or tool name (key-safe).")]
+MaybeName = Annotated[str, Meta(max_length=MAX_NAME_LENGTH, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*)?$",
+                                description="A key-safe name, or empty for none.")]
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=KEY_SAFE_PATTERN,
+                         description="A message or run id (key-safe).")]
+MaybeId = Annotated[str, Meta(max_length=MAX_ID_LENGTH, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*)?$",
+                              description="A key-safe id, or empty for none.")]
+Count = Annotated[int, Meta(ge=0)]
+HopCount = Annotated[int, Meta(ge=0, description="Handoffs taken so far.")]
+HopLimit = Annotated[int, Meta(ge=1, description="Most handoffs the run may take.")]
+PartIndex = Annotated[int, Meta(ge=0, lt=MAX_PARTS, description="A fan-out part, numbered from 0.")]
+PartCount = Annotated[int, Meta(ge=1, le=MAX_PARTS, description="How many parts a fan-out has.")]
+ToolTimeout = Annotated[float, Meta(gt=0, le=MAX_TOOL_TIMEOUT_S, description="Seconds a tool call may take.")]
