@@ -30,7 +30,8 @@ import typer
 
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, submit
-from baton.protocol import DeadLetter, ProtocolError, Result, Task, decode
+from baton.broker.dlq import list_dead
+from baton.protocol import ProtocolError, Result, Task, decode
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
 
@@ -251,14 +252,10 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
         if isinstance(msg, Result):
             results[msg.run_id] += 1
     dead_runs = set()
-    for _, fields in client.xrange(keys.dead()):
-        try:
-            dl = decode(fields.get(b"msg", b""))
-        except ProtocolError:
-            continue
-        if isinstance(dl, DeadLetter):
+    for dead in list_dead(client, keys, limit=0):
+        if dead.readable:
             report.dead_lettered += 1
-            dead_runs.add(dl.run_id)
+            dead_runs.add(dead.letter.run_id)
     agents = [r.agent for r in SEED.roles]
     for run_id in run_ids:
         raw = client.hget(keys.run(run_id), "status")

@@ -1,7 +1,7 @@
 """Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
 
 from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
-from baton.protocol.limits import MAX_HOPS, MAX_MESSAGE_BYTES
+from baton.protocol.limits import DEAD_LETTER_MAX_BYTES, MAX_HOPS, MAX_MESSAGE_BYTES
 from baton.protocol.messages import (
     PROTOCOL_VERSION,
     DeadLetter,
@@ -17,6 +17,7 @@ from baton.protocol.messages import (
 )
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
     "MAX_HOPS",
     "MAX_MESSAGE_BYTES",
     "PROTOCOL_VERSION",

@@ -51,6 +51,7 @@ from baton.broker import (
 )
 from baton.broker.janitor import Janitor
 from baton.protocol import (
+    DEAD_LETTER_MAX_BYTES,
     DeadLetter,
     Error,
     Hop,
@@ -384,7 +385,7 @@ class Worker:
     def _dead_letter(self, entry: Entry, reason: str, task: Task | None) -> Handoff:
         p = self.partition_of.get(entry.stream, 0)
         raw = entry.data or b""
-        run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw)
+        run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw, limit=DEAD_LETTER_MAX_BYTES)
         with bind(run_id=run_id or "", msg_id=msg_id or ""):
             log.warning("dead-lettering entry %s of %s: %s", entry.id, entry.stream, reason)
         dl = DeadLetter(run_id=run_id or "", role=self.spec.role, reason=reason,

@@ -49,7 +49,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
     assert decode(fields[b"msg"]).run_id == run_id
     assert proc.poll() is None
     listed = baton("dlq", "list", "--json", env=workers.env)
-    assert [row["run_id"] for row in json.loads(listed.stdout)] == ["r-v2", "r-tag", "r-missing", ""]
+    assert [row["run_id"] for row in json.loads(listed.stdout)] == ["r-v2", "r-tag", "r-missing", "r-big"]
 
 
 def test_unknown_role_is_a_one_line_cli_error(worker_env: dict[str, str]) -> None:
