@@ -27,9 +27,9 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
+from baton.agents.ops.collectors import SnapshotCollector
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.trace import RunNotFound, build_trace
-from baton.agents.ops.collectors import SnapshotCollector
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, agents_in_run, connect, list_runs, scratchpad, submit

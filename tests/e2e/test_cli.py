@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,13 +11,9 @@ import pytest
 import redis
 
 from baton.broker import Keys
+from tests.cli import baton
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, notebook
-
-
-def baton(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def seed_stdout(memories: dict[str, list[dict[str, str]]]) -> str:

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.broker import EmbeddedRedis, Keys, free_port, scratchpad, submit
 from baton.protocol import Task, encode, new_id
+from tests.cli import baton
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
-from tests.ops.test_monitor import baton
 
 ROLES = ("planner", "researcher", "summarizer")
 AGENTS = {"planner": "Alice", "researcher": "Bob", "summarizer": "Eve"}

@@ -15,9 +15,9 @@ import redis
 from baton.broker import Keys, scratchpad, submit
 from baton.broker.dlq import list_dead
 from baton.protocol import MAX_MESSAGE_BYTES, Task, decode
+from tests.cli import baton
 from tests.conftest import Workers
-from tests.reliability.conftest import wait_until
-from tests.reliability.test_recovery import baton
+from tests.waiting import wait_for
 
 
 def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
@@ -37,7 +37,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
         client.xadd(stream, {"msg": data})
     long_task = " ".join(f"word{i}" for i in range(3000))  # far beyond 1024 tokens
     run_id = submit(client, keys, Task(run_id="long-prompt", role="planner", task=long_task))
-    wait_until(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("researcher")) == 1,
+    wait_for(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("researcher")) == 1,
                timeout=120, what="dead letters and the long task's handoff", logs=workers.logs)
     letters = list_dead(client, keys)
     for letter, (data, reason) in zip((d.letter for d in letters), bad, strict=True):
