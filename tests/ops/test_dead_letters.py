@@ -20,6 +20,9 @@ from baton.agents.workflow.spec import SEED
 from baton.broker import Keys, get_run, submit
 from baton.broker.dlq import ReplayError, count_dead, find_dead, list_dead, replay_dead
 from baton.protocol import MAX_MESSAGE_BYTES, DeadLetter, Task, encode
+from tests.cli import baton
+from tests.conftest import Workers
+from tests.waiting import wait_for
 
 
 def dead_letter_an_oversize_task(redis_url: str, client: redis.Redis, keys: Keys) -> str:
@@ -94,3 +97,20 @@ def test_list_dead_pages_merges_partitions_and_filters(client: redis.Redis) -> N
     assert [d.letter.reason for d in planner] == [f"bad {i}" for i in range(1, 250, 2)]
     assert [d.letter.reason for d in list_dead(client, keys, run_id="r201")] == ["bad 201"]
     assert count_dead(client, keys) == 250
+
+
+def test_dlq_purge_by_id_and_all_from_the_cli(client: redis.Redis, keys: Keys, workers: Workers) -> None:
+    workers.env["BATON_MODEL"] = "echo"
+    workers.spawn("planner")
+    workers.wait_ready(client, 1, timeout=180)
+    for _ in range(3):
+        client.xadd(keys.stream("planner"), {"msg": b"{oops"})
+    wait_for(lambda: client.xlen(keys.dead()) == 3, what="three dead letters", logs=workers.logs)
+    first = client.xrange(keys.dead())[0][0].decode()
+    assert "purged 1 dead letter" in baton("dlq", "purge", first, env=workers.env).stdout
+    assert "purged 2 dead letters" in baton("dlq", "purge", "--all", env=workers.env).stdout
+    assert client.xlen(keys.dead()) == 0
+    usage = baton("dlq", "purge", env=workers.env)
+    assert usage.returncode == 2 and "give dead letter ids or --all" in usage.stderr
+    typo = baton("dlq", "purge", "oops", env=workers.env)
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "not a dead letter id: 'oops'" in typo.stderr
