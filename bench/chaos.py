@@ -42,8 +42,9 @@ import typer
 
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
+from baton.broker.dlq import list_dead
 from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
-from baton.protocol import DeadLetter, ProtocolError, Result, Task, decode
+from baton.protocol import ProtocolError, Result, Task, decode
 from bench.faults import Faults, ModelOutages, RedisOom
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
@@ -327,14 +328,10 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
         if isinstance(msg, Result):
             results[msg.run_id] += 1
     dead_runs = set()
-    for _, raw in entries_from(client, keys.dead(), 0, count=None):
-        try:
-            dl = decode(raw)
-        except ProtocolError:
-            continue
-        if isinstance(dl, DeadLetter):
+    for dead in list_dead(client, keys, limit=0):
+        if dead.readable:
             report.dead_lettered += 1
-            dead_runs.add(dl.run_id)
+            dead_runs.add(dead.letter.run_id)
     agents = [r.agent for r in SEED.roles]
     for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
         status = rec.get("status", "")

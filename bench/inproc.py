@@ -1,6 +1,6 @@
 """In-process configurations, each run as its own process: ``python -m bench.inproc MODE ...``.
 
-- ``seed``: the notebook's three ``Agent`` objects, verbatim but for the model path, run by run
+- ``seed``: the notebook's three ``Agent`` objects (``bench/notebook.py``), run by run
   (fresh agents per run, as baton's memory is scoped to a run); prints throughput and the
   per-run latencies as JSON.
 - ``ceiling``: no broker: the same prompts through the three roles in batches of ``--batch``
@@ -28,44 +28,20 @@ def seed(model: str, runs: int, threads: int) -> dict[str, Any]:
 
     from baton.agents.backends.twin import quiet_transformers
     from bench.common import task_text
+    from bench.notebook import run_notebook
 
     if threads > 0:
         torch.set_num_threads(threads)
     with quiet_transformers():
         agent_model = pipeline("text-generation", model=model)
 
-    class Agent:
-        def __init__(self, name: str, role: str) -> None:
-            self.name = name
-            self.role = role
-            self.memory: list[dict[str, str]] = []
-
-        def log(self, entry: dict[str, str]) -> None:
-            self.memory.append(entry)
-
-        def run(self, task: str) -> str:
-            prompt = f"{self.role} agent named {self.name}. Task: {task}\nMemory: {self.memory[-3:]}\nResponse:"
-            output: str = agent_model(prompt, max_new_tokens=40)[0]["generated_text"]
-            self.log({"task": task, "response": output})
-            return output
-
-    def one_run(initial_task: str) -> str:
-        planner = Agent("Alice", "Planner")
-        researcher = Agent("Bob", "Researcher")
-        summarizer = Agent("Eve", "Summarizer")
-        planner_output = planner.run(initial_task)
-        research_task = f"Research and elaborate: {planner_output}"
-        research_output = researcher.run(research_task)
-        summary_task = f"Summarize key points: {research_output}"
-        return summarizer.run(summary_task)
-
     with quiet_transformers():
-        one_run(task_text(0))  # warm-up
+        run_notebook(agent_model, task_text(0))  # warm-up
         latencies = []
         t0 = time.perf_counter()
         for i in range(runs):
             t = time.perf_counter()
-            one_run(task_text(i))
+            run_notebook(agent_model, task_text(i))
             latencies.append(time.perf_counter() - t)
         elapsed = time.perf_counter() - t0
     return {"runs": runs, "elapsed": elapsed, "latencies": latencies, "threads": torch.get_num_threads()}

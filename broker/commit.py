@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,6 +17,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from baton.broker.cache import PerClient
 from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import Entry
 
@@ -66,16 +66,14 @@ class _Committer:
 
     def __init__(self) -> None:
         self.sha = hashlib.sha1(_LUA.encode()).hexdigest()
-        self._loaded: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+        self._loaded: PerClient[str, bool] = PerClient(maxsize=1)
 
     def ensure_loaded(self, client: redis.Redis) -> None:
-        if client not in self._loaded:
-            client.script_load(_LUA)
-            self._loaded.add(client)
+        self._loaded.get(client, self.sha, lambda: bool(client.script_load(_LUA)))
 
     def reload(self, client: redis.Redis) -> None:
-        client.script_load(_LUA)
-        self._loaded.add(client)
+        self._loaded.forget(client, self.sha)
+        self.ensure_loaded(client)
 
 
 _committer = _Committer()

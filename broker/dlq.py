@@ -5,13 +5,19 @@ re-publishes the original message on the stream it came from and removes the dea
 transaction; the run record goes back to ``queued``. The dead-letter commit used an idempotency
 marker of its own (``dead:<stream>:<entry>``), not the message's, so a replayed message is
 handled like a new one.
+
+``list_dead`` is the one reader of dead letters (CLI, monitor, dashboard, traces) and
+``parse_dead`` the one rule by which each is decoded: with ``DEAD_LETTER_LIMIT``, larger than the
+1 MiB of live messages, so a dead letter of an oversize message is still shown with its reason.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import redis
@@ -19,15 +25,22 @@ import redis
 from baton.broker.keys import Keys
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import MAX_MESSAGE_BYTES, DeadLetter, ProtocolError, decode
+from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, decode
 
 __all__ = [
-    "DEAD_LETTER_LIMIT", "DeadEntry", "ReplayError", "find_dead", "is_entry_id", "list_dead", "purge_dead",
-    "replay_dead",
+    "DEAD_LETTER_LIMIT", "UNREADABLE_PREVIEW", "DeadEntry", "ReplayError", "count_dead", "find_dead", "is_entry_id",
+    "list_dead", "parse_dead", "purge_dead", "replay_dead",
 ]
 
 
 _ENTRY_ID = re.compile(r"\d+-\d+")
+_PAGE = 100
+
+DEAD_LETTER_LIMIT = DEAD_LETTER_MAX_BYTES
+"""Dead letters keep oversize originals whole, so they are read with this larger limit."""
+
+UNREADABLE_PREVIEW = 2000
+"""How many bytes of an unreadable dead-letter entry are kept in its placeholder letter."""
 
 
 def is_entry_id(text: str) -> bool:
@@ -41,37 +54,77 @@ class ReplayError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class DeadEntry:
-    """One dead letter: where it is stored and what it says."""
+    """One dead letter: where it is stored and what it says.
+
+    ``readable`` is False for an entry that is not a decodable dead letter (over
+    ``DEAD_LETTER_LIMIT``, or not one at all): its ``letter`` is then a placeholder whose reason
+    says why and whose ``original`` is the entry's first ``UNREADABLE_PREVIEW`` bytes.
+    """
 
     key: str
     id: str
     letter: DeadLetter
+    readable: bool = True
 
 
-DEAD_LETTER_LIMIT = 64 * MAX_MESSAGE_BYTES
-"""Dead letters keep oversize originals whole, so they are read with a larger limit."""
+def parse_dead(key: str, entry_id: Any, raw: bytes | None) -> DeadEntry:
+    """The one rule by which a dead-letter entry is read: decode it with ``DEAD_LETTER_LIMIT``.
 
-
-def _parse(key: str, entry_id: Any, fields: dict[bytes, bytes]) -> DeadEntry | None:
+    Never fails and never drops an entry: what cannot be read becomes an unreadable placeholder.
+    """
+    eid = as_text(entry_id)
     try:
-        msg = decode(fields.get(b"msg", b""), limit=DEAD_LETTER_LIMIT)
-    except ProtocolError:
-        return None
-    return DeadEntry(key, as_text(entry_id), msg) if isinstance(msg, DeadLetter) else None
+        msg = decode(raw or b"", limit=DEAD_LETTER_LIMIT)
+    except ProtocolError as exc:
+        problem = str(exc)
+    else:
+        if isinstance(msg, DeadLetter):
+            return DeadEntry(key, eid, msg)
+        problem = f"a {type(msg).__name__} message, not a dead letter"
+    placeholder = DeadLetter(
+        run_id="", role="", reason=f"unreadable dead letter: {problem}",
+        original=bytes(raw or b"")[:UNREADABLE_PREVIEW].decode("utf-8", "replace"),
+        created_at=entry_id_key(eid)[0] / 1000,
+    )
+    return DeadEntry(key, eid, placeholder, readable=False)
 
 
-def list_dead(client: redis.Redis, keys: Keys, *, role: str | None = None, limit: int = 100) -> list[DeadEntry]:
-    """Dead letters of every partition, oldest first (at most ``limit``; 0 = all)."""
-    found: list[DeadEntry] = []
-    for p in range(keys.partitions):
-        key = keys.dead(p)
-        rows: Any = client.xrange(key)
+def _partition(client: redis.Redis, key: str, newest_first: bool) -> Iterator[DeadEntry]:
+    """Every dead letter of one partition's stream, read page by page in id order."""
+    lo, hi = "-", "+"
+    while True:
+        rows: Any = (client.xrevrange(key, max=hi, min="-", count=_PAGE) if newest_first
+                     else client.xrange(key, min=lo, max="+", count=_PAGE))
         for entry_id, fields in rows:
-            d = _parse(key, entry_id, fields)
-            if d is not None and (role is None or d.letter.role == role):
-                found.append(d)
-    found.sort(key=lambda d: entry_id_key(d.id))
-    return found[:limit] if limit > 0 else found
+            yield parse_dead(key, entry_id, fields.get(b"msg"))
+        if len(rows) < _PAGE:
+            return
+        last = as_text(rows[-1][0])
+        hi, lo = f"({last}", f"({last}"
+
+
+def list_dead(
+    client: redis.Redis, keys: Keys, *, role: str | None = None, run_id: str | None = None, limit: int = 100,
+    newest_first: bool = False,
+) -> list[DeadEntry]:
+    """Dead letters of every partition in id order (oldest first unless ``newest_first``).
+
+    At most ``limit`` (0 = all) of those of ``role`` and ``run_id`` (when given). Every reader of
+    dead letters (the CLI, the monitor, the dashboard, traces) goes through here.
+    """
+    streams = [_partition(client, keys.dead(p), newest_first) for p in range(keys.partitions)]
+    merged = heapq.merge(*streams, key=lambda d: entry_id_key(d.id), reverse=newest_first)
+    wanted = (d for d in merged if (role is None or d.letter.role == role)
+              and (run_id is None or d.letter.run_id == run_id))
+    return list(islice(wanted, limit)) if limit > 0 else list(wanted)
+
+
+def count_dead(client: redis.Redis, keys: Keys) -> int:
+    """How many dead letters there are over all partitions."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.xlen(keys.dead(p))
+    return sum(int(n) for n in pipe.execute())
 
 
 def find_dead(client: redis.Redis, keys: Keys, entry_id: str) -> DeadEntry | None:
@@ -82,13 +135,15 @@ def find_dead(client: redis.Redis, keys: Keys, entry_id: str) -> DeadEntry | Non
         key = keys.dead(p)
         rows: Any = client.xrange(key, min=entry_id, max=entry_id)
         for eid, fields in rows:
-            return _parse(key, eid, fields)
+            return parse_dead(key, eid, fields.get(b"msg"))
     return None
 
 
 def replay_dead(client: redis.Redis, keys: Keys, dead: DeadEntry) -> str:
     """Re-publish a dead letter's original message where it came from; return the new entry id."""
     letter = dead.letter
+    if not dead.readable:
+        raise ReplayError(f"dead letter {dead.id} cannot be read ({letter.reason}); purge it instead")
     if not letter.original:
         raise ReplayError(f"dead letter {dead.id} has no original message to replay")
     if keys.parse_stream(letter.stream) is None:

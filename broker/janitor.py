@@ -114,14 +114,18 @@ class Janitor:
         return sorted(as_text(k) for k in found)
 
     def maybe_sweep(self) -> SweepReport | None:
-        """Sweep if the interval has passed (0 or less disables it); never raises Redis errors."""
+        """Sweep if the interval has passed (0 or less disables it); None when it did not sweep.
+
+        Never raises on Redis trouble (connection lost, timeout, an error reply such as OOM): the
+        failure is logged and the sweep is tried again one interval later.
+        """
         if self.interval_s <= 0 or time.monotonic() < self._next:
             return None
         self._next = time.monotonic() + self.interval_s
         try:
             return self.sweep()
-        except redis.ResponseError as exc:
-            log.warning("janitor sweep failed: %s", exc)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("janitor sweep failed (%s: %s); retrying in %.0fs", type(exc).__name__, exc, self.interval_s)
             return None
 
     def sweep(self, *, now: float | None = None) -> SweepReport:

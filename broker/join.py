@@ -7,18 +7,22 @@ stays pending until its handoff commits.
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
+from baton.broker.cache import PerClient
 from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import Entry
 
 __all__ = ["join_part"]
 
 _LUA = resources.files("baton.broker").joinpath("lua/join.lua").read_text()
-_scripts: dict[int, Any] = {}
+_SHA = hashlib.sha1(_LUA.encode()).hexdigest()
+_loaded: PerClient[str, bool] = PerClient(maxsize=1)
 
 
 def join_part(
@@ -31,14 +35,20 @@ def join_part(
     the part was parked (its entry acked), arrived after its group was gathered (a duplicate:
     acked), or the entry is no longer this consumer's.
     """
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts[id(client)] = client.register_script(_LUA)
-    reply: list[Any] = script(
-        keys=[entry.stream, keys.join(run_id, join_group)],
-        args=[group, consumer, entry.id, part, payload, parts, MARKER_TTL_S],
-    )
+    reply = _evalsha(client, [entry.stream, keys.join(run_id, join_group)],
+                     [group, consumer, entry.id, part, payload, parts, MARKER_TTL_S])
     if int(reply[0]) != 1:
         return None
     flat = reply[1:]
     return {int(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _evalsha(client: redis.Redis, script_keys: list[str], args: list[str | bytes | int]) -> list[Any]:
+    """Run the join script, loading it once per client and again after a ``NOSCRIPT`` reply."""
+    _loaded.get(client, _SHA, lambda: bool(client.script_load(_LUA)))
+    try:
+        reply: list[Any] = client.evalsha(_SHA, len(script_keys), *script_keys, *args)
+    except NoScriptError:  # the server restarted or flushed its scripts
+        client.script_load(_LUA)
+        reply = client.evalsha(_SHA, len(script_keys), *script_keys, *args)
+    return reply

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import msgspec
 import redis
 
+from baton.broker.cache import PerClient
 from baton.broker.keys import Keys
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
@@ -86,7 +86,7 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
 
 _decode_json = msgspec.json.Decoder().decode
 
-_groups_made: weakref.WeakKeyDictionary[redis.Redis, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_groups_made: PerClient[tuple[str, str], bool] = PerClient(maxsize=1024)
 
 
 def _ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
@@ -96,10 +96,11 @@ def _ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
     (a Redis restart without persistence), workers re-create it from id 0 on their next read,
     so entries published in between are still delivered.
     """
-    made = _groups_made.setdefault(client, set())
-    if (stream, group) not in made:
+    def make() -> bool:
         ensure_group(client, stream, group)
-        made.add((stream, group))
+        return True
+
+    _groups_made.get(client, (stream, group), make)
 
 
 def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:

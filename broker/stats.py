@@ -23,7 +23,6 @@ __all__ = [
     "GroupStats",
     "StreamStats",
     "count_after",
-    "dead_letters",
     "discover_streams",
     "entries_from",
     "heartbeats",
@@ -164,19 +163,6 @@ def heartbeats(client: redis.Redis, keys: Keys) -> list[bytes]:
         return []
     values: list[Any] = client.mget(names)
     return [v for v in values if v is not None]
-
-
-def dead_letters(client: redis.Redis, keys: Keys, limit: int = 100) -> tuple[int, list[tuple[str, bytes]]]:
-    """Total dead letters over all partitions, and the newest ``limit`` raw entries (newest first)."""
-    total = 0
-    rows: list[tuple[str, bytes]] = []
-    for p in range(keys.partitions):
-        total += int(client.xlen(keys.dead(p)))
-        if limit > 0:
-            got: Any = client.xrevrange(keys.dead(p), count=limit)
-            rows += [(as_text(eid), fields.get(b"msg", b"")) for eid, fields in got]
-    rows.sort(key=lambda r: tuple(int(x) for x in r[0].split("-")), reverse=True)
-    return total, rows[:limit]
 
 
 def run_statuses(client: redis.Redis, keys: Keys, limit: int = COUNT_CAP) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
 from baton.protocol.fields import KEY_SAFE_PATTERN, Id, Name
 from baton.protocol.limits import (
+    DEAD_LETTER_MAX_BYTES,
     MAX_HOPS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
@@ -26,6 +27,7 @@ from baton.protocol.messages import (
 )
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
     "DEFAULT_WORKFLOW",
     "KEY_SAFE_PATTERN",
     "MAX_HOPS",

@@ -106,11 +106,11 @@ class Workers:
 
     def spawn(self, role: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start ``baton worker ROLE ARGS...`` as a separate process."""
-        log = open(self.log_dir / f"worker-{role}-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton", "worker", role, *args],
-            env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
+        with open(self.log_dir / f"worker-{role}-{len(self.procs)}.log", "wb") as log:  # the child keeps its copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "baton", "worker", role, *args],
+                env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )
         self.procs.append(proc)
         return proc
 

@@ -32,7 +32,8 @@ from baton.agents.ops.trace import RunNotFound, build_trace
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad, submit
-from baton.broker.stats import dead_letters, run_records
+from baton.broker.dlq import count_dead, list_dead
+from baton.broker.stats import run_records
 from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
 
 __all__ = ["Sampler", "SubmitRequest", "create_app"]
@@ -180,8 +181,8 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
 
     @app.get("/api/dead")
     def api_dead(limit: int = 50) -> dict[str, Any]:
-        total, rows = dead_letters(client, keys, max(1, min(limit, 1000)))
-        return {"total": total, "entries": msgspec.to_builtins(dead_letter_views(rows))}
+        entries = list_dead(client, keys, limit=max(1, min(limit, 1000)), newest_first=True)
+        return {"total": count_dead(client, keys), "entries": msgspec.to_builtins(dead_letter_views(entries))}
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -20,20 +20,19 @@ from typing import Any
 import msgspec
 
 from baton.broker import Keys, Redis
+from baton.broker.dlq import DeadEntry, count_dead, list_dead
 from baton.broker.stats import (
     ConsumerStats,
     StreamStats,
     count_after,
-    dead_letters,
     discover_streams,
     heartbeats,
     run_statuses,
     server_version,
     stream_stats,
 )
-from baton.protocol import DeadLetter, ProtocolError, decode
 
-__all__ = ["DeadLetterView", "Monitor", "RoleFigures", "Snapshot", "dead_letter_views"]
+__all__ = ["ORIGINAL_SHOWN", "DeadLetterView", "Monitor", "RoleFigures", "Snapshot", "dead_letter_views"]
 
 log = logging.getLogger("baton.monitor")
 
@@ -61,8 +60,13 @@ class RoleFigures(msgspec.Struct, kw_only=True):
     throughput: float | None = None
 
 
+ORIGINAL_SHOWN = 2000
+"""How many characters of a dead letter's original message a view holds (``truncated`` says so)."""
+
+
 class DeadLetterView(msgspec.Struct, kw_only=True):
-    """A dead letter as shown to an operator."""
+    """A dead letter as shown to an operator: ``original`` holds at most ``ORIGINAL_SHOWN``
+    characters of ``original_size``; ``readable`` is False when the entry could not be decoded."""
 
     entry_id: str
     role: str
@@ -73,6 +77,9 @@ class DeadLetterView(msgspec.Struct, kw_only=True):
     attempts: int
     created_at: float
     original: str
+    original_size: int
+    truncated: bool
+    readable: bool
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -102,21 +109,17 @@ class _Prev(msgspec.Struct):
     last_id: str
 
 
-def dead_letter_views(rows: Iterable[tuple[str, bytes]]) -> list[DeadLetterView]:
-    """Decode raw dead-letter entries for display; undecodable ones are shown as such."""
+def dead_letter_views(entries: Iterable[DeadEntry]) -> list[DeadLetterView]:
+    """Dead letters (from ``list_dead``) for display, originals cut to ``ORIGINAL_SHOWN`` characters."""
     views: list[DeadLetterView] = []
-    for entry_id, raw in rows:
-        try:
-            msg = decode(raw)
-        except ProtocolError as exc:
-            views.append(DeadLetterView(entry_id=entry_id, role="", run_id="", reason=f"unreadable: {exc}",
-                                        stream="", source_entry="", attempts=0, created_at=0.0,
-                                        original=raw.decode("utf-8", "replace")[:2000]))
-            continue
-        if isinstance(msg, DeadLetter):
-            views.append(DeadLetterView(entry_id=entry_id, role=msg.role, run_id=msg.run_id, reason=msg.reason,
-                                        stream=msg.stream, source_entry=msg.entry_id, attempts=msg.attempts,
-                                        created_at=msg.created_at, original=msg.original[:2000]))
+    for d in entries:
+        msg = d.letter
+        views.append(DeadLetterView(
+            entry_id=d.id, role=msg.role, run_id=msg.run_id, reason=msg.reason, stream=msg.stream,
+            source_entry=msg.entry_id, attempts=msg.attempts, created_at=msg.created_at,
+            original=msg.original[:ORIGINAL_SHOWN], original_size=len(msg.original),
+            truncated=len(msg.original) > ORIGINAL_SHOWN, readable=d.readable,
+        ))
     return views
 
 
@@ -159,8 +162,8 @@ class Monitor:
         interval = None if self._prev_at is None else max(at - self._prev_at, 1e-6)
         roles = self._roles(stats, interval)
         self._prev_at = at
-        total, rows = dead_letters(self.client, self.keys, self.dead_limit)
-        views = dead_letter_views(rows)
+        total = count_dead(self.client, self.keys)
+        views = dead_letter_views(list_dead(self.client, self.keys, limit=self.dead_limit, newest_first=True))
         by_role: dict[str, int] = {}
         for v in views:
             by_role[v.role or "?"] = by_role.get(v.role or "?", 0) + 1

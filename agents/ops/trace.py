@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 
 from baton.broker import Keys, Redis, agents_in_run, get_run, parse_consumer
-from baton.broker.stats import dead_letters, discover_streams, entries_from, pad_entries, stream_entries
-from baton.protocol import DeadLetter, Error, Hop, ProtocolError, Result, Task, decode
+from baton.broker.dlq import list_dead
+from baton.broker.stats import discover_streams, entries_from, pad_entries, stream_entries
+from baton.protocol import Error, Hop, ProtocolError, Result, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
 
@@ -217,11 +218,6 @@ def _final_message(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, 
 
 
 def _dead(client: Redis, keys: Keys, run_id: str, search: int) -> list[dict[str, Any]]:
-    _, rows = dead_letters(client, keys, search)
-    out: list[dict[str, Any]] = []
-    for entry_id, raw in rows:
-        msg = _decode(raw)
-        if isinstance(msg, DeadLetter) and msg.run_id == run_id:
-            out.append({"entry_id": entry_id, "role": msg.role, "reason": msg.reason,
-                        "attempts": msg.attempts, "created_at": msg.created_at})
-    return out
+    return [{"entry_id": d.id, "role": d.letter.role, "reason": d.letter.reason, "attempts": d.letter.attempts,
+             "created_at": d.letter.created_at}
+            for d in list_dead(client, keys, run_id=run_id, limit=search, newest_first=True)]

@@ -14,7 +14,7 @@ from baton.agents.runtime.logs import bind
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Entry, Handoff, Keys
-from baton.protocol import DeadLetter, Error, ProtocolError, Task, decode, encode, peek_ids
+from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, Error, ProtocolError, Task, decode, encode, peek_ids
 
 __all__ = ["admit", "dead_letter"]
 
@@ -51,7 +51,7 @@ def admit(entry: Entry, workflow: str, spec: RoleSpec, settings: Settings) -> tu
 def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | None, partition: int) -> Handoff:
     """The commit that moves ``entry`` to the dead-letter stream and fails its run (when known)."""
     raw = entry.data or b""
-    run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw)
+    run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw, limit=DEAD_LETTER_MAX_BYTES)
     with bind(run_id=run_id or "", msg_id=msg_id or ""):
         log.warning("dead-lettering entry %s of %s: %s", entry.id, entry.stream, reason)
     dl = DeadLetter(run_id=run_id or "", role=role, reason=reason, original=raw.decode("utf-8", "replace"),

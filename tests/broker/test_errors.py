@@ -42,7 +42,7 @@ def test_out_of_memory_is_transient(full_redis: redis.Redis) -> None:
 def test_a_commit_refused_for_memory_is_transient(full_redis: redis.Redis, keys: Keys) -> None:
     task = Task(run_id="oom-run", role="planner", task="t")
     submit(full_redis, keys, task)
-    streams = RoleStreams(full_redis, keys, "planner", "c1")
+    streams = RoleStreams(full_redis, keys, "seed", "planner", "c1")
     streams.ensure_groups()
     (entry,) = streams.read(pending=False, count=1, block_ms=100)
     _fill(full_redis)

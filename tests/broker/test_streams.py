@@ -55,7 +55,7 @@ def test_idle_past_lease_is_reclaimed_and_touch_renews_lease(client: redis.Redis
     slow.beat(b"{}", ttl_s=30)
     entries = slow.read(pending=False, count=1, block_ms=50)
     other = RoleStreams(client, keys, "seed", "planner", "other")
-    time.sleep(0.3)
+    time.sleep(0.3)  # the sleeps are the test: outlive the 200 ms lease, once renewed by touch, once not
     slow.touch(entries)
     assert other.reclaim(lease_ms=200) == 0
     time.sleep(0.3)
@@ -66,7 +66,7 @@ def test_dead_consumer_with_nothing_pending_is_removed(client: redis.Redis, keys
     streams = RoleStreams(client, keys, "seed", "planner", "gone")
     streams.ensure_groups()
     streams.read(pending=False, count=1, block_ms=10)
-    time.sleep(0.05)
+    time.sleep(0.05)  # the sleep is the test: "gone" must be idle past the 10 ms lease
     RoleStreams(client, keys, "seed", "planner", "me").reclaim(lease_ms=10)
     names = {c["name"] for c in client.xinfo_consumers(keys.stream("seed", "planner"), "planner")}
     assert b"gone" not in names

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from baton.broker import Keys
+from tests.cli import baton
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, notebook
-
-
-def baton(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.waiting import wait_for
 
 
 def seed_stdout(memories: dict[str, list[dict[str, str]]]) -> str:
@@ -67,10 +61,8 @@ def test_submit_wait_result_scratchpad_streams(
     line = next(x for x in (ROOT / "docs" / "PROTOCOL.md").read_text().splitlines() if x.startswith("redis-cli XADD"))
     stream, _, field, payload = shlex.split(line)[2:]
     client.xadd(stream, {field: payload})
-    deadline = time.monotonic() + 60
-    while (got := baton("result", "run-from-cli", env=worker_env)).returncode != 0:
-        assert time.monotonic() < deadline, got.stdout + got.stderr + workers.logs()
-        time.sleep(0.2)
+    got = wait_for(lambda: (r := baton("result", "run-from-cli", env=worker_env)).returncode == 0 and r, 60,
+                   "the result of the run started with redis-cli", logs=workers.logs, interval=0.2)
     assert got.stdout == result
 
 

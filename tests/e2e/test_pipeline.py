@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import redis
@@ -11,6 +10,7 @@ from baton.broker import Keys, agents_in_run, get_run, scratchpad, submit
 from baton.protocol import Task, decode
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
+from tests.waiting import wait_for
 
 
 def _strip(entries: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -23,10 +23,7 @@ def test_one_worker_consumes_writes_scratchpad_publishes_and_acks(
     workers.spawn("planner")
     workers.wait_ready(client)
     run_id = submit(client, keys, Task(run_id="run-one", role="planner", task=SEED_TASK))
-    deadline = time.monotonic() + 30
-    while client.xlen(keys.stream("seed", "researcher")) == 0:
-        assert time.monotonic() < deadline, workers.logs()
-        time.sleep(0.05)
+    wait_for(lambda: client.xlen(keys.stream("seed", "researcher")), 30, "the planner's handoff", logs=workers.logs)
     (_, fields), = client.xrange(keys.stream("seed", "researcher"))
     nxt = decode(fields[b"msg"])
     assert isinstance(nxt, Task) and nxt.role == "researcher" and nxt.hop == 1
@@ -94,10 +91,8 @@ def test_malformed_entries_are_dead_lettered_and_the_worker_lives_on(
     for fields in bad:
         client.xadd(stream, fields)
     good = submit(client, keys, Task(run_id="run-good", role="planner", task="ok"))
-    deadline = time.monotonic() + 30
-    while client.xlen(keys.stream("seed", "researcher")) < 1 or client.xlen(keys.dead()) < len(bad):
-        assert time.monotonic() < deadline, workers.logs()
-        time.sleep(0.05)
+    wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) >= 1 and client.xlen(keys.dead()) >= len(bad), 30,
+             "the good task's handoff and every dead letter", logs=workers.logs)
     letters = [decode(f[b"msg"]) for _, f in client.xrange(keys.dead())]
     reasons = [d.reason for d in letters]  # type: ignore[union-attr]
     assert "malformed JSON" in reasons[0]

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from baton.agents.workflow.spec import SEED
 from baton.broker import Keys, free_port
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK
+from tests.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,14 +43,17 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
         assert tr["status"] == "queued" and tr["hops"] == []
         assert [(w["role"], w["sender"], w["task"]) for w in tr["waiting"]] == [("planner", "submit", SEED_TASK)]
         assert http.get("/api/runs/nope").status_code == 404
-        time.sleep(0.5)  # let the sampler see the new entry
-        samples = {(f.name, frozenset(s.labels.items())): s.value
+
+        def samples_with_the_new_entry() -> dict[tuple[str, tuple[str, ...]], float] | None:
+            got = {(f.name, tuple(s.labels.values())): s.value
                    for f in text_string_to_metric_families(http.get("/metrics").text) for s in f.samples}
-        planner = frozenset({"workflow": "seed", "role": "planner"}.items())
-        assert samples[("baton_stream_lag", planner)] == 1
-        assert samples[("baton_stream_pending", planner)] == 0
-        assert samples[("baton_stream_length", planner)] == 1
-        assert samples[("baton_runs", frozenset({"status": "queued"}.items()))] == 1
+            return got if got.get(("baton_stream_length", ("seed", "planner"))) == 1 else None
+
+        samples = wait_for(samples_with_the_new_entry, 30, "the sampler to see the new entry")
+        assert samples[("baton_stream_lag", ("seed", "planner"))] == 1
+        assert samples[("baton_stream_pending", ("seed", "planner"))] == 0
+        assert samples[("baton_stream_length", ("seed", "planner"))] == 1
+        assert samples[("baton_runs", ("queued",))] == 1
         snap = http.get("/api/snapshot").json()
         assert snap["history"] and snap["snapshot"]["runs_in_flight"] == 1
         assert http.get("/api/dead").json() == {"total": 0, "entries": []}
@@ -60,23 +63,25 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
 def dashboard_url(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """A ``baton dashboard`` subprocess on a free port."""
     port = free_port()
-    log = open(tmp_path / "dashboard.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "baton", "dashboard", "--port", str(port)], env=worker_env,
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / "dashboard.log", "wb") as log:  # the child keeps its copy
+        proc = subprocess.Popen([sys.executable, "-m", "baton", "dashboard", "--port", str(port)], env=worker_env,
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def healthy() -> bool:
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                break
+                return True
         except OSError:
             assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
-            assert time.monotonic() < deadline, "dashboard did not start"
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+            return False
+
+    try:
+        wait_for(healthy, 60, "the dashboard to start", interval=0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.mark.browser

@@ -13,12 +13,8 @@ import redis
 from baton.agents.ops.monitor import Monitor
 from baton.broker import Keys, submit
 from baton.protocol import DeadLetter, Task, encode, new_id
+from tests.cli import baton
 from tests.conftest import ROOT
-
-
-def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
 
 
 def make_state(c: redis.Redis, keys: Keys) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.broker import EmbeddedRedis, Keys, free_port, live_workers, scratchpad, submit
 from baton.protocol import Task, encode, new_id
+from tests.cli import baton
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
-from tests.ops.test_monitor import baton
+from tests.waiting import wait_for
 
 ROLES = ("planner", "researcher", "summarizer")
 AGENTS = {"planner": "Alice", "researcher": "Bob", "summarizer": "Eve"}
@@ -66,10 +66,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, twin: Path, cache_dir: Pa
         client.xadd(planner, {"msg": encode(wrong)})
         recs = wait_runs(client, keys, runs, timeout=120)
         assert all(r["status"] == "done" for r in recs.values()), recs
-        deadline = time.monotonic() + 60
-        while client.xlen(keys.dead()) < 2:
-            assert time.monotonic() < deadline, workers.logs()
-            time.sleep(0.1)
+        wait_for(lambda: client.xlen(keys.dead()) >= 2, 60, "the two bad entries' dead letters", logs=workers.logs)
         yield Scenario(env, client, keys, runs, ports, tmp, wrong.run_id)
     finally:
         workers.stop_all()

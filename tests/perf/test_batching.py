@@ -7,7 +7,6 @@ the scratchpads hold), never how long anything took.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import redis
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
-from baton.broker import Keys, RoleStreams, cancelled_and_scratchpads, live_workers, scratchpad, scratchpads, submit
+from baton.broker import Keys, RoleStreams, cancelled_and_scratchpads, scratchpad, scratchpads, submit
 from baton.protocol import Task, decode, encode
+from tests.waiting import wait_for
 
 TASKS = [
     "Explain the importance of supervised learning.",
@@ -138,14 +138,17 @@ def test_scratchpads_reads_many_in_one_call(client: redis.Redis, keys: Keys) -> 
 
 
 def _heartbeats(client: redis.Redis, want: int, procs: list, timeout: float = 90) -> dict[int, dict]:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while True:
-        beats = {int(info["pid"]): info for info in live_workers(client, Keys())}
-        if len(beats) >= want:
-            return beats
-        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
-            raise AssertionError(f"{len(beats)} of {want} workers reported a heartbeat")
-        time.sleep(0.1)
+    def beats() -> dict[int, dict] | None:  # type: ignore[type-arg]
+        assert all(p.poll() in (None, 0) for p in procs), "a worker exited"
+        found = {}
+        for key in client.scan_iter(match="baton:hb:*"):
+            raw = client.get(key)
+            if raw:
+                info = json.loads(raw)
+                found[int(info["pid"])] = info
+        return found if len(found) >= want else None
+
+    return wait_for(beats, timeout, f"{want} workers' heartbeats")
 
 
 def test_worker_process_runs_one_torch_thread_by_default(workers, client: redis.Redis, twin: Path) -> None:  # type: ignore[no-untyped-def]

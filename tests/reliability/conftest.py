@@ -8,8 +8,7 @@ end-to-end suite. Faults are injected through the echo backend's documented prom
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ from baton.broker import EmbeddedRedis
 from tests.conftest import Workers
 
 ECHO = {"BATON_MODEL": "echo", "BATON_FAULT_INJECTION": "1"}
-
-
-def wait_until(check: Callable[[], object], timeout: float = 120, what: str = "condition",
-               logs: Callable[[], str] | None = None) -> None:
-    """Poll ``check`` until it is truthy; fail naming ``what`` (with worker logs) on timeout."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

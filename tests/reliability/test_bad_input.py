@@ -17,9 +17,9 @@ import redis
 from baton.broker import Keys, get_run, scratchpad, submit
 from baton.broker.dlq import list_dead
 from baton.protocol import MAX_MESSAGE_BYTES, Task, decode
+from tests.cli import baton
 from tests.conftest import Workers
-from tests.reliability.conftest import wait_until
-from tests.reliability.test_recovery import baton
+from tests.waiting import wait_for
 
 
 def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
@@ -39,7 +39,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
         client.xadd(stream, {"msg": data})
     long_task = " ".join(f"word{i}" for i in range(3000))  # far beyond 1024 tokens
     run_id = submit(client, keys, Task(run_id="long-prompt", role="planner", task=long_task))
-    wait_until(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("seed", "researcher")) == 1,
+    wait_for(lambda: client.xlen(keys.dead()) == len(bad) and client.xlen(keys.stream("seed", "researcher")) == 1,
                timeout=120, what="dead letters and the long task's handoff", logs=workers.logs)
     letters = list_dead(client, keys)
     for letter, (data, reason) in zip((d.letter for d in letters), bad, strict=True):
@@ -51,7 +51,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
     assert decode(fields[b"msg"]).run_id == run_id
     assert proc.poll() is None
     listed = baton("dlq", "list", "--json", env=workers.env)
-    assert [row["run_id"] for row in json.loads(listed.stdout)] == ["r-v2", "r-tag", "r-missing", ""]
+    assert [row["run_id"] for row in json.loads(listed.stdout)] == ["r-v2", "r-tag", "r-missing", "r-big"]
 
 
 def test_unknown_role_is_a_one_line_cli_error(worker_env: dict[str, str]) -> None:
@@ -80,7 +80,7 @@ def test_tasks_the_protocol_forbids_are_dead_lettered_with_their_reason(
     for data, _, _ in bad:
         client.xadd(stream, {"msg": data.encode()})
     good = submit(client, keys, Task(run_id="fine-after", role="planner", task="still served"))
-    wait_until(lambda: client.xlen(keys.dead()) == len(bad)
+    wait_for(lambda: client.xlen(keys.dead()) == len(bad)
                and client.xlen(keys.stream("seed", "researcher")) == 1,
                what="the dead letters and the good task's handoff", logs=echo.logs)
     letters = [d.letter for d in list_dead(client, keys)]

@@ -14,7 +14,7 @@ from baton.broker import EmbeddedRedis, Keys, get_run, live_workers, submit
 from baton.protocol import DeadLetter, Task, decode
 from tests.conftest import Workers
 from tests.flaky_model import FlakyModelServer
-from tests.reliability.conftest import wait_until
+from tests.waiting import wait_for
 
 
 def _dead(client: redis.Redis, keys: Keys) -> list[DeadLetter]:
@@ -33,7 +33,7 @@ def test_503s_with_retry_after_cost_time_not_the_run(
         workers.spawn(role, env={"BATON_MODEL": flaky_model.url, "BATON_MAX_DELIVERIES": "1"})
     workers.wait_ready(client)
     run_id = submit(client, keys, Task(run_id="blip", role="planner", task="Explain supervised learning."))
-    wait_until(lambda: _status(client, keys, run_id) in {"done", "failed"}, what="the run to end", logs=workers.logs)
+    wait_for(lambda: _status(client, keys, run_id) in {"done", "failed"}, what="the run to end", logs=workers.logs)
     assert _status(client, keys, run_id) == "done", workers.logs()
     assert _dead(client, keys) == []
     assert flaky_model.completions == 3 + 3  # three 503s, then one answer per role
@@ -47,7 +47,7 @@ def test_a_400_dead_letters_at_once_with_the_servers_reason(
     workers.spawn("planner", env={"BATON_MODEL": flaky_model.url})
     workers.wait_ready(client)
     run_id = submit(client, keys, Task(run_id="refused", role="planner", task="Explain supervised learning."))
-    wait_until(lambda: _status(client, keys, run_id) == "failed", what="the run to fail", logs=workers.logs)
+    wait_for(lambda: _status(client, keys, run_id) == "failed", what="the run to fail", logs=workers.logs)
     (dead,) = _dead(client, keys)
     assert dead.run_id == run_id and dead.attempts == 1
     assert "HTTP 400: prompt contains a forbidden word" in dead.reason
@@ -64,14 +64,14 @@ def test_the_breaker_opens_on_an_outage_and_closes_when_the_endpoint_answers(
     flaky_model.stop()
     run_id = submit(client, keys, Task(run_id="down", role="planner", task="Explain supervised learning."))
 
-    wait_until(lambda: _heartbeat(client, keys).get("breaker") == "open", what="the breaker to open",
+    wait_for(lambda: _heartbeat(client, keys).get("breaker") == "open", what="the breaker to open",
                logs=workers.logs)
     assert _heartbeat(client, keys)["model_down_since"]
     assert _status(client, keys, run_id) in {"queued", "running"}
     flaky_model.start()
-    wait_until(lambda: (get_run(client, keys, run_id) or {}).get("role") == "researcher",
+    wait_for(lambda: (get_run(client, keys, run_id) or {}).get("role") == "researcher",
                what="the planner's hop to be handed on", logs=workers.logs)
-    wait_until(lambda: _heartbeat(client, keys).get("breaker") == "closed", what="the breaker to close",
+    wait_for(lambda: _heartbeat(client, keys).get("breaker") == "closed", what="the breaker to close",
                logs=workers.logs)
     assert _heartbeat(client, keys)["outage_s"] > 0
     assert _dead(client, keys) == []
@@ -101,9 +101,9 @@ def test_redis_at_maxmemory_delays_accepted_runs_but_fails_none(
         except redis.exceptions.OutOfMemoryError:
             break
     assert 0 < len(accepted) < 300  # Redis refused some submits: it really was full
-    wait_until(lambda: "waits for Redis" in workers.logs(), what="a worker to wait on Redis", logs=workers.logs)
+    wait_for(lambda: "waits for Redis" in workers.logs(), what="a worker to wait on Redis", logs=workers.logs)
     private_client.config_set("maxmemory", 0)
-    wait_until(lambda: all(_status(private_client, keys, r) in {"done", "failed"} for r in accepted),
+    wait_for(lambda: all(_status(private_client, keys, r) in {"done", "failed"} for r in accepted),
                what="every accepted run to end", logs=workers.logs)
     assert [r for r in accepted if _status(private_client, keys, r) != "done"] == []
     assert _dead(private_client, keys) == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -23,9 +22,10 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, RoleStreams, get_run, live_workers, scratchpad, submit
 from baton.protocol import DeadLetter, Result, Task, decode
-from tests.conftest import ROOT, Workers
+from tests.cli import baton
+from tests.conftest import Workers
 from tests.e2e.helpers import wait_runs
-from tests.reliability.conftest import wait_until
+from tests.waiting import wait_for
 
 ROLES = ("planner", "researcher", "summarizer")
 
@@ -46,10 +46,6 @@ def _log_of(workers: Workers, proc: subprocess.Popen[bytes]) -> str:
     return path.read_text(errors="replace")
 
 
-def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "baton", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-
 
 def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
     client: redis.Redis, keys: Keys, echo: Workers
@@ -58,7 +54,7 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="killed-mid-task", role="planner", task="survive me"))
     stream = keys.stream("seed", "planner")
-    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the victim to take the task")
+    wait_for(lambda: len(_pending(client, stream, "planner")) == 1, what="the victim to take the task")
     victim_name = _pending(client, stream, "planner")[0]["consumer"].decode()
     heir = echo.spawn("planner")
     for role in ROLES[1:]:
@@ -81,11 +77,11 @@ def test_slow_but_alive_worker_keeps_its_task(client: redis.Redis, keys: Keys, e
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="slow-run", role="planner", task="take your time"))
     stream = keys.stream("seed", "planner")
-    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the slow worker to take the task")
+    wait_for(lambda: len(_pending(client, stream, "planner")) == 1, what="the slow worker to take the task")
     slow_name = _pending(client, stream, "planner")[0]["consumer"].decode()
     other = echo.spawn("planner", env=lease)
     echo.wait_ready(client, 2, timeout=180)
-    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the slow worker's handoff",
+    wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the slow worker's handoff",
                logs=echo.logs)
     (pad,) = scratchpad(client, keys, run_id, "Alice")
     assert pad["meta"]["consumer"] == slow_name  # the lease (XCLAIM JUSTID) kept it: never idle 3 s
@@ -109,7 +105,7 @@ def test_poison_message_ends_in_the_dlq_and_replays_once_fixed(
             proc = echo.spawn("planner")
         return client.xlen(keys.dead()) == 1
 
-    wait_until(dead_lettered, timeout=120, what="the poison message to be dead-lettered", logs=echo.logs)
+    wait_for(dead_lettered, timeout=120, what="the poison message to be dead-lettered", logs=echo.logs)
     (entry_id, fields), = client.xrange(keys.dead())
     letter = decode(fields[b"msg"])
     assert isinstance(letter, DeadLetter)
@@ -133,28 +129,12 @@ def test_poison_message_ends_in_the_dlq_and_replays_once_fixed(
     replayed = baton("dlq", "replay", entry_id.decode(), env=echo.env)
     assert replayed.returncode == 0 and "replayed" in replayed.stdout, replayed.stderr
     assert client.xlen(keys.dead()) == 0
-    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the replayed task's handoff",
+    wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the replayed task's handoff",
                logs=echo.logs)
     assert (get_run(client, keys, run_id) or {})["status"] == "running"
     assert len(scratchpad(client, keys, run_id, "Alice")) == 1
     missing = baton("dlq", "show", "1-1", env=echo.env)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no dead letter" in missing.stderr
-
-
-def test_dlq_purge(client: redis.Redis, keys: Keys, echo: Workers) -> None:
-    echo.spawn("planner")
-    echo.wait_ready(client, 1, timeout=180)
-    for _ in range(3):
-        client.xadd(keys.stream("seed", "planner"), {"msg": b"{oops"})
-    wait_until(lambda: client.xlen(keys.dead()) == 3, what="three dead letters", logs=echo.logs)
-    first = client.xrange(keys.dead())[0][0].decode()
-    assert "purged 1 dead letter" in baton("dlq", "purge", first, env=echo.env).stdout
-    assert "purged 2 dead letters" in baton("dlq", "purge", "--all", env=echo.env).stdout
-    assert client.xlen(keys.dead()) == 0
-    usage = baton("dlq", "purge", env=echo.env)
-    assert usage.returncode == 2 and "give dead letter ids or --all" in usage.stderr
-    typo = baton("dlq", "purge", "oops", env=echo.env)
-    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "not a dead letter id: 'oops'" in typo.stderr
 
 
 def test_worker_reads_its_own_pending_entries_first(client: redis.Redis, keys: Keys, redis_url: str) -> None:
@@ -166,7 +146,7 @@ def test_worker_reads_its_own_pending_entries_first(client: redis.Redis, keys: K
     thread = threading.Thread(target=w.run)
     thread.start()
     try:
-        wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the pending entry's handoff")
+        wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the pending entry's handoff")
     finally:
         w.stopping.set()
         thread.join(30)
@@ -191,7 +171,7 @@ def test_redelivered_messages_yield_no_duplicates(client: redis.Redis, keys: Key
             and client.xinfo_groups(keys.stream("seed", r))[0]["lag"] == 0 for r in ROLES
         )
 
-    wait_until(settled, what="the redeliveries to be consumed", logs=echo.logs)
+    wait_for(settled, what="the redeliveries to be consumed", logs=echo.logs)
     assert [r.run_id for r in _results(client, keys)] == [run_id]
     assert client.xlen(keys.stream("seed", "researcher")) == 1
     assert all(len(scratchpad(client, keys, run_id, a)) == 1 for a in ("Alice", "Bob", "Eve"))
@@ -227,11 +207,11 @@ def test_workers_survive_a_redis_restart_and_nothing_is_lost(
         except redis.ConnectionError:
             return 0
 
-    wait_until(lambda: done_count() >= 2, what="two runs done before the restart", logs=echo.logs)
+    wait_for(lambda: done_count() >= 2, what="two runs done before the restart", logs=echo.logs)
     private_redis.kill()  # SIGKILL; an outage of a few seconds; then the same port and data dir (AOF)
-    time.sleep(3)
+    time.sleep(3)  # the sleep is the test: the outage workers must ride out
     private_redis.start()
-    wait_until(lambda: done_count() == len(run_ids), timeout=90, what="every run after the restart",
+    wait_for(lambda: done_count() == len(run_ids), timeout=90, what="every run after the restart",
                logs=echo.logs)
     assert all(p.poll() is None for p in procs), echo.logs()
     assert sorted(r.run_id for r in _results(private_client, keys)) == sorted(run_ids)
@@ -245,7 +225,7 @@ def test_sigterm_finishes_the_task_in_flight_and_exits_0(client: redis.Redis, ke
     echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="graceful", role="planner", task="finish me"))
     stream = keys.stream("seed", "planner")
-    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
+    wait_for(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, echo.logs()
     assert client.xlen(keys.stream("seed", "researcher")) == 1
@@ -261,9 +241,9 @@ def test_second_signal_exits_at_once_leaving_the_task_pending(
     echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="impatient", role="planner", task="never mind"))
     stream = keys.stream("seed", "planner")
-    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
+    wait_for(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     proc.send_signal(signal.SIGTERM)
-    wait_until(lambda: "finishing in-flight work" in echo.logs(), what="the first signal to be handled")
+    wait_for(lambda: "finishing in-flight work" in echo.logs(), what="the first signal to be handled")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 1
     assert len(_pending(client, stream, "planner")) == 1  # left for another worker to reclaim
@@ -275,7 +255,7 @@ def test_work_outlasting_the_grace_period_is_left_pending(client: redis.Redis, k
     echo.wait_ready(client, 1, timeout=180)
     submit(client, keys, Task(run_id="overdue", role="planner", task="too slow"))
     stream = keys.stream("seed", "planner")
-    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
+    wait_for(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 1
     assert "did not finish within the 1s grace period" in echo.logs()
@@ -289,15 +269,14 @@ def test_a_paused_worker_that_wakes_up_late_cannot_commit_a_second_copy(
     echo.wait_ready(client, 1, timeout=180)
     run_id = submit(client, keys, Task(run_id="zombie", role="planner", task="who finishes?"))
     stream = keys.stream("seed", "planner")
-    wait_until(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
+    wait_for(lambda: len(_pending(client, stream, "planner")) == 1, what="the task in flight")
     zombie.send_signal(signal.SIGSTOP)  # a long GC pause or a partition: no heartbeat, no lease renewal
     try:
         heir = echo.spawn("planner")
-        wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the heir's handoff",
-                   logs=echo.logs)
+        wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the heir's handoff", logs=echo.logs)
     finally:
         zombie.send_signal(signal.SIGCONT)
-    wait_until(lambda: "was reclaimed by another worker" in _log_of(echo, zombie),
+    wait_for(lambda: "was reclaimed by another worker" in _log_of(echo, zombie),
                what="the zombie's late commit to be refused", logs=echo.logs)
     assert client.xlen(keys.stream("seed", "researcher")) == 1
     (pad,) = scratchpad(client, keys, run_id, "Alice")
@@ -309,7 +288,7 @@ def test_a_failing_prompt_does_not_take_its_batch_mates_down(client: redis.Redis
     good = [submit(client, keys, Task(run_id=f"mate-{i}", role="planner", task=f"fine {i}")) for i in range(2)]
     bad = submit(client, keys, Task(run_id="always-fails", role="planner", task="[[fault:raise:99]] broken"))
     echo.spawn("planner", env={"BATON_BATCH_SIZE": "8"})  # the three arrive in one batch
-    wait_until(lambda: client.xlen(keys.dead()) == 1 and client.xlen(keys.stream("seed", "researcher")) == 2,
+    wait_for(lambda: client.xlen(keys.dead()) == 1 and client.xlen(keys.stream("seed", "researcher")) == 2,
                what="the batch-mates' handoffs and the bad prompt's dead letter", logs=echo.logs)
     assert "retrying its 3 prompts one by one" in echo.logs()
     handed = {decode(f[b"msg"]).run_id for _, f in client.xrange(keys.stream("seed", "researcher"))}

@@ -17,9 +17,9 @@ import redis
 from baton.broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, scratchpad, submit
 from baton.broker.acl import role_acl
 from baton.protocol import Task
+from tests.cli import baton
 from tests.conftest import ROOT, Workers
-from tests.reliability.conftest import wait_until
-from tests.reliability.test_recovery import baton
+from tests.waiting import wait_for
 
 
 def _acl_user(admin: redis.Redis, keys: Keys, role: str, nxt: list[str], password: str) -> str:
@@ -41,9 +41,9 @@ def test_worker_runs_under_a_least_privilege_user_and_is_refused_elsewhere(
     RoleStreams(admin, keys, "seed", "planner", "planner-gone-1-abc").read(pending=False, count=1, block_ms=100)
     proc = echo.spawn("planner", env=env)
     runs = [orphan] + [submit(admin, keys, Task(run_id=f"acl-{i}", role="planner", task="t")) for i in range(2)]
-    wait_until(lambda: all((get_run(admin, keys, r) or {}).get("role") == "researcher" for r in runs),
+    wait_for(lambda: all((get_run(admin, keys, r) or {}).get("role") == "researcher" for r in runs),
                what="the planner handoffs under the ACL user", logs=echo.logs)
-    wait_until(lambda: admin.xlen(keys.stream("seed", "planner")) == 0, what="the janitor under the ACL user",
+    wait_for(lambda: admin.xlen(keys.stream("seed", "planner")) == 0, what="the janitor under the ACL user",
                logs=echo.logs)
     assert proc.poll() is None
     assert admin.acl_log() == [], "the worker needed something its ACL does not grant"
@@ -95,7 +95,7 @@ def test_worker_and_cli_over_tls_with_a_password(tmp_path: Path, keys: Keys, ech
         url = f"rediss://{user}:tls-secret@127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
         echo.spawn("planner", env={"REDIS_URL": url})
         run_id = submit(admin, keys, Task(run_id="over-tls", role="planner", task="encrypted"))
-        wait_until(lambda: (get_run(admin, keys, run_id) or {}).get("role") == "researcher",
+        wait_for(lambda: (get_run(admin, keys, run_id) or {}).get("role") == "researcher",
                    what="the handoff over TLS", logs=echo.logs)
         assert admin.acl_log() == []
         plain = baton("dlq", "list", env={**echo.env, "REDIS_URL": url})
@@ -133,9 +133,9 @@ def test_one_runs_scratchpad_never_enters_another_runs_prompt(
 ) -> None:
     echo.spawn("planner")  # echo answers with the prompt itself, so the response shows the memory used
     first = submit(client, keys, Task(run_id="secret-run", role="planner", task="the password is swordfish"))
-    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the first run", logs=echo.logs)
+    wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the first run", logs=echo.logs)
     second = submit(client, keys, Task(run_id="other-run", role="planner", task="what is the password?"))
-    wait_until(lambda: client.xlen(keys.stream("seed", "researcher")) == 2, what="the second run", logs=echo.logs)
+    wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 2, what="the second run", logs=echo.logs)
     (mine,) = scratchpad(client, keys, second, "Alice")
     assert "Memory: []" in mine["response"] and "swordfish" not in mine["response"]
     assert "swordfish" in scratchpad(client, keys, first, "Alice")[0]["response"]
@@ -160,7 +160,7 @@ def test_fanout_workflow_runs_under_the_acl_users_baton_acl_prints(
         url = f"redis://baton-research_fanout-{role}:{role}-pw@127.0.0.1:{private_redis.port}/0"
         echo.spawn(role, "--workflow", "research_fanout", env={"REDIS_URL": url})
     submit(admin, keys, Task(run_id="acl-fanout", role="planner", task="Explain.", workflow="research_fanout"))
-    wait_until(lambda: (get_run(admin, keys, "acl-fanout") or {}).get("status") in {"done", "failed"},
+    wait_for(lambda: (get_run(admin, keys, "acl-fanout") or {}).get("status") in {"done", "failed"},
                what="the fan-out run under ACL users", logs=echo.logs)
     assert (get_run(admin, keys, "acl-fanout") or {})["status"] == "done", echo.logs()
     assert admin.acl_log() == [], "a worker needed something its ACL does not grant"

@@ -38,7 +38,8 @@ class Broken:
 
 
 @pytest.fixture(autouse=True)
-def test_tools() -> Iterator[None]:
+def registered_test_tools() -> Iterator[None]:
+    """The two tools of this module registered for each test, and removed afterwards."""
     register(Sleepy(), replace=True)
     register(Broken(), replace=True)
     release.clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import redis
 
@@ -13,6 +12,7 @@ from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
 from baton.broker import Keys, live_workers
 from baton.protocol import DeadLetter, decode
 from tests.conftest import ROOT, Workers
+from tests.waiting import wait_for
 
 
 def _remote_runner(client: redis.Redis, timeout: float = 20.0) -> ToolRunner:
@@ -47,10 +47,8 @@ def test_a_pool_of_two_tool_workers_answers_each_call_once(
     stream = keys.tool_stream("calculator")
     (group,) = client.xinfo_groups(stream)
     assert group["pending"] == 0 and group["entries-read"] == 15
-    deadline = time.monotonic() + 30
-    while sum(_processed(client).values()) < 14:  # heartbeats report what each worker answered
-        assert time.monotonic() < deadline, (_processed(client), workers.logs())
-        time.sleep(0.2)
+    wait_for(lambda: sum(_processed(client).values()) >= 14, 30,  # heartbeats report what each worker answered
+             "heartbeats counting 14 answers", logs=lambda: f"{_processed(client)}\n{workers.logs()}")
     assert len(_processed(client)) == 2 and all(n > 0 for n in _processed(client).values()), _processed(client)
     (_, fields), = client.xrange(keys.dead())
     dl = decode(fields[b"msg"])

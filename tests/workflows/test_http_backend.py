@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from baton.broker import Keys, free_port, scratchpad, submit
 from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
+from tests.waiting import wait_for
 
 PROMPTS = ["Planner agent named Alice. Task: Explain the importance of supervised learning.\nMemory: []\nResponse:",
            "Hello world", ""]
@@ -35,17 +35,16 @@ def server(twin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
             [sys.executable, "-m", "baton", "serve-model", "--model", str(twin), "--port", str(port),
              "--name", "tiny-twin"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
+
+    def healthy() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_for(healthy, 120, "the model server", logs=log.read_text, interval=0.2)
         yield url
     finally:
         proc.terminate()
