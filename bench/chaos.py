@@ -43,6 +43,7 @@ import typer
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
 from baton.broker.dlq import list_dead
+from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
 from baton.protocol import ProtocolError, Result, Task, decode
 from bench.faults import Faults, ModelOutages, RedisOom
@@ -221,7 +222,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
 
 
 def _finished(client: Any, keys: Keys, run_ids: list[str]) -> int:
-    return sum(rec.get("status") in ("done", "failed", "cancelled") for rec in run_records(client, keys, run_ids))
+    return sum(rec.get("status") in TERMINAL for rec in run_records(client, keys, run_ids))
 
 
 def _count_faults(faults: Faults, report: ChaosReport) -> None:
@@ -336,17 +337,17 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
     for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
         status = rec.get("status", "")
         created, finished_at = rec.get("created_at"), rec.get("finished_at") or rec.get("updated_at")
-        if status in ("done", "failed") and created and finished_at:
+        if status in (RunStatus.DONE, RunStatus.FAILED) and created and finished_at:
             report.longest_run_s = max(report.longest_run_s, float(finished_at) - float(created))
-        if status == "done":
+        if status == RunStatus.DONE:
             report.completed += 1
             for agent in agents:
                 n = len(pad_entries(client, keys, run_id, agent))
                 report.duplicated_pad_entries += max(0, n - 1)
                 report.missing_pad_entries += int(n == 0)
-        elif status == "failed":
+        elif status == RunStatus.FAILED:
             report.failed += 1
-        if status != "done" and run_id not in dead_runs:
+        if status != RunStatus.DONE and run_id not in dead_runs:
             report.lost += 1
             report.lost_runs.append(run_id)
     report.duplicated_results = sum(n - 1 for run_id, n in results.items() if run_id in wanted and n > 1)

@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from baton.broker.runs import RunStatus
+
 __all__ = ["measure_hops"]
 
 
@@ -104,7 +106,7 @@ class _RawSame:
             script_keys = [stream, keys.done(run_id, run_id), keys.run(run_id), keys.pad(run_id, "Bob"),
                            keys.pads(run_id), self.out]
             args = [group, consumer, entry_id, MARKER_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],
-                    0, 3, "updated_at", 1.0, "hops", 2, "status", "running", self.next]
+                    0, 3, "updated_at", 1.0, "hops", 2, "status", RunStatus.RUNNING.value, self.next]
             client.evalsha(self.sha, len(script_keys), *script_keys, *args)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from baton.broker.keys import Keys
+from baton.broker.runs import RunStatus
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
 from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, decode
@@ -152,7 +153,7 @@ def replay_dead(client: redis.Redis, keys: Keys, dead: DeadEntry) -> str:
     pipe.xadd(letter.stream, {"msg": letter.original.encode("utf-8")})
     pipe.xdel(dead.key, dead.id)
     if letter.run_id and client.exists(keys.run(letter.run_id)):
-        pipe.hset(keys.run(letter.run_id), mapping={"status": "queued", "role": letter.role})
+        pipe.hset(keys.run(letter.run_id), mapping={"status": RunStatus.QUEUED, "role": letter.role})
         pipe.hdel(keys.run(letter.run_id), "error")
     new_id = pipe.execute()[0]
     return as_text(new_id)

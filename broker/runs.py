@@ -69,7 +69,7 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
         "run_id": task.run_id,
         "task": task.task,
         "workflow": task.workflow,
-        "status": "queued",
+        "status": RunStatus.QUEUED,
         "role": task.role,
         "created_at": task.created_at,
         "updated_at": task.created_at,
@@ -200,7 +200,7 @@ def wait_for_runs(
     while True:
         for run_id in list(pending):
             rec = get_run(client, keys, run_id)
-            if rec and rec.get("status") in {"done", "failed", "cancelled"}:
+            if rec and rec.get("status") in TERMINAL:
                 finished[run_id] = rec
                 pending.discard(run_id)
         if not pending:

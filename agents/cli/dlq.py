@@ -16,6 +16,7 @@ from baton.broker import Keys, cancel_run
 from baton.broker.acl import role_acl
 from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from baton.broker.janitor import Janitor
+from baton.broker.runs import TERMINAL
 
 __all__ = ["acl", "cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 
@@ -116,7 +117,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="The run to cancel.")]) ->
     before = cancel_run(client, keys, run_id)
     if before is None:
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
-    if before in {"done", "failed", "cancelled"}:
+    if before in TERMINAL:
         raise CliError(f"run {run_id} already finished ({before}); nothing to cancel")
     out.print(f"cancelled {run_id} (was {before})")
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
 from baton.broker import Keys, Redis, agents_in_run, get_run, latest_run, scratchpad
+from baton.broker.runs import RunStatus
 from baton.broker.stats import discover_streams, stream_stats
 from baton.protocol import schema as protocol_schema
 
@@ -31,11 +32,11 @@ def result(
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     if as_json:
         out.print_json(json.dumps(rec))
-    elif rec.get("status") == "done":
+    elif rec.get("status") == RunStatus.DONE:
         print(rec.get("result", ""))
     else:
         out.print(f"{run_id}: {rec.get('status')} {rec.get('error', '')}".rstrip())
-    if rec.get("status") != "done":
+    if rec.get("status") != RunStatus.DONE:
         raise typer.Exit(1)
 
 

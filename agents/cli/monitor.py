@@ -17,6 +17,7 @@ from baton.agents.cli.common import CliError, app, connect_checked, load_workflo
 from baton.agents.ops.monitor import Monitor, Snapshot
 from baton.agents.ops.trace import RunNotFound, RunTrace, build_trace
 from baton.broker import latest_run
+from baton.broker.runs import RunStatus
 
 __all__ = ["monitor", "render_snapshot", "render_trace", "trace"]
 
@@ -59,6 +60,12 @@ def render_snapshot(snap: Snapshot) -> Group:
         (f"redis {snap.redis_version}  ·  {len(snap.workers)} workers  ·  {_clock(snap.at)} UTC", "dim"),
     )
     parts: list[Table | Text] = [roles, consumers, summary]
+    for down in snap.model_down:
+        since = _clock(down["since"]) if down["since"] else "?"
+        parts.append(Text.assemble((f"model down since {since}", "bold red"),
+                                   f" ({down['role']} worker {down['consumer']})"))
+    if snap.outage_s:
+        parts.append(Text(f"time spent waiting on model outages: {snap.outage_s:.0f} s", "yellow"))
     if snap.recent_dead:
         dead = Table("entry", "role", "run", "attempts", "reason", title="recent dead letters", title_justify="left")
         for d in snap.recent_dead[:5]:
@@ -107,7 +114,7 @@ def monitor(
 def render_trace(tr: RunTrace) -> Group:
     """The text view of a run's flow."""
     head = Text.assemble(
-        ("run ", "bold"), tr.run_id, "  ", (tr.status, "green" if tr.status == "done" else "yellow"),
+        ("run ", "bold"), tr.run_id, "  ", (tr.status, "green" if tr.status == RunStatus.DONE else "yellow"),
         f"  ·  {tr.workflow or '-'}  ·  {len(tr.hops)} hops  ·  {tr.tokens} tokens  ·  {_secs(tr.duration_s)}\n",
         ("task ", "bold"), tr.task[:200], "\n",
         ("flow ", "bold"), _flow(tr),

@@ -22,11 +22,11 @@ from baton.agents.cli.common import CliError, app, connect_checked, err, load_wo
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
+from baton.broker.runs import TERMINAL, RunStatus
 from baton.protocol import Task, new_id
 
 __all__ = ["WorkerPool", "run", "submit_cmd"]
 
-FINAL = {"done", "failed", "cancelled"}
 
 
 def _check_task(task: str) -> str:
@@ -92,13 +92,13 @@ def _wait_with_progress(client: Redis, keys: Keys, wf: Workflow, run_id: str, ti
     deadline = time.monotonic() + timeout
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
-        bar = progress.add_task("queued", total=None)
+        bar = progress.add_task(RunStatus.QUEUED, total=None)
         while True:
             rec = get_run(client, keys, run_id) or {}
-            if rec.get("status") in FINAL:
+            if rec.get("status") in TERMINAL:
                 return rec
             holder = titles.get(rec.get("role", ""), rec.get("role", ""))
-            progress.update(bar, description=f"baton held by {holder}" if holder else "queued")
+            progress.update(bar, description=f"baton held by {holder}" if holder else RunStatus.QUEUED)
             if pool:
                 pool.check_alive()
             if time.monotonic() > deadline:
@@ -167,7 +167,7 @@ def run(
         run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
-        if rec.get("status") != "done":
+        if rec.get("status") != RunStatus.DONE:
             raise CliError(f"run {run_id} {rec.get('status')}: {rec.get('error', '')}")
 
 
@@ -192,6 +192,6 @@ def submit_cmd(
     if run_id not in done:
         raise CliError(f"run {run_id} did not finish within {timeout:.0f}s")
     rec = done[run_id]
-    if rec.get("status") != "done":
+    if rec.get("status") != RunStatus.DONE:
         raise CliError(f"run {run_id} {rec.get('status')}: {rec.get('error', '')}")
     print(rec.get("result", ""))

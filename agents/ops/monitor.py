@@ -21,6 +21,7 @@ import msgspec
 
 from baton.broker import Keys, Redis
 from baton.broker.dlq import DeadEntry, count_dead, list_dead
+from baton.broker.runs import RunStatus
 from baton.broker.stats import (
     ConsumerStats,
     StreamStats,
@@ -36,7 +37,7 @@ __all__ = ["ORIGINAL_SHOWN", "DeadLetterView", "Monitor", "RoleFigures", "Snapsh
 
 log = logging.getLogger("baton.monitor")
 
-IN_FLIGHT = ("queued", "running")
+IN_FLIGHT = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class RoleFigures(msgspec.Struct, kw_only=True):
@@ -97,9 +98,23 @@ class Snapshot(msgspec.Struct, kw_only=True):
     runs_done: int
     workers: list[dict[str, Any]]
 
+    @property
+    def model_down(self) -> list[dict[str, Any]]:
+        """Workers whose model endpoint's circuit breaker is open: ``consumer``, ``role``, ``since``
+        (epoch seconds) and ``outage_s`` (seconds spent in outages so far)."""
+        return [{"consumer": w.get("consumer", ""), "role": w.get("role", ""), "since": w.get("model_down_since"),
+                 "outage_s": w.get("outage_s", 0.0)}
+                for w in self.workers if w.get("breaker") not in (None, "closed")]
+
+    @property
+    def outage_s(self) -> float:
+        """Seconds the live workers spent waiting on model outages, summed."""
+        return float(sum(float(w.get("outage_s") or 0.0) for w in self.workers))
+
     def to_builtins(self) -> dict[str, Any]:
         """The snapshot as JSON-ready builtins."""
         doc: dict[str, Any] = msgspec.to_builtins(self)
+        doc |= {"model_down": self.model_down, "outage_s": self.outage_s}
         return doc
 
 
@@ -171,7 +186,7 @@ class Monitor:
         return Snapshot(
             at=at, interval=interval, redis_version=self._version, roles=roles,
             dead_letters=total, dead_by_role=by_role, recent_dead=views[: self.recent_dead],
-            runs=runs, runs_in_flight=sum(runs.get(s, 0) for s in IN_FLIGHT), runs_done=runs.get("done", 0),
+            runs=runs, runs_in_flight=sum(runs.get(s, 0) for s in IN_FLIGHT), runs_done=runs.get(RunStatus.DONE, 0),
             workers=self._workers(),
         )
 

@@ -16,12 +16,13 @@ import msgspec
 
 from baton.broker import Keys, Redis, agents_in_run, get_run, parse_consumer
 from baton.broker.dlq import list_dead
+from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.stats import discover_streams, entries_from, pad_entries, stream_entries
 from baton.protocol import Error, Hop, ProtocolError, Result, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
 
-FINAL = {"done", "failed", "cancelled"}
+FINAL = TERMINAL
 RESULT_SINK = "result"
 SUBMIT_SOURCE = "submit"
 
@@ -186,7 +187,7 @@ def _hop(agent: str, entry_id: str, pad: dict[str, Any], tasks: dict[str, tuple[
 
 def _waiting(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, streams: list[str],
              hops: list[TraceHop], role_of: dict[str, str], search: int) -> list[Waiting]:
-    if rec.get("status") not in {"queued", "running"}:
+    if rec.get("status") not in {RunStatus.QUEUED, RunStatus.RUNNING}:
         return []
     role = rec.get("role", "")
     since = _f(rec.get("updated_at")) or _f(rec.get("created_at")) or 0.0

@@ -6,12 +6,16 @@ private ``redis-server`` whose ``maxmemory`` the test lowers and raises.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
-from baton.broker import EmbeddedRedis, Keys, get_run, live_workers, submit
+from baton.broker import EmbeddedRedis, Keys, free_port, get_run, live_workers, submit
 from baton.protocol import DeadLetter, Task, decode
+from tests.cli import baton
 from tests.conftest import Workers
 from tests.flaky_model import FlakyModelServer
 from tests.waiting import wait_for
@@ -59,8 +63,9 @@ def test_the_breaker_opens_on_an_outage_and_closes_when_the_endpoint_answers(
     client: redis.Redis, keys: Keys, workers: Workers, flaky_model: FlakyModelServer
 ) -> None:
     workers.spawn("planner", env={"BATON_MODEL": flaky_model.url, "BATON_BREAKER_THRESHOLD": "2",
-                                  "BATON_BREAKER_CAP_S": "1", "BATON_METRICS_PORT": "0"})
+                                  "BATON_BREAKER_CAP_S": "1", "BATON_METRICS_PORT": str(free_port())})
     workers.wait_ready(client)
+    metrics_url = f"http://127.0.0.1:{_heartbeat(client, keys)['metrics_port']}/metrics"
     flaky_model.stop()
     run_id = submit(client, keys, Task(run_id="down", role="planner", task="Explain supervised learning."))
 
@@ -68,13 +73,28 @@ def test_the_breaker_opens_on_an_outage_and_closes_when_the_endpoint_answers(
                logs=workers.logs)
     assert _heartbeat(client, keys)["model_down_since"]
     assert _status(client, keys, run_id) in {"queued", "running"}
+    assert _metric(metrics_url, "baton_model_breaker_open") == 1.0
+    shown = json.loads(baton("monitor", "--once", "--json", env=workers.env).stdout)
+    (down,) = shown["model_down"]
+    assert down["role"] == "planner" and down["since"] == _heartbeat(client, keys)["model_down_since"]
+    assert "model down since" in baton("monitor", "--once", env=workers.env).stdout
     flaky_model.start()
     wait_for(lambda: (get_run(client, keys, run_id) or {}).get("role") == "researcher",
                what="the planner's hop to be handed on", logs=workers.logs)
     wait_for(lambda: _heartbeat(client, keys).get("breaker") == "closed", what="the breaker to close",
                logs=workers.logs)
     assert _heartbeat(client, keys)["outage_s"] > 0
+    assert _metric(metrics_url, "baton_model_breaker_open") == 0.0
+    assert _metric(metrics_url, "baton_outage_seconds_total", dependency="model") > 0
     assert _dead(client, keys) == []
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(httpx.get(url).text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    raise AssertionError(f"no {name} {labels} at {url}")
 
 
 def _heartbeat(client: redis.Redis, keys: Keys) -> dict[str, Any]:
