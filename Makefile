@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test browser-deps docker-deps lint typecheck chaos bench compose-test compose-lint packaging-test model clean
+.PHONY: chaos-outages demo test browser-deps docker-deps lint typecheck chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,12 @@ chaos: $(LINKED)
 # into a fresh venv, checks `import agents` is the OpenAI SDK and runs the seed workflow there.
 packaging-test: $(LINKED)
 	$(BIN)/pytest -q -m packaging tests/packaging
+
+# Outages are not poison: beside worker kills, the model server killed and restarted under 200 runs of HTTP-backed
+# workers, then Redis at maxmemory (lowered under load, then raised); exit 1 unless all are done.
+chaos-outages: $(LINKED)
+	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin --model-outages --no-redis-restart
+	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin --redis-oom --no-redis-restart
 
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
