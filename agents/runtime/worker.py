@@ -127,19 +127,16 @@ class Worker:
         self._lock = threading.Lock()
         self._signals = 0
         self._last_read = 0  # entries the previous read returned (lingering is for busy workers)
-        self.breaker: CircuitBreaker | None = None  # the model endpoint's, made by load()
-        self.model_calls: ModelCalls | None = None
+        self.breaker = CircuitBreaker(self.spec.model or settings.model, threshold=settings.breaker_threshold,
+                                      base_s=settings.retry_backoff_s, cap_s=settings.breaker_cap_s)
+        self.model_calls = ModelCalls(self.breaker, budget_s=settings.outage_budget_s, stopping=self.stopping,
+                                      metrics=self.metrics)
 
     # lifecycle ----------------------------------------------------------------
     def load(self) -> None:
         """Load the model backend (the slow part of start-up)."""
         if self.backend is None:
             self.backend = load_backend(self.spec.model or self.settings.model, threads=self.settings.torch_threads)
-        s = self.settings
-        self.breaker = CircuitBreaker(self.backend.name, threshold=s.breaker_threshold, base_s=s.retry_backoff_s,
-                                      cap_s=s.breaker_cap_s)
-        self.model_calls = ModelCalls(self.breaker, budget_s=s.outage_budget_s, stopping=self.stopping,
-                                      metrics=self.metrics)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: stop after the batch in flight; a second signal exits at once."""
@@ -233,10 +230,9 @@ class Worker:
             "consumer": self.consumer, "role": self.spec.role, "host": socket.gethostname(),
             "pid": os.getpid(), "processed": self.processed, "at": time.time(),
             "metrics_port": self.metrics.port, "torch_threads": _torch_threads(),
+            "breaker": self.breaker.state.value, "model_down_since": self.breaker.opened_at,
+            "outage_s": round(self.breaker.open_seconds, 1),
         }
-        if self.breaker is not None:
-            info |= {"breaker": self.breaker.state.value, "model_down_since": self.breaker.opened_at,
-                     "outage_s": round(self.breaker.open_seconds, 1)}
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:

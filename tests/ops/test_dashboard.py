@@ -44,16 +44,18 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
         assert [(w["role"], w["sender"], w["task"]) for w in tr["waiting"]] == [("planner", "submit", SEED_TASK)]
         assert http.get("/api/runs/nope").status_code == 404
 
-        def samples_with_the_new_entry() -> dict[tuple[str, tuple[str, ...]], float] | None:
-            got = {(f.name, tuple(s.labels.values())): s.value
+        planner = frozenset({"workflow": "seed", "role": "planner"}.items())
+
+        def samples_with_the_new_entry() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+            got = {(f.name, frozenset(s.labels.items())): s.value
                    for f in text_string_to_metric_families(http.get("/metrics").text) for s in f.samples}
-            return got if got.get(("baton_stream_length", ("seed", "planner"))) == 1 else None
+            return got if got.get(("baton_stream_length", planner)) == 1 else None
 
         samples = wait_for(samples_with_the_new_entry, 30, "the sampler to see the new entry")
-        assert samples[("baton_stream_lag", ("seed", "planner"))] == 1
-        assert samples[("baton_stream_pending", ("seed", "planner"))] == 0
-        assert samples[("baton_stream_length", ("seed", "planner"))] == 1
-        assert samples[("baton_runs", ("queued",))] == 1
+        assert samples[("baton_stream_lag", planner)] == 1
+        assert samples[("baton_stream_pending", planner)] == 0
+        assert samples[("baton_stream_length", planner)] == 1
+        assert samples[("baton_runs", frozenset({"status": "queued"}.items()))] == 1
         snap = http.get("/api/snapshot").json()
         assert snap["history"] and snap["snapshot"]["runs_in_flight"] == 1
         assert http.get("/api/dead").json() == {"total": 0, "entries": []}

@@ -17,7 +17,7 @@ from baton.agents.ops.trace import build_trace
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
-from baton.broker import Keys, get_run, submit
+from baton.broker import Keys, ensure_group, get_run
 from baton.broker.dlq import ReplayError, count_dead, find_dead, list_dead, replay_dead
 from baton.protocol import MAX_MESSAGE_BYTES, DeadLetter, Task, encode
 from tests.cli import baton
@@ -26,7 +26,10 @@ from tests.waiting import wait_for
 
 
 def dead_letter_an_oversize_task(redis_url: str, client: redis.Redis, keys: Keys) -> str:
-    run_id = submit(client, keys, Task(run_id="big-run", role="planner", task="x" * (MAX_MESSAGE_BYTES + 10)))
+    run_id = "big-run"  # too big for submit(), which refuses it: written as a user's raw XADD would be
+    ensure_group(client, keys.stream("seed", "planner"), "planner")
+    client.xadd(keys.stream("seed", "planner"),
+                {"msg": encode(Task(run_id=run_id, role="planner", task="x" * (MAX_MESSAGE_BYTES + 10)))})
     worker = Worker(Settings(redis_url=redis_url, model="echo", janitor_interval_s=3600), SEED, "planner",
                     backend=load_backend("echo"), client=client)
     worker.streams.ensure_groups()
@@ -43,7 +46,7 @@ def test_an_oversize_dead_letter_is_shown_by_monitor_trace_and_dashboard(
     run_id = dead_letter_an_oversize_task(redis_url, client, keys)
     assert (get_run(client, keys, run_id) or {})["status"] == "failed"
 
-    snap = Monitor(client, keys, ["planner"]).sample()
+    snap = Monitor(client, keys, [("seed", "planner")]).sample()
     assert snap.dead_letters == 1 and snap.dead_by_role == {"planner": 1}
     (view,) = snap.recent_dead
     assert (view.role, view.run_id, view.readable, view.truncated) == ("planner", run_id, True, True)
