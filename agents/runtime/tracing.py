@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -51,7 +52,8 @@ OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TR
 
 _W3C = TraceContextTextMapPropagator()
 _OFF = contextlib.nullcontext()
-_cached: tuple[object, Tracer] | None = None
+_RECHECK_S = 1.0
+_state: tuple[float, Tracer | None] = (float("-inf"), None)
 
 
 class _Generated(Protocol):
@@ -68,14 +70,22 @@ R = TypeVar("R", bound=_Outcome)
 
 
 def tracer() -> Tracer | None:
-    """The ``baton`` tracer of the global provider, or None while no SDK provider is set (tracing off)."""
-    global _cached
+    """The ``baton`` tracer of the global provider, or None while no SDK provider is set (tracing off).
+
+    Asking the API for the provider costs a microsecond, so the answer is kept: for good once a
+    provider is set (OpenTelemetry sets it once per process), for a second while there is none (a
+    provider the application sets later is used from then on).
+    """
+    global _state
+    now = time.monotonic()
+    if now < _state[0]:
+        return _state[1]
     provider = trace.get_tracer_provider()
     if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-        return None
-    if _cached is None or _cached[0] is not provider:
-        _cached = (provider, provider.get_tracer(TRACER_NAME))
-    return _cached[1]
+        _state = (now + _RECHECK_S, None)
+    else:
+        _state = (float("inf"), provider.get_tracer(TRACER_NAME))
+    return _state[1]
 
 
 def configure(service_name: str, *, span_file: str = "") -> bool:
@@ -108,8 +118,14 @@ def configure(service_name: str, *, span_file: str = "") -> bool:
 
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(span_file)))
     trace.set_tracer_provider(provider)
+    _forget()
     log.info("tracing on: %s", ", ".join(filter(None, ["OTLP" if otlp else "", span_file])))
     return True
+
+
+def _forget() -> None:
+    global _state
+    _state = (float("-inf"), None)
 
 
 # propagation -------------------------------------------------------------------------------------
