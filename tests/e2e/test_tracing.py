@@ -2,7 +2,8 @@
 
 The caller's span is recorded in this process by the SDK's in-memory exporter (a local provider, so
 the rest of the suite stays untraced); worker processes write their spans to a ``BATON_OTEL_FILE``
-(one JSON span per line), since they cannot share the in-memory exporter.
+(one JSON span per line), since they cannot share the in-memory exporter; one test exports over OTLP/HTTP
+to a small receiver in this process.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -135,6 +141,68 @@ def test_fan_out_parts_each_carry_the_hop_span_and_tool_calls_are_children(
     assert by_id[summarizer["parent_span_id"]]["name"] == "baton.hop researcher"  # the part that completed the join
 
 
+class _Collector(ThreadingHTTPServer):
+    """A minimal OTLP/HTTP trace receiver: keeps every exported span (protobuf) as a dict."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Receive)
+        self.spans: list[dict[str, Any]] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Receive(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+        assert isinstance(self.server, _Collector) and self.path == "/v1/traces"
+        for rs in req.resource_spans:
+            service = {a.key: a.value.string_value for a in rs.resource.attributes}.get("service.name", "")
+            for ss in rs.scope_spans:
+                self.server.spans.extend({"name": sp.name, "trace_id": sp.trace_id.hex(), "span_id": sp.span_id.hex(),
+                                          "parent_span_id": sp.parent_span_id.hex(), "service": service}
+                                         for sp in ss.spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server hook's signature
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[_Collector]:
+    server = _Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_hop_spans_are_exported_over_otlp_when_the_endpoint_is_set(
+    client: redis.Redis, keys: Keys, workers: Workers, collector: _Collector
+) -> None:
+    _untraced(workers.env)
+    workers.spawn("planner", env={**ECHO, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                                  "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    workers.wait_ready(client)
+    tracer, _ = _caller()
+    with tracer.start_as_current_span("caller") as caller:
+        run_id = submit(client, keys, new_task(SEED, "Over OTLP.", Settings()))
+    ctx = caller.get_span_context()
+    spans = wait_for(lambda: collector.spans if len(collector.spans) >= 2 else None, 30, "spans at the collector",
+                     logs=workers.logs)
+    by_name = {s["name"]: s for s in spans}
+    hop, model = by_name["baton.hop planner"], by_name["baton.model planner"]
+    assert hop["trace_id"] == f"{ctx.trace_id:032x}" and hop["parent_span_id"] == f"{ctx.span_id:016x}"
+    assert model["parent_span_id"] == hop["span_id"] and hop["service"] == "baton-worker"
+    assert get_run(client, keys, run_id)["role"] == "researcher"  # type: ignore[index]
+
+
 def test_untraced_workers_record_nothing_and_pass_the_callers_traceparent_through(
     client: redis.Redis, keys: Keys, workers: Workers
 ) -> None:
@@ -174,6 +242,20 @@ def test_tracing_is_off_and_the_sdk_not_loaded_without_configuration() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BATON_"))}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "off", out.stderr
+
+
+def test_dashboard_submit_carries_the_requests_traceparent(redis_url: str, client: redis.Redis, keys: Keys) -> None:
+    from fastapi.testclient import TestClient
+
+    from baton.agents.ops.dashboard import create_app
+
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with TestClient(create_app(Settings(redis_url=redis_url), SEED, interval=60)) as http:
+        traced = http.post("/api/runs", json={"task": "traced"}, headers={"traceparent": header}).json()["run_id"]
+        plain = http.post("/api/runs", json={"task": "plain"}).json()["run_id"]
+    carried = {t.run_id: t.traceparent for t in _tasks(client, keys, "seed", "planner")}
+    assert carried == {traced: header, plain: ""}
+    assert get_run(client, keys, traced)["trace_id"] == "0af7651916cd43dd8448eb211c80319c"  # type: ignore[index]
 
 
 def test_traceparent_is_validated_and_taken_from_http_headers() -> None:
