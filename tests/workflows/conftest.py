@@ -44,6 +44,7 @@ class Inline:
         made = []
         for role in roles or [r.role for r in wf.roles]:
             w = Worker(s, wf, role, backend=self.backend, client=self.client)
+            w.load()  # the breaker and model-call wrapper (the backend is given)
             w.streams.ensure_groups()
             made.append(w)
         self.workers += made
