@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     workflow: str = ""
     metrics_port: int = 0
+    otel_file: str = ""  # append one JSON span per line here (tests, debugging); OTLP uses the OTEL_* variables
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -58,7 +58,8 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
     """Create the run record and publish the first task on its workflow's stream; return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
-    written): a task built in Python is not validated until it is decoded.
+    written): a task built in Python is not validated until it is decoded. A task with a
+    ``traceparent`` gets its trace id in the record (``trace_id``), to find the run's trace.
     """
     payload = encode(task)
     decode(payload)
@@ -74,6 +75,8 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
         "created_at": task.created_at,
         "updated_at": task.created_at,
     }
+    if task.traceparent:
+        record["trace_id"] = task.traceparent[3:35]
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.run(task.run_id), mapping=record)
     if record_ttl_s:

@@ -26,6 +26,8 @@ __all__ = [
     "PartCount",
     "PartIndex",
     "ToolTimeout",
+    "TraceParent",
+    "TraceState",
 ]
 
 KEY_SAFE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -45,3 +47,8 @@ HopLimit = Annotated[int, Meta(ge=1, description="Most handoffs the run may take
 PartIndex = Annotated[int, Meta(ge=0, lt=MAX_PARTS, description="A fan-out part, numbered from 0.")]
 PartCount = Annotated[int, Meta(ge=1, le=MAX_PARTS, description="How many parts a fan-out has.")]
 ToolTimeout = Annotated[float, Meta(gt=0, le=MAX_TOOL_TIMEOUT_S, description="Seconds a tool call may take.")]
+TraceParent = Annotated[str, Meta(max_length=55, pattern=r"^([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?$",
+                                   description="A W3C Trace Context traceparent (version-trace_id-span_id-flags), "
+                                               "or empty for none.")]
+TraceState = Annotated[str, Meta(max_length=512, pattern=r"^[\x20-\x7e]*$",
+                                  description="A W3C Trace Context tracestate (vendor entries), or empty.")]

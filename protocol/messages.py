@@ -26,6 +26,8 @@ from baton.protocol.fields import (
     PartCount,
     PartIndex,
     ToolTimeout,
+    TraceParent,
+    TraceState,
 )
 
 __all__ = [
@@ -86,7 +88,8 @@ class Task(_Base, frozen=True, kw_only=True, tag="task"):
     """Work for one role of one workflow: ``task`` is the text the role's agent receives.
 
     ``max_hops`` limits the run's handoffs (``None``: the worker's ``BATON_MAX_HOPS``); a task of
-    a workflow the worker does not run is dead-lettered.
+    a workflow the worker does not run is dead-lettered. ``traceparent`` and ``tracestate`` (W3C
+    Trace Context) put the hop under its submitter's trace: empty when nobody traces.
     """
 
     role: Name
@@ -97,6 +100,8 @@ class Task(_Base, frozen=True, kw_only=True, tag="task"):
     part: PartIndex = 0
     parts: PartCount = 1
     group: MaybeId = ""
+    traceparent: TraceParent = ""
+    tracestate: TraceState = ""
 
 
 class Result(_Base, frozen=True, kw_only=True, tag="result"):

@@ -19,6 +19,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
+from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
@@ -38,10 +39,10 @@ def _check_task(task: str) -> str:
 
 
 def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = None) -> Task:
-    """The first task of a new run of ``wf``."""
+    """The first task of a new run of ``wf``, under the caller's current trace span if there is one."""
     deadline = time.time() + deadline_s if deadline_s else None
     return Task(run_id=new_id(), role=wf.entry, task=text, workflow=wf.name, deadline=deadline,
-                max_hops=s.max_hops)
+                max_hops=s.max_hops, **trace_fields())
 
 
 class WorkerPool:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from baton.agents.ops.collectors import SnapshotCollector
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.trace import RunNotFound, build_trace
+from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad, submit
@@ -160,12 +161,12 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
         return [{"run_id": run_id, **rec} for run_id, rec in zip(ids, run_records(client, keys, ids), strict=True)]
 
     @app.post("/api/runs", status_code=201)
-    def api_submit(body: SubmitRequest) -> dict[str, str]:
+    def api_submit(body: SubmitRequest, request: Request) -> dict[str, str]:
         text = body.task.strip()
         if not text:
             raise HTTPException(422, "the task is empty")
         task = Task(run_id=new_id(), role=workflow.entry, task=text, workflow=workflow.name,
-                    max_hops=settings.max_hops)
+                    max_hops=settings.max_hops, **fields_from_headers(request.headers))
         run_id = submit(client, keys, task, record_ttl_s=settings.record_ttl_s)
         log.info("submitted run %s from the dashboard", run_id)
         return {"run_id": run_id}

@@ -83,12 +83,13 @@ def needs_routing(spec: RoleSpec, task: Task) -> bool:
 
 def plan_outputs(
     spec: RoleSpec, task: Task, output: str, fields: Mapping[str, str], keys: Keys,
-    common: Mapping[str, Any], finished: float,
+    common: Mapping[str, Any], finished: float, carry: Mapping[str, str] | None = None,
 ) -> tuple[list[tuple[str, bytes]], dict[str, str | float | int]]:
     """The ``(stream, payload)`` outputs and run-record fields of one handoff.
 
     ``fields`` are the template values (``output``, ``continuation``, ``tools``, ...); the
-    route sources are ``output``, ``continuation`` and ``tools`` from it.
+    route sources are ``output``, ``continuation`` and ``tools`` from it. ``carry`` holds the next
+    tasks' ``traceparent``/``tracestate`` (the hop span's; every fan-out part carries it).
     """
     target = choose_target(spec, fields)
     if not target:
@@ -97,7 +98,7 @@ def plan_outputs(
             "status": "done", "role": "", "result": output, "finished_at": finished}
     stream = keys.run_stream(task.workflow, target, task.run_id)
     base: dict[str, Any] = {"role": target, "workflow": task.workflow, "deadline": task.deadline,
-                            "max_hops": task.max_hops}
+                            "max_hops": task.max_hops, **(carry or {})}
     if spec.split:
         pieces = split_text(spec.split, fields.get("continuation", output))
         n = len(pieces)

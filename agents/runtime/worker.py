@@ -38,6 +38,7 @@ from baton.agents.runtime.outages import ModelCalls, ride_out_redis
 from baton.agents.runtime.prompt import handoff_text
 from baton.agents.runtime.routing import gather, needs_routing, plan_outputs
 from baton.agents.runtime.steps import RoleSteps, StepContext
+from baton.agents.runtime.tracing import configure, end_hop, hop_fields, start_hop, traced_model_call, use_hop
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import (
@@ -90,6 +91,7 @@ class _Work:
     started: float = 0.0
     ctx: StepContext | None = None
     memory: list[dict[str, Any]] | None = None
+    span: Any = None  # the hop's OpenTelemetry span (None when tracing is off)
 
 
 class Worker:
@@ -161,6 +163,7 @@ class Worker:
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port)
         self.load()
+        configure("baton-worker", span_file=self.settings.otel_file)
         self.streams.ensure_groups()
         self._beat()
         beater = threading.Thread(target=contextvars.copy_context().run, args=(self._heartbeat_loop,),
@@ -320,7 +323,9 @@ class Worker:
             for w, memory in zip(work, self._memories([w.task for w in work]), strict=True):
                 w.memory = memory
         for w in work:
-            w.ctx = self.steps.before(w.task)
+            w.span = start_hop(w.task, self.spec.role, self.spec.agent, self.consumer)
+            with use_hop(w.span):
+                w.ctx = self.steps.before(w.task)
             w.prompt = self.steps.render(w.task, w.memory or [], w.ctx)
             w.started = time.time()
 
@@ -342,6 +347,7 @@ class Worker:
         outcomes = self._commit(handoffs)
         self.processed += sum(o is Outcome.COMMITTED for o in outcomes)
         for (w, g), o in zip(done, outcomes, strict=True):
+            end_hop(w.span, tokens=g.new_tokens, outcome=o.name.lower())
             if o is Outcome.COMMITTED:
                 self.metrics.processed()
                 self.metrics.step(finished - w.started, g.new_tokens)
@@ -353,6 +359,8 @@ class Worker:
         """Dead-letter tasks the model refused or an outage outlasted, failing their runs with the reason."""
         dead = [dead_letter(self.keys, self.spec.role, w.entry, reason, w.task,
                             self.partition_of.get(w.entry.stream, 0)) for w, reason in rejected]
+        for w, reason in rejected:
+            end_hop(w.span, outcome="dead_lettered", error=reason)
         self._commit(dead)
         self.dead_lettered += len(dead)
         self.metrics.dead_lettered(len(dead))
@@ -360,14 +368,18 @@ class Worker:
     def _retry_later(self, failed: list[_Work]) -> None:
         """Leave failed tasks pending (uncommitted) and back off; their redelivery counts one attempt."""
         self.failed += len(failed)
+        for w in failed:
+            end_hop(w.span, outcome="retry", error="left pending for a retry")
         self.metrics.failed(len(failed))
         attempts = max(w.entry.deliveries for w in failed)
         self.stopping.wait(self.settings.retry_backoff_s * 2 ** (attempts - 1))
 
     def _model_call(self, work: list[_Work]) -> list[Generation]:
-        assert self.backend is not None
+        backend = self.backend
+        assert backend is not None
         max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
-        return list(self.backend.generate([w.prompt for w in work], max_new_tokens=max_new))
+        return traced_model_call([w.span for w in work], lambda: backend.generate(
+            [w.prompt for w in work], max_new_tokens=max_new), model=backend.name, role=self.spec.role)
 
     def _before_run(self, work: list[_Work]) -> list[bool]:
         """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too
@@ -394,7 +406,8 @@ class Worker:
                   started=w.started, finished=finished, tokens=tokens)
         meta = {"msg_id": task.id, "consumer": self.consumer, "hop": task.hop, "started": w.started,
                 "finished": finished, "tokens": tokens, "truncated": truncated}
-        fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
+        with use_hop(w.span):
+            fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
         meta |= self.steps.meta(task, w.ctx)  # tool calls and results, fan-out part (nothing for the seed)
         pad_value = _JSON.encode({"task": task.task, "response": output, "meta": meta})
         common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
@@ -402,11 +415,12 @@ class Worker:
         p = self.keys.partition(task.run_id)
         record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
         if needs_routing(self.spec, task):  # routes, fan-out, parts, richer handoff templates
-            outputs, routed = plan_outputs(self.spec, task, output, fields, self.keys, common, finished)
+            outputs, routed = plan_outputs(self.spec, task, output, fields, self.keys, common, finished,
+                                           carry=hop_fields(w.span, task))
             record |= routed
         elif self.spec.next:
             nxt = Task(role=self.spec.next, task=handoff_text(self.spec, output), workflow=task.workflow,
-                       deadline=task.deadline, max_hops=task.max_hops, **common)
+                       deadline=task.deadline, max_hops=task.max_hops, **hop_fields(w.span, task), **common)
             outputs = [(self.keys.run_stream(task.workflow, self.spec.next, task.run_id), encode(nxt))]
             record |= {"status": "running", "role": self.spec.next}
         else:

@@ -20,6 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from baton.agents.runtime.tracing import traced_tool_call
 from baton.agents.tools.base import ToolContext, ToolError
 from baton.agents.tools.registry import UnknownTool, get_tool
 from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
@@ -92,7 +93,11 @@ class ToolRunner:
         return self.workflow.tools.get(tool, ToolConfig())
 
     def call(self, tool: str, args: Mapping[str, str], run_id: str) -> ToolOutcome:
-        """Call ``tool`` for ``run_id``; every failure is an outcome with ``error`` set."""
+        """Call ``tool`` for ``run_id``; every failure is an outcome with ``error`` set. With tracing on,
+        the call is a span under the current one (the hop's)."""
+        return traced_tool_call(tool, lambda: self._call(tool, args, run_id))
+
+    def _call(self, tool: str, args: Mapping[str, str], run_id: str) -> ToolOutcome:
         started = time.monotonic()
         if tool not in self.spec.tools:
             allowed = ", ".join(self.spec.tools) or "none"
