@@ -47,7 +47,7 @@ def _baton_worker(url: str) -> Any:
 
     settings = Settings(redis_url=url, batch_size=1, linger_ms=0, block_ms=100)
     worker = Worker(settings, SEED, "researcher", backend=EchoBackend())
-    worker.load()  # the breaker and the model-call wrapper around the backend
+    worker.load()
     worker.streams.ensure_groups()
     return worker
 
