@@ -44,6 +44,7 @@ class Inline:
         made = []
         for role in roles or [r.role for r in wf.roles]:
             w = Worker(s, wf, role, backend=self.backend, client=self.client)
+            w.load()  # the backend is given: this makes the breaker and the model-call wrapper only
             w.streams.ensure_groups()
             made.append(w)
         self.workers += made
