@@ -27,7 +27,7 @@ WORKER_COMMANDS = (
     "ping",
     "xreadgroup", "xack", "xclaim", "xautoclaim", "xpending", "xinfo|groups", "xinfo|consumers",
     "xgroup|create", "xgroup|delconsumer", "xadd", "xtrim", "xrange", "xlen",
-    "hset", "hsetnx", "hget", "hgetall", "hlen", "hdel", "expire", "exists", "get", "set", "del",
+    "hset", "hsetnx", "hget", "hmget", "hgetall", "hlen", "hdel", "expire", "exists", "get", "set", "del",
     "zadd", "zrange", "zrangebyscore", "zrem", "smismember", "sismember", "sscan", "srem",
     "evalsha", "script|load",
 )
@@ -72,7 +72,8 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
              f"~{keys.stream_pattern(workflow, role)}"]
     # EVALSHA declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
     rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
-    rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-")]
+    rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
+                                         "events:*", "review:*", "reviews", "reviewruns")]
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{keys.cancelled()}"]
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
     rules += [f"~{tag}:{k}" for feature in features for k in FEATURE_KEYS[feature]]

@@ -12,7 +12,8 @@ group is left alone (nobody has read it yet).
 
 Other state: run records, scratchpads and their index expire by TTL (``record_ttl_s``, set by
 the commit script); the results stream keeps ``results_retention_s`` of history; the runs index
-and the cancelled-runs set drop runs whose record no longer exists. Dead letters are kept until
+and the cancelled-runs set drop runs whose record no longer exists. Runs parked for a human review
+past their deadline are failed (``broker.reviews.expire_reviews``). Dead letters are kept until
 ``baton dlq purge``.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 import redis
 
 from baton.broker.keys import Keys
+from baton.broker.reviews import expire_reviews
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
 
@@ -73,11 +75,13 @@ class SweepReport:
     results_trimmed: int = 0
     runs_forgotten: int = 0
     cancelled_forgotten: int = 0
+    reviews_expired: int = 0
 
     @property
     def total(self) -> int:
         """Everything removed, summed."""
-        return sum(self.trimmed.values()) + self.results_trimmed + self.runs_forgotten + self.cancelled_forgotten
+        return (sum(self.trimmed.values()) + self.results_trimmed + self.runs_forgotten + self.cancelled_forgotten
+                + self.reviews_expired)
 
 
 class Janitor:
@@ -145,10 +149,11 @@ class Janitor:
             for p in range(self.keys.partitions):
                 report.runs_forgotten += self._forget_runs(p, now - self.record_ttl_s)
         report.cancelled_forgotten = self._forget_cancelled()
+        report.reviews_expired = expire_reviews(self.client, self.keys, now=now, record_ttl_s=self.record_ttl_s)
         if report.total:
-            log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations",
-                     report.trimmed or "nothing", report.results_trimmed, report.runs_forgotten,
-                     report.cancelled_forgotten)
+            log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations, failed %d runs "
+                     "whose deadline passed in review", report.trimmed or "nothing", report.results_trimmed,
+                     report.runs_forgotten, report.cancelled_forgotten, report.reviews_expired)
         return report
 
     def _forget_runs(self, partition: int, older_than: float) -> int:

@@ -130,6 +130,22 @@ class Keys:
         """Idempotency marker: set once the handoff of message ``msg_id`` has committed."""
         return f"{self._run_tag(run_id)}:done:{msg_id}"
 
+    def events(self, run_id: str) -> str:
+        """The event log of ``run_id``: a stream of ``ev`` entries (``broker/events.py``)."""
+        return f"{self._run_tag(run_id)}:events:{run_id}"
+
+    def review(self, run_id: str, review_id: str) -> str:
+        """The hash of one human review of a role's output in ``run_id``."""
+        return f"{self._run_tag(run_id)}:review:{run_id}:{review_id}"
+
+    def reviews(self, partition: int = 0) -> str:
+        """Sorted set of the partition's pending review ids, by the time they were requested."""
+        return f"{self.tag(partition)}:reviews"
+
+    def review_runs(self, partition: int = 0) -> str:
+        """Hash of the partition's review ids -> their run id (to find a review by its id alone)."""
+        return f"{self.tag(partition)}:reviewruns"
+
     def placeholder(self, partition: int) -> str:
         """A key in the partition's slot that is never written (for unused script keys)."""
         return f"{self.tag(partition)}:-"

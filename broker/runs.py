@@ -40,6 +40,8 @@ class RunStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    REVIEW = "review"
+    """Parked: a role's output waits for a human decision (``broker.reviews``)."""
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Literal
 
 import msgspec
 
@@ -38,6 +39,7 @@ __all__ = [
     "Hop",
     "Message",
     "Result",
+    "ReviewDecision",
     "Task",
     "ToolCall",
     "ToolResult",
@@ -72,6 +74,24 @@ class Hop(msgspec.Struct, frozen=True, kw_only=True):
     tokens: Count = 0
 
 
+class ReviewDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """A human's decision on a role's parked output, carried back to the role by its continuation task.
+
+    ``output`` is the output to hand off (the proposed one, or the reviewer's replacement);
+    ``prompt``, ``started``, ``finished`` and ``tokens`` describe the generation that was reviewed,
+    so the role's worker completes the handoff without calling the model again.
+    """
+
+    review_id: Id
+    decision: Literal["approve", "reject"]
+    output: str = ""
+    reason: str = ""
+    prompt: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    tokens: Count = 0
+
+
 class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Fields every message carries."""
 
@@ -89,7 +109,9 @@ class Task(_Base, frozen=True, kw_only=True, tag="task"):
 
     ``max_hops`` limits the run's handoffs (``None``: the worker's ``BATON_MAX_HOPS``); a task of
     a workflow the worker does not run is dead-lettered. ``traceparent`` and ``tracestate`` (W3C
-    Trace Context) put the hop under its submitter's trace: empty when nobody traces.
+    Trace Context) put the hop under its submitter's trace: empty when nobody traces. ``review`` is set
+    on the continuation of a reviewed role's parked output: the worker hands off the decided output
+    without calling the model.
     """
 
     role: Name
@@ -102,6 +124,7 @@ class Task(_Base, frozen=True, kw_only=True, tag="task"):
     group: MaybeId = ""
     traceparent: TraceParent = ""
     tracestate: TraceState = ""
+    review: ReviewDecision | None = None
 
 
 class Result(_Base, frozen=True, kw_only=True, tag="result"):

@@ -44,14 +44,15 @@ class RunGuard:
         halted: dict[str, Handoff] = {}
         for (entry, task), stop in zip(items, flags, strict=True):
             if stop:
-                halted[entry.id] = self._halt(entry, task, "cancelled", "run cancelled", now)
+                halted[entry.id] = self.halt(entry, task, "cancelled", "run cancelled", now)
             elif task.deadline is not None and now > task.deadline:
                 late = now - task.deadline
                 reason = f"deadline passed {late:.1f}s before role {self.role!r} could start"
-                halted[entry.id] = self._halt(entry, task, "failed", reason, now)
+                halted[entry.id] = self.halt(entry, task, "failed", reason, now)
         return halted
 
-    def _halt(self, entry: Entry, task: Task, status: str, reason: str, now: float) -> Handoff:
+    def halt(self, entry: Entry, task: Task, status: str, reason: str, now: float) -> Handoff:
+        """The commit that ends ``task``'s run with ``status`` (``failed``, ``cancelled``) and ``reason``."""
         p = self.keys.partition(task.run_id)
         err = Error(run_id=task.run_id, role=self.role, reason=reason, parent_id=task.id, hop=task.hop,
                     trace=task.trace)

@@ -36,6 +36,7 @@ from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
 from baton.agents.runtime.prompt import handoff_text
+from baton.agents.runtime.review import ReviewStage
 from baton.agents.runtime.routing import gather, needs_routing, plan_outputs
 from baton.agents.runtime.steps import RoleSteps, StepContext
 from baton.agents.runtime.tracing import configure, end_hop, hop_fields, start_hop, traced_model_call, use_hop
@@ -125,6 +126,7 @@ class Worker:
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
         self.metrics = WorkerMetrics(role)
         self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s)
+        self.review = ReviewStage(self)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
         self._signals = 0
@@ -267,7 +269,7 @@ class Worker:
 
     def _process(self, entries: list[Entry]) -> bool:
         """The stages of one batch, in order; True when entries were left pending for a retry."""
-        work = self._admit_all(entries)
+        work = self.review.resume(self._admit_all(entries))  # decided reviews hand off here
         work = self._guard(work)
         work = self._gather(work)
         if not work:
@@ -343,6 +345,9 @@ class Worker:
         """Hand off and commit: each task's next message, scratchpad entry and run record, in one
         atomic step per task (one round trip for the batch)."""
         finished = time.time()
+        if self.spec.review:
+            self.review.park(done, finished)
+            return
         handoffs = [self._handoff(w, g.text, g.new_tokens, g.truncated, finished) for w, g in done]
         outcomes = self._commit(handoffs)
         self.processed += sum(o is Outcome.COMMITTED for o in outcomes)
@@ -404,12 +409,9 @@ class Worker:
         task, entry = w.task, w.entry
         hop = Hop(role=self.spec.role, consumer=self.consumer, msg_id=task.id,
                   started=w.started, finished=finished, tokens=tokens)
-        meta = {"msg_id": task.id, "consumer": self.consumer, "hop": task.hop, "started": w.started,
-                "finished": finished, "tokens": tokens, "truncated": truncated}
         with use_hop(w.span):
             fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
-        meta |= self.steps.meta(task, w.ctx)  # tool calls and results, fan-out part (nothing for the seed)
-        pad_value = _JSON.encode({"task": task.task, "response": output, "meta": meta})
+        pad_value = self.pad_value(w, output, self.meta(w, tokens, truncated, finished))
         common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
                   "trace": (*task.trace, hop)}
         p = self.keys.partition(task.run_id)
@@ -429,6 +431,16 @@ class Worker:
             record |= {"status": "done", "role": "", "result": output, "finished_at": finished}
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id, outputs=outputs,
                        pad=(self.spec.agent, entry.id, pad_value), record=record, partition=p)
+
+    def meta(self, w: _Work, tokens: int, truncated: bool, finished: float) -> dict[str, Any]:
+        """A hop's scratchpad ``meta``: who ran which message when, plus tool calls and fan-out part."""
+        return {"msg_id": w.task.id, "consumer": self.consumer, "role": self.spec.role, "hop": w.task.hop,
+                "started": w.started, "finished": finished, "tokens": tokens, "truncated": truncated,
+                **self.steps.meta(w.task, w.ctx)}
+
+    def pad_value(self, w: _Work, output: str, meta: dict[str, Any]) -> bytes:
+        """The scratchpad entry of a hop: its input task, the response and ``meta``."""
+        return _JSON.encode({"task": w.task.task, "response": output, "meta": meta})
 
     def _ride_out_redis(self, step: Callable[[], T], what: str) -> T:
         return ride_out_redis(step, budget_s=self.settings.outage_budget_s, base_s=self.settings.retry_backoff_s,

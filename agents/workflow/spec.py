@@ -42,6 +42,7 @@ SplitRule = Literal["lines", "sentences", "chunks", "copies"]
 SplitFallback = Literal["chunks", "copies"]
 RouteSource = Literal["output", "continuation", "tools"]
 Memory = Literal["run", "agent", "none"]
+ReviewMode = Literal["", "human"]
 END = "end"
 """A route target that finishes the run (the role's output becomes the result)."""
 
@@ -123,7 +124,8 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ``split`` fans the output out to the next role's pool, ``join`` gathers all parts of a
     fan-out into one task, ``routes`` choose the next role by a pattern, and ``share`` writes
     templated fields to the run's shared memory (``{shared}`` in prompts). ``memory = "agent"``
-    keeps the agent's memory across runs.
+    keeps the agent's memory across runs. ``review = "human"`` parks the run with the role's output
+    until a person approves (maybe edits) or rejects it (``baton review``).
     """
 
     role: Name
@@ -143,6 +145,7 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     join: bool = False
     routes: list[Route] = []
     share: dict[str, str] = {}
+    review: ReviewMode = ""
 
     @property
     def display(self) -> str:

@@ -1,0 +1,125 @@
+"""Human review and time travel: ``baton review list|show|approve|reject``, ``baton fork``, ``baton replay``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Column, Table
+
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings
+from baton.broker.fork import ForkError, fork_run, replay_run
+from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
+
+__all__ = ["fork", "replay", "review_approve", "review_list", "review_reject", "review_show"]
+
+review_app = typer.Typer(help="Human review: runs parked with a role's output until a person decides.",
+                         no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+Target = Annotated[str, typer.Argument(help="A review id, or the id of a run waiting for review.")]
+
+
+def _one_line(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@review_app.command("list")
+def review_list(
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List pending reviews, oldest first: review id, run, role, proposed output."""
+    client, keys = connect_checked(settings())
+    reviews = list_reviews(client, keys, limit=limit)
+    if as_json:
+        out.print_json(json.dumps([asdict(r) for r in reviews]))
+        return
+    if not reviews:
+        out.print("no pending reviews")
+        return
+    table = Table(Column("review", no_wrap=True), Column("run", no_wrap=True), "role", "output")
+    for r in reviews:
+        table.add_row(r.review_id, r.run_id, r.role, _one_line(r.output))
+    out.print(table)
+
+
+def _find(target: str) -> Review:
+    client, keys = connect_checked(settings())
+    review = find_review(client, keys, target)
+    if review is None:
+        raise CliError(f"no review or run with a review named {target!r} (see baton review list)")
+    return review
+
+
+@review_app.command("show")
+def review_show(target: Target) -> None:
+    """Print one review in full as JSON: the role's input, the proposed output, the decision if any."""
+    out.print_json(json.dumps(asdict(_find(target))))
+
+
+def _decide(target: str, decision: str, output: str | None, reason: str) -> Decided:
+    s = settings()
+    client, keys = connect_checked(s)
+    try:
+        return decide(client, keys, target, "approve" if decision == "approve" else "reject", output, reason,
+                      record_ttl_s=s.record_ttl_s)
+    except ReviewError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _report(d: Decided) -> None:
+    r = d.review
+    if d.first:
+        out.print(f"{r.review_id}: {r.status} (run {r.run_id})")
+    else:
+        out.print(f"{r.review_id}: already {r.status} (run {r.run_id}); nothing changed")
+
+
+@review_app.command("approve")
+def review_approve(
+    target: Target,
+    output: Annotated[str | None, typer.Option(help="Hand off this text instead of the proposed output.")] = None,
+) -> None:
+    """Approve a review: the role's output (or --output) goes on to the next role."""
+    _report(_decide(target, "approve", output, ""))
+
+
+@review_app.command("reject")
+def review_reject(
+    target: Target,
+    reason: Annotated[str, typer.Option(help="Why: the run fails with this reason.")],
+) -> None:
+    """Reject a review: the run fails with the reason."""
+    if not reason.strip():
+        raise CliError("the reason is empty: say why, e.g. --reason 'off topic'", 2)
+    _report(_decide(target, "reject", None, reason))
+
+
+@app.command()
+def fork(
+    run_id: Annotated[str, typer.Argument(help="The run to fork.")],
+    from_role: Annotated[str, typer.Option("--from", help="The role to continue from.")],
+    task: Annotated[str | None, typer.Option(help="Give the role this input instead of its original one.")] = None,
+) -> None:
+    """Start a new run from RUN's history: scratchpads up to ROLE's hop, then ROLE with its input; print its id."""
+    s = settings()
+    client, keys = connect_checked(s)
+    try:
+        out.print(fork_run(client, keys, run_id, from_role, task, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s))
+    except ForkError as exc:
+        raise CliError(str(exc)) from None
+
+
+@app.command()
+def replay(run_id: Annotated[str, typer.Argument(help="The run to replay.")]) -> None:
+    """Re-run RUN from the start with the same workflow and task; print the new run's id."""
+    s = settings()
+    client, keys = connect_checked(s)
+    try:
+        out.print(replay_run(client, keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s))
+    except ForkError as exc:
+        raise CliError(str(exc)) from None

@@ -1,0 +1,131 @@
+"""Fork and replay: new runs made from an existing run's history (its scratchpads).
+
+``fork_run`` starts a new run at role ``from_role``: it copies every scratchpad entry of the
+source run written before that role's hop (so the agents remember what they remembered then),
+and publishes the role's original input (the ``task`` of its scratchpad entry), or an edited
+one, as the new run's first task at the same hop. ``replay_run`` re-runs from the start with the
+same workflow and task text. With greedy decoding both reproduce the source run's outputs from
+the point they start. Nothing is capped: the history is the scratchpads, kept as long as the
+run's record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis
+
+from baton.broker.keys import Keys
+from baton.broker.runs import RunView, get_run, submit
+from baton.broker.streams import entry_id_key
+from baton.broker.text import as_text
+from baton.protocol import Task, new_id
+
+__all__ = ["ForkError", "fork_run", "replay_run"]
+
+
+class ForkError(ValueError):
+    """A run that cannot be forked as asked; the message says why."""
+
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+class _Entry:
+    """One scratchpad entry: its agent, the agent's index score, its field (entry id) and value."""
+
+    __slots__ = ("agent", "entry", "field", "raw", "score")
+
+    def __init__(self, agent: str, score: float, field: str, raw: bytes) -> None:
+        self.agent, self.score, self.field, self.raw = agent, score, field, raw
+        self.entry: dict[str, Any] = _decode_json(raw)
+
+    @property
+    def hop(self) -> int:
+        return int(self.entry.get("meta", {}).get("hop", 0))
+
+    @property
+    def role(self) -> str:
+        return str(self.entry.get("meta", {}).get("role", ""))
+
+
+def _history(client: redis.Redis, keys: Keys, run_id: str) -> list[_Entry]:
+    """Every scratchpad entry of ``run_id`` with its agent, index score and field name, in write order."""
+    found: list[_Entry] = []
+    rows: Any = client.zrange(keys.pads(run_id), 0, -1, withscores=True)
+    for member, score in rows:
+        agent = as_text(member)
+        raw: Any = client.hgetall(keys.pad(run_id, agent))
+        found += [_Entry(agent, score, as_text(f), v) for f, v in raw.items()]
+    found.sort(key=lambda e: entry_id_key(e.field))
+    return found
+
+
+def _source(client: redis.Redis, keys: Keys, run_id: str) -> RunView:
+    rec = get_run(client, keys, run_id)
+    if rec is None:
+        raise ForkError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
+    return rec
+
+
+def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
+             deadline: float | None = None, max_hops: int | None = None, record_ttl_s: int = 0) -> str:
+    """A new run continuing ``run_id`` from ``from_role``'s (first) hop; returns the new run id.
+
+    The new run gets the source's scratchpad entries of earlier hops, and starts with the role's
+    original input, or ``task`` when given. Its record says ``forked_from`` (the source run),
+    ``forked_at`` (the role) and ``forked_hop``. ``ForkError`` when the run or role is unknown.
+    """
+    rec = _source(client, keys, run_id)
+    history = _history(client, keys, run_id)
+    at_role = [e for e in history if e.role == from_role]
+    if not at_role:
+        ran = ", ".join(dict.fromkeys(e.role for e in history if e.role)) or "none"
+        raise ForkError(f"role {from_role!r} has no scratchpad entry in run {run_id} (roles that ran: {ran})")
+    hop = min(e.hop for e in at_role)
+    first = [e for e in at_role if e.hop == hop]
+    meta = first[0].entry.get("meta", {})
+    text = str(first[0].entry.get("task", "")) if task is None else task
+    if task is None and int(meta.get("parts", 1)) > 1:
+        raise ForkError(f"role {from_role!r} ran as {meta['parts']} fan-out parts in run {run_id}; fork from the "
+                        "role before it, or give --task")
+    new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.get("workflow", "") or "seed", hop=hop,
+               deadline=deadline, max_hops=max_hops)
+    label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
+    return _start(client, keys, new, [e for e in history if e.hop < hop], label, record_ttl_s)
+
+
+def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float | None = None,
+               max_hops: int | None = None, record_ttl_s: int = 0) -> str:
+    """A new run of ``run_id``'s workflow with the same task text, from its first role; returns its id.
+
+    Its record says ``replayed_from``. ``ForkError`` when the run is unknown or its first hop left
+    no trace of which role it started at.
+    """
+    rec = _source(client, keys, run_id)
+    starts = [e for e in _history(client, keys, run_id) if e.hop == 0 and e.role]
+    if not starts:
+        raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
+    new = Task(run_id=new_id(), role=starts[0].role, task=rec.get("task", ""), workflow=rec.get("workflow", "")
+               or "seed", deadline=deadline, max_hops=max_hops)
+    return _start(client, keys, new, [], {"replayed_from": run_id}, record_ttl_s)
+
+
+def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry], label: dict[str, str | int],
+           record_ttl_s: int) -> str:
+    """Write the copied scratchpads and the record's label, then submit ``task`` (a new run)."""
+    pipe = client.pipeline(transaction=True)
+    for e in copied:
+        pipe.hset(keys.pad(task.run_id, e.agent), e.field, e.raw)
+        pipe.zadd(keys.pads(task.run_id), {e.agent: e.score}, nx=True)
+    record: dict[Any, Any] = {**label, "status": "queued", "created_at": time.time()}
+    pipe.hset(keys.run(task.run_id), mapping=record)
+    if record_ttl_s:
+        for key in {keys.run(task.run_id), *(keys.pad(task.run_id, e.agent) for e in copied),
+                    keys.pads(task.run_id)}:
+            pipe.expire(key, record_ttl_s)
+    pipe.execute()
+    return submit(client, keys, task, record_ttl_s=record_ttl_s)

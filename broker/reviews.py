@@ -1,0 +1,330 @@
+"""Human review: a role's output parked until a person approves (maybe edits) or rejects it.
+
+A role with ``review = "human"`` does not hand off after it generates: its worker *parks* the run
+(``park``: input acked, scratchpad entry written, review stored and indexed as pending, run record
+set to ``review``, a ``review_requested`` event appended, all in one Lua step, ``lua/park.lua``).
+Nothing waits in memory, so worker and Redis restarts lose nothing.
+
+``decide`` records a decision once (``lua/decide.lua``; a second decision returns the first and
+does nothing else). Approving publishes a *continuation* of the parked task on the role's stream
+(``Task.review`` set): the role's worker hands the decided output off as a normal hop would,
+without calling the model. Rejecting fails the run with the reason at once. The janitor fails
+runs whose deadline passed while they waited (``expire_reviews``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import msgspec
+import redis
+
+from baton.broker.commit import Outcome
+from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.runs import TERMINAL
+from baton.broker.scripts import LuaScript
+from baton.broker.streams import Entry
+from baton.broker.text import as_text
+from baton.protocol import Error, ReviewDecision, Task, decode, encode, new_id
+
+__all__ = [
+    "EVENTS_MAXLEN",
+    "Decided",
+    "Park",
+    "Review",
+    "ReviewError",
+    "decide",
+    "expire_reviews",
+    "find_review",
+    "list_reviews",
+    "park",
+]
+
+EVENTS_MAXLEN = 10_000
+"""Default approximate length cap of a run's event stream."""
+
+Decision = Literal["approve", "reject"]
+Value = str | bytes | float | int
+
+_park = LuaScript("park.lua")
+_decide = LuaScript("decide.lua")
+_json = msgspec.json.Encoder()
+
+
+class ReviewError(ValueError):
+    """A review that cannot be found or decided; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """One review as stored: what was proposed and, once decided, the decision."""
+
+    review_id: str
+    run_id: str
+    workflow: str = ""
+    role: str = ""
+    agent: str = ""
+    hop: int = 0
+    msg_id: str = ""
+    task: str = ""
+    output: str = ""
+    requested_at: float = 0.0
+    deadline: float | None = None
+    status: str = "pending"
+    decision: str = ""
+    decided_output: str = ""
+    reason: str = ""
+    decided_at: float | None = None
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any]) -> Review:
+        """A review from its hash (unknown fields ignored)."""
+        data = {as_text(k): as_text(v) for k, v in raw.items()}
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name == "hop":
+                kw[f.name] = int(value or 0)
+            elif f.name in {"requested_at"}:
+                kw[f.name] = float(value or 0)
+            elif f.name in {"deadline", "decided_at"}:
+                kw[f.name] = float(value) if value else None
+            else:
+                kw[f.name] = value
+        return cls(**kw)
+
+    @property
+    def pending(self) -> bool:
+        """Whether it still waits for a decision."""
+        return not self.decision
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What ``decide`` did: the review after the call, and whether this call made the decision."""
+
+    review: Review
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """Everything parking one reviewed output writes (see ``park``).
+
+    ``task`` is the parked input (kept to build the continuation), ``pad`` the scratchpad entry
+    ``(agent, field, value)``, ``record`` extra run-record fields; ``prompt``, ``started``,
+    ``finished`` and ``tokens`` describe the generation under review.
+    """
+
+    entry: Entry
+    task: Task
+    role: str
+    agent: str
+    output: str
+    pad: tuple[str, str, bytes]
+    prompt: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    tokens: int = 0
+    record: Mapping[str, Value] = field(default_factory=dict)
+
+    @property
+    def review_id(self) -> str:
+        """The review's id: the parked task's id (unique, and stable across redeliveries)."""
+        return self.task.id
+
+
+def _event(kind: str, run_id: str, role: str, agent: str, hop: int, at: float, **extra: Any) -> bytes:
+    return _json.encode({"type": kind, "run_id": run_id, "at": at, "role": role, "agent": agent, "hop": hop,
+                         **extra})
+
+
+def _pairs(mapping: Mapping[str, Value]) -> list[Value]:
+    flat: list[Value] = [len(mapping)]
+    for k, v in mapping.items():
+        flat += [k, v]
+    return flat
+
+
+def park(client: redis.Redis, keys: Keys, group: str, consumer: str, parks: Sequence[Park], *,
+         record_ttl_s: int = 0, events_maxlen: int = EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
+         now: float | None = None) -> list[Outcome]:
+    """Park each reviewed output in one atomic step per output; return each one's outcome."""
+    at = time.time() if now is None else now
+    return [_park_one(client, keys, group, consumer, p, record_ttl_s, events_maxlen, events_ttl_s, at)
+            for p in parks]
+
+
+def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Park, record_ttl_s: int,
+              events_maxlen: int, events_ttl_s: int, at: float) -> Outcome:
+    t = p.task
+    partition = keys.partition(t.run_id)
+    review: dict[str, Value] = {
+        "review_id": p.review_id, "run_id": t.run_id, "workflow": t.workflow, "role": p.role, "agent": p.agent,
+        "hop": t.hop, "msg_id": t.id, "task": t.task, "output": p.output, "prompt": p.prompt,
+        "started": p.started, "finished": p.finished, "tokens": p.tokens, "requested_at": at,
+        "deadline": "" if t.deadline is None else t.deadline, "status": "pending", "msg": encode(t),
+    }
+    record: dict[str, Value] = {**p.record, "status": "review", "role": p.role, "review": p.review_id,
+                                "updated_at": at}
+    event = _event("review_requested", t.run_id, p.role, p.agent, t.hop, at, review_id=p.review_id,
+                   msg_id=t.id, output=p.output)
+    agent, pad_field, pad_value = p.pad
+    script_keys: list[Value] = [
+        p.entry.stream, keys.done(t.run_id, t.id), keys.run(t.run_id), keys.pad(t.run_id, agent),
+        keys.pads(t.run_id), keys.review(t.run_id, p.review_id), keys.reviews(partition),
+        keys.review_runs(partition), keys.events(t.run_id),
+    ]
+    args: list[Value] = [
+        group, consumer, p.entry.id, MARKER_TTL_S, pad_field, pad_value, agent, p.entry.id.split("-")[0],
+        record_ttl_s, p.review_id, t.run_id, at, event, events_maxlen, events_ttl_s,
+        *_pairs(review), *_pairs(record),
+    ]
+    return Outcome(int(_park(client, script_keys, args)))
+
+
+def find_review(client: redis.Redis, keys: Keys, review_id_or_run: str) -> Review | None:
+    """The review named by its id, or the latest review of a run named by its id; None if neither."""
+    run_id = review_id = None
+    latest: Any = client.hget(keys.run(review_id_or_run), "review")
+    if latest is not None:
+        run_id, review_id = review_id_or_run, as_text(latest)
+    else:
+        pipe = client.pipeline(transaction=False)
+        for p in range(keys.partitions):
+            pipe.hget(keys.review_runs(p), review_id_or_run)
+        found = [as_text(r) for r in pipe.execute() if r is not None]
+        if found:
+            run_id, review_id = found[0], review_id_or_run
+    if run_id is None or review_id is None:
+        return None
+    raw: Any = client.hgetall(keys.review(run_id, review_id))
+    return Review.from_hash(raw) if raw else None
+
+
+def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[Review]:
+    """Pending reviews, oldest request first (at most ``limit``)."""
+    ids: list[tuple[float, str, int]] = []
+    for p in range(keys.partitions):
+        rows: Any = client.zrange(keys.reviews(p), 0, limit - 1, withscores=True)
+        ids += [(score, as_text(member), p) for member, score in rows]
+    ids.sort()
+    ids = ids[:limit]
+    if not ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for _, review_id, p in ids:
+        pipe.hget(keys.review_runs(p), review_id)
+    run_ids = pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for (_, review_id, _), run_id in zip(ids, run_ids, strict=True):
+        pipe.hgetall(keys.review(as_text(run_id or b"-"), review_id))
+    return [Review.from_hash(raw) for raw in pipe.execute() if raw]
+
+
+def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Decision, output: str | None = None,
+           reason: str = "", *, record_ttl_s: int = 0, events_maxlen: int = EVENTS_MAXLEN,
+           events_ttl_s: int = MARKER_TTL_S, now: float | None = None) -> Decided:
+    """Decide a review (by its id, or the latest review of a run) once.
+
+    ``approve`` hands the output off (``output`` replaces the proposed one when given): a
+    continuation task goes to the role's stream and its worker completes the hop. ``reject``
+    fails the run with ``reason``. Deciding again returns the first decision and changes nothing.
+    ``ReviewError`` when there is no such review or its run has ended (e.g. cancelled).
+    """
+    if decision not in ("approve", "reject"):
+        raise ReviewError(f"unknown decision {decision!r} (use approve or reject)")
+    review = find_review(client, keys, review_id_or_run)
+    if review is None:
+        raise ReviewError(f"no review or run with a review named {review_id_or_run!r}")
+    if review.decision:
+        return Decided(review, first=False)
+    code, detail = _decide_once(client, keys, review, decision, output, reason, record_ttl_s=record_ttl_s,
+                                events_maxlen=events_maxlen, events_ttl_s=events_ttl_s,
+                                now=time.time() if now is None else now)
+    if code == -2:
+        raise ReviewError(f"run {review.run_id} is {detail or 'gone'}: review {review.review_id} can no longer "
+                          "be decided")
+    after = find_review(client, keys, review.review_id)
+    if after is None:
+        raise ReviewError(f"review {review.review_id} of run {review.run_id} expired")
+    return Decided(after, first=code == 1)
+
+
+def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Decision, output: str | None,
+                 reason: str, *, record_ttl_s: int, events_maxlen: int, events_ttl_s: int,
+                 now: float) -> tuple[int, str]:
+    """Run the decide script; ``(code, detail)`` as ``lua/decide.lua`` returns them."""
+    run_id = review.run_id
+    raw: Any = client.hmget(keys.review(run_id, review.review_id), ["msg", "prompt", "started", "finished", "tokens"])
+    msg, prompt, started, finished, tokens = raw
+    parked = decode(msg) if msg is not None else None
+    if not isinstance(parked, Task):
+        return -1, ""
+    final = review.output if output is None else output
+    reason = reason or ("rejected by the reviewer" if decision == "reject" else "")
+    common = {"run_id": run_id, "role": review.role, "agent": review.agent, "hop": review.hop, "at": now}
+    events = [_json.encode({"type": "review_decided", **common, "review_id": review.review_id,
+                            "decision": decision, "output": final if decision == "approve" else "",
+                            "reason": reason})]
+    verdict: dict[str, Value] = {"decision": decision, "decided_at": now, "reason": reason,
+                                 "status": "approved" if decision == "approve" else "rejected"}
+    if decision == "approve":
+        cont = msgspec.structs.replace(parked, id=new_id(), created_at=now, review=ReviewDecision(
+            review_id=review.review_id, decision="approve", output=final, prompt=as_text(prompt or b""),
+            started=float(started or 0), finished=float(finished or 0), tokens=int(tokens or 0)))
+        verdict |= {"decided_output": final, "continuation_id": cont.id}
+        record: dict[str, Value] = {"status": "running", "role": review.role, "updated_at": now}
+        target, payload = keys.run_stream(parked.workflow, review.role, run_id), encode(cont)
+    else:
+        err = Error(run_id=run_id, role=review.role, reason=reason, parent_id=parked.id, hop=parked.hop,
+                    trace=parked.trace)
+        record = {"status": "failed", "error": reason, "updated_at": now, "finished_at": now}
+        target, payload = keys.results(keys.partition(run_id)), encode(err)
+        events.append(_json.encode({"type": "failed", **common, "reason": reason}))
+    script_keys: list[Value] = [keys.review(run_id, review.review_id), keys.reviews(keys.partition(run_id)),
+                                keys.run(run_id), target, keys.events(run_id)]
+    args: list[Value] = [review.review_id, decision, record_ttl_s, payload, events_maxlen, events_ttl_s,
+                         *_pairs(verdict), *_pairs(record), *events]
+    code, detail = _decide(client, script_keys, args)
+    return int(code), as_text(detail)
+
+
+def expire_reviews(client: redis.Redis, keys: Keys, *, now: float | None = None, limit: int = 1000,
+                   record_ttl_s: int = 0) -> int:
+    """Fail parked runs whose deadline has passed, and drop index entries of runs that ended
+    (cancelled, expired). Returns how many runs were failed."""
+    now = time.time() if now is None else now
+    failed = 0
+    for review in list_reviews(client, keys, limit=limit):
+        if review.deadline is None or review.deadline >= now:
+            continue
+        reason = (f"deadline passed {now - review.deadline:.1f}s ago while the output of role {review.role!r} "
+                  "waited for review")
+        code, _ = _decide_once(client, keys, review, "reject", None, reason, record_ttl_s=record_ttl_s,
+                               events_maxlen=EVENTS_MAXLEN, events_ttl_s=MARKER_TTL_S, now=now)
+        failed += code == 1
+    _forget_unparked(client, keys, limit)
+    return failed
+
+
+def _forget_unparked(client: redis.Redis, keys: Keys, limit: int) -> None:
+    for p in range(keys.partitions):
+        ids = [as_text(m) for m in client.zrange(keys.reviews(p), 0, limit - 1)]
+        if not ids:
+            continue
+        pipe = client.pipeline(transaction=False)
+        for review_id in ids:
+            pipe.hget(keys.review_runs(p), review_id)
+        runs = [as_text(r) if r is not None else "" for r in pipe.execute()]
+        pipe = client.pipeline(transaction=False)
+        for run_id in runs:
+            pipe.hget(keys.run(run_id or "-"), "status")
+        gone = [i for i, s in zip(ids, pipe.execute(), strict=True) if s is None or as_text(s) in TERMINAL]
+        if gone:
+            client.zrem(keys.reviews(p), *gone)
