@@ -1,8 +1,8 @@
 """Every Redis key and group name baton uses, under one configurable prefix.
 
 Keys that one handoff touches (the role streams, the run record, the scratchpads, the
-idempotency markers, the dead-letter and result streams) share a Redis Cluster hash tag:
-the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
+idempotency markers, the event log, the dead-letter and result streams) share a Redis Cluster
+hash tag: the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
 of a handoff is a single-slot operation and a later cluster deployment needs no new key scheme.
 
 Task streams are per workflow: ``<prefix>:{p<N>}:wf:<workflow>:stream:<role>``, so any number of
@@ -129,6 +129,10 @@ class Keys:
     def done(self, run_id: str, msg_id: str) -> str:
         """Idempotency marker: set once the handoff of message ``msg_id`` has committed."""
         return f"{self._run_tag(run_id)}:done:{msg_id}"
+
+    def events(self, run_id: str) -> str:
+        """The event log of ``run_id``: a stream of ``ev`` entries (``broker/events.py``)."""
+        return f"{self._run_tag(run_id)}:events:{run_id}"
 
     def placeholder(self, partition: int) -> str:
         """A key in the partition's slot that is never written (for unused script keys)."""
