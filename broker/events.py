@@ -24,6 +24,7 @@ __all__ = [
     "EVENT_FIELD",
     "AsyncRedis",
     "aiter_events",
+    "append_batch",
     "append_events",
     "aread_events",
     "iter_events",
@@ -71,6 +72,26 @@ def append_events(
     pipe.expire(key, ttl_s)
     if own:
         pipe.execute()
+
+
+def append_batch(
+    client: redis.Redis,
+    keys: Keys,
+    events: Sequence[Event],
+    *,
+    maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    ttl_s: int = MARKER_TTL_S,
+) -> None:
+    """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip."""
+    by_run: dict[str, list[Event]] = {}
+    for event in events:
+        by_run.setdefault(event.run_id, []).append(event)
+    if not by_run:
+        return
+    pipe = client.pipeline(transaction=False)
+    for run_id, run_events in by_run.items():
+        append_events(pipe, keys, run_id, run_events, maxlen=maxlen, ttl_s=ttl_s)
+    pipe.execute()
 
 
 def _start(after: str | None) -> str:

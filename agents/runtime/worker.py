@@ -25,19 +25,19 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
-import msgspec
-
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.admission import admit, dead_letter
 from baton.agents.runtime.breaker import CircuitBreaker
+from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.failures import classify, describe, retry_after
 from baton.agents.runtime.guards import RunGuard
+from baton.agents.runtime.handoff import build_handoff
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
-from baton.agents.runtime.prompt import handoff_text
-from baton.agents.runtime.routing import gather, needs_routing, plan_outputs
+from baton.agents.runtime.routing import gather
 from baton.agents.runtime.steps import RoleSteps, StepContext
+from baton.agents.runtime.tokens import TokenStream
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import (
@@ -56,19 +56,13 @@ from baton.broker import (
     scratchpads,
 )
 from baton.broker.janitor import Janitor
-from baton.protocol import (
-    Hop,
-    Result,
-    Task,
-    encode,
-)
+from baton.protocol import HopStarted, Task
 
 T = TypeVar("T")
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("baton.worker")
-_JSON = msgspec.json.Encoder()  # one encoder for every scratchpad entry (faster than json.dumps)
 
 
 def _torch_threads() -> int | None:
@@ -122,7 +116,9 @@ class Worker:
         self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
         self.metrics = WorkerMetrics(role)
-        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s)
+        self.events = EventWriter(self.client, self.keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s)
+        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s,
+                               events=self.events)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
         self._signals = 0
@@ -134,7 +130,9 @@ class Worker:
     def load(self) -> None:
         """Load the model backend (the slow part of start-up)."""
         if self.backend is None:
-            self.backend = load_backend(self.spec.model or self.settings.model, threads=self.settings.torch_threads)
+            self.backend = load_backend(self.spec.model or self.settings.model, threads=self.settings.torch_threads,
+                                        flush_tokens=self.settings.token_flush_tokens,
+                                        flush_ms=self.settings.token_flush_ms)
         s = self.settings
         self.breaker = CircuitBreaker(self.backend.name, threshold=s.breaker_threshold, base_s=s.retry_backoff_s,
                                       cap_s=s.breaker_cap_s)
@@ -323,6 +321,8 @@ class Worker:
         if any(w.memory is None for w in work):
             for w, memory in zip(work, self._memories([w.task for w in work]), strict=True):
                 w.memory = memory
+        self.events.emit([HopStarted(run_id=w.task.run_id, role=self.spec.role, agent=self.spec.agent, hop=w.task.hop,
+                                     msg_id=w.task.id, consumer=self.consumer) for w in work])
         for w in work:
             w.ctx = self.steps.before(w.task)
             w.prompt = self.steps.render(w.task, w.memory or [], w.ctx)
@@ -342,7 +342,9 @@ class Worker:
         """Hand off and commit: each task's next message, scratchpad entry and run record, in one
         atomic step per task (one round trip for the batch)."""
         finished = time.time()
-        handoffs = [self._handoff(w, g.text, g.new_tokens, g.truncated, finished) for w, g in done]
+        handoffs = [build_handoff(self.spec, self.keys, self.steps, self.consumer, entry=w.entry, task=w.task,
+                                  prompt=w.prompt, ctx=w.ctx, started=w.started, output=g.text, tokens=g.new_tokens,
+                                  truncated=g.truncated, finished=finished) for w, g in done]
         outcomes = self._commit(handoffs)
         self.processed += sum(o is Outcome.COMMITTED for o in outcomes)
         for (w, g), o in zip(done, outcomes, strict=True):
@@ -371,7 +373,13 @@ class Worker:
     def _model_call(self, work: list[_Work]) -> list[Generation]:
         assert self.backend is not None
         max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
-        return list(self.backend.generate([w.prompt for w in work], max_new_tokens=max_new))
+        if not self.settings.stream_tokens:
+            return list(self.backend.generate([w.prompt for w in work], max_new_tokens=max_new))
+        stream = TokenStream(self.events, [w.task for w in work], self.spec.role, self.spec.agent)
+        try:
+            return list(self.backend.generate([w.prompt for w in work], max_new_tokens=max_new, on_tokens=stream))
+        finally:
+            stream.close()
 
     def _before_run(self, work: list[_Work]) -> list[bool]:
         """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too
@@ -392,34 +400,6 @@ class Worker:
             return [[] for _ in tasks]
         return scratchpads(self.client, self.keys, [(t.run_id, self.spec.agent) for t in tasks])
 
-    def _handoff(self, w: _Work, output: str, tokens: int, truncated: bool, finished: float) -> Handoff:
-        task, entry = w.task, w.entry
-        hop = Hop(role=self.spec.role, consumer=self.consumer, msg_id=task.id,
-                  started=w.started, finished=finished, tokens=tokens)
-        meta = {"msg_id": task.id, "consumer": self.consumer, "hop": task.hop, "started": w.started,
-                "finished": finished, "tokens": tokens, "truncated": truncated}
-        fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
-        meta |= self.steps.meta(task, w.ctx)  # tool calls and results, fan-out part (nothing for the seed)
-        pad_value = _JSON.encode({"task": task.task, "response": output, "meta": meta})
-        common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
-                  "trace": (*task.trace, hop)}
-        p = self.keys.partition(task.run_id)
-        record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
-        if needs_routing(self.spec, task):  # routes, fan-out, parts, richer handoff templates
-            outputs, routed = plan_outputs(self.spec, task, output, fields, self.keys, common, finished)
-            record |= routed
-        elif self.spec.next:
-            nxt = Task(role=self.spec.next, task=handoff_text(self.spec, output), workflow=task.workflow,
-                       deadline=task.deadline, max_hops=task.max_hops, **common)
-            outputs = [(self.keys.run_stream(task.workflow, self.spec.next, task.run_id), encode(nxt))]
-            record |= {"status": "running", "role": self.spec.next}
-        else:
-            result = Result(role=self.spec.role, output=output, **common)
-            outputs = [(self.keys.results(p), encode(result))]
-            record |= {"status": "done", "role": "", "result": output, "finished_at": finished}
-        return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id, outputs=outputs,
-                       pad=(self.spec.agent, entry.id, pad_value), record=record, partition=p)
-
     def _ride_out_redis(self, step: Callable[[], T], what: str) -> T:
         return ride_out_redis(step, budget_s=self.settings.outage_budget_s, base_s=self.settings.retry_backoff_s,
                               stopping=self.stopping, metrics=self.metrics, what=what)
@@ -427,7 +407,8 @@ class Worker:
     def _commit(self, handoffs: list[Handoff]) -> list[Outcome]:
         outcomes = self._ride_out_redis(
             lambda: commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,
-                           record_ttl_s=self.settings.record_ttl_s),
+                           record_ttl_s=self.settings.record_ttl_s, events_maxlen=self.settings.events_maxlen,
+                           events_ttl_s=self.settings.events_ttl_s),
             "a commit",
         )
         for h, o in zip(handoffs, outcomes, strict=True):
