@@ -2,13 +2,14 @@
 
 ``transformers`` hands a streamer each decoding step's new token ids for the whole batch
 (``put()``, one id per prompt), after the prompt ids themselves. :class:`BatchStreamer` keeps
-each prompt's generated ids, decodes them incrementally and passes the new text to
-``on_tokens(index, text)`` every ``flush_tokens`` tokens or ``flush_ms`` milliseconds, and once
-more at the end. A prompt's chunks, joined, are its continuation exactly as the backend decodes
-it; ids after a prompt's end-of-sequence token (padding while the others go on) are ignored.
-When the callback has a ``flush()`` method, it is called after each round of chunks (so a
-caller can send one round for the whole batch at once). A failing callback is logged and never
-stops the generation.
+each prompt's generated ids, decodes the ones not sent yet and passes the new text to
+``on_tokens(index, text)`` every ``flush_tokens`` tokens or ``flush_ms`` milliseconds after the
+last chunk, and once more at the end (a character split across tokens waits until it is
+whole). A prompt's chunks, joined, are its continuation exactly as the backend decodes it; ids
+after a prompt's end-of-sequence token (padding while the others go on) are ignored. When the
+callback has a ``flush()`` method, it is called after each round of chunks (so a caller can
+send one round for the whole batch at once). A failing callback is logged and never stops the
+generation.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class BatchStreamer(BaseStreamer):  # type: ignore[misc]
         self.flush_tokens = max(1, flush_tokens)
         self.flush_s = max(0.0, flush_ms) / 1000
         self.ids: list[list[int]] = [[] for _ in range(size)]
-        self.sent = [""] * size
         self.unsent = [0] * size
         self.finished = [False] * size
         self.last_flush = time.monotonic()
@@ -55,21 +55,20 @@ class BatchStreamer(BaseStreamer):  # type: ignore[misc]
             self._prompt_seen = True
             return
         step = value.reshape(len(self.ids), -1).tolist()
+        eos, ids, unsent, finished = self.eos, self.ids, self.unsent, self.finished
         for row, tokens in enumerate(step):
-            if self.finished[row]:
+            if finished[row]:
                 continue
             for token in tokens:
-                self.ids[row].append(token)
-                self.unsent[row] += 1
-                if token in self.eos:
-                    self.finished[row] = True
+                ids[row].append(token)
+                unsent[row] += 1
+                if token in eos:
+                    finished[row] = True
                     break
         due = time.monotonic() - self.last_flush >= self.flush_s
-        for row in range(len(self.ids)):
-            if self.unsent[row] and (due or self.finished[row] or self.unsent[row] >= self.flush_tokens):
-                self._flush(row, final=self.finished[row])
-        if due:
-            self.last_flush = time.monotonic()
+        for row in range(len(ids)):
+            if unsent[row] and (due or finished[row] or unsent[row] >= self.flush_tokens):
+                self._flush(row, final=finished[row])
         self._end_round()
 
     def end(self) -> None:
@@ -80,23 +79,23 @@ class BatchStreamer(BaseStreamer):  # type: ignore[misc]
         self._end_round()
 
     def _flush(self, row: int, *, final: bool) -> None:
-        text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
-        if not final and text.endswith(_PARTIAL):
+        ids = self.ids[row]
+        chunk = self.tokenizer.decode(ids[len(ids) - self.unsent[row]:], skip_special_tokens=True)
+        if not final and chunk.endswith(_PARTIAL):
             return
-        sent = self.sent[row]
-        chunk = text[len(sent):] if text.startswith(sent) else ""
         self.unsent[row] = 0
-        if not chunk:
-            return
-        self.sent[row] = text
-        self._round = True
-        self._call(self.on_tokens, row, chunk)
+        if chunk:
+            self._round = True
+            self._call(self.on_tokens, row, chunk)
 
     def _end_round(self) -> None:
-        flush = getattr(self.on_tokens, "flush", None)
-        if self._round and flush is not None:
-            self._call(flush)
+        if not self._round:
+            return
         self._round = False
+        self.last_flush = time.monotonic()  # the time limit counts from the last chunk sent
+        flush = getattr(self.on_tokens, "flush", None)
+        if flush is not None:
+            self._call(flush)
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
         try:
