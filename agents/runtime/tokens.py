@@ -1,16 +1,17 @@
 """Token streaming for one batched model call: chunks in, ``tokens`` events out.
 
 The backend calls a :class:`TokenStream` as ``on_tokens(index, text)`` with each prompt's new
-text, and (the Hugging Face streamer does) ``flush()`` after each round of chunks. A round goes
-to a writer thread, which writes it as ``tokens`` events in one pipelined round trip for all
-runs of the batch; the generation never waits for Redis. ``close()`` writes what is left and
-waits for the writer, so a hop's chunks are in its log before its ``hop_finished``. Best effort:
+text, and (the Hugging Face streamer does) ``flush()`` after each round of chunks: a round is
+written as ``tokens`` events in one pipelined round trip for all runs of the batch, so a
+generation of ``n`` tokens costs about ``n / BATON_TOKEN_FLUSH_TOKENS`` round trips, whatever the
+batch size. (Written from the generating thread: a writer thread cost more than it saved on
+small machines, where GIL and scheduler hand-offs outweigh a local round trip.) ``close()``
+writes what is left, so a hop's chunks are in its log before its ``hop_finished``. Best effort:
 a failed write is logged (``EventWriter``) and the hop goes on.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Sequence
 
@@ -18,8 +19,6 @@ from baton.agents.runtime.events import EventWriter
 from baton.protocol import Task, Tokens
 
 __all__ = ["TokenStream"]
-
-_Round = list[tuple[int, str]]
 
 
 class TokenStream:
@@ -32,10 +31,7 @@ class TokenStream:
         self.agent = agent
         self.sent = [0] * len(self.tasks)
         self._lock = threading.Lock()
-        self._round: _Round = []
-        self._rounds: queue.SimpleQueue[_Round | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._write_rounds, name="token-events", daemon=True)
-        self._thread.start()
+        self._round: list[tuple[int, str]] = []
 
     def __call__(self, index: int, text: str) -> None:
         """A chunk of new text for ``tasks[index]`` (any thread)."""
@@ -44,30 +40,15 @@ class TokenStream:
                 self._round.append((index, text))
 
     def flush(self) -> None:
-        """Hand the chunks collected so far to the writer thread."""
+        """Write the chunks collected so far (one round trip)."""
         with self._lock:
             chunks, self._round = self._round, []
         if chunks:
-            self._rounds.put(chunks)
+            self.writer.emit([self._event(index, text) for index, text in chunks])
 
     def close(self) -> None:
-        """Write what is left and wait until every chunk was written (or failed)."""
+        """Write what is left."""
         self.flush()
-        self._rounds.put(None)
-        self._thread.join()
-
-    def _write_rounds(self) -> None:
-        while (chunks := self._rounds.get()) is not None:
-            while True:  # several rounds waiting: one round trip for all of them
-                try:
-                    more = self._rounds.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._rounds.put(None)
-                    break
-                chunks += more
-            self.writer.emit([self._event(index, text) for index, text in chunks])
 
     def _event(self, index: int, text: str) -> Tokens:
         task = self.tasks[index]
