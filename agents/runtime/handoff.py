@@ -31,7 +31,8 @@ def build_handoff(
     fields = steps.after(task, prompt, output, ctx or StepContext())  # parsed tool calls, shared
     meta |= steps.meta(task, ctx)  # tool calls and results, fan-out part (nothing for the seed)
     pad_value = _JSON.encode({"task": task.task, "response": output, "meta": meta})
-    common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1, "trace": (*task.trace, hop)}
+    common: dict[str, Any] = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
+                              "trace": (*task.trace, hop)}
     p = keys.partition(task.run_id)
     record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
     if needs_routing(spec, task):  # routes, fan-out, parts, richer handoff templates
