@@ -150,7 +150,7 @@ def _events(results: dict[str, list[Any]]) -> list[str]:
         "",
         "Both rows above run in the same bench run, one after the other in every repeat (same workers' code,"
         " same twin model, batched defaults): `events-on` streams `tokens` events (a chunk every 8 tokens or"
-        " 50 ms per prompt, one pipelined XADD round per flush for the whole batch, from a writer thread);"
+        " 50 ms per prompt, one pipelined XADD round per flush for the whole batch, from the generating thread);"
         " `events-off` does not. Both write the rest of the event log (`queued`, `hop_started`, and the"
         " hop and terminal events inside the commit).",
         "",
