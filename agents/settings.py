@@ -12,6 +12,7 @@ from typing import Annotated
 import msgspec
 
 from baton.agents.backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
+from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S
 from baton.protocol import MAX_HOPS
 
@@ -54,6 +55,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workflow: str = ""
     metrics_port: int = 0
     otel_file: str = ""  # append one JSON span per line here (tests, debugging); OTLP uses the OTEL_* variables
+    events_maxlen: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_EVENTS_MAXLEN  # events kept per run (approximate)
+    events_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = MARKER_TTL_S  # a run's event log outlives its last write by this
+    stream_tokens: bool = True  # write ``tokens`` events while the model generates
+    token_flush_tokens: Annotated[int, msgspec.Meta(ge=1)] = 8  # a prompt's chunk is sent after this many tokens
+    token_flush_ms: Annotated[int, msgspec.Meta(ge=0)] = 50  # ... or this long after the chunk began
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

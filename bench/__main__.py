@@ -30,6 +30,9 @@ log = logging.getLogger("bench")
 MODEL_CONFIGS = ("seed", "baton-b1", "baton", "baton-2x", "celery", "ceiling")
 ECHO_CONFIGS = ("baton-echo", "celery-echo")
 OTHER = ("cold", "hops")
+EVENT_CONFIGS = ("events-on", "events-off")
+GROUPS = {"events": EVENT_CONFIGS}
+"""Names ``--only`` expands: ``--only events`` runs the token-events rows (on and off) only."""
 
 
 def _inproc(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hops", type=int, default=1000, help="messages per hop measurement")
     p.add_argument("--batch-size", type=int, default=0,
                    help="BATON_BATCH_SIZE for the batched configurations and the ceiling (default: baton's)")
-    p.add_argument("--only", default="", help="comma-separated configurations to run (default: all)")
+    p.add_argument("--only", default="",
+                   help="comma-separated configurations to run (default: all); 'events' = events-on,events-off")
     p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s", datefmt="%H:%M:%S")
@@ -130,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         base_env["BATON_BATCH_SIZE"] = str(args.batch_size)
     echo_env = {**base_env, "BATON_MODEL": "echo"}
     procs = os.cpu_count() or 1
-    only = set(filter(None, args.only.split(",")))
-    configs = [c for c in (*MODEL_CONFIGS, *ECHO_CONFIGS, *OTHER) if not only or c in only]
+    only = {c for name in filter(None, args.only.split(",")) for c in GROUPS.get(name, (name,))}
+    configs = [c for c in (*MODEL_CONFIGS, *EVENT_CONFIGS, *ECHO_CONFIGS, *OTHER) if not only or c in only]
     results: dict[str, list[Any]] = {c: [] for c in configs}
     load_before = os.getloadavg()
     loads: list[float] = []
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                                    per_role=2 if cfg == "baton-2x" else 1)
                 elif cfg == "celery":
                     res = _cluster("celery", server.url, base_env, log_dir, args.runs, args.latency_runs)
+                elif cfg in EVENT_CONFIGS:  # batched, token events on or off, side by side in each repeat
+                    flag = "1" if cfg == "events-on" else "0"
+                    res = _cluster("baton", server.url, {**base_env, "BATON_STREAM_TOKENS": flag}, log_dir,
+                                   args.runs, args.latency_runs)
                 elif cfg == "baton-echo":
                     res = _cluster("baton", server.url, echo_env, log_dir, args.echo_runs, args.echo_latency_runs)
                 elif cfg == "cold":

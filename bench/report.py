@@ -19,6 +19,8 @@ LABELS = {
     "baton-b1": "baton, 1 worker/role, unbatched (BATON_BATCH_SIZE=1)",
     "baton": "baton, 1 worker/role, batched (defaults)",
     "baton-2x": "baton, 2 workers/role, batched (defaults)",
+    "events-on": "baton, 1 worker/role, batched, token events on (BATON_STREAM_TOKENS=1, the default)",
+    "events-off": "baton, 1 worker/role, batched, token events off (BATON_STREAM_TOKENS=0)",
     "celery": "Celery chain, 1 prefork worker/role (concurrency 1)",
     "ceiling": "ceiling: in-process batched generation, no broker (best of 1 process/core and 3 processes)",
     "baton-echo": "baton, no-op model (BATON_MODEL=echo)",
@@ -135,6 +137,31 @@ def _ratios(results: dict[str, list[Any]], hop: dict[str, float]) -> list[str]:
     return rows
 
 
+def _events(results: dict[str, list[Any]]) -> list[str]:
+    """The token-events section: throughput with events on ÷ off, measured side by side."""
+    on, off = results.get("events-on", []), results.get("events-off", [])
+    if not on or not off:
+        return []
+    ratios = [a.runs_per_s / b.runs_per_s for a, b in zip(on, off, strict=False)]
+    lo, mid, hi = spread(ratios)
+    ok = "yes" if mid >= 0.9 else "**no**"
+    return [
+        "## Token events (issue 10)",
+        "",
+        "Both rows above run in the same bench run, one after the other in every repeat (same workers' code,"
+        " same twin model, batched defaults): `events-on` streams `tokens` events (a chunk every 8 tokens or"
+        " 50 ms per prompt, one pipelined XADD round per flush for the whole batch, from the generating thread);"
+        " `events-off` does not. Both write the rest of the event log (`queued`, `hop_started`, and the"
+        " hop and terminal events inside the commit).",
+        "",
+        "| target | measured | wanted | met |",
+        "|---|---|---|---|",
+        f"| batched runs/s with token events on ÷ off (median of per-repeat ratios, min–max) "
+        f"| **{mid:.3f}** ({lo:.3f}–{hi:.3f}) | >= 0.9 | {ok} |",
+        "",
+    ]
+
+
 def write_report(path: Path, results: dict[str, list[Any]], info: dict[str, Any]) -> None:
     """Write the whole report to ``path`` (regenerated from scratch every time)."""
     m = info["machine"]
@@ -180,6 +207,7 @@ def write_report(path: Path, results: dict[str, list[Any]], info: dict[str, Any]
         "",
         *_ratios(results, hop_med),
         "",
+        *_events(results),
     ]
     if NOTES.exists():
         lines += [NOTES.read_text().rstrip(), ""]

@@ -20,6 +20,16 @@ from baton.broker.errors import (
     Redis,
     is_noperm,
 )
+from baton.broker.events import (
+    EVENT_FIELD,
+    AsyncRedis,
+    aiter_events,
+    append_batch,
+    append_events,
+    aread_events,
+    iter_events,
+    read_events,
+)
 from baton.broker.health import check_worker, live_workers
 from baton.broker.keys import Keys
 from baton.broker.loop import ConsumerLoop, backoff_delay
@@ -38,7 +48,9 @@ from baton.broker.runs import (
 from baton.broker.streams import Entry, GroupStreams, RoleStreams, ensure_group, entry_id_key
 
 __all__ = [
+    "EVENT_FIELD",
     "UNREACHABLE",
+    "AsyncRedis",
     "AuthenticationFailed",
     "BrokerConnectionError",
     "BrokerError",
@@ -58,6 +70,10 @@ __all__ = [
     "RoleStreams",
     "RunView",
     "agents_in_run",
+    "aiter_events",
+    "append_batch",
+    "append_events",
+    "aread_events",
     "backoff_delay",
     "cancel_run",
     "cancelled",
@@ -73,11 +89,13 @@ __all__ = [
     "free_port",
     "get_run",
     "is_noperm",
+    "iter_events",
     "latest_run",
     "list_runs",
     "live_workers",
     "parse_consumer",
     "ping",
+    "read_events",
     "scratchpad",
     "scratchpads",
     "submit",

@@ -6,10 +6,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from baton.broker.errors import Redis
-from baton.broker.keys import Keys
+from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
+from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.runs import TERMINAL
 from baton.broker.text import as_text
+from baton.protocol import Cancelled
 
 __all__ = ["cancel_run", "cancelled"]
 
@@ -22,23 +26,35 @@ def cancelled(client: Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def cancel_run(client: Redis, keys: Keys, run_id: str) -> str | None:
+def cancel_run(
+    client: Redis, keys: Keys, run_id: str, *, events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    events_ttl_s: int = MARKER_TTL_S,
+) -> str | None:
     """Cancel ``run_id``: workers stop it at its next hop. Returns its status before, or None.
 
-    The run record is marked ``cancelled`` at once unless it already finished; a hop in flight
-    at this moment may still complete, and the hop after it is not run.
+    The run record is marked ``cancelled`` and its ``cancelled`` event written at once unless it
+    already finished; a hop in flight at this moment may still complete, and the hop after it is
+    not run (a worker that halts it writes no second terminal event).
     """
     run_key = keys.run(run_id)
-    raw = client.hget(run_key, "status")
-    if raw is None:
-        return None
-    before = as_text(raw)
-    if before in TERMINAL:
-        return before
-    now = time.time()
-    pipe = client.pipeline(transaction=True)
-    pipe.sadd(keys.cancelled(), run_id)
-    pipe.hset(run_key, mapping={"status": "cancelled", "error": "run cancelled", "updated_at": now,
-                                "cancelled_at": now})
-    pipe.execute()
-    return before
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(run_key)  # type: ignore[no-untyped-call]  # a run ending now stays ended
+                raw = pipe.hget(run_key, "status")
+                if raw is None:
+                    return None
+                before = as_text(raw)
+                if before in TERMINAL:
+                    return before
+                now = time.time()
+                pipe.multi()
+                pipe.sadd(keys.cancelled(), run_id)
+                pipe.hset(run_key, mapping={"status": "cancelled", "error": "run cancelled", "updated_at": now,
+                                            "cancelled_at": now})
+                append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")],
+                              maxlen=events_maxlen, ttl_s=events_ttl_s)
+                pipe.execute()
+                return before
+            except WatchError:
+                continue

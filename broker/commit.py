@@ -1,4 +1,4 @@
-"""The atomic handoff: outputs, scratchpad entry, run record and XACK in one Lua step.
+"""The atomic handoff: outputs, scratchpad entry, run record, run events and XACK in one Lua step.
 
 A handoff either persists whole or not at all, keyed by an idempotency marker derived from the
 input message id. The script first checks that the input entry is still pending for this
@@ -18,6 +18,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from baton.broker.cache import PerClient
+from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import Entry
 
@@ -41,7 +42,9 @@ class Handoff:
     """Everything one processed entry writes.
 
     ``outputs`` are ``(stream key, payload)`` pairs published with XADD; ``pad`` is
-    ``(agent, field, value)`` for the scratchpad entry; ``record`` fields go to the run record.
+    ``(agent, field, value)`` for the scratchpad entry; ``record`` fields go to the run record;
+    ``events`` (encoded with ``encode_event``) go to the run's event log, trimmed and expired as
+    every event-log write is (``broker/events.py``).
     ``msg_id`` and ``run_id`` locate the idempotency marker; a message that could not be
     decoded uses the entry id and the placeholder slot of its partition.
     """
@@ -53,6 +56,7 @@ class Handoff:
     pad: tuple[str, str, bytes] | None = None
     record: Mapping[str, str | bytes | float | int] = field(default_factory=dict)
     partition: int = 0
+    events: Sequence[bytes] = ()
 
 
 class _Committer:
@@ -87,10 +91,13 @@ def commit(
     handoffs: Sequence[Handoff],
     *,
     record_ttl_s: int = 0,
+    events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    events_ttl_s: int = MARKER_TTL_S,
 ) -> list[Outcome]:
     """Commit several handoffs in one pipelined round trip; return each one's outcome."""
     _committer.ensure_loaded(client)
-    calls = [_call(keys, group, consumer, h, record_ttl_s) for h in handoffs]
+    retention = _Retention(record_ttl_s, events_maxlen, events_ttl_s)
+    calls = [_call(keys, group, consumer, h, retention) for h in handoffs]
     results = _run(client, calls)
     missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if missing:
@@ -115,8 +122,15 @@ def _run(client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | 
     return list(pipe.execute(raise_on_error=False))
 
 
+@dataclass(frozen=True, slots=True)
+class _Retention:
+    record_ttl_s: int
+    events_maxlen: int
+    events_ttl_s: int
+
+
 def _call(
-    keys: Keys, group: str, consumer: str, h: Handoff, record_ttl_s: int
+    keys: Keys, group: str, consumer: str, h: Handoff, retention: _Retention
 ) -> tuple[int, list[str | bytes | float | int]]:
     """``(numkeys, [keys..., args...])`` of one handoff's EVALSHA."""
     if h.run_id:
@@ -135,11 +149,14 @@ def _call(
     if h.run_id:
         for k, v in h.record.items():
             pairs += [k, v]
-    script_keys: list[str | bytes | float | int] = [h.entry.stream, done_key, run_key, pad_key, index_key]
+    events = h.events if h.run_id else ()
+    events_key = keys.events(h.run_id) if h.run_id else keys.placeholder(h.partition)
+    script_keys: list[str | bytes | float | int] = [h.entry.stream, done_key, run_key, pad_key, index_key, events_key]
     script_keys += [stream for stream, _ in h.outputs]
     return len(script_keys), [
         *script_keys,
         group, consumer, h.entry.id, MARKER_TTL_S,
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
-        record_ttl_s, len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs),
+        retention.record_ttl_s, retention.events_maxlen, retention.events_ttl_s, len(events),
+        len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events,
     ]

@@ -1,8 +1,8 @@
 """Every Redis key and group name baton uses, under one configurable prefix.
 
 Keys that one handoff touches (the role streams, the run record, the scratchpads, the
-idempotency markers, the dead-letter and result streams) share a Redis Cluster hash tag:
-the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
+idempotency markers, the event log, the dead-letter and result streams) share a Redis Cluster
+hash tag: the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
 of a handoff is a single-slot operation and a later cluster deployment needs no new key scheme.
 
 Task streams are per workflow: ``<prefix>:{p<N>}:wf:<workflow>:stream:<role>``, so any number of

@@ -23,15 +23,16 @@ import msgspec
 import redis
 
 from baton.broker.commit import Outcome
+from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.runs import TERMINAL
+from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.scripts import LuaScript
 from baton.broker.streams import Entry
 from baton.broker.text import as_text
 from baton.protocol import Error, ReviewDecision, Task, decode, encode, new_id
+from baton.protocol.events import Failed, ReviewDecided, ReviewRequested, encode_event
 
 __all__ = [
-    "EVENTS_MAXLEN",
     "Decided",
     "Park",
     "Review",
@@ -43,15 +44,11 @@ __all__ = [
     "park",
 ]
 
-EVENTS_MAXLEN = 10_000
-"""Default approximate length cap of a run's event stream."""
-
 Decision = Literal["approve", "reject"]
 Value = str | bytes | float | int
 
 _park = LuaScript("park.lua")
 _decide = LuaScript("decide.lua")
-_json = msgspec.json.Encoder()
 
 
 class ReviewError(ValueError):
@@ -139,9 +136,6 @@ class Park:
         return self.task.id
 
 
-def _event(kind: str, run_id: str, role: str, agent: str, hop: int, at: float, **extra: Any) -> bytes:
-    return _json.encode({"type": kind, "run_id": run_id, "at": at, "role": role, "agent": agent, "hop": hop,
-                         **extra})
 
 
 def _pairs(mapping: Mapping[str, Value]) -> list[Value]:
@@ -152,7 +146,7 @@ def _pairs(mapping: Mapping[str, Value]) -> list[Value]:
 
 
 def park(client: redis.Redis, keys: Keys, group: str, consumer: str, parks: Sequence[Park], *,
-         record_ttl_s: int = 0, events_maxlen: int = EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
+         record_ttl_s: int = 0, events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
          now: float | None = None) -> list[Outcome]:
     """Park each reviewed output in one atomic step per output; return each one's outcome."""
     at = time.time() if now is None else now
@@ -172,8 +166,8 @@ def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Par
     }
     record: dict[str, Value] = {**p.record, "status": "review", "role": p.role, "review": p.review_id,
                                 "updated_at": at}
-    event = _event("review_requested", t.run_id, p.role, p.agent, t.hop, at, review_id=p.review_id,
-                   msg_id=t.id, output=p.output)
+    event = encode_event(ReviewRequested(run_id=t.run_id, role=p.role, agent=p.agent, hop=t.hop, at=at,
+                                         review_id=p.review_id, msg_id=t.id, output=p.output))
     agent, pad_field, pad_value = p.pad
     script_keys: list[Value] = [
         p.entry.stream, keys.done(t.run_id, t.id), keys.run(t.run_id), keys.pad(t.run_id, agent),
@@ -228,7 +222,7 @@ def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[R
 
 
 def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Decision, output: str | None = None,
-           reason: str = "", *, record_ttl_s: int = 0, events_maxlen: int = EVENTS_MAXLEN,
+           reason: str = "", *, record_ttl_s: int = 0, events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
            events_ttl_s: int = MARKER_TTL_S, now: float | None = None) -> Decided:
     """Decide a review (by its id, or the latest review of a run) once.
 
@@ -268,10 +262,10 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
         return -1, ""
     final = review.output if output is None else output
     reason = reason or ("rejected by the reviewer" if decision == "reject" else "")
-    common = {"run_id": run_id, "role": review.role, "agent": review.agent, "hop": review.hop, "at": now}
-    events = [_json.encode({"type": "review_decided", **common, "review_id": review.review_id,
-                            "decision": decision, "output": final if decision == "approve" else "",
-                            "reason": reason})]
+    common: dict[str, Any] = {"run_id": run_id, "role": review.role, "agent": review.agent, "hop": review.hop,
+                              "at": now}
+    events = [encode_event(ReviewDecided(**common, review_id=review.review_id, decision=decision,
+                                         output=final if decision == "approve" else "", reason=reason))]
     verdict: dict[str, Value] = {"decision": decision, "decided_at": now, "reason": reason,
                                  "status": "approved" if decision == "approve" else "rejected"}
     if decision == "approve":
@@ -279,14 +273,14 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
             review_id=review.review_id, decision="approve", output=final, prompt=as_text(prompt or b""),
             started=float(started or 0), finished=float(finished or 0), tokens=int(tokens or 0)))
         verdict |= {"decided_output": final, "continuation_id": cont.id}
-        record: dict[str, Value] = {"status": "running", "role": review.role, "updated_at": now}
+        record: dict[str, Value] = {"status": RunStatus.RUNNING, "role": review.role, "updated_at": now}
         target, payload = keys.run_stream(parked.workflow, review.role, run_id), encode(cont)
     else:
         err = Error(run_id=run_id, role=review.role, reason=reason, parent_id=parked.id, hop=parked.hop,
                     trace=parked.trace)
-        record = {"status": "failed", "error": reason, "updated_at": now, "finished_at": now}
+        record = {"status": RunStatus.FAILED, "error": reason, "updated_at": now, "finished_at": now}
         target, payload = keys.results(keys.partition(run_id)), encode(err)
-        events.append(_json.encode({"type": "failed", **common, "reason": reason}))
+        events.append(encode_event(Failed(**common, reason=reason)))
     script_keys: list[Value] = [keys.review(run_id, review.review_id), keys.reviews(keys.partition(run_id)),
                                 keys.run(run_id), target, keys.events(run_id)]
     args: list[Value] = [review.review_id, decision, record_ttl_s, payload, events_maxlen, events_ttl_s,
@@ -307,7 +301,7 @@ def expire_reviews(client: redis.Redis, keys: Keys, *, now: float | None = None,
         reason = (f"deadline passed {now - review.deadline:.1f}s ago while the output of role {review.role!r} "
                   "waited for review")
         code, _ = _decide_once(client, keys, review, "reject", None, reason, record_ttl_s=record_ttl_s,
-                               events_maxlen=EVENTS_MAXLEN, events_ttl_s=MARKER_TTL_S, now=now)
+                               events_maxlen=DEFAULT_EVENTS_MAXLEN, events_ttl_s=MARKER_TTL_S, now=now)
         failed += code == 1
     _forget_unparked(client, keys, limit)
     return failed

@@ -11,10 +11,11 @@ import msgspec
 import redis
 
 from baton.broker.cache import PerClient
-from baton.broker.keys import Keys
+from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
+from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import Error, Result, Task, decode, encode
+from baton.protocol import Error, Queued, Result, Task, decode, encode
 
 __all__ = [
     "TERMINAL",
@@ -56,8 +57,12 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 """The statuses a run ends in."""
 
 
-def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:
-    """Create the run record and publish the first task on its workflow's stream; return the run id.
+def submit(
+    client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
+    events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
+) -> str:
+    """Create the run record, its ``queued`` event and its first task on its workflow's stream, in
+    one MULTI; return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
     written): a task built in Python is not validated until it is decoded. A task with a
@@ -85,6 +90,9 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
         pipe.expire(keys.run(task.run_id), record_ttl_s)
     pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
     pipe.xadd(stream, {"msg": payload})
+    queued = Queued(run_id=task.run_id, at=task.created_at, role=task.role, hop=task.hop, workflow=task.workflow,
+                    task=task.task)
+    append_events(pipe, keys, task.run_id, [queued], maxlen=events_maxlen, ttl_s=events_ttl_s)
     pipe.execute()
     return task.run_id
 

@@ -84,5 +84,8 @@ def _valid_id(value: str | None) -> str | None:
 
 
 def schema() -> dict[str, object]:
-    """Return the JSON Schema of the message union."""
-    return msgspec.json.schema(Message)
+    """Return the JSON Schema of the message union; ``"events"`` holds the run-event union's."""
+    from baton.protocol.events import Event  # events.py imports ProtocolError from here
+
+    (messages, events), defs = msgspec.json.schema_components([Message, Event])
+    return {**messages, "events": events, "$defs": defs}

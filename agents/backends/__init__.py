@@ -48,13 +48,17 @@ __all__ = [
 ]
 
 
-def load_backend(model: str, *, threads: int = 1, max_positions: int | None = None) -> ModelBackend:
+def load_backend(
+    model: str, *, threads: int = 1, max_positions: int | None = None, flush_tokens: int = 8, flush_ms: float = 50,
+) -> ModelBackend:
     """Create the backend for ``model``.
 
     Args:
         model: ``"echo"``, an ``http(s)://`` server URL, a Hugging Face hub id, or a local model directory.
         threads: torch threads for this process (Hugging Face backend only).
         max_positions: context size cap (Hugging Face backend only; default: the model's).
+        flush_tokens, flush_ms: how often a streamed prompt's text is passed to ``on_tokens``
+            (Hugging Face backend only; the others pass each prompt's text in one chunk).
 
     Raises:
         ValueError: for an ``http(s)://`` URL with a bad ``api`` parameter.
@@ -67,7 +71,8 @@ def load_backend(model: str, *, threads: int = 1, max_positions: int | None = No
         return HTTPBackend(model)
     from .hf import HFPipelineBackend
 
-    return HFPipelineBackend(model, threads=threads, max_positions=max_positions)
+    return HFPipelineBackend(model, threads=threads, max_positions=max_positions, flush_tokens=flush_tokens,
+                             flush_ms=flush_ms)
 
 
 def __getattr__(name: str) -> Any:

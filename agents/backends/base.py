@@ -7,7 +7,7 @@ so a worker that reads several messages at once can generate for all of them tog
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -55,7 +55,13 @@ class ModelBackend(Protocol):
     """The model name the backend was asked for (e.g. ``"sshleifer/tiny-gpt2"``)."""
 
     def generate(
-        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        on_tokens: Callable[[int, str], None] | None = None,
     ) -> list[Generation]:
-        """Generate a continuation for every prompt; results are in the order of ``prompts``."""
+        """Generate a continuation for every prompt; results are in the order of ``prompts``.
+
+        ``on_tokens(index, text)``, when given, receives the continuation of ``prompts[index]``
+        in chunks while it is generated (or in one chunk, for backends that cannot stream); it
+        never changes the results.
+        """
         ...

@@ -21,7 +21,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
 
@@ -60,9 +60,11 @@ class EchoBackend:
         self._raised: Counter[str] = Counter()
 
     def generate(
-        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        on_tokens: Callable[[int, str], None] | None = None,
     ) -> list[Generation]:
-        """Echo each prompt with the fixed suffix; ``max_new_tokens`` is ignored."""
+        """Echo each prompt with the fixed suffix (passed to ``on_tokens`` as one chunk per prompt);
+        ``max_new_tokens`` is ignored."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         if self.delay_s > 0:
@@ -70,6 +72,9 @@ class EchoBackend:
         if self.fault_injection:
             for prompt in prompts:
                 self._inject(prompt)
+        if on_tokens is not None:
+            for index in range(len(prompts)):
+                on_tokens(index, ECHO_SUFFIX)
         return [Generation(text=p + ECHO_SUFFIX, new_tokens=0, truncated=False) for p in prompts]
 
     def _inject(self, prompt: str) -> None:

@@ -18,7 +18,7 @@ import ctypes.util
 import gc
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ import torch
 from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Generation
 from .errors import ModelRejected
 from .resolve import resolve_model
+from .streaming import BatchStreamer
 from .twin import quiet_transformers
 
 __all__ = ["EncodedBatch", "HFPipelineBackend", "configure_torch_threads", "release_free_memory"]
@@ -87,6 +88,8 @@ class HFPipelineBackend:
         threads: torch threads for this process (default 1).
         max_positions: context size to use, at most the model's own (default: the model's).
             Prompts longer than ``max_positions - max_new_tokens`` tokens keep their last tokens.
+        flush_tokens, flush_ms: with ``on_tokens``, a prompt's new text is passed on every
+            ``flush_tokens`` tokens or ``flush_ms`` milliseconds (:class:`BatchStreamer`).
 
     Attributes:
         name: the model name as asked for; ``resolved`` is what was actually loaded.
@@ -100,8 +103,12 @@ class HFPipelineBackend:
         *,
         threads: int = 1,
         max_positions: int | None = None,
+        flush_tokens: int = 8,
+        flush_ms: float = 50,
     ) -> None:
         configure_torch_threads(threads)
+        self.flush_tokens = flush_tokens
+        self.flush_ms = flush_ms
         if threads == 1:
             # The Rust tokenizer would otherwise start its own thread pool (and warn after fork).
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -182,13 +189,15 @@ class HFPipelineBackend:
         return EncodedBatch(input_ids, attention_mask, tuple(truncated), tuple(kept))
 
     def generate(
-        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        on_tokens: Callable[[int, str], None] | None = None,
     ) -> list[Generation]:
         """Greedily continue all ``prompts`` in one batched ``generate()`` call.
 
         Each result's ``text`` is the prompt followed by its continuation (special tokens
         skipped, as the pipeline does); a truncated prompt is replaced by the decoded text of
-        the tokens kept.
+        the tokens kept. ``on_tokens(index, text)`` receives each prompt's continuation in
+        chunks while it is generated; the results are the same with or without it.
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -202,6 +211,7 @@ class HFPipelineBackend:
                     input_ids=batch.input_ids,
                     attention_mask=batch.attention_mask,
                     max_new_tokens=max_new_tokens,
+                    streamer=self._streamer(len(prompts), on_tokens),
                     **self._generate_kwargs,
                 )
             width = batch.input_ids.shape[1]
@@ -220,6 +230,12 @@ class HFPipelineBackend:
             )
             results.append(Generation(head + continuation, len(ids), was_cut))
         return results
+
+    def _streamer(self, size: int, on_tokens: Callable[[int, str], None] | None) -> BatchStreamer | None:
+        if on_tokens is None:
+            return None
+        return BatchStreamer(self.tokenizer, size, on_tokens, eos_token_ids=self.eos_token_ids,
+                             flush_tokens=self.flush_tokens, flush_ms=self.flush_ms)
 
     def _until_eos(self, tokens: list[int]) -> list[int]:
         """Generated tokens up to and including the first end-of-sequence token."""

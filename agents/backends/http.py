@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -144,12 +144,21 @@ class HTTPBackend:
         return Generation(text=prompt + (text or ""), new_tokens=tokens, truncated=False)
 
     def generate(
-        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+        self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        on_tokens: Callable[[int, str], None] | None = None,
     ) -> list[Generation]:
-        """One request per prompt, concurrently; results in prompt order."""
+        """One request per prompt, concurrently; results in prompt order. ``on_tokens`` gets each
+        prompt's continuation in one chunk as its answer arrives."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        return list(self.pool.map(lambda p: self._one(p, max_new_tokens), prompts))
+
+        def one(index: int) -> Generation:
+            gen = self._one(prompts[index], max_new_tokens)
+            if on_tokens is not None and len(gen.text) > len(prompts[index]):
+                on_tokens(index, gen.text[len(prompts[index]):])
+            return gen
+
+        return list(self.pool.map(one, range(len(prompts))))
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - older typer with click as a dependency
 
 from baton.agents.cli import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
 from baton.agents.cli import dlq as _dlq  # noqa: E402,F401
+from baton.agents.cli import events as _events  # noqa: E402,F401
 from baton.agents.cli import inspect as _inspect  # noqa: E402,F401
 from baton.agents.cli import monitor as _monitor  # noqa: E402,F401
 from baton.agents.cli import review as _review  # noqa: E402,F401

@@ -113,8 +113,9 @@ def dlq_purge(
 @app.command()
 def cancel(run_id: Annotated[str, typer.Argument(help="The run to cancel.")]) -> None:
     """Cancel a run: workers stop it at its next hop without calling the model."""
-    client, keys = connect_checked(settings())
-    before = cancel_run(client, keys, run_id)
+    s = settings()
+    client, keys = connect_checked(s)
+    before = cancel_run(client, keys, run_id, events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     if before is None:
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     if before in TERMINAL:

@@ -19,12 +19,13 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
+from baton.agents.cli.events import follow_events
 from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
 from baton.broker.runs import TERMINAL, RunStatus
-from baton.protocol import Task, new_id
+from baton.protocol import Cancelled, Failed, Task, new_id
 
 __all__ = ["WorkerPool", "run", "submit_cmd"]
 
@@ -165,7 +166,8 @@ def run(
                 pool.spawn(role.role)
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
-        run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s)
+        run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s,
+                        events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
         if rec.get("status") != RunStatus.DONE:
@@ -179,14 +181,21 @@ def submit_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600.0,
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
     deadline: Annotated[float | None, typer.Option(help="Fail the run if not done within this many seconds.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Print the run's events live until it ends.")] = False,
 ) -> None:
-    """Submit TASK to running workers; print the run id (and the result with --wait)."""
+    """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
     s = settings()
     wf = load_workflow(workflow)
     client, keys = connect_checked(s)
-    run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s)
+    run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s,
+                    events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     out.print(run_id)
+    if follow:
+        last = follow_events(client, keys, run_id, follow=True)
+        if isinstance(last, Failed | Cancelled):
+            raise CliError(f"run {run_id} {'failed' if isinstance(last, Failed) else 'cancelled'}: {last.reason}")
+        return
     if not wait:
         return
     done = wait_for_runs(client, keys, [run_id], timeout=timeout)

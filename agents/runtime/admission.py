@@ -2,7 +2,7 @@
 
 An entry is admitted when it decodes to a ``Task`` for this workflow and role within the hop limit and has
 not used up its deliveries. Anything else is dead-lettered with a one-line reason: the dead
-letter, the run's ``error`` result and its ``failed`` record in one atomic commit.
+letter, the run's ``error`` result, its ``failed`` record and ``failed`` event in one atomic commit.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from baton.agents.runtime.events import failed_events
 from baton.agents.runtime.logs import bind
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
@@ -58,11 +59,14 @@ def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | N
                     stream=entry.stream, entry_id=entry.id, attempts=entry.deliveries)
     outputs = [(keys.dead(partition), encode(dl))]
     record: dict[str, str | float | int] = {}
+    events: list[bytes] = []
     if run_id and keys.partition(run_id) == partition:
         err = Error(run_id=run_id, role=role, reason=reason)
         outputs.append((keys.results(partition), encode(err)))
-        record = {"status": "failed", "error": reason, "role": role, "updated_at": time.time()}
+        now = time.time()
+        record = {"status": "failed", "error": reason, "role": role, "updated_at": now}
+        events = failed_events(run_id, role, reason, now, hop=task.hop if task else 0)
     else:
         run_id = None
     return Handoff(entry=entry, run_id=run_id, msg_id=f"dead:{entry.stream}:{entry.id}",
-                   outputs=outputs, record=record, partition=partition)
+                   outputs=outputs, record=record, partition=partition, events=events)

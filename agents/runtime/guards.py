@@ -4,7 +4,10 @@ A task whose run was cancelled (``baton cancel RUN`` adds it to the cancelled-ru
 whose deadline has passed is not run: it is acked in the same atomic commit that marks the run
 ``cancelled`` or ``failed`` and publishes an ``error`` on the results stream, so waiters wake up.
 The commit is keyed by the task's own id, like a normal handoff, so a redelivery cannot
-produce a second error. Nothing here calls the model or Redis itself: the flags come from ``broker.cancel``.
+produce a second error. A late run's commit writes its ``failed`` event; a cancelled run's
+``cancelled`` event was written by ``broker.cancel_run`` when it was cancelled, so none is written
+here (a run has one terminal event). Nothing here calls the model or Redis itself: the flags
+come from ``broker.cancel``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from baton.agents.runtime.events import failed_events
 from baton.broker import Entry, Handoff, Keys, Redis
 from baton.broker import cancelled as _cancelled
 from baton.protocol import Error, Task, encode
@@ -58,6 +62,7 @@ class RunGuard:
                     trace=task.trace)
         record: dict[str, str | float | int] = {"status": status, "error": reason, "role": self.role,
                                                "updated_at": now, "finished_at": now}
+        events = failed_events(task.run_id, self.role, reason, now, hop=task.hop) if status == "failed" else []
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id,
-                       outputs=[(self.keys.results(p), encode(err))], record=record, partition=p)
+                       outputs=[(self.keys.results(p), encode(err))], record=record, partition=p, events=events)
 

@@ -1,7 +1,8 @@
 """What a role does around its model call beyond the seed chain; the worker's hooks call this.
 
 Before the call: the declared tool steps run (results in ``{tools}``) and the run's shared
-memory is read (``{shared}``). After it: tool calls written in the model's output are run when
+memory is read (``{shared}``). Each tool call writes ``tool_call`` and ``tool_result`` run
+events (best effort). After it: tool calls written in the model's output are run when
 the role sets ``parse_tools``, the role's ``share`` fields are written to shared memory, the
 agent's long-term memory gets the entry (``memory = "agent"``), and the template fields of the
 handoff are assembled for ``baton.agents.runtime.routing``. For a role with none of these (the seed chain)
@@ -14,11 +15,13 @@ same field, or a field keyed by the message id).
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.prompt import render_memory, render_prompt
 from baton.agents.runtime.routing import continuation
 from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
@@ -26,7 +29,7 @@ from baton.agents.tools.syntax import parse_calls
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import Keys, Redis
 from baton.broker.memory import agent_memory, read_shared, remember, write_shared
-from baton.protocol import Task
+from baton.protocol import KEY_SAFE_PATTERN, MAX_NAME_LENGTH, Task, ToolCalled, ToolReturned
 
 __all__ = ["RoleSteps", "StepContext", "render_shared"]
 
@@ -43,12 +46,18 @@ class StepContext:
         return [o.as_dict() for o in self.outcomes]
 
 
+_TOOL_NAME = re.compile(KEY_SAFE_PATTERN)
 _EXTRA = frozenset({"tools", "shared", "part", "parts", "run_id"})
 
 
 def render_shared(shared: Mapping[str, str]) -> str:
     """The ``{shared}`` template text: ``field: value`` lines, fields sorted."""
     return "\n".join(f"{k}: {v}" for k, v in sorted(shared.items()))
+
+
+def _valid_tool(tool: str) -> bool:
+    """Whether ``tool`` can name a tool in an event (a model may write any text as a tool name)."""
+    return bool(_TOOL_NAME.match(tool)) and len(tool) <= MAX_NAME_LENGTH
 
 
 def _part_fields(task: Task) -> dict[str, str]:
@@ -59,11 +68,12 @@ class RoleSteps:
     """The hooks of one role of ``workflow``."""
 
     def __init__(self, client: Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
-                 *, record_ttl_s: int = 0) -> None:
+                 *, record_ttl_s: int = 0, events: EventWriter | None = None) -> None:
         self.client = client
         self.keys = keys
         self.spec = spec
         self.record_ttl_s = record_ttl_s
+        self.events = events
         self.tools = ToolRunner(client, keys, workflow, spec) if spec.tools else None
         self._extra_fields = _EXTRA & {name for _, name, _, _ in string.Formatter().parse(spec.prompt) if name}
 
@@ -86,7 +96,7 @@ class RoleSteps:
             values = {"task": task.task, "agent": self.spec.agent, "role": self.spec.role, **_part_fields(task)}
             for step in self.spec.steps:
                 args = {k: v.format_map(values) for k, v in step.args.items()}
-                ctx.outcomes.append(self.tools.call(step.tool, args, task.run_id))
+                ctx.outcomes.append(self._call(step.tool, args, task))
         if self.reads_shared and self.client is not None:
             ctx.shared = read_shared(self.client, self.keys, task.run_id)
         return ctx
@@ -115,7 +125,7 @@ class RoleSteps:
         generated = continuation(prompt, output)
         if self.spec.parse_tools and self.tools is not None:
             for call in parse_calls(generated):
-                ctx.outcomes.append(self.tools.call(call.tool, call.args, task.run_id))
+                ctx.outcomes.append(self._call(call.tool, call.args, task))
         fields = {"output": output, "continuation": generated, "tools": render_outcomes(ctx.outcomes),
                   "task": task.task, "agent": self.spec.agent, "role": self.spec.role, **_part_fields(task)}
         if self.client is not None:
@@ -125,6 +135,18 @@ class RoleSteps:
             if self.spec.memory == "agent":
                 remember(self.client, self.keys, self.spec.agent, task.id, task.task, output)
         return fields
+
+    def _call(self, tool: str, args: Mapping[str, str], task: Task) -> ToolOutcome:
+        """Run one tool call, with its ``tool_call`` and ``tool_result`` events (best effort)."""
+        assert self.tools is not None
+        common: dict[str, Any] = {"run_id": task.run_id, "role": self.spec.role, "agent": self.spec.agent,
+                                  "hop": task.hop, "msg_id": task.id}
+        if self.events is not None and _valid_tool(tool):
+            self.events.emit([ToolCalled(**common, tool=tool, args=dict(args))])
+        outcome = self.tools.call(tool, args, task.run_id)
+        if self.events is not None and _valid_tool(tool):
+            self.events.emit([ToolReturned(**common, tool=tool, output=outcome.output, error=outcome.error)])
+        return outcome
 
     def close(self) -> None:
         """Release the tool runner's threads."""

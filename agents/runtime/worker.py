@@ -25,21 +25,21 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
-import msgspec
-
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.admission import admit, dead_letter
 from baton.agents.runtime.breaker import CircuitBreaker
+from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.failures import classify, describe, retry_after
 from baton.agents.runtime.guards import RunGuard
+from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
-from baton.agents.runtime.prompt import handoff_text
 from baton.agents.runtime.review import ReviewStage
-from baton.agents.runtime.routing import gather, needs_routing, plan_outputs
+from baton.agents.runtime.routing import gather
 from baton.agents.runtime.steps import RoleSteps, StepContext
-from baton.agents.runtime.tracing import configure, end_hop, hop_fields, start_hop, traced_model_call, use_hop
+from baton.agents.runtime.tokens import TokenStream
+from baton.agents.runtime.tracing import configure, end_hop, start_hop, traced_model_call, use_hop
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import (
@@ -58,19 +58,13 @@ from baton.broker import (
     scratchpads,
 )
 from baton.broker.janitor import Janitor
-from baton.protocol import (
-    Hop,
-    Result,
-    Task,
-    encode,
-)
+from baton.protocol import HopStarted, Task
 
 T = TypeVar("T")
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("baton.worker")
-_JSON = msgspec.json.Encoder()  # one encoder for every scratchpad entry (faster than json.dumps)
 
 
 def _torch_threads() -> int | None:
@@ -125,7 +119,9 @@ class Worker:
         self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
         self.metrics = WorkerMetrics(role)
-        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s)
+        self.events = EventWriter(self.client, self.keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s)
+        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s,
+                               events=self.events)
         self.review = ReviewStage(self)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
@@ -140,7 +136,9 @@ class Worker:
     def load(self) -> None:
         """Load the model backend (the slow part of start-up)."""
         if self.backend is None:
-            self.backend = load_backend(self.spec.model or self.settings.model, threads=self.settings.torch_threads)
+            self.backend = load_backend(self.spec.model or self.settings.model, threads=self.settings.torch_threads,
+                                        flush_tokens=self.settings.token_flush_tokens,
+                                        flush_ms=self.settings.token_flush_ms)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: stop after the batch in flight; a second signal exits at once."""
@@ -324,6 +322,8 @@ class Worker:
         if any(w.memory is None for w in work):
             for w, memory in zip(work, self._memories([w.task for w in work]), strict=True):
                 w.memory = memory
+        self.events.emit([HopStarted(run_id=w.task.run_id, role=self.spec.role, agent=self.spec.agent, hop=w.task.hop,
+                                     msg_id=w.task.id, consumer=self.consumer) for w in work])
         for w in work:
             w.span = start_hop(w.task, self.spec.role, self.spec.agent, self.consumer)
             with use_hop(w.span):
@@ -383,8 +383,18 @@ class Worker:
         backend = self.backend
         assert backend is not None
         max_new = self.spec.max_new_tokens or self.settings.max_new_tokens
-        return traced_model_call([w.span for w in work], lambda: backend.generate(
-            [w.prompt for w in work], max_new_tokens=max_new), model=backend.name, role=self.spec.role)
+        prompts = [w.prompt for w in work]
+
+        def call() -> list[Generation]:
+            if not self.settings.stream_tokens:
+                return list(backend.generate(prompts, max_new_tokens=max_new))
+            stream = TokenStream(self.events, [w.task for w in work], self.spec.role, self.spec.agent)
+            try:
+                return list(backend.generate(prompts, max_new_tokens=max_new, on_tokens=stream))
+            finally:
+                stream.close()
+
+        return traced_model_call([w.span for w in work], call, model=backend.name, role=self.spec.role)
 
     def _before_run(self, work: list[_Work]) -> list[bool]:
         """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too
@@ -406,41 +416,18 @@ class Worker:
         return scratchpads(self.client, self.keys, [(t.run_id, self.spec.agent) for t in tasks])
 
     def _handoff(self, w: _Work, output: str, tokens: int, truncated: bool, finished: float) -> Handoff:
-        task, entry = w.task, w.entry
-        hop = Hop(role=self.spec.role, consumer=self.consumer, msg_id=task.id,
-                  started=w.started, finished=finished, tokens=tokens)
-        with use_hop(w.span):
-            fields = self.steps.after(task, w.prompt, output, w.ctx or StepContext())  # parsed tool calls, shared
-        pad_value = self.pad_value(w, output, self.meta(w, tokens, truncated, finished))
-        common = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
-                  "trace": (*task.trace, hop)}
-        p = self.keys.partition(task.run_id)
-        record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
-        if needs_routing(self.spec, task):  # routes, fan-out, parts, richer handoff templates
-            outputs, routed = plan_outputs(self.spec, task, output, fields, self.keys, common, finished,
-                                           carry=hop_fields(w.span, task))
-            record |= routed
-        elif self.spec.next:
-            nxt = Task(role=self.spec.next, task=handoff_text(self.spec, output), workflow=task.workflow,
-                       deadline=task.deadline, max_hops=task.max_hops, **hop_fields(w.span, task), **common)
-            outputs = [(self.keys.run_stream(task.workflow, self.spec.next, task.run_id), encode(nxt))]
-            record |= {"status": "running", "role": self.spec.next}
-        else:
-            result = Result(role=self.spec.role, output=output, **common)
-            outputs = [(self.keys.results(p), encode(result))]
-            record |= {"status": "done", "role": "", "result": output, "finished_at": finished}
-        return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id, outputs=outputs,
-                       pad=(self.spec.agent, entry.id, pad_value), record=record, partition=p)
+        return build_handoff(self.spec, self.keys, self.steps, self.consumer, entry=w.entry, task=w.task,
+                             prompt=w.prompt, ctx=w.ctx, started=w.started, output=output, tokens=tokens,
+                             truncated=truncated, finished=finished, span=w.span)
 
     def meta(self, w: _Work, tokens: int, truncated: bool, finished: float) -> dict[str, Any]:
-        """A hop's scratchpad ``meta``: who ran which message when, plus tool calls and fan-out part."""
-        return {"msg_id": w.task.id, "consumer": self.consumer, "role": self.spec.role, "hop": w.task.hop,
-                "started": w.started, "finished": finished, "tokens": tokens, "truncated": truncated,
-                **self.steps.meta(w.task, w.ctx)}
+        """A hop's scratchpad ``meta`` (see ``handoff.hop_meta``)."""
+        return hop_meta(self.spec, self.steps, self.consumer, w.task, w.ctx, started=w.started, finished=finished,
+                        tokens=tokens, truncated=truncated)
 
     def pad_value(self, w: _Work, output: str, meta: dict[str, Any]) -> bytes:
         """The scratchpad entry of a hop: its input task, the response and ``meta``."""
-        return _JSON.encode({"task": w.task.task, "response": output, "meta": meta})
+        return pad_entry(w.task, output, meta)
 
     def _ride_out_redis(self, step: Callable[[], T], what: str) -> T:
         return ride_out_redis(step, budget_s=self.settings.outage_budget_s, base_s=self.settings.retry_backoff_s,
@@ -449,7 +436,8 @@ class Worker:
     def _commit(self, handoffs: list[Handoff]) -> list[Outcome]:
         outcomes = self._ride_out_redis(
             lambda: commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,
-                           record_ttl_s=self.settings.record_ttl_s),
+                           record_ttl_s=self.settings.record_ttl_s, events_maxlen=self.settings.events_maxlen,
+                           events_ttl_s=self.settings.events_ttl_s),
             "a commit",
         )
         for h, o in zip(handoffs, outcomes, strict=True):

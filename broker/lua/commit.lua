@@ -1,13 +1,14 @@
--- Atomic handoff: publish outputs, write the scratchpad entry and run record, ack the input.
+-- Atomic handoff: publish outputs, write the scratchpad entry, run record and run events, ack the input.
 -- Refuses (returns 0) when the input entry is no longer pending for this consumer, so a stale
 -- worker whose message was reclaimed cannot commit twice. Returns -1 when the idempotency
 -- marker says this message already committed (the entry is acked again), 1 on success.
 --
 -- KEYS[1] input stream      KEYS[2] idempotency marker   KEYS[3] run record
--- KEYS[4] scratchpad hash   KEYS[5] scratchpad index     KEYS[6..] output streams
+-- KEYS[4] scratchpad hash   KEYS[5] scratchpad index     KEYS[6] run event log   KEYS[7..] output streams
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] entry id  ARGV[4] marker ttl (s)
 -- ARGV[5] pad field ('' = none)  ARGV[6] pad value  ARGV[7] pad index member  ARGV[8] score
--- ARGV[9] record ttl (s, 0 = keep)  ARGV[10] n record pairs, pairs..., then one payload per output
+-- ARGV[9] record ttl (s, 0 = keep)  ARGV[10] events maxlen  ARGV[11] events ttl (s)  ARGV[12] n events
+-- ARGV[13] n record pairs, pairs..., then one payload per output, then one payload per event
 local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #owned == 0 then
   return 0
@@ -25,8 +26,8 @@ if ARGV[5] ~= '' then
     redis.call('EXPIRE', KEYS[5], ttl)
   end
 end
-local n = tonumber(ARGV[10])
-local i = 11
+local n = tonumber(ARGV[13])
+local i = 14
 if n > 0 then
   local pairs = {}
   for j = 0, 2 * n - 1 do
@@ -38,9 +39,17 @@ if n > 0 then
   end
   i = i + 2 * n
 end
-for k = 6, #KEYS do
+for k = 7, #KEYS do
   redis.call('XADD', KEYS[k], '*', 'msg', ARGV[i])
   i = i + 1
+end
+local events = tonumber(ARGV[12])
+if events > 0 then
+  for _ = 1, events do
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', 'ev', ARGV[i])
+    i = i + 1
+  end
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[11]))
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1

@@ -1,0 +1,66 @@
+"""The events a worker writes to its runs' logs.
+
+Hop and terminal events (``hop_finished``, ``done``, ``failed``) are built here and committed
+with the handoff they describe (``Handoff.events``): they are written exactly when the handoff
+is, never twice. ``hop_started``, ``tool_call``, ``tool_result`` and ``tokens`` go through an
+:class:`EventWriter`: best effort, one pipelined round trip per call, failures logged and never
+raised (an event lost is a gap in the log, not a failed hop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from baton.agents.workflow.spec import RoleSpec
+from baton.broker import BrokerError, Keys, Redis, append_batch
+from baton.broker.keys import MARKER_TTL_S
+from baton.protocol import Done, Event, Failed, HopFinished, Task, encode_event
+
+__all__ = ["EventWriter", "failed_events", "hop_events"]
+
+log = logging.getLogger("baton.worker")
+
+
+class EventWriter:
+    """Best-effort writer of a worker's live events, with the deployment's retention."""
+
+    def __init__(self, client: Redis, keys: Keys, *, maxlen: int, ttl_s: int = MARKER_TTL_S) -> None:
+        self.client = client
+        self.keys = keys
+        self.maxlen = maxlen
+        self.ttl_s = ttl_s
+        self._warned = False
+
+    def emit(self, events: Sequence[Event]) -> bool:
+        """Append ``events`` (of any runs) in one round trip; False (logged) when Redis refused."""
+        if not events:
+            return True
+        try:
+            append_batch(self.client, self.keys, events, maxlen=self.maxlen, ttl_s=self.ttl_s)
+        except BrokerError as exc:
+            level = logging.DEBUG if self._warned else logging.WARNING
+            log.log(level, "could not write %d run events (best effort, the run goes on): %s", len(events), exc)
+            self._warned = True
+            return False
+        self._warned = False
+        return True
+
+
+def hop_events(
+    spec: RoleSpec, task: Task, *, consumer: str, started: float, finished: float, tokens: int, output: str,
+    record: Mapping[str, object],
+) -> list[bytes]:
+    """The committed events of one handoff: ``hop_finished``, and ``done`` when it ends the run."""
+    run_id, role, agent, hop = task.run_id, spec.role, spec.agent, task.hop
+    events = [encode_event(HopFinished(run_id=run_id, at=finished, role=role, agent=agent, hop=hop, msg_id=task.id,
+                                       consumer=consumer, tokens=tokens, started=started, finished=finished,
+                                       output=output))]
+    if record.get("status") == "done":
+        events.append(encode_event(Done(run_id=run_id, at=finished, role=role, agent=agent, hop=hop, output=output)))
+    return events
+
+
+def failed_events(run_id: str, role: str, reason: str, at: float, *, hop: int = 0) -> list[bytes]:
+    """The committed terminal event of a run that failed in ``role`` for ``reason``."""
+    return [encode_event(Failed(run_id=run_id, at=at, role=role, hop=hop, reason=reason))]
