@@ -53,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     workflow: str = ""
     metrics_port: int = 0
+    api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
+
+    def api_token_list(self) -> tuple[str, ...]:
+        """The bearer tokens in ``api_tokens`` (blank items dropped)."""
+        return tuple(t.strip() for t in self.api_tokens.split(",") if t.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

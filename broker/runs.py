@@ -25,6 +25,7 @@ __all__ = [
     "get_run",
     "latest_run",
     "list_runs",
+    "run_metadata",
     "scratchpad",
     "scratchpads",
     "submit",
@@ -54,11 +55,14 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 """The statuses a run ends in."""
 
 
-def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0) -> str:
+def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
+           metadata: Mapping[str, str] | None = None) -> str:
     """Create the run record and publish the first task on its workflow's stream; return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
-    written): a task built in Python is not validated until it is decoded.
+    written): a task built in Python is not validated until it is decoded. ``metadata`` (a small
+    map of the caller's own labels) is stored on the record as JSON in its ``metadata`` field;
+    :func:`run_metadata` reads it back.
     """
     payload = encode(task)
     decode(payload)
@@ -74,6 +78,8 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
         "created_at": task.created_at,
         "updated_at": task.created_at,
     }
+    if metadata:
+        record["metadata"] = _encode_json(dict(metadata))
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.run(task.run_id), mapping=record)
     if record_ttl_s:
@@ -85,6 +91,19 @@ def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0
 
 
 _decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
+_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def run_metadata(record: Mapping[str, str]) -> dict[str, str]:
+    """The ``metadata`` a run was submitted with, from its record (empty when none or unreadable)."""
+    raw = record.get("metadata")
+    if not raw:
+        return {}
+    try:
+        return _decode_metadata(raw)
+    except msgspec.DecodeError:
+        return {}
 
 _groups_made: PerClient[tuple[str, str], bool] = PerClient(maxsize=1024)
 
