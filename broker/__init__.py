@@ -11,7 +11,6 @@ from baton.broker.consumers import ConsumerName, consumer_name, parse_consumer
 from baton.broker.embedded import EmbeddedRedis, find_redis_server, free_port
 from baton.broker.errors import (
     UNREACHABLE,
-    AsyncRedis,
     AuthenticationFailed,
     BrokerConnectionError,
     BrokerError,
@@ -41,7 +40,6 @@ from baton.broker.streams import Entry, GroupStreams, RoleStreams, ensure_group,
 
 __all__ = [
     "UNREACHABLE",
-    "AsyncRedis",
     "AuthenticationFailed",
     "BrokerConnectionError",
     "BrokerError",

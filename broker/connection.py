@@ -12,8 +12,6 @@ import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from baton.broker.errors import AsyncRedis
-
 __all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
 
 
@@ -52,7 +50,7 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
         raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None
 
 
-def connect_async(url: str, *, socket_timeout: float = 30.0) -> AsyncRedis:
+def connect_async(url: str, *, socket_timeout: float = 30.0) -> redis.asyncio.Redis:
     """An asyncio client for ``url`` (for servers that wait on streams without a thread each).
 
     ``socket_timeout`` must exceed the longest blocking read (XREAD BLOCK) used on it.

@@ -18,7 +18,6 @@ import re
 from typing import TypeAlias
 
 import redis
-import redis.asyncio
 from redis import exceptions as _exc
 from redis.exceptions import (
     AuthenticationError,
@@ -32,7 +31,6 @@ from redis.exceptions import (
 __all__ = [
     "TRANSIENT_CODES",
     "UNREACHABLE",
-    "AsyncRedis",
     "AuthenticationFailed",
     "BrokerConnectionError",
     "BrokerError",
@@ -48,9 +46,6 @@ __all__ = [
 
 Redis: TypeAlias = redis.Redis
 """The client type (redis-py's ``Redis``, bytes responses) every broker function takes."""
-
-AsyncRedis: TypeAlias = redis.asyncio.Redis
-"""The asyncio client type the ``a``-prefixed broker functions take."""
 
 BrokerError = _exc.RedisError
 """Base class of every error the client raises."""

@@ -55,8 +55,10 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 """The statuses a run ends in."""
 
 
-def submit(client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
-           metadata: Mapping[str, str] | None = None) -> str:
+def submit(
+    client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
+    metadata: Mapping[str, str] | None = None,
+) -> str:
     """Create the run record and publish the first task on its workflow's stream; return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing

@@ -29,7 +29,6 @@ from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow, WorkflowError
 from baton.broker import (
-    AsyncRedis,
     Keys,
     Redis,
     RunView,
@@ -75,11 +74,11 @@ class ApiContext:
     keys: Keys
     workflow: Workflow
     auth: BearerAuth
-    _aclient: AsyncRedis | None = field(default=None, repr=False)
+    _aclient: Any = field(default=None, repr=False)  # broker.events.AsyncRedis once the event log is merged
     _workflows: dict[str, Workflow] = field(default_factory=dict, repr=False)
 
     @property
-    def aclient(self) -> AsyncRedis:
+    def aclient(self) -> Any:
         """The asyncio client for blocking reads (made on first use)."""
         if self._aclient is None:
             self._aclient = connect_async(self.settings.redis_url)
