@@ -220,3 +220,38 @@ def test_dashboard_refuses_to_listen_beyond_loopback_without_tokens(redis_url: s
         "baton: error: refusing to listen on 0.0.0.0 without authentication: set BATON_API_TOKENS (or bind 127.0.0.1)"]
     assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2", "0.0.0.0", "::",
                                      "10.0.0.1", "example.org")] == [True] * 5 + [False] * 4
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium (make test installs it)")
+def test_page_asks_for_the_token_once_and_uses_it(server: Server, client: redis.Redis, keys: Keys) -> None:
+    from playwright.sync_api import Dialog, sync_playwright
+
+    from tests.ops.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+
+    asked: list[str] = []
+    errors: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept("not-a-token" if len(asked) == 1 else TOKENS[1])
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("dialog", answer)
+        page.goto(server.url)
+        page.wait_for_selector("#conn.live", timeout=30_000)
+        page.fill("#task-input", "from the page")
+        page.click("#submit-btn")
+        page.wait_for_function("document.querySelector('#submit-note').textContent.startsWith('submitted run')",
+                               timeout=30_000)
+        page.reload()  # the token is kept for the tab: no question this time
+        page.wait_for_selector("#conn.live", timeout=30_000)
+        browser.close()
+    assert asked == ["This dashboard needs an API token (one of BATON_API_TOKENS):",
+                     "That token was refused. API token:"]
+    assert not errors, errors
+    tasks = [client.hget(keys.run(r.decode()), "task") for r in client.zrange(keys.runs(), 0, -1)]
+    assert tasks == [b"from the page"]
