@@ -222,6 +222,50 @@ def test_dashboard_refuses_to_listen_beyond_loopback_without_tokens(redis_url: s
                                      "10.0.0.1", "example.org")] == [True] * 5 + [False] * 4
 
 
+def _sse(http: httpx.Client, path: str, **kwargs: Any) -> list[dict[str, str]]:
+    """The server-sent events of ``path`` until the server ends the stream (after a terminal event)."""
+    events: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    headers = {"Accept": "text/event-stream", **kwargs.pop("headers", {})}
+    with http.stream("GET", path, headers=headers, **kwargs) as res:
+        assert res.status_code == 200, res.read()
+        assert res.headers["content-type"].startswith("text/event-stream")
+        for line in res.iter_lines():
+            if not line:
+                if current:
+                    events.append(current)
+                current = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                current[name] = value
+    return events
+
+
+def test_run_events_stream_live_and_resume_from_last_event_id(server: Server, echo_workers: Workers) -> None:
+    with server.http() as http:
+        for role in ("planner", "researcher", "summarizer"):
+            echo_workers.spawn(role)
+        run_id = http.post("/v1/runs", json={"task": "Explain streams."}).json()["run_id"]
+        live = _sse(http, f"/v1/runs/{run_id}/events")  # opened at once: follows the run while it runs
+        kinds = [e["event"] for e in live]
+        assert kinds[0] == "queued" and kinds[-1] == "done", kinds
+        assert kinds.count("hop_finished") == 3 and kinds.count("done") == 1
+        assert all(json.loads(e["data"])["type"] == e["event"] for e in live)
+        assert all(json.loads(e["data"])["run_id"] == run_id for e in live)
+        ids = [e["id"] for e in live]
+        assert len(set(ids)) == len(ids)
+        assert json.loads(live[-1]["data"])["output"] == http.get(f"/v1/runs/{run_id}").json()["result"]
+
+        middle = ids[len(ids) // 2]
+        resumed = _sse(http, f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": middle})
+        assert [e["id"] for e in resumed] == ids[ids.index(middle) + 1:]
+        assert _sse(http, f"/v1/runs/{run_id}/events", params={"after": middle}) == resumed
+        assert _sse(http, f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": ids[-1]}) == []  # none after the end
+    with server.http(token=None) as anon:  # the way EventSource sends the token
+        again = _sse(anon, f"/v1/runs/{run_id}/events", params={"access_token": TOKENS[0]})
+        assert again == live
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium (make test installs it)")
 def test_page_asks_for_the_token_once_and_uses_it(server: Server, client: redis.Redis, keys: Keys) -> None:
