@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: chaos-outages demo test browser-deps docker-deps lint typecheck chaos bench compose-test compose-lint packaging-test model clean
+.PHONY: chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,10 @@ browser-deps:
 lint: $(LINKED)
 	$(BIN)/ruff check protocol broker agents tests bench
 	$(BIN)/mypy --strict -p baton.protocol -p baton.broker -m baton
+
+# The HTTP API's OpenAPI document; tests/ops/test_api.py fails when docs/openapi.json is stale.
+openapi: $(LINKED)
+	$(BIN)/baton api openapi > docs/openapi.json
 
 # Side-by-side benchmark (seed notebook, baton, Celery, ceiling); rewrites BENCHMARKS.md. Not part of `make test`.
 bench: $(LINKED)

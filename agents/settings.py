@@ -50,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     outage_budget_s: float = 600.0  # how long a run waits out a model or Redis outage before it fails
     breaker_threshold: int = 3  # consecutive transient model failures that open the endpoint's breaker
     breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
+    api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
     log_format: str = "text"
     log_level: str = "INFO"
     workflow: str = ""
@@ -77,3 +78,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             field = str(exc).rsplit("`$.", 1)[-1].rstrip("`")
             var = "REDIS_URL" if field == "redis_url" else f"BATON_{field.upper()}"
             raise SettingsError(f"bad value for {var}: {exc}") from None
+
+    def api_token_list(self) -> tuple[str, ...]:
+        """The bearer tokens in ``api_tokens`` (blank items dropped)."""
+        return tuple(t.strip() for t in self.api_tokens.split(",") if t.strip())

@@ -6,7 +6,7 @@ This package is the only one that talks to Redis. Code outside it annotates clie
 
 from baton.broker.cancel import cancel_run, cancelled
 from baton.broker.commit import Handoff, Outcome, commit
-from baton.broker.connection import BrokerUnavailable, connect, describe_url, ping
+from baton.broker.connection import BrokerUnavailable, connect, connect_async, describe_url, ping
 from baton.broker.consumers import ConsumerName, consumer_name, parse_consumer
 from baton.broker.embedded import EmbeddedRedis, find_redis_server, free_port
 from baton.broker.errors import (
@@ -40,6 +40,7 @@ from baton.broker.runs import (
     get_run,
     latest_run,
     list_runs,
+    run_metadata,
     scratchpad,
     scratchpads,
     submit,
@@ -81,6 +82,7 @@ __all__ = [
     "check_worker",
     "commit",
     "connect",
+    "connect_async",
     "consumer_name",
     "describe_url",
     "ensure_group",
@@ -96,6 +98,7 @@ __all__ = [
     "parse_consumer",
     "ping",
     "read_events",
+    "run_metadata",
     "scratchpad",
     "scratchpads",
     "submit",

@@ -8,10 +8,11 @@ worker must be able to dead-letter rather than crash on.
 from __future__ import annotations
 
 import redis
+import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-__all__ = ["BrokerUnavailable", "connect", "describe_url", "ping"]
+__all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
 
 
 class BrokerUnavailable(RuntimeError):
@@ -44,6 +45,20 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
             health_check_interval=15,
             retry=retry,
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+    except ValueError as exc:
+        raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None
+
+
+def connect_async(url: str, *, socket_timeout: float = 30.0) -> redis.asyncio.Redis:
+    """An asyncio client for ``url`` (for servers that wait on streams without a thread each).
+
+    ``socket_timeout`` must exceed the longest blocking read (XREAD BLOCK) used on it.
+    """
+    try:
+        return redis.asyncio.Redis.from_url(
+            url, decode_responses=False, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+            socket_keepalive=True, health_check_interval=15,
         )
     except ValueError as exc:
         raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None

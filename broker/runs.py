@@ -26,6 +26,7 @@ __all__ = [
     "get_run",
     "latest_run",
     "list_runs",
+    "run_metadata",
     "scratchpad",
     "scratchpads",
     "submit",
@@ -60,6 +61,7 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 def submit(
     client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
+    metadata: Mapping[str, str] | None = None,
 ) -> str:
     """Create the run record, its ``queued`` event and its first task on its workflow's stream, in
     one MULTI; return the run id.
@@ -67,6 +69,8 @@ def submit(
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
     written): a task built in Python is not validated until it is decoded. A task with a
     ``traceparent`` gets its trace id in the record (``trace_id``), to find the run's trace.
+    ``metadata`` (a small map of the caller's own labels) is stored on the record as JSON in its
+    ``metadata`` field; :func:`run_metadata` reads it back.
     """
     payload = encode(task)
     decode(payload)
@@ -84,6 +88,8 @@ def submit(
     }
     if task.traceparent:
         record["trace_id"] = task.traceparent[3:35]
+    if metadata:
+        record["metadata"] = _encode_json(dict(metadata))
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.run(task.run_id), mapping=record)
     if record_ttl_s:
@@ -98,6 +104,19 @@ def submit(
 
 
 _decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
+_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def run_metadata(record: Mapping[str, str]) -> dict[str, str]:
+    """The ``metadata`` a run was submitted with, from its record (empty when none or unreadable)."""
+    raw = record.get("metadata")
+    if not raw:
+        return {}
+    try:
+        return _decode_metadata(raw)
+    except msgspec.DecodeError:
+        return {}
 
 _groups_made: PerClient[tuple[str, str], bool] = PerClient(maxsize=1024)
 

@@ -6,6 +6,11 @@ server-sent event; the page (``static/dashboard.html``: vanilla JS and inline SV
 draws the stream table, the throughput chart, the runs, a run's trace as a sequence diagram of
 agents and messages, its scratchpads and the dead letters, and submits tasks with
 ``POST /api/runs``. ``/metrics`` exports per-role lag and pending for autoscalers.
+
+The same app serves the HTTP API for applications (``/v1``, ``agents/ops/api.py``). With
+``BATON_API_TOKENS`` set, every ``/api`` and ``/v1`` route needs a bearer token
+(``agents/ops/auth.py``); ``/``, ``/healthz`` and ``/metrics`` stay open, and the page asks for
+the token once and sends it with its calls.
 """
 
 from __future__ import annotations
@@ -18,34 +23,30 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
 
+from baton.agents.ops.api import ApiContext, runs_router, submit_request
+from baton.agents.ops.auth import BearerAuth
+from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.ops.collectors import SnapshotCollector
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.trace import RunNotFound, build_trace
 from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
-from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad, submit
+from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad
 from baton.broker.dlq import count_dead, list_dead
 from baton.broker.stats import run_records
-from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
+from baton.protocol import DEFAULT_WORKFLOW
 
-__all__ = ["Sampler", "SubmitRequest", "create_app"]
+__all__ = ["Sampler", "create_app"]
 
 log = logging.getLogger("baton.dashboard")
-
-
-class SubmitRequest(BaseModel):
-    """The body of ``POST /api/runs``."""
-
-    task: str = Field(max_length=100_000)
 
 
 class Sampler:
@@ -94,6 +95,10 @@ def _label(workflow: str, role: str) -> str:
     return role if workflow == DEFAULT_WORKFLOW else f"{workflow}/{role}"
 
 
+API_VERSION = "1"
+"""The version of the ``/v1`` API, shown in its OpenAPI document."""
+
+
 def _page() -> str:
     return resources.files("baton.agents.ops").joinpath("static/dashboard.html").read_text(encoding="utf-8")
 
@@ -107,16 +112,21 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
                       history_s=history_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(lambda: sampler.latest))
+    ctx = ApiContext(settings, client, keys, workflow, BearerAuth(settings.api_token_list()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sampler.start()
         yield
         sampler.stop()
+        await ctx.aclose()
 
-    app = FastAPI(title="baton dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="baton", summary="The dashboard and HTTP API of a baton deployment.", version=API_VERSION,
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.sampler = sampler
+    app.state.api = ctx
     page = _page()
+    api = APIRouter(prefix="/api", dependencies=[Depends(ctx.auth)], tags=["dashboard"])
 
     def snapshot_doc() -> dict[str, Any]:
         snap = sampler.latest or sampler.sample_once()
@@ -131,11 +141,11 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
         ping(client, settings.redis_url)
         return {"ok": True, "sampled": sampler.seq}
 
-    @app.get("/api/snapshot")
+    @api.get("/snapshot")
     def api_snapshot() -> dict[str, Any]:
         return {**snapshot_doc(), "history": list(sampler.history)}
 
-    @app.get("/api/events")
+    @api.get("/events")
     async def api_events(request: Request) -> StreamingResponse:
         async def events() -> AsyncIterator[str]:
             first = await asyncio.to_thread(api_snapshot)
@@ -155,23 +165,19 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/api/runs")
+    @api.get("/runs")
     def api_runs(limit: int = 30) -> list[dict[str, str]]:
         ids = list_runs(client, keys, max(1, min(limit, 500)))
         return [{"run_id": run_id, **rec} for run_id, rec in zip(ids, run_records(client, keys, ids), strict=True)]
 
-    @app.post("/api/runs", status_code=201)
-    def api_submit(body: SubmitRequest, request: Request) -> dict[str, str]:
-        text = body.task.strip()
-        if not text:
-            raise HTTPException(422, "the task is empty")
-        task = Task(run_id=new_id(), role=workflow.entry, task=text, workflow=workflow.name,
-                    max_hops=settings.max_hops, **fields_from_headers(request.headers))
-        run_id = submit(client, keys, task, record_ttl_s=settings.record_ttl_s)
+    @api.post("/runs", status_code=201, openapi_extra=openapi_body(SubmitRequest))
+    def api_submit(body: Annotated[SubmitRequest, Depends(json_body(SubmitRequest))],
+                   request: Request) -> dict[str, str]:
+        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers))
         log.info("submitted run %s from the dashboard", run_id)
         return {"run_id": run_id}
 
-    @app.get("/api/runs/{run_id}")
+    @api.get("/runs/{run_id}")
     def api_run(run_id: str) -> dict[str, Any]:
         try:
             tr = build_trace(client, keys, run_id)
@@ -180,7 +186,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
         pads = {a: scratchpad(client, keys, run_id, a) for a in agents_in_run(client, keys, run_id)}
         return {"trace": tr.to_builtins(), "scratchpads": pads}
 
-    @app.get("/api/dead")
+    @api.get("/dead")
     def api_dead(limit: int = 50) -> dict[str, Any]:
         entries = list_dead(client, keys, limit=max(1, min(limit, 1000)), newest_first=True)
         return {"total": count_dead(client, keys), "entries": msgspec.to_builtins(dead_letter_views(entries))}
@@ -191,4 +197,6 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
             sampler.sample_once()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(api)
+    app.include_router(runs_router(ctx))
     return app

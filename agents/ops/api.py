@@ -1,0 +1,230 @@
+"""The HTTP API for applications: ``/v1`` routes to start, list, watch and cancel runs.
+
+``create_app`` (``agents/ops/dashboard.py``) mounts :func:`runs_router`; more ``/v1`` routes
+(reviews, fork) join with their own router made by :func:`v1_router`, which carries the bearer
+token check (``agents/ops/auth.py``). Bodies are msgspec Structs (``agents/ops/bodies.py``).
+
+``GET /v1/runs/{id}/events`` streams the run's event log as server-sent events: each event's
+``id:`` is its entry id in the log, ``event:`` its type and ``data:`` its JSON. A client resumes
+with the ``Last-Event-ID`` header (browsers send it when they reconnect) or ``?after=``; the
+stream ends after the run's terminal event (``done``, ``failed`` or ``cancelled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from baton.agents.ops.auth import BearerAuth
+from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
+from baton.agents.runtime.tracing import fields_from_headers
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import Workflow, WorkflowError
+from baton.broker import (
+    Keys,
+    Redis,
+    RunView,
+    agents_in_run,
+    cancel_run,
+    connect_async,
+    get_run,
+    list_runs,
+    run_metadata,
+    scratchpads,
+    submit,
+)
+from baton.broker.events import AsyncRedis, aread_events
+from baton.broker.runs import RunStatus
+from baton.broker.stats import run_records
+from baton.protocol import ProtocolError, Task, new_id
+
+__all__ = ["ApiContext", "run_view", "runs_router", "submit_request", "v1_router"]
+
+log = logging.getLogger("baton.api")
+
+FILTER_WINDOW = 2000
+"""How many of the newest runs ``GET /v1/runs?status=`` looks through."""
+
+SSE_BLOCK_MS = 10_000
+"""How long one blocking read of a run's events waits before a keep-alive comment."""
+
+TERMINAL_EVENTS = frozenset({"done", "failed", "cancelled"})
+"""Event types that end a run's event stream."""
+
+TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
+
+EVENT_ID = re.compile(r"^\d+(-\d+)?$")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class ApiContext:
+    """What the API's routes share: settings, Redis clients, key names, workflows and the token check."""
+
+    settings: Settings
+    client: Redis
+    keys: Keys
+    workflow: Workflow
+    auth: BearerAuth
+    _aclient: AsyncRedis | None = field(default=None, repr=False)
+    _workflows: dict[str, Workflow] = field(default_factory=dict, repr=False)
+
+    @property
+    def aclient(self) -> AsyncRedis:
+        """The asyncio client for blocking reads (made on first use)."""
+        if self._aclient is None:
+            self._aclient = connect_async(self.settings.redis_url)
+        return self._aclient
+
+    async def aclose(self) -> None:
+        """Close the asyncio client, if one was made."""
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    def resolve_workflow(self, name: str | None) -> Workflow:
+        """The served workflow, or a shipped one by name; 422 when there is none of that name."""
+        if not name or name == self.workflow.name:
+            return self.workflow
+        if name not in self._workflows:
+            self._workflows[name] = _shipped_workflow(name, self.workflow.name)
+        return self._workflows[name]
+
+
+def _shipped_workflow(name: str, served: str) -> Workflow:
+    from baton.agents.workflow import loader
+
+    path = loader.packaged().get(name)
+    if path is None:
+        names = ", ".join(sorted({served, *loader.packaged()}))
+        raise HTTPException(422, f"unknown workflow {name!r} (this server runs: {names})")
+    try:
+        return loader.load(path)
+    except WorkflowError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def v1_router(ctx: ApiContext, **kwargs: Any) -> APIRouter:
+    """An empty ``/v1`` router whose routes all require a bearer token (when tokens are set)."""
+    responses: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong bearer token"}}
+    return APIRouter(prefix="/v1", dependencies=[Depends(ctx.auth)], responses=responses, **kwargs)
+
+
+def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, str] | None = None) -> str:
+    """Start the run ``body`` asks for; return its id (422 when the workflow or task is refused).
+    ``trace``: the W3C trace fields the run's hops continue (``tracing.fields_from_headers``)."""
+    wf = ctx.resolve_workflow(body.workflow)
+    deadline = time.time() + body.deadline if body.deadline is not None else None
+    try:
+        task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
+                    max_hops=ctx.settings.max_hops, **(trace or {}))
+        return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
+                      events_maxlen=ctx.settings.events_maxlen, events_ttl_s=ctx.settings.events_ttl_s)
+    except ProtocolError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def run_view(run_id: str, record: RunView) -> dict[str, Any]:
+    """A run record as the API shows it: its fields, with ``metadata`` decoded to an object."""
+    return {"run_id": run_id, **record, "metadata": run_metadata(record)}
+
+
+def runs_router(ctx: ApiContext) -> APIRouter:
+    """``/v1/runs``: submit, list, show, watch (server-sent events) and cancel runs."""
+    router = v1_router(ctx, tags=["runs"])
+
+    @router.post("/runs", status_code=201, openapi_extra=openapi_body(SubmitRequest),
+                 summary="Start a run", responses={413: {"description": "Body too large"}})
+    def create_run(body: Annotated[SubmitRequest, Depends(json_body(SubmitRequest))],
+                   request: Request) -> dict[str, str]:
+        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers))
+        log.info("run %s submitted over the API", run_id)
+        return {"run_id": run_id}
+
+    @router.get("/runs", summary="List runs, newest first")
+    def list_runs_route(status: RunStatus | None = None,
+                        limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
+        window = FILTER_WINDOW if status else limit
+        ids = list_runs(ctx.client, ctx.keys, window)
+        views = [run_view(r, rec) for r, rec in zip(ids, run_records(ctx.client, ctx.keys, ids), strict=True) if rec]
+        if status:
+            views = [v for v in views if v.get("status") == status.value]
+        return {"runs": views[:limit]}
+
+    @router.get("/runs/{run_id}", summary="One run: record, result and tokens")
+    def get_run_route(run_id: str) -> dict[str, Any]:
+        rec = _record_or_404(ctx, run_id)
+        pads = scratchpads(ctx.client, ctx.keys, [(run_id, a) for a in agents_in_run(ctx.client, ctx.keys, run_id)])
+        hops = [entry for pad in pads for entry in pad]
+        tokens = sum(int((e.get("meta") or {}).get("tokens", 0)) for e in hops)
+        return {"run_id": run_id, "status": rec.get("status", ""), "result": rec.get("result"),
+                "error": rec.get("error"), "tokens": tokens, "hops": len(hops), "record": run_view(run_id, rec)}
+
+    @router.post("/runs/{run_id}/cancel", summary="Cancel a run")
+    def cancel_route(run_id: str) -> dict[str, Any]:
+        before = cancel_run(ctx.client, ctx.keys, run_id)
+        if before is None:
+            raise HTTPException(404, _missing(run_id))
+        ended = before in TERMINAL_STATUSES
+        return {"run_id": run_id, "cancelled": not ended, "status": before if ended else RunStatus.CANCELLED.value}
+
+    @router.get("/runs/{run_id}/events", summary="The run's events (server-sent events)",
+                response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}, "description": "id, event and data per event"}})
+    async def events_route(request: Request, run_id: str, after: str | None = None,
+                           last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+        cursor = last_event_id or after
+        if cursor is not None and not EVENT_ID.match(cursor):
+            raise HTTPException(422, f"bad event id {cursor!r} (expected a stream id such as 1700000000000-0)")
+        await asyncio.to_thread(_record_or_404, ctx, run_id)
+        return StreamingResponse(_event_stream(ctx, request, run_id, cursor), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+
+    return router
+
+
+async def _event_stream(ctx: ApiContext, request: Request, run_id: str, cursor: str | None) -> AsyncIterator[str]:
+    """Server-sent events of ``run_id`` after ``cursor``, until its terminal event."""
+
+    while not await request.is_disconnected():
+        batch = await aread_events(ctx.aclient, ctx.keys, run_id, after=cursor, block_ms=SSE_BLOCK_MS)
+        ended = not batch and await asyncio.to_thread(_has_ended, ctx, run_id)
+        if ended:  # the terminal event is before the cursor, gone with the log's retention, or just written
+            batch = await aread_events(ctx.aclient, ctx.keys, run_id, after=cursor)
+        for event_id, event in batch:
+            cursor = event_id
+            kind = str(type(event).__struct_config__.tag)
+            yield f"id: {event_id}\nevent: {kind}\ndata: {msgspec.json.encode(event).decode()}\n\n"
+            if kind in TERMINAL_EVENTS:
+                return
+        if ended:
+            return
+        if not batch:
+            yield ": keep-alive\n\n"
+
+
+def _has_ended(ctx: ApiContext, run_id: str) -> bool:
+    """Whether the run has ended or its record expired."""
+    rec = get_run(ctx.client, ctx.keys, run_id)
+    return rec is None or rec.get("status") in TERMINAL_STATUSES
+
+
+def _record_or_404(ctx: ApiContext, run_id: str) -> RunView:
+    rec = get_run(ctx.client, ctx.keys, run_id)
+    if rec is None:
+        raise HTTPException(404, _missing(run_id))
+    return rec
+
+
+def _missing(run_id: str) -> str:
+    return f"no run {run_id!r} (it never existed or its record expired)"

@@ -1,0 +1,71 @@
+"""Bearer-token authentication of the dashboard's and the HTTP API's routes.
+
+The tokens come from ``BATON_API_TOKENS`` (comma-separated). With none set every route is open
+(``baton dashboard`` then refuses to listen beyond the loopback address). With tokens set, a
+request needs ``Authorization: Bearer <token>``; a server-sent-events GET (``Accept:
+text/event-stream``, as ``EventSource`` sends, which cannot set headers) may pass it as
+``?access_token=`` instead. Each candidate is compared with every token in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+
+from fastapi import HTTPException, Request
+
+__all__ = ["ACCESS_TOKEN_PARAM", "BearerAuth"]
+
+ACCESS_TOKEN_PARAM = "access_token"
+"""The query parameter that carries the token on server-sent-events GETs."""
+
+EVENT_STREAM = "text/event-stream"
+
+
+class BearerAuth:
+    """A FastAPI dependency that lets a request through only with one of ``tokens``."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self._tokens = tuple(t.encode() for t in tokens if t)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any token is configured (otherwise every request passes)."""
+        return bool(self._tokens)
+
+    def allows(self, candidate: str | None) -> bool:
+        """Whether ``candidate`` is one of the tokens (constant time per token; every token compared)."""
+        if not self._tokens:
+            return True
+        if not candidate:
+            return False
+        given = candidate.encode()
+        matches = [hmac.compare_digest(given, token) for token in self._tokens]
+        return any(matches)
+
+    def __call__(self, request: Request) -> None:
+        """Raise 401 (with ``WWW-Authenticate: Bearer``) unless the request carries a token."""
+        if not self._tokens:
+            return
+        candidate = _bearer(request.headers.get("authorization", ""))
+        if candidate is None and _is_event_stream(request):
+            candidate = request.query_params.get(ACCESS_TOKEN_PARAM)
+        if candidate is None:
+            raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+        if not self.allows(candidate):
+            raise _unauthorized("the bearer token is not valid")
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _is_event_stream(request: Request) -> bool:
+    return request.method == "GET" and EVENT_STREAM in request.headers.get("accept", "")
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
