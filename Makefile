@@ -45,7 +45,7 @@ browser-deps:
 
 lint: $(LINKED)
 	$(BIN)/ruff check protocol broker agents tests bench
-	$(BIN)/mypy --strict -p baton.protocol -p baton.broker -m baton
+	$(BIN)/mypy --strict -p baton.protocol -p baton.broker -m baton -m baton.client -m baton.aio -m baton.errors
 
 # The HTTP API's OpenAPI document; tests/ops/test_api.py fails when docs/openapi.json is stale.
 openapi: $(LINKED)

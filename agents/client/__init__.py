@@ -17,19 +17,31 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from baton.aio import AsyncClient, AsyncRun
+    from baton.client import Client, Run, RunInfo
+    from baton.errors import BatonError, RunCancelled, RunFailed, RunNotFound
     from baton.agents.settings import Settings, SettingsError
     from baton.agents.workflow import SEED, Workflow, WorkflowError
     from baton.broker.runs import RunStatus
     from baton.protocol import DeadLetter, Error, Message, ProtocolError, Result, Task
 
 __all__ = [
-    "SEED",
+    "AsyncClient",
+    "AsyncRun",
+    "BatonError",
+    "Client",
     "DeadLetter",
     "Error",
     "Message",
     "ProtocolError",
     "Result",
+    "Run",
+    "RunCancelled",
+    "RunFailed",
+    "RunInfo",
+    "RunNotFound",
     "RunStatus",
+    "SEED",
     "Settings",
     "SettingsError",
     "Task",
@@ -41,6 +53,15 @@ __all__ = [
 __version__ = "0.1.0"
 
 _HOME = {
+    "Client": "baton.client",
+    "Run": "baton.client",
+    "RunInfo": "baton.client",
+    "AsyncClient": "baton.aio",
+    "AsyncRun": "baton.aio",
+    "BatonError": "baton.errors",
+    "RunCancelled": "baton.errors",
+    "RunFailed": "baton.errors",
+    "RunNotFound": "baton.errors",
     "Settings": "baton.agents.settings",
     "SettingsError": "baton.agents.settings",
     "SEED": "baton.agents.workflow",

@@ -1,0 +1,214 @@
+"""The Python client: start runs, wait for them, follow their events, step in.
+
+::
+
+    from baton import Client
+
+    client = Client()                                   # REDIS_URL, else redis://localhost:6379/0
+    run = client.submit("Explain the importance of supervised learning.")
+    for event_id, event in run.events():                # live, resumable with after=event_id
+        print(event_id, event)
+    print(run.wait(timeout=60))                         # the result, or RunFailed / RunCancelled
+
+The client speaks to Redis only through ``baton.broker``; it needs no worker of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.agents.runtime.tracing import trace_fields
+from baton.agents.settings import Settings
+from baton.agents.workflow import SEED, Workflow
+from baton.broker import Keys, Redis, agents_in_run, connect, get_run, list_runs, scratchpad, submit
+from baton.broker.cancel import cancel_run
+from baton.broker.events import iter_events, read_events
+from baton.broker.fork import fork_run, replay_run
+from baton.broker.reviews import decide
+from baton.broker.runs import RunStatus
+from baton.errors import RunCancelled, RunFailed, RunNotFound
+from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
+from baton.protocol.events import Cancelled, Done, Event, Failed
+
+__all__ = ["Client", "Run", "RunInfo", "outcome", "workflow_named"]
+
+_POLL_S = 1.0
+"""Longest block of one event read while waiting (a record check follows each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One run as listed: where it stands and what it produced so far."""
+
+    run_id: str
+    status: str
+    workflow: str
+    task: str
+    created_at: float
+    result: str = ""
+    error: str = ""
+
+
+def workflow_named(name: str | None) -> Workflow:
+    """The workflow ``name`` names: the seed chain, a shipped workflow's name, or a TOML file's path."""
+    if not name or name == DEFAULT_WORKFLOW:
+        return SEED
+    from baton.agents.workflow import loader
+
+    return loader.load(Path(name))
+
+
+def outcome(run_id: str, record: Mapping[str, str]) -> str | None:
+    """The result of a finished run; ``None`` while it runs; ``RunFailed``/``RunCancelled`` when it ended so."""
+    status = record.get("status", "")
+    if status == RunStatus.DONE:
+        return record.get("result", "")
+    if status == RunStatus.FAILED:
+        raise RunFailed(run_id, record.get("error", ""), record.get("role", ""))
+    if status == RunStatus.CANCELLED:
+        raise RunCancelled(run_id)
+    return None
+
+
+def _info(run_id: str, rec: Mapping[str, str]) -> RunInfo:
+    return RunInfo(run_id=run_id, status=rec.get("status", ""), workflow=rec.get("workflow", ""),
+                   task=rec.get("task", ""), created_at=float(rec.get("created_at") or 0.0),
+                   result=rec.get("result", ""), error=rec.get("error", ""))
+
+
+class Client:
+    """A connection to one baton deployment (its Redis, ``BATON_PREFIX`` and partitions)."""
+
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env(redis_url=url)
+        self.keys = Keys(self.settings.prefix, self.settings.partitions)
+        self.redis: Redis = connect(self.settings.redis_url, socket_timeout=_POLL_S + 10)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
+               metadata: Mapping[str, str] | None = None, run_id: str | None = None) -> Run:
+        """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
+
+        ``deadline`` is in seconds from now; ``metadata`` is kept on the run record. The caller's
+        current OpenTelemetry span, if any, becomes the parent of the run's hops.
+        """
+        wf = workflow_named(workflow or self.settings.workflow)
+        trace = trace_fields()
+        msg = Task(run_id=run_id or new_id(), role=wf.entry, task=task, workflow=wf.name,
+                   deadline=None if deadline is None else time.time() + deadline,
+                   traceparent=trace["traceparent"], tracestate=trace["tracestate"])
+        s = self.settings
+        submit(self.redis, self.keys, msg, record_ttl_s=s.record_ttl_s, metadata=metadata,
+               events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
+        return Run(self, msg.run_id)
+
+    def run(self, run_id: str) -> Run:
+        """An existing run; ``RunNotFound`` when there is none."""
+        if get_run(self.redis, self.keys, run_id) is None:
+            raise RunNotFound(run_id)
+        return Run(self, run_id)
+
+    def runs(self, *, status: str | None = None, limit: int = 20) -> list[RunInfo]:
+        """The newest runs, newest first (only those with ``status`` when given)."""
+        wanted = RunStatus(status) if status else None
+        out: list[RunInfo] = []
+        window = limit if wanted is None else max(limit * 10, 200)
+        for run_id in list_runs(self.redis, self.keys, window):
+            rec = get_run(self.redis, self.keys, run_id)
+            if rec is not None and (wanted is None or rec.get("status") == wanted):
+                out.append(_info(run_id, rec))
+                if len(out) == limit:
+                    break
+        return out
+
+
+class Run:
+    """A handle on one run."""
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        self.client = client
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r})"
+
+    def record(self) -> dict[str, str]:
+        """The run record (status, role, result, error, timings...)."""
+        rec = get_run(self.client.redis, self.client.keys, self.id)
+        if rec is None:
+            raise RunNotFound(self.id)
+        return rec
+
+    def status(self) -> RunStatus:
+        """Where the run stands now."""
+        return RunStatus(self.record().get("status", RunStatus.QUEUED))
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run ends; return its result, or raise ``RunFailed``, ``RunCancelled``,
+        ``TimeoutError``. Waits on the run's event log (no busy polling)."""
+        limit = None if timeout is None else time.monotonic() + timeout
+        after: str | None = "$"
+        while True:
+            if (result := outcome(self.id, self.record())) is not None:
+                return result
+            left = _POLL_S if limit is None else min(_POLL_S, limit - time.monotonic())
+            if left <= 0:
+                raise TimeoutError(f"run {self.id} still {self.status()} after {timeout} s")
+            for event_id, event in self._read(after, block_ms=max(1, int(left * 1000))):
+                after = event_id
+                if isinstance(event, Done | Failed | Cancelled):
+                    break
+
+    def _read(self, after: str | None, *, block_ms: int) -> list[tuple[str, Event]]:
+        return read_events(self.client.redis, self.client.keys, self.id, after=after, block_ms=block_ms)
+
+    def events(self, after: str | None = None, *, follow: bool = True) -> Iterator[tuple[str, Event]]:
+        """The run's events as ``(event id, event)``, from the start or after event id ``after``;
+        live until the terminal event (``follow=False``: only those written so far)."""
+        yield from iter_events(self.client.redis, self.client.keys, self.id, after=after, follow=follow)
+
+    def cancel(self) -> str | None:
+        """Cancel the run (workers stop it at its next hop); return its status before, or None."""
+        return cancel_run(self.client.redis, self.client.keys, self.id)
+
+    def scratchpads(self) -> dict[str, list[dict[str, Any]]]:
+        """Every agent's scratchpad entries in this run, by agent, in order."""
+        c = self.client
+        return {agent: scratchpad(c.redis, c.keys, self.id, agent) for agent in agents_in_run(c.redis, c.keys, self.id)}
+
+    def trace(self) -> Any:
+        """The run's message flow hop by hop (a ``baton.agents.ops.trace.RunTrace``)."""
+        from baton.agents.ops.trace import build_trace
+
+        return build_trace(self.client.redis, self.client.keys, self.id)
+
+    def approve(self, output: str | None = None) -> None:
+        """Approve the run's pending human review, handing off ``output`` instead when given."""
+        decide(self.client.redis, self.client.keys, self.id, "approve", output)
+
+    def reject(self, reason: str) -> None:
+        """Reject the run's pending human review: the run fails with ``reason``."""
+        decide(self.client.redis, self.client.keys, self.id, "reject", reason=reason)
+
+    def fork(self, from_role: str, task: str | None = None) -> Run:
+        """A new run that copies this one up to ``from_role``'s hop and continues from there
+        (with ``task`` as that hop's input when given)."""
+        return Run(self.client, fork_run(self.client.redis, self.client.keys, self.id, from_role, task))
+
+    def replay(self) -> Run:
+        """A new run with this run's workflow and input, from the start."""
+        return Run(self.client, replay_run(self.client.redis, self.client.keys, self.id))
+
