@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from redis.exceptions import OutOfMemoryError
 
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
@@ -167,8 +168,17 @@ class GroupStreams:
 
     # heartbeats -------------------------------------------------------------
     def beat(self, payload: bytes, ttl_s: float) -> None:
-        """Write this consumer's heartbeat key with a TTL."""
-        self.client.set(self.keys.heartbeat(self.consumer), payload, px=int(ttl_s * 1000))
+        """Write this consumer's heartbeat key with a TTL.
+
+        Redis at ``maxmemory`` (``noeviction``) refuses the SET; the key's TTL is then renewed
+        with ``PEXPIRE``, which it allows, so a live worker never looks dead during the outage.
+        """
+        key, ttl_ms = self.keys.heartbeat(self.consumer), int(ttl_s * 1000)
+        try:
+            self.client.set(key, payload, px=ttl_ms)
+        except OutOfMemoryError:
+            if not self.client.pexpire(key, ttl_ms):
+                raise
 
     def forget(self) -> None:
         """Remove this consumer's heartbeat; and its group entry when nothing is pending."""

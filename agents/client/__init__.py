@@ -17,12 +17,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from baton.aio import AsyncClient, AsyncRun
-    from baton.client import Client, Run, RunInfo
-    from baton.errors import BatonError, RunCancelled, RunFailed, RunNotFound
     from baton.agents.settings import Settings, SettingsError
     from baton.agents.workflow import SEED, Workflow, WorkflowError
+    from baton.aio import AsyncClient, AsyncRun
     from baton.broker.runs import RunStatus
+    from baton.client import Client, Run, RunInfo
+    from baton.errors import BatonError, RunCancelled, RunFailed, RunNotFound
     from baton.protocol import DeadLetter, Error, Message, ProtocolError, Result, Task
 
 __all__ = [

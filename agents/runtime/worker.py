@@ -164,8 +164,8 @@ class Worker:
             self.metrics.serve(self.settings.metrics_port)
         self.load()
         configure("baton-worker", span_file=self.settings.otel_file)
-        self.streams.ensure_groups()
-        self._beat()
+        self._ride_out_redis(self.streams.ensure_groups, "start-up")
+        self._ride_out_redis(self._beat, "start-up")
         beater = threading.Thread(target=contextvars.copy_context().run, args=(self._heartbeat_loop,),
                                   name="heartbeat", daemon=True)
         beater.start()

@@ -121,3 +121,15 @@ def test_transient_codes_by_message(text: str) -> None:
                                   "ERR the word OOM inside a message"])
 def test_other_replies_are_not_outages(text: str) -> None:
     assert not is_transient(redis.ResponseError(text))
+
+
+def test_a_heartbeat_stays_alive_while_redis_is_full(full_redis: redis.Redis, keys: Keys) -> None:
+    streams = RoleStreams(full_redis, keys, "seed", "planner", "c1")
+    streams.beat(b'{"alive": 1}', ttl_s=5)
+    full_redis.config_set("maxmemory", 1)  # every write that may grow memory is refused now
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        full_redis.set(keys.heartbeat("c1"), b"new payload")  # a plain write is refused...
+    full_redis.pexpire(keys.heartbeat("c1"), 100)
+    streams.beat(b'{"alive": 2}', ttl_s=30)  # ...but the beat renews the TTL all the same
+    assert full_redis.pttl(keys.heartbeat("c1")) > 25_000
+    assert full_redis.get(keys.heartbeat("c1")) == b'{"alive": 1}'
