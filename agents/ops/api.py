@@ -47,7 +47,7 @@ from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
 from baton.protocol import ProtocolError, Task, new_id
 
-__all__ = ["ApiContext", "run_view", "runs_router", "submit_request", "v1_router"]
+__all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
 
 log = logging.getLogger("baton.api")
 
@@ -163,7 +163,7 @@ def runs_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/runs/{run_id}", summary="One run: record, result and tokens")
     def get_run_route(run_id: str) -> dict[str, Any]:
-        rec = _record_or_404(ctx, run_id)
+        rec = record_or_404(ctx, run_id)
         pads = scratchpads(ctx.client, ctx.keys, [(run_id, a) for a in agents_in_run(ctx.client, ctx.keys, run_id)])
         hops = [entry for pad in pads for entry in pad]
         tokens = sum(int((e.get("meta") or {}).get("tokens", 0)) for e in hops)
@@ -186,7 +186,7 @@ def runs_router(ctx: ApiContext) -> APIRouter:
         cursor = last_event_id or after
         if cursor is not None and not EVENT_ID.match(cursor):
             raise HTTPException(422, f"bad event id {cursor!r} (expected a stream id such as 1700000000000-0)")
-        await asyncio.to_thread(_record_or_404, ctx, run_id)
+        await asyncio.to_thread(record_or_404, ctx, run_id)
         return StreamingResponse(_event_stream(ctx, request, run_id, cursor), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
 
@@ -219,7 +219,8 @@ def _has_ended(ctx: ApiContext, run_id: str) -> bool:
     return rec is None or rec.get("status") in TERMINAL_STATUSES
 
 
-def _record_or_404(ctx: ApiContext, run_id: str) -> RunView:
+def record_or_404(ctx: ApiContext, run_id: str) -> RunView:
+    """The run's record; 404 with a reason when there is no such run."""
     rec = get_run(ctx.client, ctx.keys, run_id)
     if rec is None:
         raise HTTPException(404, _missing(run_id))

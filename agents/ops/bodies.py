@@ -9,7 +9,7 @@ a rule of the Struct gets 422 with msgspec's one-line reason (``... - at `$.task
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from fastapi import HTTPException, Request
@@ -21,7 +21,10 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_DEADLINE_S",
     "MAX_METADATA_ITEMS",
+    "MAX_REASON_CHARS",
     "MAX_TASK_CHARS",
+    "DecisionRequest",
+    "ForkRequest",
     "SubmitRequest",
     "json_body",
     "openapi_body",
@@ -42,6 +45,9 @@ MAX_METADATA_ITEMS = 32
 MAX_METADATA_VALUE = 1024
 """Longest metadata value, in characters."""
 
+MAX_REASON_CHARS = 2000
+"""Longest reason a reviewer may give."""
+
 T = TypeVar("T", bound=msgspec.Struct)
 
 TaskText = Annotated[str, Meta(min_length=1, max_length=MAX_TASK_CHARS, pattern=r"\S",
@@ -60,6 +66,30 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     workflow: Name | None = None
     deadline: DeadlineS | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class ForkRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fork a run: a new run continues from ``from_role``'s hop with its original input, or ``task``."""
+
+    from_role: Name
+    task: TaskText | None = None
+
+
+OutputText = Annotated[str, Meta(max_length=MAX_TASK_CHARS,
+                                 description="Hand off this text instead of the proposed output (approve only).")]
+ReasonText = Annotated[str, Meta(max_length=MAX_REASON_CHARS, description="Why (a rejected run fails with it).")]
+
+
+class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Decide a review: ``approve`` hands the output (or ``output``) on, ``reject`` fails the run."""
+
+    decision: Literal["approve", "reject"]
+    output: OutputText | None = None
+    reason: ReasonText = ""
+
+    def __post_init__(self) -> None:
+        if self.output is not None and self.decision != "approve":
+            raise ValueError("`output` goes with `approve` only (a rejected output is not handed off)")
 
 
 def json_body(kind: type[T], *, max_bytes: int = MAX_BODY_BYTES) -> Callable[[Request], Awaitable[T]]:

@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,69 +18,9 @@ from baton.agents.ops.bodies import MAX_BODY_BYTES
 from baton.agents.ops.dashboard import create_app
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
-from baton.broker import EmbeddedRedis, Keys, free_port
+from baton.broker import Keys, free_port
 from tests.conftest import ROOT, Workers
-from tests.waiting import wait_for
-
-TOKENS = ("first-token-3f9a", "second-token-77c1")
-
-
-@dataclass
-class Server:
-    """A ``baton dashboard`` subprocess with ``TOKENS``."""
-
-    url: str
-    log: Path
-
-    def http(self, token: str | None = TOKENS[0]) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
-def _dashboard_env(redis_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-    return {**env, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **extra}
-
-
-@pytest.fixture(scope="module")
-def server(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``python -m baton dashboard --port P`` with two API tokens (one server for the module)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("api") / "dashboard.log"
-    env = _dashboard_env(redis_server.url, BATON_API_TOKENS=" ,".join(TOKENS))
-    with open(log_path, "wb") as log:  # the child keeps its copy
-        proc = subprocess.Popen([sys.executable, "-m", "baton", "dashboard", "--port", str(port), "--interval", "0.5"],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    srv = Server(f"http://127.0.0.1:{port}", log_path)
-
-    def healthy() -> bool:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            return httpx.get(f"{srv.url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 60, "the dashboard to start", interval=0.2)
-        yield srv
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture
-def echo_workers(workers: Workers) -> Workers:
-    """Workers of the seed workflow use the echo backend."""
-    workers.env["BATON_MODEL"] = "echo"
-    return workers
-
-
-def _wait_status(http: httpx.Client, run_id: str, want: str) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        doc: dict[str, Any] = http.get(f"/v1/runs/{run_id}").json()
-        return doc if doc["status"] == want else None
-
-    return wait_for(reached, 120, f"run {run_id} to be {want}")
+from tests.ops.conftest import TOKENS, Server, dashboard_env, wait_status
 
 
 def test_submitted_run_completes_lists_by_status_and_cancels(
@@ -105,7 +42,7 @@ def test_submitted_run_completes_lists_by_status_and_cancels(
                                               "metadata": {"ticket": "T-2", "team": "docs"}})
         assert created.status_code == 201
         run_id = created.json()["run_id"]
-        doc = _wait_status(http, run_id, "done")
+        doc = wait_status(http, run_id, "done")
         assert doc["result"] and doc["error"] is None and doc["hops"] == 3
         assert doc["record"]["metadata"] == {"ticket": "T-2", "team": "docs"}
         assert float(doc["record"]["updated_at"]) >= float(doc["record"]["created_at"])
@@ -214,7 +151,7 @@ def test_openapi_document_is_current_and_documents_the_bodies() -> None:
 
 def test_dashboard_refuses_to_listen_beyond_loopback_without_tokens(redis_url: str) -> None:
     done = subprocess.run([sys.executable, "-m", "baton", "dashboard", "--host", "0.0.0.0", "--port", str(free_port())],
-                          env=_dashboard_env(redis_url), cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          env=dashboard_env(redis_url), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "baton: error: refusing to listen on 0.0.0.0 without authentication: set BATON_API_TOKENS (or bind 127.0.0.1)"]
