@@ -11,7 +11,7 @@ from redis.exceptions import WatchError
 from baton.broker.errors import Redis
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.runs import TERMINAL
+from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.text import as_text
 from baton.protocol import Cancelled
 
@@ -50,7 +50,7 @@ def cancel_run(
                 now = time.time()
                 pipe.multi()
                 pipe.sadd(keys.cancelled(), run_id)
-                pipe.hset(run_key, mapping={"status": "cancelled", "error": "run cancelled", "updated_at": now,
+                pipe.hset(run_key, mapping={"status": RunStatus.CANCELLED, "error": "run cancelled", "updated_at": now,
                                             "cancelled_at": now})
                 append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")],
                               maxlen=events_maxlen, ttl_s=events_ttl_s)

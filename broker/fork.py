@@ -19,7 +19,7 @@ import msgspec
 import redis
 
 from baton.broker.keys import Keys
-from baton.broker.runs import RunView, get_run, submit
+from baton.broker.runs import RunStatus, RunView, get_run, submit
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
 from baton.protocol import Task, new_id
@@ -121,7 +121,7 @@ def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry]
     for e in copied:
         pipe.hset(keys.pad(task.run_id, e.agent), e.field, e.raw)
         pipe.zadd(keys.pads(task.run_id), {e.agent: e.score}, nx=True)
-    record: dict[Any, Any] = {**label, "status": "queued", "created_at": time.time()}
+    record: dict[Any, Any] = {**label, "status": RunStatus.QUEUED, "created_at": time.time()}
     pipe.hset(keys.run(task.run_id), mapping=record)
     if record_ttl_s:
         for key in {keys.run(task.run_id), *(keys.pad(task.run_id, e.agent) for e in copied),

@@ -164,7 +164,7 @@ def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Par
         "started": p.started, "finished": p.finished, "tokens": p.tokens, "requested_at": at,
         "deadline": "" if t.deadline is None else t.deadline, "status": "pending", "msg": encode(t),
     }
-    record: dict[str, Value] = {**p.record, "status": "review", "role": p.role, "review": p.review_id,
+    record: dict[str, Value] = {**p.record, "status": RunStatus.REVIEW, "role": p.role, "review": p.review_id,
                                 "updated_at": at}
     event = encode_event(ReviewRequested(run_id=t.run_id, role=p.role, agent=p.agent, hop=t.hop, at=at,
                                          review_id=p.review_id, msg_id=t.id, output=p.output))

@@ -15,6 +15,7 @@ from baton.agents.runtime.logs import bind
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Entry, Handoff, Keys
+from baton.broker.runs import RunStatus
 from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, Error, ProtocolError, Task, decode, encode, peek_ids
 
 __all__ = ["admit", "dead_letter"]
@@ -64,7 +65,7 @@ def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | N
         err = Error(run_id=run_id, role=role, reason=reason)
         outputs.append((keys.results(partition), encode(err)))
         now = time.time()
-        record = {"status": "failed", "error": reason, "role": role, "updated_at": now}
+        record = {"status": RunStatus.FAILED, "error": reason, "role": role, "updated_at": now}
         events = failed_events(run_id, role, reason, now, hop=task.hop if task else 0)
     else:
         run_id = None

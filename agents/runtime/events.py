@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import BrokerError, Keys, Redis, append_batch
 from baton.broker.keys import MARKER_TTL_S
+from baton.broker.runs import RunStatus
 from baton.protocol import Done, Event, Failed, HopFinished, Task, encode_event
 
 __all__ = ["EventWriter", "failed_events", "hop_events"]
@@ -56,7 +57,7 @@ def hop_events(
     events = [encode_event(HopFinished(run_id=run_id, at=finished, role=role, agent=agent, hop=hop, msg_id=task.id,
                                        consumer=consumer, tokens=tokens, started=started, finished=finished,
                                        output=output))]
-    if record.get("status") == "done":
+    if record.get("status") == RunStatus.DONE:
         events.append(encode_event(Done(run_id=run_id, at=finished, role=role, agent=agent, hop=hop, output=output)))
     return events
 

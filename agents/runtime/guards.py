@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from baton.agents.runtime.events import failed_events
 from baton.broker import Entry, Handoff, Keys, Redis
 from baton.broker import cancelled as _cancelled
+from baton.broker.runs import RunStatus
 from baton.protocol import Error, Task, encode
 
 __all__ = ["RunGuard"]
@@ -48,11 +49,11 @@ class RunGuard:
         halted: dict[str, Handoff] = {}
         for (entry, task), stop in zip(items, flags, strict=True):
             if stop:
-                halted[entry.id] = self.halt(entry, task, "cancelled", "run cancelled", now)
+                halted[entry.id] = self.halt(entry, task, RunStatus.CANCELLED, "run cancelled", now)
             elif task.deadline is not None and now > task.deadline:
                 late = now - task.deadline
                 reason = f"deadline passed {late:.1f}s before role {self.role!r} could start"
-                halted[entry.id] = self.halt(entry, task, "failed", reason, now)
+                halted[entry.id] = self.halt(entry, task, RunStatus.FAILED, reason, now)
         return halted
 
     def halt(self, entry: Entry, task: Task, status: str, reason: str, now: float) -> Handoff:
@@ -62,7 +63,7 @@ class RunGuard:
                     trace=task.trace)
         record: dict[str, str | float | int] = {"status": status, "error": reason, "role": self.role,
                                                "updated_at": now, "finished_at": now}
-        events = failed_events(task.run_id, self.role, reason, now, hop=task.hop) if status == "failed" else []
+        events = failed_events(task.run_id, self.role, reason, now, hop=task.hop) if status == RunStatus.FAILED else []
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id,
                        outputs=[(self.keys.results(p), encode(err))], record=record, partition=p, events=events)
 

@@ -21,6 +21,7 @@ from baton.agents.runtime.logs import bind
 from baton.agents.runtime.steps import StepContext
 from baton.broker import Handoff, Outcome
 from baton.broker.reviews import Park, park
+from baton.broker.runs import RunStatus
 
 if TYPE_CHECKING:
     from baton.agents.runtime.worker import Worker, _Work
@@ -84,13 +85,13 @@ class ReviewStage:
         w, task, decision = self.worker, item.task, item.task.review
         assert decision is not None
         if cancelled:
-            return w.guard.halt(item.entry, task, "cancelled", "run cancelled", now)
+            return w.guard.halt(item.entry, task, RunStatus.CANCELLED, "run cancelled", now)
         if task.deadline is not None and now > task.deadline:
             reason = (f"deadline passed {now - task.deadline:.1f}s before the review of role {w.spec.role!r} "
                       "was decided")
-            return w.guard.halt(item.entry, task, "failed", reason, now)
+            return w.guard.halt(item.entry, task, RunStatus.FAILED, reason, now)
         if decision.decision != "approve":
-            return w.guard.halt(item.entry, task, "failed", decision.reason or "rejected by the reviewer", now)
+            return w.guard.halt(item.entry, task, RunStatus.FAILED, decision.reason or "rejected by the reviewer", now)
         item.prompt, item.started, item.ctx = decision.prompt, decision.started, StepContext()
         handoff = w._handoff(item, decision.output, decision.tokens, False, now)
         return dataclasses.replace(handoff, pad=None)  # the scratchpad entry was written when it parked

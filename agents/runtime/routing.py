@@ -23,6 +23,7 @@ import msgspec
 from baton.agents.workflow.spec import END, RoleSpec, Split
 from baton.broker import Entry, Keys, Redis
 from baton.broker.join import join_part
+from baton.broker.runs import RunStatus
 from baton.protocol import Result, Task, decode, encode
 
 __all__ = ["PART_SEPARATOR", "choose_target", "continuation", "gather", "needs_routing", "plan_outputs", "split_text"]
@@ -95,7 +96,7 @@ def plan_outputs(
     if not target:
         result = Result(role=spec.role, output=output, **common)
         return [(keys.results(keys.partition(task.run_id)), encode(result))], {
-            "status": "done", "role": "", "result": output, "finished_at": finished}
+            "status": RunStatus.DONE, "role": "", "result": output, "finished_at": finished}
     stream = keys.run_stream(task.workflow, target, task.run_id)
     base: dict[str, Any] = {"role": target, "workflow": task.workflow, "deadline": task.deadline,
                             "max_hops": task.max_hops, **(carry or {})}
@@ -107,10 +108,10 @@ def plan_outputs(
             text = spec.handoff.format_map({**fields, "output": piece, "part": str(i + 1), "parts": str(n)})
             nxt = Task(task=text, part=i, parts=n, group=task.id, **base, **common)
             outputs.append((stream, encode(nxt)))
-        return outputs, {"status": "running", "role": target}
+        return outputs, {"status": RunStatus.RUNNING, "role": target}
     text = spec.handoff.format_map(fields)
     nxt = Task(task=text, part=task.part, parts=task.parts, group=task.group, **base, **common)
-    return [(stream, encode(nxt))], {"status": "running", "role": target}
+    return [(stream, encode(nxt))], {"status": RunStatus.RUNNING, "role": target}
 
 
 class _Item(Protocol):
