@@ -39,7 +39,9 @@ def _echo_env(worker_env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in worker_env.items() if k in {"BATON_CACHE_DIR", "XDG_CACHE_HOME", "XDG_STATE_HOME"}}
 
 
-def test_chaos_with_model_outages_fails_loses_and_duplicates_nothing(tmp_path: Path, worker_env: dict[str, str]) -> None:
+def test_chaos_with_model_outages_fails_loses_and_duplicates_nothing(
+    tmp_path: Path, worker_env: dict[str, str]
+) -> None:
     report = run_chaos(ChaosConfig(
         runs=12, workers=1, model="echo", seed=5, timeout_s=240, workdir=tmp_path, kill_workers=False,
         redis_restart=False, model_outages=True, model_up_s=(1.0, 2.0), model_down_s=(0.5, 2.0), submit_rate=1,
