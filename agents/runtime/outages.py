@@ -88,6 +88,24 @@ class ModelCalls:
                 out.generated.update(zip(todo, generations, strict=True))
                 return
 
+    def probe(self, backend: object) -> bool:
+        """With the breaker open, new work stays in the stream for healthy workers: wait out the
+        back-off, probe the endpoint (``backend.probe()`` when it has one), say whether it answered."""
+        self.stopping.wait(self.breaker.wait_s())
+        if self.stopping.is_set() or not self.breaker.allow():
+            return False
+        try:
+            probe = getattr(backend, "probe", None)
+            if probe is not None:
+                probe()
+        except Exception as exc:  # noqa: BLE001 - classified: only an outage keeps the breaker open
+            if classify(exc) == "transient":
+                self.breaker.record_failure(describe(exc), retry_after(exc))
+                self.metrics.breaker(True, self.breaker.opened_at)
+                return False
+        self._answered()
+        return True
+
     def _failed(self, call: Call, exc: Exception, todo: list[int], deadlines: Sequence[float | None],
                 budget: OutageBudget, out: BatchOutcome) -> list[int]:
         """Sort one failed call's prompts; return those to call again."""

@@ -15,23 +15,20 @@ import contextvars
 import json
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, TypeVar
 
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.admission import admit, dead_letter
 from baton.agents.runtime.breaker import CircuitBreaker
 from baton.agents.runtime.events import EventWriter
-from baton.agents.runtime.failures import classify, describe, retry_after
 from baton.agents.runtime.guards import RunGuard
 from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
+from baton.agents.runtime.lifecycle import install_signal_handlers, torch_threads
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
@@ -65,17 +62,6 @@ T = TypeVar("T")
 __all__ = ["Worker"]
 
 log = logging.getLogger("baton.worker")
-
-
-def _torch_threads() -> int | None:
-    """Intra-op threads of this process's torch, or None when torch is not loaded (echo model)."""
-    torch = sys.modules.get("torch")
-    return int(torch.get_num_threads()) if torch is not None else None
-
-
-def _grace_over(grace_s: float) -> None:
-    log.warning("in-flight work did not finish within the %.0fs grace period: exiting, it stays pending", grace_s)
-    os._exit(1)
 
 
 @dataclass(slots=True)
@@ -125,7 +111,6 @@ class Worker:
         self.review = ReviewStage(self)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
-        self._signals = 0
         self._last_read = 0  # entries the previous read returned (lingering is for busy workers)
         self.breaker = CircuitBreaker(self.spec.model or settings.model, threshold=settings.breaker_threshold,
                                       base_s=settings.retry_backoff_s, cap_s=settings.breaker_cap_s)
@@ -142,20 +127,7 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: stop after the batch in flight; a second signal exits at once."""
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self._signals += 1
-            if self._signals > 1:
-                log.warning("second signal: exiting now, in-flight entries stay pending")
-                os._exit(1)
-            log.info("signal %s: finishing in-flight work, then exiting", signal.Signals(signum).name)
-            self.stopping.set()
-            grace = threading.Timer(self.settings.shutdown_grace_s, _grace_over, args=(self.settings.shutdown_grace_s,))
-            grace.daemon = True  # past the grace period, exit like a second signal would
-            grace.start()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        install_signal_handlers(self.stopping, self.settings.shutdown_grace_s)
 
     def run(self) -> int:
         """Serve until stopped; return the process exit code."""
@@ -197,7 +169,7 @@ class Worker:
     def _read(self, pending: bool) -> list[Entry]:
         """Up to ``batch_size`` entries. A short read lingers for more only while work is flowing
         (the previous read brought more than one entry): a lone task on an idle worker is not held."""
-        if not pending and self.breaker.is_open and not self._probe():
+        if not pending and self.breaker.is_open and not self.model_calls.probe(self.backend):
             return []
         size = self.settings.batch_size
         entries = self.streams.read(pending=pending, count=size, block_ms=self.settings.block_ms)
@@ -207,32 +179,12 @@ class Worker:
             entries += self.streams.read(pending=False, count=size - len(entries), block_ms=None)
         return entries
 
-    def _probe(self) -> bool:
-        """With the model endpoint's breaker open, new work stays in the stream for healthy workers:
-        wait out the back-off, probe the endpoint, and say whether it answered."""
-        self.stopping.wait(self.breaker.wait_s())
-        if self.stopping.is_set() or not self.breaker.allow():
-            return False
-        try:
-            probe = getattr(self.backend, "probe", None)
-            if probe is not None:
-                probe()
-        except Exception as exc:  # noqa: BLE001 - classified: only an outage keeps the breaker open
-            if classify(exc) == "transient":
-                self.breaker.record_failure(describe(exc), retry_after(exc))
-                self.metrics.breaker(True, self.breaker.opened_at)
-                return False
-        log.warning("model endpoint %s answers again after %.0f s", self.breaker.endpoint, self.breaker.open_seconds)
-        self.breaker.record_success()
-        self.metrics.breaker(False, None)
-        return True
-
     # heartbeat and lease -----------------------------------------------------------
     def _beat(self) -> None:
         info = {
             "consumer": self.consumer, "role": self.spec.role, "host": socket.gethostname(),
             "pid": os.getpid(), "processed": self.processed, "at": time.time(),
-            "metrics_port": self.metrics.port, "torch_threads": _torch_threads(),
+            "metrics_port": self.metrics.port, "torch_threads": torch_threads(),
             "breaker": self.breaker.state.value, "model_down_since": self.breaker.opened_at,
             "outage_s": round(self.breaker.open_seconds, 1),
         }
