@@ -11,7 +11,6 @@ workers complete the picture. ``baton monitor``, the dashboard and its ``/metric
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Keys, Redis
+from baton.broker import Keys, Redis, live_workers
 from baton.broker.dlq import DeadEntry, count_dead, list_dead
 from baton.broker.runs import RunStatus
 from baton.broker.stats import (
@@ -27,7 +26,6 @@ from baton.broker.stats import (
     StreamStats,
     count_after,
     discover_streams,
-    heartbeats,
     run_statuses,
     server_version,
     stream_stats,
@@ -233,15 +231,8 @@ class Monitor:
         return prev.delivered + count_after(self.client, stream, prev.last_id, last_id)
 
     def _workers(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for raw in heartbeats(self.client, self.keys):
-            try:
-                info = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(info, dict):
-                out.append(info)
-        return sorted(out, key=lambda w: (str(w.get("role", "")), str(w.get("consumer", ""))))
+        return sorted(live_workers(self.client, self.keys),
+                      key=lambda w: (str(w.get("role", "")), str(w.get("consumer", ""))))
 
 
 def _merge_consumers(a: list[ConsumerStats], b: list[ConsumerStats]) -> list[ConsumerStats]:

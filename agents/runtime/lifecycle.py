@@ -12,9 +12,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
-__all__ = ["install_signal_handlers", "torch_threads"]
+from baton.broker import BrokerError
+
+__all__ = ["heartbeat_loop", "install_signal_handlers", "torch_threads"]
 
 log = logging.getLogger("baton.worker")
 
@@ -48,3 +51,15 @@ def install_signal_handlers(stopping: threading.Event, grace_s: float) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def heartbeat_loop(stopping: threading.Event, interval_s: float, beat: Callable[[], None],
+                   renew_leases: Callable[[], None]) -> None:
+    """Until ``stopping``: every ``interval_s`` write the heartbeat and renew the leases of the
+    entries in flight. A failed beat is logged and tried again at the next interval."""
+    while not stopping.wait(interval_s):
+        try:
+            beat()
+            renew_leases()
+        except BrokerError as exc:
+            log.debug("heartbeat failed: %s", exc)

@@ -28,7 +28,7 @@ from baton.agents.runtime.breaker import CircuitBreaker
 from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.guards import RunGuard
 from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
-from baton.agents.runtime.lifecycle import install_signal_handlers, torch_threads
+from baton.agents.runtime.lifecycle import heartbeat_loop, install_signal_handlers, torch_threads
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
@@ -191,15 +191,13 @@ class Worker:
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:
-        while not self.stopping.wait(self.settings.heartbeat_interval_s):
-            try:
-                self._beat()
-                with self._lock:
-                    in_flight = list(self._in_flight)
-                if in_flight:
-                    self.streams.touch(in_flight)
-            except BrokerError as exc:
-                log.debug("heartbeat failed: %s", exc)
+        heartbeat_loop(self.stopping, self.settings.heartbeat_interval_s, self._beat, self._renew_leases)
+
+    def _renew_leases(self) -> None:
+        with self._lock:
+            in_flight = list(self._in_flight)
+        if in_flight:
+            self.streams.touch(in_flight)
 
     # processing ---------------------------------------------------------------
     def process(self, entries: list[Entry]) -> bool:

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 
+from baton.agents.runtime.lifecycle import heartbeat_loop
 from baton.agents.settings import Settings
 from baton.agents.tools.base import ToolContext
 from baton.agents.tools.registry import get_tool
@@ -80,15 +81,13 @@ class ToolWorker:
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:
-        while not self.stopping.wait(self.settings.heartbeat_interval_s):
-            try:
-                self._beat()
-                with self._lock:
-                    in_flight = list(self._in_flight)
-                if in_flight:
-                    self.streams.touch(in_flight)
-            except BrokerError as exc:
-                log.debug("heartbeat failed: %s", exc)
+        heartbeat_loop(self.stopping, self.settings.heartbeat_interval_s, self._beat, self._renew_leases)
+
+    def _renew_leases(self) -> None:
+        with self._lock:
+            in_flight = list(self._in_flight)
+        if in_flight:
+            self.streams.touch(in_flight)
 
     def run(self) -> int:
         """Serve until stopped; return the exit code."""
