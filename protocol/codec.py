@@ -9,13 +9,15 @@ below 1), unsupported version.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
 
 from baton.protocol.fields import Id
 from baton.protocol.limits import MAX_MESSAGE_BYTES
 from baton.protocol.messages import PROTOCOL_VERSION, Message
 
-__all__ = ["ProtocolError", "decode", "encode", "peek_ids", "schema"]
+__all__ = ["ProtocolError", "decode", "decode_json", "encode", "peek_ids", "schema"]
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
@@ -28,6 +30,21 @@ class ProtocolError(ValueError):
 def encode(msg: Message) -> bytes:
     """Encode a message as compact JSON bytes."""
     return _encoder.encode(msg)
+
+
+T = TypeVar("T")
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | bytearray | memoryview | str, what: str) -> T:
+    """``decoder.decode(data)`` with every failure as a one-line ``ProtocolError`` naming ``what``."""
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid {what}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("malformed JSON: nesting too deep") from None
 
 
 def decode(data: bytes | bytearray | memoryview | str, *, limit: int = MAX_MESSAGE_BYTES) -> Message:
@@ -43,14 +60,7 @@ def decode(data: bytes | bytearray | memoryview | str, *, limit: int = MAX_MESSA
         bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"invalid UTF-8 at byte {exc.start}") from None
-    try:
-        msg = _decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(f"invalid message: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise ProtocolError("malformed JSON: nesting too deep") from None
+    msg = decode_json(_decoder, data, "message")
     if msg.v != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {msg.v} (this build speaks {PROTOCOL_VERSION})")
     return msg

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from baton.protocol.codec import ProtocolError
+from baton.protocol.codec import ProtocolError, decode_json
 from baton.protocol.fields import Count, HopCount, Id, MaybeId, MaybeName, Name
 from baton.protocol.limits import MAX_MESSAGE_BYTES
 from baton.protocol.messages import now
@@ -162,11 +162,4 @@ def decode_event(data: bytes | bytearray | memoryview | str, *, limit: int = MAX
     size = len(data)
     if size > limit:
         raise ProtocolError(f"event too large: {size} bytes > limit {limit}")
-    try:
-        return _decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(f"invalid event: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise ProtocolError("malformed JSON: nesting too deep") from None
+    return decode_json(_decoder, data, "event")

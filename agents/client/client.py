@@ -30,6 +30,7 @@ from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
 from baton.broker.runs import RunStatus
+from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
 from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
 from baton.protocol.events import Cancelled, Done, Event, Failed
@@ -126,9 +127,9 @@ class Client:
         wanted = RunStatus(status) if status else None
         out: list[RunInfo] = []
         window = limit if wanted is None else max(limit * 10, 200)
-        for run_id in list_runs(self.redis, self.keys, window):
-            rec = get_run(self.redis, self.keys, run_id)
-            if rec is not None and (wanted is None or rec.get("status") == wanted):
+        ids = list_runs(self.redis, self.keys, window)
+        for run_id, rec in zip(ids, run_records(self.redis, self.keys, ids), strict=True):
+            if rec and (wanted is None or rec.get("status") == wanted):
                 out.append(_info(run_id, rec))
                 if len(out) == limit:
                     break
@@ -167,13 +168,11 @@ class Run:
             left = _POLL_S if limit is None else min(_POLL_S, limit - time.monotonic())
             if left <= 0:
                 raise TimeoutError(f"run {self.id} still {self.status()} after {timeout} s")
-            for event_id, event in self._read(after, block_ms=max(1, int(left * 1000))):
+            for event_id, event in read_events(self.client.redis, self.client.keys, self.id, after=after,
+                                               block_ms=max(1, int(left * 1000))):
                 after = event_id
                 if isinstance(event, Done | Failed | Cancelled):
                     break
-
-    def _read(self, after: str | None, *, block_ms: int) -> list[tuple[str, Event]]:
-        return read_events(self.client.redis, self.client.keys, self.id, after=after, block_ms=block_ms)
 
     def events(self, after: str | None = None, *, follow: bool = True) -> Iterator[tuple[str, Event]]:
         """The run's events as ``(event id, event)``, from the start or after event id ``after``;

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from baton.broker import BrokerError
+from baton.broker import BrokerError, Entry, GroupStreams
 
 __all__ = ["heartbeat_loop", "install_signal_handlers", "torch_threads"]
 
@@ -54,12 +54,13 @@ def install_signal_handlers(stopping: threading.Event, grace_s: float) -> None:
 
 
 def heartbeat_loop(stopping: threading.Event, interval_s: float, beat: Callable[[], None],
-                   renew_leases: Callable[[], None]) -> None:
-    """Until ``stopping``: every ``interval_s`` write the heartbeat and renew the leases of the
-    entries in flight. A failed beat is logged and tried again at the next interval."""
+                   streams: GroupStreams, in_flight: Callable[[], list[Entry]]) -> None:
+    """Until ``stopping``: every ``interval_s`` write the heartbeat (``beat``) and renew the leases
+    of the entries in flight. A failed beat is logged and tried again at the next interval."""
     while not stopping.wait(interval_s):
         try:
             beat()
-            renew_leases()
+            if entries := in_flight():
+                streams.touch(entries)
         except BrokerError as exc:
             log.debug("heartbeat failed: %s", exc)

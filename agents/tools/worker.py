@@ -81,13 +81,11 @@ class ToolWorker:
         self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:
-        heartbeat_loop(self.stopping, self.settings.heartbeat_interval_s, self._beat, self._renew_leases)
+        heartbeat_loop(self.stopping, self.settings.heartbeat_interval_s, self._beat, self.streams, self._entries)
 
-    def _renew_leases(self) -> None:
+    def _entries(self) -> list[Entry]:
         with self._lock:
-            in_flight = list(self._in_flight)
-        if in_flight:
-            self.streams.touch(in_flight)
+            return list(self._in_flight)
 
     def run(self) -> int:
         """Serve until stopped; return the exit code."""
