@@ -12,6 +12,7 @@ names are key-safe (``protocol/fields.py``): they hold no ``:``, and a stream ke
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ MARKER_TTL_S = 7 * 24 * 3600
 """Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
 retention of finished results: longer than any redelivery can arrive late."""
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)\}:wf:(?P<workflow>[^:]+):stream:(?P<role>[^:]+)$")
 
 
@@ -170,3 +172,16 @@ class Keys:
     def tool_replies(self, run_id: str, call_id: str) -> str:
         """A list the caller blocks on for one tool result."""
         return f"{self._run_tag(run_id)}:toolreply:{call_id}"
+
+    # shared limits -------------------------------------------------------
+    def rate_limit(self, model: str) -> str:
+        """The rate-limit state of one model endpoint, shared by every worker that calls it
+        (``broker/ratelimit.py``): a short hash of the model name plus a sanitized tail of it,
+        since model names hold ``/`` and ``:`` (paths, URLs)."""
+        digest = hashlib.sha1(model.encode()).hexdigest()[:12]
+        tail = _UNSAFE.sub("_", model)[-40:].strip("_") or "model"
+        return f"{self.prefix}:rl:{tail}:{digest}"
+
+    def rate_limit_pattern(self) -> str:
+        """SCAN pattern matching every model's rate-limit key."""
+        return f"{self.prefix}:rl:*"

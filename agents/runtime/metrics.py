@@ -2,7 +2,8 @@
 
 ``WorkerMetrics`` counts what one worker process did (messages processed, failed, retried,
 dead-lettered, reclaimed; step latency; tokens generated; messages in flight; whether its model
-endpoint's circuit breaker is open and since when; seconds spent waiting on outages) in its own
+endpoint's circuit breaker is open and since when; seconds spent waiting on outages and on the
+model's shared rate limit) in its own
 registry, served over HTTP when ``BATON_METRICS_PORT`` is set: the worker binds that port, or
 the next free one up to ``PORT_SPAN`` above it, so several workers on one host each get a port
 (the heartbeat and the log say which).
@@ -28,6 +29,7 @@ PORT_SPAN = 64
 OUTAGE_DEPENDENCIES = ("model", "redis")
 """The ``dependency`` label values of ``baton_outage_seconds_total``."""
 
+_WAIT_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -57,8 +59,11 @@ class WorkerMetrics:
                                     "Epoch seconds the open breaker opened (0: closed)", ["role"], registry=r)
         self._outage = Counter("baton_outage_seconds", "Seconds spent waiting on model or Redis outages",
                                ["role", "dependency"], registry=r)
+        self._ratelimit = Histogram("baton_ratelimit_wait_seconds",
+                                    "Seconds a model call waited for the model's shared rate limit",
+                                    ["role"], buckets=_WAIT_BUCKETS, registry=r)
         for metric in (self._processed, self._failed, self._retried, self._dead, self._reclaimed, self._tokens,
-                       self._step, self._in_flight, self._breaker_open, self._breaker_since):
+                       self._step, self._in_flight, self._breaker_open, self._breaker_since, self._ratelimit):
             metric.labels(role)
         for dependency in OUTAGE_DEPENDENCIES:
             self._outage.labels(role, dependency)
@@ -127,3 +132,7 @@ class WorkerMetrics:
         if dependency not in OUTAGE_DEPENDENCIES:
             raise ValueError(f"dependency must be one of {OUTAGE_DEPENDENCIES}, got {dependency!r}")
         self._outage.labels(self.role, dependency).inc(max(0.0, seconds))
+
+    def ratelimit_waited(self, seconds: float) -> None:
+        """Record how long one model call waited for the model's rate limit (0 when granted at once)."""
+        self._ratelimit.labels(self.role).observe(max(0.0, seconds))

@@ -25,13 +25,18 @@ from baton.agents.runtime.metrics import WorkerMetrics
 from baton.broker.errors import BrokerError, is_transient
 from baton.broker.loop import backoff_delay
 
-__all__ = ["BatchOutcome", "ModelCalls", "ride_out_redis"]
+__all__ = ["BatchOutcome", "CallHeld", "ModelCalls", "ride_out_redis"]
 
 log = logging.getLogger("baton.worker")
 
 T = TypeVar("T")
 Call = Callable[[list[int]], Sequence[Generation]]
 """A model call for some prompts of a batch, given by index."""
+
+
+class CallHeld(Exception):
+    """A model call gave up before sending anything because the worker is stopping (e.g. while it
+    waited for the rate limit): its prompts are held, left pending for another worker."""
 
 
 @dataclass(slots=True)
@@ -81,6 +86,9 @@ class ModelCalls:
             self.breaker.allow()
             try:
                 generations = call(todo)
+            except CallHeld:
+                out.held += todo
+                return
             except Exception as exc:  # noqa: BLE001 - every failure is classified below
                 todo = self._failed(call, exc, todo, deadlines, budget, out)
             else:

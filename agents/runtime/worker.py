@@ -32,6 +32,7 @@ from baton.agents.runtime.lifecycle import heartbeat_loop, install_signal_handle
 from baton.agents.runtime.logs import bind, context
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
+from baton.agents.runtime.ratelimits import ModelLimiter
 from baton.agents.runtime.review import ReviewStage
 from baton.agents.runtime.routing import gather
 from baton.agents.runtime.steps import RoleSteps, StepContext
@@ -116,6 +117,8 @@ class Worker:
                                       base_s=settings.retry_backoff_s, cap_s=settings.breaker_cap_s)
         self.model_calls = ModelCalls(self.breaker, budget_s=settings.outage_budget_s, stopping=self.stopping,
                                       metrics=self.metrics)
+        self.limiter = ModelLimiter.for_role(self.client, self.keys, self.spec, settings, stopping=self.stopping,
+                                             metrics=self.metrics)
 
     # lifecycle ----------------------------------------------------------------
     def load(self) -> None:
@@ -342,7 +345,8 @@ class Worker:
             finally:
                 stream.close()
 
-        return traced_model_call([w.span for w in work], call, model=backend.name, role=self.spec.role)
+        return self.limiter.call(len(prompts), max_new, lambda: traced_model_call(
+            [w.span for w in work], call, model=backend.name, role=self.spec.role))
 
     def _before_run(self, work: list[_Work]) -> list[bool]:
         """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too

@@ -125,7 +125,9 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fan-out into one task, ``routes`` choose the next role by a pattern, and ``share`` writes
     templated fields to the run's shared memory (``{shared}`` in prompts). ``memory = "agent"``
     keeps the agent's memory across runs. ``review = "human"`` parks the run with the role's output
-    until a person approves (maybe edits) or rejects it (``baton review``).
+    until a person approves (maybe edits) or rejects it (``baton review``). ``rpm`` / ``tpm`` limit
+    the requests (prompts) and tokens per minute of the role's model, shared with every worker calling
+    that model (0: ``BATON_MODEL_RPM`` / ``BATON_MODEL_TPM``; see OPERATIONS.md, "Rate limits").
     """
 
     role: Name
@@ -146,6 +148,8 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     routes: list[Route] = []
     share: dict[str, str] = {}
     review: ReviewMode = ""
+    rpm: Count = 0
+    tpm: Count = 0
 
     @property
     def display(self) -> str:

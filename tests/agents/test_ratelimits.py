@@ -1,0 +1,63 @@
+"""The worker side of the shared rate limits (``ModelLimiter``) against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from baton.agents.backends import Generation
+from baton.agents.runtime.metrics import WorkerMetrics
+from baton.agents.runtime.outages import CallHeld
+from baton.agents.runtime.ratelimits import ModelLimiter
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import RoleSpec
+from baton.broker import Keys
+from baton.broker.ratelimit import usage
+
+
+def _limiter(client: redis.Redis, keys: Keys, stopping: threading.Event, *, rpm: int = 0, tpm: int = 0,
+             role_rpm: int = 0) -> ModelLimiter:
+    settings = Settings(model="echo", model_rpm=rpm, model_tpm=tpm)
+    spec = RoleSpec(role="planner", agent="Alice", rpm=role_rpm)
+    return ModelLimiter.for_role(client, keys, spec, settings, stopping=stopping, metrics=WorkerMetrics("planner"))
+
+
+def test_role_limits_override_the_settings(client: redis.Redis, keys: Keys) -> None:
+    limiter = _limiter(client, keys, threading.Event(), rpm=600, tpm=5000, role_rpm=30)
+    assert (limiter.model, limiter.rpm, limiter.tpm) == ("echo", 30, 5000)
+    assert not _limiter(client, keys, threading.Event()).enabled
+
+
+def test_call_reserves_at_max_new_and_settles_with_the_real_count(client: redis.Redis, keys: Keys) -> None:
+    limiter = _limiter(client, keys, threading.Event(), rpm=600, tpm=6000)
+    out = limiter.call(3, 40, lambda: [Generation(text="x", new_tokens=5)] * 3)
+    assert len(out) == 3
+    (model,) = usage(client, keys)
+    assert (model.model, model.requests, model.tokens) == ("echo", 3, 15)
+
+
+def test_a_failed_call_gives_back_all_its_tokens(client: redis.Redis, keys: Keys) -> None:
+    limiter = _limiter(client, keys, threading.Event(), tpm=6000)
+
+    def boom() -> list[Generation]:
+        raise RuntimeError("model down")
+
+    with pytest.raises(RuntimeError):
+        limiter.call(2, 40, boom)
+    (model,) = usage(client, keys)
+    assert (model.requests, model.tokens) == (2, 0)
+
+
+def test_a_stop_ends_the_wait_and_holds_the_call(client: redis.Redis, keys: Keys) -> None:
+    stopping = threading.Event()
+    limiter = _limiter(client, keys, stopping, rpm=1)  # one request a minute: the second waits ~60 s
+    limiter.acquire(1, 40)
+    timer = threading.Timer(0.3, stopping.set)
+    timer.start()
+    with pytest.raises(CallHeld):
+        limiter.acquire(1, 40)  # returns (raises) once stopping is set, long before the minute is up
+    timer.join()
+    (model,) = usage(client, keys)
+    assert model.requests == 1
