@@ -66,12 +66,29 @@ def render_snapshot(snap: Snapshot) -> Group:
                                    f" ({down['role']} worker {down['consumer']})"))
     if snap.outage_s:
         parts.append(Text(f"time spent waiting on model outages: {snap.outage_s:.0f} s", "yellow"))
+    if snap.rate_limits:
+        parts.append(_rate_limits(snap))
     if snap.recent_dead:
         dead = Table("entry", "role", "run", "attempts", "reason", title="recent dead letters", title_justify="left")
         for d in snap.recent_dead[:5]:
             dead.add_row(d.entry_id, d.role, d.run_id[:12], str(d.attempts), d.reason[:80])
         parts.append(dead)
     return Group(*parts)
+
+
+def _rate_limits(snap: Snapshot) -> Table:
+    table = Table("model", "requests/min", "tokens/min", title="rate limits (last minute, all workers)",
+                  title_justify="left")
+    for m in snap.rate_limits:
+        table.add_row(m.model, _against(m.requests, m.rpm), _against(m.tokens, m.tpm))
+    return table
+
+
+def _against(used: float, limit: int) -> Text:
+    if not limit:
+        return Text(f"{used:.0f} / unlimited", "dim")
+    share = used / limit
+    return Text(f"{used:.0f} / {limit} ({share:.0%})", "red" if share >= 0.95 else "yellow" if share >= 0.8 else "")
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """The deployment's backlog as Prometheus gauges, for autoscalers (KEDA, a Prometheus adapter).
 
 ``SnapshotCollector`` turns a monitor ``Snapshot`` into per-role gauges (lag, pending, length,
-consumers, throughput), labelled with the workflow and the role; the dashboard serves it at ``/metrics``.
+consumers, throughput), labelled with the workflow and the role, and per-model usage against the
+shared rate limits, labelled with the model; the dashboard serves it at ``/metrics``.
 """
 
 from __future__ import annotations
@@ -57,3 +58,24 @@ class SnapshotCollector(Collector):
         for status, n in sorted(snap.runs.items()):
             runs.add_metric([status], n)
         yield runs
+        yield from _rate_limits(snap)
+
+
+def _rate_limits(snap: Snapshot) -> Iterator[Any]:
+    """Per model: requests and tokens in the last minute, and the limits (0 = unlimited)."""
+    families = {
+        "requests": GaugeMetricFamily("baton_model_requests_last_minute", "Prompts sent to the model in the last "
+                                      "minute, all workers", labels=["model"]),
+        "tokens": GaugeMetricFamily("baton_model_tokens_last_minute", "Tokens of the model's calls in the last minute "
+                                    "(reserved, settled to the real count)", labels=["model"]),
+        "rpm": GaugeMetricFamily("baton_model_rpm_limit", "The model's shared requests-per-minute limit (0: none)",
+                                 labels=["model"]),
+        "tpm": GaugeMetricFamily("baton_model_tpm_limit", "The model's shared tokens-per-minute limit (0: none)",
+                                 labels=["model"]),
+    }
+    for m in snap.rate_limits:
+        families["requests"].add_metric([m.model], m.requests)
+        families["tokens"].add_metric([m.model], m.tokens)
+        families["rpm"].add_metric([m.model], m.rpm)
+        families["tpm"].add_metric([m.model], m.tpm)
+    yield from families.values()

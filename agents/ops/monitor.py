@@ -5,8 +5,9 @@ lag (entries never delivered) and pending entries (delivered, not yet acknowledg
 consumers with idle time and heartbeat, and throughput: messages acknowledged per second since
 the previous sample, computed as (delta delivered) - (delta pending). "Delivered" is Redis 7's
 ``entries-read`` counter of the group; on Redis 6.2 the monitor counts the entries between the
-previous and the current ``last-delivered-id`` instead. Dead letters, runs by status and live
-workers complete the picture. ``baton monitor``, the dashboard and its ``/metrics`` use it.
+previous and the current ``last-delivered-id`` instead. Dead letters, runs by status, live
+workers and each model's usage against its shared rate limits complete the picture.
+``baton monitor``, the dashboard and its ``/metrics`` use it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgspec
 
 from baton.broker import Keys, Redis, live_workers
 from baton.broker.dlq import DeadEntry, count_dead, list_dead
+from baton.broker.ratelimit import usage
 from baton.broker.runs import RunStatus
 from baton.broker.stats import (
     ConsumerStats,
@@ -31,7 +33,8 @@ from baton.broker.stats import (
     stream_stats,
 )
 
-__all__ = ["ORIGINAL_SHOWN", "DeadLetterView", "Monitor", "RoleFigures", "Snapshot", "dead_letter_views"]
+__all__ = ["ORIGINAL_SHOWN", "DeadLetterView", "ModelLimitFigures", "Monitor", "RoleFigures", "Snapshot",
+           "dead_letter_views"]
 
 log = logging.getLogger("baton.monitor")
 
@@ -57,6 +60,17 @@ class RoleFigures(msgspec.Struct, kw_only=True):
     consumers: list[ConsumerStats]
     acked: int | None = None
     throughput: float | None = None
+
+
+class ModelLimitFigures(msgspec.Struct, kw_only=True):
+    """One model endpoint's usage over the last minute against its shared limits (0 = unlimited):
+    ``requests`` (prompts) and ``tokens`` (reserved, settled to the real count after each call)."""
+
+    model: str
+    rpm: int
+    tpm: int
+    requests: float
+    tokens: float
 
 
 ORIGINAL_SHOWN = 2000
@@ -95,6 +109,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     runs_in_flight: int
     runs_done: int
     workers: list[dict[str, Any]]
+    rate_limits: list[ModelLimitFigures] = []
 
     @property
     def model_down(self) -> list[dict[str, Any]]:
@@ -185,7 +200,7 @@ class Monitor:
             at=at, interval=interval, redis_version=self._version, roles=roles,
             dead_letters=total, dead_by_role=by_role, recent_dead=views[: self.recent_dead],
             runs=runs, runs_in_flight=sum(runs.get(s, 0) for s in IN_FLIGHT), runs_done=runs.get(RunStatus.DONE, 0),
-            workers=self._workers(),
+            workers=self._workers(), rate_limits=self._rate_limits(),
         )
 
     def _roles(self, stats: list[StreamStats], interval: float | None) -> list[RoleFigures]:
@@ -229,6 +244,10 @@ class Monitor:
         if last_id == prev.last_id:
             return prev.delivered
         return prev.delivered + count_after(self.client, stream, prev.last_id, last_id)
+
+    def _rate_limits(self) -> list[ModelLimitFigures]:
+        return [ModelLimitFigures(model=u.model, rpm=u.rpm, tpm=u.tpm, requests=u.requests, tokens=u.tokens)
+                for u in usage(self.client, self.keys)]
 
     def _workers(self) -> list[dict[str, Any]]:
         return sorted(live_workers(self.client, self.keys),

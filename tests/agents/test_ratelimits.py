@@ -15,10 +15,12 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Keys
 from baton.broker.ratelimit import usage
+from tests.minutes import inside_a_minute
 
 
 def _limiter(client: redis.Redis, keys: Keys, stopping: threading.Event, *, rpm: int = 0, tpm: int = 0,
              role_rpm: int = 0) -> ModelLimiter:
+    inside_a_minute(client)
     settings = Settings(model="echo", model_rpm=rpm, model_tpm=tpm)
     spec = RoleSpec(role="planner", agent="Alice", rpm=role_rpm)
     return ModelLimiter.for_role(client, keys, spec, settings, stopping=stopping, metrics=WorkerMetrics("planner"))

@@ -9,6 +9,7 @@ import redis
 
 from baton.broker import Keys
 from baton.broker.ratelimit import reserve, settle, usage
+from tests.minutes import inside_a_minute
 
 MODEL = "http://models.internal:8080/v1/tiny-gpt2"
 
@@ -63,6 +64,7 @@ def test_a_call_bigger_than_the_burst_waits_for_a_full_bucket(client: redis.Redi
 
 
 def test_requests_and_tokens_are_reserved_together(client: redis.Redis, keys: Keys) -> None:
+    inside_a_minute(client)
     assert _reserve(client, keys, rpm=600, tpm=1000, requests=1, tokens=100).granted
     refused = _reserve(client, keys, rpm=600, tpm=1000, requests=1, tokens=50)
     assert not refused.granted
@@ -71,6 +73,7 @@ def test_requests_and_tokens_are_reserved_together(client: redis.Redis, keys: Ke
 
 
 def test_settle_gives_back_unused_tokens(client: redis.Redis, keys: Keys) -> None:
+    inside_a_minute(client)
     first = _reserve(client, keys, tpm=1000, tokens=100)
     assert first.granted
     assert not _reserve(client, keys, tpm=1000, tokens=50).granted
@@ -81,6 +84,7 @@ def test_settle_gives_back_unused_tokens(client: redis.Redis, keys: Keys) -> Non
 
 
 def test_state_is_in_server_time(client: redis.Redis, keys: Keys) -> None:
+    inside_a_minute(client)
     assert _reserve(client, keys, rpm=60).granted
     secs, micros = client.time()
     tat = int(client.hget(keys.rate_limit(MODEL), "rtat"))
@@ -89,17 +93,20 @@ def test_state_is_in_server_time(client: redis.Redis, keys: Keys) -> None:
 
 
 def test_unlimited_always_grants_and_still_counts(client: redis.Redis, keys: Keys) -> None:
+    inside_a_minute(client)
     assert all(_reserve(client, keys, requests=50, tokens=500).granted for _ in range(20))
     (model,) = usage(client, keys)
     assert (model.rpm, model.tpm, model.requests, model.tokens) == (0, 0, 1000, 10_000)
 
 
 def test_usage_names_each_model_with_its_limits(client: redis.Redis, keys: Keys) -> None:
+    inside_a_minute(client)
     assert usage(client, keys) == []
     _reserve(client, keys, rpm=60, tpm=6000, requests=3, tokens=120)
     _reserve(client, keys, rpm=30, requests=2, model="echo")
     figures = {u.model: u for u in usage(client, keys)}
     assert set(figures) == {MODEL, "echo"}
-    assert (figures[MODEL].rpm, figures[MODEL].tpm, figures[MODEL].requests, figures[MODEL].tokens) == (60, 6000, 3, 120)
+    limited = figures[MODEL]
+    assert (limited.rpm, limited.tpm, limited.requests, limited.tokens) == (60, 6000, 3, 120)
     assert (figures["echo"].rpm, figures["echo"].requests) == (30, 2)
     assert client.ttl(keys.rate_limit("echo")) > 0
