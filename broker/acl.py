@@ -9,7 +9,8 @@ A worker of role R of workflow W needs, and gets, only:
   names them as keys, and EVALSHA declares its keys read-write), run
   records, scratchpads, idempotency markers, the results and dead-letter streams of every
   partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
-  (read, and write to forget expired entries).
+  (read, and write to forget expired entries); with ``rate_limits``, the models' shared
+  rate-limit hashes (``Keys.rate_limit``) and the commands their script calls.
 
 Everything else, other roles' and other workflows' streams, FLUSHALL, CONFIG, KEYS, is refused
 with NOPERM and shows up in ``ACL LOG``.
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 from baton.broker.keys import Keys
 
-__all__ = ["FEATURE_COMMANDS", "FEATURE_KEYS", "WORKER_COMMANDS", "role_acl"]
+__all__ = ["FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -52,16 +53,20 @@ FEATURE_COMMANDS: dict[str, tuple[str, ...]] = {
 """Extra commands for workflow features: a remote tool call waits on its reply list; shared
 memory writes are a MULTI/EXEC transaction."""
 
+RATE_LIMIT_COMMANDS = ("hincrby", "time")
+"""Commands ``lua/ratelimit.lua`` calls beyond the worker's own (the script runs as the worker's user)."""
+
 
 def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
-             agent_memory: Sequence[str] = ()) -> list[str]:
+             agent_memory: Sequence[str] = (), rate_limits: bool = False) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
     The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
     roles this role hands off to (routes included). ``features`` names
     entries of ``FEATURE_KEYS`` the role needs (shared memory, joins, tools); ``agent_memory``
     lists agents whose long-term scratchpad the role keeps. The seed roles need neither.
+    ``rate_limits``: the role's model has a shared rate limit (``BATON_MODEL_RPM``/``TPM``, role ``rpm``/``tpm``).
     """
     unknown = set(features) - FEATURE_KEYS.keys()
     if unknown:
@@ -78,4 +83,6 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
     rules += [f"~{tag}:{k}" for feature in features for k in FEATURE_KEYS[feature]]
     rules += [f"~{keys.agent_pad(agent)}" for agent in agent_memory]
+    if rate_limits:
+        rules += [*(f"+{c}" for c in RATE_LIMIT_COMMANDS), f"~{keys.rate_limit_pattern()}"]
     return rules

@@ -159,5 +159,6 @@ def acl(
         features.append("tools")
     agents = [spec.agent] if spec.memory == "agent" else []
     rules = role_acl(Keys(s.prefix, s.partitions), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
-                     features=features, agent_memory=agents)
+                     features=features, agent_memory=agents,
+                     rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm))
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))
