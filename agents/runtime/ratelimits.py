@@ -87,7 +87,7 @@ class ModelLimiter:
         """
         if not self.enabled or prompts <= 0:
             return Reservation()
-        tokens = prompts * max_new if self.tpm else 0
+        tokens = prompts * max_new
         began = time.monotonic()
         logged = False
         while True:
@@ -107,9 +107,10 @@ class ModelLimiter:
             self.stopping.wait(min(grant.wait_ms / 1000, _MAX_SLEEP_S))
 
     def settle(self, reservation: Reservation, tokens_used: int) -> None:
-        """Give back the reserved tokens the call did not use."""
+        """Give back the reserved tokens the call did not use (they are counted even without a
+        token limit, so the monitor shows the model's token rate)."""
         unused = reservation.tokens - tokens_used
-        if not self.enabled or reservation.requests == 0 or unused <= 0 or not self.tpm:
+        if reservation.requests == 0 or unused <= 0:
             return
         self._redis(lambda: settle(self.client, self.keys, self.model, rpm=self.rpm, tpm=self.tpm,
                                    unused_tokens=unused, minute=reservation.minute))

@@ -63,3 +63,10 @@ def test_a_stop_ends_the_wait_and_holds_the_call(client: redis.Redis, keys: Keys
     timer.join()
     (model,) = usage(client, keys)
     assert model.requests == 1
+
+
+def test_tokens_are_counted_under_a_request_limit_alone(client: redis.Redis, keys: Keys) -> None:
+    limiter = _limiter(client, keys, threading.Event(), rpm=600)
+    limiter.call(2, 40, lambda: [Generation(text="x", new_tokens=7)] * 2)
+    (model,) = usage(client, keys)
+    assert (model.rpm, model.tpm, model.requests, model.tokens) == (600, 0, 2, 14)
