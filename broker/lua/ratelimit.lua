@@ -8,8 +8,9 @@
 -- Time is the server's (TIME, microseconds): worker clocks do not matter. A limit of 0 is
 -- unlimited. Each limit has a theoretical arrival time (rtat, ttat); the burst is a tenth of the
 -- minute's budget (at least one unit). A call bigger than the burst is granted once the bucket
--- is full, so the long-run rate still holds. The hash also counts requests and tokens of the
--- current and previous minute (req, tok, preq, ptok, min) for the monitor.
+-- is full, so the long-run rate still holds; while one waits (field hold), smaller calls wait
+-- too, so they cannot starve it. The hash also counts requests and tokens of the current and
+-- previous minute (req, tok, preq, ptok, min) for the monitor.
 local key = KEYS[1]
 local op = ARGV[1]
 local t = redis.call('TIME')
@@ -32,15 +33,17 @@ local function roll()
   end
 end
 
+local HOLD_GRACE_US = 1000000
+
 local function gcra(field, limit, n)
   if limit <= 0 or n <= 0 then
-    return 0, nil
+    return 0, nil, false
   end
   local interval = 60000000 / limit
-  local burst = math.max(1, math.floor(limit / 10)) * interval
+  local units = math.max(1, math.floor(limit / 10))
   local tat = math.max(num(field), now)
   local new_tat = tat + n * interval
-  return math.max(0, new_tat - now - math.max(burst, n * interval)), new_tat
+  return math.max(0, new_tat - now - math.max(units, n) * interval), new_tat, n > units
 end
 
 local function us(x)
@@ -53,13 +56,22 @@ redis.call('HSET', key, 'model', model, 'rpm', rpm, 'tpm', tpm)
 
 if op == 'acquire' then
   local requests, tokens, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-  local rwait, rtat = gcra('rtat', rpm, requests)
-  local twait, ttat = gcra('ttat', tpm, tokens)
+  local rwait, rtat, rbig = gcra('rtat', rpm, requests)
+  local twait, ttat, tbig = gcra('ttat', tpm, tokens)
+  local oversize = rbig or tbig
   local wait = math.max(rwait, twait)
+  local hold = num('hold')
+  if wait == 0 and not oversize and hold > now then
+    wait = hold - now
+  end
   if wait > 0 then
+    if oversize then
+      redis.call('HSET', key, 'hold', us(math.max(hold, now + wait + HOLD_GRACE_US)))
+    end
     redis.call('EXPIRE', key, ttl)
     return {0, math.ceil(wait / 1000)}
   end
+  if oversize then redis.call('HDEL', key, 'hold') end
   if rtat then redis.call('HSET', key, 'rtat', us(rtat)) end
   if ttat then redis.call('HSET', key, 'ttat', us(ttat)) end
   redis.call('HINCRBY', key, 'req', requests)

@@ -110,3 +110,15 @@ def test_usage_names_each_model_with_its_limits(client: redis.Redis, keys: Keys)
     assert (limited.rpm, limited.tpm, limited.requests, limited.tokens) == (60, 6000, 3, 120)
     assert (figures["echo"].rpm, figures["echo"].requests) == (30, 2)
     assert client.ttl(keys.rate_limit("echo")) > 0
+
+
+def test_smaller_calls_wait_behind_a_call_bigger_than_the_burst(client: redis.Redis, keys: Keys) -> None:
+    for _ in range(6):
+        assert _reserve(client, keys, rpm=60).granted
+    big = _reserve(client, keys, rpm=60, requests=20)
+    assert not big.granted
+    time.sleep(1.1)  # a single request would fit again now (one interval paid back)...
+    small = _reserve(client, keys, rpm=60)
+    assert not small.granted and small.wait_ms > big.wait_ms - 1100  # ...but waits behind the big one
+    time.sleep(big.wait_ms / 1000 - 1.1 + 0.01)
+    assert _reserve(client, keys, rpm=60, requests=20).granted
