@@ -24,7 +24,7 @@ from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import CallHeld, ride_out_redis
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Keys, Redis
+from baton.broker import BrokerError, Keys, Redis
 from baton.broker.ratelimit import reserve, settle
 
 __all__ = ["ModelLimiter", "Reservation"]
@@ -108,12 +108,16 @@ class ModelLimiter:
 
     def settle(self, reservation: Reservation, tokens_used: int) -> None:
         """Give back the reserved tokens the call did not use (they are counted even without a
-        token limit, so the monitor shows the model's token rate)."""
+        token limit, so the monitor shows the model's token rate). A give-back Redis refuses is
+        logged and dropped: the call's result matters more than returning budget early."""
         unused = reservation.tokens - tokens_used
         if reservation.requests == 0 or unused <= 0:
             return
-        self._redis(lambda: settle(self.client, self.keys, self.model, rpm=self.rpm, tpm=self.tpm,
-                                   unused_tokens=unused, minute=reservation.minute))
+        try:
+            self._redis(lambda: settle(self.client, self.keys, self.model, rpm=self.rpm, tpm=self.tpm,
+                                       unused_tokens=unused, minute=reservation.minute))
+        except BrokerError as exc:
+            log.warning("could not give back %d unused tokens of %s: %s", unused, self.model, exc)
 
     def call(self, prompts: int, max_new: int, model_call: Callable[[], Sequence[G]]) -> list[G]:
         """Acquire, run ``model_call``, settle with the tokens it generated (none if it raised)."""
