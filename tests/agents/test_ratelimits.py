@@ -12,7 +12,8 @@ from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import CallHeld
 from baton.agents.runtime.ratelimits import ModelLimiter
 from baton.agents.settings import Settings
-from baton.agents.workflow.spec import RoleSpec
+from baton.agents.workflow.loader import loads
+from baton.agents.workflow.spec import RoleSpec, WorkflowError
 from baton.broker import Keys
 from baton.broker.ratelimit import usage
 from tests.minutes import inside_a_minute
@@ -70,3 +71,11 @@ def test_tokens_are_counted_under_a_request_limit_alone(client: redis.Redis, key
     limiter.call(2, 40, lambda: [Generation(text="x", new_tokens=7)] * 2)
     (model,) = usage(client, keys)
     assert (model.rpm, model.tpm, model.requests, model.tokens) == (600, 0, 2, 14)
+
+
+def test_role_limits_come_from_the_workflow_file_and_must_not_be_negative() -> None:
+    flow = 'name = "w"\nentry = "a"\n[[roles]]\nrole = "a"\nagent = "A"\nmodel = "echo"\nrpm = {rpm}\ntpm = 500\n'
+    role = loads(flow.format(rpm=30)).role("a")
+    assert (role.rpm, role.tpm) == (30, 500)
+    with pytest.raises(WorkflowError, match="rpm"):
+        loads(flow.format(rpm=-1))
