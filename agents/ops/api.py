@@ -129,7 +129,8 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
         task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
                     max_hops=ctx.settings.max_hops, **(trace or {}))
         return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
-                      events_maxlen=ctx.settings.events_maxlen, events_ttl_s=ctx.settings.events_ttl_s)
+                      budget=wf.run_budget(body.budget()), events_maxlen=ctx.settings.events_maxlen,
+                      events_ttl_s=ctx.settings.events_ttl_s)
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
 
