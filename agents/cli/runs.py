@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings
@@ -14,6 +15,10 @@ from baton.broker.runs import TERMINAL, RunStatus
 from baton.client import Client, RunInfo
 
 __all__ = ["run_row", "runs"]
+
+
+_MIN_WIDTH = 200
+"""Columns the table may use even in a narrow terminal or a pipe (rows are not wrapped)."""
 
 
 def _duration(info: RunInfo, now: float) -> float:
@@ -44,8 +49,9 @@ def runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status (queued, running, done...).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Recent runs: status, hops, tokens, model and tool calls, duration, and cost when
-    BATON_MODEL_PRICES gives a price per 1,000 tokens for the model."""
+    """Recent runs: status, hops, tokens, model calls (CALLS) and tool calls (TOOLS), as
+    ``used/limit`` under a budget, duration, and cost when BATON_MODEL_PRICES gives a price per
+    1,000 tokens for the model."""
     if status is not None and status not in set(RunStatus):
         raise CliError(f"unknown status {status!r} (use {', '.join(RunStatus)})", 2)
     s = settings()
@@ -58,7 +64,7 @@ def runs(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("RUN", "STATUS", "WORKFLOW", "HOPS", "TOKENS", "MODEL CALLS", "TOOL CALLS", "DURATION", "COST",
+    table = Table("RUN", "STATUS", "WORKFLOW", "HOPS", "TOKENS", "CALLS", "TOOLS", "DURATION", "COST",
                   "ERROR", box=None, pad_edge=False)
     for info, row in zip(infos, rows, strict=True):
         b = info.usage.budget
@@ -67,4 +73,5 @@ def runs(
                       _budgeted(row["model_calls"], b and b.max_model_calls),
                       _budgeted(row["tool_calls"], b and b.max_tool_calls), f"{row['duration_s']:.1f}s",
                       "-" if row["cost"] is None else f"${row['cost']:.6f}", info.error)
-    out.print(table if rows else "no runs")
+    wide = out if out.width >= _MIN_WIDTH else Console(highlight=False, soft_wrap=True, width=_MIN_WIDTH)
+    wide.print(table if rows else "no runs")
