@@ -97,6 +97,13 @@ class Usage:
     budget: Budget | None = None
     exceeded: str = ""
 
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-able dict (the budget as its limits, ``{}`` for none)."""
+        return {"tokens": self.tokens, "model_calls": self.model_calls, "tool_calls": self.tool_calls,
+                "tokens_by_role": self.tokens_by_role, "model_calls_by_role": self.model_calls_by_role,
+                "tool_calls_by_role": self.tool_calls_by_role, "tokens_by_model": self.tokens_by_model,
+                "budget": self.budget.limits() if self.budget else {}, "exceeded": self.exceeded}
+
     def cost(self, prices: Mapping[str, float]) -> float | None:
         """The cost of the tokens at ``prices`` (per 1,000 tokens, by model); None when no model
         the run used has a price."""
