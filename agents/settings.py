@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_flush_ms: Annotated[int, msgspec.Meta(ge=0)] = 50  # ... or this long after the chunk began
     model_rpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # prompts per minute to the model, all workers; 0 = no limit
     model_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # tokens per minute (reserved at max_new_tokens); 0 = no limit
+    model_prices: str = ""  # price per 1,000 tokens by model, "model=0.002,other=0.01" (``baton runs`` cost)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -75,11 +76,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw[name] = env[var]
         raw.update({k: v for k, v in overrides.items() if v is not None})
         try:
-            return msgspec.convert(raw, cls, strict=False)
+            settings = msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
             field = str(exc).rsplit("`$.", 1)[-1].rstrip("`")
             var = "REDIS_URL" if field == "redis_url" else f"BATON_{field.upper()}"
             raise SettingsError(f"bad value for {var}: {exc}") from None
+        settings.model_price_map()
+        return settings
+
+    def model_price_map(self) -> dict[str, float]:
+        """``model_prices`` as ``{model: price per 1,000 tokens}``; ``SettingsError`` on a bad item."""
+        prices: dict[str, float] = {}
+        for item in (i.strip() for i in self.model_prices.split(",")):
+            if not item:
+                continue
+            model, sep, price = item.rpartition("=")
+            try:
+                value = float(price)
+            except ValueError:
+                value = -1.0
+            if not sep or not model.strip() or not value >= 0 or value == float("inf"):
+                raise SettingsError(f"bad value for BATON_MODEL_PRICES: {item!r} is not MODEL=PRICE "
+                                    "(a price per 1,000 tokens >= 0, e.g. echo=0.002)")
+            prices[model.strip()] = value
+        return prices
 
     def api_token_list(self) -> tuple[str, ...]:
         """The bearer tokens in ``api_tokens`` (blank items dropped)."""

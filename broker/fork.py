@@ -18,11 +18,12 @@ from typing import Any
 import msgspec
 import redis
 
+from baton.broker.budget import usage
 from baton.broker.keys import Keys
 from baton.broker.runs import RunStatus, RunView, get_run, submit
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import Task, new_id
+from baton.protocol import Budget, Task, new_id
 
 __all__ = ["ForkError", "fork_run", "replay_run"]
 
@@ -95,7 +96,7 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
     new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.get("workflow", "") or "seed", hop=hop,
                deadline=deadline, max_hops=max_hops)
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
-    return _start(client, keys, new, [e for e in history if e.hop < hop], label, record_ttl_s)
+    return _start(client, keys, new, [e for e in history if e.hop < hop], label, record_ttl_s, usage(rec).budget)
 
 
 def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float | None = None,
@@ -111,12 +112,13 @@ def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float 
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
     new = Task(run_id=new_id(), role=starts[0].role, task=rec.get("task", ""), workflow=rec.get("workflow", "")
                or "seed", deadline=deadline, max_hops=max_hops)
-    return _start(client, keys, new, [], {"replayed_from": run_id}, record_ttl_s)
+    return _start(client, keys, new, [], {"replayed_from": run_id}, record_ttl_s, usage(rec).budget)
 
 
 def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry], label: dict[str, str | int],
-           record_ttl_s: int) -> str:
-    """Write the copied scratchpads and the record's label, then submit ``task`` (a new run)."""
+           record_ttl_s: int, budget: Budget | None) -> str:
+    """Write the copied scratchpads and the record's label, then submit ``task`` (a new run) with
+    the source run's ``budget`` (its counts start from zero)."""
     pipe = client.pipeline(transaction=True)
     for e in copied:
         pipe.hset(keys.pad(task.run_id, e.agent), e.field, e.raw)
@@ -128,4 +130,4 @@ def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry]
                     keys.pads(task.run_id)}:
             pipe.expire(key, record_ttl_s)
     pipe.execute()
-    return submit(client, keys, task, record_ttl_s=record_ttl_s)
+    return submit(client, keys, task, record_ttl_s=record_ttl_s, budget=budget)

@@ -10,12 +10,13 @@ from typing import Any
 import msgspec
 import redis
 
+from baton.broker.budget import budget_fields
 from baton.broker.cache import PerClient
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import Error, Queued, Result, Task, decode, encode
+from baton.protocol import Budget, Error, Queued, Result, Task, decode, encode
 
 __all__ = [
     "TERMINAL",
@@ -61,7 +62,7 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 def submit(
     client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
-    metadata: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
 ) -> str:
     """Create the run record, its ``queued`` event and its first task on its workflow's stream, in
     one MULTI; return the run id.
@@ -70,7 +71,8 @@ def submit(
     written): a task built in Python is not validated until it is decoded. A task with a
     ``traceparent`` gets its trace id in the record (``trace_id``), to find the run's trace.
     ``metadata`` (a small map of the caller's own labels) is stored on the record as JSON in its
-    ``metadata`` field; :func:`run_metadata` reads it back.
+    ``metadata`` field; :func:`run_metadata` reads it back. ``budget``'s limits become record
+    fields (``broker.budget``).
     """
     payload = encode(task)
     decode(payload)
@@ -88,6 +90,7 @@ def submit(
     }
     if task.traceparent:
         record["trace_id"] = task.traceparent[3:35]
+    record.update(budget_fields(budget))
     if metadata:
         record["metadata"] = _encode_json(dict(metadata))
     pipe = client.pipeline(transaction=True)

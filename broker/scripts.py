@@ -29,15 +29,17 @@ class LuaScript:
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self._loaded: PerClient[str, bool] = PerClient(maxsize=1)
 
-    def _ensure_loaded(self, client: redis.Redis) -> None:
+    def ensure_loaded(self, client: redis.Redis) -> None:
+        """Load the script into ``client``'s server unless it was loaded through it already
+        (before pipelining EVALSHA calls of it)."""
         self._loaded.get(client, self.sha, lambda: bool(client.script_load(self.source)))
 
     def __call__(self, client: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run the script with ``keys`` and ``args``; return its reply."""
-        self._ensure_loaded(client)
+        self.ensure_loaded(client)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             self._loaded.forget(client, self.sha)
-            self._ensure_loaded(client)
+            self.ensure_loaded(client)
             return client.evalsha(self.sha, len(keys), *keys, *args)

@@ -1,5 +1,6 @@
 """Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
 
+from baton.protocol.budget import Budget, BudgetLimit
 from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
 from baton.protocol.events import (
     TERMINAL_EVENTS,
@@ -57,6 +58,8 @@ __all__ = [
     "MAX_TOOL_TIMEOUT_S",
     "PROTOCOL_VERSION",
     "TERMINAL_EVENTS",
+    "Budget",
+    "BudgetLimit",
     "Cancelled",
     "DeadLetter",
     "Done",

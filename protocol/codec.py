@@ -94,8 +94,10 @@ def _valid_id(value: str | None) -> str | None:
 
 
 def schema() -> dict[str, object]:
-    """Return the JSON Schema of the message union; ``"events"`` holds the run-event union's."""
+    """Return the JSON Schema of the message union; ``"events"`` holds the run-event union's,
+    ``"budget"`` a run budget's."""
+    from baton.protocol.budget import Budget
     from baton.protocol.events import Event  # events.py imports ProtocolError from here
 
-    (messages, events), defs = msgspec.json.schema_components([Message, Event])
-    return {**messages, "events": events, "$defs": defs}
+    (messages, events, budget), defs = msgspec.json.schema_components([Message, Event, Budget])
+    return {**messages, "events": events, "budget": budget, "$defs": defs}

@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -25,9 +26,9 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
 from baton.broker.runs import TERMINAL, RunStatus
-from baton.protocol import Cancelled, Failed, Task, new_id
+from baton.protocol import Budget, Cancelled, Failed, Task, new_id
 
-__all__ = ["WorkerPool", "run", "submit_cmd"]
+__all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
 
 
@@ -37,6 +38,22 @@ def _check_task(task: str) -> str:
             'the task is empty: give the task text, e.g. baton run "Explain the importance of supervised learning."', 2
         )
     return task
+
+
+MaxTokens = Annotated[int | None, typer.Option(help="Budget: most tokens the run's model calls may generate.")]
+MaxModelCalls = Annotated[int | None, typer.Option(help="Budget: most model calls (one per prompt) of the run.")]
+MaxToolCalls = Annotated[int | None, typer.Option(help="Budget: most tool calls of the run.")]
+
+
+def run_budget(wf: Workflow, max_tokens: int | None, max_model_calls: int | None,
+               max_tool_calls: int | None) -> Budget | None:
+    """The budget of a new run of ``wf``: the options given, the workflow's ``[budget]`` for the rest."""
+    try:
+        given = Budget.of(max_tokens, max_model_calls, max_tool_calls)
+    except msgspec.ValidationError as exc:
+        option = "--" + str(exc).rsplit("`$.", 1)[-1].rstrip("`").replace("_", "-")
+        raise CliError(f"bad value for {option}: {str(exc).split(' - at ')[0]}", 2) from None
+    return wf.run_budget(given if given.limits() else None)
 
 
 def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = None) -> Task:
@@ -139,11 +156,15 @@ def run(
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the run.")] = 600.0,
     workers: Annotated[bool, typer.Option(help="Spawn one worker per role (--no-workers: use running ones).")] = True,
+    max_tokens: MaxTokens = None,
+    max_model_calls: MaxModelCalls = None,
+    max_tool_calls: MaxToolCalls = None,
 ) -> None:
     """Run TASK through the workflow and print outputs and scratchpads (the seed notebook)."""
     _check_task(task)
     s = settings()
     wf = load_workflow(workflow)
+    budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
     with ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
             url = s.redis_url
@@ -166,7 +187,7 @@ def run(
                 pool.spawn(role.role)
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
-        run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s,
+        run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s, budget=budget,
                         events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
@@ -182,13 +203,17 @@ def submit_cmd(
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
     deadline: Annotated[float | None, typer.Option(help="Fail the run if not done within this many seconds.")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Print the run's events live until it ends.")] = False,
+    max_tokens: MaxTokens = None,
+    max_model_calls: MaxModelCalls = None,
+    max_tool_calls: MaxToolCalls = None,
 ) -> None:
     """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
     s = settings()
     wf = load_workflow(workflow)
+    budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
-    run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s,
+    run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s, budget=budget,
                     events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     out.print(run_id)
     if follow:

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from baton.broker.runs import RunStatus
     from baton.client import Client, Run, RunInfo
     from baton.errors import BatonError, RunCancelled, RunFailed, RunNotFound
-    from baton.protocol import DeadLetter, Error, Message, ProtocolError, Result, Task
+    from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, Task
 
 __all__ = [
     "AsyncClient",
     "AsyncRun",
     "BatonError",
+    "Budget",
     "Client",
     "DeadLetter",
     "Error",
@@ -68,6 +69,7 @@ _HOME = {
     "Workflow": "baton.agents.workflow",
     "WorkflowError": "baton.agents.workflow",
     "RunStatus": "baton.broker.runs",
+    "Budget": "baton.protocol",
     "DeadLetter": "baton.protocol",
     "Error": "baton.protocol",
     "Message": "baton.protocol",

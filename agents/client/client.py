@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
 from baton.agents.workflow import SEED, Workflow
 from baton.broker import Keys, Redis, agents_in_run, connect, get_run, list_runs, scratchpad, submit
+from baton.broker.budget import Usage, usage
 from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
@@ -32,7 +33,7 @@ from baton.broker.reviews import decide
 from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
-from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
+from baton.protocol import DEFAULT_WORKFLOW, Budget, Task, new_id
 from baton.protocol.events import Cancelled, Done, Event, Failed
 
 __all__ = ["Client", "Run", "RunInfo", "outcome", "workflow_named"]
@@ -52,6 +53,25 @@ class RunInfo:
     created_at: float
     result: str = ""
     error: str = ""
+    hops: int = 0
+    updated_at: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    """Tokens, model calls and tool calls in total, by role and (tokens) by model, and the budget."""
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the run's model calls generated so far."""
+        return self.usage.tokens
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls (one per prompt) the run made so far."""
+        return self.usage.model_calls
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls the run made so far."""
+        return self.usage.tool_calls
 
 
 def workflow_named(name: str | None) -> Workflow:
@@ -78,7 +98,8 @@ def outcome(run_id: str, record: Mapping[str, str]) -> str | None:
 def _info(run_id: str, rec: Mapping[str, str]) -> RunInfo:
     return RunInfo(run_id=run_id, status=rec.get("status", ""), workflow=rec.get("workflow", ""),
                    task=rec.get("task", ""), created_at=float(rec.get("created_at") or 0.0),
-                   result=rec.get("result", ""), error=rec.get("error", ""))
+                   result=rec.get("result", ""), error=rec.get("error", ""), hops=int(rec.get("hops") or 0),
+                   updated_at=float(rec.get("updated_at") or 0.0), usage=usage(rec))
 
 
 class Client:
@@ -100,11 +121,14 @@ class Client:
         self.close()
 
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
-               metadata: Mapping[str, str] | None = None, run_id: str | None = None) -> Run:
+               metadata: Mapping[str, str] | None = None, run_id: str | None = None,
+               budget: Budget | None = None) -> Run:
         """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
 
-        ``deadline`` is in seconds from now; ``metadata`` is kept on the run record. The caller's
-        current OpenTelemetry span, if any, becomes the parent of the run's hops.
+        ``deadline`` is in seconds from now; ``metadata`` is kept on the run record; ``budget``
+        limits the run's tokens, model calls and tool calls (unset limits come from the workflow's
+        ``[budget]``). The caller's current OpenTelemetry span, if any, becomes the parent of the
+        run's hops.
         """
         wf = workflow_named(workflow or self.settings.workflow)
         trace = trace_fields()
@@ -112,7 +136,7 @@ class Client:
                    deadline=None if deadline is None else time.time() + deadline,
                    traceparent=trace["traceparent"], tracestate=trace["tracestate"])
         s = self.settings
-        submit(self.redis, self.keys, msg, record_ttl_s=s.record_ttl_s, metadata=metadata,
+        submit(self.redis, self.keys, msg, record_ttl_s=s.record_ttl_s, metadata=metadata, budget=wf.run_budget(budget),
                events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
         return Run(self, msg.run_id)
 

@@ -42,6 +42,7 @@ from baton.broker import (
     scratchpads,
     submit,
 )
+from baton.broker.budget import usage
 from baton.broker.events import AsyncRedis, aread_events
 from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
@@ -129,14 +130,16 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
         task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
                     max_hops=ctx.settings.max_hops, **(trace or {}))
         return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
-                      events_maxlen=ctx.settings.events_maxlen, events_ttl_s=ctx.settings.events_ttl_s)
+                      budget=wf.run_budget(body.budget()), events_maxlen=ctx.settings.events_maxlen,
+                      events_ttl_s=ctx.settings.events_ttl_s)
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
 
 
 def run_view(run_id: str, record: RunView) -> dict[str, Any]:
-    """A run record as the API shows it: its fields, with ``metadata`` decoded to an object."""
-    return {"run_id": run_id, **record, "metadata": run_metadata(record)}
+    """A run record as the API shows it: its fields, with ``metadata`` decoded to an object, and
+    ``usage``: its tokens and calls in total, by role and by model, and its budget."""
+    return {"run_id": run_id, **record, "metadata": run_metadata(record), "usage": usage(record).as_dict()}
 
 
 def runs_router(ctx: ApiContext) -> APIRouter:

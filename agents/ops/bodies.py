@@ -15,6 +15,7 @@ import msgspec
 from fastapi import HTTPException, Request
 from msgspec import Meta
 
+from baton.protocol import Budget, BudgetLimit
 from baton.protocol.fields import Name
 
 __all__ = [
@@ -60,12 +61,23 @@ Metadata = Annotated[dict[Name, MetadataValue], Meta(max_length=MAX_METADATA_ITE
 
 
 class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Start a run: ``task`` goes to the entry role of ``workflow`` (default: the served workflow)."""
+    """Start a run: ``task`` goes to the entry role of ``workflow`` (default: the served workflow).
+    ``max_tokens``, ``max_model_calls`` and ``max_tool_calls`` are its budget (``baton.protocol.Budget``;
+    unset ones come from the workflow's ``[budget]``)."""
 
     task: TaskText
     workflow: Name | None = None
     deadline: DeadlineS | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
+    max_tokens: BudgetLimit | None = None
+    max_model_calls: BudgetLimit | None = None
+    max_tool_calls: BudgetLimit | None = None
+
+    def budget(self) -> Budget | None:
+        """The budget the body asks for (``None``: the workflow's own, if any)."""
+        given = Budget(max_tokens=self.max_tokens, max_model_calls=self.max_model_calls,
+                       max_tool_calls=self.max_tool_calls)
+        return given if given.limits() else None
 
 
 class ForkRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

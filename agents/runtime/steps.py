@@ -9,7 +9,9 @@ handoff are assembled for ``baton.agents.runtime.routing``. For a role with none
 nothing here touches Redis and the prompt is exactly ``baton.agents.runtime.prompt.render_prompt``'s.
 
 Delivery is at least once: a message redelivered after a crash runs its tool calls again, so
-tools should tolerate repeats. Shared-memory and long-term-memory writes are idempotent (the
+tools should tolerate repeats. Each tool call counts against the run's
+``max_tool_calls`` (``baton.broker.budget``); a refused tool step fails the hop before its
+model call. Shared-memory and long-term-memory writes are idempotent (the
 same field, or a field keyed by the message id).
 """
 
@@ -28,6 +30,7 @@ from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
 from baton.agents.tools.syntax import parse_calls
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import Keys, Redis
+from baton.broker.budget import count_tool_call
 from baton.broker.memory import agent_memory, read_shared, remember, write_shared
 from baton.protocol import KEY_SAFE_PATTERN, MAX_NAME_LENGTH, Task, ToolCalled, ToolReturned
 
@@ -40,12 +43,15 @@ class StepContext:
 
     outcomes: list[ToolOutcome] = field(default_factory=list)
     shared: dict[str, str] = field(default_factory=dict)
+    budget_exceeded: str = ""  # a tool step the run's budget refused: the hop fails with this reason
 
     def tool_log(self) -> list[dict[str, Any]]:
         """Every tool call and result, for the scratchpad entry's ``meta.tools``."""
         return [o.as_dict() for o in self.outcomes]
 
 
+REFUSED_BY_BUDGET = "budget"
+"""``ToolOutcome.where`` of a tool call the run's budget refused (its ``error`` is the reason)."""
 _TOOL_NAME = re.compile(KEY_SAFE_PATTERN)
 _EXTRA = frozenset({"tools", "shared", "part", "parts", "run_id"})
 
@@ -97,6 +103,9 @@ class RoleSteps:
             for step in self.spec.steps:
                 args = {k: v.format_map(values) for k, v in step.args.items()}
                 ctx.outcomes.append(self._call(step.tool, args, task))
+                if ctx.outcomes[-1].where == REFUSED_BY_BUDGET:
+                    ctx.budget_exceeded = ctx.outcomes[-1].error
+                    break
         if self.reads_shared and self.client is not None:
             ctx.shared = read_shared(self.client, self.keys, task.run_id)
         return ctx
@@ -139,6 +148,9 @@ class RoleSteps:
     def _call(self, tool: str, args: Mapping[str, str], task: Task) -> ToolOutcome:
         """Run one tool call, with its ``tool_call`` and ``tool_result`` events (best effort)."""
         assert self.tools is not None
+        if self.client is not None and (refused := count_tool_call(self.client, self.keys, task.run_id,
+                                                                   self.spec.role)):
+            return ToolOutcome(tool, args, error=refused, where=REFUSED_BY_BUDGET)
         common: dict[str, Any] = {"run_id": task.run_id, "role": self.spec.role, "agent": self.spec.agent,
                                   "hop": task.hop, "msg_id": task.id}
         if self.events is not None and _valid_tool(tool):

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.admission import admit, dead_letter
 from baton.agents.runtime.breaker import CircuitBreaker
+from baton.agents.runtime.budgets import BudgetGate
 from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.guards import RunGuard
 from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
@@ -110,6 +111,7 @@ class Worker:
         self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s,
                                events=self.events)
         self.review = ReviewStage(self)
+        self.budgets = BudgetGate(self.client, self.keys, self.spec, settings.max_new_tokens)
         self._in_flight: list[Entry] = []
         self._lock = threading.Lock()
         self._last_read = 0  # entries the previous read returned (lingering is for busy workers)
@@ -285,11 +287,14 @@ class Worker:
     def _generate(self, work: list[_Work]) -> tuple[list[tuple[_Work, Generation]], list[tuple[_Work, str]],
                                                    list[_Work]]:
         """Generate: one batched model call, through model outages (``ModelCalls``). Returns the
-        generated tasks, the tasks to dead-letter now (with the reason) and those to retry later."""
+        generated tasks, the tasks to dead-letter now (with the reason) and those to retry later.
+        Over-budget tasks are dead-lettered before the call (``BudgetGate``)."""
+        work, over = self.budgets.reserve(work)
         out = self.model_calls.run(lambda todo: self._model_call([work[i] for i in todo]),
                                    [w.task.deadline for w in work])
         done = [(work[i], g) for i, g in sorted(out.generated.items())]
-        rejected = [(work[i], reason) for i, reason in sorted(out.rejected.items())]
+        self.budgets.settle(work, done, self.backend.name if self.backend else "")
+        rejected = over + [(work[i], reason) for i, reason in sorted(out.rejected.items())]
         return done, rejected, [work[i] for i in sorted(out.poisoned + out.held)]
 
     def _hand_off(self, done: list[tuple[_Work, Generation]]) -> None:

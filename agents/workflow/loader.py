@@ -3,6 +3,8 @@
 Workflows shipped with baton live in ``agents/workflow/shipped/*.toml`` and can be
 named without a path: ``baton run --workflow research_fanout "..."``. A file path always wins.
 Besides the Structs' own checks, loading checks that every tool a workflow names is a known tool.
+A ``[budget]`` table sets each run's default limits (``max_tokens = 2000``, ``max_model_calls``,
+``max_tool_calls``; see ``baton.protocol.Budget``).
 """
 
 from __future__ import annotations

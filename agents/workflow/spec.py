@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from baton.protocol import DEFAULT_WORKFLOW
+from baton.protocol import DEFAULT_WORKFLOW, Budget
 from baton.protocol.fields import Count, MaybeName, Name, PartCount, ToolTimeout
 
 __all__ = [
@@ -162,13 +162,16 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     ``tools`` holds per-tool settings (``[tools.NAME]``: remote, timeout, options);
     ``base_dir`` is the workflow file's directory (set by the loader), against which relative
-    paths in tool options are resolved.
+    paths in tool options are resolved. ``budget`` (``[budget]``: ``max_tokens``,
+    ``max_model_calls``, ``max_tool_calls``) is each run's default budget; limits given at submit
+    time win.
     """
 
     name: Name
     entry: Name
     roles: Annotated[list[RoleSpec], msgspec.Meta(min_length=1)]
     tools: dict[Name, ToolConfig] = {}
+    budget: Budget | None = None
     base_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -205,6 +208,12 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 raise WorkflowError(f"{where}: route pattern {route.when!r} is not a valid regex: {exc}") from None
         if r.split and not r.next and not r.routes:
             raise WorkflowError(f"{where}: a role that splits its output needs a next role")
+
+    def run_budget(self, given: Budget | None = None) -> Budget | None:
+        """The budget of a new run: ``given``'s limits, each unset one from the workflow's ``budget``."""
+        if given is None:
+            return self.budget
+        return given.over(self.budget)
 
     def role(self, name: str) -> RoleSpec:
         """The spec of role ``name``; ``WorkflowError`` if the workflow has no such role."""
