@@ -61,6 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_tokens: bool = True  # write ``tokens`` events while the model generates
     token_flush_tokens: Annotated[int, msgspec.Meta(ge=1)] = 8  # a prompt's chunk is sent after this many tokens
     token_flush_ms: Annotated[int, msgspec.Meta(ge=0)] = 50  # ... or this long after the chunk began
+    max_backlog: Annotated[int, msgspec.Meta(ge=0)] = 0  # refuse submits while the entry role lags this much; 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

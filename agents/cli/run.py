@@ -18,6 +18,7 @@ import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from baton.agents.backpressure import check_submit
 from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
 from baton.agents.cli.events import follow_events
 from baton.agents.runtime.tracing import trace_fields
@@ -166,6 +167,7 @@ def run(
                 pool.spawn(role.role)
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
+        check_submit(client, keys, s, wf)
         run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s,
                         events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
@@ -188,6 +190,7 @@ def submit_cmd(
     s = settings()
     wf = load_workflow(workflow)
     client, keys = connect_checked(s)
+    check_submit(client, keys, s, wf)
     run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s,
                     events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     out.print(run_id)

@@ -22,18 +22,20 @@ if TYPE_CHECKING:
     from baton.aio import AsyncClient, AsyncRun
     from baton.broker.runs import RunStatus
     from baton.client import Client, Run, RunInfo
-    from baton.errors import BatonError, RunCancelled, RunFailed, RunNotFound
+    from baton.errors import BacklogFull, BatonError, RedisFull, RunCancelled, RunFailed, RunNotFound, SubmitRefused
     from baton.protocol import DeadLetter, Error, Message, ProtocolError, Result, Task
 
 __all__ = [
     "AsyncClient",
     "AsyncRun",
+    "BacklogFull",
     "BatonError",
     "Client",
     "DeadLetter",
     "Error",
     "Message",
     "ProtocolError",
+    "RedisFull",
     "Result",
     "Run",
     "RunCancelled",
@@ -44,6 +46,7 @@ __all__ = [
     "SEED",
     "Settings",
     "SettingsError",
+    "SubmitRefused",
     "Task",
     "Workflow",
     "WorkflowError",
@@ -58,7 +61,10 @@ _HOME = {
     "RunInfo": "baton.client",
     "AsyncClient": "baton.aio",
     "AsyncRun": "baton.aio",
+    "BacklogFull": "baton.errors",
     "BatonError": "baton.errors",
+    "RedisFull": "baton.errors",
+    "SubmitRefused": "baton.errors",
     "RunCancelled": "baton.errors",
     "RunFailed": "baton.errors",
     "RunNotFound": "baton.errors",
