@@ -92,8 +92,8 @@ class BacklogFull(SubmitRefused):
 class RedisFull(SubmitRefused, OutOfMemoryError):
     """Redis is at ``maxmemory`` and refuses writes (``OOM`` under ``noeviction``): submit refused."""
 
-    def __init__(self, detail: str, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
-        super().__init__(f"Redis is out of memory (maxmemory reached): submit refused ({detail})", retry_after_s)
+    def __init__(self, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
+        super().__init__("Redis is out of memory (used memory > maxmemory, noeviction): submit refused", retry_after_s)
 
 
 def refuse_when_full(submit: Callable[P, T]) -> Callable[P, T]:
@@ -105,7 +105,7 @@ def refuse_when_full(submit: Callable[P, T]) -> Callable[P, T]:
         except RedisFull:
             raise
         except OutOfMemoryError as exc:
-            raise RedisFull(str(exc).split("\n", 1)[0]) from exc
+            raise RedisFull() from exc
     return wrapper
 
 
