@@ -64,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_rpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # prompts per minute to the model, all workers; 0 = no limit
     model_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # tokens per minute (reserved at max_new_tokens); 0 = no limit
     model_prices: str = ""  # price per 1,000 tokens by model, "model=0.002,other=0.01" (``baton runs`` cost)
+    max_backlog: Annotated[int, msgspec.Meta(ge=0)] = 0  # refuse submits while the entry role lags this much; 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

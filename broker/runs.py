@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import redis
 
+from baton.broker.backpressure import refuse_when_full
 from baton.broker.budget import budget_fields
 from baton.broker.cache import PerClient
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
@@ -59,6 +60,7 @@ TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
 """The statuses a run ends in."""
 
 
+@refuse_when_full
 def submit(
     client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,

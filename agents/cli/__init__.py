@@ -29,6 +29,7 @@ from baton.agents.cli.common import CliError, app
 from baton.agents.settings import SettingsError
 from baton.agents.workflow.spec import WorkflowError
 from baton.broker import AuthenticationFailed, BrokerConnectionError, BrokerTimeout, BrokerUnavailable, CommandRefused
+from baton.broker.backpressure import SubmitRefused
 
 __all__ = ["CliError", "app", "main"]
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (CliError, SettingsError, WorkflowError, BrokerUnavailable) as exc:
+    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused) as exc:
         return _fail(str(exc), getattr(exc, "code", 1))
     except AuthenticationFailed as exc:
         return _fail(f"Redis refused the credentials in REDIS_URL: {exc}", 1)

@@ -19,6 +19,7 @@ import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from baton.agents.backpressure import check_submit
 from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
 from baton.agents.cli.events import follow_events
 from baton.agents.runtime.tracing import trace_fields
@@ -187,6 +188,7 @@ def run(
                 pool.spawn(role.role)
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
+        check_submit(client, keys, s, wf)
         run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s, budget=budget,
                         events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
@@ -213,6 +215,7 @@ def submit_cmd(
     wf = load_workflow(workflow)
     budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
+    check_submit(client, keys, s, wf)
     run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s, budget=budget,
                     events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     out.print(run_id)

@@ -22,12 +22,13 @@ if TYPE_CHECKING:
     from baton.aio import AsyncClient, AsyncRun
     from baton.broker.runs import RunStatus
     from baton.client import Client, Run, RunInfo
-    from baton.errors import BatonError, RunCancelled, RunFailed, RunNotFound
+    from baton.errors import BacklogFull, BatonError, RedisFull, RunCancelled, RunFailed, RunNotFound, SubmitRefused
     from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, Task
 
 __all__ = [
     "AsyncClient",
     "AsyncRun",
+    "BacklogFull",
     "BatonError",
     "Budget",
     "Client",
@@ -35,6 +36,7 @@ __all__ = [
     "Error",
     "Message",
     "ProtocolError",
+    "RedisFull",
     "Result",
     "Run",
     "RunCancelled",
@@ -45,6 +47,7 @@ __all__ = [
     "SEED",
     "Settings",
     "SettingsError",
+    "SubmitRefused",
     "Task",
     "Workflow",
     "WorkflowError",
@@ -59,7 +62,10 @@ _HOME = {
     "RunInfo": "baton.client",
     "AsyncClient": "baton.aio",
     "AsyncRun": "baton.aio",
+    "BacklogFull": "baton.errors",
     "BatonError": "baton.errors",
+    "RedisFull": "baton.errors",
+    "SubmitRefused": "baton.errors",
     "RunCancelled": "baton.errors",
     "RunFailed": "baton.errors",
     "RunNotFound": "baton.errors",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baton.agents.backpressure import check_submit, public_refusals
 from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
 from baton.agents.workflow import SEED, Workflow
@@ -120,6 +121,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @public_refusals
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                budget: Budget | None = None) -> Run:
@@ -131,6 +133,7 @@ class Client:
         run's hops.
         """
         wf = workflow_named(workflow or self.settings.workflow)
+        check_submit(self.redis, self.keys, self.settings, wf)
         trace = trace_fields()
         msg = Task(run_id=run_id or new_id(), role=wf.entry, task=task, workflow=wf.name,
                    deadline=None if deadline is None else time.time() + deadline,

@@ -5,14 +5,17 @@
     BatonError
     ├── RunNotFound        no such run (never submitted, or its record expired)
     ├── RunFailed          the run ended failed: ``reason`` and ``role`` say why and where
-    └── RunCancelled       the run was cancelled
+    ├── RunCancelled       the run was cancelled
+    └── SubmitRefused      a submit was refused for now: retry after ``retry_after_s`` seconds
+        ├── BacklogFull    the entry role is ``backlog`` tasks behind, at or over ``limit``
+        └── RedisFull      Redis is at ``maxmemory`` and refuses writes
 
 ``Run.wait`` raises the builtin ``TimeoutError`` when the run is still going at its timeout.
 """
 
 from __future__ import annotations
 
-__all__ = ["BatonError", "RunCancelled", "RunFailed", "RunNotFound"]
+__all__ = ["BacklogFull", "BatonError", "RedisFull", "RunCancelled", "RunFailed", "RunNotFound", "SubmitRefused"]
 
 
 class BatonError(Exception):
@@ -44,3 +47,28 @@ class RunCancelled(BatonError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was cancelled")
         self.run_id = run_id
+
+
+class SubmitRefused(BatonError):
+    """A submit was refused and nothing was written; the same submit may succeed after
+    ``retry_after_s`` seconds. ``reason`` says why."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(f"{reason}; retry in {retry_after_s} s")
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class BacklogFull(SubmitRefused):
+    """The workflow's entry role is ``backlog`` tasks behind, at or over its ``limit``
+    (``BATON_MAX_BACKLOG`` or the role's ``max_backlog``)."""
+
+    def __init__(self, reason: str, retry_after_s: int, *, role: str, backlog: int, limit: int) -> None:
+        super().__init__(reason, retry_after_s)
+        self.role = role
+        self.backlog = backlog
+        self.limit = limit
+
+
+class RedisFull(SubmitRefused):
+    """Redis is at ``maxmemory`` (``noeviction``) and refuses writes; runs already accepted are kept."""

@@ -24,6 +24,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
+from baton.agents.backpressure import check_submit
 from baton.agents.ops.auth import BearerAuth
 from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.runtime.tracing import fields_from_headers
@@ -42,6 +43,7 @@ from baton.broker import (
     scratchpads,
     submit,
 )
+from baton.broker.backpressure import BacklogFull, RedisFull
 from baton.broker.budget import usage
 from baton.broker.events import AsyncRedis, aread_events
 from baton.broker.runs import RunStatus
@@ -66,6 +68,12 @@ TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
 EVENT_ID = re.compile(r"^\d+(-\d+)?$")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body too large"},
+    429: {"description": "The entry role's backlog is at its limit (BATON_MAX_BACKLOG); see Retry-After"},
+    503: {"description": "Redis is out of memory and refuses new runs; see Retry-After"},
+}
 
 
 @dataclass
@@ -122,11 +130,13 @@ def v1_router(ctx: ApiContext, **kwargs: Any) -> APIRouter:
 
 
 def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, str] | None = None) -> str:
-    """Start the run ``body`` asks for; return its id (422 when the workflow or task is refused).
+    """Start the run ``body`` asks for; return its id (422 when the workflow or task is refused; 429
+    while the entry role is at its backlog limit, 503 while Redis is full, both with ``Retry-After``).
     ``trace``: the W3C trace fields the run's hops continue (``tracing.fields_from_headers``)."""
     wf = ctx.resolve_workflow(body.workflow)
     deadline = time.time() + body.deadline if body.deadline is not None else None
     try:
+        check_submit(ctx.client, ctx.keys, ctx.settings, wf)
         task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
                     max_hops=ctx.settings.max_hops, **(trace or {}))
         return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
@@ -134,6 +144,10 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
                       events_ttl_s=ctx.settings.events_ttl_s)
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
+    except BacklogFull as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except RedisFull as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
 
 
 def run_view(run_id: str, record: RunView) -> dict[str, Any]:
@@ -147,7 +161,7 @@ def runs_router(ctx: ApiContext) -> APIRouter:
     router = v1_router(ctx, tags=["runs"])
 
     @router.post("/runs", status_code=201, openapi_extra=openapi_body(SubmitRequest),
-                 summary="Start a run", responses={413: {"description": "Body too large"}})
+                 summary="Start a run", responses=SUBMIT_RESPONSES)
     def create_run(body: Annotated[SubmitRequest, Depends(json_body(SubmitRequest))],
                    request: Request) -> dict[str, str]:
         run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers))

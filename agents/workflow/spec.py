@@ -150,6 +150,9 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     review: ReviewMode = ""
     rpm: Count = 0
     tpm: Count = 0
+    max_backlog: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Of the entry role: submits are refused while it is this many tasks behind (0: no limit;
+    unset: ``BATON_MAX_BACKLOG``). See ``broker/backpressure.py``."""
 
     @property
     def display(self) -> str:
