@@ -35,6 +35,7 @@ class Measure:
     cold_ready_s: list[float] = field(default_factory=list)
     cold_first_result_s: float = float("nan")
     errors: int = 0
+    server_rss_mib: list[float] = field(default_factory=list)
 
 
 class _Procs:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_WAIT_MS = 5.0
 """How long the first request of a batch waits for others to join (milliseconds)."""
 
-DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_BATCH = 64
 """Prompts per generate call at most."""
 
 OnTokens = Callable[[int, str], None]

@@ -107,13 +107,14 @@ class _Model:
     def rows(self, prompts: Sequence[str], gens: list[Generation], max_tokens: int) -> list[Row]:
         """Continuations (the prompt, or the part kept of a truncated one, cut off) and token counts."""
         out = []
-        for prompt, g in zip(prompts, gens, strict=True):
+        counts = ([len(ids) for ids in self.tokenizer(list(prompts))["input_ids"]] if self.tokenizer is not None
+                  else [0] * len(prompts))
+        for prompt, g, n_prompt in zip(prompts, gens, counts, strict=True):
             head = prompt
             if g.truncated and self.tokenizer is not None:
                 kept = self.backend.encode([prompt], max_new_tokens=max_tokens).kept_ids[0]  # type: ignore[attr-defined]
                 head = self.tokenizer.decode(list(kept), skip_special_tokens=False, clean_up_tokenization_spaces=False)
             text = g.text[len(head):] if g.text.startswith(head) else g.text
-            n_prompt = len(self.tokenizer(prompt)["input_ids"]) if self.tokenizer is not None else 0
             out.append(Row(text, n_prompt, g.new_tokens, "length" if g.new_tokens >= max_tokens else "stop"))
         return out
 
