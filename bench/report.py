@@ -172,6 +172,8 @@ def _served(results: dict[str, list[Any]]) -> list[str]:
     w_rss = _median(served, lambda m: _max_or_nan(m.rss_mib))
     b_rss = _median(inproc, lambda m: _max_or_nan(m.rss_mib))
     s_rss = _median(served, lambda m: _max_or_nan(m.server_rss_mib))
+    s_cpu = _median(served, lambda m: m.cpu_s_per_run) * 1000
+    b_cpu = _median(inproc, lambda m: m.cpu_s_per_run) * 1000
     return [
         "## Model server (serve-model batching, torch-free workers)",
         "",
@@ -188,6 +190,8 @@ def _served(results: dict[str, list[Any]]) -> list[str]:
         f"| worker RSS with an HTTP model, MiB (largest of the three, median of repeats) | **{w_rss:.0f}** "
         f"| <= 80 | {'yes' if w_rss <= 80 else '**no**'} |",
         f"| (info) worker RSS in-process; serve-model RSS, MiB | {b_rss:.0f}; {s_rss:.0f} | | |",
+        f"| (info) CPU ms per run during the burst (workers + server, user + system): served; in-process "
+        f"| {s_cpu:.1f}; {b_cpu:.1f} | | |",
         "",
     ]
 

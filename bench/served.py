@@ -50,6 +50,7 @@ def measure_served(url: str, model: str, env: dict[str, str], log_dir: Path, run
     server, model_url = _start_server(model, env, log_dir)
     m = Measure()
     cluster = BatonCluster(url, {**env, "BATON_MODEL": model_url}, log_dir)
+    cluster.extra_pids.append(server.pid)
     try:
         cluster.start(m)
         cluster.throughput(m, runs)

@@ -20,7 +20,7 @@ import redis
 
 from baton.agents.backends.batcher import Batcher
 from baton.agents.backends.http import HTTPBackend
-from baton.broker import Keys, free_port, submit
+from baton.broker import Keys, free_port, live_workers, submit
 from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
@@ -165,25 +165,36 @@ def test_http_backend_sends_a_batch_as_one_list_request(server: str, twin_backen
         HTTPBackend(f"{server}?batch=some")
 
 
+def _worker(role: str, env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
+    """``baton worker ROLE`` run by a script that prints which heavy modules were loaded when it exits."""
+    with open(out, "wb") as log:
+        return subprocess.Popen([sys.executable, "-c", MODULES_AT_EXIT, "worker", role], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _modules_at_exit(proc: subprocess.Popen[bytes], out: Path) -> list[str]:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    text = out.read_text()
+    lines = [x for x in text.splitlines() if x.startswith("MODULES ")]
+    assert len(lines) == 1, text
+    return list(json.loads(lines[0].removeprefix("MODULES ")))
+
+
 def test_http_worker_never_imports_torch(
     server: str, client: redis.Redis, keys: Keys, workers: Workers, tmp_path: Path
 ) -> None:
-    procs = []
-    for role in ("planner", "researcher", "summarizer"):
-        with open(tmp_path / f"{role}.out", "wb") as out:
-            procs.append(subprocess.Popen([sys.executable, "-c", MODULES_AT_EXIT, "worker", role],
-                                          env={**workers.env, "BATON_MODEL": f"{server}?model=twin"},
-                                          stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))
+    env = {**workers.env, "BATON_MODEL": f"{server}?model=twin"}
+    procs = {role: _worker(role, env, tmp_path / f"{role}.out") for role in ("planner", "researcher", "summarizer")}
     try:
         ids = [submit(client, keys, Task(run_id=f"light-{i}", role="planner", task=SEED_TASK)) for i in range(3)]
         records = wait_runs(client, keys, ids, timeout=120)
         assert {r["status"] for r in records.values()} == {"done"}
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(60)
-    for role in ("planner", "researcher", "summarizer"):
-        out = (tmp_path / f"{role}.out").read_text()
-        (line,) = [x for x in out.splitlines() if x.startswith("MODULES ")]
-        assert json.loads(line.removeprefix("MODULES ")) == [], out
+        loaded = {role: _modules_at_exit(p, tmp_path / f"{role}.out") for role, p in procs.items()}
+    assert loaded == {"planner": [], "researcher": [], "summarizer": []}
+    # the same check on a worker with the model in-process does see torch
+    local = _worker("planner", workers.env, tmp_path / "local.out")
+    wait_for(lambda: any(int(w.get("pid", 0)) == local.pid for w in live_workers(client, keys)), 120,
+             "the in-process worker", logs=(tmp_path / "local.out").read_text)
+    assert {"torch", "transformers"} <= set(_modules_at_exit(local, tmp_path / "local.out"))
