@@ -32,8 +32,8 @@ MODEL_CONFIGS = ("seed", "baton-b1", "baton", "baton-2x", "celery", "ceiling")
 ECHO_CONFIGS = ("baton-echo", "celery-echo")
 OTHER = ("cold", "hops")
 EVENT_CONFIGS = ("events-on", "events-off")
-SERVED_CONFIGS = ("served",)
-GROUPS = {"events": EVENT_CONFIGS, "model-server": ("baton", "served")}
+SERVED_CONFIGS = ("served", "served-replicas")
+GROUPS = {"events": EVENT_CONFIGS, "model-server": ("baton", *SERVED_CONFIGS)}
 """Names ``--only`` expands: ``--only events`` runs the token-events rows (on and off) only;
 ``--only model-server`` the in-process batched workers and the workers on one ``serve-model``."""
 
@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                                    per_role=2 if cfg == "baton-2x" else 1)
                 elif cfg == "celery":
                     res = _cluster("celery", server.url, base_env, log_dir, args.runs, args.latency_runs)
-                elif cfg == "served":
-                    res = measure_served(server.url, model, base_env, log_dir, args.runs, args.latency_runs)
+                elif cfg in SERVED_CONFIGS:
+                    res = measure_served(server.url, model, base_env, log_dir, args.runs, args.latency_runs,
+                                         replicas=procs if cfg == "served-replicas" else 1)
                 elif cfg in EVENT_CONFIGS:  # batched, token events on or off, side by side in each repeat
                     flag = "1" if cfg == "events-on" else "0"
                     res = _cluster("baton", server.url, {**base_env, "BATON_STREAM_TOKENS": flag}, log_dir,

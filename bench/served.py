@@ -22,13 +22,15 @@ from bench.common import ROOT, rss_mib
 __all__ = ["measure_served"]
 
 
-def _start_server(model: str, env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(model: str, env: dict[str, str], log_dir: Path,
+                  replicas: int) -> tuple[subprocess.Popen[bytes], str]:
     from baton.broker import free_port
 
     port = free_port()
     with open(log_dir / "serve-model.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "baton", "serve-model", "--model", model, "--port", str(port), "--name", "twin"],
+            [sys.executable, "-m", "baton", "serve-model", "--model", model, "--port", str(port), "--name", "twin",
+             "--replicas", str(replicas)],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 120
     while True:
@@ -45,17 +47,21 @@ def _start_server(model: str, env: dict[str, str], log_dir: Path) -> tuple[subpr
         time.sleep(0.1)
 
 
-def measure_served(url: str, model: str, env: dict[str, str], log_dir: Path, runs: int, lat_runs: int) -> Measure:
-    """Start serve-model and one HTTP worker per role, measure, stop; ``server_rss_mib`` is the server's."""
-    server, model_url = _start_server(model, env, log_dir)
+def measure_served(url: str, model: str, env: dict[str, str], log_dir: Path, runs: int, lat_runs: int,
+                   replicas: int = 1) -> Measure:
+    """Start serve-model (``replicas`` processes) and one HTTP worker per role, measure, stop;
+    ``server_rss_mib`` is the server's (all its processes)."""
+    import psutil
+
+    server, model_url = _start_server(model, env, log_dir, replicas)
     m = Measure()
     cluster = BatonCluster(url, {**env, "BATON_MODEL": model_url}, log_dir)
-    cluster.extra_pids.append(server.pid)
     try:
         cluster.start(m)
+        cluster.extra_pids += [server.pid, *(c.pid for c in psutil.Process(server.pid).children(recursive=True))]
         cluster.throughput(m, runs)
         cluster.latency(m, lat_runs)
-        m.server_rss_mib.append(rss_mib(server.pid)[0])
+        m.server_rss_mib.append(rss_mib(server.pid, children=True)[0])
     finally:
         cluster.stop(m)
         server.terminate()

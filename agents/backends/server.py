@@ -18,7 +18,9 @@ per choice with its ``finish_reason``, a usage chunk when ``stream_options.inclu
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -33,7 +35,7 @@ from baton.agents.backends.base import Generation
 from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
 from baton.agents.backends.sse import DONE, Row, StreamShape, usage
 
-__all__ = ["ChatRequest", "CompletionRequest", "create_app", "serve"]
+__all__ = ["ChatRequest", "CompletionRequest", "app_from_env", "create_app", "serve"]
 
 log = logging.getLogger("baton.serve")
 
@@ -219,16 +221,38 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
     return app
 
 
+REPLICA_CONFIG_ENV = "_BATON_SERVE_MODEL_CONFIG"
+"""How ``serve`` passes its configuration to replica processes (JSON)."""
+
+
+def app_from_env() -> FastAPI:
+    """The app of one replica process (``uvicorn --factory``), configured by ``serve`` through the environment."""
+    cfg = json.loads(os.environ[REPLICA_CONFIG_ENV])
+    # Streamed requests get every token as it is generated.
+    backend = load_backend(cfg["model"], threads=cfg["threads"], flush_tokens=1, flush_ms=0)
+    return create_app(backend, cfg["name"], max_batch=cfg["max_batch"], batch_wait_ms=cfg["batch_wait_ms"])
+
+
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
-          threads: int = 1, max_batch: int = DEFAULT_MAX_BATCH, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> None:
-    """Load ``model`` and serve it until interrupted, batching up to ``max_batch`` prompts per generate call."""
+          threads: int = 1, max_batch: int = DEFAULT_MAX_BATCH, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+          replicas: int = 1) -> None:
+    """Load ``model`` and serve it until interrupted, batching up to ``max_batch`` prompts per generate call.
+
+    ``replicas`` > 1 runs that many server processes on the one port (uvicorn workers), each with
+    its own copy of the model and its own batcher: a connection is served by one of them.
+    """
     import uvicorn
 
     if is_http_model(model):
         raise ValueError(f"{model}: serve-model serves a local model; give a hub id or a directory")
-    # Streamed requests get every token as it is generated.
-    backend = load_backend(model, threads=threads, flush_tokens=1, flush_ms=0)
-    app = create_app(backend, served_name or model, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
-    log.info("serving %s on http://%s:%d/v1 (batches of up to %d prompts, %g ms wait)",
-             model, host, port, max_batch, batch_wait_ms)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    os.environ[REPLICA_CONFIG_ENV] = json.dumps({"model": model, "name": served_name or model, "threads": threads,
+                                                 "max_batch": max_batch, "batch_wait_ms": batch_wait_ms})
+    log.info("serving %s on http://%s:%d/v1 (%d replica(s), batches of up to %d prompts, %g ms wait)",
+             model, host, port, replicas, max_batch, batch_wait_ms)
+    if replicas == 1:
+        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning")
+    else:
+        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=replicas, host=host, port=port,
+                    log_level="warning")

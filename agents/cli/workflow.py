@@ -62,6 +62,8 @@ def serve_model(
         min=1, help="Prompts per batched generate call at most.")] = DEFAULT_MAX_BATCH,
     batch_wait_ms: Annotated[float, typer.Option(
         min=0, help="Milliseconds a request waits for others to share its batch.")] = DEFAULT_BATCH_WAIT_MS,
+    replicas: Annotated[int, typer.Option(
+        min=1, help="Server processes on the port, each with its own copy of the model.")] = 1,
 ) -> None:
     """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
     from baton.agents.backends import is_http_model
@@ -75,6 +77,6 @@ def serve_model(
     setup_logging(s.log_format, s.log_level)
     try:
         serve(target, host=host, port=port, served_name=name, threads=s.torch_threads, max_batch=max_batch,
-              batch_wait_ms=batch_wait_ms)
+              batch_wait_ms=batch_wait_ms, replicas=replicas)
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot serve {target}: {exc}") from None
