@@ -18,6 +18,7 @@ import openai
 import pytest
 import redis
 
+from baton.agents.backends import ECHO_SUFFIX
 from baton.agents.backends.batcher import Batcher
 from baton.agents.backends.http import HTTPBackend
 from baton.broker import Keys, free_port, live_workers, submit
@@ -198,3 +199,31 @@ def test_http_worker_never_imports_torch(
     wait_for(lambda: any(int(w.get("pid", 0)) == local.pid for w in live_workers(client, keys)), 120,
              "the in-process worker", logs=(tmp_path / "local.out").read_text)
     assert {"torch", "transformers"} <= set(_modules_at_exit(local, tmp_path / "local.out"))
+
+
+def test_replicas_serve_on_one_port(tmp_path: Path) -> None:
+    import psutil
+
+    port = free_port()
+    with open(tmp_path / "serve.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "baton", "serve-model", "--model", "echo", "--port", str(port),
+                                 "--replicas", "2"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                return httpx.get(f"{base}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, "the replicas", interval=0.2)
+        replicas = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(replicas) == 2
+        for i in range(6):
+            with httpx.Client(base_url=base) as http:  # a new connection each time
+                answer = http.post("/v1/completions", json={"prompt": [f"p{i}", "q"], "max_tokens": 3}).json()
+            assert [c["text"] for c in answer["choices"]] == [ECHO_SUFFIX, ECHO_SUFFIX]
+    finally:
+        proc.terminate()
+        proc.wait(30)
