@@ -22,6 +22,7 @@ from bench.clusters import BatonCluster, CeleryCluster, Measure
 from bench.common import ROOT, machine
 from bench.hop import measure_hops
 from bench.report import write_report
+from bench.served import measure_served
 
 __all__ = ["main"]
 
@@ -31,8 +32,10 @@ MODEL_CONFIGS = ("seed", "baton-b1", "baton", "baton-2x", "celery", "ceiling")
 ECHO_CONFIGS = ("baton-echo", "celery-echo")
 OTHER = ("cold", "hops")
 EVENT_CONFIGS = ("events-on", "events-off")
-GROUPS = {"events": EVENT_CONFIGS}
-"""Names ``--only`` expands: ``--only events`` runs the token-events rows (on and off) only."""
+SERVED_CONFIGS = ("served", "served-replicas")
+GROUPS = {"events": EVENT_CONFIGS, "model-server": ("baton", *SERVED_CONFIGS)}
+"""Names ``--only`` expands: ``--only events`` runs the token-events rows (on and off) only;
+``--only model-server`` the in-process batched workers and the workers on one ``serve-model``."""
 
 
 def _inproc(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     echo_env = {**base_env, "BATON_MODEL": "echo"}
     procs = os.cpu_count() or 1
     only = {c for name in filter(None, args.only.split(",")) for c in GROUPS.get(name, (name,))}
-    configs = [c for c in (*MODEL_CONFIGS, *EVENT_CONFIGS, *ECHO_CONFIGS, *OTHER) if not only or c in only]
+    every = (*MODEL_CONFIGS, *SERVED_CONFIGS, *EVENT_CONFIGS, *ECHO_CONFIGS, *OTHER)
+    configs = [c for c in every if not only or c in only]
     results: dict[str, list[Any]] = {c: [] for c in configs}
     load_before = os.getloadavg()
     loads: list[float] = []
@@ -162,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                                    per_role=2 if cfg == "baton-2x" else 1)
                 elif cfg == "celery":
                     res = _cluster("celery", server.url, base_env, log_dir, args.runs, args.latency_runs)
+                elif cfg in SERVED_CONFIGS:
+                    res = measure_served(server.url, model, base_env, log_dir, args.runs, args.latency_runs,
+                                         replicas=procs if cfg == "served-replicas" else 1)
                 elif cfg in EVENT_CONFIGS:  # batched, token events on or off, side by side in each repeat
                     flag = "1" if cfg == "events-on" else "0"
                     res = _cluster("baton", server.url, {**base_env, "BATON_STREAM_TOKENS": flag}, log_dir,

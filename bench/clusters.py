@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from bench.common import ROOT, rss_mib, task_text, uss_mib
+from bench.common import ROOT, cpu_seconds, rss_mib, task_text, uss_mib
 
 __all__ = ["BatonCluster", "CeleryCluster", "Measure"]
 
@@ -35,6 +35,8 @@ class Measure:
     cold_ready_s: list[float] = field(default_factory=list)
     cold_first_result_s: float = float("nan")
     errors: int = 0
+    server_rss_mib: list[float] = field(default_factory=list)
+    cpu_s_per_run: float = float("nan")
 
 
 class _Procs:
@@ -93,6 +95,8 @@ class BatonCluster:
         self.keys = Keys()
         self.client = redis.Redis.from_url(url)
         self.procs = _Procs(log_dir)
+        self.extra_pids: list[int] = []
+        """Other processes whose CPU time the throughput burst counts (a model server)."""
         self._cursor = "0-0"
 
     def start(self, m: Measure, timeout: float = 120) -> None:
@@ -158,10 +162,12 @@ class BatonCluster:
 
     def throughput(self, m: Measure, runs: int) -> None:
         """Submit ``runs`` runs at once and wait for all; runs/s over the whole burst."""
-        t0 = time.perf_counter()
+        pids = [p.pid for p in self.procs.procs] + self.extra_pids
+        cpu0, t0 = cpu_seconds(pids), time.perf_counter()
         ids = {self._submit(task_text(i)) for i in range(runs)}
         m.errors += self._wait(ids)
         m.runs_per_s = runs / (time.perf_counter() - t0)
+        m.cpu_s_per_run = (cpu_seconds(pids) - cpu0) / runs
 
     def latency(self, m: Measure, runs: int) -> None:
         """Sequential single runs: submit one, wait for its result, repeat."""

@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "ROOT",
     "TOPICS",
+    "cpu_seconds",
     "machine",
     "percentile",
     "rss_mib",
@@ -68,6 +69,20 @@ def uss_mib(pid: int) -> float:
         return float(psutil.Process(pid).memory_full_info().uss) / 2**20
     except psutil.Error:
         return float("nan")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids`` (threads included)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def rss_mib(pid: int, *, children: bool = False) -> tuple[float, float]:

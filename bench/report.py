@@ -19,6 +19,8 @@ LABELS = {
     "baton-b1": "baton, 1 worker/role, unbatched (BATON_BATCH_SIZE=1)",
     "baton": "baton, 1 worker/role, batched (defaults)",
     "baton-2x": "baton, 2 workers/role, batched (defaults)",
+    "served": "baton, 1 worker/role on one batching `baton serve-model` (BATON_MODEL=http://...)",
+    "served-replicas": "baton, 1 worker/role on one batching `baton serve-model --replicas <cores>`",
     "events-on": "baton, 1 worker/role, batched, token events on (BATON_STREAM_TOKENS=1, the default)",
     "events-off": "baton, 1 worker/role, batched, token events off (BATON_STREAM_TOKENS=0)",
     "celery": "Celery chain, 1 prefork worker/role (concurrency 1)",
@@ -162,6 +164,46 @@ def _events(results: dict[str, list[Any]]) -> list[str]:
     ]
 
 
+def _served(results: dict[str, list[Any]]) -> list[str]:
+    """The model-server section: HTTP workers on one batching server ÷ in-process batched workers."""
+    inproc = results.get("baton", [])
+    served = {cfg: results.get(cfg, []) for cfg in ("served", "served-replicas")}
+    if not inproc or not any(served.values()):
+        return []
+    rows = [
+        "## Model server (serve-model batching, torch-free workers)",
+        "",
+        "`served`, `served-replicas` and `baton` run in the same bench run, one after the other in every repeat,"
+        " on the same cores: `served` is one `baton serve-model` process (the twin, one torch thread like the"
+        " in-process workers, dynamic batching with its defaults) and the seed chain's three role workers with"
+        " `BATON_MODEL=http://...` (each sends its batch as one prompt-list request; no torch in the workers);"
+        " `served-replicas` is the same with `--replicas <cores>` (one server process per core on the port);"
+        " `baton` is three workers with the model in-process (batched defaults).",
+        "",
+        "| target | measured | wanted | met |",
+        "|---|---|---|---|",
+    ]
+    b_rss = _median(inproc, lambda m: _max_or_nan(m.rss_mib))
+    b_cpu = _median(inproc, lambda m: m.cpu_s_per_run) * 1000
+    for cfg, ms in served.items():
+        if not ms:
+            continue
+        lo, mid, hi = spread([a.runs_per_s / b.runs_per_s for a, b in zip(ms, inproc, strict=False)])
+        w_rss = _median(ms, lambda m: _max_or_nan(m.rss_mib))
+        s_rss = _median(ms, lambda m: _max_or_nan(m.server_rss_mib))
+        s_cpu = _median(ms, lambda m: m.cpu_s_per_run) * 1000
+        rows += [
+            f"| `{cfg}`: runs/s ÷ in-process batched (median of per-repeat ratios, min–max) "
+            f"| **{mid:.2f}** ({lo:.2f}–{hi:.2f}) | >= 0.8 | {'yes' if mid >= 0.8 else '**no**'} |",
+            f"| `{cfg}`: worker RSS with an HTTP model, MiB (largest of the three, median of repeats) "
+            f"| **{w_rss:.0f}** | <= 80 | {'yes' if w_rss <= 80 else '**no**'} |",
+            f"| (info) `{cfg}`: serve-model RSS (all its processes), MiB; CPU ms per run in the burst (workers +"
+            f" server) vs in-process | {s_rss:.0f}; {s_cpu:.1f} vs {b_cpu:.1f} | | |",
+        ]
+    rows += [f"| (info) in-process worker RSS, MiB | {b_rss:.0f} | | |", ""]
+    return rows
+
+
 def write_report(path: Path, results: dict[str, list[Any]], info: dict[str, Any]) -> None:
     """Write the whole report to ``path`` (regenerated from scratch every time)."""
     m = info["machine"]
@@ -208,6 +250,7 @@ def write_report(path: Path, results: dict[str, list[Any]], info: dict[str, Any]
         *_ratios(results, hop_med),
         "",
         *_events(results),
+        *_served(results),
     ]
     if NOTES.exists():
         lines += [NOTES.read_text().rstrip(), ""]

@@ -7,14 +7,22 @@ The model name is the server's base URL, optionally with query parameters::
 
 A ``Generation``'s text is the prompt followed by the returned text, as with the Hugging Face
 backend (the seed notebook reads ``generated_text``, prompt included). Decoding is requested
-greedy (``temperature = 0``). Prompts of a batch are sent as concurrent requests, one each,
-which every OpenAI-compatible server accepts. ``OPENAI_API_KEY``, when set, is sent as a bearer
-token. Failures raise :class:`~baton.agents.backends.errors.ModelUnavailable` when the server
-is down or overloaded (connection refused or reset, timeouts, HTTP 408/425/429/5xx, with the
-``Retry-After`` header's delay) and :class:`~baton.agents.backends.errors.ModelRejected` when it
-refused the request for good (HTTP 400/401/403/404/405/413/422, with the server's reason);
-anything else unexpected (an answer that is not JSON, an unknown status) raises
-:class:`HTTPBackendError`.
+greedy (``temperature = 0``). How a batch of prompts is sent is the ``batch`` parameter:
+
+- ``batch=list``: one ``/completions`` request with ``prompt`` a list (the OpenAI API allows it;
+  ``baton serve-model`` and vLLM accept it), so the server generates the batch together;
+- ``batch=each``: concurrent requests, one per prompt, which every compatible server accepts;
+- ``batch=auto`` (the default): ``list``, until a server refuses a list (HTTP 400/422) but
+  accepts its first prompt alone; then ``each`` from there on. ``api=chat`` always sends ``each``.
+
+Per-prompt token counts come from each choice's ``completion_tokens`` (``baton serve-model``
+sends it), or from ``usage`` for a single prompt; otherwise they are 0. ``OPENAI_API_KEY``,
+when set, is sent as a bearer token. Failures raise
+:class:`~baton.agents.backends.errors.ModelUnavailable` when the server is down or overloaded
+(connection refused or reset, timeouts, HTTP 408/425/429/5xx, with the ``Retry-After`` header's
+delay) and :class:`~baton.agents.backends.errors.ModelRejected` when it refused the request for
+good (HTTP 400/401/403/404/405/413/422, with the server's reason); anything else unexpected (an
+answer that is not JSON, an unknown status) raises :class:`HTTPBackendError`.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from .errors import PERMANENT_STATUS, TRANSIENT_STATUS, ModelError, ModelRejecte
 __all__ = ["HTTPBackend", "HTTPBackendError"]
 
 APIS = ("completions", "chat")
+BATCH_MODES = ("auto", "list", "each")
 _ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
 _OUTAGES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
@@ -82,6 +91,9 @@ class HTTPBackend:
         self.api = query.get("api", "completions")
         if self.api not in APIS:
             raise ValueError(f"{url}: api must be one of {', '.join(APIS)}, got {self.api!r}")
+        self.batch = query.get("batch", "auto")
+        if self.batch not in BATCH_MODES:
+            raise ValueError(f"{url}: batch must be one of {', '.join(BATCH_MODES)}, got {self.batch!r}")
         path = parts.path.rstrip("/") or "/v1"
         self.base_url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get("OPENAI_API_KEY")) else {}
@@ -90,7 +102,7 @@ class HTTPBackend:
         self._model = query.get("model", "")
 
     def __repr__(self) -> str:
-        return f"HTTPBackend({self.base_url!r}, api={self.api!r}, model={self._model!r})"
+        return f"HTTPBackend({self.base_url!r}, api={self.api!r}, model={self._model!r}, batch={self.batch!r})"
 
     def _request(self, method: str, path: str, json: Any = None) -> Any:
         endpoint = f"{self.base_url}{path}"
@@ -143,14 +155,53 @@ class HTTPBackend:
         tokens = int((answer.get("usage") or {}).get("completion_tokens") or 0)
         return Generation(text=prompt + (text or ""), new_tokens=tokens, truncated=False)
 
+    def _list(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        """All ``prompts`` in one ``/completions`` request."""
+        body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0, "prompt": list(prompts)}
+        answer = self._request("POST", "/completions", body)
+        try:
+            choices = sorted(answer["choices"], key=lambda c: int(c.get("index", 0)))
+            texts = [c["text"] or "" for c in choices]
+            counts = [c.get("completion_tokens") for c in choices]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise HTTPBackendError(self.base_url, f"unexpected answer {str(answer)[:200]}") from None
+        if len(texts) != len(prompts):
+            raise HTTPBackendError(self.base_url, f"{len(texts)} choices for {len(prompts)} prompts")
+        if len(prompts) == 1 and counts[0] is None:
+            counts = [(answer.get("usage") or {}).get("completion_tokens")]
+        return [Generation(text=p + t, new_tokens=int(n or 0), truncated=False)
+                for p, t, n in zip(prompts, texts, counts, strict=True)]
+
+    def _as_list(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation] | None:
+        """The generations from one list request, or None when this server takes no prompt lists."""
+        try:
+            return self._list(prompts, max_new_tokens)
+        except ModelRejected as refused:
+            if self.batch == "list" or refused.status not in (400, 422):
+                raise
+            self._one(prompts[0], max_new_tokens)  # refused too: the request is bad, not the list
+            self.batch = "each"
+            return None
+
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         on_tokens: Callable[[int, str], None] | None = None,
     ) -> list[Generation]:
-        """One request per prompt, concurrently; results in prompt order. ``on_tokens`` gets each
-        prompt's continuation in one chunk as its answer arrives."""
+        """The batch in one request (``batch=list``) or one request per prompt, concurrently
+        (``batch=each``); results in prompt order. ``on_tokens`` gets each prompt's continuation
+        in one chunk as its answer arrives."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if not prompts:
+            return []
+        if self.api == "completions" and self.batch != "each" and len(prompts) > 1:
+            gens = self._as_list(prompts, max_new_tokens)
+            if gens is not None:
+                if on_tokens is not None:
+                    for index, gen in enumerate(gens):
+                        if len(gen.text) > len(prompts[index]):
+                            on_tokens(index, gen.text[len(prompts[index]):])
+                return gens
 
         def one(index: int) -> Generation:
             gen = self._one(prompts[index], max_new_tokens)

@@ -1,31 +1,52 @@
 """``baton serve-model``: a local Hugging Face model behind an OpenAI-compatible HTTP API.
 
 Many workers (``BATON_MODEL=http://host:port/v1``) can then share one loaded model. Endpoints:
-``POST /v1/completions`` (``prompt`` a string or a list, batched in one generate call),
-``POST /v1/chat/completions`` (messages joined with newlines, or the tokenizer's chat template
-when it has one), ``GET /v1/models`` and ``GET /health``. Decoding is greedy, as in the
-workers; the ``text`` returned is the continuation only, as the OpenAI API does.
+``POST /v1/completions`` (``prompt`` a string or a list), ``POST /v1/chat/completions``
+(messages joined with newlines, or the tokenizer's chat template when it has one),
+``GET /v1/models`` and ``GET /health``. Decoding is greedy, as in the workers; the ``text``
+returned is the continuation only, as the OpenAI API does.
+
+Concurrent requests are batched (:class:`~baton.agents.backends.batcher.Batcher`): those that
+arrive within ``batch_wait_ms`` of each other share one generate call of up to ``max_batch``
+prompts, with the same texts as alone. ``"stream": true`` answers with server-sent events as the
+OpenAI API does (:mod:`~baton.agents.backends.sse`): chunks as tokens are generated, a last chunk
+per choice with its ``finish_reason``, a usage chunk when ``stream_options.include_usage``, then
+``data: [DONE]``. Each completion choice also carries ``completion_tokens`` (its own count; the
+``usage`` block sums them), which :class:`~baton.agents.backends.http.HTTPBackend` reads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-import threading
+import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton.agents.backends import ModelBackend, is_http_model, load_backend
+from baton.agents.backends import ModelBackend, ModelRejected, ModelUnavailable, is_http_model, load_backend
+from baton.agents.backends.base import Generation
+from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
+from baton.agents.backends.sse import DONE, Row, StreamShape, usage
 
-__all__ = ["ChatRequest", "CompletionRequest", "create_app", "serve"]
+__all__ = ["ChatRequest", "CompletionRequest", "app_from_env", "create_app", "serve"]
 
 log = logging.getLogger("baton.serve")
 
 MAX_TOKENS_LIMIT = 4096
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``."""
+
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
 
 
 class CompletionRequest(BaseModel):
@@ -35,6 +56,8 @@ class CompletionRequest(BaseModel):
     model: str = ""
     prompt: str | list[str]
     max_tokens: int = Field(default=16, ge=0, le=MAX_TOKENS_LIMIT)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class ChatMessage(BaseModel):
@@ -52,29 +75,49 @@ class ChatRequest(BaseModel):
     model: str = ""
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int = Field(default=16, ge=0, le=MAX_TOKENS_LIMIT)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class _Model:
-    """The backend behind a lock: one generate call at a time (a prompt list is one batch)."""
+    """The backend behind a batcher, and the tokenizer work around a generation."""
 
-    def __init__(self, backend: ModelBackend) -> None:
+    def __init__(self, backend: ModelBackend, batcher: Batcher) -> None:
         self.backend = backend
-        self.lock = threading.Lock()
+        self.batcher = batcher
         self.tokenizer: Any = getattr(backend, "tokenizer", None)
 
-    def complete(self, prompts: Sequence[str], max_tokens: int) -> list[tuple[str, int, int]]:
-        """``(continuation, prompt tokens, new tokens)`` per prompt."""
-        with self.lock:
-            gens = self.backend.generate(list(prompts), max_new_tokens=max_tokens)
+    async def complete(self, prompts: Sequence[str], max_tokens: int) -> list[Row]:
+        """One :class:`Row` per prompt, generated in whatever batch the prompts join."""
+        gens = await asyncio.wrap_future(self.batcher.submit(prompts, max_tokens))
+        return self.rows(prompts, gens, max_tokens)
+
+    async def stream(self, prompts: Sequence[str], max_tokens: int) -> AsyncIterator[tuple[int, str] | list[Row]]:
+        """``(index, text)`` chunks while generating, then the rows (or the generation's error)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
+
+        def on_tokens(index: int, text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (index, text))
+
+        future = self.batcher.submit(prompts, max_tokens, on_tokens)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
+        while (item := await queue.get()) is not None:
+            yield item
+        yield self.rows(prompts, future.result(), max_tokens)
+
+    def rows(self, prompts: Sequence[str], gens: list[Generation], max_tokens: int) -> list[Row]:
+        """Continuations (the prompt, or the part kept of a truncated one, cut off) and token counts."""
         out = []
-        for prompt, g in zip(prompts, gens, strict=True):
+        counts = ([len(ids) for ids in self.tokenizer(list(prompts))["input_ids"]] if self.tokenizer is not None
+                  else [0] * len(prompts))
+        for prompt, g, n_prompt in zip(prompts, gens, counts, strict=True):
             head = prompt
             if g.truncated and self.tokenizer is not None:
                 kept = self.backend.encode([prompt], max_new_tokens=max_tokens).kept_ids[0]  # type: ignore[attr-defined]
                 head = self.tokenizer.decode(list(kept), skip_special_tokens=False, clean_up_tokenization_spaces=False)
             text = g.text[len(head):] if g.text.startswith(head) else g.text
-            n_prompt = len(self.tokenizer(prompt)["input_ids"]) if self.tokenizer is not None else 0
-            out.append((text, n_prompt, g.new_tokens))
+            out.append(Row(text, n_prompt, g.new_tokens, "length" if g.new_tokens >= max_tokens else "stop"))
         return out
 
     def chat_prompt(self, messages: list[ChatMessage]) -> str:
@@ -86,57 +129,130 @@ class _Model:
         return "\n".join(m.content for m in messages)
 
 
-def _usage(rows: list[tuple[str, int, int]]) -> dict[str, int]:
-    p, c = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+def _error(exc: Exception) -> JSONResponse:
+    """An OpenAI-style error answer: 400 for a refused request, 503 for an outage, else 500."""
+    if isinstance(exc, ModelRejected):
+        status, kind, message = 400, "invalid_request_error", exc.reason
+    elif isinstance(exc, ModelUnavailable):
+        status, kind, message = 503, "server_error", exc.reason
+    else:
+        log.exception("generation failed", exc_info=exc)
+        status, kind, message = 500, "server_error", f"generation failed: {type(exc).__name__}"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
 
 
-def _finish(new: int, max_tokens: int) -> str:
-    return "length" if new >= max_tokens else "stop"
+async def _streamed(model: _Model, prompts: list[str], max_tokens: int, shape: StreamShape) -> Any:
+    """A server-sent-event response, or an error answer if the generation fails before its first chunk."""
+    events = model.stream(prompts, max_tokens)
+    try:
+        first = await anext(events)
+    except Exception as exc:  # noqa: BLE001 - answered as an HTTP error, the stream has not started
+        return _error(exc)
+
+    async def body() -> AsyncIterator[str]:
+        for event in shape.start():
+            yield event
+        item: tuple[int, str] | list[Row] = first
+        while isinstance(item, tuple):
+            yield shape.chunk(*item)
+            try:
+                item = await anext(events)
+            except Exception:  # noqa: BLE001 - headers are sent: end the stream without [DONE]
+                log.exception("generation failed while streaming")
+                return
+        for index, row in enumerate(item):
+            yield shape.finish(index, row)
+        if shape.include_usage:
+            yield shape.usage(item)
+        yield DONE
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def create_app(backend: ModelBackend, served_name: str | None = None) -> FastAPI:
-    """The FastAPI app serving ``backend``."""
-    model = _Model(backend)
+def create_app(backend: ModelBackend, served_name: str | None = None, *, max_batch: int = DEFAULT_MAX_BATCH,
+               batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> FastAPI:
+    """The FastAPI app serving ``backend``, batching concurrent requests (see :class:`Batcher`)."""
+    batcher = Batcher(backend, max_batch=max_batch, wait_ms=batch_wait_ms)
+    model = _Model(backend, batcher)
     name = served_name or backend.name
     app = FastAPI(title="baton model server", docs_url=None, redoc_url=None)
+    app.state.batcher = batcher
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "model": name}
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": name, "batches": batcher.batches, "largest_batch": batcher.largest}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "baton"}]}
 
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> dict[str, Any]:
+    async def completions(req: CompletionRequest) -> Any:
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        rows = model.complete(prompts, req.max_tokens)
-        choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": _finish(new, req.max_tokens)}
-                   for i, (text, _, new) in enumerate(rows)]
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name, "choices": choices, "usage": _usage(rows)}
+        shape = StreamShape("text_completion", f"cmpl-{uuid.uuid4().hex}", name,
+                            include_usage=bool(req.stream_options and req.stream_options.include_usage))
+        if req.stream:
+            return await _streamed(model, prompts, req.max_tokens, shape)
+        try:
+            rows = await model.complete(prompts, req.max_tokens)
+        except Exception as exc:  # noqa: BLE001 - answered as an HTTP error
+            return _error(exc)
+        choices = [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason,
+                    "completion_tokens": r.new_tokens} for i, r in enumerate(rows)]
+        return {"id": shape.id, "object": "text_completion", "created": int(time.time()),
+                "model": name, "choices": choices, "usage": usage(rows)}
 
     @app.post("/v1/chat/completions")
-    def chat(req: ChatRequest) -> dict[str, Any]:
-        rows = model.complete([model.chat_prompt(req.messages)], req.max_tokens)
-        text, _, new = rows[0]
-        choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                  "finish_reason": _finish(new, req.max_tokens)}
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": name, "choices": [choice], "usage": _usage(rows)}
+    async def chat(req: ChatRequest) -> Any:
+        prompts = [model.chat_prompt(req.messages)]
+        shape = StreamShape("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", name,
+                            include_usage=bool(req.stream_options and req.stream_options.include_usage))
+        if req.stream:
+            return await _streamed(model, prompts, req.max_tokens, shape)
+        try:
+            rows = await model.complete(prompts, req.max_tokens)
+        except Exception as exc:  # noqa: BLE001 - answered as an HTTP error
+            return _error(exc)
+        choice = {"index": 0, "message": {"role": "assistant", "content": rows[0].text},
+                  "finish_reason": rows[0].finish_reason}
+        return {"id": shape.id, "object": "chat.completion", "created": int(time.time()),
+                "model": name, "choices": [choice], "usage": usage(rows)}
 
     return app
 
 
+REPLICA_CONFIG_ENV = "_BATON_SERVE_MODEL_CONFIG"
+"""How ``serve`` passes its configuration to replica processes (JSON)."""
+
+
+def app_from_env() -> FastAPI:
+    """The app of one replica process (``uvicorn --factory``), configured by ``serve`` through the environment."""
+    cfg = json.loads(os.environ[REPLICA_CONFIG_ENV])
+    # Streamed requests get every token as it is generated.
+    backend = load_backend(cfg["model"], threads=cfg["threads"], flush_tokens=1, flush_ms=0)
+    return create_app(backend, cfg["name"], max_batch=cfg["max_batch"], batch_wait_ms=cfg["batch_wait_ms"])
+
+
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
-          threads: int = 1) -> None:
-    """Load ``model`` and serve it until interrupted."""
+          threads: int = 1, max_batch: int = DEFAULT_MAX_BATCH, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+          replicas: int = 1) -> None:
+    """Load ``model`` and serve it until interrupted, batching up to ``max_batch`` prompts per generate call.
+
+    ``replicas`` > 1 runs that many server processes on the one port (uvicorn workers), each with
+    its own copy of the model and its own batcher: a connection is served by one of them.
+    """
     import uvicorn
 
     if is_http_model(model):
         raise ValueError(f"{model}: serve-model serves a local model; give a hub id or a directory")
-    backend = load_backend(model, threads=threads)
-    log.info("serving %s on http://%s:%d/v1", model, host, port)
-    uvicorn.run(create_app(backend, served_name or model), host=host, port=port, log_level="warning")
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    os.environ[REPLICA_CONFIG_ENV] = json.dumps({"model": model, "name": served_name or model, "threads": threads,
+                                                 "max_batch": max_batch, "batch_wait_ms": batch_wait_ms})
+    log.info("serving %s on http://%s:%d/v1 (%d replica(s), batches of up to %d prompts, %g ms wait)",
+             model, host, port, replicas, max_batch, batch_wait_ms)
+    if replicas == 1:
+        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning")
+    else:
+        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=replicas, host=host, port=port,
+                    log_level="warning")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH
 from baton.agents.cli.common import CliError, app, load_workflow, out, settings
 from baton.agents.workflow.spec import Workflow
 
@@ -57,6 +58,12 @@ def serve_model(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     name: Annotated[str | None, typer.Option(help="Model name the API reports (default: the model).")] = None,
+    max_batch: Annotated[int, typer.Option(
+        min=1, help="Prompts per batched generate call at most.")] = DEFAULT_MAX_BATCH,
+    batch_wait_ms: Annotated[float, typer.Option(
+        min=0, help="Milliseconds a request waits for others to share its batch.")] = DEFAULT_BATCH_WAIT_MS,
+    replicas: Annotated[int, typer.Option(
+        min=1, help="Server processes on the port, each with its own copy of the model.")] = 1,
 ) -> None:
     """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
     from baton.agents.backends import is_http_model
@@ -69,6 +76,7 @@ def serve_model(
         raise CliError(f"serve-model serves a local model; give --model a hub id or a directory, not {target}")
     setup_logging(s.log_format, s.log_level)
     try:
-        serve(target, host=host, port=port, served_name=name, threads=s.torch_threads)
+        serve(target, host=host, port=port, served_name=name, threads=s.torch_threads, max_batch=max_batch,
+              batch_wait_ms=batch_wait_ms, replicas=replicas)
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot serve {target}: {exc}") from None
