@@ -61,6 +61,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_tokens: bool = True  # write ``tokens`` events while the model generates
     token_flush_tokens: Annotated[int, msgspec.Meta(ge=1)] = 8  # a prompt's chunk is sent after this many tokens
     token_flush_ms: Annotated[int, msgspec.Meta(ge=0)] = 50  # ... or this long after the chunk began
+    wait_replicas: Annotated[int, msgspec.Meta(ge=0)] = 0  # WAIT for this many replicas after each commit (0 = off)
+    wait_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 100  # ... at most this long; fewer acks: warn, count
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -57,8 +57,10 @@ class WorkerMetrics:
                                     "Epoch seconds the open breaker opened (0: closed)", ["role"], registry=r)
         self._outage = Counter("baton_outage_seconds", "Seconds spent waiting on model or Redis outages",
                                ["role", "dependency"], registry=r)
+        self._replicas_short = Counter("baton_replica_wait_short", "Commit batches fewer replicas acknowledged "
+                                       "than BATON_WAIT_REPLICAS within BATON_WAIT_TIMEOUT_MS", ["role"], registry=r)
         for metric in (self._processed, self._failed, self._retried, self._dead, self._reclaimed, self._tokens,
-                       self._step, self._in_flight, self._breaker_open, self._breaker_since):
+                       self._replicas_short, self._step, self._in_flight, self._breaker_open, self._breaker_since):
             metric.labels(role)
         for dependency in OUTAGE_DEPENDENCIES:
             self._outage.labels(role, dependency)
@@ -93,6 +95,10 @@ class WorkerMetrics:
     def retried(self, n: int = 1) -> None:
         """Count redelivered messages read again."""
         self._retried.labels(self.role).inc(n)
+
+    def replicas_short(self, n: int = 1) -> None:
+        """Count commit batches that fewer replicas than asked acknowledged in time."""
+        self._replicas_short.labels(self.role).inc(n)
 
     def dead_lettered(self, n: int = 1) -> None:
         """Count dead-lettered messages."""
