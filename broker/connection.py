@@ -8,6 +8,8 @@ worker must be able to dead-letter rather than crash on.
 
 from __future__ import annotations
 
+import re
+
 import redis
 import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
@@ -23,7 +25,8 @@ class BrokerUnavailable(RuntimeError):
 
 
 def describe_url(url: str) -> str:
-    """Return ``url`` with any password masked, for messages and logs."""
+    """Return ``url`` with any password masked (``sentinel_password=`` too), for messages and logs."""
+    url = re.sub(r"(sentinel_password=)[^&]*", r"\1***", url)
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
@@ -40,7 +43,7 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries)
     try:
         if is_sentinel_url(url):
-            return connect_sentinel(url, socket_timeout=socket_timeout)
+            return connect_sentinel(url, socket_timeout=socket_timeout, retries=retries)
         return redis.Redis.from_url(
             url,
             decode_responses=False,

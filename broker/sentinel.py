@@ -95,8 +95,8 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _retry() -> Retry:
-    return Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), FAILOVER_RETRIES)
+def _retry(retries: int) -> Retry:
+    return Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), max(retries, FAILOVER_RETRIES))
 
 
 def _node_kwargs(u: SentinelURL, socket_timeout: float) -> dict[str, Any]:
@@ -119,13 +119,16 @@ def _sentinel_kwargs(u: SentinelURL) -> dict[str, Any]:
     return kwargs
 
 
-def connect_sentinel(url: str, *, socket_timeout: float = 10.0) -> redis.Redis:
-    """A client of the primary the sentinels of ``url`` name, re-resolved on every reconnection."""
+def connect_sentinel(url: str, *, socket_timeout: float = 10.0, retries: int = FAILOVER_RETRIES) -> redis.Redis:
+    """A client of the primary the sentinels of ``url`` name, re-resolved on every reconnection.
+
+    ``retries`` (at least ``FAILOVER_RETRIES``) is the reconnection attempts per command.
+    """
     u = parse(url)
     sentinel_class: Any = redis.sentinel.Sentinel
     sentinel = sentinel_class(u.sentinels, sentinel_kwargs=_sentinel_kwargs(u), **_node_kwargs(u, socket_timeout))
     client: redis.Redis = sentinel.master_for(
-        u.service, redis_class=redis.Redis, retry=_retry(),
+        u.service, redis_class=redis.Redis, retry=_retry(retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
     return client

@@ -33,3 +33,10 @@ def test_bad_urls_are_refused_with_a_reason(url: str) -> None:
 def test_only_sentinel_schemes_dispatch() -> None:
     assert is_sentinel_url("redis+sentinel://a/b") and is_sentinel_url("REDISS+SENTINEL://a/b")
     assert not is_sentinel_url("redis://a:1/0") and not is_sentinel_url("redis+cluster://a:1")
+
+
+def test_passwords_are_masked_in_messages() -> None:
+    from baton.broker import describe_url
+
+    shown = describe_url("rediss+sentinel://app:pw1@s1:1,s2:2/svc?sentinel_password=pw2&db=1")
+    assert "pw1" not in shown and "pw2" not in shown and "s1:1,s2:2/svc" in shown
