@@ -90,6 +90,7 @@ docker-deps:
 
 compose-lint:
 	$(COMPOSE) -f docker-compose.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.cluster.yml config -q
 	for f in docker/*.sh; do bash -n "$$f" || exit 1; done
 	@if command -v shellcheck >/dev/null; then shellcheck docker/*.sh; else echo "shellcheck not installed: skipped"; fi
 

@@ -65,6 +65,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # tokens per minute (reserved at max_new_tokens); 0 = no limit
     model_prices: str = ""  # price per 1,000 tokens by model, "model=0.002,other=0.01" (``baton runs`` cost)
     max_backlog: Annotated[int, msgspec.Meta(ge=0)] = 0  # refuse submits while the entry role lags this much; 0: off
+    wait_replicas: Annotated[int, msgspec.Meta(ge=0)] = 0  # WAIT for this many replicas after each commit (0 = off)
+    wait_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 100  # ... at most this long; fewer acks: warn, count
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -3,6 +3,9 @@
 A handoff either persists whole or not at all, keyed by an idempotency marker derived from the
 input message id. The script first checks that the input entry is still pending for this
 consumer, so a worker whose entry was reclaimed cannot commit a second copy.
+
+With a ``ReplicaWait`` (``BATON_WAIT_REPLICAS``), the batch ends with ``WAIT n timeout`` on the
+connection that wrote it (``broker/replication.py``); ``commit_batch`` returns the count.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from redis.exceptions import NoScriptError
 from baton.broker.cache import PerClient
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.replication import ReplicaWait, is_cluster, wait_replicas
 from baton.broker.streams import Entry
 
-__all__ = ["Handoff", "Outcome", "commit"]
+__all__ = ["Committed", "Handoff", "Outcome", "commit", "commit_batch"]
 
 _LUA = resources.files("baton.broker").joinpath("lua/commit.lua").read_text()
 
@@ -95,31 +99,76 @@ def commit(
     events_ttl_s: int = MARKER_TTL_S,
 ) -> list[Outcome]:
     """Commit several handoffs in one pipelined round trip; return each one's outcome."""
+    return commit_batch(client, keys, group, consumer, handoffs, record_ttl_s=record_ttl_s,
+                        events_maxlen=events_maxlen, events_ttl_s=events_ttl_s).outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What ``commit_batch`` did: each handoff's outcome and, with a ``ReplicaWait``, the replica count."""
+
+    outcomes: list[Outcome]
+    replicas: int | None = None
+    """Replicas that acknowledged the batch within the timeout (``None``: no WAIT was asked)."""
+
+
+def commit_batch(
+    client: redis.Redis,
+    keys: Keys,
+    group: str,
+    consumer: str,
+    handoffs: Sequence[Handoff],
+    *,
+    record_ttl_s: int = 0,
+    events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    events_ttl_s: int = MARKER_TTL_S,
+    wait: ReplicaWait | None = None,
+) -> Committed:
+    """``commit``, then (with ``wait`` on) ``WAIT`` for replicas on the connection that wrote."""
     _committer.ensure_loaded(client)
     retention = _Retention(record_ttl_s, events_maxlen, events_ttl_s)
     calls = [_call(keys, group, consumer, h, retention) for h in handoffs]
-    results = _run(client, calls)
+    wait = wait if wait is not None and wait.on and calls else None
+    results, acked = _run(client, calls, wait)
     missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if missing:
         _committer.reload(client)
-        for i, r in zip(missing, _run(client, [calls[i] for i in missing]), strict=True):
+        retried, retried_acked = _run(client, [calls[i] for i in missing], wait)
+        for i, r in zip(missing, retried, strict=True):
             results[i] = r
+        acked = retried_acked if acked is None or retried_acked is None else min(acked, retried_acked)
     for r in results:
         if isinstance(r, Exception):
             raise r
-    return [Outcome(int(r)) for r in results]
+    return Committed([Outcome(int(r)) for r in results], acked)
 
 
-def _run(client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | int]]]) -> list[Any]:
-    if len(calls) == 1:  # a plain call costs less than a pipeline of one
+def _run(
+    client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | int]]], wait: ReplicaWait | None
+) -> tuple[list[Any], int | None]:
+    """Run the EVALSHAs; with ``wait``, end the same pipeline (one connection) with ``WAIT``."""
+    if len(calls) == 1 and wait is None:  # a plain call costs less than a pipeline of one
         try:
-            return [client.evalsha(_committer.sha, calls[0][0], *calls[0][1])]
+            return [client.evalsha(_committer.sha, calls[0][0], *calls[0][1])], None
         except redis.ResponseError as exc:
-            return [exc]
+            return [exc], None
     pipe = client.pipeline(transaction=False)
     for numkeys, args in calls:
         pipe.evalsha(_committer.sha, numkeys, *args)
-    return list(pipe.execute(raise_on_error=False))
+    in_pipe = wait is not None and not is_cluster(client)
+    if in_pipe and wait is not None:
+        pipe.wait(wait.replicas, wait.timeout_ms)
+    results = list(pipe.execute(raise_on_error=False))
+    if wait is None:
+        return results, None
+    if in_pipe:
+        acked = results.pop()
+        if isinstance(acked, Exception):
+            raise acked
+        return results, int(acked)
+    first_key = calls[0][1][0]
+    assert isinstance(first_key, str | bytes)
+    return results, wait_replicas(client, first_key, wait.replicas, wait.timeout_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,21 @@
 """Connections to Redis from a ``REDIS_URL``, with redis-py's retry and backoff.
 
 ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs are accepted, with user and password
-(ACL) in the URL. Responses are not decoded: stream entries may hold invalid UTF-8, which a
+(ACL) in the URL; ``redis+sentinel://`` and ``rediss+sentinel://`` URLs go to a Sentinel-managed
+primary (``broker/sentinel.py``). Responses are not decoded: stream entries may hold invalid UTF-8, which a
 worker must be able to dead-letter rather than crash on.
 """
 
 from __future__ import annotations
 
+import re
+
 import redis
 import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+
+from baton.broker.sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
 
 __all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
 
@@ -20,7 +25,8 @@ class BrokerUnavailable(RuntimeError):
 
 
 def describe_url(url: str) -> str:
-    """Return ``url`` with any password masked, for messages and logs."""
+    """Return ``url`` with any password masked (``sentinel_password=`` too), for messages and logs."""
+    url = re.sub(r"(sentinel_password=)[^&]*", r"\1***", url)
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
@@ -36,6 +42,8 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
     """
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries)
     try:
+        if is_sentinel_url(url):
+            return connect_sentinel(url, socket_timeout=socket_timeout, retries=retries)
         return redis.Redis.from_url(
             url,
             decode_responses=False,
@@ -56,6 +64,8 @@ def connect_async(url: str, *, socket_timeout: float = 30.0) -> redis.asyncio.Re
     ``socket_timeout`` must exceed the longest blocking read (XREAD BLOCK) used on it.
     """
     try:
+        if is_sentinel_url(url):
+            return connect_sentinel_async(url, socket_timeout=socket_timeout)
         return redis.asyncio.Redis.from_url(
             url, decode_responses=False, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
             socket_keepalive=True, health_check_interval=15,

@@ -62,8 +62,11 @@ class WorkerMetrics:
         self._ratelimit = Histogram("baton_ratelimit_wait_seconds",
                                     "Seconds a model call waited for the model's shared rate limit",
                                     ["role"], buckets=_WAIT_BUCKETS, registry=r)
+        self._replicas_short = Counter("baton_replica_wait_short", "Commit batches fewer replicas acknowledged "
+                                       "than BATON_WAIT_REPLICAS within BATON_WAIT_TIMEOUT_MS", ["role"], registry=r)
         for metric in (self._processed, self._failed, self._retried, self._dead, self._reclaimed, self._tokens,
-                       self._step, self._in_flight, self._breaker_open, self._breaker_since, self._ratelimit):
+                       self._replicas_short, self._step, self._in_flight, self._breaker_open, self._breaker_since,
+                       self._ratelimit):
             metric.labels(role)
         for dependency in OUTAGE_DEPENDENCIES:
             self._outage.labels(role, dependency)
@@ -98,6 +101,10 @@ class WorkerMetrics:
     def retried(self, n: int = 1) -> None:
         """Count redelivered messages read again."""
         self._retried.labels(self.role).inc(n)
+
+    def replicas_short(self, n: int = 1) -> None:
+        """Count commit batches that fewer replicas than asked acknowledged in time."""
+        self._replicas_short.labels(self.role).inc(n)
 
     def dead_lettered(self, n: int = 1) -> None:
         """Count dead-lettered messages."""

@@ -51,12 +51,13 @@ from baton.broker import (
     Redis,
     RoleStreams,
     cancelled_and_scratchpads,
-    commit,
     connect,
     consumer_name,
     scratchpads,
 )
+from baton.broker.commit import commit_batch
 from baton.broker.janitor import Janitor
+from baton.broker.replication import ReplicaWait
 from baton.protocol import HopStarted, Task
 
 T = TypeVar("T")
@@ -391,12 +392,18 @@ class Worker:
                               stopping=self.stopping, metrics=self.metrics, what=what)
 
     def _commit(self, handoffs: list[Handoff]) -> list[Outcome]:
-        outcomes = self._ride_out_redis(
-            lambda: commit(self.client, self.keys, self.streams.group, self.consumer, handoffs,
-                           record_ttl_s=self.settings.record_ttl_s, events_maxlen=self.settings.events_maxlen,
-                           events_ttl_s=self.settings.events_ttl_s),
+        wait = ReplicaWait(self.settings.wait_replicas, self.settings.wait_timeout_ms)
+        committed = self._ride_out_redis(
+            lambda: commit_batch(self.client, self.keys, self.streams.group, self.consumer, handoffs,
+                                 record_ttl_s=self.settings.record_ttl_s, events_maxlen=self.settings.events_maxlen,
+                                 events_ttl_s=self.settings.events_ttl_s, wait=wait),
             "a commit",
         )
+        outcomes = committed.outcomes
+        if committed.replicas is not None and committed.replicas < wait.replicas:
+            self.metrics.replicas_short()
+            log.warning("only %d of %d replicas acknowledged a commit within %d ms", committed.replicas,
+                        wait.replicas, wait.timeout_ms)
         for h, o in zip(handoffs, outcomes, strict=True):
             with bind(run_id=h.run_id or "", msg_id=h.msg_id):
                 if o is Outcome.STALE:
