@@ -32,7 +32,7 @@ from baton.broker.reviews import decide
 from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
-from baton.protocol import DEFAULT_WORKFLOW, Task, new_id
+from baton.protocol import DEFAULT_WORKFLOW, Priority, Task, new_id
 from baton.protocol.events import Cancelled, Done, Event, Failed
 
 __all__ = ["Client", "Run", "RunInfo", "outcome", "workflow_named"]
@@ -100,17 +100,20 @@ class Client:
         self.close()
 
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
-               metadata: Mapping[str, str] | None = None, run_id: str | None = None) -> Run:
+               metadata: Mapping[str, str] | None = None, run_id: str | None = None,
+               priority: Priority = "interactive") -> Run:
         """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
 
-        ``deadline`` is in seconds from now; ``metadata`` is kept on the run record. The caller's
-        current OpenTelemetry span, if any, becomes the parent of the run's hops.
+        ``deadline`` is in seconds from now; ``metadata`` is kept on the run record; ``priority`` is
+        the run's lane (``batch`` work waits behind ``interactive`` work; a bad value raises
+        ``ProtocolError``). The caller's current OpenTelemetry span, if any, becomes the parent of
+        the run's hops.
         """
         wf = workflow_named(workflow or self.settings.workflow)
         trace = trace_fields()
         msg = Task(run_id=run_id or new_id(), role=wf.entry, task=task, workflow=wf.name,
                    deadline=None if deadline is None else time.time() + deadline,
-                   traceparent=trace["traceparent"], tracestate=trace["tracestate"])
+                   traceparent=trace["traceparent"], tracestate=trace["tracestate"], priority=priority)
         s = self.settings
         submit(self.redis, self.keys, msg, record_ttl_s=s.record_ttl_s, metadata=metadata,
                events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)

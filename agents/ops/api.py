@@ -127,7 +127,7 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
     deadline = time.time() + body.deadline if body.deadline is not None else None
     try:
         task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
-                    max_hops=ctx.settings.max_hops, **(trace or {}))
+                    max_hops=ctx.settings.max_hops, priority=body.priority, **(trace or {}))
         return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
                       events_maxlen=ctx.settings.events_maxlen, events_ttl_s=ctx.settings.events_ttl_s)
     except ProtocolError as exc:

@@ -15,7 +15,7 @@ import msgspec
 from fastapi import HTTPException, Request
 from msgspec import Meta
 
-from baton.protocol.fields import Name
+from baton.protocol.fields import Name, Priority
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -60,12 +60,14 @@ Metadata = Annotated[dict[Name, MetadataValue], Meta(max_length=MAX_METADATA_ITE
 
 
 class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Start a run: ``task`` goes to the entry role of ``workflow`` (default: the served workflow)."""
+    """Start a run: ``task`` goes to the entry role of ``workflow`` (default: the served workflow), in
+    the ``priority`` lane (``batch`` work waits behind ``interactive`` work)."""
 
     task: TaskText
     workflow: Name | None = None
     deadline: DeadlineS | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
+    priority: Priority = "interactive"
 
 
 class ForkRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
