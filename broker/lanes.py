@@ -44,7 +44,7 @@ class BatchShare:
     def reserve(self, count: int) -> int:
         """Accrue one read's share of ``count`` slots; return the whole slots owed to batch work."""
         self.credit = min(self.credit + self.share * count, self.share * count + 1.0)
-        return min(count, int(self.credit))
+        return min(count, int(self.credit + 1e-9))  # 10 x 0.1 is one whole slot
 
     def spend(self, taken: int) -> None:
         """Count ``taken`` batch entries read against the credit."""

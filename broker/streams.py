@@ -72,8 +72,10 @@ class GroupStreams:
         """Read own pending entries (``pending=True``) or new ones, re-creating a lost group."""
         return self.read_streams(self.streams, pending=pending, count=count, block_ms=block_ms)
 
-    def read_streams(self, streams: Sequence[str], *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
-        """``read`` over some of the group's ``streams`` only."""
+    def read_streams(self, streams: Sequence[str], *, pending: bool, count: int, block_ms: int | None,
+                     retry: bool = True) -> list[Entry]:
+        """``read`` over some of the group's ``streams`` only. A missing group (on any of them, such
+        as a lane nobody wrote to yet) is re-created, then the read is tried once more."""
         ids: dict[Any, Any] = dict.fromkeys(streams, "0" if pending else ">")
         reply: Any
         try:
@@ -84,7 +86,9 @@ class GroupStreams:
             if not _is_nogroup(exc):
                 raise
             self._recreate(streams)
-            return []
+            if not retry:
+                return []
+            return self.read_streams(streams, pending=pending, count=count, block_ms=block_ms, retry=False)
         entries: list[Entry] = []
         for stream, items in reply or []:
             for entry_id, fields in items:
@@ -142,7 +146,7 @@ class GroupStreams:
             try:
                 consumers = self.client.xinfo_consumers(stream, self.group)
             except CommandRefused as exc:
-                if _is_nogroup(exc):
+                if _is_nogroup(exc) or str(exc).startswith("no such key"):
                     self._recreate([stream])
                     continue
                 raise
