@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     block_ms: int = 2000
     max_deliveries: int = 3
     batch_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = DEFAULT_BATCH_SHARE  # batch lane share of read slots
+    batch_lane_size: Annotated[int, msgspec.Meta(ge=0)] = 0  # most batch tasks per model call (0: batch_size)
     lease_ms: int = 30000
     reclaim_interval_s: float = 5.0
     heartbeat_interval_s: float = 2.0

@@ -3,9 +3,11 @@
 Every role has an ``interactive`` and a ``batch`` stream per partition (``Keys.lane_streams``).
 A read of new work (``read_by_lane``) serves waiting interactive work before batch work, except
 for a fixed share of the slots (``BATON_BATCH_SHARE``, default 10%) that goes to batch work while
-both lanes have work, so a batch backlog never starves. Spare slots go to whichever lane has work.
-When neither lane has work the read blocks once over every lane's stream, so a lone task of
-either lane is picked up at once.
+both lanes have work, so a batch backlog never starves. A read that found interactive work takes no
+more batch work than that share (an interactive hop shares its model call with few batch tasks); a
+read that found none fills its slots with batch work, up to ``BATON_BATCH_LANE_SIZE`` when set (a
+smaller model call that an interactive task arriving meanwhile waits behind). When neither lane has
+work the read blocks once over every lane's stream, so a lone task of either lane is picked up at once.
 
 ``read_by_lane`` takes any stream list (a role's streams of every partition, or one partition's
 lanes for a per-partition reader): the lane of each stream is parsed from its key.
@@ -63,23 +65,26 @@ def split_lanes(keys: Keys, streams: Sequence[str]) -> tuple[list[str], list[str
 
 
 def read_by_lane(read: ReadNew, keys: Keys, streams: Sequence[str], *, count: int, block_ms: int | None,
-                 share: BatchShare) -> list[Entry]:
+                 share: BatchShare, batch_count: int = 0) -> list[Entry]:
     """Up to ``count`` new entries of ``streams``: batch work's reserved share, then interactive
-    work, then batch work in the slots left; when nothing waits, one blocking read over all."""
+    work, then (when there was none) batch work in the slots left; when nothing waits, one blocking
+    read over all. ``batch_count`` (0: ``count``) caps a read that holds batch work only, so an
+    interactive task arriving meanwhile waits behind a shorter model call."""
     urgent, batch = split_lanes(keys, streams)
+    batch_max = min(count, batch_count or count)
     if not urgent or not batch:
-        return read(streams, count, block_ms)
+        return read(streams, count if urgent else batch_max, block_ms)
     reserved = share.reserve(count)
     got = read(batch, reserved, None) if reserved else []
     batch_left = len(got) == reserved  # a short batch read means the batch lane is empty
     taken = len(got)
     if len(got) < count:
         got += read(urgent, count - len(got), None)
-    if batch_left and len(got) < count:
-        more = read(batch, count - len(got), None)
+    if batch_left and len(got) == taken < batch_max:
+        more = read(batch, batch_max - len(got), None)
         got += more
         taken += len(more)
     share.spend(taken)
     if not got and block_ms is not None:
-        got = read(streams, count, block_ms)
+        got = read(streams, batch_max, block_ms)
     return got

@@ -215,10 +215,10 @@ def ensure_group(client: Redis, stream: str, group: str) -> None:
 class RoleStreams(GroupStreams):
     """The partition and lane streams and consumer group of one role of one workflow, seen by one
     consumer. New work is read interactive lane first, with ``batch_share`` of the slots kept for
-    the batch lane (``broker.lanes``)."""
+    the batch lane, and reads of batch work alone capped at ``batch_count`` (0: no cap; ``broker.lanes``)."""
 
     def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str, *,
-                 batch_share: float = DEFAULT_BATCH_SHARE) -> None:
+                 batch_share: float = DEFAULT_BATCH_SHARE, batch_count: int = 0) -> None:
         for what, name in (("workflow", workflow), ("role", role)):
             try:
                 msgspec.convert(name, Name)
@@ -228,12 +228,14 @@ class RoleStreams(GroupStreams):
         self.workflow = workflow
         self.role = role
         self.share = BatchShare(batch_share)
+        self.batch_count = batch_count
 
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         """Own pending entries of every lane, or new ones by lane (``broker.lanes.read_by_lane``)."""
         if pending:
             return super().read(pending=True, count=count, block_ms=block_ms)
-        return read_by_lane(self._read_new, self.keys, self.streams, count=count, block_ms=block_ms, share=self.share)
+        return read_by_lane(self._read_new, self.keys, self.streams, count=count, block_ms=block_ms, share=self.share,
+                            batch_count=self.batch_count)
 
     def _read_new(self, streams: Sequence[str], count: int, block_ms: int | None) -> list[Entry]:
         return self.read_streams(streams, pending=False, count=count, block_ms=block_ms)

@@ -79,7 +79,8 @@ def test_interactive_work_is_read_first_and_batch_gets_its_share(client: redis.R
         seen += _lanes(keys, reader.read(pending=False, count=8, block_ms=None))
     assert seen.count("interactive") == 36 and seen.count("batch") == 12  # 25% while both lanes wait
     rest = _lanes(keys, reader.read(pending=False, count=8, block_ms=None))
-    assert rest.count("interactive") == 4 and rest.count("batch") == 4  # spare slots go to the batch lane
+    assert rest.count("interactive") == 4 and rest.count("batch") == 2  # no batch top-up beside interactive work
+    assert _lanes(keys, reader.read(pending=False, count=8, block_ms=None)) == ["batch"] * 8  # spare slots: batch
 
 
 def test_with_a_share_of_one_read_in_ten_a_single_slot_reader_still_serves_batch(client: redis.Redis,
@@ -99,7 +100,8 @@ def test_own_pending_entries_of_both_lanes_are_read_again(client: redis.Redis, k
     _submit(client, keys, "i", "interactive")
     reader = RoleStreams(client, keys, "seed", "planner", "c")
     reader.ensure_groups()
-    assert sorted(_lanes(keys, reader.read(pending=False, count=8, block_ms=None))) == ["batch", "interactive"]
+    assert _lanes(keys, reader.read(pending=False, count=8, block_ms=None)) == ["interactive"]
+    assert _lanes(keys, reader.read(pending=False, count=8, block_ms=None)) == ["batch"]
     again = reader.read(pending=True, count=8, block_ms=None)
     assert sorted(_lanes(keys, again)) == ["batch", "interactive"] and all(e.deliveries == 2 for e in again)
 
