@@ -182,18 +182,20 @@ def main(
     runs: Annotated[int, typer.Option(help="Interactive runs per condition and round.")] = 10,
     rounds: Annotated[int, typer.Option(help="Idle/backlog rounds per model.")] = 3,
     models: Annotated[str, typer.Option(help="Comma-separated: echo, twin.")] = "echo,twin",
+    lane_size: Annotated[int, typer.Option(help="BATON_BATCH_LANE_SIZE of the workers (0: the batch size).")] = 0,
     write: Annotated[bool, typer.Option("--write", help="Write the section into BENCHMARKS.md.")] = False,
 ) -> None:
     """Measure interactive single-run latency with and without a batch backlog."""
     from baton.agents.backends.twin import build_twin
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the workers on the way out
     started, load_before = time.time(), os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-priority-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
         base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         base.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                     "TOKENIZERS_PARALLELISM": "false"})
+                     "TOKENIZERS_PARALLELISM": "false", "BATON_BATCH_LANE_SIZE": str(lane_size)})
         for name in filter(None, models.split(",")):
             model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))
             label = "echo" if name == "echo" else "twin of tiny-gpt2 (default model)"
@@ -208,9 +210,11 @@ def main(
     write_section(ROOT / "BENCHMARKS.md", [
         SECTION, "",
         f"Rows from `python -m bench.priority --backlog {backlog} --runs {runs} --rounds {rounds} --models {models}"
-        f" --write` ({when}, {(time.time() - started) / 60:.1f} min, 1-min load {load_before[0]:.2f} before, "
+        f" --lane-size {lane_size} --write` ({when}, {(time.time() - started) / 60:.1f} min, "
+        f"1-min load {load_before[0]:.2f} before, "
         f"{la[0]:.2f} after, on {os.cpu_count()} cores shared with other work). One worker per role, baton "
-        "defaults (batch size 32, `BATON_BATCH_SHARE=0.1`). Each round: "
+        f"defaults (batch size 32, `BATON_BATCH_SHARE=0.1`) and `BATON_BATCH_LANE_SIZE={lane_size}`"
+        f"{' (no cap)' if not lane_size else ''}. Each round: "
         f"{runs} interactive single runs one at a time on the idle system, then {backlog} batch runs queued "
         f"(the planner paused while they are submitted) and {runs} more interactive single runs while they wait, "
         f"then the backlog is cancelled and drains; {rounds} rounds "
