@@ -147,7 +147,7 @@ def measure(label: str, url: str, env: dict[str, str], log: Path, *, rounds: int
 
 def rows(results: list[Figures]) -> list[str]:
     """The markdown table of the results."""
-    out = ["| model | idle p50, ms | p50 with the batch backlog, ms | idle p95, ms | backlog p95, ms "
+    out = ["| model, settings | idle p50, ms | p50 with the batch backlog, ms | idle p95, ms | backlog p95, ms "
            "| p50 ratio (per-round min–max) | batch tasks still queued at the planner after the backlog runs "
            "| within 2x |",
            "|---|---|---|---|---|---|---|---|"]
@@ -182,7 +182,8 @@ def main(
     runs: Annotated[int, typer.Option(help="Interactive runs per condition and round.")] = 10,
     rounds: Annotated[int, typer.Option(help="Idle/backlog rounds per model.")] = 3,
     models: Annotated[str, typer.Option(help="Comma-separated: echo, twin.")] = "echo,twin",
-    lane_size: Annotated[int, typer.Option(help="BATON_BATCH_LANE_SIZE of the workers (0: the batch size).")] = 0,
+    lane_sizes: Annotated[str, typer.Option(help="Comma-separated BATON_BATCH_LANE_SIZE values to measure "
+                                                 "(0: the batch size, no cap).")] = "0",
     write: Annotated[bool, typer.Option("--write", help="Write the section into BENCHMARKS.md.")] = False,
 ) -> None:
     """Measure interactive single-run latency with and without a batch backlog."""
@@ -195,12 +196,15 @@ def main(
         cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
         base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         base.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                     "TOKENIZERS_PARALLELISM": "false", "BATON_BATCH_LANE_SIZE": str(lane_size)})
+                     "TOKENIZERS_PARALLELISM": "false"})
         for name in filter(None, models.split(",")):
             model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))
-            label = "echo" if name == "echo" else "twin of tiny-gpt2 (default model)"
-            results.append(measure(label, server.url, {**base, "BATON_MODEL": model}, Path(tmp) / f"{name}.log",
-                                   rounds=rounds, runs=runs, backlog=backlog))
+            for size in (int(v) for v in lane_sizes.split(",")):
+                label = ("echo" if name == "echo" else "twin of tiny-gpt2 (default model)") + (
+                    f", BATON_BATCH_LANE_SIZE={size}" if size else ", defaults")
+                env = {**base, "BATON_MODEL": model, "BATON_BATCH_LANE_SIZE": str(size)}
+                results.append(measure(label, server.url, env, Path(tmp) / f"{name}-{size}.log", rounds=rounds,
+                                       runs=runs, backlog=backlog))
     table = rows(results)
     print("\n".join(table))
     if not write:
@@ -210,11 +214,11 @@ def main(
     write_section(ROOT / "BENCHMARKS.md", [
         SECTION, "",
         f"Rows from `python -m bench.priority --backlog {backlog} --runs {runs} --rounds {rounds} --models {models}"
-        f" --lane-size {lane_size} --write` ({when}, {(time.time() - started) / 60:.1f} min, "
+        f" --lane-sizes {lane_sizes} --write` ({when}, {(time.time() - started) / 60:.1f} min, "
         f"1-min load {load_before[0]:.2f} before, "
         f"{la[0]:.2f} after, on {os.cpu_count()} cores shared with other work). One worker per role, baton "
-        f"defaults (batch size 32, `BATON_BATCH_SHARE=0.1`) and `BATON_BATCH_LANE_SIZE={lane_size}`"
-        f"{' (no cap)' if not lane_size else ''}. Each round: "
+        "defaults (batch size 32, `BATON_BATCH_SHARE=0.1`, no cap on batch-only reads) unless the row says "
+        "otherwise. Each round: "
         f"{runs} interactive single runs one at a time on the idle system, then {backlog} batch runs queued "
         f"(the planner paused while they are submitted) and {runs} more interactive single runs while they wait, "
         f"then the backlog is cancelled and drains; {rounds} rounds "

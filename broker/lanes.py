@@ -23,7 +23,7 @@ from baton.broker.keys import DEFAULT_LANE, Keys
 if TYPE_CHECKING:
     from baton.broker.streams import Entry
 
-__all__ = ["DEFAULT_BATCH_SHARE", "BatchShare", "ReadNew", "read_by_lane", "split_lanes"]
+__all__ = ["DEFAULT_BATCH_SHARE", "BatchShare", "ReadNew", "read_by_lane", "refill_streams", "split_lanes"]
 
 DEFAULT_BATCH_SHARE = 0.1
 """The fraction of read slots batch work gets while interactive work is waiting too."""
@@ -62,6 +62,17 @@ def split_lanes(keys: Keys, streams: Sequence[str]) -> tuple[list[str], list[str
         name = keys.parse_stream(stream)
         (urgent if name is None or name.lane == DEFAULT_LANE else batch).append(stream)
     return urgent, batch
+
+
+def refill_streams(keys: Keys, streams: Sequence[str], entries: Sequence[Entry]) -> list[str] | None:
+    """Where a read topping up ``entries`` (a lingering worker's second read) may look: only the
+    interactive streams when ``entries`` hold interactive work beside a batch lane, so batch work
+    does not join an interactive hop's model call; None when a plain ``read_by_lane`` is fine."""
+    urgent, batch = split_lanes(keys, streams)
+    if not batch or not urgent:
+        return None
+    mine = set(urgent)
+    return urgent if any(e.stream in mine for e in entries) else None
 
 
 def read_by_lane(read: ReadNew, keys: Keys, streams: Sequence[str], *, count: int, block_ms: int | None,

@@ -21,7 +21,7 @@ from redis.exceptions import OutOfMemoryError
 
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
-from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane
+from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
 from baton.broker.text import as_text
 from baton.protocol import Name
 
@@ -236,6 +236,14 @@ class RoleStreams(GroupStreams):
             return super().read(pending=True, count=count, block_ms=block_ms)
         return read_by_lane(self._read_new, self.keys, self.streams, count=count, block_ms=block_ms, share=self.share,
                             batch_count=self.batch_count)
+
+    def read_more(self, entries: Sequence[Entry], count: int) -> list[Entry]:
+        """Up to ``count`` new entries to top up ``entries`` without blocking: interactive ones only
+        when ``entries`` hold interactive work (``broker.lanes.refill_streams``)."""
+        only = refill_streams(self.keys, self.streams, entries)
+        if only is None:
+            return self.read(pending=False, count=count, block_ms=None)
+        return self.read_streams(only, pending=False, count=count, block_ms=None)
 
     def _read_new(self, streams: Sequence[str], count: int, block_ms: int | None) -> list[Entry]:
         return self.read_streams(streams, pending=False, count=count, block_ms=block_ms)

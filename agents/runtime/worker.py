@@ -177,7 +177,7 @@ class Worker:
         flowing, self._last_read = self._last_read > 1, len(entries)
         if not pending and flowing and 0 < len(entries) < size and self.settings.linger_ms > 0:
             time.sleep(self.settings.linger_ms / 1000)
-            entries += self.streams.read(pending=False, count=size - len(entries), block_ms=None)
+            entries += self.streams.read_more(entries, count=size - len(entries))
         return entries
 
     # heartbeat and lease -----------------------------------------------------------
