@@ -130,3 +130,19 @@ def test_an_idle_reader_blocks_once_and_wakes_for_either_lane(client: redis.Redi
 def test_the_share_is_a_fraction() -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         BatchShare(1.5)
+
+
+def test_a_top_up_read_beside_interactive_work_takes_interactive_work_only(client: redis.Redis, keys: Keys) -> None:
+    for i in range(4):
+        _submit(client, keys, f"b{i}", "batch")
+    _submit(client, keys, "i0", "interactive")
+    reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.0)
+    reader.ensure_groups()
+    first = reader.read(pending=False, count=8, block_ms=None)
+    assert _lanes(keys, first) == ["interactive"]
+    assert reader.read_more(first, count=7) == []  # the batch tasks wait for a read of their own
+    _submit(client, keys, "i1", "interactive")
+    assert _lanes(keys, reader.read_more(first, count=7)) == ["interactive"]
+    batch = reader.read(pending=False, count=8, block_ms=None)
+    assert _lanes(keys, batch) == ["batch"] * 4
+    assert reader.read_more(batch, count=4) == []
