@@ -14,6 +14,7 @@ import msgspec
 from baton.agents.backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S
+from baton.broker.lanes import DEFAULT_BATCH_SHARE
 from baton.protocol import MAX_HOPS
 
 __all__ = ["DEFAULT_MODEL", "Settings", "SettingsError"]
@@ -37,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     linger_ms: int = 2  # a short read waits this long for more, only while work is flowing
     block_ms: int = 2000
     max_deliveries: int = 3
+    batch_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = DEFAULT_BATCH_SHARE  # batch lane share of read slots
+    batch_lane_size: Annotated[int, msgspec.Meta(ge=0)] = 0  # most batch tasks per model call (0: batch_size)
     lease_ms: int = 30000
     reclaim_interval_s: float = 5.0
     heartbeat_interval_s: float = 2.0

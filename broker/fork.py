@@ -23,9 +23,9 @@ from baton.broker.keys import Keys
 from baton.broker.runs import RunStatus, RunView, get_run, submit
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import Budget, Task, new_id
+from baton.protocol import PRIORITIES, Budget, Priority, Task, new_id
 
-__all__ = ["ForkError", "fork_run", "replay_run"]
+__all__ = ["ForkError", "fork_run", "lane_of", "replay_run"]
 
 
 class ForkError(ValueError):
@@ -73,11 +73,13 @@ def _source(client: redis.Redis, keys: Keys, run_id: str) -> RunView:
 
 
 def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
-             deadline: float | None = None, max_hops: int | None = None, record_ttl_s: int = 0) -> str:
+             deadline: float | None = None, max_hops: int | None = None, record_ttl_s: int = 0,
+             priority: Priority | None = None) -> str:
     """A new run continuing ``run_id`` from ``from_role``'s (first) hop; returns the new run id.
 
     The new run gets the source's scratchpad entries of earlier hops, and starts with the role's
-    original input, or ``task`` when given. Its record says ``forked_from`` (the source run),
+    original input, or ``task`` when given, in the source's lane unless ``priority`` says otherwise.
+    Its record says ``forked_from`` (the source run),
     ``forked_at`` (the role) and ``forked_hop``. ``ForkError`` when the run or role is unknown.
     """
     rec = _source(client, keys, run_id)
@@ -94,14 +96,15 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
         raise ForkError(f"role {from_role!r} ran as {meta['parts']} fan-out parts in run {run_id}; fork from the "
                         "role before it, or give --task")
     new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.get("workflow", "") or "seed", hop=hop,
-               deadline=deadline, max_hops=max_hops)
+               deadline=deadline, max_hops=max_hops, priority=priority or lane_of(rec))
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
     return _start(client, keys, new, [e for e in history if e.hop < hop], label, record_ttl_s, usage(rec).budget)
 
 
 def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float | None = None,
-               max_hops: int | None = None, record_ttl_s: int = 0) -> str:
-    """A new run of ``run_id``'s workflow with the same task text, from its first role; returns its id.
+               max_hops: int | None = None, record_ttl_s: int = 0, priority: Priority | None = None) -> str:
+    """A new run of ``run_id``'s workflow with the same task text, from its first role (in the
+    source's lane unless ``priority`` says otherwise); returns its id.
 
     Its record says ``replayed_from``. ``ForkError`` when the run is unknown or its first hop left
     no trace of which role it started at.
@@ -111,8 +114,14 @@ def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float 
     if not starts:
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
     new = Task(run_id=new_id(), role=starts[0].role, task=rec.get("task", ""), workflow=rec.get("workflow", "")
-               or "seed", deadline=deadline, max_hops=max_hops)
+               or "seed", deadline=deadline, max_hops=max_hops, priority=priority or lane_of(rec))
     return _start(client, keys, new, [], {"replayed_from": run_id}, record_ttl_s, usage(rec).budget)
+
+
+def lane_of(record: RunView) -> Priority:
+    """The priority lane a run record says its run is in (records from before lanes: interactive)."""
+    lane = record.get("priority", "")
+    return next((p for p in PRIORITIES if p == lane), PRIORITIES[0])
 
 
 def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry], label: dict[str, str | int],

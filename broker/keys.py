@@ -8,6 +8,10 @@ of a handoff is a single-slot operation and a later cluster deployment needs no 
 Task streams are per workflow: ``<prefix>:{p<N>}:wf:<workflow>:stream:<role>``, so any number of
 workflows share one Redis (and role names) without taking each other's tasks. Workflow and role
 names are key-safe (``protocol/fields.py``): they hold no ``:``, and a stream key parses back.
+
+Each role has one stream per priority lane (``protocol.PRIORITIES``): the ``interactive`` lane is
+the key above, the ``batch`` lane its sibling ``<prefix>:{p<N>}:wf:<workflow>:lane:batch:stream:<role>``
+in the same hash tag (a read over one partition's lanes is a single-slot command).
 """
 
 from __future__ import annotations
@@ -17,23 +21,30 @@ import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["MARKER_TTL_S", "Keys", "StreamName"]
+from baton.protocol.fields import PRIORITIES, Priority
+
+__all__ = ["DEFAULT_LANE", "MARKER_TTL_S", "Keys", "StreamName"]
 
 MARKER_TTL_S = 7 * 24 * 3600
 """Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
 retention of finished results: longer than any redelivery can arrive late."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)\}:wf:(?P<workflow>[^:]+):stream:(?P<role>[^:]+)$")
+DEFAULT_LANE: Priority = "interactive"
+"""The lane whose stream keys carry no lane part (the keys baton had before lanes)."""
+
+_STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)\}:wf:(?P<workflow>[^:]+):"
+                     r"(?:lane:(?P<lane>[^:]+):)?stream:(?P<role>[^:]+)$")
 
 
 @dataclass(frozen=True, slots=True)
 class StreamName:
-    """What a task stream key says: its workflow, role and partition."""
+    """What a task stream key says: its workflow, role, partition and priority lane."""
 
     workflow: str
     role: str
     partition: int
+    lane: Priority = DEFAULT_LANE
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,29 +74,37 @@ class Keys:
         return self.tag(self.partition(run_id))
 
     # streams -------------------------------------------------------------
-    def stream(self, workflow: str, role: str, partition: int = 0) -> str:
-        """The task stream of ``role`` of ``workflow`` in ``partition``."""
-        return f"{self.tag(partition)}:wf:{workflow}:stream:{role}"
+    def stream(self, workflow: str, role: str, partition: int = 0, lane: Priority = DEFAULT_LANE) -> str:
+        """The task stream of ``role`` of ``workflow`` in ``partition`` and priority ``lane``."""
+        infix = "" if lane == DEFAULT_LANE else f"lane:{lane}:"
+        return f"{self.tag(partition)}:wf:{workflow}:{infix}stream:{role}"
 
-    def run_stream(self, workflow: str, role: str, run_id: str) -> str:
-        """The task stream of ``role`` of ``workflow`` in the partition of ``run_id``."""
-        return self.stream(workflow, role, self.partition(run_id))
+    def run_stream(self, workflow: str, role: str, run_id: str, lane: Priority = DEFAULT_LANE) -> str:
+        """The task stream of ``role`` of ``workflow`` in the partition of ``run_id``, in ``lane``."""
+        return self.stream(workflow, role, self.partition(run_id), lane)
+
+    def lane_streams(self, workflow: str, role: str, partition: int = 0) -> list[str]:
+        """The task streams of ``role`` of ``workflow`` in one partition, one per lane, most urgent first."""
+        return [self.stream(workflow, role, partition, lane) for lane in PRIORITIES]
 
     def streams(self, workflow: str, role: str) -> list[str]:
-        """The task streams of ``role`` of ``workflow`` across all partitions."""
-        return [self.stream(workflow, role, p) for p in range(self.partitions)]
+        """The task streams of ``role`` of ``workflow``: every lane of every partition, by partition."""
+        return [s for p in range(self.partitions) for s in self.lane_streams(workflow, role, p)]
 
     def stream_pattern(self, workflow: str = "*", role: str = "*") -> str:
         """Glob (for SCAN and ACL rules) matching the task streams of ``role`` of ``workflow`` in every
-        partition; the default ``*`` matches any workflow or role."""
-        return f"{self.prefix}:{{p*}}:wf:{workflow}:stream:{role}"
+        partition and lane; the default ``*`` matches any workflow or role."""
+        return f"{self.prefix}:{{p*}}:wf:{workflow}:*stream:{role}"
 
     def parse_stream(self, key: str) -> StreamName | None:
-        """The workflow, role and partition of a task stream key of this prefix; None otherwise."""
+        """The workflow, role, partition and lane of a task stream key of this prefix; None otherwise."""
         m = _STREAM.match(key)
         if m is None or m["prefix"] != self.prefix:
             return None
-        return StreamName(m["workflow"], m["role"], int(m["partition"]))
+        lane = m["lane"] or DEFAULT_LANE
+        if lane == DEFAULT_LANE and m["lane"] or lane not in PRIORITIES:
+            return None
+        return StreamName(m["workflow"], m["role"], int(m["partition"]), lane)
 
     def group(self, role: str) -> str:
         """The consumer group name of ``role`` (the same on every partition's stream)."""

@@ -274,7 +274,7 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
             started=float(started or 0), finished=float(finished or 0), tokens=int(tokens or 0)))
         verdict |= {"decided_output": final, "continuation_id": cont.id}
         record: dict[str, Value] = {"status": RunStatus.RUNNING, "role": review.role, "updated_at": now}
-        target, payload = keys.run_stream(parked.workflow, review.role, run_id), encode(cont)
+        target, payload = keys.run_stream(parked.workflow, review.role, run_id, parked.priority), encode(cont)
     else:
         err = Error(run_id=run_id, role=review.role, reason=reason, parent_id=parked.id, hop=parked.hop,
                     trace=parked.trace)

@@ -66,8 +66,8 @@ def submit(
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
     metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
 ) -> str:
-    """Create the run record, its ``queued`` event and its first task on its workflow's stream, in
-    one MULTI; return the run id.
+    """Create the run record, its ``queued`` event and its first task on its workflow's stream (in
+    the task's ``priority`` lane, kept on the record), in one MULTI; return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
     written): a task built in Python is not validated until it is decoded. A task with a
@@ -78,7 +78,7 @@ def submit(
     """
     payload = encode(task)
     decode(payload)
-    stream = keys.run_stream(task.workflow, task.role, task.run_id)
+    stream = keys.run_stream(task.workflow, task.role, task.run_id, task.priority)
     _ensure_group_once(client, stream, keys.group(task.role))
     p = keys.partition(task.run_id)
     record: dict[Any, Any] = {
@@ -87,6 +87,7 @@ def submit(
         "workflow": task.workflow,
         "status": RunStatus.QUEUED,
         "role": task.role,
+        "priority": task.priority,
         "created_at": task.created_at,
         "updated_at": task.created_at,
     }

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import redis
 
-from baton.broker.keys import Keys
+from baton.broker.keys import DEFAULT_LANE, Keys
 from baton.broker.text import as_text
 
 __all__ = [
@@ -64,7 +64,7 @@ class GroupStats(msgspec.Struct, kw_only=True):
 
 
 class StreamStats(msgspec.Struct, kw_only=True):
-    """One task stream: its workflow, role and partition, length, newest id and groups."""
+    """One task stream: its workflow, role, partition and priority lane, length, newest id and groups."""
 
     stream: str
     workflow: str
@@ -72,6 +72,7 @@ class StreamStats(msgspec.Struct, kw_only=True):
     partition: int
     length: int
     groups: list[GroupStats]
+    lane: str = DEFAULT_LANE
 
 
 def server_version(client: redis.Redis) -> tuple[int, ...]:
@@ -143,7 +144,8 @@ def stream_stats(client: redis.Redis, keys: Keys, streams: Sequence[str]) -> lis
             ))
         name = keys.parse_stream(stream)
         out.append(StreamStats(stream=stream, workflow=name.workflow if name else "", role=name.role if name else "",
-                               partition=name.partition if name else 0, length=length, groups=group_stats))
+                               partition=name.partition if name else 0, length=length, groups=group_stats,
+                               lane=name.lane if name else DEFAULT_LANE))
     return out
 
 

@@ -21,6 +21,7 @@ from redis.exceptions import OutOfMemoryError
 
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
+from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
 from baton.broker.text import as_text
 from baton.protocol import Name
 
@@ -69,7 +70,13 @@ class GroupStreams:
     # reading ----------------------------------------------------------------
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         """Read own pending entries (``pending=True``) or new ones, re-creating a lost group."""
-        ids: dict[Any, Any] = dict.fromkeys(self.streams, "0" if pending else ">")
+        return self.read_streams(self.streams, pending=pending, count=count, block_ms=block_ms)
+
+    def read_streams(self, streams: Sequence[str], *, pending: bool, count: int, block_ms: int | None,
+                     retry: bool = True) -> list[Entry]:
+        """``read`` over some of the group's ``streams`` only. A missing group (on any of them, such
+        as a lane nobody wrote to yet) is re-created, then the read is tried once more."""
+        ids: dict[Any, Any] = dict.fromkeys(streams, "0" if pending else ">")
         reply: Any
         try:
             reply = self.client.xreadgroup(
@@ -78,8 +85,10 @@ class GroupStreams:
         except CommandRefused as exc:
             if not _is_nogroup(exc):
                 raise
-            self._recreate(self.streams)
-            return []
+            self._recreate(streams)
+            if not retry:
+                return []
+            return self.read_streams(streams, pending=pending, count=count, block_ms=block_ms, retry=False)
         entries: list[Entry] = []
         for stream, items in reply or []:
             for entry_id, fields in items:
@@ -137,7 +146,7 @@ class GroupStreams:
             try:
                 consumers = self.client.xinfo_consumers(stream, self.group)
             except CommandRefused as exc:
-                if _is_nogroup(exc):
+                if _is_nogroup(exc) or str(exc).startswith("no such key"):
                     self._recreate([stream])
                     continue
                 raise
@@ -204,9 +213,12 @@ def ensure_group(client: Redis, stream: str, group: str) -> None:
 
 
 class RoleStreams(GroupStreams):
-    """The partition streams and consumer group of one role of one workflow, seen by one consumer."""
+    """The partition and lane streams and consumer group of one role of one workflow, seen by one
+    consumer. New work is read interactive lane first, with ``batch_share`` of the slots kept for
+    the batch lane, and reads of batch work alone capped at ``batch_count`` (0: no cap; ``broker.lanes``)."""
 
-    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str) -> None:
+    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str, *,
+                 batch_share: float = DEFAULT_BATCH_SHARE, batch_count: int = 0) -> None:
         for what, name in (("workflow", workflow), ("role", role)):
             try:
                 msgspec.convert(name, Name)
@@ -215,3 +227,23 @@ class RoleStreams(GroupStreams):
         super().__init__(client, keys, keys.streams(workflow, role), keys.group(role), consumer)
         self.workflow = workflow
         self.role = role
+        self.share = BatchShare(batch_share)
+        self.batch_count = batch_count
+
+    def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
+        """Own pending entries of every lane, or new ones by lane (``broker.lanes.read_by_lane``)."""
+        if pending:
+            return super().read(pending=True, count=count, block_ms=block_ms)
+        return read_by_lane(self._read_new, self.keys, self.streams, count=count, block_ms=block_ms, share=self.share,
+                            batch_count=self.batch_count)
+
+    def read_more(self, entries: Sequence[Entry], count: int) -> list[Entry]:
+        """Up to ``count`` new entries to top up ``entries`` without blocking: interactive ones only
+        when ``entries`` hold interactive work (``broker.lanes.refill_streams``)."""
+        only = refill_streams(self.keys, self.streams, entries)
+        if only is None:
+            return self.read(pending=False, count=count, block_ms=None)
+        return self.read_streams(only, pending=False, count=count, block_ms=None)
+
+    def _read_new(self, streams: Sequence[str], count: int, block_ms: int | None) -> list[Entry]:
+        return self.read_streams(streams, pending=False, count=count, block_ms=block_ms)

@@ -20,7 +20,7 @@ from baton.protocol.events import (
     encode_event,
     is_terminal,
 )
-from baton.protocol.fields import KEY_SAFE_PATTERN, Id, Name
+from baton.protocol.fields import KEY_SAFE_PATTERN, PRIORITIES, Id, Name, Priority
 from baton.protocol.limits import (
     DEAD_LETTER_MAX_BYTES,
     MAX_HOPS,
@@ -56,6 +56,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PARTS",
     "MAX_TOOL_TIMEOUT_S",
+    "PRIORITIES",
     "PROTOCOL_VERSION",
     "TERMINAL_EVENTS",
     "Budget",
@@ -72,6 +73,7 @@ __all__ = [
     "Id",
     "Message",
     "Name",
+    "Priority",
     "ProtocolError",
     "Queued",
     "Result",

@@ -8,7 +8,7 @@ become parts of Redis keys, so they are limited to a key-safe alphabet: letters,
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from msgspec import Meta
 
@@ -25,6 +25,8 @@ __all__ = [
     "Name",
     "PartCount",
     "PartIndex",
+    "Priority",
+    "PRIORITIES",
     "ToolTimeout",
     "TraceParent",
     "TraceState",
@@ -52,3 +54,7 @@ TraceParent = Annotated[str, Meta(max_length=55, pattern=r"^([0-9a-f]{2}-[0-9a-f
                                                "or empty for none.")]
 TraceState = Annotated[str, Meta(max_length=512, pattern=r"^[\x20-\x7e]*$",
                                   description="A W3C Trace Context tracestate (vendor entries), or empty.")]
+Priority = Literal["interactive", "batch"]
+"""A run's lane: ``interactive`` work is read before ``batch`` work (which still gets a fixed share)."""
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+"""The lanes, most urgent first."""

@@ -26,6 +26,7 @@ from baton.protocol.fields import (
     Name,
     PartCount,
     PartIndex,
+    Priority,
     ToolTimeout,
     TraceParent,
     TraceState,
@@ -111,7 +112,7 @@ class Task(_Base, frozen=True, kw_only=True, tag="task"):
     a workflow the worker does not run is dead-lettered. ``traceparent`` and ``tracestate`` (W3C
     Trace Context) put the hop under its submitter's trace: empty when nobody traces. ``review`` is set
     on the continuation of a reviewed role's parked output: the worker hands off the decided output
-    without calling the model.
+    without calling the model. ``priority`` is the run's lane: every task the run hands on keeps it.
     """
 
     role: Name
@@ -125,6 +126,7 @@ class Task(_Base, frozen=True, kw_only=True, tag="task"):
     traceparent: TraceParent = ""
     tracestate: TraceState = ""
     review: ReviewDecision | None = None
+    priority: Priority = "interactive"
 
 
 class Result(_Base, frozen=True, kw_only=True, tag="result"):

@@ -71,7 +71,7 @@ def scratchpad_cmd(
 def stream_rows(client: Redis, keys: Keys) -> list[dict[str, Any]]:
     """Per task stream (of every workflow): length, and per group: pending, lag, consumers (with idle ms)."""
     return [
-        {"stream": st.stream, "workflow": st.workflow, "role": st.role, "length": st.length,
+        {"stream": st.stream, "workflow": st.workflow, "role": st.role, "lane": st.lane, "length": st.length,
          "groups": [{"group": g.name, "pending": g.pending, "lag": g.lag,
                      "consumers": [{"name": c.name, "pending": c.pending, "idle_ms": c.idle_ms} for c in g.consumers]}
                     for g in st.groups]}

@@ -27,7 +27,7 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
 from baton.broker.runs import TERMINAL, RunStatus
-from baton.protocol import Budget, Cancelled, Failed, Task, new_id
+from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority, Task, new_id
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
@@ -57,11 +57,24 @@ def run_budget(wf: Workflow, max_tokens: int | None, max_model_calls: int | None
     return wf.run_budget(given if given.limits() else None)
 
 
-def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = None) -> Task:
-    """The first task of a new run of ``wf``, under the caller's current trace span if there is one."""
+def _check_priority(priority: str) -> Priority:
+    for lane in PRIORITIES:
+        if lane == priority:
+            return lane
+    raise CliError(f"bad --priority {priority!r}: expected one of {', '.join(PRIORITIES)}", 2)
+
+
+def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = None,
+             priority: str = "interactive") -> Task:
+    """The first task of a new run of ``wf`` in lane ``priority``, under the caller's current trace
+    span if there is one."""
     deadline = time.time() + deadline_s if deadline_s else None
     return Task(run_id=new_id(), role=wf.entry, task=text, workflow=wf.name, deadline=deadline,
-                max_hops=s.max_hops, **trace_fields())
+                max_hops=s.max_hops, priority=_check_priority(priority), **trace_fields())
+
+
+PriorityOption = Annotated[str, typer.Option(help="The run's lane: interactive, or batch (served after "
+                                                   "interactive work, with a fixed share).")]
 
 
 class WorkerPool:
@@ -160,9 +173,11 @@ def run(
     max_tokens: MaxTokens = None,
     max_model_calls: MaxModelCalls = None,
     max_tool_calls: MaxToolCalls = None,
+    priority: PriorityOption = "interactive",
 ) -> None:
     """Run TASK through the workflow and print outputs and scratchpads (the seed notebook)."""
     _check_task(task)
+    _check_priority(priority)
     s = settings()
     wf = load_workflow(workflow)
     budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
@@ -189,7 +204,8 @@ def run(
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
         check_submit(client, keys, s, wf)
-        run_id = submit(client, keys, new_task(wf, task, s), record_ttl_s=s.record_ttl_s, budget=budget,
+        run_id = submit(client, keys, new_task(wf, task, s, priority=priority), record_ttl_s=s.record_ttl_s,
+                        budget=budget,
                         events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
@@ -208,15 +224,18 @@ def submit_cmd(
     max_tokens: MaxTokens = None,
     max_model_calls: MaxModelCalls = None,
     max_tool_calls: MaxToolCalls = None,
+    priority: PriorityOption = "interactive",
 ) -> None:
     """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
+    _check_priority(priority)
     s = settings()
     wf = load_workflow(workflow)
     budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
     check_submit(client, keys, s, wf)
-    run_id = submit(client, keys, new_task(wf, task, s, deadline), record_ttl_s=s.record_ttl_s, budget=budget,
+    run_id = submit(client, keys, new_task(wf, task, s, deadline, priority), record_ttl_s=s.record_ttl_s,
+                    budget=budget,
                     events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     out.print(run_id)
     if follow:

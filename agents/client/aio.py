@@ -16,7 +16,7 @@ from baton.broker import AsyncRedis, connect_async
 from baton.broker.events import aiter_events, aread_events
 from baton.broker.runs import RunStatus
 from baton.client import Client, Run, RunInfo, outcome
-from baton.protocol import Budget
+from baton.protocol import Budget, Priority
 from baton.protocol.events import Cancelled, Done, Event, Failed
 
 __all__ = ["AsyncClient", "AsyncRun"]
@@ -46,10 +46,10 @@ class AsyncClient:
 
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                      metadata: Mapping[str, str] | None = None, run_id: str | None = None,
-                     budget: Budget | None = None) -> AsyncRun:
+                     budget: Budget | None = None, priority: Priority = "interactive") -> AsyncRun:
         """Start a run (see ``Client.submit``)."""
         run = await asyncio.to_thread(self._sync.submit, task, workflow=workflow, deadline=deadline,
-                                      metadata=metadata, run_id=run_id, budget=budget)
+                                      metadata=metadata, run_id=run_id, budget=budget, priority=priority)
         return AsyncRun(self, run)
 
     async def run(self, run_id: str) -> AsyncRun:

@@ -34,7 +34,7 @@ from baton.broker.reviews import decide
 from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
-from baton.protocol import DEFAULT_WORKFLOW, Budget, Task, new_id
+from baton.protocol import DEFAULT_WORKFLOW, Budget, Priority, Task, new_id
 from baton.protocol.events import Cancelled, Done, Event, Failed
 
 __all__ = ["Client", "Run", "RunInfo", "outcome", "workflow_named"]
@@ -124,20 +124,21 @@ class Client:
     @public_refusals
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                metadata: Mapping[str, str] | None = None, run_id: str | None = None,
-               budget: Budget | None = None) -> Run:
+               budget: Budget | None = None, priority: Priority = "interactive") -> Run:
         """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
 
         ``deadline`` is in seconds from now; ``metadata`` is kept on the run record; ``budget``
         limits the run's tokens, model calls and tool calls (unset limits come from the workflow's
-        ``[budget]``). The caller's current OpenTelemetry span, if any, becomes the parent of the
-        run's hops.
+        ``[budget]``); ``priority`` is the run's lane (``batch`` work waits behind ``interactive``
+        work; a bad value raises ``ProtocolError``). The caller's current OpenTelemetry span, if
+        any, becomes the parent of the run's hops.
         """
         wf = workflow_named(workflow or self.settings.workflow)
         check_submit(self.redis, self.keys, self.settings, wf)
         trace = trace_fields()
         msg = Task(run_id=run_id or new_id(), role=wf.entry, task=task, workflow=wf.name,
                    deadline=None if deadline is None else time.time() + deadline,
-                   traceparent=trace["traceparent"], tracestate=trace["tracestate"])
+                   traceparent=trace["traceparent"], tracestate=trace["tracestate"], priority=priority)
         s = self.settings
         submit(self.redis, self.keys, msg, record_ttl_s=s.record_ttl_s, metadata=metadata, budget=wf.run_budget(budget),
                events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)

@@ -138,7 +138,7 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
     try:
         check_submit(ctx.client, ctx.keys, ctx.settings, wf)
         task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
-                    max_hops=ctx.settings.max_hops, **(trace or {}))
+                    max_hops=ctx.settings.max_hops, priority=body.priority, **(trace or {}))
         return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
                       budget=wf.run_budget(body.budget()), events_maxlen=ctx.settings.events_maxlen,
                       events_ttl_s=ctx.settings.events_ttl_s)

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request
 from msgspec import Meta
 
 from baton.protocol import Budget, BudgetLimit
-from baton.protocol.fields import Name
+from baton.protocol.fields import Name, Priority
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -63,7 +63,8 @@ Metadata = Annotated[dict[Name, MetadataValue], Meta(max_length=MAX_METADATA_ITE
 class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Start a run: ``task`` goes to the entry role of ``workflow`` (default: the served workflow).
     ``max_tokens``, ``max_model_calls`` and ``max_tool_calls`` are its budget (``baton.protocol.Budget``;
-    unset ones come from the workflow's ``[budget]``)."""
+    unset ones come from the workflow's ``[budget]``). ``priority`` is its lane (``batch`` work
+    waits behind ``interactive`` work)."""
 
     task: TaskText
     workflow: Name | None = None
@@ -72,6 +73,7 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_tokens: BudgetLimit | None = None
     max_model_calls: BudgetLimit | None = None
     max_tool_calls: BudgetLimit | None = None
+    priority: Priority = "interactive"
 
     def budget(self) -> Budget | None:
         """The budget the body asks for (``None``: the workflow's own, if any)."""

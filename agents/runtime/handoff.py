@@ -58,8 +58,8 @@ def build_handoff(
         record |= routed
     elif spec.next:
         nxt = Task(role=spec.next, task=handoff_text(spec, output), workflow=task.workflow,
-                   deadline=task.deadline, max_hops=task.max_hops, **carry, **common)
-        outputs = [(keys.run_stream(task.workflow, spec.next, task.run_id), encode(nxt))]
+                   deadline=task.deadline, max_hops=task.max_hops, priority=task.priority, **carry, **common)
+        outputs = [(keys.run_stream(task.workflow, spec.next, task.run_id, task.priority), encode(nxt))]
         record |= {"status": RunStatus.RUNNING, "role": spec.next}
     else:
         result = Result(role=spec.role, output=output, **common)

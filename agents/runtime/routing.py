@@ -97,9 +97,9 @@ def plan_outputs(
         result = Result(role=spec.role, output=output, **common)
         return [(keys.results(keys.partition(task.run_id)), encode(result))], {
             "status": RunStatus.DONE, "role": "", "result": output, "finished_at": finished}
-    stream = keys.run_stream(task.workflow, target, task.run_id)
+    stream = keys.run_stream(task.workflow, target, task.run_id, task.priority)
     base: dict[str, Any] = {"role": target, "workflow": task.workflow, "deadline": task.deadline,
-                            "max_hops": task.max_hops, **(carry or {})}
+                            "max_hops": task.max_hops, "priority": task.priority, **(carry or {})}
     if spec.split:
         pieces = split_text(spec.split, fields.get("continuation", output))
         n = len(pieces)

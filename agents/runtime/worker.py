@@ -96,8 +96,9 @@ class Worker:
         self.keys = Keys(settings.prefix, settings.partitions)
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(role)
-        self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer)
-        self.partition_of = {s: p for p, s in enumerate(self.streams.streams)}
+        self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
+                                   batch_share=settings.batch_share, batch_count=settings.batch_lane_size)
+        self.partition_of = {s: n.partition for s in self.streams.streams if (n := self.keys.parse_stream(s))}
         self.backend = backend
         self.stopping = threading.Event()
         self.processed = 0
@@ -182,7 +183,7 @@ class Worker:
         flowing, self._last_read = self._last_read > 1, len(entries)
         if not pending and flowing and 0 < len(entries) < size and self.settings.linger_ms > 0:
             time.sleep(self.settings.linger_ms / 1000)
-            entries += self.streams.read(pending=False, count=size - len(entries), block_ms=None)
+            entries += self.streams.read_more(entries, count=size - len(entries))
         return entries
 
     # heartbeat and lease -----------------------------------------------------------

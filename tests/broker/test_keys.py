@@ -30,7 +30,8 @@ def test_partitions_spread_runs() -> None:
     keys = Keys(partitions=4)
     assert {keys.partition(f"run-{i}") for i in range(200)} == {0, 1, 2, 3}
     assert Keys().partition("anything") == 0
-    assert Keys(partitions=4).streams("seed", "planner") == [f"baton:{{p{i}}}:wf:seed:stream:planner" for i in range(4)]
+    assert Keys(partitions=4).streams("seed", "planner") == [
+        f"baton:{{p{i}}}:wf:seed:{lane}stream:planner" for i in range(4) for lane in ("", "lane:batch:")]
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a b"])
@@ -46,5 +47,5 @@ def test_stream_keys_name_their_workflow_and_parse_back() -> None:
     name = keys.parse_stream(fan)
     assert name is not None and (name.workflow, name.role, name.partition) == ("research_fanout", "planner", 3)
     assert keys.parse_stream(keys.dead(0)) is None and Keys("other").parse_stream(fan) is None
-    assert keys.stream_pattern() == "app:x:{p*}:wf:*:stream:*"
-    assert keys.stream_pattern("seed", "planner") == "app:x:{p*}:wf:seed:stream:planner"
+    assert keys.stream_pattern() == "app:x:{p*}:wf:*:*stream:*"
+    assert keys.stream_pattern("seed", "planner") == "app:x:{p*}:wf:seed:*stream:planner"

@@ -63,7 +63,8 @@ def test_seed_and_fanout_workers_share_one_redis_without_taking_each_others_task
         assert eve["task"].startswith("Summarize key points: ")
         assert {_pid(e["meta"]["consumer"]) for e in (alice, bob, eve)} <= seed_pids
 
-    assert discover_streams(client, keys) == sorted(keys.stream(wf, role) for wf in ("seed", FANOUT) for role in ROLES)
+    assert discover_streams(client, keys) == sorted(s for wf in ("seed", FANOUT) for role in ROLES
+                                                    for s in keys.lane_streams(wf, role))
     for wf in ("seed", FANOUT):
         for role in ROLES:
             assert client.xpending(keys.stream(wf, role), role)["pending"] == 0

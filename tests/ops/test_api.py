@@ -96,7 +96,8 @@ def test_bad_bodies_get_422_or_413_and_missing_runs_404(server: Server, client: 
 
         assert refused({"task": ""}) == "Expected `str` of length >= 1 - at `$.task`"
         assert "$.task" in refused({"task": "  \n "})
-        assert refused({"task": "hi", "priority": 1}) == "Object contains unknown field `priority`"
+        assert refused({"task": "hi", "urgency": 1}) == "Object contains unknown field `urgency`"
+        assert refused({"task": "hi", "priority": "urgent"}) == "Invalid enum value 'urgent' - at `$.priority`"
         assert refused({"task": "hi", "deadline": -5}) == "Expected `float` > 0.0 - at `$.deadline`"
         assert refused({"task": "hi", "deadline": "soon"}) == "Expected `float | null`, got `str` - at `$.deadline`"
         assert "$.metadata" in refused({"task": "hi", "metadata": {"bad key": "x"}})
@@ -132,6 +133,13 @@ def test_curl_submits_with_a_token_and_is_refused_without(server: Server, client
     assert code == 201, body
     run_id = json.loads(body)["run_id"]
     assert client.hget(keys.run(run_id), "task") == b"from curl"
+    code, body = curl("-X", "POST", f"{server.url}/v1/runs", "-H", "Content-Type: application/json",
+                      "-H", f"Authorization: Bearer {TOKENS[0]}", "--data", '{"task": "later", "priority": "batch"}')
+    assert code == 201, body
+    batch_run = json.loads(body)["run_id"]
+    assert client.hget(keys.run(batch_run), "priority") == b"batch"
+    assert client.hget(keys.run(run_id), "priority") == b"interactive"
+    assert client.xlen(keys.stream("seed", "planner", 0, "batch")) == 1
     code, body = curl("-X", "POST", f"{server.url}/v1/runs", "--data", '{"task": "from curl"}')
     assert (code, json.loads(body)) == (401, {"detail": "a bearer token is required (Authorization: Bearer <token>)"})
     code, body = curl(f"{server.url}/v1/runs/{run_id}", "-H", f"Authorization: Bearer {TOKENS[1]}")
