@@ -118,7 +118,7 @@ def _run(client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | 
             return [exc]
     pipe = client.pipeline(transaction=False)
     for numkeys, args in calls:
-        pipe.evalsha(_committer.sha, numkeys, *args)
+        pipe.execute_command("EVALSHA", _committer.sha, numkeys, *args)  # pipe.evalsha is refused on a cluster
     return list(pipe.execute(raise_on_error=False))
 
 

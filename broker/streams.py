@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import OutOfMemoryError
 
+from baton.broker.cluster import SlotFanIn, is_cluster, slot_groups
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
 from baton.broker.text import as_text
@@ -59,6 +60,8 @@ class GroupStreams:
         self.consumer = consumer
         self.group = group
         self.streams = list(streams)
+        groups = slot_groups(self.streams) if is_cluster(client) else [self.streams]
+        self._fan = SlotFanIn(groups, self._read_slot) if len(groups) > 1 else None
 
     # groups ---------------------------------------------------------------
     def ensure_groups(self) -> None:
@@ -68,8 +71,16 @@ class GroupStreams:
 
     # reading ----------------------------------------------------------------
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
-        """Read own pending entries (``pending=True``) or new ones, re-creating a lost group."""
-        ids: dict[Any, Any] = dict.fromkeys(self.streams, "0" if pending else ">")
+        """Read own pending entries (``pending=True``) or new ones, re-creating a lost group.
+
+        On a cluster whose slots hold these streams apart, one read per slot (``SlotFanIn``).
+        """
+        if self._fan is not None:
+            return self._fan.read(pending=pending, count=count, block_ms=block_ms)
+        return self._read_slot(self.streams, pending, count, block_ms)
+
+    def _read_slot(self, streams: list[str], pending: bool, count: int, block_ms: int | None) -> list[Entry]:
+        ids: dict[Any, Any] = dict.fromkeys(streams, "0" if pending else ">")
         reply: Any
         try:
             reply = self.client.xreadgroup(
@@ -78,7 +89,7 @@ class GroupStreams:
         except CommandRefused as exc:
             if not _is_nogroup(exc):
                 raise
-            self._recreate(self.streams)
+            self._recreate(streams)
             return []
         entries: list[Entry] = []
         for stream, items in reply or []:
@@ -204,14 +215,16 @@ def ensure_group(client: Redis, stream: str, group: str) -> None:
 
 
 class RoleStreams(GroupStreams):
-    """The partition streams and consumer group of one role of one workflow, seen by one consumer."""
+    """The partition streams (all, or ``partitions``) and consumer group of one role of one workflow,
+    seen by one consumer."""
 
-    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str) -> None:
+    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str,
+                 partitions: Sequence[int] | None = None) -> None:
         for what, name in (("workflow", workflow), ("role", role)):
             try:
                 msgspec.convert(name, Name)
             except msgspec.ValidationError:
                 raise ValueError(f"{what} name {name!r} is not key-safe (letters, digits, _ . -)") from None
-        super().__init__(client, keys, keys.streams(workflow, role), keys.group(role), consumer)
+        super().__init__(client, keys, keys.streams(workflow, role, partitions), keys.group(role), consumer)
         self.workflow = workflow
         self.role = role

@@ -93,8 +93,9 @@ class Worker:
         self.keys = Keys(settings.prefix, settings.partitions)
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(role)
-        self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer)
-        self.partition_of = {s: p for p, s in enumerate(self.streams.streams)}
+        self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
+                                   settings.worker_partition_list())
+        self.partition_of = {s: name.partition for s in self.streams.streams if (name := self.keys.parse_stream(s))}
         self.backend = backend
         self.stopping = threading.Event()
         self.processed = 0
