@@ -117,8 +117,8 @@ def _run(client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | 
         except redis.ResponseError as exc:
             return [exc]
     pipe = client.pipeline(transaction=False)
-    for numkeys, args in calls:
-        pipe.execute_command("EVALSHA", _committer.sha, numkeys, *args)  # pipe.evalsha is refused on a cluster
+    for numkeys, args in calls:  # not pipe.evalsha: a cluster pipeline refuses it by name
+        pipe.execute_command("EVALSHA", _committer.sha, numkeys, *args)  # type: ignore[no-untyped-call]
     return list(pipe.execute(raise_on_error=False))
 
 
