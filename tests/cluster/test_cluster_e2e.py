@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
+import redis
 from redis.crc import key_slot
 
 from baton import Client
@@ -38,8 +40,6 @@ def _blocked_reads(cluster: LocalCluster) -> dict[int, int]:
     """Per primary port: how many clients sit blocked in XREADGROUP."""
     out: dict[int, int] = {}
     for node in cluster.running():
-        import redis
-
         with redis.Redis(port=node.port) as c:
             if c.execute_command("ROLE")[0] != b"master":
                 continue
@@ -127,3 +127,22 @@ def test_workers_shard_the_partitions(cclient: Redis, ckeys: Keys, cworkers: Wor
     cworkers.spawn("planner", "--partitions", ",".join(str(p) for p in range(PARTITIONS) if p not in (0, 2)))
     wait_for(lambda: all(role(r) == "researcher" for r in run_ids), 30, "the other partitions handed off",
              logs=cworkers.logs)
+
+
+def test_a_least_privilege_worker_user_set_on_every_node_serves_the_cluster(
+    cluster: LocalCluster, cclient: Redis, ckeys: Keys, cworkers: Workers, cluster_env: dict[str, str]
+) -> None:
+    printed = baton("acl", "planner", "--password", "s3cret", env=cluster_env)
+    assert printed.returncode == 0, printed.stderr
+    rules = shlex.split(printed.stdout)[2:]
+    assert "+cluster|slots" in rules
+    for node in cluster.running():
+        with redis.Redis(port=node.port) as c:
+            c.execute_command("ACL", "SETUSER", *rules)
+    url = cluster_env["REDIS_URL"].replace("redis+cluster://", "redis+cluster://baton-seed-planner:s3cret@", 1)
+    cworkers.spawn("planner", env={"REDIS_URL": url})
+    cworkers.wait_ready(cclient, 1)  # type: ignore[arg-type]
+    run_ids = [submit(cclient, ckeys, Task(run_id=rid, role="planner", task="t")) for rid in _run_ids(ckeys, 1)]
+    wait_for(lambda: all((get_run(cclient, ckeys, r) or {}).get("role") == "researcher" for r in run_ids), 30,
+             "every partition handed off by the ACL user", logs=cworkers.logs)
+    assert "NOPERM" not in cworkers.logs()
