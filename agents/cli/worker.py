@@ -33,6 +33,7 @@ def worker(
 ) -> None:
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
     s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
+    s.worker_partition_list()  # a bad --partitions fails here, before the model loads
     wf = load_workflow(workflow or s.workflow)
     if tools:  # the extra positional words are more tool names
         from baton.agents.cli.tools import tool_worker
