@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
+.PHONY: chaos-cluster chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -67,6 +67,9 @@ packaging-test: $(LINKED)
 
 # Outages are not poison (fault kinds beside worker kills; each alone here): the model server killed and restarted under 200 runs of HTTP-backed
 # workers, then Redis at maxmemory (lowered under load, then raised); exit 1 unless all are done.
+chaos-cluster: $(LINKED)
+	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin --cluster
+
 chaos-outages: $(LINKED)
 	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin --model-outages --no-kills --no-redis-restart
 	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin --redis-oom --no-kills --no-redis-restart

@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = "redis://localhost:6379/0"
     prefix: str = "baton"
     partitions: int = 1
+    worker_partitions: str = ""  # comma-separated partitions a role worker consumes; empty: all of them
     model: str = DEFAULT_MODEL
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     torch_threads: int = 1
@@ -106,6 +107,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                                     "(a price per 1,000 tokens >= 0, e.g. echo=0.002)")
             prices[model.strip()] = value
         return prices
+
+    def worker_partition_list(self) -> tuple[int, ...] | None:
+        """The partitions in ``worker_partitions`` (None: every partition); SettingsError if out of range."""
+        items = [p.strip() for p in self.worker_partitions.split(",") if p.strip()]
+        if not items:
+            return None
+        if not all(p.isdigit() and int(p) < self.partitions for p in items):
+            raise SettingsError(f"bad value for BATON_WORKER_PARTITIONS: {self.worker_partitions!r} is not a "
+                                f"comma-separated list of partitions in 0..{self.partitions - 1}")
+        return tuple(sorted({int(p) for p in items}))
 
     def api_token_list(self) -> tuple[str, ...]:
         """The bearer tokens in ``api_tokens`` (blank items dropped)."""

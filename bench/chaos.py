@@ -20,6 +20,11 @@ the target with them is also 0 failed (exit code 1 otherwise):
 
 The report adds the seconds spent in outages and the longest run (submit to finish).
 ``--no-kills`` and ``--no-redis-restart`` leave out the default faults to isolate one kind.
+
+``--cluster`` runs on a local Redis Cluster of 3 primaries and 3 replicas
+(``cluster-node-timeout`` 2000 ms) with 6 partitions; the mid-run Redis fault is then a SIGKILL
+of the primary serving partition 0, never restarted: its replica takes over. The report adds
+``failover_s``, how long that primary's slots took no writes, and the primaries that served.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from baton.broker.dlq import list_dead
 from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
 from baton.protocol import ProtocolError, Result, Task, decode
+from bench.cluster_faults import ClusterTarget
 from bench.faults import Faults, ModelOutages, RedisOom
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
@@ -78,6 +84,8 @@ class ChaosConfig:
     oom_every_s: tuple[float, float] = (3.0, 8.0)
     oom_s: tuple[float, float] = (1.0, 15.0)
     oom_headroom_bytes: int = 64 * 1024
+    cluster: bool = False
+    partitions: int = 6
 
     @property
     def outages(self) -> bool:
@@ -117,6 +125,8 @@ class ChaosReport:
     seconds: float = 0.0
     model: str = ""
     appendfsync: str = ""
+    cluster_primaries: int = 0
+    failover_s: float = 0.0
     lost_runs: list[str] = field(default_factory=list)
 
     @property
@@ -178,7 +188,13 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     rng = random.Random(cfg.seed)
     work = Path(cfg.workdir or tempfile.mkdtemp(prefix="baton-chaos-"))
     report = ChaosReport(model=cfg.model)
-    server = EmbeddedRedis(work / "redis", appendfsync=cfg.appendfsync).start()
+    keys = Keys("baton", cfg.partitions) if cfg.cluster else Keys()
+    server: EmbeddedRedis | ClusterTarget
+    if cfg.cluster:
+        server = ClusterTarget(work / "cluster", keys).start()
+        report.cluster_primaries = len(server.primaries())
+    else:
+        server = EmbeddedRedis(work / "redis", appendfsync=cfg.appendfsync).start()
     report.appendfsync = cfg.appendfsync
     model = _model(cfg.model)
     base_env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
@@ -186,7 +202,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
            "BATON_HEARTBEAT_INTERVAL_S": "0.5", "BATON_HEARTBEAT_TTL_S": "2", "BATON_RECLAIM_INTERVAL_S": "0.5",
            "BATON_LEASE_MS": "15000", "BATON_RETRY_BACKOFF_S": "0.1", "BATON_MAX_DELIVERIES": "8",
            "BATON_BATCH_SIZE": "4", "BATON_JANITOR_INTERVAL_S": "2", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           **cfg.env}
+           "BATON_PARTITIONS": str(keys.partitions), **cfg.env}
     faults = Faults()
     if cfg.redis_oom:
         faults.oom = RedisOom(every_s=cfg.oom_every_s, oom_s=cfg.oom_s, headroom=cfg.oom_headroom_bytes, rng=rng)
@@ -196,7 +212,6 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         env = {**base_env, "BATON_MODEL": faults.model.url}
     pool = _Pool(env, work)
     client = connect(server.url, retries=10)
-    keys = Keys()
     started = time.monotonic()
     try:
         if faults.model is not None:
@@ -217,6 +232,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         _count_logs(work, report)
         client.close()
         server.stop()
+        if isinstance(server, ClusterTarget):
+            report.failover_s = server.recovered_s or 0.0
     log.info("chaos run in %s", work)
     return report
 
@@ -237,8 +254,8 @@ def _count_faults(faults: Faults, report: ChaosReport) -> None:
     report.outage_s = report.model_down_s + report.redis_oom_s
 
 
-def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis, pool: _Pool, client: Any, keys: Keys,
-           run_ids: list[str], report: ChaosReport, faults: Faults) -> None:
+def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | ClusterTarget, pool: _Pool, client: Any,
+           keys: Keys, run_ids: list[str], report: ChaosReport, faults: Faults) -> None:
     deadline = time.monotonic() + cfg.timeout_s
     next_kill = time.monotonic() + rng.uniform(*cfg.kill_every_s)
     respawn: list[tuple[float, str]] = []
@@ -311,7 +328,7 @@ def _ready_pids(client: Any, keys: Keys) -> set[int]:
 def _busy_pids(client: Any, keys: Keys) -> set[int]:
     """Pids of workers holding pending entries right now (parsed from their consumer names)."""
     try:
-        stats = stream_stats(client, keys, [keys.stream(SEED.name, spec.role) for spec in SEED.roles])
+        stats = stream_stats(client, keys, [s for spec in SEED.roles for s in keys.streams(SEED.name, spec.role)])
     except Exception:  # noqa: BLE001 - Redis may be restarting; kill at random then
         return set()
     holders = [parse_consumer(c.name) for s in stats for g in s.groups for c in g.consumers if c.pending > 0]
@@ -321,7 +338,8 @@ def _busy_pids(client: Any, keys: Keys) -> set[int]:
 def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> None:
     wanted = set(run_ids)
     results: Counter[str] = Counter()
-    for _, raw in entries_from(client, keys.results(), 0, count=None):
+    rows = [row for p in range(keys.partitions) for row in entries_from(client, keys.results(p), 0, count=None)]
+    for _, raw in rows:
         try:
             msg = decode(raw)
         except ProtocolError:
@@ -383,6 +401,8 @@ def cli(
         "--model-outages", help="HTTP-backed workers; kill and restart the model server (down up to ~15 s).")] = False,
     redis_oom: Annotated[bool, typer.Option(
         "--redis-oom", help="Lower Redis maxmemory under load (writes refused with OOM), then raise it.")] = False,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster", help="A local 3+3 Redis Cluster, 6 partitions; kill a primary mid-run instead.")] = False,
 ) -> None:
     """Submit RUNS runs, SIGKILL workers, restart Redis and inject outages meanwhile, then audit."""
     from rich.console import Console
@@ -391,7 +411,7 @@ def cli(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout, kill_every_s=kill_every,
                       appendfsync=appendfsync, submit_rate=submit_rate, kill_workers=kills,
-                      redis_restart=redis_restart, model_outages=model_outages, redis_oom=redis_oom)
+                      redis_restart=redis_restart, model_outages=model_outages, redis_oom=redis_oom, cluster=cluster)
     report = run_chaos(cfg)
     table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
     for k, v in asdict(report).items():

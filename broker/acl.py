@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from baton.broker.keys import Keys
 
-__all__ = ["FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
+__all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -46,6 +46,9 @@ FEATURE_KEYS: dict[str, tuple[str, ...]] = {
 }
 """Extra key patterns (in the partition's slot) for workflow features a role uses."""
 
+CLUSTER_COMMANDS = ("cluster|slots", "cluster|shards", "command", "readonly")
+"""What a Redis Cluster client adds: the slot map and the command table, read on connect."""
+
 FEATURE_COMMANDS: dict[str, tuple[str, ...]] = {
     "tools": ("blpop", "lpush"),
     "shared_memory": ("multi", "exec", "discard"),
@@ -59,7 +62,7 @@ RATE_LIMIT_COMMANDS = ("hincrby", "time")
 
 def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
-             agent_memory: Sequence[str] = (), rate_limits: bool = False) -> list[str]:
+             agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
     The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
@@ -67,6 +70,7 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     entries of ``FEATURE_KEYS`` the role needs (shared memory, joins, tools); ``agent_memory``
     lists agents whose long-term scratchpad the role keeps. The seed roles need neither.
     ``rate_limits``: the role's model has a shared rate limit (``BATON_MODEL_RPM``/``TPM``, role ``rpm``/``tpm``).
+    ``cluster`` adds what a Redis Cluster client reads on connect (set the user on every node).
     """
     unknown = set(features) - FEATURE_KEYS.keys()
     if unknown:
@@ -79,8 +83,9 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
                                          "events:*", "review:*", "reviews", "reviewruns")]
-    rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{keys.cancelled()}"]
+    rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{tag}:cancelled"]
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
+    rules += [f"+{c}" for c in CLUSTER_COMMANDS] if cluster else []
     rules += [f"~{tag}:{k}" for feature in features for k in FEATURE_KEYS[feature]]
     rules += [f"~{keys.agent_pad(agent)}" for agent in agent_memory]
     if rate_limits:

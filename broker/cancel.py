@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from redis.exceptions import WatchError
 
 from baton.broker.errors import Redis
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.runs import TERMINAL, RunStatus
+from baton.broker.runs import TERMINAL, RunStatus, cancelled_flags
 from baton.broker.text import as_text
 from baton.protocol import Cancelled
 
@@ -19,11 +18,14 @@ __all__ = ["cancel_run", "cancelled"]
 
 
 def cancelled(client: Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
-    """Which of ``run_ids`` were cancelled (one SMISMEMBER)."""
+    """Which of ``run_ids`` were cancelled (one SMISMEMBER per partition, pipelined)."""
     if not run_ids:
         return []
-    flags: Any = client.smismember(keys.cancelled(), list(run_ids))
-    return [bool(f) for f in flags]
+    pipe = client.pipeline(transaction=False)
+    groups = keys.by_partition(run_ids)
+    for p, ids in groups.items():
+        pipe.smismember(keys.cancelled(p), ids)
+    return cancelled_flags(run_ids, list(groups.values()), pipe.execute())
 
 
 def cancel_run(
@@ -49,7 +51,7 @@ def cancel_run(
                     return before
                 now = time.time()
                 pipe.multi()
-                pipe.sadd(keys.cancelled(), run_id)
+                pipe.sadd(keys.run_cancelled(run_id), run_id)
                 pipe.hset(run_key, mapping={"status": RunStatus.CANCELLED, "error": "run cancelled", "updated_at": now,
                                             "cancelled_at": now})
                 append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")],

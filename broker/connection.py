@@ -2,7 +2,8 @@
 
 ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs are accepted, with user and password
 (ACL) in the URL; ``redis+sentinel://`` and ``rediss+sentinel://`` URLs go to a Sentinel-managed
-primary (``broker/sentinel.py``). Responses are not decoded: stream entries may hold invalid UTF-8, which a
+primary (``broker/sentinel.py``); ``redis+cluster://host:port,host:port`` selects Redis Cluster
+(``broker/cluster.py``). Responses are not decoded: stream entries may hold invalid UTF-8, which a
 worker must be able to dead-letter rather than crash on.
 """
 
@@ -16,6 +17,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from baton.broker.sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
+from baton.broker.cluster import CLUSTER_UNREACHABLE, connect_cluster, connect_cluster_async, is_cluster_url
 
 __all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
 
@@ -44,6 +46,8 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
     try:
         if is_sentinel_url(url):
             return connect_sentinel(url, socket_timeout=socket_timeout, retries=retries)
+        if is_cluster_url(url):
+            return connect_cluster(url, socket_timeout=socket_timeout, retries=retries)
         return redis.Redis.from_url(
             url,
             decode_responses=False,
@@ -56,6 +60,8 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
         )
     except ValueError as exc:
         raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None
+    except CLUSTER_UNREACHABLE as exc:
+        raise BrokerUnavailable(f"cannot reach Redis Cluster at {describe_url(url)}: {exc}") from None
 
 
 def connect_async(url: str, *, socket_timeout: float = 30.0) -> redis.asyncio.Redis:
@@ -66,12 +72,16 @@ def connect_async(url: str, *, socket_timeout: float = 30.0) -> redis.asyncio.Re
     try:
         if is_sentinel_url(url):
             return connect_sentinel_async(url, socket_timeout=socket_timeout)
+        if is_cluster_url(url):
+            return connect_cluster_async(url, socket_timeout=socket_timeout)
         return redis.asyncio.Redis.from_url(
             url, decode_responses=False, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
             socket_keepalive=True, health_check_interval=15,
         )
     except ValueError as exc:
         raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None
+    except CLUSTER_UNREACHABLE as exc:
+        raise BrokerUnavailable(f"cannot reach Redis Cluster at {describe_url(url)}: {exc}") from None
 
 
 def ping(client: redis.Redis, url: str) -> None:

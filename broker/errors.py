@@ -25,6 +25,7 @@ from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 
@@ -65,8 +66,9 @@ CommandRefused = _exc.ResponseError
 NoPermission = _exc.NoPermissionError
 """The server's ACL refused a command or key (``NOPERM``)."""
 
-UNREACHABLE: tuple[type[Exception], ...] = (BrokerConnectionError, BrokerTimeout, OSError)
-"""What a lost or unreachable server raises: catch these to retry with a back-off."""
+UNREACHABLE: tuple[type[Exception], ...] = (BrokerConnectionError, BrokerTimeout, OSError, SlotNotCoveredError)
+"""What a lost or unreachable server raises (on a cluster also a slot no reachable primary serves,
+while a replica takes over): catch these to retry with a back-off."""
 
 
 def is_noperm(exc: BaseException) -> bool:
@@ -80,11 +82,12 @@ _TRANSIENT_TYPES: tuple[type[redis.RedisError], ...] = (
     OutOfMemoryError, ReadOnlyError, BusyLoadingError, ClusterDownError, TryAgainError,  # MasterDown: ClusterDown
 )
 _CODE = re.compile(rf"^(?:.*@user_script:\d+: -?)?({'|'.join(TRANSIENT_CODES)})\b", re.DOTALL)
-_NAMES: dict[type[redis.RedisError], str] = {
+_NAMES: dict[type[Exception], str] = {
     OutOfMemoryError: "Redis is out of memory (OOM)",
     ReadOnlyError: "Redis is a read-only replica (READONLY)",
     BusyLoadingError: "Redis is loading its data (LOADING)",
     ClusterDownError: "Redis cluster is down",
+    SlotNotCoveredError: "Redis cluster has no primary for a slot",
     TryAgainError: "Redis asks to try again (TRYAGAIN)",
 }
 
@@ -102,7 +105,7 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, AuthenticationError):
         return False
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *_TRANSIENT_TYPES)):
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, SlotNotCoveredError, *_TRANSIENT_TYPES)):
         return True
     return isinstance(exc, redis.ResponseError) and _CODE.match(str(exc)) is not None
 

@@ -148,7 +148,7 @@ class Janitor:
         if self.record_ttl_s > 0:
             for p in range(self.keys.partitions):
                 report.runs_forgotten += self._forget_runs(p, now - self.record_ttl_s)
-        report.cancelled_forgotten = self._forget_cancelled()
+        report.cancelled_forgotten = sum(self._forget_cancelled(p) for p in range(self.keys.partitions))
         report.reviews_expired = expire_reviews(self.client, self.keys, now=now, record_ttl_s=self.record_ttl_s)
         if report.total:
             log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations, failed %d runs "
@@ -170,8 +170,8 @@ class Janitor:
             self.client.zrem(key, *gone)
         return len(gone)
 
-    def _forget_cancelled(self) -> int:
-        key = self.keys.cancelled()
+    def _forget_cancelled(self, partition: int) -> int:
+        key = self.keys.cancelled(partition)
         gone: list[str] = []
         for member in self.client.sscan_iter(key, count=500):
             run_id = as_text(member)

@@ -1,9 +1,15 @@
 """Every Redis key and group name baton uses, under one configurable prefix.
 
 Keys that one handoff touches (the role streams, the run record, the scratchpads, the
-idempotency markers, the event log, the dead-letter and result streams) share a Redis Cluster
-hash tag: the run's partition, ``{p<N>}``. A run id maps to a partition by CRC32, so the atomic commit
-of a handoff is a single-slot operation and a later cluster deployment needs no new key scheme.
+idempotency markers, the event log, the cancellation set, the dead-letter and result streams)
+share a Redis Cluster hash tag: the run's partition. A run id maps to a partition by CRC32, so the
+atomic commit of a handoff is a single-slot operation.
+
+The tag of partition ``N`` of ``P`` is ``{p<N>}`` when its CRC16 hash slot already falls in the
+middle of the partition's share of the 16384 slots (``N*16384/P`` up to ``(N+1)*16384/P``), else
+``{p<N>.<salt>}`` with the smallest salt that lands there. A cluster whose primaries own equal
+contiguous slot ranges (what ``redis-cli --cluster create`` makes) thus holds the partitions
+evenly: with ``P`` a multiple of the primary count, every primary serves ``P/primaries`` of them.
 
 Task streams are per workflow: ``<prefix>:{p<N>}:wf:<workflow>:stream:<role>``, so any number of
 workflows share one Redis (and role names) without taking each other's tasks. Workflow and role
@@ -19,7 +25,11 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from baton.protocol.fields import PRIORITIES, Priority
 
@@ -33,7 +43,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DEFAULT_LANE: Priority = "interactive"
 """The lane whose stream keys carry no lane part (the keys baton had before lanes)."""
 
-_STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)\}:wf:(?P<workflow>[^:]+):"
+_STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)(?:\.\d+)?\}:wf:(?P<workflow>[^:]+):"
                      r"(?:lane:(?P<lane>[^:]+):)?stream:(?P<role>[^:]+)$")
 
 
@@ -53,12 +63,14 @@ class Keys:
 
     prefix: str = "baton"
     partitions: int = 1
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
             raise ValueError("partitions must be >= 1")
         if not self.prefix or any(c in self.prefix for c in "{}* \n"):
             raise ValueError(f"invalid key prefix {self.prefix!r}")
+        object.__setattr__(self, "_tags", partition_tags(self.partitions))
 
     def partition(self, run_id: str) -> int:
         """The partition a run lives in."""
@@ -66,9 +78,18 @@ class Keys:
             return 0
         return zlib.crc32(run_id.encode()) % self.partitions
 
+    def by_partition(self, run_ids: Iterable[str]) -> dict[int, list[str]]:
+        """``run_ids`` (without duplicates) grouped by partition, for one command per hash slot."""
+        groups: dict[int, list[str]] = {}
+        for run_id in dict.fromkeys(run_ids):
+            groups.setdefault(self.partition(run_id), []).append(run_id)
+        return groups
+
     def tag(self, partition: int) -> str:
         """The key stem of one partition, hash tag included."""
-        return f"{self.prefix}:{{p{partition}}}"
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} is out of range 0..{self.partitions - 1}")
+        return f"{self.prefix}:{{{self._tags[partition]}}}"
 
     def _run_tag(self, run_id: str) -> str:
         return self.tag(self.partition(run_id))
@@ -87,9 +108,11 @@ class Keys:
         """The task streams of ``role`` of ``workflow`` in one partition, one per lane, most urgent first."""
         return [self.stream(workflow, role, partition, lane) for lane in PRIORITIES]
 
-    def streams(self, workflow: str, role: str) -> list[str]:
-        """The task streams of ``role`` of ``workflow``: every lane of every partition, by partition."""
-        return [s for p in range(self.partitions) for s in self.lane_streams(workflow, role, p)]
+    def streams(self, workflow: str, role: str, partitions: Iterable[int] | None = None) -> list[str]:
+        """The task streams of ``role`` of ``workflow``: every lane of every partition (or of
+        ``partitions``), by partition."""
+        chosen = range(self.partitions) if partitions is None else partitions
+        return [s for p in chosen for s in self.lane_streams(workflow, role, p)]
 
     def stream_pattern(self, workflow: str = "*", role: str = "*") -> str:
         """Glob (for SCAN and ACL rules) matching the task streams of ``role`` of ``workflow`` in every
@@ -180,9 +203,13 @@ class Keys:
         """SCAN pattern matching every heartbeat key."""
         return f"{self.prefix}:hb:*"
 
-    def cancelled(self) -> str:
-        """Set of cancelled run ids."""
-        return f"{self.prefix}:cancelled"
+    def cancelled(self, partition: int = 0) -> str:
+        """Set of the partition's cancelled run ids."""
+        return f"{self.tag(partition)}:cancelled"
+
+    def run_cancelled(self, run_id: str) -> str:
+        """The cancellation set of the partition of ``run_id``."""
+        return self.cancelled(self.partition(run_id))
 
     def tool_stream(self, tool: str, partition: int = 0) -> str:
         """The call stream of a tool worker pool."""
@@ -204,3 +231,23 @@ class Keys:
     def rate_limit_pattern(self) -> str:
         """SCAN pattern matching every model's rate-limit key."""
         return f"{self.prefix}:rl:*"
+
+
+def slot_share(partition: int, partitions: int) -> range:
+    """The hash slots whose middle half partition ``partition`` of ``partitions`` aims its tag at."""
+    lo = partition * REDIS_CLUSTER_HASH_SLOTS // partitions
+    hi = (partition + 1) * REDIS_CLUSTER_HASH_SLOTS // partitions
+    quarter = (hi - lo) // 4
+    return range(lo + quarter, hi - quarter) if quarter else range(lo, hi)
+
+
+@lru_cache(maxsize=64)
+def partition_tags(partitions: int) -> tuple[str, ...]:
+    """The hash tag (without braces) of every partition: ``p<N>`` or ``p<N>.<salt>`` (see the module doc)."""
+    tags: list[str] = []
+    for n in range(partitions):
+        share, tag, salt = slot_share(n, partitions), f"p{n}", 0
+        while partitions > 1 and key_slot(tag.encode()) not in share:
+            tag, salt = f"p{n}.{salt}", salt + 1
+        tags.append(tag)
+    return tuple(tags)

@@ -16,7 +16,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-__all__ = ["ReplicaWait", "is_cluster", "wait_replicas"]
+from baton.broker.cluster import is_cluster
+
+__all__ = ["ReplicaWait", "wait_replicas"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +32,6 @@ class ReplicaWait:
     def on(self) -> bool:
         """Whether commits wait for replicas."""
         return self.replicas > 0
-
-
-def is_cluster(client: Any) -> bool:
-    """Whether ``client`` is a Redis Cluster client (commands are routed by key slot)."""
-    return isinstance(client, RedisCluster)
 
 
 def wait_replicas(client: redis.Redis | RedisCluster, key: str | bytes, n: int, timeout_ms: int) -> int:

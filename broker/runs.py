@@ -13,6 +13,7 @@ import redis
 from baton.broker.backpressure import refuse_when_full
 from baton.broker.budget import budget_fields
 from baton.broker.cache import PerClient
+from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.streams import ensure_group, entry_id_key
@@ -205,13 +206,22 @@ def cancelled_and_scratchpads(
     if not run_ids and not pads:
         return [], []
     pipe = client.pipeline(transaction=False)
-    if run_ids:
-        pipe.smismember(keys.cancelled(), list(run_ids))
+    groups = keys.by_partition(run_ids)
+    for p, ids in groups.items():
+        pipe.smismember(keys.cancelled(p), ids)
     for run_id, agent in pads:
         pipe.hgetall(keys.pad(run_id, agent))
     replies = pipe.execute()
-    flags = [bool(f) for f in replies[0]] if run_ids else []
-    return flags, [_pad_entries(raw) for raw in replies[1 if run_ids else 0 :]]
+    flags = cancelled_flags(run_ids, list(groups.values()), replies[: len(groups)])
+    return flags, [_pad_entries(raw) for raw in replies[len(groups) :]]
+
+
+def cancelled_flags(run_ids: Sequence[str], groups: list[list[str]], replies: list[Any]) -> list[bool]:
+    """The flags of ``run_ids`` in order, from one SMISMEMBER reply per group of ids."""
+    flags: dict[str, bool] = {}
+    for ids, reply in zip(groups, replies, strict=True):
+        flags.update(zip(ids, (bool(f) for f in reply), strict=True))
+    return [flags[r] for r in run_ids]
 
 
 def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
@@ -246,8 +256,7 @@ def wait_for_runs(
         remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
         if remaining <= 0:
             return finished
-        reply: Any = client.xread(cursors, block=max(1, int(remaining * 1000)))  # type: ignore[arg-type]
-        for stream, items in reply or []:
+        for stream, items in _read_results(client, cursors, max(1, int(remaining * 1000))):
             for entry_id, fields in items:
                 cursors[as_text(stream)] = as_text(entry_id)
                 data = fields.get(b"msg")
@@ -262,3 +271,17 @@ def wait_for_runs(
                     if rec:
                         finished[msg.run_id] = rec
                         pending.discard(msg.run_id)
+
+
+def _read_results(client: redis.Redis, cursors: dict[str, str], block_ms: int) -> list[Any]:
+    """XREAD the results streams; on a cluster one stream at a time (each in its own slot),
+    sharing out the wait."""
+    if not is_cluster(client) or len(cursors) == 1:
+        reply: Any = client.xread(cursors, block=block_ms)  # type: ignore[arg-type]
+        return list(reply or [])
+    share = max(1, block_ms // len(cursors))
+    got: list[Any] = []
+    for stream, cursor in cursors.items():
+        part: Any = client.xread({stream: cursor}, block=None if got else share)
+        got += part or []
+    return got

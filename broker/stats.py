@@ -163,8 +163,10 @@ def heartbeats(client: redis.Redis, keys: Keys) -> list[bytes]:
     names = sorted(client.scan_iter(match=keys.heartbeat_pattern(), count=1000))
     if not names:
         return []
-    values: list[Any] = client.mget(names)
-    return [v for v in values if v is not None]
+    pipe = client.pipeline(transaction=False)  # GETs, not one MGET: on a cluster the keys live in many slots
+    for name in names:
+        pipe.get(name)
+    return [v for v in pipe.execute() if v is not None]
 
 
 def run_statuses(client: redis.Redis, keys: Keys, limit: int = COUNT_CAP) -> dict[str, int]:

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import OutOfMemoryError
 
+from baton.broker.cluster import SlotFanIn, is_cluster, slot_groups
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
 from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
@@ -60,6 +61,8 @@ class GroupStreams:
         self.consumer = consumer
         self.group = group
         self.streams = list(streams)
+        groups = slot_groups(self.streams) if is_cluster(client) else [self.streams]
+        self._fan = SlotFanIn(groups, self._read_slot) if len(groups) > 1 else None
 
     # groups ---------------------------------------------------------------
     def ensure_groups(self) -> None:
@@ -69,8 +72,27 @@ class GroupStreams:
 
     # reading ----------------------------------------------------------------
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
-        """Read own pending entries (``pending=True``) or new ones, re-creating a lost group."""
-        return self.read_streams(self.streams, pending=pending, count=count, block_ms=block_ms)
+        """Read own pending entries (``pending=True``) or new ones, re-creating a lost group.
+
+        On a cluster whose slots hold these streams apart, one read per slot (``SlotFanIn``).
+        """
+        if self._fan is not None:
+            return self._fan.read(pending=pending, count=count, block_ms=block_ms)
+        return self._read_slot(self.streams, pending, count, block_ms)
+
+    def _read_slot(self, streams: list[str], pending: bool, count: int, block_ms: int | None) -> list[Entry]:
+        """One read over ``streams`` of one hash slot (all of them, outside a cluster)."""
+        return self.read_streams(streams, pending=pending, count=count, block_ms=block_ms)
+
+    def read_each_slot(self, streams: Sequence[str], count: int) -> list[Entry]:
+        """Up to ``count`` new entries of ``streams`` without blocking, one read per hash slot."""
+        groups = slot_groups(list(streams)) if self._fan is not None else [list(streams)]
+        entries: list[Entry] = []
+        for group in groups:
+            if len(entries) >= count:
+                break
+            entries += self.read_streams(group, pending=False, count=count - len(entries), block_ms=None)
+        return entries
 
     def read_streams(self, streams: Sequence[str], *, pending: bool, count: int, block_ms: int | None,
                      retry: bool = True) -> list[Entry]:
@@ -217,24 +239,29 @@ class RoleStreams(GroupStreams):
     consumer. New work is read interactive lane first, with ``batch_share`` of the slots kept for
     the batch lane, and reads of batch work alone capped at ``batch_count`` (0: no cap; ``broker.lanes``)."""
 
-    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str, *,
-                 batch_share: float = DEFAULT_BATCH_SHARE, batch_count: int = 0) -> None:
+    def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str,
+                 partitions: Sequence[int] | None = None, *, batch_share: float = DEFAULT_BATCH_SHARE,
+                 batch_count: int = 0) -> None:
         for what, name in (("workflow", workflow), ("role", role)):
             try:
                 msgspec.convert(name, Name)
             except msgspec.ValidationError:
                 raise ValueError(f"{what} name {name!r} is not key-safe (letters, digits, _ . -)") from None
-        super().__init__(client, keys, keys.streams(workflow, role), keys.group(role), consumer)
-        self.workflow = workflow
-        self.role = role
         self.share = BatchShare(batch_share)
         self.batch_count = batch_count
+        super().__init__(client, keys, keys.streams(workflow, role, partitions), keys.group(role), consumer)
+        self.workflow = workflow
+        self.role = role
 
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
-        """Own pending entries of every lane, or new ones by lane (``broker.lanes.read_by_lane``)."""
+        """Own pending entries of every lane, or new ones by lane (``broker.lanes.read_by_lane``; on
+        a cluster, by lane within each partition's slot)."""
+        return super().read(pending=pending, count=count, block_ms=block_ms)
+
+    def _read_slot(self, streams: list[str], pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         if pending:
-            return super().read(pending=True, count=count, block_ms=block_ms)
-        return read_by_lane(self._read_new, self.keys, self.streams, count=count, block_ms=block_ms, share=self.share,
+            return self.read_streams(streams, pending=True, count=count, block_ms=block_ms)
+        return read_by_lane(self._read_new, self.keys, streams, count=count, block_ms=block_ms, share=self.share,
                             batch_count=self.batch_count)
 
     def read_more(self, entries: Sequence[Entry], count: int) -> list[Entry]:
@@ -243,7 +270,7 @@ class RoleStreams(GroupStreams):
         only = refill_streams(self.keys, self.streams, entries)
         if only is None:
             return self.read(pending=False, count=count, block_ms=None)
-        return self.read_streams(only, pending=False, count=count, block_ms=None)
+        return self.read_each_slot(only, count)
 
     def _read_new(self, streams: Sequence[str], count: int, block_ms: int | None) -> list[Entry]:
         return self.read_streams(streams, pending=False, count=count, block_ms=block_ms)

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from baton.broker.cluster import is_cluster
 from baton.broker.keys import Keys
 from baton.broker.streams import GroupStreams, ensure_group
 
@@ -77,7 +78,11 @@ def dead_letter_call(client: redis.Redis, keys: Keys, stream: str, entry_id: str
 
 
 def blocking_client(client: redis.Redis) -> redis.Redis:
-    """A client on the same server without a socket timeout, for BLPOPs as long as a tool's timeout."""
+    """A client on the same server without a socket timeout, for BLPOPs as long as a tool's timeout.
+
+    On a cluster, the client itself (a tool's timeout must then stay under its socket timeout)."""
+    if is_cluster(client):
+        return client
     pool = client.connection_pool
     kwargs = {**pool.connection_kwargs, "socket_timeout": None}
     return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))

@@ -14,6 +14,7 @@ from rich.table import Table
 from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
 from baton.broker import Keys, cancel_run
 from baton.broker.acl import role_acl
+from baton.broker.cluster import is_cluster_url
 from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from baton.broker.janitor import Janitor
 from baton.broker.runs import TERMINAL
@@ -159,6 +160,6 @@ def acl(
         features.append("tools")
     agents = [spec.agent] if spec.memory == "agent" else []
     rules = role_acl(Keys(s.prefix, s.partitions), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
-                     features=features, agent_memory=agents,
+                     features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
                      rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm))
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))

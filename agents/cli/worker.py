@@ -24,12 +24,16 @@ def worker(
         bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")
     ] = False,
     batch_size: Annotated[int | None, typer.Option(help="Max messages per model call.")] = None,
+    partitions: Annotated[str | None, typer.Option(
+        "--partitions", metavar="N,N...", help="Consume only these partitions (default: all), e.g. --partitions 0,2."
+    )] = None,
     tools: Annotated[list[str] | None, typer.Option(
         "--tools", metavar="NAME...", help="Serve these tools' calls instead of a role: --tools calculator clock."
     )] = None,
 ) -> None:
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
-    s = settings(batch_size=batch_size, workflow=workflow)
+    s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
+    s.worker_partition_list()  # a bad --partitions fails here, before the model loads
     wf = load_workflow(workflow or s.workflow)
     if tools:  # the extra positional words are more tool names
         from baton.agents.cli.tools import tool_worker

@@ -97,7 +97,8 @@ class Worker:
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(role)
         self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
-                                   batch_share=settings.batch_share, batch_count=settings.batch_lane_size)
+                                   settings.worker_partition_list(), batch_share=settings.batch_share,
+                                   batch_count=settings.batch_lane_size)
         self.partition_of = {s: n.partition for s in self.streams.streams if (n := self.keys.parse_stream(s))}
         self.backend = backend
         self.stopping = threading.Event()

@@ -133,3 +133,15 @@ def test_a_heartbeat_stays_alive_while_redis_is_full(full_redis: redis.Redis, ke
     streams.beat(b'{"alive": 2}', ttl_s=30)  # ...but the beat renews the TTL all the same
     assert full_redis.pttl(keys.heartbeat("c1")) > 25_000
     assert full_redis.get(keys.heartbeat("c1")) == b'{"alive": 1}'
+
+
+def test_a_slot_without_a_primary_is_an_outage_but_a_cross_slot_command_is_not() -> None:
+    from redis.exceptions import RedisClusterException, SlotNotCoveredError
+
+    from baton.broker.errors import UNREACHABLE
+
+    unserved = SlotNotCoveredError('Slot "42" is not covered by the cluster.')
+    assert is_transient(unserved) and isinstance(unserved, UNREACHABLE)
+    assert "no primary" in describe_redis(unserved)
+    crossed = RedisClusterException("MGET - all keys must map to the same key slot")
+    assert not is_transient(crossed) and not isinstance(crossed, UNREACHABLE)

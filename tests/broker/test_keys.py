@@ -22,7 +22,8 @@ def test_handoff_keys_share_the_run_partition_tag() -> None:
     group = [keys.run_stream("seed", "planner", run), keys.run_stream("seed", "researcher", run), keys.run(run),
              keys.pad(run, "Alice"), keys.pads(run), keys.done(run, "m"), keys.results(p),
              keys.dead(p), keys.memory(run), keys.join(run, "g")]
-    assert {_slot_tag(k) for k in group} == {f"p{p}"}
+    assert {_slot_tag(k) for k in group} == {keys.tag(p).split("{")[1].rstrip("}")}
+    assert _slot_tag(group[0]).split(".")[0] == f"p{p}"
     assert all(k.startswith("app:") for k in group)
 
 
@@ -30,8 +31,12 @@ def test_partitions_spread_runs() -> None:
     keys = Keys(partitions=4)
     assert {keys.partition(f"run-{i}") for i in range(200)} == {0, 1, 2, 3}
     assert Keys().partition("anything") == 0
-    assert Keys(partitions=4).streams("seed", "planner") == [
-        f"baton:{{p{i}}}:wf:seed:{lane}stream:planner" for i in range(4) for lane in ("", "lane:batch:")]
+    four = Keys(partitions=4)
+    assert four.streams("seed", "planner") == [
+        four.stream("seed", "planner", i, lane) for i in range(4) for lane in ("interactive", "batch")]
+    assert four.streams("seed", "planner", [1, 3]) == [
+        four.stream("seed", "planner", p, lane) for p in (1, 3) for lane in ("interactive", "batch")]
+    assert Keys(partitions=4).stream("seed", "planner", 0, "batch") == "baton:{p0}:wf:seed:lane:batch:stream:planner"
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a b"])
@@ -43,7 +48,8 @@ def test_bad_prefix_is_refused(prefix: str) -> None:
 def test_stream_keys_name_their_workflow_and_parse_back() -> None:
     keys = Keys("app:x", partitions=4)
     fan, seed = keys.stream("research_fanout", "planner", 3), keys.stream("seed", "planner", 3)
-    assert fan == "app:x:{p3}:wf:research_fanout:stream:planner" and fan != seed
+    assert fan == f"{keys.tag(3)}:wf:research_fanout:stream:planner" and fan != seed
+    assert keys.tag(3).startswith("app:x:{p3")
     name = keys.parse_stream(fan)
     assert name is not None and (name.workflow, name.role, name.partition) == ("research_fanout", "planner", 3)
     assert keys.parse_stream(keys.dead(0)) is None and Keys("other").parse_stream(fan) is None
