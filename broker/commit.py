@@ -18,13 +18,13 @@ from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
 from baton.broker.cache import PerClient
+from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.cluster import is_cluster
-from baton.broker.replication import ReplicaWait, wait_replicas
+from baton.broker.replication import ReplicaWait
 from baton.broker.streams import Entry
 
 __all__ = ["Committed", "Handoff", "Outcome", "commit", "commit_batch"]
@@ -153,23 +153,51 @@ def _run(
             return [client.evalsha(_committer.sha, calls[0][0], *calls[0][1])], None
         except redis.ResponseError as exc:
             return [exc], None
+    if wait is not None and is_cluster(client):
+        return _run_per_node(client, calls, wait)
     pipe = client.pipeline(transaction=False)
     for numkeys, args in calls:  # not pipe.evalsha: a cluster pipeline refuses it by name
         pipe.execute_command("EVALSHA", _committer.sha, numkeys, *args)  # type: ignore[no-untyped-call]
-    in_pipe = wait is not None and not is_cluster(client)
-    if in_pipe and wait is not None:
+    if wait is not None:
         pipe.wait(wait.replicas, wait.timeout_ms)
     results = list(pipe.execute(raise_on_error=False))
     if wait is None:
         return results, None
-    if in_pipe:
-        acked = results.pop()
-        if isinstance(acked, Exception):
-            raise acked
-        return results, int(acked)
-    first_key = calls[0][1][0]
-    assert isinstance(first_key, str | bytes)
-    return results, wait_replicas(client, first_key, wait.replicas, wait.timeout_ms)
+    acked = results.pop()
+    if isinstance(acked, Exception):
+        raise acked
+    return results, int(acked)
+
+
+def _run_per_node(
+    client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | int]]], wait: ReplicaWait
+) -> tuple[list[Any], int | None]:
+    """On a cluster with ``wait``: one pipeline per primary, on that node's own connection, each
+    ending with ``WAIT`` (which only counts what its connection wrote). The fewest acknowledgements
+    of any node is the batch's. Slots that moved meanwhile reload the slot map and fail the batch
+    as transient (``TRYAGAIN``): the retry re-commits idempotently."""
+    by_node: dict[str, tuple[Any, list[int]]] = {}
+    for i, (_, args) in enumerate(calls):
+        node = client.get_node_from_key(args[0])  # type: ignore[attr-defined]
+        by_node.setdefault(node.name, (node, []))[1].append(i)
+    results: list[Any] = [None] * len(calls)
+    acked: int | None = None
+    for node, indexes in by_node.values():
+        pipe = node.redis_connection.pipeline(transaction=False)
+        for i in indexes:
+            pipe.execute_command("EVALSHA", _committer.sha, calls[i][0], *calls[i][1])
+        pipe.wait(wait.replicas, wait.timeout_ms)
+        out = list(pipe.execute(raise_on_error=False))
+        count = out.pop()
+        if isinstance(count, Exception):
+            raise count
+        acked = int(count) if acked is None else min(acked, int(count))
+        for i, r in zip(indexes, out, strict=True):
+            results[i] = r
+    if any(isinstance(r, MovedError | AskError) for r in results):
+        client.nodes_manager.initialize()  # type: ignore[attr-defined]
+        raise TryAgainError("TRYAGAIN slots moved during a commit with WAIT; retrying")
+    return results, acked
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from baton.broker.sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
 from baton.broker.cluster import CLUSTER_UNREACHABLE, connect_cluster, connect_cluster_async, is_cluster_url
+from baton.broker.sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
 
 __all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
 

@@ -4,8 +4,9 @@ Redis replicates asynchronously: a write the primary acknowledged can vanish if 
 before a replica received it. ``WAIT`` blocks the connection that wrote until ``n`` replicas have
 acknowledged everything it wrote so far, or until ``timeout_ms`` passes, and returns the count.
 It must run on the connection that wrote (a fresh connection has written nothing and returns at
-once), which is why ``commit`` sends it in the same pipeline as the commit scripts; for a Redis
-Cluster client the batch's keys share one slot and ``WAIT`` goes to the node that owns it.
+once), which is why ``commit`` sends it in the same pipeline as the commit scripts. On a Redis
+Cluster a batch spans several primaries: ``commit`` runs one pipeline per primary on that node's
+own connection, each ending with ``WAIT``, and the batch's count is the smallest.
 """
 
 from __future__ import annotations
