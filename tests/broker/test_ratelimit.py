@@ -11,7 +11,7 @@ from baton.broker import Keys
 from baton.broker.ratelimit import reserve, settle, usage
 from tests.minutes import inside_a_minute
 
-MODEL = "http://models.internal:8080/v1/tiny-gpt2"
+MODEL = "http://models.example.com:8080/v1/tiny-gpt2"
 
 
 def _reserve(client: redis.Redis, keys: Keys, *, rpm: int = 0, tpm: int = 0, requests: int = 1, tokens: int = 0,

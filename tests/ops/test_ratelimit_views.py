@@ -17,7 +17,7 @@ from tests.cli import baton
 from tests.minutes import inside_a_minute
 from tests.waiting import wait_for
 
-MODEL = "http://models.internal:8080/v1/tiny"
+MODEL = "http://models.example.com:8080/v1/tiny"
 
 
 def _calls(client: redis.Redis, keys: Keys) -> None:
