@@ -20,6 +20,7 @@ from baton.broker.backpressure import (
     check_backlog,
     read_backlog,
 )
+from baton.broker.streams import ensure_group
 from baton.protocol import Task
 from tests.ops.conftest import redis62  # noqa: F401  (fixture)
 
@@ -40,6 +41,8 @@ def _submit(client: redis.Redis, keys: Keys, i: int, role: str = "planner") -> s
 
 def _deliver(client: redis.Redis, keys: Keys, count: int, role: str = "planner") -> int:
     """Deliver up to ``count`` entries of every stream of ``role`` to a consumer, as a worker reads."""
+    for stream in keys.streams("seed", role):
+        ensure_group(client, stream, keys.group(role))
     reply = client.xreadgroup(keys.group(role), "reader", dict.fromkeys(keys.streams("seed", role), ">"), count=count)
     return sum(len(items) for _, items in reply or [])
 

@@ -36,7 +36,7 @@ def test_partitions_spread_runs() -> None:
         four.stream("seed", "planner", i, lane) for i in range(4) for lane in ("interactive", "batch")]
     assert four.streams("seed", "planner", [1, 3]) == [
         four.stream("seed", "planner", p, lane) for p in (1, 3) for lane in ("interactive", "batch")]
-    assert Keys(partitions=4).stream("seed", "planner", 0, "batch") == "baton:{p0}:wf:seed:lane:batch:stream:planner"
+    assert four.stream("seed", "planner", 0, "batch") == f"{four.tag(0)}:wf:seed:lane:batch:stream:planner"
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a b"])

@@ -20,7 +20,7 @@ def test_stream_keys_of_both_lanes_parse_back(lane: str, partition: int) -> None
     name = keys.parse_stream(key)
     assert name is not None
     assert (name.workflow, name.role, name.partition, name.lane) == ("seed", "planner", partition, lane)
-    assert key.startswith(f"app:x:{{p{partition}}}:")  # one hash tag for every lane of a partition
+    assert key.startswith(f"{keys.tag(partition)}:")  # one hash tag for every lane of a partition
 
 
 def test_lane_keys_are_distinct_and_the_interactive_key_is_unchanged() -> None:
