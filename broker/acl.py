@@ -28,11 +28,11 @@ WORKER_COMMANDS = (
     "ping",
     "xreadgroup", "xack", "xclaim", "xautoclaim", "xpending", "xinfo|groups", "xinfo|consumers",
     "xgroup|create", "xgroup|delconsumer", "xadd", "xtrim", "xrange", "xlen",
-    "hset", "hsetnx", "hget", "hmget", "hgetall", "hlen", "hdel", "expire", "exists", "get", "set", "del",
+    "hset", "hsetnx", "hget", "hmget", "hgetall", "hlen", "hdel", "hincrby", "expire", "exists", "get", "set", "del",
     "zadd", "zrange", "zrangebyscore", "zrem", "smismember", "sismember", "sscan", "srem",
     "evalsha", "script|load",
 )
-"""Commands a worker issues (including its janitor sweep and the commit script's calls).
+"""Commands a worker issues (including its janitor sweep and the commit and budget scripts' calls).
 
 On Redis 7.2 and later also grant ``client|setinfo`` (redis-py announces its name on connect;
 7.0 does not know the command, so it cannot be named in a 7.0 ACL).
