@@ -34,6 +34,7 @@ import logging
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,9 @@ class ChaosReport:
     longest_redis_oom_s: float = 0.0
     outage_s: float = 0.0
     longest_run_s: float = 0.0
+    p50_run_s: float = 0.0
+    runs_per_s: float = 0.0
+    wait_replicas: int = 0
     seconds: float = 0.0
     model: str = ""
     appendfsync: str = ""
@@ -196,6 +200,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     else:
         server = EmbeddedRedis(work / "redis", appendfsync=cfg.appendfsync).start()
     report.appendfsync = cfg.appendfsync
+    report.wait_replicas = int(cfg.env.get("BATON_WAIT_REPLICAS", "0"))
     model = _model(cfg.model)
     base_env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
            "REDIS_URL": server.url, "BATON_MODEL": model, "BATON_BLOCK_MS": "300",
@@ -352,11 +357,13 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
             report.dead_lettered += 1
             dead_runs.add(dead.letter.run_id)
     agents = [r.agent for r in SEED.roles]
+    durations: list[float] = []
     for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
         status = rec.get("status", "")
         created, finished_at = rec.get("created_at"), rec.get("finished_at") or rec.get("updated_at")
         if status in (RunStatus.DONE, RunStatus.FAILED) and created and finished_at:
             report.longest_run_s = max(report.longest_run_s, float(finished_at) - float(created))
+            durations.append(float(finished_at) - float(created))
         if status == RunStatus.DONE:
             report.completed += 1
             for agent in agents:
@@ -368,6 +375,8 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
         if status != RunStatus.DONE and run_id not in dead_runs:
             report.lost += 1
             report.lost_runs.append(run_id)
+    report.p50_run_s = statistics.median(durations) if durations else 0.0
+    report.runs_per_s = report.completed / report.seconds if report.seconds else 0.0
     report.duplicated_results = sum(n - 1 for run_id, n in results.items() if run_id in wanted and n > 1)
     report.duplicated_results += sum(n for run_id, n in results.items() if run_id not in wanted)
 
@@ -403,6 +412,8 @@ def cli(
         "--redis-oom", help="Lower Redis maxmemory under load (writes refused with OOM), then raise it.")] = False,
     cluster: Annotated[bool, typer.Option(
         "--cluster", help="A local 3+3 Redis Cluster, 6 partitions; kill a primary mid-run instead.")] = False,
+    wait_replicas: Annotated[int, typer.Option(
+        help="BATON_WAIT_REPLICAS of the workers: WAIT for this many replicas after each commit.")] = 0,
 ) -> None:
     """Submit RUNS runs, SIGKILL workers, restart Redis and inject outages meanwhile, then audit."""
     from rich.console import Console
@@ -411,7 +422,8 @@ def cli(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout, kill_every_s=kill_every,
                       appendfsync=appendfsync, submit_rate=submit_rate, kill_workers=kills,
-                      redis_restart=redis_restart, model_outages=model_outages, redis_oom=redis_oom, cluster=cluster)
+                      redis_restart=redis_restart, model_outages=model_outages, redis_oom=redis_oom, cluster=cluster,
+                      env={"BATON_WAIT_REPLICAS": str(wait_replicas)} if wait_replicas else {})
     report = run_chaos(cfg)
     table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
     for k, v in asdict(report).items():
