@@ -34,6 +34,11 @@ class LuaScript:
         (before pipelining EVALSHA calls of it)."""
         self._loaded.get(client, self.sha, lambda: bool(client.script_load(self.source)))
 
+    def queue(self, pipe: Any, keys: Sequence[Arg], args: Sequence[Arg]) -> None:
+        """Add one call to a pipeline (load the script first: ``ensure_loaded``). Sent as a raw
+        ``EVALSHA``: a Redis Cluster pipeline refuses ``pipe.evalsha`` by name."""
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
     def __call__(self, client: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run the script with ``keys`` and ``args``; return its reply."""
         self.ensure_loaded(client)
