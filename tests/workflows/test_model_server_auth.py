@@ -122,7 +122,7 @@ def test_workers_with_the_key_finish_runs_and_without_it_fail_them(
     workers.wait_ready(client, count=1)
     refused = submit(client, keys, Task(run_id="unkeyed", role="planner", task=SEED_TASK))
     record = wait_runs(client, keys, [refused], timeout=120)[refused]
-    assert record["status"] == "failed" and "401" in str(record), record
+    assert record["status"] == "failed" and "HTTP 401: Incorrect API key" in record.get("error", ""), record
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
