@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -132,3 +133,26 @@ def test_serve_model_refuses_to_listen_beyond_loopback_without_keys(host: str) -
     assert result.returncode == 2, result
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "without authentication" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_allow_anonymous_listens_beyond_loopback_without_keys(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    with open(tmp_path / "serve.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "baton", "serve-model", "--model", "echo", "--host", "0.0.0.0",
+                                 "--port", str(port), "--allow-anonymous"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, "the anonymous server", interval=0.2)
+        answer = _oai(f"http://127.0.0.1:{port}/v1", None).completions.create(model="echo", prompt="a", max_tokens=2)
+        assert answer.choices[0].text == ECHO_SUFFIX
+    finally:
+        proc.terminate()
+        proc.wait(30)
