@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 3  # consecutive transient model failures that open the endpoint's breaker
     breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
     api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
+    model_api_keys: str = ""  # comma-separated API keys ``baton serve-model`` accepts; empty: no authentication
     log_format: str = "text"
     log_level: str = "INFO"
     workflow: str = ""
@@ -121,3 +122,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def api_token_list(self) -> tuple[str, ...]:
         """The bearer tokens in ``api_tokens`` (blank items dropped)."""
         return tuple(t.strip() for t in self.api_tokens.split(",") if t.strip())
+
+    def model_api_key_list(self) -> tuple[str, ...]:
+        """The API keys in ``model_api_keys`` (blank items dropped)."""
+        return tuple(k.strip() for k in self.model_api_keys.split(",") if k.strip())

@@ -3,7 +3,9 @@
 Many workers (``BATON_MODEL=http://host:port/v1``) can then share one loaded model. Endpoints:
 ``POST /v1/completions`` (``prompt`` a string or a list), ``POST /v1/chat/completions``
 (messages joined with newlines, or the tokenizer's chat template when it has one),
-``GET /v1/models`` and ``GET /health``. Decoding is greedy, as in the workers; the ``text``
+``GET /v1/models`` and ``GET /health``. With API keys (``BATON_MODEL_API_KEYS``, ``--api-key``)
+every ``/v1`` route needs ``Authorization: Bearer <key>`` (:mod:`~baton.agents.backends.apikeys`);
+``/health`` stays open, it accepts no work. Decoding is greedy, as in the workers; the ``text``
 returned is the continuation only, as the OpenAI API does.
 
 Concurrent requests are batched (:class:`~baton.agents.backends.batcher.Batcher`): those that
@@ -31,6 +33,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.agents.backends import ModelBackend, ModelRejected, ModelUnavailable, is_http_model, load_backend
+from baton.agents.backends.apikeys import require_api_keys
 from baton.agents.backends.base import Generation
 from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
 from baton.agents.backends.sse import DONE, Row, StreamShape, usage
@@ -170,23 +173,27 @@ async def _streamed(model: _Model, prompts: list[str], max_tokens: int, shape: S
 
 
 def create_app(backend: ModelBackend, served_name: str | None = None, *, max_batch: int = DEFAULT_MAX_BATCH,
-               batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> FastAPI:
-    """The FastAPI app serving ``backend``, batching concurrent requests (see :class:`Batcher`)."""
+               batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS, api_keys: Sequence[str] = ()) -> FastAPI:
+    """The FastAPI app serving ``backend``, batching concurrent requests (see :class:`Batcher`).
+
+    With ``api_keys``, the ``/v1`` routes answer only requests that carry one of them as a bearer token.
+    """
     batcher = Batcher(backend, max_batch=max_batch, wait_ms=batch_wait_ms)
     model = _Model(backend, batcher)
     name = served_name or backend.name
     app = FastAPI(title="baton model server", docs_url=None, redoc_url=None)
     app.state.batcher = batcher
+    guard = require_api_keys(app, api_keys)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": name, "batches": batcher.batches, "largest_batch": batcher.largest}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=guard)
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "baton"}]}
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", dependencies=guard)
     async def completions(req: CompletionRequest) -> Any:
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         shape = StreamShape("text_completion", f"cmpl-{uuid.uuid4().hex}", name,
@@ -202,7 +209,7 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
         return {"id": shape.id, "object": "text_completion", "created": int(time.time()),
                 "model": name, "choices": choices, "usage": usage(rows)}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=guard)
     async def chat(req: ChatRequest) -> Any:
         prompts = [model.chat_prompt(req.messages)]
         shape = StreamShape("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", name,
@@ -230,16 +237,18 @@ def app_from_env() -> FastAPI:
     cfg = json.loads(os.environ[REPLICA_CONFIG_ENV])
     # Streamed requests get every token as it is generated.
     backend = load_backend(cfg["model"], threads=cfg["threads"], flush_tokens=1, flush_ms=0)
-    return create_app(backend, cfg["name"], max_batch=cfg["max_batch"], batch_wait_ms=cfg["batch_wait_ms"])
+    return create_app(backend, cfg["name"], max_batch=cfg["max_batch"], batch_wait_ms=cfg["batch_wait_ms"],
+                      api_keys=cfg["api_keys"])
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
           threads: int = 1, max_batch: int = DEFAULT_MAX_BATCH, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
-          replicas: int = 1) -> None:
+          replicas: int = 1, api_keys: Sequence[str] = ()) -> None:
     """Load ``model`` and serve it until interrupted, batching up to ``max_batch`` prompts per generate call.
 
     ``replicas`` > 1 runs that many server processes on the one port (uvicorn workers), each with
     its own copy of the model and its own batcher: a connection is served by one of them.
+    ``api_keys``, when given, are required on the ``/v1`` routes (of every replica).
     """
     import uvicorn
 
@@ -248,9 +257,11 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name:
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
     os.environ[REPLICA_CONFIG_ENV] = json.dumps({"model": model, "name": served_name or model, "threads": threads,
-                                                 "max_batch": max_batch, "batch_wait_ms": batch_wait_ms})
-    log.info("serving %s on http://%s:%d/v1 (%d replica(s), batches of up to %d prompts, %g ms wait)",
-             model, host, port, replicas, max_batch, batch_wait_ms)
+                                                 "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
+                                                 "api_keys": list(api_keys)})
+    log.info("serving %s on http://%s:%d/v1 (%d replica(s), batches of up to %d prompts, %g ms wait, %s)",
+             model, host, port, replicas, max_batch, batch_wait_ms,
+             f"{len(api_keys)} API key(s) required" if api_keys else "no authentication")
     if replicas == 1:
         uvicorn.run(app_from_env(), host=host, port=port, log_level="warning")
     else:

@@ -55,7 +55,7 @@ def list_workflows() -> None:
 @app.command("serve-model")
 def serve_model(
     model: Annotated[str | None, typer.Option(help="HF hub id or local directory (default: BATON_MODEL).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind (beyond loopback needs API keys).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     name: Annotated[str | None, typer.Option(help="Model name the API reports (default: the model).")] = None,
     max_batch: Annotated[int, typer.Option(
@@ -64,19 +64,33 @@ def serve_model(
         min=0, help="Milliseconds a request waits for others to share its batch.")] = DEFAULT_BATCH_WAIT_MS,
     replicas: Annotated[int, typer.Option(
         min=1, help="Server processes on the port, each with its own copy of the model.")] = 1,
+    api_key: Annotated[list[str] | None, typer.Option(
+        help="An API key clients must send as a bearer token (repeatable; adds to BATON_MODEL_API_KEYS).")] = None,
+    allow_anonymous: Annotated[bool, typer.Option(
+        "--allow-anonymous", help="Listen beyond loopback without API keys (only behind something that keeps "
+                                  "others out).")] = False,
 ) -> None:
-    """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions)."""
+    """Serve a local Hugging Face model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions).
+
+    With API keys (BATON_MODEL_API_KEYS, --api-key) the /v1 routes need `Authorization: Bearer <key>`;
+    workers send theirs from OPENAI_API_KEY.
+    """
     from baton.agents.backends import is_http_model
     from baton.agents.backends.server import serve
+    from baton.agents.cli.dashboard import is_loopback
     from baton.agents.runtime.logs import setup_logging
 
     s = settings()
     target = model or s.model
     if is_http_model(target):
         raise CliError(f"serve-model serves a local model; give --model a hub id or a directory, not {target}")
+    keys = tuple(dict.fromkeys([*s.model_api_key_list(), *(k.strip() for k in api_key or () if k.strip())]))
+    if not keys and not is_loopback(host) and not allow_anonymous:
+        raise CliError(f"refusing to listen on {host} without authentication: set BATON_MODEL_API_KEYS or "
+                       "--api-key (or bind 127.0.0.1)", 2)
     setup_logging(s.log_format, s.log_level)
     try:
         serve(target, host=host, port=port, served_name=name, threads=s.torch_threads, max_batch=max_batch,
-              batch_wait_ms=batch_wait_ms, replicas=replicas)
+              batch_wait_ms=batch_wait_ms, replicas=replicas, api_keys=keys)
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot serve {target}: {exc}") from None
