@@ -193,10 +193,7 @@ class MultiRoleWorker:
             self._ready.append(batch)
             reader.waiting = True
             self._cond.notify_all()
-        try:
-            backoff = batch.done.result()
-        finally:
-            reader.waiting = False
+        backoff = batch.done.result()  # the coordinator cleared ``reader.waiting`` when it took the batch
         if backoff is None:
             return False
         self.stopping.wait(backoff)
@@ -213,6 +210,9 @@ class MultiRoleWorker:
             self._cond.wait_for(lambda: all(r.waiting or not r.flowing for r in self.readers),
                                 timeout=_MAX_GATHER_S)
             ready, self._ready = self._ready, []
+            taken = {b.worker for b in ready}
+            for r in self.readers:
+                r.waiting = r.waiting and r.worker not in taken
             return ready
 
     def _coordinate(self) -> None:
