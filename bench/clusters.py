@@ -82,13 +82,15 @@ class _Procs:
 
 
 class BatonCluster:
-    """``python -m agents worker ROLE`` processes, ``per_role`` for each role of the seed chain."""
+    """``python -m agents worker ROLE`` processes, ``per_role`` for each role of the seed chain;
+    or ``all_roles`` processes of ``baton worker --all-roles`` (cross-role batching) instead."""
 
     def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1,
-                 roles: tuple[str, ...] = ()) -> None:
+                 roles: tuple[str, ...] = (), all_roles: int = 0) -> None:
         from baton.broker import Keys
 
         self.roles = roles
+        self.all_roles = all_roles
         self.url = url
         self.env = env
         self.per_role = per_role
@@ -106,7 +108,9 @@ class BatonCluster:
 
         self.client.flushall()
         t0 = time.monotonic()
-        for spec in SEED.order():
+        for _ in range(self.all_roles):
+            self.procs.spawn("baton-all-roles", [sys.executable, "-m", "baton", "worker", "--all-roles"], self.env)
+        for spec in SEED.order() if not self.all_roles else []:
             if self.roles and spec.role not in self.roles:
                 continue
             for _ in range(self.per_role):
@@ -117,7 +121,7 @@ class BatonCluster:
         deadline = time.monotonic() + timeout
         want = len(self.procs.procs)
         while len(ready) < want:
-            for info in live_workers(self.client, self.keys):
+            for info in live_workers(self.client, self.keys):  # an all-roles process beats once per role
                 pid = int(info.get("pid", 0))
                 if pid in self.procs.spawned_at and pid not in ready:
                     ready[pid] = time.monotonic() - self.procs.spawned_at[pid]
@@ -168,6 +172,31 @@ class BatonCluster:
         m.errors += self._wait(ids)
         m.runs_per_s = runs / (time.perf_counter() - t0)
         m.cpu_s_per_run = (cpu_seconds(pids) - cpu0) / runs
+
+    def sustained(self, m: Measure, *, in_flight: int, seconds: float, warmup_s: float) -> None:
+        """Steady state: a closed loop keeping ``in_flight`` runs outstanding (a new run per result);
+        runs/s = results in the ``seconds`` after ``warmup_s`` seconds of the same load."""
+        from baton.protocol import Error, decode
+
+        stream, n = self.keys.results(0), 0
+        outstanding = {self._submit(task_text(n := n + 1)) for _ in range(in_flight)}
+        start = time.monotonic()
+        window, done = (start + warmup_s, start + warmup_s + seconds), 0
+        while time.monotonic() < window[1]:
+            reply: Any = self.client.xread({stream: self._cursor}, block=1000, count=1000)
+            for _, items in reply or []:
+                for entry_id, fields in items:
+                    self._cursor = entry_id
+                    msg = decode(fields[b"msg"])
+                    if msg.run_id in outstanding:
+                        outstanding.discard(msg.run_id)
+                        m.errors += isinstance(msg, Error)
+                        done += window[0] <= time.monotonic()
+                        outstanding.add(self._submit(task_text(n := n + 1)))
+            if not reply:
+                self.procs.check_alive()
+        m.runs_per_s = done / seconds
+        self._wait(outstanding)
 
     def latency(self, m: Measure, runs: int) -> None:
         """Sequential single runs: submit one, wait for its result, repeat."""

@@ -10,6 +10,7 @@ import typer
 from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
 from baton.agents.runtime.logs import context, setup_logging
 from baton.agents.settings import Settings
+from baton.agents.workflow.spec import Workflow
 from baton.broker import check_worker
 
 __all__ = ["worker"]
@@ -18,11 +19,16 @@ __all__ = ["worker"]
 @app.command(context_settings={"allow_extra_args": True})
 def worker(
     ctx: typer.Context,
-    role: Annotated[str | None, typer.Argument(help="The role to serve, e.g. planner (none with --tools).")] = None,
+    role: Annotated[str | None, typer.Argument(
+        help="The role to serve, e.g. planner; several roles (baton worker planner researcher) batch across roles."
+    )] = None,
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")
     ] = False,
+    all_roles: Annotated[bool, typer.Option(
+        "--all-roles", help="Serve every role of the workflow in this process (cross-role batching)."
+    )] = False,
     batch_size: Annotated[int | None, typer.Option(help="Max messages per model call.")] = None,
     partitions: Annotated[str | None, typer.Option(
         "--partitions", metavar="N,N...", help="Consume only these partitions (default: all), e.g. --partitions 0,2."
@@ -40,9 +46,14 @@ def worker(
 
         names = [*tools, *([role] if role else []), *ctx.args]
         raise typer.Exit(_check(s, "tools") if check else tool_worker(s, wf, names))
-    if role is None or ctx.args:
-        raise CliError("give exactly one ROLE (e.g. baton worker planner), or --tools NAME... for a tool worker", 2)
-    spec = wf.role(role)
+    roles = [r.role for r in wf.order()] if all_roles else [*([role] if role else []), *ctx.args]
+    if all_roles and role:
+        raise CliError("give ROLE... or --all-roles, not both", 2)
+    if not roles:
+        raise CliError("give a ROLE (e.g. baton worker planner), ROLE..., --all-roles, or --tools NAME...", 2)
+    if len(roles) > 1 or all_roles:
+        raise typer.Exit(_multi(s, wf, roles, check))
+    spec = wf.role(roles[0])
     if check:
         raise typer.Exit(_check(s, spec.role))
     setup_logging(s.log_format, s.log_level)
@@ -52,6 +63,20 @@ def worker(
     context(role=spec.role, consumer=w.consumer)
     w.install_signal_handlers()
     raise typer.Exit(w.run())
+
+
+def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool) -> int:
+    """One process for several roles (``agents/runtime/multirole.py``), or the check of each role."""
+    specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
+    if check:
+        return max(_check(s, spec.role) for spec in specs)
+    setup_logging(s.log_format, s.log_level)
+    from baton.agents.runtime.multirole import MultiRoleWorker  # imported here: loads torch only for real workers
+
+    w = MultiRoleWorker(s, wf, [spec.role for spec in specs])
+    context(role=",".join(w.roles), consumer=",".join(x.consumer for x in w.workers))
+    w.install_signal_handlers()
+    return w.run()
 
 
 def _check(s: Settings, role: str) -> int:

@@ -44,6 +44,7 @@ class StepContext:
     outcomes: list[ToolOutcome] = field(default_factory=list)
     shared: dict[str, str] = field(default_factory=dict)
     budget_exceeded: str = ""  # a tool step the run's budget refused: the hop fails with this reason
+    batch: dict[str, Any] = field(default_factory=dict)  # a cross-role model call's roles and size (multirole)
 
     def tool_log(self) -> list[dict[str, Any]]:
         """Every tool call and result, for the scratchpad entry's ``meta.tools``."""
@@ -125,6 +126,8 @@ class RoleSteps:
         extra: dict[str, Any] = {}
         if ctx is not None and ctx.outcomes:
             extra["tools"] = ctx.tool_log()
+        if ctx is not None and ctx.batch:
+            extra["batch"] = ctx.batch
         if task.parts > 1:
             extra |= {"part": task.part, "parts": task.parts, "group": task.group}
         return extra

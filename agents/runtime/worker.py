@@ -89,6 +89,7 @@ class Worker:
         *,
         backend: ModelBackend | None = None,
         client: Redis | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.workflow = workflow
@@ -101,7 +102,7 @@ class Worker:
                                    batch_count=settings.batch_lane_size)
         self.partition_of = {s: n.partition for s in self.streams.streams if (n := self.keys.parse_stream(s))}
         self.backend = backend
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()  # shared by the roles of one multi-role process
         self.processed = 0
         self.failed = 0
         self.dead_lettered = 0
