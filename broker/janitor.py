@@ -33,9 +33,12 @@ from baton.broker.reviews import expire_reviews
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
 
-__all__ = ["Janitor", "SweepReport", "trim_floor", "trim_stream"]
+__all__ = ["FORGET_PAGE", "Janitor", "SweepReport", "trim_floor", "trim_stream"]
 
 log = logging.getLogger("baton.janitor")
+
+FORGET_PAGE = 1000
+"""Runs-index entries (and cancelled-set members) checked per round trip of a sweep."""
 
 
 def trim_floor(client: redis.Redis, stream: str) -> str | None:
@@ -157,26 +160,42 @@ class Janitor:
         return report
 
     def _forget_runs(self, partition: int, older_than: float) -> int:
-        """Drop index entries of runs created before ``older_than`` whose record has expired."""
+        """Drop index entries of runs created before ``older_than`` whose record has expired.
+
+        Reads the old end of the index in pages of :data:`FORGET_PAGE` until it is used up, stepping
+        over runs still alive (a long run's record outlives its creation time by ``record_ttl_s``), so
+        each sweep forgets every expired run however many there are, and never re-reads them.
+        """
         key = self.keys.runs(partition)
-        old = [as_text(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=0, num=1000)]
-        if not old:
-            return 0
-        pipe = self.client.pipeline(transaction=False)
-        for run_id in old:
-            pipe.exists(self.keys.run(run_id))
-        gone = [run_id for run_id, alive in zip(old, pipe.execute(), strict=True) if not alive]
-        if gone:
-            self.client.zrem(key, *gone)
-        return len(gone)
+        forgotten = alive = 0
+        while True:
+            old = [as_text(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=alive,
+                                                                 num=FORGET_PAGE)]
+            if not old:
+                return forgotten
+            pipe = self.client.pipeline(transaction=False)
+            for run_id in old:
+                pipe.exists(self.keys.run(run_id))
+            gone = [run_id for run_id, exists in zip(old, pipe.execute(), strict=True) if not exists]
+            if gone:
+                self.client.zrem(key, *gone)
+            forgotten += len(gone)
+            alive += len(old) - len(gone)
+            if len(old) < FORGET_PAGE:
+                return forgotten
 
     def _forget_cancelled(self, partition: int) -> int:
         key = self.keys.cancelled(partition)
-        gone: list[str] = []
-        for member in self.client.sscan_iter(key, count=500):
-            run_id = as_text(member)
-            if not self.client.exists(self.keys.run(run_id)):
-                gone.append(run_id)
-        if gone:
-            self.client.srem(key, *gone)
-        return len(gone)
+        forgotten = 0
+        cursor: Any = 0
+        while True:
+            cursor, members = self.client.sscan(key, cursor, count=FORGET_PAGE)
+            if members:
+                pipe = self.client.pipeline(transaction=False)
+                for member in members:
+                    pipe.exists(self.keys.run(as_text(member)))
+                gone = [m for m, exists in zip(members, pipe.execute(), strict=True) if not exists]
+                if gone:
+                    forgotten += int(self.client.srem(key, *gone))
+            if not int(cursor):
+                return forgotten
