@@ -2,7 +2,7 @@
 
 ``python -m bench.scale --write`` starts its own redis-server (a free port) and, for each model,
 size (runs) and workers per role, real worker processes of the seed workflow with short retention
-(records, events, markers and results kept ``--retention`` seconds; janitor every second). Each
+(records, events, markers and results kept ``--retention`` seconds; janitor every 2 s). Each
 configuration: the workers are paused (SIGSTOP) while the runs are submitted in pipelined
 batches (``broker.bulk.submit_many``), so the backlog peaks at every run; then resumed, and the
 driver blocks on ``XREAD`` of the results stream until every run reported. Then ``--singles`` runs
@@ -258,7 +258,7 @@ def main(
         base.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
                      "TOKENIZERS_PARALLELISM": "false", "BATON_RECORD_TTL_S": str(retention),
                      "BATON_EVENTS_TTL_S": str(retention), "BATON_MARKER_TTL_S": str(retention),
-                     "BATON_RESULTS_RETENTION_S": str(retention), "BATON_JANITOR_INTERVAL_S": "1",
+                     "BATON_RESULTS_RETENTION_S": str(retention), "BATON_JANITOR_INTERVAL_S": "2",
                      "BATON_HEARTBEAT_TTL_S": "600", "BATON_STREAM_TOKENS": "false"})
         for name in filter(None, models.split(",")):
             model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))

@@ -33,12 +33,14 @@ from baton.broker.reviews import expire_reviews
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
 
-__all__ = ["FORGET_PAGE", "Janitor", "SweepReport", "trim_floor", "trim_stream"]
+__all__ = ["FORGET_PAGE", "FORGET_PAGES", "Janitor", "SweepReport", "trim_floor", "trim_stream"]
 
 log = logging.getLogger("baton.janitor")
 
 FORGET_PAGE = 1000
 """Runs-index entries (and cancelled-set members) checked per round trip of a sweep."""
+FORGET_PAGES = 10
+"""Pages of the runs index one sweep checks at most, per partition."""
 
 
 def trim_floor(client: redis.Redis, stream: str) -> str | None:
@@ -112,6 +114,7 @@ class Janitor:
         self.record_ttl_s = record_ttl_s
         # the first sweep comes after one to one and a half intervals: workers started together spread out
         self._next = time.monotonic() + random.uniform(1.0, 1.5) * interval_s
+        self._runs_cursor: dict[int, float] = {}  # per partition: the score the runs index was read up to
 
     def task_streams(self) -> list[str]:
         """The task streams this janitor trims."""
@@ -162,27 +165,33 @@ class Janitor:
     def _forget_runs(self, partition: int, older_than: float) -> int:
         """Drop index entries of runs created before ``older_than`` whose record has expired.
 
-        Reads the old end of the index in pages of :data:`FORGET_PAGE` until it is used up, stepping
-        over runs still alive (a long run's record outlives its creation time by ``record_ttl_s``), so
-        each sweep forgets every expired run however many there are, and never re-reads them.
+        Reads the old end of the index in pages, at most :data:`FORGET_PAGES` per sweep, going on
+        from where the last sweep stopped (by score) and starting over once it reaches
+        ``older_than``. Runs still alive (queued or running longer than ``record_ttl_s``) are stepped
+        over, not re-read every sweep: a sweep's cost is bounded whatever the backlog or history.
         """
         key = self.keys.runs(partition)
-        forgotten = alive = 0
-        while True:
-            old = [as_text(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=alive,
-                                                                 num=FORGET_PAGE)]
-            if not old:
-                return forgotten
-            pipe = self.client.pipeline(transaction=False)
-            for run_id in old:
-                pipe.exists(self.keys.run(run_id))
-            gone = [run_id for run_id, exists in zip(old, pipe.execute(), strict=True) if not exists]
-            if gone:
-                self.client.zrem(key, *gone)
-            forgotten += len(gone)
-            alive += len(old) - len(gone)
-            if len(old) < FORGET_PAGE:
-                return forgotten
+        forgotten = 0
+        for _ in range(FORGET_PAGES):
+            after = self._runs_cursor.get(partition)
+            lo = "-inf" if after is None else f"({after!r}"
+            rows: Any = self.client.zrangebyscore(key, lo, older_than, start=0, num=FORGET_PAGE, withscores=True)
+            if len(rows) < FORGET_PAGE:
+                self._runs_cursor.pop(partition, None)  # the end of the old runs: start over next time
+            else:
+                self._runs_cursor[partition] = float(rows[-1][1])
+            old = [as_text(member) for member, _ in rows]
+            if old:
+                pipe = self.client.pipeline(transaction=False)
+                for run_id in old:
+                    pipe.exists(self.keys.run(run_id))
+                gone = [run_id for run_id, exists in zip(old, pipe.execute(), strict=True) if not exists]
+                if gone:
+                    self.client.zrem(key, *gone)
+                forgotten += len(gone)
+            if len(rows) < FORGET_PAGE:
+                break
+        return forgotten
 
     def _forget_cancelled(self, partition: int) -> int:
         key = self.keys.cancelled(partition)

@@ -11,7 +11,7 @@ import redis
 
 from baton.broker import Keys, get_run, submit
 from baton.broker.bulk import submit_many
-from baton.broker.janitor import FORGET_PAGE, Janitor
+from baton.broker.janitor import FORGET_PAGE, FORGET_PAGES, Janitor
 from baton.broker.runs import wait_for_runs
 from baton.protocol import Result, Task, encode
 from tests.conftest import Workers
@@ -28,6 +28,24 @@ def test_one_sweep_forgets_every_expired_run_behind_live_ones(client: redis.Redi
     report = Janitor(client, keys, streams=[], record_ttl_s=60, results_retention_s=0).sweep(now=10_000.0)
     assert report.runs_forgotten == expired
     assert sorted(m.decode() for m in client.zrange(keys.runs(), 0, -1)) == sorted(live)
+
+
+def test_a_sweep_checks_a_bounded_part_of_the_index_and_the_next_goes_on_from_there(
+    client: redis.Redis, keys: Keys
+) -> None:
+    budget = FORGET_PAGE * FORGET_PAGES
+    live = [f"live-{i}" for i in range(budget)]  # a backlog older than the retention, records alive
+    client.zadd(keys.runs(), {run_id: 1.0 + i for i, run_id in enumerate(live)})
+    pipe = client.pipeline(transaction=False)
+    for run_id in live:
+        pipe.hset(keys.run(run_id), "status", "queued")
+    pipe.execute()
+    client.zadd(keys.runs(), {f"gone-{i}": 2.0 * budget + i for i in range(5)})
+    janitor = Janitor(client, keys, streams=[], record_ttl_s=60, results_retention_s=0)
+    assert janitor.sweep(now=10 * budget).runs_forgotten == 0  # the budget went on the live backlog
+    assert janitor.sweep(now=10 * budget).runs_forgotten == 5  # ... the next sweep goes on from there
+    assert janitor.sweep(now=10 * budget).runs_forgotten == 0  # ... and the one after starts over
+    assert client.zcard(keys.runs()) == budget
 
 
 def test_cancelled_set_is_cleared_in_pages(client: redis.Redis, keys: Keys) -> None:
