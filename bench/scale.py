@@ -40,6 +40,20 @@ from bench.common import ROOT, percentile, task_text
 
 SECTION = "## Scale curve"
 ROLES = ("planner", "researcher", "summarizer")
+INTRO = [
+    "`python -m bench.scale --write` (`make scale`; here run as `python -m bench.scale --models echo` then "
+    "`python -m bench.scale --models twin --write`, results merged through docs/scale.json). Own redis-server "
+    "on a free port, seed workflow, real worker processes (1 or 2 per role), retention 5 s (records, events, "
+    "markers, results; janitor every 2 s). The workers are paused while all runs are submitted "
+    "(`broker.bulk.submit_many`, 500 per MULTI), so the backlog peaks at every run; runs/s is measured over "
+    "the drain. *Burst* latency = resume → result seen by the driver (blocking XREAD on the results stream), "
+    "so it includes the wait in the queue and grows with the burst by construction; *single* = 20 runs one "
+    "at a time right after the burst, the history still in Redis. Redis MiB = `INFO memory` used_memory: "
+    "before the burst / all runs queued / all finished / after retention (and how long that took). Bytes per "
+    "queued run = (peak - start) / runs; per finished run = (after runs - start) / runs. Worker RSS = the "
+    "largest worker. *load* = the 1-minute load average at the end of the row: the machine (2 cores) was "
+    "shared with other helpers' test runs, so compare rows of one invocation side by side.",
+]
 HOLD_TTL_S = 3600
 """TTL of what a submit writes: the workers' commits set the short retention at each hop."""
 
@@ -276,7 +290,8 @@ def main(
     print("\n".join(table(kept)))
     if write:
         plot(kept, ROOT / "docs" / "scale.png")
-        write_section(ROOT / "BENCHMARKS.md", [SECTION, "", *table(kept), ""])
+        write_section(ROOT / "BENCHMARKS.md", [SECTION, "", *INTRO, "", *table(kept), "",
+                                               "![scale curve](docs/scale.png)", ""])
 
 
 if __name__ == "__main__":
