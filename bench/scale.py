@@ -36,13 +36,14 @@ import typer
 from baton.broker import EmbeddedRedis, Keys, Redis, connect, live_workers
 from baton.broker.bulk import submit_many
 from baton.protocol import Error, Task, decode
-from bench.common import ROOT, percentile, task_text
+from bench.common import ROOT, cpu_seconds, percentile, task_text
 
 SECTION = "## Scale curve"
 ROLES = ("planner", "researcher", "summarizer")
 INTRO = [
-    "`python -m bench.scale --write` (`make scale`; here run as `python -m bench.scale --models echo` then "
-    "`python -m bench.scale --models twin --write`, results merged through docs/scale.json). Own redis-server "
+    "`python -m bench.scale --write` (`make scale`; the rows below were run as `python -m bench.scale --models "
+    "echo` then `python -m bench.scale --models twin --twin-sizes 1000 --write`, merged through docs/scale.json). "
+    "Own redis-server "
     "on a free port, seed workflow, real worker processes (1 or 2 per role), retention 5 s (records, events, "
     "markers, results; janitor every 2 s). The workers are paused while all runs are submitted "
     "(`broker.bulk.submit_many`, 500 per MULTI), so the backlog peaks at every run; runs/s is measured over "
@@ -51,7 +52,9 @@ INTRO = [
     "at a time right after the burst, the history still in Redis. Redis MiB = `INFO memory` used_memory: "
     "before the burst / all runs queued / all finished / after retention (and how long that took). Bytes per "
     "queued run = (peak - start) / runs; per finished run = (after runs - start) / runs. Worker RSS = the "
-    "largest worker. *load* = the 1-minute load average at the end of the row: the machine (2 cores) was "
+    "largest worker. CPU ms/run = CPU time of the workers and redis-server over the drain, per run: the "
+    "figure that does not depend on how busy the machine was (\"-\": rows measured before the column existed). "
+    "*load* = the 1-minute load average at the end of the row: the machine (2 cores) was "
     "shared with other helpers' test runs, so compare rows of one invocation side by side.",
 ]
 HOLD_TTL_S = 3600
@@ -78,6 +81,7 @@ class Row:
     bytes_per_queued: float
     bytes_per_finished: float
     worker_rss_mib: float
+    cpu_ms_per_run: float
     lost: int
     failed: int
     load: float
@@ -161,7 +165,7 @@ class Fleet:
 
 
 def measure(model: str, url: str, env: dict[str, str], runs: int, workers: int, *, singles: int,
-            retention: int, log: Path) -> Row:
+            retention: int, log: Path, redis_pid: int) -> Row:
     """One configuration, start to retention."""
     fleet = Fleet(url, env, workers, log)
     try:
@@ -174,8 +178,10 @@ def measure(model: str, url: str, env: dict[str, str], runs: int, workers: int, 
             peak = fleet.used_memory()
         finally:
             fleet.signal(signal.SIGCONT)
-        resumed = time.time()
+        pids = [redis_pid, *(p.pid for p in fleet.procs)]
+        cpu0, resumed = cpu_seconds(pids), time.time()
         seen, failed = fleet.collect(set(ids), timeout=3600)
+        cpu = cpu_seconds(pids) - cpu0
         drained = max(seen.values()) if seen else time.time()
         after_runs = fleet.used_memory()
         burst = [t - resumed for t in seen.values()]
@@ -191,22 +197,23 @@ def measure(model: str, url: str, env: dict[str, str], runs: int, workers: int, 
         fleet.stop()
     return Row(model, runs, workers, runs / max(drained - resumed, 1e-9), percentile(burst, 50),
                percentile(burst, 99), percentile(single, 50), percentile(single, 99), start, peak, after_runs,
-               after, waited, (peak - start) / runs, (after_runs - start) / runs, rss, runs - len(seen), failed,
-               os.getloadavg()[0])
+               after, waited, (peak - start) / runs, (after_runs - start) / runs, rss, cpu / runs * 1e3,
+               runs - len(seen), failed, os.getloadavg()[0])
 
 
 def table(rows: list[Row]) -> list[str]:
     head = ("| model | runs | workers/role | runs/s | burst p50 / p99 (s) | single p50 / p99 (ms) | Redis MiB: "
             "start / peak / after runs / after retention | B per queued run | B per finished run | worker RSS MiB "
-            "| lost | load |")
-    lines = [head, "|" + "---|" * 11]
+            "| CPU ms/run | lost | load |")
+    lines = [head, "|" + "---|" * 12]
     mib = 2**20
     for r in rows:
+        cpu = "-" if r.cpu_ms_per_run != r.cpu_ms_per_run else f"{r.cpu_ms_per_run:.2f}"
         lines.append(
             f"| {r.model} | {r.runs:,} | {r.workers} | {r.runs_per_s:,.0f} | {r.burst_p50:.2f} / {r.burst_p99:.2f} "
             f"| {r.single_p50 * 1e3:.1f} / {r.single_p99 * 1e3:.1f} | {r.mem_start / mib:.2f} / {r.mem_peak / mib:.1f}"
             f" / {r.mem_after_runs / mib:.1f} / {r.mem_after_retention / mib:.2f} ({r.retention_wait_s:.0f} s) "
-            f"| {r.bytes_per_queued:,.0f} | {r.bytes_per_finished:,.0f} | {r.worker_rss_mib:.0f} | {r.lost} | "
+            f"| {r.bytes_per_queued:,.0f} | {r.bytes_per_finished:,.0f} | {r.worker_rss_mib:.0f} | {cpu} | {r.lost} | "
             f"{r.load:.1f} |")
     return lines
 
@@ -221,12 +228,14 @@ def plot(rows: list[Row], path: Path) -> None:
     for (model, workers) in sorted({(r.model, r.workers) for r in rows}):
         pts = sorted((r for r in rows if r.model == model and r.workers == workers), key=lambda r: r.runs)
         label = f"{model}, {workers}/role"
-        ax1.plot([r.runs for r in pts], [r.runs_per_s for r in pts], marker="o", label=label)
-        ax2.plot([r.runs for r in pts], [r.bytes_per_queued for r in pts], marker="o", label=f"{label}, queued")
-        ax2.plot([r.runs for r in pts], [r.bytes_per_finished for r in pts], marker="x", linestyle="--",
-                 label=f"{label}, finished")
+        (line,) = ax1.plot([r.runs for r in pts], [r.runs_per_s for r in pts], marker="o", label=label)
+        mib = 2**20
+        ax2.plot([r.runs for r in pts], [r.mem_peak / mib for r in pts], marker="o", color=line.get_color(),
+                 label=f"{label}, peak backlog")
+        ax2.plot([r.runs for r in pts], [r.mem_after_retention / mib for r in pts], marker="x", linestyle="--",
+                 color=line.get_color(), label=f"{label}, after retention")
     for ax, title, ylabel in ((ax1, "Throughput", "runs/s (drain of the backlog)"),
-                              (ax2, "Redis bytes per run", "bytes (used_memory delta / runs)")):
+                              (ax2, "Redis used_memory", "MiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("runs submitted at once")
@@ -265,7 +274,7 @@ def main(
     from baton.agents.backends.twin import build_twin
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    kept = [Row(**r) for r in json.loads(out.read_text())] if out.exists() else []
+    kept = [Row(**{"cpu_ms_per_run": float("nan"), **r}) for r in json.loads(out.read_text())] if out.exists() else []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
         base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
@@ -281,7 +290,8 @@ def main(
             for n in (int(v) for v in counts.split(",") if v):
                 for w in (int(v) for v in workers.split(",")):
                     row = measure(label, server.url, {**base, "BATON_MODEL": model}, n, w, singles=singles,
-                                  retention=retention, log=Path(tmp) / f"{name}-{n}-{w}.log")
+                                  retention=retention, log=Path(tmp) / f"{name}-{n}-{w}.log",
+                                  redis_pid=server.proc.pid if server.proc else 0)
                     print("\n".join(table([row])[2:]), flush=True)
                     kept = [r for r in kept if (r.model, r.runs, r.workers) != (label, n, w)] + [row]
                     out.parent.mkdir(parents=True, exist_ok=True)
