@@ -205,7 +205,7 @@ def table(rows: list[Row]) -> list[str]:
     head = ("| model | runs | workers/role | runs/s | burst p50 / p99 (s) | single p50 / p99 (ms) | Redis MiB: "
             "start / peak / after runs / after retention | B per queued run | B per finished run | worker RSS MiB "
             "| CPU ms/run | lost | load |")
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     mib = 2**20
     for r in rows:
         cpu = "-" if r.cpu_ms_per_run != r.cpu_ms_per_run else f"{r.cpu_ms_per_run:.2f}"
