@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: chaos-cluster chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
+.PHONY: scale chaos-cluster chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,10 @@ openapi: $(LINKED)
 # Side-by-side benchmark (seed notebook, baton, Celery, ceiling); rewrites BENCHMARKS.md. Not part of `make test`.
 bench: $(LINKED)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The scale curve: 1,000 to 100,000 runs; writes its BENCHMARKS.md section and docs/scale.png.
+scale: $(LINKED)
+	$(BIN)/python -m bench.scale --write $(SCALE_ARGS)
 
 # 200 runs through the three roles, 2 workers per role, SIGKILLed workers and one Redis restart;
 # exits non-zero if a run was lost or duplicated (see docs/RELIABILITY.md).

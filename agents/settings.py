@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     otel_file: str = ""  # append one JSON span per line here (tests, debugging); OTLP uses the OTEL_* variables
     events_maxlen: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_EVENTS_MAXLEN  # events kept per run (approximate)
     events_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = MARKER_TTL_S  # a run's event log outlives its last write by this
+    marker_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = MARKER_TTL_S  # a handoff's idempotency marker is kept this long
     stream_tokens: bool = True  # write ``tokens`` events while the model generates
     token_flush_tokens: Annotated[int, msgspec.Meta(ge=1)] = 8  # a prompt's chunk is sent after this many tokens
     token_flush_ms: Annotated[int, msgspec.Meta(ge=0)] = 50  # ... or this long after the chunk began

@@ -124,10 +124,15 @@ def commit_batch(
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
     events_ttl_s: int = MARKER_TTL_S,
     wait: ReplicaWait | None = None,
+    marker_ttl_s: int = MARKER_TTL_S,
 ) -> Committed:
-    """``commit``, then (with ``wait`` on) ``WAIT`` for replicas on the connection that wrote."""
+    """``commit``, then (with ``wait`` on) ``WAIT`` for replicas on the connection that wrote.
+
+    ``marker_ttl_s`` is how long a handoff's idempotency marker is kept (it must outlive any
+    redelivery of the input entry).
+    """
     _committer.ensure_loaded(client)
-    retention = _Retention(record_ttl_s, events_maxlen, events_ttl_s)
+    retention = _Retention(record_ttl_s, events_maxlen, events_ttl_s, marker_ttl_s)
     calls = [_call(keys, group, consumer, h, retention) for h in handoffs]
     wait = wait if wait is not None and wait.on and calls else None
     results, acked = _run(client, calls, wait)
@@ -205,6 +210,7 @@ class _Retention:
     record_ttl_s: int
     events_maxlen: int
     events_ttl_s: int
+    marker_ttl_s: int = MARKER_TTL_S
 
 
 def _call(
@@ -233,7 +239,7 @@ def _call(
     script_keys += [stream for stream, _ in h.outputs]
     return len(script_keys), [
         *script_keys,
-        group, consumer, h.entry.id, MARKER_TTL_S,
+        group, consumer, h.entry.id, retention.marker_ttl_s,
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
         retention.record_ttl_s, retention.events_maxlen, retention.events_ttl_s, len(events),
         len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events,

@@ -33,9 +33,14 @@ from baton.broker.reviews import expire_reviews
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
 
-__all__ = ["Janitor", "SweepReport", "trim_floor", "trim_stream"]
+__all__ = ["FORGET_PAGE", "FORGET_PAGES", "Janitor", "SweepReport", "trim_floor", "trim_stream"]
 
 log = logging.getLogger("baton.janitor")
+
+FORGET_PAGE = 1000
+"""Runs-index entries (and cancelled-set members) checked per round trip of a sweep."""
+FORGET_PAGES = 10
+"""Pages of the runs index one sweep checks at most, per partition."""
 
 
 def trim_floor(client: redis.Redis, stream: str) -> str | None:
@@ -109,6 +114,7 @@ class Janitor:
         self.record_ttl_s = record_ttl_s
         # the first sweep comes after one to one and a half intervals: workers started together spread out
         self._next = time.monotonic() + random.uniform(1.0, 1.5) * interval_s
+        self._runs_cursor: dict[int, float] = {}  # per partition: the score the runs index was read up to
 
     def task_streams(self) -> list[str]:
         """The task streams this janitor trims."""
@@ -157,26 +163,48 @@ class Janitor:
         return report
 
     def _forget_runs(self, partition: int, older_than: float) -> int:
-        """Drop index entries of runs created before ``older_than`` whose record has expired."""
+        """Drop index entries of runs created before ``older_than`` whose record has expired.
+
+        Reads the old end of the index in pages, at most :data:`FORGET_PAGES` per sweep, going on
+        from where the last sweep stopped (by score) and starting over once it reaches
+        ``older_than``. Runs still alive (queued or running longer than ``record_ttl_s``) are stepped
+        over, not re-read every sweep: a sweep's cost is bounded whatever the backlog or history.
+        """
         key = self.keys.runs(partition)
-        old = [as_text(m) for m in self.client.zrangebyscore(key, "-inf", older_than, start=0, num=1000)]
-        if not old:
-            return 0
-        pipe = self.client.pipeline(transaction=False)
-        for run_id in old:
-            pipe.exists(self.keys.run(run_id))
-        gone = [run_id for run_id, alive in zip(old, pipe.execute(), strict=True) if not alive]
-        if gone:
-            self.client.zrem(key, *gone)
-        return len(gone)
+        forgotten = 0
+        for _ in range(FORGET_PAGES):
+            after = self._runs_cursor.get(partition)
+            lo = "-inf" if after is None else f"({after!r}"
+            rows: Any = self.client.zrangebyscore(key, lo, older_than, start=0, num=FORGET_PAGE, withscores=True)
+            if len(rows) < FORGET_PAGE:
+                self._runs_cursor.pop(partition, None)  # the end of the old runs: start over next time
+            else:
+                self._runs_cursor[partition] = float(rows[-1][1])
+            old = [as_text(member) for member, _ in rows]
+            if old:
+                pipe = self.client.pipeline(transaction=False)
+                for run_id in old:
+                    pipe.exists(self.keys.run(run_id))
+                gone = [run_id for run_id, exists in zip(old, pipe.execute(), strict=True) if not exists]
+                if gone:
+                    self.client.zrem(key, *gone)
+                forgotten += len(gone)
+            if len(rows) < FORGET_PAGE:
+                break
+        return forgotten
 
     def _forget_cancelled(self, partition: int) -> int:
         key = self.keys.cancelled(partition)
-        gone: list[str] = []
-        for member in self.client.sscan_iter(key, count=500):
-            run_id = as_text(member)
-            if not self.client.exists(self.keys.run(run_id)):
-                gone.append(run_id)
-        if gone:
-            self.client.srem(key, *gone)
-        return len(gone)
+        forgotten = 0
+        cursor: Any = 0
+        while True:
+            cursor, members = self.client.sscan(key, cursor, count=FORGET_PAGE)
+            if members:
+                pipe = self.client.pipeline(transaction=False)
+                for member in members:
+                    pipe.exists(self.keys.run(as_text(member)))
+                gone = [m for m, exists in zip(members, pipe.execute(), strict=True) if not exists]
+                if gone:
+                    forgotten += int(self.client.srem(key, *gone))
+            if not int(cursor):
+                return forgotten

@@ -32,6 +32,7 @@ __all__ = [
     "run_metadata",
     "scratchpad",
     "scratchpads",
+    "stage_submit",
     "submit",
     "wait_for_runs",
 ]
@@ -77,10 +78,24 @@ def submit(
     ``metadata`` field; :func:`run_metadata` reads it back. ``budget``'s limits become record
     fields (``broker.budget``).
     """
+    pipe = client.pipeline(transaction=True)
+    stage_submit(pipe, keys, task, record_ttl_s=record_ttl_s, events_maxlen=events_maxlen, events_ttl_s=events_ttl_s,
+                 metadata=metadata, budget=budget)
+    ensure_group_once(client, keys.run_stream(task.workflow, task.role, task.run_id, task.priority),
+                      keys.group(task.role))
+    pipe.execute()
+    return task.run_id
+
+
+def stage_submit(
+    pipe: Any, keys: Keys, task: Task, *, record_ttl_s: int = 0, events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+    events_ttl_s: int = MARKER_TTL_S, metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
+) -> None:
+    """Queue on ``pipe`` the writes of :func:`submit` for ``task`` (checked first; the caller executes
+    the pipeline and has made sure the task stream's group exists)."""
     payload = encode(task)
     decode(payload)
     stream = keys.run_stream(task.workflow, task.role, task.run_id, task.priority)
-    _ensure_group_once(client, stream, keys.group(task.role))
     p = keys.partition(task.run_id)
     record: dict[Any, Any] = {
         "run_id": task.run_id,
@@ -97,7 +112,6 @@ def submit(
     record.update(budget_fields(budget))
     if metadata:
         record["metadata"] = _encode_json(dict(metadata))
-    pipe = client.pipeline(transaction=True)
     pipe.hset(keys.run(task.run_id), mapping=record)
     if record_ttl_s:
         pipe.expire(keys.run(task.run_id), record_ttl_s)
@@ -106,8 +120,6 @@ def submit(
     queued = Queued(run_id=task.run_id, at=task.created_at, role=task.role, hop=task.hop, workflow=task.workflow,
                     task=task.task)
     append_events(pipe, keys, task.run_id, [queued], maxlen=events_maxlen, ttl_s=events_ttl_s)
-    pipe.execute()
-    return task.run_id
 
 
 _decode_json = msgspec.json.Decoder().decode
@@ -128,7 +140,7 @@ def run_metadata(record: Mapping[str, str]) -> dict[str, str]:
 _groups_made: PerClient[tuple[str, str], bool] = PerClient(maxsize=1024)
 
 
-def _ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
+def ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
     """``ensure_group`` on the first submit to ``stream`` through ``client``; a no-op later.
 
     Saves a round trip (and a BUSYGROUP error reply) per submit. Should the group vanish later
@@ -238,17 +250,19 @@ def wait_for_runs(
 ) -> dict[str, RunView]:
     """Block until every run is finished (done, failed or cancelled) or ``timeout`` passes.
 
-    Wakes on the results streams; the run records are checked as well, so a result published
-    before the wait began is not missed. Returns the records of the finished runs.
+    Wakes on the results streams and reads the records of the runs reported there; the records of
+    every run still waited for are read first, and again after a quiet ``poll_s`` only, so a result
+    published before the wait began is not missed and a wait for many runs costs a bounded number
+    of reads per run. Returns the records of the finished runs.
     """
     pending = set(run_ids)
     finished: dict[str, RunView] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
     cursors = {keys.results(p): "$" for p in range(keys.partitions)}
+    check: set[str] = set(pending)
     while True:
-        for run_id in list(pending):
-            rec = get_run(client, keys, run_id)
-            if rec and rec.get("status") in TERMINAL:
+        for run_id, rec in _records(client, keys, check).items():
+            if rec.get("status") in TERMINAL:
                 finished[run_id] = rec
                 pending.discard(run_id)
         if not pending:
@@ -256,7 +270,9 @@ def wait_for_runs(
         remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
         if remaining <= 0:
             return finished
-        for stream, items in _read_results(client, cursors, max(1, int(remaining * 1000))):
+        replies = _read_results(client, cursors, max(1, int(remaining * 1000)))
+        check = set() if replies else set(pending)
+        for stream, items in replies:
             for entry_id, fields in items:
                 cursors[as_text(stream)] = as_text(entry_id)
                 data = fields.get(b"msg")
@@ -267,10 +283,22 @@ def wait_for_runs(
                 except ValueError:
                     continue
                 if isinstance(msg, Result | Error) and msg.run_id in pending:
-                    rec = get_run(client, keys, msg.run_id)
-                    if rec:
-                        finished[msg.run_id] = rec
-                        pending.discard(msg.run_id)
+                    check.add(msg.run_id)
+
+
+def _records(client: redis.Redis, keys: Keys, run_ids: Iterable[str], page: int = 1000) -> dict[str, RunView]:
+    """The records of ``run_ids`` that exist, read in pipelined pages."""
+    ids = list(run_ids)
+    found: dict[str, RunView] = {}
+    for start in range(0, len(ids), page):
+        chunk = ids[start:start + page]
+        pipe = client.pipeline(transaction=False)
+        for run_id in chunk:
+            pipe.hgetall(keys.run(run_id))
+        for run_id, raw in zip(chunk, pipe.execute(), strict=True):
+            if raw:
+                found[run_id] = {as_text(k): as_text(v) for k, v in raw.items()}
+    return found
 
 
 def _read_results(client: redis.Redis, cursors: dict[str, str], block_ms: int) -> list[Any]:

@@ -399,7 +399,8 @@ class Worker:
         committed = self._ride_out_redis(
             lambda: commit_batch(self.client, self.keys, self.streams.group, self.consumer, handoffs,
                                  record_ttl_s=self.settings.record_ttl_s, events_maxlen=self.settings.events_maxlen,
-                                 events_ttl_s=self.settings.events_ttl_s, wait=wait),
+                                 events_ttl_s=self.settings.events_ttl_s, wait=wait,
+                                 marker_ttl_s=self.settings.marker_ttl_s),
             "a commit",
         )
         outcomes = committed.outcomes
