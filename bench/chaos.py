@@ -266,6 +266,9 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | Cluster
     respawn: list[tuple[float, str]] = []
     redis_restarted = not cfg.redis_restart
     armed = False  # outage faults start once every worker is ready (start-up is not what they test)
+    while len(_ready_pids(client, keys)) < len(SEED.roles) * cfg.workers and time.monotonic() < deadline:
+        time.sleep(0.2)  # runs start once the pool is up: their times measure the faults, not start-up
+    next_kill = time.monotonic() + rng.uniform(*cfg.kill_every_s)
     started = time.monotonic()
     tasks = [Task(run_id=run_id, role=SEED.entry, task=f"Explain topic {i} of supervised learning.")
              for i, run_id in enumerate(run_ids)]
