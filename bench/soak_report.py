@@ -11,6 +11,7 @@ within 2x the first block's. Lost runs: 0.
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,26 @@ def plot_samples(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The verdict as Markdown tables (for BENCHMARKS.md)."""
+    v = data["verdict"]
+    rows = ["| series | first 3 min of window | last 3 min | growth | fitted slope x window | ok |",
+            "|---|---|---|---|---|---|"]
+    for name, g in v["growth"].items():
+        rows.append(f"| {WATCHED[name][0]} | {g['first']:.1f} | {g['last']:.1f} | {g['growth']:+.1%} "
+                    f"| {g['fitted']:+.1%} | {'yes' if g['ok'] else '**no**'} |")
+    rows += ["", "| 5-minute block from, min | runs finished | p50, s | p99, s | p99 / first block's |",
+             "|---|---|---|---|---|"]
+    base = v["p99_blocks"][0]["p99_s"] if v["p99_blocks"] else float("nan")
+    for b in v["p99_blocks"]:
+        rows.append(f"| {b['from_s'] / 60:.0f} | {b['runs']} | {b['p50_s']:.2f} | {b['p99_s']:.2f} "
+                    f"| {b['p99_s'] / base:.2f} |")
+    lo, med, hi = v["loadavg"]
+    rows += ["", f"Runs: {data['submitted']} submitted, {data['done']} done, {data['failed']} failed, "
+             f"**{data['lost']} lost**; {data['restarts']} worker restarts (SIGTERM), {data['crashes']} crashes. "
+             f"Worker CPU, share of the machine's cores (median of the samples): {v['cpu_share']:.0%}. "
+             f"Load average (1 min) during the run: min {lo:.1f}, median {med:.1f}, max {hi:.1f} on "
+             f"{os.cpu_count()} cores. Verdict: **{'PASS' if v['ok'] else 'FAIL'}**."]
+    return "\n".join(rows)
