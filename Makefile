@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: scale chaos-cluster chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
+.PHONY: scale soak chaos-cluster chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -63,6 +63,11 @@ scale: $(LINKED)
 # exits non-zero if a run was lost or duplicated (see docs/RELIABILITY.md).
 chaos: $(LINKED)
 	$(BIN)/python -m bench.chaos --runs 200 --workers 2 --model twin
+
+# 30 minutes of steady mixed load (seed chain on the twin, research_fanout on echo, 2 workers per
+# role, one SIGTERMed and restarted every 150 s); exit 1 if anything grows, p99 doubles or a run is lost.
+soak: $(LINKED)
+	$(BIN)/python -m bench.soak --minutes 30
 
 # The wheel as a user installs it: builds it, installs it with its dependencies and openai-agents
 # into a fresh venv, checks `import agents` is the OpenAI SDK and runs the seed workflow there.

@@ -23,7 +23,7 @@ from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.keys import MARKER_TTL_S, Keys, marker_ttl
 from baton.broker.replication import ReplicaWait
 from baton.broker.streams import Entry
 
@@ -239,7 +239,7 @@ def _call(
     script_keys += [stream for stream, _ in h.outputs]
     return len(script_keys), [
         *script_keys,
-        group, consumer, h.entry.id, retention.marker_ttl_s,
+        group, consumer, h.entry.id, marker_ttl(retention.record_ttl_s, retention.marker_ttl_s),
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
         retention.record_ttl_s, retention.events_maxlen, retention.events_ttl_s, len(events),
         len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events,

@@ -27,16 +27,17 @@ _loaded: PerClient[str, bool] = PerClient(maxsize=1)
 
 def join_part(
     client: redis.Redis, keys: Keys, group: str, consumer: str, entry: Entry, run_id: str, join_group: str,
-    part: int, parts: int, payload: bytes,
+    part: int, parts: int, payload: bytes, *, ttl_s: int = MARKER_TTL_S,
 ) -> dict[int, bytes] | None:
     """Record ``part`` of ``parts`` in ``join_group``.
 
     Returns every part by index once all have arrived (the entry stays pending), ``None`` when
     the part was parked (its entry acked), arrived after its group was gathered (a duplicate:
-    acked), or the entry is no longer this consumer's.
+    acked), or the entry is no longer this consumer's. The join hash lives ``ttl_s`` after its
+    last part (``keys.marker_ttl``).
     """
     reply = _evalsha(client, [entry.stream, keys.join(run_id, join_group)],
-                     [group, consumer, entry.id, part, payload, parts, MARKER_TTL_S])
+                     [group, consumer, entry.id, part, payload, parts, ttl_s])
     if int(reply[0]) != 1:
         return None
     flat = reply[1:]

@@ -33,11 +33,23 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from baton.protocol.fields import PRIORITIES, Priority
 
-__all__ = ["DEFAULT_LANE", "MARKER_TTL_S", "Keys", "StreamName"]
+__all__ = ["DEFAULT_LANE", "MARKER_TTL_S", "Keys", "StreamName", "marker_ttl"]
 
 MARKER_TTL_S = 7 * 24 * 3600
 """Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
 retention of finished results: longer than any redelivery can arrive late."""
+
+
+def marker_ttl(record_ttl_s: int, marker_ttl_s: int = MARKER_TTL_S) -> int:
+    """Lifetime of a handoff's idempotency marker and of a fan-in's join hash in a deployment whose
+    run records live ``record_ttl_s`` (0: forever) and markers ``marker_ttl_s`` (``BATON_MARKER_TTL_S``):
+    the shorter of the two, or ``marker_ttl_s`` when records are kept.
+
+    A marker that outlived its run would only guard a run nobody can see any more, and with one
+    written per hop a bounded deployment would otherwise hold a week of them.
+    """
+    return min(record_ttl_s, marker_ttl_s) if record_ttl_s > 0 else marker_ttl_s
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DEFAULT_LANE: Priority = "interactive"

@@ -57,6 +57,7 @@ from baton.broker import (
 )
 from baton.broker.commit import commit_batch
 from baton.broker.janitor import Janitor
+from baton.broker.keys import marker_ttl
 from baton.broker.replication import ReplicaWait
 from baton.protocol import HopStarted, Task
 
@@ -271,7 +272,8 @@ class Worker:
         """Gather: for a fan-in role, parts wait (acked) until their group is complete."""
         if not self.spec.join or not work:
             return work
-        return gather(self.client, self.keys, self.streams.group, self.consumer, work)
+        return gather(self.client, self.keys, self.streams.group, self.consumer, work,
+                      ttl_s=marker_ttl(self.settings.record_ttl_s, self.settings.marker_ttl_s))
 
     def _prepare(self, work: list[_Work]) -> None:
         """Prompt: memories, declared tool steps and shared memory, the rendered prompt. Runs once

@@ -1,0 +1,403 @@
+"""Soak: a steady mixed load for a long time, sampled every 10 s, judged on growth.
+
+``python -m bench.soak --minutes 30`` (``make soak``) starts a private ``redis-server``, two
+worker processes per role for the seed chain (the twin model) and for ``research_fanout`` (the
+echo model), submits runs at a constant rate well under capacity (alternating workflows), and
+SIGTERMs one worker every ``--restart-every`` seconds (rotating over the roles), starting its
+replacement at once. Every ``--sample-every`` seconds it records worker RSS (each slot and the
+total), worker CPU share, Redis ``used_memory`` and key counts by kind, stream lengths (task
+streams, results, dead letters, event logs), pending entries, p50/p99 latency of the runs that
+finished in the window, and runs submitted, done, failed. Retention is short
+(``--retention``: run records, results and event logs) so a steady state is reached early.
+
+After the last submit it waits ``--drain`` seconds for every run to end; a run that never reached
+a terminal status (or whose record vanished first) is lost. The verdict (``bench.soak_report``):
+nothing grows over the judged window, p99 stays within 2x of its first-minutes value, 0 lost.
+Exit code 1 on failure. Samples go to ``--out`` (JSON), the plot to ``--plot`` (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import psutil
+import typer
+
+from baton.agents.settings import Settings
+from baton.agents.workflow.loader import load
+from baton.agents.workflow.spec import SEED, Workflow
+from baton.broker import EmbeddedRedis, Keys, connect, live_workers
+from baton.broker.runs import TERMINAL
+from baton.broker.stats import stream_stats
+from bench.common import ROOT, percentile
+
+__all__ = ["SoakConfig", "Sample", "main", "run_soak"]
+
+log = logging.getLogger("baton.soak")
+FANOUT = ROOT / "agents" / "workflow" / "shipped" / "research_fanout.toml"
+
+
+@dataclass(slots=True)
+class SoakConfig:
+    """What to run, for how long, and how hard."""
+
+    minutes: float = 30.0
+    rate: float = 2.0  # runs per second, both workflows together
+    workers: int = 2
+    restart_every_s: float = 150.0
+    sample_every_s: float = 10.0
+    retention_s: int = 120
+    janitor_interval_s: float = 10.0
+    drain_s: float = 180.0
+    workdir: Path | None = None
+
+
+@dataclass(slots=True)
+class Sample:
+    """One 10-second sample."""
+
+    t: float
+    rss_mib: dict[str, float]
+    rss_total_mib: float
+    cpu_share: float
+    used_memory_mib: float
+    keys: int
+    key_kinds: dict[str, int]
+    task_len: int
+    results_len: int
+    dead_len: int
+    events_len: int
+    event_logs: int
+    pending: int
+    submitted: int
+    done: int
+    failed: int
+    finished_in_window: int
+    p50_s: float
+    p99_s: float
+    loadavg: float
+
+
+@dataclass(slots=True)
+class _Run:
+    submitted_at: float
+    status: str = ""
+    latency_s: float = 0.0
+    finished_wall: float = 0.0
+
+
+@dataclass(slots=True)
+class _Slot:
+    name: str
+    workflow: Workflow
+    role: str
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    spawned: int = 0
+
+
+@dataclass(slots=True)
+class _Pool:
+    log_dir: Path
+    slots: list[_Slot] = field(default_factory=list)
+    stopping: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    restarts: int = 0
+    crashes: int = 0
+
+    def spawn(self, slot: _Slot) -> None:
+        slot.spawned += 1
+        args = [sys.executable, "-m", "baton", "worker", slot.role]
+        if slot.workflow is not SEED:
+            args += ["--workflow", str(FANOUT)]
+        with open(self.log_dir / f"worker-{slot.name}-{slot.spawned}.log", "wb") as out:
+            slot.proc = subprocess.Popen(args, env=slot.env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    def restart(self, slot: _Slot) -> None:
+        """SIGTERM the slot's worker (it finishes its batch and leaves) and start its replacement now."""
+        if slot.proc is not None and slot.proc.poll() is None:
+            slot.proc.send_signal(signal.SIGTERM)
+            self.stopping.append(slot.proc)
+        self.restarts += 1
+        self.spawn(slot)
+
+    def reap(self) -> None:
+        self.stopping = [p for p in self.stopping if p.poll() is None]
+        for slot in self.slots:
+            if slot.proc is not None and slot.proc.poll() is not None:
+                log.warning("worker %s exited on its own with %s; restarted", slot.name, slot.proc.returncode)
+                self.crashes += 1
+                self.spawn(slot)
+
+    def pids(self) -> dict[str, int]:
+        return {s.name: s.proc.pid for s in self.slots if s.proc is not None and s.proc.poll() is None}
+
+    def stop(self) -> None:
+        procs = [s.proc for s in self.slots if s.proc is not None] + self.stopping
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class _Meter:
+    """Worker RSS and CPU, remembering each process so a CPU delta survives restarts."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, psutil.Process] = {}
+        self.cpu: dict[int, float] = {}
+
+    def rss(self, pids: dict[str, int]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, pid in pids.items():
+            try:
+                out[name] = self._proc(pid).memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+        return out
+
+    def cpu_delta(self, pids: list[int]) -> float:
+        total = 0.0
+        for pid in set(pids) | set(self.cpu):
+            try:
+                t = self._proc(pid).cpu_times()
+                now = t.user + t.system
+            except psutil.Error:
+                self.cpu.pop(pid, None)
+                continue
+            total += now - self.cpu.get(pid, 0.0)
+            self.cpu[pid] = now
+        return total
+
+    def _proc(self, pid: int) -> psutil.Process:
+        if pid not in self.procs:
+            self.procs[pid] = psutil.Process(pid)
+        return self.procs[pid]
+
+
+def _settings_env(cfg: SoakConfig, url: str) -> dict[str, str]:
+    ret = str(cfg.retention_s)
+    return {"REDIS_URL": url, "BATON_RECORD_TTL_S": ret, "BATON_RESULTS_RETENTION_S": ret,
+            "BATON_EVENTS_TTL_S": ret, "BATON_EVENTS_MAXLEN": "64",
+            "BATON_JANITOR_INTERVAL_S": str(cfg.janitor_interval_s), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _twin() -> str:
+    from baton.agents.backends import DEFAULT_MODEL, resolve_model
+
+    return resolve_model(DEFAULT_MODEL)
+
+
+def _pool(cfg: SoakConfig, work: Path, env: dict[str, str], fanout: Workflow) -> _Pool:
+    pool = _Pool(work)
+    for wf, model in ((SEED, _twin()), (fanout, "echo")):
+        for spec in wf.roles:
+            for i in range(cfg.workers):
+                name = f"{'seed' if wf is SEED else 'fanout'}.{spec.role}.{i}"
+                pool.slots.append(_Slot(name, wf, spec.role, {**env, "BATON_MODEL": model}))
+    for slot in pool.slots:
+        pool.spawn(slot)
+    return pool
+
+
+def _streams(client: Any, keys: Keys) -> list[str]:
+    return sorted(k.decode() if isinstance(k, bytes) else k
+                  for k in client.scan_iter(match=keys.stream_pattern(), count=1000, _type="stream"))
+
+
+def _key_kinds(client: Any, prefix: str) -> tuple[Counter[str], int, int]:
+    """Keys by kind (the segment after the hash tag), event log count and their total length."""
+    kinds: Counter[str] = Counter()
+    event_keys: list[bytes] = []
+    for raw in client.scan_iter(match=f"{prefix}:*", count=2000):
+        parts = raw.decode().split(":")
+        kind = parts[2] if len(parts) > 2 and parts[1].startswith("{") else parts[1] if len(parts) > 1 else "?"
+        kinds[kind] += 1
+        if kind == "events":
+            event_keys.append(raw)
+    pipe = client.pipeline(transaction=False)
+    for k in event_keys:
+        pipe.xlen(k)
+    return kinds, len(event_keys), sum(int(n) for n in pipe.execute(raise_on_error=False) if isinstance(n, int))
+
+
+def _poll_runs(client: Any, keys: Keys, runs: dict[str, _Run], open_ids: set[str]) -> None:
+    """Note the runs that reached a terminal status since the last poll."""
+    ids = list(open_ids)
+    pipe = client.pipeline(transaction=False)
+    for run_id in ids:
+        pipe.hmget(keys.run(run_id), "status", "created_at", "finished_at", "updated_at")
+    for run_id, (status, created, finished, updated) in zip(ids, pipe.execute(), strict=True):
+        status = status.decode() if status else ""
+        if status in TERMINAL:
+            run = runs[run_id]
+            run.status = status
+            end = float(finished or updated or time.time())
+            run.latency_s = end - float(created)
+            run.finished_wall = end
+            open_ids.discard(run_id)
+
+
+def _sample(t: float, client: Any, keys: Keys, pool: _Pool, meter: _Meter, runs: dict[str, _Run],
+            since: float, dt: float) -> Sample:
+    pids = pool.pids()
+    rss = meter.rss(pids)
+    cpu = meter.cpu_delta([*pids.values(), *(p.pid for p in pool.stopping)])
+    info = client.info("memory")
+    kinds, event_logs, events_len = _key_kinds(client, keys.prefix)
+    stats = stream_stats(client, keys, _streams(client, keys))
+    window = [r.latency_s for r in runs.values() if r.status and since <= r.finished_wall]
+    statuses = Counter(r.status for r in runs.values())
+    return Sample(
+        t=t, rss_mib=rss, rss_total_mib=sum(rss.values()), cpu_share=cpu / (dt * (os.cpu_count() or 1)),
+        used_memory_mib=int(info["used_memory"]) / 2**20, keys=int(client.dbsize()), key_kinds=dict(kinds),
+        task_len=sum(s.length for s in stats),
+        results_len=sum(client.xlen(keys.results(p)) for p in range(keys.partitions)),
+        dead_len=sum(client.xlen(keys.dead(p)) for p in range(keys.partitions)), events_len=events_len,
+        event_logs=event_logs, pending=sum(g.pending for s in stats for g in s.groups),
+        submitted=len(runs), done=statuses["done"], failed=statuses["failed"] + statuses["cancelled"],
+        finished_in_window=len(window), p50_s=percentile(window, 50), p99_s=percentile(window, 99),
+        loadavg=os.getloadavg()[0],
+    )
+
+
+def _wait_ready(client: Any, keys: Keys, pool: _Pool, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    want = len(pool.slots)
+    while time.monotonic() < deadline:
+        pool.reap()
+        if len(live_workers(client, keys)) >= want:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"workers not ready after {timeout:.0f}s")
+
+
+def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
+    """Run the soak described by ``cfg``; return its samples, runs and counts (see ``bench.soak_report``)."""
+    work = Path(cfg.workdir or tempfile.mkdtemp(prefix="baton-soak-"))
+    server = EmbeddedRedis(work / "redis").start()
+    keys = Keys()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")}, **_settings_env(cfg, server.url)}
+    settings = Settings.from_env(env)
+    fanout = load(FANOUT)
+    client = connect(server.url, retries=10)
+    pool = _pool(cfg, work, env, fanout)
+    meter = _Meter()
+    runs: dict[str, _Run] = {}
+    open_ids: set[str] = set()
+    samples: list[Sample] = []
+    try:
+        from baton import Client
+
+        _wait_ready(client, keys, pool)
+        submitter = Client(server.url, settings=settings)
+        start = time.time()
+        end = start + cfg.minutes * 60
+        next_sample = start + cfg.sample_every_s
+        next_restart = start + cfg.restart_every_s
+        rotation = 0
+        last_sample = start
+        meter.cpu_delta(list(pool.pids().values()))
+        while True:
+            now = time.time()
+            if now < end:
+                due = int((now - start) * cfg.rate) + 1
+                while len(runs) < due:
+                    wf = str(FANOUT) if len(runs) % 2 else None
+                    run = submitter.submit(f"Explain topic {len(runs)} of supervised learning.", workflow=wf)
+                    runs[run.id] = _Run(time.time())
+                    open_ids.add(run.id)
+                if now >= next_restart:
+                    slot = pool.slots[(rotation % (len(pool.slots) // cfg.workers)) * cfg.workers
+                                      + (rotation // (len(pool.slots) // cfg.workers)) % cfg.workers]
+                    log.info("restarting %s", slot.name)
+                    pool.restart(slot)
+                    rotation += 1
+                    next_restart += cfg.restart_every_s
+            elif not open_ids or now > end + cfg.drain_s:
+                break
+            pool.reap()
+            _poll_runs(client, keys, runs, open_ids)
+            if now >= next_sample and now < end:
+                s = _sample(now - start, client, keys, pool, meter, runs, last_sample, now - last_sample)
+                samples.append(s)
+                last_sample = now
+                next_sample += cfg.sample_every_s
+                if on_sample:
+                    on_sample(s)
+            time.sleep(0.2)
+        _poll_runs(client, keys, runs, open_ids)
+        submitter.close()
+        return {"config": {k: str(v) for k, v in asdict(cfg).items()}, "samples": [asdict(s) for s in samples],
+                "latencies": [[r.finished_wall - start, r.latency_s] for r in runs.values() if r.status],
+                "submitted": len(runs), "done": sum(r.status == "done" for r in runs.values()),
+                "failed": sum(r.status in ("failed", "cancelled") for r in runs.values()),
+                "lost": len(open_ids), "lost_runs": sorted(open_ids)[:20], "restarts": pool.restarts,
+                "crashes": pool.crashes, "workdir": str(work)}
+    finally:
+        pool.stop()
+        client.close()
+        server.stop()
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def cli(
+    minutes: Annotated[float, typer.Option(help="How long to submit runs.")] = 30.0,
+    rate: Annotated[float, typer.Option(help="Runs per second (seed and fan-out alternate).")] = 2.0,
+    restart_every: Annotated[float, typer.Option(help="Seconds between worker restarts (SIGTERM).")] = 150.0,
+    retention: Annotated[int, typer.Option(help="Seconds runs, results and event logs are kept.")] = 120,
+    drain: Annotated[float, typer.Option(help="Seconds to wait after the last submit.")] = 180.0,
+    out: Annotated[Path, typer.Option(help="Samples and verdict as JSON.")] = Path("docs/soak.json"),
+    plot: Annotated[Path | None, typer.Option(help="PNG plot of the samples.")] = Path("docs/soak.png"),
+) -> None:
+    """Run the soak, print the table, write the samples and the plot; exit 1 unless it passes."""
+    from rich.console import Console
+
+    from bench.soak_report import judge, plot_samples, print_report
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = SoakConfig(minutes=minutes, rate=rate, restart_every_s=restart_every, retention_s=retention, drain_s=drain)
+
+    def progress(s: Sample) -> None:
+        log.info("t=%4.0fs rss=%.0fMiB redis=%.1fMiB keys=%d task=%d results=%d events=%d dead=%d pending=%d "
+                 "p50=%.2fs p99=%.2fs done=%d/%d cpu=%.0f%% load=%.1f", s.t, s.rss_total_mib, s.used_memory_mib,
+                 s.keys, s.task_len, s.results_len, s.events_len, s.dead_len, s.pending, s.p50_s, s.p99_s, s.done,
+                 s.submitted, 100 * s.cpu_share, s.loadavg)
+
+    data = run_soak(cfg, progress)
+    data["verdict"] = judge(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1))
+    if plot is not None:
+        plot_samples(data, plot)
+    print_report(data, Console())
+    if not data["verdict"]["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of ``python -m bench.soak``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
