@@ -125,13 +125,14 @@ until [[ $(ncli redis-node-1 CLUSTER INFO | tr -d '\r' | grep -c -e '^cluster_st
   ((SECONDS < deadline)) || die "cluster not ok after ${TIMEOUT}s: $(ncli redis-node-1 CLUSTER INFO | tr '\r\n' '  ')"
   sleep 1
 done
-declare -A role_of=()
+# CLUSTER NODES lists each node's address and role; the containers are matched by address.
+masters=$(ncli redis-node-1 CLUSTER NODES | awk '$3 ~ /master/ {split($2, a, ":"); print a[1]}')
 primaries=()
 for node in "${NODES[@]}"; do
-  role_of[$node]=$(ncli "$node" ROLE | head -n1)
-  [[ ${role_of[$node]} == master ]] && primaries+=("$node")
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(ids "$node" | head -n1)")
+  grep -qx -- "$ip" <<<"$masters" && primaries+=("$node")
 done
-((${#primaries[@]} == 3)) || die "expected 3 primaries, got: $(for n in "${NODES[@]}"; do printf '%s=%s ' "$n" "${role_of[$n]}"; done)"
+((${#primaries[@]} == 3)) || die "expected 3 primaries among the nodes, got ${primaries[*]:-none} (masters: $masters)"
 log "cluster_state:ok, primaries ${primaries[*]}"
 
 t=$SECONDS
@@ -168,7 +169,7 @@ with baton.Client() as client:
             raise SystemExit(f"run {run.id} finished with an empty result")
         print(run.id)
 EOF
-) || die "the $RUNS runs did not all finish with a result"
+) || die "the $RUNS runs did not all finish with a result (exit $?)"
 mapfile -t submitted <<<"$run_ids"
 ((${#submitted[@]} == RUNS)) || die "expected $RUNS run ids, got: $run_ids"
 mark "$RUNS runs submitted and done" "$t"
