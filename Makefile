@@ -86,7 +86,8 @@ chaos-outages: $(LINKED)
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 # Builds local base images (debootstrap, no registry), the baton image, brings the stack up,
-# submits a run, scales researcher to 3 and checks all three consumed work, tears down.
+# submits a run, scales researcher to 3 and checks all three consumed work, tears down; then the
+# same images on the Redis Cluster override (docker/compose-cluster-test.sh).
 compose-test: docker-deps
 	docker/compose-test.sh
 

@@ -11,7 +11,9 @@
 #     containers committed work: every scratchpad entry records the consumer that wrote it
 #     (`<role>-<hostname>-<pid>-<suffix>`, hostname = container hostname), and each researcher
 #     container's hostname must appear there; XINFO CONSUMERS must show no pending entries;
-#  6. always tears down with `down -v` (trap), prints the duration.
+#  6. always tears down with `down -v` (trap), prints the duration;
+#  7. then, on the same images, the Redis Cluster phase: docker/compose-cluster-test.sh
+#     (docker-compose.cluster.yml under its own project; COMPOSE_TEST_CLUSTER=0 skips it).
 #
 # Environment: BATON_BASE_IMAGE / BATON_REDIS_IMAGE (default here: the air-gapped path, the
 # baton-base:bookworm / baton-redis:bookworm images that docker/build-base.sh makes; the compose
@@ -92,14 +94,10 @@ export BATON_DASHBOARD_PORT
 COMPOSE=("${COMPOSE_BIN[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml")
 log "project $PROJECT, compose: ${COMPOSE_BIN[*]}, image $BATON_IMAGE on $BATON_BASE_IMAGE"
 
-teardown() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ $rc != 0 ]]; then
-    log "--- diagnostics (exit $rc) ---"
-    "${COMPOSE[@]}" ps >&2 || true
-    "${COMPOSE[@]}" logs --no-color --tail=40 >&2 || true
-  fi
+DOWN=0
+down_project() {
+  ((DOWN == 0)) || return 0
+  DOWN=1
   if [[ ${KEEP_UP:-0} == 1 ]]; then
     log "KEEP_UP=1: leaving project $PROJECT up (${COMPOSE[*]} down -v)"
   else
@@ -107,6 +105,17 @@ teardown() {
     "${COMPOSE[@]}" down -v --remove-orphans --timeout 30 >/dev/null 2>&1 \
       || "${COMPOSE[@]}" down -v --remove-orphans --timeout 30 >&2 || true
   fi
+}
+
+teardown() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ $rc != 0 && $DOWN == 0 ]]; then
+    log "--- diagnostics (exit $rc) ---"
+    "${COMPOSE[@]}" ps >&2 || true
+    "${COMPOSE[@]}" logs --no-color --tail=40 >&2 || true
+  fi
+  down_project
   if [[ $rc == 0 ]]; then
     log "PASS in $((SECONDS - T0))s"
   else
@@ -261,3 +270,13 @@ rm -f /tmp/"$PROJECT".streams
 ((missing == 0)) || die "$missing of $SCALE researcher containers did no work"
 [[ $pending == 0 ]] || die "researcher group still has $pending pending entries"
 log "all $SCALE researcher containers did work; nothing pending"
+
+# ---------------------------------------------------------------- phase 2: Redis Cluster
+# The same images on docker-compose.cluster.yml, under its own project; COMPOSE_TEST_CLUSTER=0 skips it.
+log "phase 1 (single Redis) passed in $((SECONDS - T0))s"
+if [[ ${COMPOSE_TEST_CLUSTER:-1} == 1 ]]; then
+  down_project
+  t=$SECONDS
+  "$ROOT/docker/compose-cluster-test.sh"
+  log "phase 2 (Redis Cluster) passed in $((SECONDS - t))s"
+fi

@@ -83,3 +83,14 @@ def test_nothing_published_beyond_loopback(cluster: dict[str, Any]) -> None:
     for name, svc in cluster["services"].items():
         for port in svc.get("ports", []):
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_compose_test_runs_the_cluster_phase_on_both_files() -> None:
+    phase1 = (ROOT / "docker" / "compose-test.sh").read_text()
+    assert '"$ROOT/docker/compose-cluster-test.sh"' in phase1
+    script = ROOT / "docker" / "compose-cluster-test.sh"
+    text = script.read_text()
+    assert '-f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.cluster.yml"' in text
+    assert "trap teardown EXIT" in text and "down -v" in text
+    assert "cluster_state:ok" in text and "redis-cluster-init" in text
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
