@@ -168,6 +168,7 @@ class SlotFanIn:
             log.warning("a read of one hash slot failed (%s); other slots answered", error)
         return entries
 
-    def close(self) -> None:
-        """Stop the pool once the blocked reads return (their entries stay pending, reclaimed later)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the pool once the blocked reads return (their entries stay pending, reclaimed later);
+        with ``wait``, return only when they have."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -64,6 +64,11 @@ class GroupStreams:
         groups = slot_groups(self.streams) if is_cluster(client) else [self.streams]
         self._fan = SlotFanIn(groups, self._read_slot) if len(groups) > 1 else None
 
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the per-slot readers of a cluster (``wait``: until their blocked reads return)."""
+        if self._fan is not None:
+            self._fan.close(wait=wait)
+
     # groups ---------------------------------------------------------------
     def ensure_groups(self) -> None:
         """Create the group on every partition stream (MKSTREAM, from the start); idempotent."""

@@ -169,6 +169,7 @@ class Worker:
     def _shutdown(self, beater: threading.Thread) -> None:
         self.stopping.set()
         beater.join(timeout=2)
+        self.streams.close()
         with contextlib.suppress(BrokerError):
             self.streams.forget()
         log.info(

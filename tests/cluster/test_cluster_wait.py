@@ -31,6 +31,7 @@ def _batch(cclient: Redis, ckeys: Keys, name: str) -> list:
     entries: list = []
     wait_for(lambda: entries.extend(streams.read(pending=False, count=50, block_ms=200)) or len(entries) == 24,
              what="all 24 entries read")
+    streams.close(wait=True)  # no blocked read of this consumer outlives the test
     by_run = {t.run_id: t for t in tasks}
     return [_handoff(ckeys, e, by_run[decode(e.data).run_id]) for e in entries]
 
