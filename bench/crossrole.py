@@ -27,6 +27,7 @@ from pathlib import Path
 from bench.__main__ import _ceiling
 from bench.clusters import BatonCluster, Measure
 from bench.common import ROOT, spread
+from bench.sections import write_section
 
 __all__ = ["main"]
 
@@ -56,20 +57,6 @@ def _ceiling_steady(model: str, env: dict[str, str], batch: int, seconds: float,
     runs = max(256, int(guess * seconds))
     procs = os.cpu_count() or 1
     return max((_ceiling(model, runs, batch, env, n) for n in sorted({procs, 3})), key=lambda m: m.runs_per_s)
-
-
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or insert before the profiles) this section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    body = "\n".join(lines).rstrip() + "\n\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-    else:
-        at = text.find("## Where the time goes")
-        text = text[:at] + body + text[at:] if at >= 0 else text.rstrip() + "\n\n" + body
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         la = os.getloadavg()
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
         cmd = "python -m bench.crossrole " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section(ROOT / "BENCHMARKS.md", [
+        write_section(ROOT / "BENCHMARKS.md", SECTION, [
             SECTION, "",
             f"Rows from `{cmd.strip()}` ({when}, {(time.time() - started) / 60:.1f} min; 1-min load "
             f"{load_before[0]:.2f} before, {la[0]:.2f} after, {min(loads):.2f}–{max(loads):.2f} between "

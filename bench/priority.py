@@ -29,6 +29,7 @@ from baton.broker import EmbeddedRedis, Keys, Redis, connect, live_workers, subm
 from baton.broker.cancel import cancel_run
 from baton.protocol import Error, Task, decode
 from bench.common import ROOT, percentile, spread, task_text
+from bench.sections import write_section
 
 SECTION = "## Priority lanes"
 ROLES = ("planner", "researcher", "summarizer")
@@ -163,20 +164,6 @@ def rows(results: list[Figures]) -> list[str]:
     return out
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or insert before the profiles) the "Priority lanes" section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    body = "\n".join(lines).rstrip() + "\n\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-    else:
-        at = text.find("## Where the time goes")
-        text = text[:at] + body + text[at:] if at >= 0 else text.rstrip() + "\n\n" + body
-    path.write_text(text)
-
-
 def main(
     backlog: Annotated[int, typer.Option(help="Batch runs submitted before the interactive runs.")] = 5000,
     runs: Annotated[int, typer.Option(help="Interactive runs per condition and round.")] = 10,
@@ -211,7 +198,7 @@ def main(
         return
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
     la = os.getloadavg()
-    write_section(ROOT / "BENCHMARKS.md", [
+    write_section(ROOT / "BENCHMARKS.md", SECTION, [
         SECTION, "",
         f"Rows from `python -m bench.priority --backlog {backlog} --runs {runs} --rounds {rounds} --models {models}"
         f" --lane-sizes {lane_sizes} --write` ({when}, {(time.time() - started) / 60:.1f} min, "

@@ -37,6 +37,7 @@ from baton.broker import EmbeddedRedis, Keys, Redis, connect, live_workers
 from baton.broker.bulk import submit_many
 from baton.protocol import Error, Task, decode
 from bench.common import ROOT, cpu_seconds, percentile, task_text
+from bench.sections import write_section
 
 SECTION = "## Scale curve"
 ROLES = ("planner", "researcher", "summarizer")
@@ -249,17 +250,6 @@ def plot(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        nxt = rest.find("\n## ")
-        text = head + "\n".join(lines) + ("\n" + rest[nxt + 1:] if nxt >= 0 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
-
-
 def main(
     sizes: Annotated[str, typer.Option(help="Comma-separated run counts (echo).")] = "1000,10000,100000",
     twin_sizes: Annotated[str, typer.Option(help="Comma-separated run counts for the twin.")] = "1000,10000",
@@ -300,7 +290,7 @@ def main(
     print("\n".join(table(kept)))
     if write:
         plot(kept, ROOT / "docs" / "scale.png")
-        write_section(ROOT / "BENCHMARKS.md", [SECTION, "", *INTRO, "", *table(kept), "",
+        write_section(ROOT / "BENCHMARKS.md", SECTION, [SECTION, "", *INTRO, "", *table(kept), "",
                                                "![scale curve](docs/scale.png)", ""])
 
 
