@@ -26,6 +26,7 @@ from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
 from tests.waiting import wait_for
+from tests.workflows.serving import serve_model
 
 MAX_BATCH = 6
 PROMPTS = ["Planner agent named Alice. Task: Explain supervised learning.\nResponse:", "Hello world", "",
@@ -44,27 +45,10 @@ MODULES_AT_EXIT = (
 def server(twin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``baton serve-model`` on the twin batching up to MAX_BATCH prompts with a long wait, so
     MAX_BATCH concurrent requests always share one generate call; yields the base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton", "serve-model", "--model", str(twin), "--port", str(port),
-             "--name", "twin", "--max-batch", str(MAX_BATCH), "--batch-wait-ms", "1000"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def healthy() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 120, "the model server", logs=log.read_text, interval=0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with serve_model(["--model", str(twin), "--name", "twin", "--max-batch", str(MAX_BATCH),
+                      "--batch-wait-ms", "1000"], log, timeout=120) as url:
+        yield url
 
 
 @pytest.fixture

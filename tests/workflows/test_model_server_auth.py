@@ -22,6 +22,7 @@ from tests.cli import baton
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
 from tests.waiting import wait_for
+from tests.workflows.serving import serve_model
 
 ENV_KEY = "env-key-0123456789"
 CLI_KEY = "cli-key-9876543210"
@@ -32,29 +33,11 @@ REPLICAS = 2
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``baton serve-model`` on the echo model in REPLICAS processes, one key from
     ``BATON_MODEL_API_KEYS`` and one from ``--api-key``; yields the base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve-auth") / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env["BATON_MODEL_API_KEYS"] = f" {ENV_KEY}, ,"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton", "serve-model", "--model", "echo", "--port", str(port),
-             "--replicas", str(REPLICAS), "--api-key", CLI_KEY],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def healthy() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 60, "the model server", logs=log.read_text, interval=0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with serve_model(["--model", "echo", "--replicas", str(REPLICAS), "--api-key", CLI_KEY], log, env=env) as url:
+        yield url
 
 
 def _oai(server: str, key: str | None) -> openai.OpenAI:
