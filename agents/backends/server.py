@@ -144,6 +144,18 @@ def _error(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
 
 
+async def _answer(model: _Model, prompts: list[str], max_tokens: int, shape: StreamShape,
+                  stream: bool) -> Any:
+    """The generated rows of ``prompts``; or the response to send instead: the stream when
+    ``stream`` is asked, an OpenAI-style error when generation fails."""
+    if stream:
+        return await _streamed(model, prompts, max_tokens, shape)
+    try:
+        return await model.complete(prompts, max_tokens)
+    except Exception as exc:  # noqa: BLE001 - answered as an HTTP error
+        return _error(exc)
+
+
 async def _streamed(model: _Model, prompts: list[str], max_tokens: int, shape: StreamShape) -> Any:
     """A server-sent-event response, or an error answer if the generation fails before its first chunk."""
     events = model.stream(prompts, max_tokens)
@@ -198,12 +210,9 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         shape = StreamShape("text_completion", f"cmpl-{uuid.uuid4().hex}", name,
                             include_usage=bool(req.stream_options and req.stream_options.include_usage))
-        if req.stream:
-            return await _streamed(model, prompts, req.max_tokens, shape)
-        try:
-            rows = await model.complete(prompts, req.max_tokens)
-        except Exception as exc:  # noqa: BLE001 - answered as an HTTP error
-            return _error(exc)
+        rows = await _answer(model, prompts, req.max_tokens, shape, req.stream)
+        if not isinstance(rows, list):
+            return rows
         choices = [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason,
                     "completion_tokens": r.new_tokens} for i, r in enumerate(rows)]
         return {"id": shape.id, "object": "text_completion", "created": int(time.time()),
@@ -214,12 +223,9 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
         prompts = [model.chat_prompt(req.messages)]
         shape = StreamShape("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", name,
                             include_usage=bool(req.stream_options and req.stream_options.include_usage))
-        if req.stream:
-            return await _streamed(model, prompts, req.max_tokens, shape)
-        try:
-            rows = await model.complete(prompts, req.max_tokens)
-        except Exception as exc:  # noqa: BLE001 - answered as an HTTP error
-            return _error(exc)
+        rows = await _answer(model, prompts, req.max_tokens, shape, req.stream)
+        if not isinstance(rows, list):
+            return rows
         choice = {"index": 0, "message": {"role": "assistant", "content": rows[0].text},
                   "finish_reason": rows[0].finish_reason}
         return {"id": shape.id, "object": "chat.completion", "created": int(time.time()),
