@@ -34,6 +34,7 @@ from baton.agents.ops.api import ApiContext, runs_router, submit_request
 from baton.agents.ops.auth import BearerAuth
 from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.ops.collectors import SnapshotCollector
+from baton.agents.ops.interop import mount_protocols
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.review_api import review_router
 from baton.agents.ops.trace import RunNotFound, build_trace
@@ -201,4 +202,5 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     app.include_router(api)
     app.include_router(runs_router(ctx))
     app.include_router(review_router(ctx))
+    mount_protocols(app, ctx)
     return app
