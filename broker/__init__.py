@@ -34,8 +34,10 @@ from baton.broker.health import check_worker, live_workers
 from baton.broker.keys import Keys
 from baton.broker.loop import ConsumerLoop, backoff_delay
 from baton.broker.runs import (
+    BeforeRun,
     RunView,
     agents_in_run,
+    before_run,
     cancelled_and_scratchpads,
     get_run,
     latest_run,
@@ -53,6 +55,7 @@ __all__ = [
     "UNREACHABLE",
     "AsyncRedis",
     "AuthenticationFailed",
+    "BeforeRun",
     "BrokerConnectionError",
     "BrokerError",
     "BrokerTimeout",
@@ -76,6 +79,7 @@ __all__ = [
     "append_events",
     "aread_events",
     "backoff_delay",
+    "before_run",
     "cancel_run",
     "cancelled",
     "cancelled_and_scratchpads",

@@ -27,10 +27,29 @@ from baton.broker.scripts import LuaScript
 from baton.broker.text import as_text
 from baton.protocol import Budget
 
-__all__ = ["ModelCall", "Usage", "budget_fields", "count_tool_call", "reserve_model_calls", "settle_model_calls",
-           "usage"]
+__all__ = ["RESERVE_FIELDS", "ModelCall", "Usage", "budget_fields", "count_tool_call", "needs_reservation",
+           "reserve_model_calls", "settle_model_calls", "usage", "usage_counts"]
 
 _script = LuaScript("budget.lua")
+
+
+RESERVE_FIELDS = ("max_tokens", "max_model_calls", "budget_exceeded")
+"""The run record fields that decide whether a model call must be reserved (``needs_reservation``)."""
+
+
+def needs_reservation(values: Sequence[bytes | str | None]) -> bool:
+    """Whether a run whose record has ``values`` for ``RESERVE_FIELDS`` must reserve its model
+    calls: it has a token or model-call limit, or was already refused. A run without (and a run
+    whose record is gone, which the reservation would allow anyway) calls the model at once and
+    has its usage counted with its commit (``usage_counts``)."""
+    return any(v not in (None, b"", "", b"0", "0") for v in values)
+
+
+def usage_counts(role: str, model: str, tokens: int) -> dict[str, int]:
+    """The run record increments of one model call of ``role`` that generated ``tokens`` tokens of
+    ``model``: what ``settle_model_calls`` adds for a reserved call, for a commit to add instead."""
+    return {"tokens": tokens, f"tokens:{role}": tokens, f"tokens@{model}": tokens, "model_calls": 1,
+            f"model_calls:{role}": 1}
 
 
 def budget_fields(budget: Budget | None) -> dict[str, int]:

@@ -49,7 +49,9 @@ class Handoff:
     ``outputs`` are ``(stream key, payload)`` pairs published with XADD; ``pad`` is
     ``(agent, field, value)`` for the scratchpad entry; ``record`` fields go to the run record;
     ``events`` (encoded with ``encode_event``) go to the run's event log, trimmed and expired as
-    every event-log write is (``broker/events.py``).
+    every event-log write is (``broker/events.py``). ``counts`` are added to run record fields
+    (``HINCRBY``) with the commit: a hop's usage accounting (``broker.budget.usage_counts``)
+    costs no round trip of its own and counts once per committed hop.
     ``msg_id`` and ``run_id`` locate the idempotency marker; a message that could not be
     decoded uses the entry id and the placeholder slot of its partition.
     """
@@ -62,6 +64,7 @@ class Handoff:
     record: Mapping[str, str | bytes | float | int] = field(default_factory=dict)
     partition: int = 0
     events: Sequence[bytes] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
 
 
 class _Committer:
@@ -234,6 +237,10 @@ def _call(
         for k, v in h.record.items():
             pairs += [k, v]
     events = h.events if h.run_id else ()
+    counts: list[str | bytes | float | int] = []
+    if h.run_id:
+        for k, n in h.counts.items():
+            counts += [k, n]
     events_key = keys.events(h.run_id) if h.run_id else keys.placeholder(h.partition)
     script_keys: list[str | bytes | float | int] = [h.entry.stream, done_key, run_key, pad_key, index_key, events_key]
     script_keys += [stream for stream, _ in h.outputs]
@@ -242,5 +249,5 @@ def _call(
         group, consumer, h.entry.id, marker_ttl(retention.record_ttl_s, retention.marker_ttl_s),
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
         retention.record_ttl_s, retention.events_maxlen, retention.events_ttl_s, len(events),
-        len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events,
+        len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events, len(counts) // 2, *counts,
     ]

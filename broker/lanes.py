@@ -8,6 +8,9 @@ more batch work than that share (an interactive hop shares its model call with f
 read that found none fills its slots with batch work, up to ``BATON_BATCH_LANE_SIZE`` when set (a
 smaller model call that an interactive task arriving meanwhile waits behind). When neither lane has
 work the read blocks once over every lane's stream, so a lone task of either lane is picked up at once.
+A blocking read that came back short left every lane empty: there is no backlog to order, so the
+next read blocks at once over every lane (one round trip per lone task, not three) until a read
+fills up again (``BatchShare.drained``).
 
 ``read_by_lane`` takes any stream list (a role's streams of every partition, or one partition's
 lanes for a per-partition reader): the lane of each stream is parsed from its key.
@@ -42,6 +45,8 @@ class BatchShare:
             raise ValueError(f"the batch share must be between 0 and 1, not {share}")
         self.share = share
         self.credit = 0.0
+        self.drained = False
+        """The last read blocked over every lane and emptied each one: no lane had a backlog."""
 
     def reserve(self, count: int) -> int:
         """Accrue one read's share of ``count`` slots; return the whole slots owed to batch work."""
@@ -85,6 +90,8 @@ def read_by_lane(read: ReadNew, keys: Keys, streams: Sequence[str], *, count: in
     batch_max = min(count, batch_count or count)
     if not urgent or not batch:
         return read(streams, count if urgent else batch_max, block_ms)
+    if share.drained and block_ms is not None:
+        return _read_all(read, streams, batch_max, block_ms, share)
     reserved = share.reserve(count)
     got = read(batch, reserved, None) if reserved else []
     batch_left = len(got) == reserved  # a short batch read means the batch lane is empty
@@ -97,5 +104,18 @@ def read_by_lane(read: ReadNew, keys: Keys, streams: Sequence[str], *, count: in
         taken += len(more)
     share.spend(taken)
     if not got and block_ms is not None:
-        got = read(streams, batch_max, block_ms)
+        return _read_all(read, streams, batch_max, block_ms, share)
+    if got:
+        share.drained = False
+    return got
+
+
+def _read_all(read: ReadNew, streams: Sequence[str], count: int, block_ms: int, share: BatchShare) -> list[Entry]:
+    """One read blocking over every lane; ``share.drained`` when it left each lane empty (each
+    stream gave fewer than ``count``), so the next read may block at once too."""
+    got = read(streams, count, block_ms)
+    per_stream: dict[str, int] = {}
+    for e in got:
+        per_stream[e.stream] = per_stream.get(e.stream, 0) + 1
+    share.drained = all(n < count for n in per_stream.values())
     return got

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -11,7 +12,7 @@ import msgspec
 import redis
 
 from baton.broker.backpressure import refuse_when_full
-from baton.broker.budget import budget_fields
+from baton.broker.budget import RESERVE_FIELDS, budget_fields, needs_reservation
 from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
@@ -22,9 +23,11 @@ from baton.protocol import Budget, Error, Queued, Result, Task, decode, encode
 
 __all__ = [
     "TERMINAL",
+    "BeforeRun",
     "RunStatus",
     "RunView",
     "agents_in_run",
+    "before_run",
     "cancelled_and_scratchpads",
     "get_run",
     "latest_run",
@@ -215,17 +218,44 @@ def cancelled_and_scratchpads(
 ) -> tuple[list[bool], list[list[dict[str, Any]]]]:
     """What a worker reads before running a batch, in one round trip: which of ``run_ids`` are
     cancelled, and the scratchpads of the ``(run_id, agent)`` pairs in ``pads``."""
+    read = before_run(client, keys, run_ids, pads, budgets=False)
+    return read.cancelled, read.pads
+
+
+@dataclass(frozen=True, slots=True)
+class BeforeRun:
+    """What ``before_run`` read: cancelled flags and budget flags (by run id, in order) and scratchpads."""
+
+    cancelled: list[bool]
+    pads: list[list[dict[str, Any]]]
+    limited: list[bool]
+    """Runs whose model calls must be reserved first (``broker.budget.needs_reservation``); a run
+    without model limits skips the reservation, and its usage is counted with its commit."""
+
+
+def before_run(
+    client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]], *, budgets: bool = True
+) -> BeforeRun:
+    """Everything a worker reads before running a batch, in one round trip: which of ``run_ids``
+    are cancelled, the scratchpads of the ``(run_id, agent)`` pairs in ``pads`` and (``budgets``)
+    which runs have model-call limits (``limited``; all False without ``budgets``)."""
     if not run_ids and not pads:
-        return [], []
+        return BeforeRun([], [], [])
     pipe = client.pipeline(transaction=False)
     groups = keys.by_partition(run_ids)
     for p, ids in groups.items():
         pipe.smismember(keys.cancelled(p), ids)
     for run_id, agent in pads:
         pipe.hgetall(keys.pad(run_id, agent))
+    unique = list(dict.fromkeys(run_ids)) if budgets else []
+    for run_id in unique:
+        pipe.hmget(keys.run(run_id), RESERVE_FIELDS)
     replies = pipe.execute()
     flags = cancelled_flags(run_ids, list(groups.values()), replies[: len(groups)])
-    return flags, [_pad_entries(raw) for raw in replies[len(groups) :]]
+    n = len(groups) + len(pads)
+    read_pads = [_pad_entries(raw) for raw in replies[len(groups) : n]]
+    limited = dict(zip(unique, (needs_reservation(r) for r in replies[n:]), strict=True))
+    return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids])
 
 
 def cancelled_flags(run_ids: Sequence[str], groups: list[list[str]], replies: list[Any]) -> list[bool]:

@@ -8,7 +8,8 @@
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] entry id  ARGV[4] marker ttl (s)
 -- ARGV[5] pad field ('' = none)  ARGV[6] pad value  ARGV[7] pad index member  ARGV[8] score
 -- ARGV[9] record ttl (s, 0 = keep)  ARGV[10] events maxlen  ARGV[11] events ttl (s)  ARGV[12] n events
--- ARGV[13] n record pairs, pairs..., then one payload per output, then one payload per event
+-- ARGV[13] n record pairs, pairs..., then one payload per output, then one payload per event,
+-- then (optional) n counts and that many (field, increment) pairs added to the run record (HINCRBY)
 local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #owned == 0 then
   return 0
@@ -50,6 +51,10 @@ if events > 0 then
     i = i + 1
   end
   redis.call('EXPIRE', KEYS[6], tonumber(ARGV[11]))
+end
+local counts = tonumber(ARGV[i] or '0')
+for c = 1, counts do
+  redis.call('HINCRBY', KEYS[3], ARGV[i + 2 * c - 1], ARGV[i + 2 * c])
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1

@@ -94,3 +94,35 @@ def test_tool_calls_and_runs_without_budget_or_record(client: redis.Redis, keys:
     count_tool_call(client, keys, "gone", "researcher")
     assert not client.exists(keys.run("gone"))  # an expired or unknown record is never re-created
     assert "max_tokens" not in (get_run(client, keys, "free") or {})
+
+
+def test_only_runs_with_model_limits_need_a_reservation_and_the_read_shares_the_guard_round_trip(
+        client: redis.Redis, keys: Keys) -> None:
+    from baton.broker import before_run
+
+    _run(client, keys, None, "free")
+    _run(client, keys, Budget(max_tool_calls=2), "tools")
+    _run(client, keys, Budget(max_tokens=100), "capped")
+    client.hset(keys.run("tools"), "budget_exceeded", "budget exceeded: 3 of 2 tool calls")
+    calls0 = client.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0)
+    read = before_run(client, keys, ["free", "capped", "gone", "free"], [("free", "Alice")])
+    assert read.limited == [False, True, False, False] and read.cancelled == [False] * 4 and read.pads == [[]]
+    assert client.info("commandstats")["cmdstat_hmget"]["calls"] - calls0 == 3  # once per run, same pipeline
+    assert before_run(client, keys, ["tools"], []).limited == [True]  # already refused: the reservation refuses
+    assert before_run(client, keys, ["capped"], [], budgets=False).limited == [False]
+
+
+def test_usage_counted_with_a_commit_reads_as_settled_usage(client: redis.Redis, keys: Keys) -> None:
+    from baton.broker import Handoff, Outcome, RoleStreams, commit
+    from baton.broker.budget import usage_counts
+
+    _run(client, keys, None, "u1")
+    streams = RoleStreams(client, keys, "seed", "planner", "c")
+    streams.ensure_groups()
+    entry, = streams.read(pending=False, count=1, block_ms=100)
+    h = Handoff(entry=entry, run_id="u1", msg_id="m1", record={"status": "running"},
+                counts=usage_counts("planner", "echo", 7))
+    assert commit(client, keys, "planner", "c", [h]) == [Outcome.COMMITTED]
+    assert commit(client, keys, "planner", "c", [h]) == [Outcome.STALE]  # acked: counted once
+    u = usage(get_run(client, keys, "u1") or {})
+    assert (u.tokens, u.model_calls, u.tokens_by_role, u.tokens_by_model) == (7, 1, {"planner": 7}, {"echo": 7})

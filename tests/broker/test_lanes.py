@@ -146,3 +146,29 @@ def test_a_top_up_read_beside_interactive_work_takes_interactive_work_only(clien
     batch = reader.read(pending=False, count=8, block_ms=None)
     assert _lanes(keys, batch) == ["batch"] * 4
     assert reader.read_more(batch, count=4) == []
+
+
+def test_an_idle_reader_blocks_at_once_and_orders_lanes_again_once_a_backlog_builds(client: redis.Redis,
+                                                                                    keys: Keys) -> None:
+    reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.25)
+    reader.ensure_groups()
+    assert reader.read(pending=False, count=8, block_ms=10) == []  # both lanes found empty
+    assert reader.share.drained
+    _submit(client, keys, "i0", "interactive")
+    calls0 = _xreadgroup_calls(client)
+    assert _lanes(keys, reader.read(pending=False, count=8, block_ms=1000)) == ["interactive"]
+    assert _xreadgroup_calls(client) - calls0 == 1  # a lone task: one blocking read over every lane
+    assert reader.share.drained
+    for i in range(12):
+        _submit(client, keys, f"b{i}", "batch")
+    assert _lanes(keys, reader.read(pending=False, count=8, block_ms=1000)) == ["batch"] * 8  # a full read
+    assert not reader.share.drained
+    for i in range(8):
+        _submit(client, keys, f"i{i + 1}", "interactive")
+    got = _lanes(keys, reader.read(pending=False, count=8, block_ms=1000))
+    assert len(got) == 8 and got.count("batch") <= 3  # the backlog is read by lane again: batch gets its share
+
+
+def _xreadgroup_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_xreadgroup", {}).get("calls", 0))
