@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 
 from baton.agents.settings import Settings
-from baton.agents.workflow.spec import SEED, Workflow
 from baton.broker import Keys, Redis, connect, ping
 
-__all__ = ["CliError", "app", "connect_checked", "err", "load_workflow", "out", "settings"]
+__all__ = ["CliError", "app", "connect_checked", "err", "out", "settings"]
 
 app = typer.Typer(
     name="baton",
@@ -43,12 +40,3 @@ def connect_checked(s: Settings) -> tuple[Redis, Keys]:
     client = connect(s.redis_url)
     ping(client, s.redis_url)
     return client, Keys(s.prefix, s.partitions)
-
-
-def load_workflow(path: str | None) -> Workflow:
-    """The workflow from a TOML file, or the seed workflow when no file is given."""
-    if not path:
-        return SEED
-    from baton.agents.workflow import loader as workflows  # imported lazily: only workflow files need it
-
-    return workflows.load(Path(path))

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, settings
+from baton.agents.cli.common import CliError, app, connect_checked, err, settings
 from baton.agents.runtime.logs import setup_logging
+from baton.agents.workflow.loader import named
 
 __all__ = ["dashboard", "is_loopback", "openapi"]
 
@@ -53,7 +54,7 @@ def dashboard(
                        "(or bind 127.0.0.1)", 2)
     setup_logging(s.log_format, s.log_level)
     client, _ = connect_checked(s)
-    api = create_app(s, load_workflow(workflow or s.workflow or None), interval=interval, client=client)
+    api = create_app(s, named(workflow or s.workflow or None), interval=interval, client=client)
     auth = "bearer tokens required" if s.api_token_list() else "no authentication"
     err.print(f"baton dashboard on http://{host}:{port}/  (API: /v1, {auth}; metrics: /metrics)")
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
@@ -67,5 +68,5 @@ def openapi(
     from baton.agents.ops.dashboard import create_app
     from baton.agents.settings import Settings
 
-    doc = create_app(Settings(), load_workflow(workflow)).openapi()  # the client connects on first use: never here
+    doc = create_app(Settings(), named(workflow)).openapi()  # the client connects on first use: never here
     typer.echo(json.dumps(doc, indent=2, sort_keys=True))

@@ -11,7 +11,8 @@ import msgspec
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings
+from baton.agents.workflow.loader import named
 from baton.broker import Keys, cancel_run
 from baton.broker.acl import role_acl
 from baton.broker.cluster import is_cluster_url
@@ -148,7 +149,7 @@ def acl(
 ) -> None:
     """Print the least-privilege ``ACL SETUSER`` command for ROLE's workers (see docs/RELIABILITY.md)."""
     s = settings(workflow=workflow)
-    wf = load_workflow(workflow or s.workflow)
+    wf = named(workflow or s.workflow)
     spec = wf.role(role)
     nxt = sorted({spec.next, *(r.to for r in spec.routes)} - {"", "end"})
     features = []

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings
+from baton.agents.workflow.loader import named
 from baton.broker import Keys, Redis, agents_in_run, get_run, latest_run, scratchpad
 from baton.broker.runs import RunStatus
 from baton.broker.stats import discover_streams, stream_stats
@@ -54,7 +55,7 @@ def scratchpad_cmd(
         raise CliError("there are no runs yet; submit one with baton submit")
     agents = agents_in_run(client, keys, run_id)
     if agent:
-        by_role = {r.role: r.agent for r in load_workflow(workflow).roles}
+        by_role = {r.role: r.agent for r in named(workflow).roles}
         name = by_role.get(agent.lower(), agent)
         if name not in agents:
             raise CliError(f"agent {agent!r} has no scratchpad in run {run_id} (agents: {', '.join(agents) or 'none'})")

@@ -13,9 +13,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings
 from baton.agents.ops.monitor import Monitor, Snapshot
 from baton.agents.ops.trace import RunNotFound, RunTrace, build_trace
+from baton.agents.workflow.loader import named
 from baton.broker import latest_run
 from baton.broker.runs import RunStatus
 
@@ -104,7 +105,7 @@ def monitor(
     """
     s = settings()
     client, keys = connect_checked(s)
-    wf = load_workflow(workflow or s.workflow or None)
+    wf = named(workflow or s.workflow or None)
     mon = Monitor(client, keys, [(wf.name, r.role) for r in wf.roles])
     if once:
         mon.sample()

@@ -19,15 +19,15 @@ import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from baton.agents.backpressure import check_submit
-from baton.agents.cli.common import CliError, app, connect_checked, err, load_workflow, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, err, out, settings
 from baton.agents.cli.events import follow_events
-from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
+from baton.agents.submit import submit_run
+from baton.agents.workflow.loader import named
 from baton.agents.workflow.spec import Workflow
-from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, submit, wait_for_runs
+from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, wait_for_runs
 from baton.broker.runs import TERMINAL, RunStatus
-from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority, Task, new_id
+from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
@@ -46,15 +46,14 @@ MaxModelCalls = Annotated[int | None, typer.Option(help="Budget: most model call
 MaxToolCalls = Annotated[int | None, typer.Option(help="Budget: most tool calls of the run.")]
 
 
-def run_budget(wf: Workflow, max_tokens: int | None, max_model_calls: int | None,
-               max_tool_calls: int | None) -> Budget | None:
-    """The budget of a new run of ``wf``: the options given, the workflow's ``[budget]`` for the rest."""
+def run_budget(max_tokens: int | None, max_model_calls: int | None, max_tool_calls: int | None) -> Budget | None:
+    """The budget the options give (``None``: none given; the workflow's ``[budget]`` fills the rest)."""
     try:
         given = Budget.of(max_tokens, max_model_calls, max_tool_calls)
     except msgspec.ValidationError as exc:
         option = "--" + str(exc).rsplit("`$.", 1)[-1].rstrip("`").replace("_", "-")
         raise CliError(f"bad value for {option}: {str(exc).split(' - at ')[0]}", 2) from None
-    return wf.run_budget(given if given.limits() else None)
+    return given if given.limits() else None
 
 
 def _check_priority(priority: str) -> Priority:
@@ -62,15 +61,6 @@ def _check_priority(priority: str) -> Priority:
         if lane == priority:
             return lane
     raise CliError(f"bad --priority {priority!r}: expected one of {', '.join(PRIORITIES)}", 2)
-
-
-def new_task(wf: Workflow, text: str, s: Settings, deadline_s: float | None = None,
-             priority: str = "interactive") -> Task:
-    """The first task of a new run of ``wf`` in lane ``priority``, under the caller's current trace
-    span if there is one."""
-    deadline = time.time() + deadline_s if deadline_s else None
-    return Task(run_id=new_id(), role=wf.entry, task=text, workflow=wf.name, deadline=deadline,
-                max_hops=s.max_hops, priority=_check_priority(priority), **trace_fields())
 
 
 PriorityOption = Annotated[str, typer.Option(help="The run's lane: interactive, or batch (served after "
@@ -177,10 +167,10 @@ def run(
 ) -> None:
     """Run TASK through the workflow and print outputs and scratchpads (the seed notebook)."""
     _check_task(task)
-    _check_priority(priority)
+    lane = _check_priority(priority)
     s = settings()
-    wf = load_workflow(workflow)
-    budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
+    wf = named(workflow or s.workflow)
+    budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     with ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
             url = s.redis_url
@@ -203,10 +193,7 @@ def run(
                 pool.spawn(role.role)
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
-        check_submit(client, keys, s, wf)
-        run_id = submit(client, keys, new_task(wf, task, s, priority=priority), record_ttl_s=s.record_ttl_s,
-                        budget=budget,
-                        events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
+        run_id = submit_run(client, keys, s, wf, task, budget=budget, priority=lane)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
         if rec.get("status") != RunStatus.DONE:
@@ -228,15 +215,12 @@ def submit_cmd(
 ) -> None:
     """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
-    _check_priority(priority)
+    lane = _check_priority(priority)
     s = settings()
-    wf = load_workflow(workflow)
-    budget = run_budget(wf, max_tokens, max_model_calls, max_tool_calls)
+    wf = named(workflow or s.workflow)
+    budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
-    check_submit(client, keys, s, wf)
-    run_id = submit(client, keys, new_task(wf, task, s, deadline, priority), record_ttl_s=s.record_ttl_s,
-                    budget=budget,
-                    events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
+    run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane)
     out.print(run_id)
     if follow:
         last = follow_events(client, keys, run_id, follow=True)

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from baton.agents.cli.common import CliError, app, connect_checked, load_workflow, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings
 from baton.agents.runtime.logs import context, setup_logging
 from baton.agents.settings import Settings
+from baton.agents.workflow.loader import named
 from baton.agents.workflow.spec import Workflow
 from baton.broker import check_worker
 
@@ -40,7 +41,7 @@ def worker(
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
     s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
     s.worker_partition_list()  # a bad --partitions fails here, before the model loads
-    wf = load_workflow(workflow or s.workflow)
+    wf = named(workflow or s.workflow)
     if tools:  # the extra positional words are more tool names
         from baton.agents.cli.tools import tool_worker
 

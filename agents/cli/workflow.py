@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH
-from baton.agents.cli.common import CliError, app, load_workflow, out, settings
+from baton.agents.cli.common import CliError, app, out, settings
+from baton.agents.workflow.loader import named
 from baton.agents.workflow.spec import Workflow
 
 __all__ = ["check", "list_workflows", "serve_model"]
@@ -38,7 +39,7 @@ def check(
     file: Annotated[str, typer.Argument(help="A workflow TOML file, or the name of a shipped workflow.")],
 ) -> None:
     """Validate FILE and print its roles and routing (exit 1 with one line if it is bad)."""
-    wf = load_workflow(file)
+    wf = named(file)
     out.print(f"ok: workflow {wf.name!r}, entry {wf.entry!r}, {len(wf.roles)} roles")
     out.print(_routing(wf))
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from baton.agents.backpressure import check_submit, public_refusals
-from baton.agents.runtime.tracing import trace_fields
+from baton.agents.backpressure import public_refusals
 from baton.agents.settings import Settings
-from baton.agents.workflow import SEED, Workflow
-from baton.broker import Keys, Redis, agents_in_run, connect, get_run, list_runs, scratchpad, submit
+from baton.agents.submit import submit_run
+from baton.agents.workflow import named
+from baton.broker import Keys, Redis, agents_in_run, connect, get_run, list_runs, scratchpad
 from baton.broker.budget import Usage, usage
 from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
@@ -34,10 +33,10 @@ from baton.broker.reviews import decide
 from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
-from baton.protocol import DEFAULT_WORKFLOW, Budget, Priority, Task, new_id
+from baton.protocol import Budget, Priority
 from baton.protocol.events import Cancelled, Done, Event, Failed
 
-__all__ = ["Client", "Run", "RunInfo", "outcome", "workflow_named"]
+__all__ = ["Client", "Run", "RunInfo", "outcome"]
 
 _POLL_S = 1.0
 """Longest block of one event read while waiting (a record check follows each)."""
@@ -73,15 +72,6 @@ class RunInfo:
     def tool_calls(self) -> int:
         """Tool calls the run made so far."""
         return self.usage.tool_calls
-
-
-def workflow_named(name: str | None) -> Workflow:
-    """The workflow ``name`` names: the seed chain, a shipped workflow's name, or a TOML file's path."""
-    if not name or name == DEFAULT_WORKFLOW:
-        return SEED
-    from baton.agents.workflow import loader
-
-    return loader.load(Path(name))
 
 
 def outcome(run_id: str, record: Mapping[str, str]) -> str | None:
@@ -133,16 +123,9 @@ class Client:
         work; a bad value raises ``ProtocolError``). The caller's current OpenTelemetry span, if
         any, becomes the parent of the run's hops.
         """
-        wf = workflow_named(workflow or self.settings.workflow)
-        check_submit(self.redis, self.keys, self.settings, wf)
-        trace = trace_fields()
-        msg = Task(run_id=run_id or new_id(), role=wf.entry, task=task, workflow=wf.name,
-                   deadline=None if deadline is None else time.time() + deadline,
-                   traceparent=trace["traceparent"], tracestate=trace["tracestate"], priority=priority)
-        s = self.settings
-        submit(self.redis, self.keys, msg, record_ttl_s=s.record_ttl_s, metadata=metadata, budget=wf.run_budget(budget),
-               events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
-        return Run(self, msg.run_id)
+        wf = named(workflow or self.settings.workflow)
+        return Run(self, submit_run(self.redis, self.keys, self.settings, wf, task, deadline=deadline,
+                                    metadata=metadata, run_id=run_id, budget=budget, priority=priority))
 
     def run(self, run_id: str) -> Run:
         """An existing run; ``RunNotFound`` when there is none."""

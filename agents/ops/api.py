@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -24,11 +23,12 @@ import msgspec
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from baton.agents.backpressure import check_submit
 from baton.agents.ops.auth import BearerAuth
 from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
+from baton.agents.submit import submit_run
+from baton.agents.workflow.loader import named
 from baton.agents.workflow.spec import Workflow, WorkflowError
 from baton.broker import (
     Keys,
@@ -41,14 +41,13 @@ from baton.broker import (
     list_runs,
     run_metadata,
     scratchpads,
-    submit,
 )
 from baton.broker.backpressure import BacklogFull, RedisFull
 from baton.broker.budget import usage
 from baton.broker.events import AsyncRedis, aread_events
 from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
-from baton.protocol import ProtocolError, Task, new_id
+from baton.protocol import ProtocolError
 
 __all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
 
@@ -102,25 +101,16 @@ class ApiContext:
             self._aclient = None
 
     def resolve_workflow(self, name: str | None) -> Workflow:
-        """The served workflow, or a shipped one by name; 422 when there is none of that name."""
+        """The served workflow, or the seed chain or a shipped workflow by name (never a file: the
+        name came over the network); 422 when there is none of that name."""
         if not name or name == self.workflow.name:
             return self.workflow
         if name not in self._workflows:
-            self._workflows[name] = _shipped_workflow(name, self.workflow.name)
+            try:
+                self._workflows[name] = named(name, files=False)
+            except WorkflowError as exc:
+                raise HTTPException(422, f"{exc}; this server runs {self.workflow.name!r}") from None
         return self._workflows[name]
-
-
-def _shipped_workflow(name: str, served: str) -> Workflow:
-    from baton.agents.workflow import loader
-
-    path = loader.packaged().get(name)
-    if path is None:
-        names = ", ".join(sorted({served, *loader.packaged()}))
-        raise HTTPException(422, f"unknown workflow {name!r} (this server runs: {names})")
-    try:
-        return loader.load(path)
-    except WorkflowError as exc:
-        raise HTTPException(422, str(exc)) from None
 
 
 def v1_router(ctx: ApiContext, **kwargs: Any) -> APIRouter:
@@ -134,14 +124,9 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
     while the entry role is at its backlog limit, 503 while Redis is full, both with ``Retry-After``).
     ``trace``: the W3C trace fields the run's hops continue (``tracing.fields_from_headers``)."""
     wf = ctx.resolve_workflow(body.workflow)
-    deadline = time.time() + body.deadline if body.deadline is not None else None
     try:
-        check_submit(ctx.client, ctx.keys, ctx.settings, wf)
-        task = Task(run_id=new_id(), role=wf.entry, task=body.task.strip(), workflow=wf.name, deadline=deadline,
-                    max_hops=ctx.settings.max_hops, priority=body.priority, **(trace or {}))
-        return submit(ctx.client, ctx.keys, task, record_ttl_s=ctx.settings.record_ttl_s, metadata=body.metadata,
-                      budget=wf.run_budget(body.budget()), events_maxlen=ctx.settings.events_maxlen,
-                      events_ttl_s=ctx.settings.events_ttl_s)
+        return submit_run(ctx.client, ctx.keys, ctx.settings, wf, body.task.strip(), deadline=body.deadline,
+                          metadata=body.metadata, budget=body.budget(), priority=body.priority, trace=trace)
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
     except BacklogFull as exc:

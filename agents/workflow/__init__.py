@@ -1,6 +1,6 @@
 """Workflows as data: the spec (msgspec Structs), the TOML loader and the workflows shipped with baton."""
 
-from baton.agents.workflow.loader import load, loads, packaged, validate_tools
+from baton.agents.workflow.loader import load, loads, named, packaged, validate_tools
 from baton.agents.workflow.spec import (
     END,
     SEED,
@@ -27,6 +27,7 @@ __all__ = [
     "WorkflowError",
     "load",
     "loads",
+    "named",
     "packaged",
     "validate_tools",
 ]

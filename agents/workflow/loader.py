@@ -17,9 +17,10 @@ from pathlib import Path
 import msgspec
 import msgspec.inspect as mi
 
-from baton.agents.workflow.spec import Workflow, WorkflowError
+from baton.agents.workflow.spec import SEED, Workflow, WorkflowError
+from baton.protocol import DEFAULT_WORKFLOW
 
-__all__ = ["load", "loads", "packaged", "validate_tools"]
+__all__ = ["load", "loads", "named", "packaged", "validate_tools"]
 
 
 def validate_tools(wf: Workflow, *, source: str = "<workflow>") -> Workflow:
@@ -98,3 +99,20 @@ def load(path: Path) -> Workflow:
         hint = f" (shipped workflows: {', '.join(sorted(packaged()))})" if not path.exists() else ""
         raise WorkflowError(f"cannot read workflow file {path}: {exc.strerror}{hint}") from None
     return loads(data, source=str(path), base_dir=str(path.resolve().parent))
+
+
+def named(name: str | None, *, files: bool = True) -> Workflow:
+    """The workflow ``name`` names: the seed chain (no name, or ``seed``), a shipped workflow's name,
+    or (``files``) a TOML file's path. ``WorkflowError`` when there is none: with ``files=False``
+    (names that came over a network) a path is never read.
+
+    Every caller that takes a workflow by name (the client, the HTTP API, the CLI) looks it up here.
+    """
+    if not name or name == DEFAULT_WORKFLOW:
+        return SEED
+    if files:
+        return load(Path(name))
+    shipped = packaged()
+    if name not in shipped:
+        raise WorkflowError(f"unknown workflow {name!r} (shipped workflows: {', '.join(sorted(shipped))})")
+    return load(shipped[name])

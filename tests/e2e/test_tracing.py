@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from baton.agents.cli.run import new_task
 from baton.agents.runtime.tracing import current_traceparent, fields_from_headers, trace_fields
 from baton.agents.settings import Settings
+from baton.agents.submit import new_task
 from baton.agents.workflow.spec import SEED
 from baton.broker import Keys, get_run, submit
 from baton.protocol import ProtocolError, Task, decode
