@@ -2,7 +2,10 @@
 
 A backend turns a batch of prompts into a batch of :class:`Generation` results in one call,
 so a worker that reads several messages at once can generate for all of them together
-(batching is where the speed is for small CPU models).
+(batching is where the speed is for small CPU models). ``chat`` does the same for a batch of
+chat requests (:mod:`baton.protocol.chat`, OpenAI's shape): an OpenAI-compatible server answers
+them natively, tool calls included; text models answer through a chat template
+(:mod:`~baton.agents.backends.chatting`) and never call tools.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from baton.protocol.chat import ChatRequest, ChatResult
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "DEFAULT_MODEL", "ECHO_MODEL", "Generation", "ModelBackend", "is_http_model"]
 
@@ -56,12 +61,23 @@ class ModelBackend(Protocol):
 
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        on_tokens: Callable[[int, str], None] | None = None,
+        on_tokens: Callable[[int, str], None] | None = None, stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Generate a continuation for every prompt; results are in the order of ``prompts``.
 
         ``on_tokens(index, text)``, when given, receives the continuation of ``prompts[index]``
         in chunks while it is generated (or in one chunk, for backends that cannot stream); it
-        never changes the results.
+        never changes the results. ``stop``: each continuation ends before the first of these
+        strings (not included).
+        """
+        ...
+
+    def chat(
+        self, requests: Sequence[ChatRequest], *, on_tokens: Callable[[int, str], None] | None = None,
+    ) -> list[ChatResult]:
+        """Answer every chat request; results are in the order of ``requests``.
+
+        A request without ``max_new_tokens`` gets :data:`DEFAULT_MAX_NEW_TOKENS`. ``on_tokens``
+        receives the answer text of ``requests[index]`` as :meth:`generate`'s does.
         """
         ...

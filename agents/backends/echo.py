@@ -13,6 +13,9 @@ Two test knobs, read from the environment when the backend is created (both off 
   - ``[[fault:sleep:S]]``: sleep ``S`` seconds before answering (one slow task).
 
 Without ``BATON_FAULT_INJECTION=1`` markers are plain text and echoed like any other.
+
+``chat`` answers each request with the text of its last user message followed by
+:data:`ECHO_SUFFIX` (fault markers in that message act as in a prompt); it never calls tools.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+from baton.protocol.chat import ChatRequest, ChatResult
+
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
+from .chatting import chat_result, cut_at_stop
 
 __all__ = ["CRASH_EXIT_CODE", "ECHO_SUFFIX", "EchoBackend"]
 
@@ -61,21 +67,40 @@ class EchoBackend:
 
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        on_tokens: Callable[[int, str], None] | None = None,
+        on_tokens: Callable[[int, str], None] | None = None, stop: Sequence[str] | None = None,
     ) -> list[Generation]:
-        """Echo each prompt with the fixed suffix (passed to ``on_tokens`` as one chunk per prompt);
-        ``max_new_tokens`` is ignored."""
+        """Echo each prompt with the fixed suffix (passed to ``on_tokens`` as one chunk per prompt),
+        cut at a ``stop`` string found in the suffix; ``max_new_tokens`` is ignored."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        self._before(prompts)
+        tail = cut_at_stop(ECHO_SUFFIX, stop)[0]
+        if on_tokens is not None and tail:
+            for index in range(len(prompts)):
+                on_tokens(index, tail)
+        return [Generation(text=p + tail, new_tokens=0, truncated=False) for p in prompts]
+
+    def chat(
+        self, requests: Sequence[ChatRequest], *, on_tokens: Callable[[int, str], None] | None = None,
+    ) -> list[ChatResult]:
+        """Answer each request with its last user message's text and the fixed suffix (cut at ``stop``)."""
+        texts = [next((m.content or "" for m in reversed(r.messages) if m.role == "user"), "") for r in requests]
+        self._before(texts)
+        results = [chat_result(text + ECHO_SUFFIX, request=r, max_new_tokens=r.max_new_tokens or 0)
+                   for text, r in zip(texts, requests, strict=True)]
+        if on_tokens is not None:
+            for index, result in enumerate(results):
+                if result.message.content:
+                    on_tokens(index, result.message.content)
+        return results
+
+    def _before(self, prompts: Sequence[str]) -> None:
+        """The configured delay, then the fault markers of ``prompts``."""
         if self.delay_s > 0:
             time.sleep(self.delay_s)
         if self.fault_injection:
             for prompt in prompts:
                 self._inject(prompt)
-        if on_tokens is not None:
-            for index in range(len(prompts)):
-                on_tokens(index, ECHO_SUFFIX)
-        return [Generation(text=p + ECHO_SUFFIX, new_tokens=0, truncated=False) for p in prompts]
 
     def _inject(self, prompt: str) -> None:
         for m in _MARKER.finditer(prompt):

@@ -24,7 +24,10 @@ from typing import Any, cast
 
 import torch
 
+from baton.protocol.chat import ChatRequest, ChatResult
+
 from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Generation
+from .chatting import StopFilter, chat_result, cut_at_stop, render_chat
 from .errors import ModelRejected
 from .resolve import resolve_model
 from .streaming import BatchStreamer
@@ -190,33 +193,18 @@ class HFPipelineBackend:
 
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        on_tokens: Callable[[int, str], None] | None = None,
+        on_tokens: Callable[[int, str], None] | None = None, stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Greedily continue all ``prompts`` in one batched ``generate()`` call.
 
         Each result's ``text`` is the prompt followed by its continuation (special tokens
         skipped, as the pipeline does); a truncated prompt is replaced by the decoded text of
         the tokens kept. ``on_tokens(index, text)`` receives each prompt's continuation in
-        chunks while it is generated; the results are the same with or without it.
+        chunks while it is generated; the results are the same with or without it. ``stop``
+        cuts each continuation before the first of its strings (``new_tokens`` still counts
+        every token generated).
         """
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if not prompts:
-            return []
-        batch = self.encode(prompts, max_new_tokens=max_new_tokens)
-        new_ids: list[list[int]] = [[] for _ in prompts]
-        if max_new_tokens > 0:
-            with torch.inference_mode():
-                output = self.model.generate(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.attention_mask,
-                    max_new_tokens=max_new_tokens,
-                    streamer=self._streamer(len(prompts), on_tokens),
-                    **self._generate_kwargs,
-                )
-            width = batch.input_ids.shape[1]
-            new_ids = [self._until_eos(row) for row in output[:, width:].tolist()]
-        continuations = self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+        batch, new_ids, continuations = self._continue(prompts, max_new_tokens, on_tokens, [stop] * len(prompts))
         results = []
         for prompt, was_cut, kept, ids, continuation in zip(
             prompts, batch.truncated, batch.kept_ids, new_ids, continuations, strict=True
@@ -228,8 +216,56 @@ class HFPipelineBackend:
                 if was_cut
                 else prompt
             )
-            results.append(Generation(head + continuation, len(ids), was_cut))
+            results.append(Generation(head + cut_at_stop(continuation, stop)[0], len(ids), was_cut))
         return results
+
+    def chat(
+        self, requests: Sequence[ChatRequest], *, on_tokens: Callable[[int, str], None] | None = None,
+    ) -> list[ChatResult]:
+        """Answer chat requests through :func:`~baton.agents.backends.chatting.render_chat`, one
+        batched ``generate()`` call per distinct ``max_new_tokens``. No tool calls (a text model)."""
+        results: list[ChatResult | None] = [None] * len(requests)
+        groups: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.max_new_tokens if request.max_new_tokens is not None
+                              else DEFAULT_MAX_NEW_TOKENS, []).append(index)
+        for max_new, indexes in groups.items():
+            prompts = [render_chat(requests[i].messages, self.tokenizer) for i in indexes]
+            routed = None if on_tokens is None else (lambda j, text, _ix=indexes: on_tokens(_ix[j], text))
+            batch, new_ids, continuations = self._continue(prompts, max_new, routed,
+                                                           [requests[i].stop for i in indexes])
+            for j, i in enumerate(indexes):
+                results[i] = chat_result(continuations[j], request=requests[i], max_new_tokens=max_new,
+                                         prompt_tokens=len(batch.kept_ids[j]), new_tokens=len(new_ids[j]))
+        return [r for r in results if r is not None]
+
+    def _continue(
+        self, prompts: Sequence[str], max_new_tokens: int, on_tokens: Callable[[int, str], None] | None,
+        stops: Sequence[Sequence[str] | None],
+    ) -> tuple[EncodedBatch, list[list[int]], list[str]]:
+        """The encoded batch, each prompt's new token ids (up to its end-of-sequence) and their text."""
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if not prompts:
+            return EncodedBatch(torch.zeros((0, 0)), torch.zeros((0, 0)), (), ()), [], []
+        batch = self.encode(prompts, max_new_tokens=max_new_tokens)
+        new_ids: list[list[int]] = [[] for _ in prompts]
+        if max_new_tokens > 0:
+            stopping = StopFilter(on_tokens, stops) if on_tokens is not None and any(stops) else None
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    max_new_tokens=max_new_tokens,
+                    streamer=self._streamer(len(prompts), stopping or on_tokens),
+                    **self._generate_kwargs,
+                )
+            if stopping is not None:
+                stopping.close()
+            width = batch.input_ids.shape[1]
+            new_ids = [self._until_eos(row) for row in output[:, width:].tolist()]
+        continuations: list[str] = self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+        return batch, new_ids, continuations
 
     def _streamer(self, size: int, on_tokens: Callable[[int, str], None] | None) -> BatchStreamer | None:
         if on_tokens is None:

@@ -15,6 +15,11 @@ greedy (``temperature = 0``). How a batch of prompts is sent is the ``batch`` pa
 - ``batch=auto`` (the default): ``list``, until a server refuses a list (HTTP 400/422) but
   accepts its first prompt alone; then ``each`` from there on. ``api=chat`` always sends ``each``.
 
+``chat`` sends each chat request to ``/chat/completions`` (concurrently, up to ``concurrency``
+requests in flight), passing ``tools``, ``tool_choice``, ``response_format`` and ``stop`` through
+as given and reading the answer's ``tool_calls`` (:mod:`baton.protocol.chat`). ``stop`` on
+``generate`` is sent to the server as OpenAI's ``stop``.
+
 Per-prompt token counts come from each choice's ``completion_tokens`` (``baton serve-model``
 sends it), or from ``usage`` for a single prompt; otherwise they are 0. ``OPENAI_API_KEY``,
 when set, is sent as a bearer token. Failures raise
@@ -36,6 +41,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
+
+from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, FinishReason, from_openai, to_openai
+from baton.protocol.codec import ProtocolError
 
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
 from .errors import PERMANENT_STATUS, TRANSIENT_STATUS, ModelError, ModelRejected, ModelUnavailable, parse_retry_after
@@ -139,8 +147,10 @@ class HTTPBackend:
         """Ask the server whether it is up (``GET /models``); raise as a generation call would."""
         self._request("GET", "/models")
 
-    def _one(self, prompt: str, max_new_tokens: int) -> Generation:
+    def _one(self, prompt: str, max_new_tokens: int, stop: Sequence[str] | None = None) -> Generation:
         body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0}
+        if stop:
+            body["stop"] = list(stop)
         if self.api == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
             answer = self._request("POST", "/chat/completions", body)
@@ -155,9 +165,12 @@ class HTTPBackend:
         tokens = int((answer.get("usage") or {}).get("completion_tokens") or 0)
         return Generation(text=prompt + (text or ""), new_tokens=tokens, truncated=False)
 
-    def _list(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+    def _list(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] | None) -> list[Generation]:
         """All ``prompts`` in one ``/completions`` request."""
-        body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0, "prompt": list(prompts)}
+        body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0,
+                                "prompt": list(prompts)}
+        if stop:
+            body["stop"] = list(stop)
         answer = self._request("POST", "/completions", body)
         try:
             choices = sorted(answer["choices"], key=lambda c: int(c.get("index", 0)))
@@ -172,30 +185,31 @@ class HTTPBackend:
         return [Generation(text=p + t, new_tokens=int(n or 0), truncated=False)
                 for p, t, n in zip(prompts, texts, counts, strict=True)]
 
-    def _as_list(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation] | None:
+    def _as_list(self, prompts: Sequence[str], max_new_tokens: int,
+                 stop: Sequence[str] | None) -> list[Generation] | None:
         """The generations from one list request, or None when this server takes no prompt lists."""
         try:
-            return self._list(prompts, max_new_tokens)
+            return self._list(prompts, max_new_tokens, stop)
         except ModelRejected as refused:
             if self.batch == "list" or refused.status not in (400, 422):
                 raise
-            self._one(prompts[0], max_new_tokens)  # refused too: the request is bad, not the list
+            self._one(prompts[0], max_new_tokens, stop)  # refused too: the request is bad, not the list
             self.batch = "each"
             return None
 
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        on_tokens: Callable[[int, str], None] | None = None,
+        on_tokens: Callable[[int, str], None] | None = None, stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """The batch in one request (``batch=list``) or one request per prompt, concurrently
         (``batch=each``); results in prompt order. ``on_tokens`` gets each prompt's continuation
-        in one chunk as its answer arrives."""
+        in one chunk as its answer arrives. ``stop`` is passed to the server."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         if not prompts:
             return []
         if self.api == "completions" and self.batch != "each" and len(prompts) > 1:
-            gens = self._as_list(prompts, max_new_tokens)
+            gens = self._as_list(prompts, max_new_tokens, stop)
             if gens is not None:
                 if on_tokens is not None:
                     for index, gen in enumerate(gens):
@@ -204,12 +218,55 @@ class HTTPBackend:
                 return gens
 
         def one(index: int) -> Generation:
-            gen = self._one(prompts[index], max_new_tokens)
+            gen = self._one(prompts[index], max_new_tokens, stop)
             if on_tokens is not None and len(gen.text) > len(prompts[index]):
                 on_tokens(index, gen.text[len(prompts[index]):])
             return gen
 
         return list(self.pool.map(one, range(len(prompts))))
+
+    def chat(
+        self, requests: Sequence[ChatRequest], *, on_tokens: Callable[[int, str], None] | None = None,
+    ) -> list[ChatResult]:
+        """One ``/chat/completions`` request per chat request, concurrently; results in request
+        order. ``on_tokens`` gets each answer's text in one chunk as it arrives."""
+
+        def one(index: int) -> ChatResult:
+            result = self._chat_one(requests[index])
+            if on_tokens is not None and result.message.content:
+                on_tokens(index, result.message.content)
+            return result
+
+        return list(self.pool.map(one, range(len(requests))))
+
+    def chat_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The ``/chat/completions`` body for ``request`` (greedy; tools and formats as given)."""
+        max_new = request.max_new_tokens if request.max_new_tokens is not None else DEFAULT_MAX_NEW_TOKENS
+        wire = to_openai(request)
+        body: dict[str, Any] = {"model": self.model, "messages": wire["messages"], "max_tokens": max_new,
+                                "temperature": 0}
+        for key in ("tools", "tool_choice", "response_format", "stop"):
+            if key in wire:
+                body[key] = wire[key]
+        return body
+
+    def _chat_one(self, request: ChatRequest) -> ChatResult:
+        answer = self._request("POST", "/chat/completions", self.chat_body(request))
+        try:
+            choice = answer["choices"][0]
+            message = from_openai(choice["message"], ChatMessage)
+        except (KeyError, IndexError, TypeError, ProtocolError) as exc:
+            detail = f"{exc}; " if isinstance(exc, ProtocolError) else ""
+            raise HTTPBackendError(self.base_url, f"unexpected answer: {detail}{str(answer)[:200]}") from None
+        if not message.tool_calls and message.tool_calls is not None:
+            message = ChatMessage(role=message.role, content=message.content, name=message.name)
+        reason = choice.get("finish_reason")
+        finish: FinishReason = (reason if reason in ("stop", "length", "tool_calls", "content_filter", "function_call")
+                                else "tool_calls" if message.tool_calls else "stop")
+        usage = answer.get("usage") or {}
+        return ChatResult(message=message, finish_reason=finish,
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0))
 
     def close(self) -> None:
         """Close the connection pool."""
