@@ -54,7 +54,8 @@ def test_echo_chat_answers_the_last_user_message() -> None:
     echo = EchoBackend(env={})
     chunks: list[tuple[int, str]] = []
     results = echo.chat([ChatRequest(messages=[user("a"), ChatMessage(role="assistant", content="b"), user("c")]),
-                         ChatRequest(messages=[user("x y"), ], stop=[" "])], on_tokens=lambda i, t: chunks.append((i, t)))
+                         ChatRequest(messages=[user("x y")], stop=[" "])],
+                        on_tokens=lambda i, t: chunks.append((i, t)))
     assert [r.message.content for r in results] == ["c" + ECHO_SUFFIX, "x"]
     assert all(r.message.role == "assistant" and not r.message.tool_calls for r in results)
     assert chunks == [(0, "c" + ECHO_SUFFIX), (1, "x")]
@@ -66,7 +67,8 @@ def test_twin_chat_on_one_user_message_is_generate(twin_backend: Any) -> None:
     results = twin_backend.chat([ChatRequest(messages=[user(PROMPT)], max_new_tokens=12),
                                  ChatRequest(messages=[user("Hello")], max_new_tokens=12),
                                  ChatRequest(messages=[user("Hello")], max_new_tokens=5)])
-    assert [r.message.content for r in results[:2]] == [g.text[len(p):] for g, p in zip(gen, [PROMPT, "Hello"])]
+    want = [g.text[len(p):] for g, p in zip(gen, [PROMPT, "Hello"], strict=True)]
+    assert [r.message.content for r in results[:2]] == want
     assert results[0].completion_tokens == gen[0].new_tokens and results[0].prompt_tokens > 0
     assert results[2].finish_reason == "length" and results[2].completion_tokens == 5
 

@@ -38,7 +38,8 @@ def test_a_whole_completion_decodes_and_unknown_fields_are_ignored() -> None:
     completion = ChatCompletion.model_validate({
         "id": "x", "object": "chat.completion", "created": 1, "model": "m",
         "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None,
-                     "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [to_openai(CALL)]}}],
+                     "message": {"role": "assistant", "content": None, "refusal": None,
+                                 "tool_calls": [to_openai(CALL)]}}],
     })
     message = from_openai(completion.choices[0].message.model_dump(), ChatMessage)
     result = ChatResult(message=message, finish_reason="tool_calls")
@@ -53,12 +54,14 @@ def test_requests_encode_without_defaults_and_round_trip() -> None:
                       tool_choice=NamedToolChoice(function=NamedFunction(name="lookup")),
                       response_format={"type": "json_object"}, max_new_tokens=8, stop=["\n"])
     wire = to_openai(req)
-    assert wire["messages"] == [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42", "tool_call_id": "call_1"}]
+    assert wire["messages"] == [{"role": "user", "content": "hi"},
+                                {"role": "tool", "content": "42", "tool_call_id": "call_1"}]
     assert wire["tools"][0] == {"type": "function", "function": {"name": "lookup", "description": "Find an order",
                                                                  "parameters": {"type": "object", "properties": {}}}}
     assert wire["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
     assert decode_chat(encode_chat(req), ChatRequest) == req
-    assert decode_chat(b'{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}', ChatRequest).tool_choice == "required"
+    raw = b'{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}'
+    assert decode_chat(raw, ChatRequest).tool_choice == "required"
 
 
 @pytest.mark.parametrize("bad", [b'{"messages": []}', b'{"messages": [{"role": "robot", "content": "x"}]}',
