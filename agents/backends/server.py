@@ -247,13 +247,26 @@ def app_from_env() -> FastAPI:
                       api_keys=cfg["api_keys"])
 
 
+def default_replicas() -> int:
+    """Server processes ``serve-model`` runs unless told: half the cores this process may use, at
+    least one. A replica is one Python process generating with one torch thread, so it keeps about
+    one core busy; the other half is left to the workers, Redis and the HTTP path that feed it (on
+    2 cores one replica served 1.17x the in-process batched throughput, two only 0.96x: BENCHMARKS.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
           threads: int = 1, max_batch: int = DEFAULT_MAX_BATCH, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
           replicas: int = 1, api_keys: Sequence[str] = ()) -> None:
     """Load ``model`` and serve it until interrupted, batching up to ``max_batch`` prompts per generate call.
 
     ``replicas`` > 1 runs that many server processes on the one port (uvicorn workers), each with
-    its own copy of the model and its own batcher: a connection is served by one of them.
+    its own copy of the model and its own batcher: a connection is served by one of them (the CLI's
+    default is ``default_replicas()``).
     ``api_keys``, when given, are required on the ``/v1`` routes (of every replica).
     """
     import uvicorn

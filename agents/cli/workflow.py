@@ -63,8 +63,9 @@ def serve_model(
         min=1, help="Prompts per batched generate call at most.")] = DEFAULT_MAX_BATCH,
     batch_wait_ms: Annotated[float, typer.Option(
         min=0, help="Milliseconds a request waits for others to share its batch.")] = DEFAULT_BATCH_WAIT_MS,
-    replicas: Annotated[int, typer.Option(
-        min=1, help="Server processes on the port, each with its own copy of the model.")] = 1,
+    replicas: Annotated[int | None, typer.Option(
+        min=1, help="Server processes on the port, each with its own copy of the model "
+                    "(default: half the usable cores, at least 1).", show_default=False)] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         help="An API key clients must send as a bearer token (repeatable; adds to BATON_MODEL_API_KEYS).")] = None,
     allow_anonymous: Annotated[bool, typer.Option(
@@ -77,7 +78,7 @@ def serve_model(
     workers send theirs from OPENAI_API_KEY.
     """
     from baton.agents.backends import is_http_model
-    from baton.agents.backends.server import serve
+    from baton.agents.backends.server import default_replicas, serve
     from baton.agents.cli.dashboard import is_loopback
     from baton.agents.runtime.logs import setup_logging
 
@@ -92,6 +93,6 @@ def serve_model(
     setup_logging(s.log_format, s.log_level)
     try:
         serve(target, host=host, port=port, served_name=name, threads=s.torch_threads, max_batch=max_batch,
-              batch_wait_ms=batch_wait_ms, replicas=replicas, api_keys=keys)
+              batch_wait_ms=batch_wait_ms, replicas=replicas or default_replicas(), api_keys=keys)
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot serve {target}: {exc}") from None

@@ -4,12 +4,16 @@ Hop and terminal events (``hop_finished``, ``done``, ``failed``) are built here 
 with the handoff they describe (``Handoff.events``): they are written exactly when the handoff
 is, never twice. ``hop_started``, ``tool_call``, ``tool_result`` and ``tokens`` go through an
 :class:`EventWriter`: best effort, one pipelined round trip per call, failures logged and never
-raised (an event lost is a gap in the log, not a failed hop).
+raised (an event lost is a gap in the log, not a failed hop). Events that need no round trip of
+their own (a hop's ``hop_started``, its last ``tokens`` chunk) are *staged*: they go out with the
+writer's next write, or ride in the commit of their run's handoff (``take``), in order, before
+the hop's ``hop_finished``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 
 from baton.agents.workflow.spec import RoleSpec
@@ -32,9 +36,33 @@ class EventWriter:
         self.maxlen = maxlen
         self.ttl_s = ttl_s
         self._warned = False
+        self._staged: list[Event] = []
+        self._lock = threading.Lock()
+
+    def stage(self, events: Sequence[Event]) -> None:
+        """Keep ``events`` for the next write: ``emit``, ``flush`` or a commit that ``take``s them."""
+        with self._lock:
+            self._staged += events
+
+    def take(self, run_id: str) -> list[bytes]:
+        """The staged events of ``run_id``, encoded and no longer staged (for its commit to write)."""
+        with self._lock:
+            if not self._staged:
+                return []
+            mine = [e for e in self._staged if e.run_id == run_id]
+            if mine:
+                self._staged = [e for e in self._staged if e.run_id != run_id]
+        return [encode_event(e) for e in mine]
+
+    def flush(self) -> bool:
+        """Write what is staged (nothing to do, no round trip)."""
+        return self.emit([])
 
     def emit(self, events: Sequence[Event]) -> bool:
-        """Append ``events`` (of any runs) in one round trip; False (logged) when Redis refused."""
+        """Append the staged events, then ``events`` (of any runs), in one round trip; False
+        (logged) when Redis refused."""
+        with self._lock:
+            events, self._staged = [*self._staged, *events], []
         if not events:
             return True
         try:

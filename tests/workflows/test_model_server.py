@@ -211,3 +211,14 @@ def test_replicas_serve_on_one_port(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.parametrize(("cores", "replicas"), [({0}, 1), ({0, 1}, 1), ({0, 1, 2}, 1), (set(range(8)), 4)])
+def test_replicas_default_to_half_the_usable_cores(monkeypatch: pytest.MonkeyPatch, cores: set[int],
+                                                   replicas: int) -> None:
+    import os
+
+    from baton.agents.backends.server import default_replicas
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    assert default_replicas() == replicas
