@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 3  # consecutive transient model failures that open the endpoint's breaker
     breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
     api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
+    allowed_hosts: str = ""  # comma-separated Host names the dashboard answers without tokens (beyond loopback)
     model_api_keys: str = ""  # comma-separated API keys ``baton serve-model`` accepts; empty: no authentication
     log_format: str = "text"
     log_level: str = "INFO"
@@ -123,6 +124,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def api_token_list(self) -> tuple[str, ...]:
         """The bearer tokens in ``api_tokens`` (blank items dropped)."""
         return tuple(t.strip() for t in self.api_tokens.split(",") if t.strip())
+
+    def allowed_host_list(self) -> tuple[str, ...]:
+        """The host names in ``allowed_hosts`` (blank items dropped)."""
+        return tuple(h.strip() for h in self.allowed_hosts.split(",") if h.strip())
 
     def model_api_key_list(self) -> tuple[str, ...]:
         """The API keys in ``model_api_keys`` (blank items dropped)."""

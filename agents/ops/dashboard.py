@@ -34,6 +34,7 @@ from baton.agents.ops.api import ApiContext, runs_router, submit_request
 from baton.agents.ops.auth import BearerAuth
 from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.ops.collectors import SnapshotCollector
+from baton.agents.ops.guard import BrowserGuard, content_security_policy
 from baton.agents.ops.interop import mount_protocols
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.review_api import review_router
@@ -199,6 +200,8 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
             sampler.sample_once()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(BrowserGuard, open_access=not ctx.auth.enabled, allowed_hosts=settings.allowed_host_list(),
+                       csp=content_security_policy(page))
     app.include_router(api)
     app.include_router(runs_router(ctx))
     app.include_router(review_router(ctx))

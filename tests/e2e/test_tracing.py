@@ -250,7 +250,7 @@ def test_dashboard_submit_carries_the_requests_traceparent(redis_url: str, clien
     from baton.agents.ops.dashboard import create_app
 
     header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    with TestClient(create_app(Settings(redis_url=redis_url), SEED, interval=60)) as http:
+    with TestClient(create_app(Settings(redis_url=redis_url), SEED, interval=60), base_url="http://localhost") as http:
         traced = http.post("/api/runs", json={"task": "traced"}, headers={"traceparent": header}).json()["run_id"]
         plain = http.post("/api/runs", json={"task": "plain"}).json()["run_id"]
     carried = {t.run_id: t.traceparent for t in _tasks(client, keys, "seed", "planner")}

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from baton.agents.ops.dashboard import create_app
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
-from baton.broker import Keys, free_port
+from baton.broker import Keys, free_port, list_runs
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK
 from tests.waiting import wait_for
@@ -30,7 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: redis.Redis, keys: Keys) -> None:
     app = create_app(Settings(redis_url=redis_url), SEED, interval=0.2)
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://localhost") as http:
         assert "<svg" in http.get("/").text
         assert http.post("/api/runs", json={"task": "   "}).status_code == 422
         created = http.post("/api/runs", json={"task": SEED_TASK})
@@ -126,3 +126,62 @@ def test_dashboard_in_chromium_submits_a_task_and_draws_its_trace(
     assert shot.stat().st_size > 10_000
     if os.environ.get("BATON_UPDATE_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "dashboard.png")
+
+
+ATTACKER_PAGE = """<!doctype html><title>elsewhere</title><script>
+window.attempts = Promise.allSettled([
+  fetch("%(target)s/api/runs", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+                                body: JSON.stringify({task: "cross-origin api"})}),
+  fetch("%(target)s/v1/runs", {method: "POST", mode: "no-cors", body: JSON.stringify({task: "cross-origin v1"})}),
+  fetch("%(target)s/v1/runs", {method: "POST", mode: "cors", headers: {"Content-Type": "application/json"},
+                               body: JSON.stringify({task: "cross-origin cors"})}),
+]).then(rs => rs.map(r => r.status));
+</script>"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it as root)")
+def test_dashboard_in_chromium_refuses_cross_origin_writes_and_rebound_hosts(
+    client: redis.Redis, keys: Keys, dashboard_url: str, tmp_path: Path
+) -> None:
+    """A page on another origin POSTs runs with ``no-cors`` ``text/plain`` fetches (no preflight), and a
+    DNS-rebinding name that resolves to 127.0.0.1 loads the dashboard under its own origin: neither starts a run."""
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    page_html = (ATTACKER_PAGE % {"target": dashboard_url}).encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the handler's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page_html)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Attacker)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    port = dashboard_url.rsplit(":", 1)[1]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM),
+                                         args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+            page.wait_for_function("window.attempts !== undefined")
+            statuses = page.evaluate("window.attempts")
+            assert statuses == ["fulfilled", "fulfilled", "rejected"], statuses  # opaque replies; CORS refused
+            rebound = page.goto(f"http://rebind.test:{port}/")
+            assert rebound is not None and rebound.status == 400
+            posted = page.evaluate("""async () => (await fetch("/v1/runs", {method: "POST",
+                headers: {"Content-Type": "application/json"}, body: JSON.stringify({task: "rebound"})})).status""")
+            assert posted == 400
+            browser.close()
+    finally:
+        evil.shutdown()
+    assert client.xlen(keys.stream("seed", "planner")) == 0, "a cross-origin page started a run"
+    assert list_runs(client, keys, 10) == []

@@ -56,7 +56,7 @@ def test_an_oversize_dead_letter_is_shown_by_monitor_trace_and_dashboard(
     trace = build_trace(client, keys, run_id)
     assert [(d["role"], d["reason"][:17]) for d in trace.dead_letters] == [("planner", "message too large")]
 
-    with TestClient(create_app(Settings(redis_url=redis_url), SEED, interval=60)) as http:
+    with TestClient(create_app(Settings(redis_url=redis_url), SEED, interval=60), base_url="http://localhost") as http:
         dead = http.get("/api/dead").json()
         assert dead["total"] == 1
         assert [(d["run_id"], d["reason"][:17], d["truncated"]) for d in dead["entries"]] == [

@@ -45,7 +45,7 @@ def test_monitor_shows_usage_against_each_limit(client: redis.Redis, keys: Keys,
 def test_dashboard_serves_usage_and_limit_gauges(redis_url: str, client: redis.Redis, keys: Keys) -> None:
     _calls(client, keys)
     app = create_app(Settings(redis_url=redis_url), SEED, interval=0.2)
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://localhost") as http:
         assert 'id="ratelimits"' in http.get("/").text
 
         def sampled() -> list[dict[str, object]] | None:
