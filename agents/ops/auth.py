@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from fastapi import HTTPException, Request
 
-__all__ = ["ACCESS_TOKEN_PARAM", "BearerAuth"]
+__all__ = ["ACCESS_TOKEN_PARAM", "BearerAuth", "bearer_token"]
 
 ACCESS_TOKEN_PARAM = "access_token"
 """The query parameter that carries the token on server-sent-events GETs."""
@@ -47,7 +47,7 @@ class BearerAuth:
         """Raise 401 (with ``WWW-Authenticate: Bearer``) unless the request carries a token."""
         if not self._tokens:
             return
-        candidate = _bearer(request.headers.get("authorization", ""))
+        candidate = bearer_token(request.headers.get("authorization", ""))
         if candidate is None and _is_event_stream(request):
             candidate = request.query_params.get(ACCESS_TOKEN_PARAM)
         if candidate is None:
@@ -56,7 +56,8 @@ class BearerAuth:
             raise _unauthorized("the bearer token is not valid")
 
 
-def _bearer(header: str) -> str | None:
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (``None``: not one)."""
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None

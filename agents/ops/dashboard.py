@@ -200,7 +200,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
             sampler.sample_once()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(BrowserGuard, open_access=not ctx.auth.enabled, allowed_hosts=settings.allowed_host_list(),
+    app.add_middleware(BrowserGuard, auth=ctx.auth, allowed_hosts=settings.allowed_host_list(),
                        csp=content_security_policy(page))
     app.include_router(api)
     app.include_router(runs_router(ctx))

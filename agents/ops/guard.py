@@ -6,7 +6,8 @@
   from the server's own origin (the ``Origin``'s host and port equal the ``Host`` header): a page on
   another origin gets 403. A body must be ``application/json``, and a ``Content-Type`` other than
   that is refused with 415 even without a body: a cross-origin ``no-cors`` ``fetch`` can only send
-  ``text/plain``, form or multipart bodies, none of which is JSON.
+  ``text/plain``, form or multipart bodies, none of which is JSON. (With tokens, a request without a
+  valid one gets the route's 401 instead.)
 - **Serving without tokens**, the ``Host`` header must be a loopback name (``localhost``,
   ``*.localhost``, ``127.0.0.0/8``, ``[::1]``) or one of ``BATON_ALLOWED_HOSTS``: a DNS-rebinding
   page reaches the server under its own host name and gets 400. With tokens the token is the
@@ -25,6 +26,8 @@ import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
+
+from baton.agents.ops.auth import BearerAuth, bearer_token
 
 __all__ = ["LOOPBACK_HOSTS", "BrowserGuard", "content_security_policy", "is_loopback_host"]
 
@@ -79,10 +82,11 @@ def is_loopback_host(host: str, extra: Sequence[str] = ()) -> bool:
 class BrowserGuard:
     """The ASGI middleware described in the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, open_access: bool, allowed_hosts: Sequence[str] = (),
+    def __init__(self, app: ASGIApp, *, auth: BearerAuth, allowed_hosts: Sequence[str] = (),
                  csp: str = "default-src 'self'; frame-ancestors 'none'") -> None:
         self.app = app
-        self.open_access = open_access
+        self.auth = auth
+        self.open_access = not auth.enabled
         self.allowed_hosts = tuple(allowed_hosts)
         self.security_headers = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                                  (b"referrer-policy", b"no-referrer"), (b"content-security-policy", csp.encode())]
@@ -114,6 +118,8 @@ class BrowserGuard:
         origin = headers.get("origin")
         if origin is not None and _origin_netloc(origin) != host.strip().lower():
             return 403, f"cross-origin request refused (Origin {origin!r} is not this server)"
+        if not self.auth.allows(bearer_token(headers.get("authorization", ""))):
+            return None  # the route refuses it with 401 before it reads a byte
         ctype = headers.get("content-type")
         has_body = headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
         if ctype is not None and ctype.split(";", 1)[0].strip().lower() != "application/json":

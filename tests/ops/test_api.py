@@ -84,10 +84,13 @@ def test_tokens_are_required_on_api_routes_only(server: Server, redis_url: str) 
             assert next(res.iter_lines()) == "event: hello"
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def test_bad_bodies_get_422_or_413_and_missing_runs_404(server: Server, client: redis.Redis) -> None:
     with server.http() as http:
         def refused(body: Any, status: int = 422) -> str:
-            res = (http.post("/v1/runs", content=body) if isinstance(body, bytes)
+            res = (http.post("/v1/runs", content=body, headers=JSON) if isinstance(body, bytes)
                    else http.post("/v1/runs", json=body))
             assert res.status_code == status, res.text
             detail: str = res.json()["detail"]
@@ -109,7 +112,7 @@ def test_bad_bodies_get_422_or_413_and_missing_runs_404(server: Server, client: 
         assert refused(b"") == "the request body is empty (expected a JSON object)"
         big = json.dumps({"task": "x" * (MAX_BODY_BYTES + 10)}).encode()
         assert refused(big, 413) == f"the request body is over {MAX_BODY_BYTES} bytes"
-        chunked = http.post("/v1/runs", content=iter([big[:40_000], big[40_000:]]))  # no Content-Length
+        chunked = http.post("/v1/runs", content=iter([big[:40_000], big[40_000:]]), headers=JSON)  # no Content-Length
         assert chunked.status_code == 413
         assert http.post("/api/runs", json={"task": " "}).status_code == 422
         assert http.post("/api/runs", json={"task": "hi", "extra": 1}).status_code == 422
@@ -234,7 +237,7 @@ def test_page_asks_for_the_token_once_and_uses_it(server: Server, client: redis.
         page.wait_for_selector("#conn.live", timeout=30_000)
         page.fill("#task-input", "from the page")
         page.click("#submit-btn")
-        page.wait_for_function("document.querySelector('#submit-note').textContent.startsWith('submitted run')",
+        page.wait_for_function("() => document.querySelector('#submit-note').textContent.startsWith('submitted run')",
                                timeout=30_000)
         page.reload()  # the token is kept for the tab: no question this time
         page.wait_for_selector("#conn.live", timeout=30_000)

@@ -108,7 +108,7 @@ def test_dashboard_in_chromium_submits_a_task_and_draws_its_trace(
         page.click("#submit-btn")
         page.wait_for_selector("#run-status.done", timeout=120_000)
         page.wait_for_selector("#runs tr[data-run-id] .badge.done", timeout=30_000)
-        page.wait_for_function("document.querySelectorAll('#chart polyline').length === 3", timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('#chart polyline').length === 3", timeout=30_000)
         run_id = page.text_content("#run-title")
         assert run_id and client.hget(Keys().run(run_id), "status") == b"done"
         agents = page.eval_on_selector_all("#trace-svg g.agent", "els => els.map(e => e.dataset.role)")
@@ -172,7 +172,7 @@ def test_dashboard_in_chromium_refuses_cross_origin_writes_and_rebound_hosts(
                                          args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"])
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
-            page.wait_for_function("window.attempts !== undefined")
+            page.wait_for_function("() => window.attempts !== undefined")
             statuses = page.evaluate("window.attempts")
             assert statuses == ["fulfilled", "fulfilled", "rejected"], statuses  # opaque replies; CORS refused
             rebound = page.goto(f"http://rebind.test:{port}/")

@@ -101,7 +101,8 @@ def test_review_routes_refuse_bad_bodies_unknown_reviews_and_missing_tokens(
         url = f"/v1/reviews/{run_id}"
 
         def refused(body: Any) -> str:
-            res = http.post(url, content=body) if isinstance(body, bytes) else http.post(url, json=body)
+            res = (http.post(url, content=body, headers={"Content-Type": "application/json"})
+                   if isinstance(body, bytes) else http.post(url, json=body))
             assert res.status_code == 422, res.text
             detail: str = res.json()["detail"]
             return detail
@@ -208,7 +209,8 @@ def test_page_review_queue_approves_an_edited_output(
                     pass
             assert page.input_value(f"{card} textarea") == edited
             page.click(f"{card} button.approve")
-            page.wait_for_function("document.querySelector('#review-note').textContent.startsWith('approved (edited)')",
+            page.wait_for_function(
+                "() => document.querySelector('#review-note').textContent.startsWith('approved (edited)')",
                                    timeout=30_000)
             page.wait_for_selector(card, state="detached", timeout=30_000)
             assert page.is_visible("#reviews-empty")
