@@ -12,6 +12,8 @@ __all__ = ["mount_protocols"]
 
 def mount_protocols(app: FastAPI, ctx: ApiContext) -> None:
     """Serve the protocol faces on ``app`` (the dashboard), with ``ctx``'s bearer tokens."""
+    from baton.agents.ops.interop.a2a_server import a2a_router
     from baton.agents.ops.interop.openai_face import openai_router
 
     app.include_router(openai_router(ctx))
+    app.include_router(a2a_router(ctx))
