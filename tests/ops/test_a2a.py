@@ -23,6 +23,7 @@ from a2a.types import (
     StreamResponse,
     SubscribeToTaskRequest,
     TaskState,
+    TaskStatus,
 )
 
 from baton.broker import Keys, get_run
@@ -57,6 +58,12 @@ def _states(events: list[StreamResponse]) -> list[int]:
     return [e.status_update.status.state for e in events if e.HasField("status_update")]
 
 
+def _last_status(events: list[StreamResponse]) -> TaskStatus:
+    """The task's status after ``events`` (the stream's first event is the task as it stood)."""
+    final = [e for e in events if e.HasField("task") or e.HasField("status_update")][-1]
+    return final.task.status if final.HasField("task") else final.status_update.status
+
+
 def _artifacts(events: list[StreamResponse]) -> list[tuple[str, str, bool, bool]]:
     return [(e.artifact_update.artifact.artifact_id, e.artifact_update.artifact.parts[0].text,
              e.artifact_update.append, e.artifact_update.last_chunk) for e in events if e.HasField("artifact_update")]
@@ -87,7 +94,7 @@ def test_agent_cards_declare_the_bearer_scheme_and_every_route_needs_a_token(ser
 
 
 def test_send_stream_get_and_cancel(server: Server, client: redis.Redis, keys: Keys, echo_workers: Workers) -> None:
-    echo_workers.spawn("--all-roles")
+    echo_workers.spawn("--all-roles", env={"BATON_ECHO_DELAY_S": "0.3"})  # hops long enough to watch
 
     async def scenario() -> None:
         plain, http = await _client(server, "seed", streaming=False)
@@ -105,12 +112,13 @@ def test_send_stream_get_and_cancel(server: Server, client: redis.Redis, keys: K
 
         streaming, _ = await _client(server, "seed")
         events = await _collect(streaming.send_message(_ask("Explain consumer groups.")))
-        assert events[0].HasField("task") and events[0].task.status.state == TaskState.TASK_STATE_SUBMITTED
+        assert events[0].HasField("task")
+        assert events[0].task.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
         run_id = events[0].task.id
         record = get_run(client, keys, run_id)
         assert record is not None and record["status"] == "done"
         states = _states(events)
-        assert states[-1] == TaskState.TASK_STATE_COMPLETED and states.count(TaskState.TASK_STATE_WORKING) == 3
+        assert states[-1] == TaskState.TASK_STATE_COMPLETED and TaskState.TASK_STATE_WORKING in states
         artifacts = _artifacts(events)
         tokens = [a for a in artifacts if a[0] == "hop-2-summarizer" and not a[3]]
         assert tokens == [("hop-2-summarizer", " [echo]", False, False)]  # the echo model's one token chunk
@@ -168,7 +176,7 @@ def test_a_review_is_input_required_and_a_message_on_the_task_decides_it(
         a2a, http = await _client(server, "reviewed")
         events = await _collect(a2a.send_message(_ask("Plan a talk on streams.")))
         run_id = events[0].task.id
-        waiting = events[-1].status_update.status
+        waiting = _last_status(events)
         assert waiting.state == TaskState.TASK_STATE_INPUT_REQUIRED
         assert "approve" in waiting.message.parts[0].text and waiting.message.parts[0].text.count("Planner") >= 1
         assert get_run(client, keys, run_id)["status"] == "review"  # type: ignore[index]
@@ -178,7 +186,7 @@ def test_a_review_is_input_required_and_a_message_on_the_task_decides_it(
         with pytest.raises(Exception, match="waits for a review"):
             await _collect(a2a.send_message(_ask("maybe later", task_id=run_id)))
         decided = await _collect(a2a.send_message(_ask("approve: EDITED PLAN: define, then compare.", task_id=run_id)))
-        assert _states(decided)[-1] == TaskState.TASK_STATE_COMPLETED
+        assert _last_status(decided).state == TaskState.TASK_STATE_COMPLETED
         record = get_run(client, keys, run_id)
         assert record is not None and "EDITED PLAN: define, then compare." in record["result"]
         with pytest.raises(Exception, match="is completed"):
@@ -186,8 +194,7 @@ def test_a_review_is_input_required_and_a_message_on_the_task_decides_it(
 
         second = await _collect(a2a.send_message(_ask("Plan another talk.")))
         rejected = await _collect(a2a.send_message(_ask("reject: off topic", task_id=second[0].task.id)))
-        final = [e for e in rejected if e.HasField("task") or e.HasField("status_update")][-1]
-        state = final.task.status if final.HasField("task") else final.status_update.status
+        state = _last_status(rejected)
         assert state.state == TaskState.TASK_STATE_FAILED and "off topic" in state.message.parts[0].text
         await http.aclose()
 
