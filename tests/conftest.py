@@ -11,14 +11,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from baton.broker import EmbeddedRedis, Keys, live_workers
 from tests.flaky_model import FlakyModelServer
+from tests.scripted_model import ScriptedModel, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,3 +153,19 @@ def flaky_model() -> Iterator[FlakyModelServer]:
     """A real OpenAI-compatible echo model server on a free port that fails on demand (``.fail(503, times=3)``)."""
     with FlakyModelServer() as server:
         yield server
+
+
+@pytest.fixture
+def scripted_model() -> Iterator[Callable[..., ScriptedModel]]:
+    """Start scripted OpenAI-compatible chat servers (``tests/scripted_model.py``): call with the
+    script (turns, or ``{model: turns}``); all are stopped at teardown."""
+    started: list[ScriptedModel] = []
+
+    def start(scripts: Mapping[str, Sequence[Turn]] | Sequence[Turn], **kwargs: Any) -> ScriptedModel:
+        server = ScriptedModel(scripts, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
