@@ -5,8 +5,11 @@ source run written before that role's hop (so the agents remember what they reme
 and publishes the role's original input (the ``task`` of its scratchpad entry), or an edited
 one, as the new run's first task at the same hop. ``replay_run`` re-runs from the start with the
 same workflow and task text. With greedy decoding both reproduce the source run's outputs from
-the point they start. Nothing is capped: the history is the scratchpads, kept as long as the
-run's record.
+the point they start. With ``reuse_journal`` the new run reuses the source run's call journal
+(``broker/journal.py``): its code roles get the source's recorded model, tool and step results for
+the same hop back, for as long as their calls match the recorded ones (the first call that differs,
+and every call after it in that hop, runs again); without it every call runs again. Nothing is
+capped: the history is the scratchpads, kept as long as the run's record.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import msgspec
 import redis
 
 from baton.broker.budget import usage
+from baton.broker.journal import JOURNAL_FROM
 from baton.broker.keys import Keys
 from baton.broker.runs import RunStatus, RunView, get_run, submit
 from baton.broker.streams import entry_id_key
@@ -74,7 +78,7 @@ def _source(client: redis.Redis, keys: Keys, run_id: str) -> RunView:
 
 def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
              deadline: float | None = None, max_hops: int | None = None, record_ttl_s: int = 0,
-             priority: Priority | None = None) -> str:
+             priority: Priority | None = None, reuse_journal: bool = False) -> str:
     """A new run continuing ``run_id`` from ``from_role``'s (first) hop; returns the new run id.
 
     The new run gets the source's scratchpad entries of earlier hops, and starts with the role's
@@ -98,11 +102,14 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
     new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.get("workflow", "") or "seed", hop=hop,
                deadline=deadline, max_hops=max_hops, priority=priority or lane_of(rec))
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
+    if reuse_journal:
+        label[JOURNAL_FROM] = run_id
     return _start(client, keys, new, [e for e in history if e.hop < hop], label, record_ttl_s, usage(rec).budget)
 
 
 def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float | None = None,
-               max_hops: int | None = None, record_ttl_s: int = 0, priority: Priority | None = None) -> str:
+               max_hops: int | None = None, record_ttl_s: int = 0, priority: Priority | None = None,
+               reuse_journal: bool = False) -> str:
     """A new run of ``run_id``'s workflow with the same task text, from its first role (in the
     source's lane unless ``priority`` says otherwise); returns its id.
 
@@ -115,7 +122,10 @@ def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float 
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
     new = Task(run_id=new_id(), role=starts[0].role, task=rec.get("task", ""), workflow=rec.get("workflow", "")
                or "seed", deadline=deadline, max_hops=max_hops, priority=priority or lane_of(rec))
-    return _start(client, keys, new, [], {"replayed_from": run_id}, record_ttl_s, usage(rec).budget)
+    label: dict[str, str | int] = {"replayed_from": run_id}
+    if reuse_journal:
+        label[JOURNAL_FROM] = run_id
+    return _start(client, keys, new, [], label, record_ttl_s, usage(rec).budget)
 
 
 def lane_of(record: RunView) -> Priority:

@@ -186,6 +186,16 @@ class Keys:
         """Idempotency marker: set once the handoff of message ``msg_id`` has committed."""
         return f"{self._run_tag(run_id)}:done:{msg_id}"
 
+    def journal(self, run_id: str, msg_id: str) -> str:
+        """The journal of message ``msg_id`` of ``run_id``: one field per call sequence number, each a
+        code role's recorded call result (``broker/journal.py``)."""
+        return f"{self._run_tag(run_id)}:journal:{run_id}:{msg_id}"
+
+    def journal_hops(self, run_id: str) -> str:
+        """Hash of ``role:hop:part`` -> the message id whose journal that hop wrote, in ``run_id``
+        (what fork and replay reuse a source run's journal by)."""
+        return f"{self._run_tag(run_id)}:journals:{run_id}"
+
     def events(self, run_id: str) -> str:
         """The event log of ``run_id``: a stream of ``ev`` entries (``broker/events.py``)."""
         return f"{self._run_tag(run_id)}:events:{run_id}"
@@ -205,6 +215,10 @@ class Keys:
     def placeholder(self, partition: int) -> str:
         """A key in the partition's slot that is never written (for unused script keys)."""
         return f"{self.tag(partition)}:-"
+
+    def workflows(self) -> str:
+        """Hash of workflow name -> its spec as JSON, registered by workers of apps (``broker/workflows.py``)."""
+        return f"{self.prefix}:workflows"
 
     # workers -------------------------------------------------------------
     def heartbeat(self, consumer: str) -> str:

@@ -5,6 +5,7 @@ from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
 from baton.protocol.events import (
     TERMINAL_EVENTS,
     Cancelled,
+    Custom,
     Done,
     Event,
     Failed,
@@ -62,6 +63,7 @@ __all__ = [
     "Budget",
     "BudgetLimit",
     "Cancelled",
+    "Custom",
     "DeadLetter",
     "Done",
     "Error",

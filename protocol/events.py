@@ -10,7 +10,7 @@ some of the interrupted hop's, never a hop event). A terminal event (``done``, `
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -22,6 +22,7 @@ from baton.protocol.messages import now
 __all__ = [
     "TERMINAL_EVENTS",
     "Cancelled",
+    "Custom",
     "Done",
     "Event",
     "Failed",
@@ -119,6 +120,13 @@ class ReviewDecided(_Event, frozen=True, kw_only=True, tag="review_decided"):
     reason: str = ""
 
 
+class Custom(_Event, frozen=True, kw_only=True, tag="custom"):
+    """Data a code role emitted (``ctx.emit(data)``) during hop ``msg_id``: any JSON value."""
+
+    msg_id: MaybeId = ""
+    data: Any = None
+
+
 class Done(_Event, frozen=True, kw_only=True, tag="done"):
     """The run finished with ``output`` (terminal)."""
 
@@ -138,7 +146,7 @@ class Cancelled(_Event, frozen=True, kw_only=True, tag="cancelled"):
 
 
 Event = (Queued | HopStarted | Tokens | HopFinished | ToolCalled | ToolReturned | ReviewRequested | ReviewDecided
-         | Done | Failed | Cancelled)
+         | Custom | Done | Failed | Cancelled)
 
 TERMINAL_EVENTS = (Done, Failed, Cancelled)
 """The event types that end a run's log."""

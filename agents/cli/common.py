@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
 from baton.agents.settings import Settings
+from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, Redis, connect, ping
 
-__all__ = ["CliError", "app", "connect_checked", "err", "out", "settings"]
+__all__ = ["AppOption", "CliError", "app", "app_or_named", "connect_checked", "err", "out", "settings"]
 
 app = typer.Typer(
     name="baton",
@@ -40,3 +43,22 @@ def connect_checked(s: Settings) -> tuple[Redis, Keys]:
     client = connect(s.redis_url)
     ping(client, s.redis_url)
     return client, Keys(s.prefix, s.partitions)
+
+
+AppOption = Annotated[str | None, typer.Option(
+    "--app", metavar="PKG.MODULE:APP", help="A workflow written in Python: the baton.App this names.")]
+
+
+def app_or_named(workflow: str | None, app_ref: str | None, *, client: Redis | None = None,
+                 keys: Keys | None = None) -> Workflow:
+    """The workflow of the app ``app_ref`` names (``pkg.module:app``, handlers checked), else the one
+    ``workflow`` names (``loader.named``; with ``client``, apps' registered workflows too)."""
+    if app_ref:
+        if workflow:
+            raise CliError("give --app or --workflow, not both", 2)
+        from baton.agents.app.loader import app_workflow  # imported lazily: imports the user's module
+
+        return app_workflow(app_ref)
+    from baton.agents.workflow.loader import named
+
+    return named(workflow, client=client, keys=keys)

@@ -14,6 +14,7 @@ from baton.agents.cli.common import CliError, app, connect_checked, out, setting
 from baton.broker import Keys, Redis, get_run, iter_events, read_events
 from baton.protocol import (
     Cancelled,
+    Custom,
     Done,
     Event,
     Failed,
@@ -91,6 +92,8 @@ class EventPrinter:
                 return f"[yellow]review_requested[/] {event.review_id} {who}: {_short(event.output)}"
             case ReviewDecided():
                 return f"[yellow]review_decided[/] {event.review_id}: {event.decision} {_short(event.reason)}"
+            case Custom():
+                return f"[cyan]custom[/]       {who}: {_short(json.dumps(event.data))}"
             case Done():
                 return f"[green bold]done[/]         {_short(event.output)}"
             case Failed():

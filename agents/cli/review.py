@@ -104,22 +104,30 @@ def fork(
     run_id: Annotated[str, typer.Argument(help="The run to fork.")],
     from_role: Annotated[str, typer.Option("--from", help="The role to continue from.")],
     task: Annotated[str | None, typer.Option(help="Give the role this input instead of its original one.")] = None,
+    reuse_journal: Annotated[bool, typer.Option(
+        "--reuse-journal", help="Code roles get the source run's recorded calls back while they match.")] = False,
 ) -> None:
     """Start a new run from RUN's history: scratchpads up to ROLE's hop, then ROLE with its input; print its id."""
     s = settings()
     client, keys = connect_checked(s)
     try:
-        out.print(fork_run(client, keys, run_id, from_role, task, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s))
+        out.print(fork_run(client, keys, run_id, from_role, task, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s,
+                           reuse_journal=reuse_journal))
     except ForkError as exc:
         raise CliError(str(exc)) from None
 
 
 @app.command()
-def replay(run_id: Annotated[str, typer.Argument(help="The run to replay.")]) -> None:
+def replay(
+    run_id: Annotated[str, typer.Argument(help="The run to replay.")],
+    reuse_journal: Annotated[bool, typer.Option(
+        "--reuse-journal", help="Code roles get the source run's recorded calls back while they match.")] = False,
+) -> None:
     """Re-run RUN from the start with the same workflow and task; print the new run's id."""
     s = settings()
     client, keys = connect_checked(s)
     try:
-        out.print(replay_run(client, keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s))
+        out.print(replay_run(client, keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s,
+                             reuse_journal=reuse_journal))
     except ForkError as exc:
         raise CliError(str(exc)) from None

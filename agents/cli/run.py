@@ -19,11 +19,10 @@ import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from baton.agents.cli.common import CliError, app, connect_checked, err, out, settings
+from baton.agents.cli.common import AppOption, CliError, app, app_or_named, connect_checked, err, out, settings
 from baton.agents.cli.events import follow_events
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
-from baton.agents.workflow.loader import named
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, wait_for_runs
 from baton.broker.runs import TERMINAL, RunStatus
@@ -71,9 +70,10 @@ class WorkerPool:
     """Worker processes spawned for one command; stopped with SIGTERM on exit."""
 
     def __init__(self, redis_url: str, log_path: Path, workflow: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, app_ref: str | None = None) -> None:
         self.redis_url = redis_url
         self.workflow = workflow
+        self.app_ref = app_ref
         self.env = env or {}
         self.log_path = log_path
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -85,6 +85,8 @@ class WorkerPool:
         cmd = [sys.executable, "-m", "baton", "worker", role, *args]
         if self.workflow:
             cmd += ["--workflow", self.workflow]
+        if self.app_ref:
+            cmd += ["--app", self.app_ref]
         proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
         self.procs.append((role, proc))
 
@@ -158,6 +160,7 @@ def _resolved_model_env(s: Settings) -> dict[str, str]:
 def run(
     task: Annotated[str, typer.Argument(help="The task for the first role.")],
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    app_ref: AppOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the run.")] = 600.0,
     workers: Annotated[bool, typer.Option(help="Spawn one worker per role (--no-workers: use running ones).")] = True,
     max_tokens: MaxTokens = None,
@@ -169,7 +172,7 @@ def run(
     _check_task(task)
     lane = _check_priority(priority)
     s = settings()
-    wf = named(workflow or s.workflow)
+    wf = app_or_named(None if app_ref else workflow or s.workflow, app_ref)
     budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     with ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
@@ -187,7 +190,7 @@ def run(
         if workers:
             log_dir = Path(platformdirs.user_log_dir("baton"))
             log_dir.mkdir(parents=True, exist_ok=True)
-            pool = WorkerPool(url, log_dir / "run-workers.log", workflow, _resolved_model_env(s))
+            pool = WorkerPool(url, log_dir / "run-workers.log", workflow, _resolved_model_env(s), app_ref)
             stack.callback(pool.stop)
             for role in wf.roles:
                 pool.spawn(role.role)
@@ -205,7 +208,9 @@ def submit_cmd(
     task: Annotated[str, typer.Argument(help="The task for the first role.")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and print it.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600.0,
-    workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    workflow: Annotated[str | None, typer.Option(
+        help="Workflow TOML file, shipped workflow or app workflow name (default: the seed chain).")] = None,
+    app_ref: AppOption = None,
     deadline: Annotated[float | None, typer.Option(help="Fail the run if not done within this many seconds.")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Print the run's events live until it ends.")] = False,
     max_tokens: MaxTokens = None,
@@ -217,9 +222,9 @@ def submit_cmd(
     _check_task(task)
     lane = _check_priority(priority)
     s = settings()
-    wf = named(workflow or s.workflow)
     budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
+    wf = app_or_named(None if app_ref else workflow or s.workflow, app_ref, client=client, keys=keys)
     run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane)
     out.print(run_id)
     if follow:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Annotated
 
 import typer
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
+from baton.agents.cli.common import AppOption, CliError, app, app_or_named, connect_checked, out, settings
 from baton.agents.runtime.logs import context, setup_logging
 from baton.agents.settings import Settings
-from baton.agents.workflow.loader import named
-from baton.agents.workflow.spec import Workflow
-from baton.broker import check_worker
+from baton.agents.workflow.spec import RoleSpec, Workflow
+from baton.broker import BrokerError, Keys, check_worker, connect
+
+log = logging.getLogger("baton.worker")
 
 __all__ = ["worker"]
 
@@ -24,6 +26,7 @@ def worker(
         help="The role to serve, e.g. planner; several roles (baton worker planner researcher) batch across roles."
     )] = None,
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    app_ref: AppOption = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 0 if a worker of ROLE on this host has a fresh heartbeat.")
     ] = False,
@@ -41,7 +44,7 @@ def worker(
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
     s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
     s.worker_partition_list()  # a bad --partitions fails here, before the model loads
-    wf = named(workflow or s.workflow)
+    wf = app_or_named(None if app_ref else workflow or s.workflow, app_ref)
     if tools:  # the extra positional words are more tool names
         from baton.agents.cli.tools import tool_worker
 
@@ -52,9 +55,12 @@ def worker(
         raise CliError("give ROLE... or --all-roles, not both", 2)
     if not roles:
         raise CliError("give a ROLE (e.g. baton worker planner), ROLE..., --all-roles, or --tools NAME...", 2)
+    specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
+    if not check:
+        _prepare_code_roles(s, wf, specs, published=bool(app_ref))
     if len(roles) > 1 or all_roles:
         raise typer.Exit(_multi(s, wf, roles, check))
-    spec = wf.role(roles[0])
+    spec = specs[0]
     if check:
         raise typer.Exit(_check(s, spec.role))
     setup_logging(s.log_format, s.log_level)
@@ -64,6 +70,25 @@ def worker(
     context(role=spec.role, consumer=w.consumer)
     w.install_signal_handlers()
     raise typer.Exit(w.run())
+
+
+def _prepare_code_roles(s: Settings, wf: Workflow, specs: list[RoleSpec], *, published: bool) -> None:
+    """Resolve the served code roles' handlers (a bad one is a one-line error now, not at the first
+    task) and, for an app, register its workflow so clients can submit to it by name (best effort:
+    a worker starting before Redis rides the outage out in its loop)."""
+    from baton.agents.workflow.handlers import resolve_handler
+
+    for spec in specs:
+        if spec.handler:
+            resolve_handler(spec, search=wf.base_dir)
+    if not published:
+        return
+    from baton.agents.workflow.registry import publish_workflow
+
+    try:
+        publish_workflow(connect(s.redis_url), Keys(s.prefix, s.partitions), wf)
+    except BrokerError as exc:
+        log.warning("could not register workflow %s in Redis yet: %s", wf.name, exc)
 
 
 def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool) -> int:

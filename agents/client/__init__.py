@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from baton.agents.app import App, Context, Fail, FanOut, Finish, Handoff, Next, Outcome, Retry, load_app
     from baton.agents.settings import Settings, SettingsError
     from baton.agents.workflow import SEED, Workflow, WorkflowError
     from baton.aio import AsyncClient, AsyncRun
@@ -26,18 +27,27 @@ if TYPE_CHECKING:
     from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, Task
 
 __all__ = [
+    "App",
     "AsyncClient",
     "AsyncRun",
     "BacklogFull",
     "BatonError",
     "Budget",
     "Client",
+    "Context",
     "DeadLetter",
     "Error",
+    "FanOut",
+    "Fail",
+    "Finish",
+    "Handoff",
     "Message",
+    "Next",
+    "Outcome",
     "ProtocolError",
     "RedisFull",
     "Result",
+    "Retry",
     "Run",
     "RunCancelled",
     "RunFailed",
@@ -52,11 +62,14 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "load_app",
 ]
 
 __version__ = "0.1.0"
 
 _HOME = {
+    **dict.fromkeys(["App", "Context", "FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome", "Retry", "load_app"],
+                    "baton.agents.app"),
     "Client": "baton.client",
     "Run": "baton.client",
     "RunInfo": "baton.client",

@@ -123,7 +123,7 @@ class Client:
         work; a bad value raises ``ProtocolError``). The caller's current OpenTelemetry span, if
         any, becomes the parent of the run's hops.
         """
-        wf = named(workflow or self.settings.workflow)
+        wf = named(workflow or self.settings.workflow, client=self.redis, keys=self.keys)
         return Run(self, submit_run(self.redis, self.keys, self.settings, wf, task, deadline=deadline,
                                     metadata=metadata, run_id=run_id, budget=budget, priority=priority))
 

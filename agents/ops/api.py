@@ -101,15 +101,19 @@ class ApiContext:
             self._aclient = None
 
     def resolve_workflow(self, name: str | None) -> Workflow:
-        """The served workflow, or the seed chain or a shipped workflow by name (never a file: the
-        name came over the network); 422 when there is none of that name."""
+        """The served workflow, the seed chain or a shipped workflow by name, or one an app's workers
+        registered (read on each submit: a redeployed app may change it; never a file: the name came
+        over the network); 422 when there is none of that name."""
         if not name or name == self.workflow.name:
             return self.workflow
         if name not in self._workflows:
             try:
-                self._workflows[name] = named(name, files=False)
+                wf = named(name, files=False, client=self.client, keys=self.keys)
             except WorkflowError as exc:
                 raise HTTPException(422, f"{exc}; this server runs {self.workflow.name!r}") from None
+            if not any(r.handler for r in wf.roles):
+                self._workflows[name] = wf
+            return wf
         return self._workflows[name]
 
 

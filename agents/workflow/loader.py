@@ -18,6 +18,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from baton.agents.workflow.spec import SEED, Workflow, WorkflowError
+from baton.broker import Keys, Redis
 from baton.protocol import DEFAULT_WORKFLOW
 
 __all__ = ["load", "loads", "named", "packaged", "validate_tools"]
@@ -40,6 +41,9 @@ def loads(text: str | bytes, *, source: str = "<workflow>", base_dir: str = "") 
     try:
         wf = msgspec.toml.decode(text, type=Workflow)
     except msgspec.ValidationError as exc:
+        if _AT_HANDLER.search(str(exc)):
+            where = str(exc).rsplit(" - at ", 1)[-1]
+            raise WorkflowError(f"{source}: a handler is 'pkg.module:function' - at {where}") from None
         raise WorkflowError(f"{source}: {exc}{_choices_hint(str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise WorkflowError(f"{source}: not valid TOML: {exc}") from None
@@ -48,6 +52,7 @@ def loads(text: str | bytes, *, source: str = "<workflow>", base_dir: str = "") 
     return validate_tools(wf, source=source)
 
 
+_AT_HANDLER = re.compile(r"matching regex .* - at `\$\.roles\[\d+\]\.handler`$")
 _AT_FIELD = re.compile(r"^Invalid enum value .* - at `\$\S*\.(\w+)`$")
 
 
@@ -101,18 +106,30 @@ def load(path: Path) -> Workflow:
     return loads(data, source=str(path), base_dir=str(path.resolve().parent))
 
 
-def named(name: str | None, *, files: bool = True) -> Workflow:
+def named(name: str | None, *, files: bool = True, client: Redis | None = None, keys: Keys | None = None) -> Workflow:
     """The workflow ``name`` names: the seed chain (no name, or ``seed``), a shipped workflow's name,
-    or (``files``) a TOML file's path. ``WorkflowError`` when there is none: with ``files=False``
-    (names that came over a network) a path is never read.
+    (``files``) a TOML file's path, or (with ``client``) a workflow an app's workers registered
+    (``baton worker --app``; ``agents/workflow/registry.py``). ``WorkflowError`` when there is none:
+    with ``files=False`` (names that came over a network) a path is never read.
 
     Every caller that takes a workflow by name (the client, the HTTP API, the CLI) looks it up here.
     """
     if not name or name == DEFAULT_WORKFLOW:
         return SEED
-    if files:
-        return load(Path(name))
     shipped = packaged()
-    if name not in shipped:
-        raise WorkflowError(f"unknown workflow {name!r} (shipped workflows: {', '.join(sorted(shipped))})")
-    return load(shipped[name])
+    path = Path(name)
+    is_file = files and (path.exists() or path.suffix == ".toml" or path.parent != Path("."))
+    if is_file or name in shipped:
+        return load(path if is_file else shipped[name])
+    if client is not None and keys is not None:
+        from baton.agents.workflow.registry import registered, registered_names
+
+        found = registered(client, keys, name)
+        if found is not None:
+            return found
+        raise WorkflowError(f"unknown workflow {name!r}: {'no such file, ' if files else ''}not shipped "
+                            f"({', '.join(sorted(shipped))}) and no app's worker registered it (registered: "
+                            f"{', '.join(registered_names(client, keys)) or 'none'})")
+    if files:
+        return load(path)  # the file's own error (not found, with the shipped names)
+    raise WorkflowError(f"unknown workflow {name!r} (shipped workflows: {', '.join(sorted(shipped))})")

@@ -22,6 +22,7 @@ from baton.protocol import DEFAULT_WORKFLOW, Budget
 from baton.protocol.fields import Count, MaybeName, Name, PartCount, ToolTimeout
 
 __all__ = [
+    "HANDLER_PATTERN",
     "SEED",
     "SEED_PROMPT",
     "RoleSpec",
@@ -32,6 +33,11 @@ __all__ = [
     "Workflow",
     "WorkflowError",
 ]
+
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+HANDLER_PATTERN = f"^$|^{_DOTTED}:{_DOTTED}$"
+HandlerRef = Annotated[str, msgspec.Meta(pattern=HANDLER_PATTERN, max_length=400,
+                                         description="A Python handler as 'pkg.module:function'.")]
 
 SEED_PROMPT = "{title} agent named {agent}. Task: {task}\nMemory: {memory}\nResponse:"
 
@@ -128,6 +134,12 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     until a person approves (maybe edits) or rejects it (``baton review``). ``rpm`` / ``tpm`` limit
     the requests (prompts) and tokens per minute of the role's model, shared with every worker calling
     that model (0: ``BATON_MODEL_RPM`` / ``BATON_MODEL_TPM``; see OPERATIONS.md, "Rate limits").
+
+    ``handler = "pkg.module:function"`` makes the role a code role: the function
+    ``(ctx: baton.Context, task: str) -> str | Outcome`` runs instead of the prompt template
+    (README, "Write your own agents"); ``timeout`` bounds one run of it (0: no limit) and
+    ``max_tool_rounds`` its model's tool-call rounds per ``ctx.chat``. Routes, fan-out and fan-in,
+    review, budgets, priority and memory modes apply to code roles as to template roles.
     """
 
     role: Name
@@ -153,6 +165,14 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_backlog: Annotated[int, msgspec.Meta(ge=0)] | None = None
     """Of the entry role: submits are refused while it is this many tasks behind (0: no limit;
     unset: ``BATON_MAX_BACKLOG``). See ``broker/backpressure.py``."""
+    handler: HandlerRef = ""
+    timeout: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    max_tool_rounds: Annotated[int, msgspec.Meta(ge=0, le=100)] = 8
+
+    @property
+    def is_code(self) -> bool:
+        """Whether a Python handler runs this role (instead of the prompt template)."""
+        return bool(self.handler)
 
     @property
     def display(self) -> str:
@@ -211,6 +231,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 raise WorkflowError(f"{where}: route pattern {route.when!r} is not a valid regex: {exc}") from None
         if r.split and not r.next and not r.routes:
             raise WorkflowError(f"{where}: a role that splits its output needs a next role")
+        if r.handler and (r.steps or r.parse_tools):
+            raise WorkflowError(f"{where}: a code role (handler) calls its tools itself; drop steps and parse_tools")
 
     def run_budget(self, given: Budget | None = None) -> Budget | None:
         """The budget of a new run: ``given``'s limits, each unset one from the workflow's ``budget``."""

@@ -36,7 +36,8 @@ def test_every_key_of_a_run_shares_one_slot() -> None:
     slots = {key_slot(k.encode()) for k in (
         keys.run(run), keys.run_stream("seed", "planner", run), keys.pad(run, "Alice"), keys.pads(run),
         keys.events(run), keys.done(run, "1-0"), keys.join(run, "g"), keys.run_cancelled(run), keys.runs(p),
-        keys.results(p), keys.dead(p), keys.reviews(p), keys.tool_replies(run, "c"))}
+        keys.results(p), keys.dead(p), keys.reviews(p), keys.tool_replies(run, "c"), keys.journal(run, "1-0"),
+        keys.journal_hops(run))}
     assert len(slots) == 1
 
 

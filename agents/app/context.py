@@ -1,0 +1,354 @@
+"""``Context``: what a code role's handler gets besides its task, and where every call goes through baton.
+
+``await ctx.generate(...)``, ``await ctx.chat(...)``, ``await ctx.tool(...)`` and
+``await ctx.step(name, fn)`` go through the worker's ``Gateway`` (rate limits, budget, breaker,
+outages, token events, spans, batching) and the call journal: each result is recorded before the
+handler goes on, and on redelivery a recorded call returns its result without running again.
+In a plain (non-async) handler, which runs in a thread, the same methods return their results
+directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import typing
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from baton.agents.app.journal import CallJournal, HopCalls, fingerprint
+from baton.agents.app.outcome import Fail, FanOut, Finish, Handoff, Outcome
+from baton.agents.backends import Generation
+from baton.agents.runtime.events import EventWriter
+from baton.agents.runtime.gateway import Gateway
+from baton.agents.tools.runner import ToolOutcome
+from baton.agents.workflow.spec import RoleSpec
+from baton.broker import Entry, Keys, Redis
+from baton.broker.journal import CallKind, hop_key
+from baton.broker.memory import read_shared, write_shared
+from baton.protocol import Custom, Task
+
+__all__ = ["AppServices", "Context", "ToolFailed"]
+
+T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
+
+
+class ToolFailed(RuntimeError):
+    """``ctx.tool`` got an error back from the tool (the message is the tool's error)."""
+
+    def __init__(self, tool: str, error: str) -> None:
+        super().__init__(f"tool {tool!r} failed: {error}")
+        self.tool = tool
+        self.error = error
+
+
+class _Item(Protocol):
+    """What the context reads of the worker's work item (``agents/runtime/work.WorkItem``)."""
+
+    entry: Entry
+    task: Task
+    memory: list[dict[str, Any]] | None
+
+
+class _ToolRecord(msgspec.Struct, frozen=True):
+    output: str = ""
+    error: str = ""
+    where: str = "inline"
+
+
+@dataclass(slots=True)
+class AppServices:
+    """What every context of one worker shares: Redis, key names, the journal and the event writer."""
+
+    client: Redis | None
+    keys: Keys
+    journal: CallJournal
+    events: EventWriter | None = None
+    record_ttl_s: int = 0
+    tool_defs: Callable[[Sequence[Any]], list[Any]] | None = None
+    """Turns ``ctx.chat(tools=[...])`` items into ``ToolDef`` s (names, ``@app.tool`` functions)."""
+
+    @classmethod
+    def for_worker(cls, client: Redis | None, keys: Keys, *, record_ttl_s: int = 0, journal: bool = True,
+                   events: EventWriter | None = None) -> AppServices:
+        """The services of a worker whose run records live ``record_ttl_s`` (0: kept)."""
+        from baton.agents.app.tooldefs import tool_defs
+
+        return cls(client, keys, CallJournal(client, keys, ttl_s=record_ttl_s, enabled=journal), events,
+                   record_ttl_s, tool_defs)
+
+
+class SharedMemory(MutableMapping[str, str]):
+    """The run's shared memory: read once when first used, writes go to Redis at once (idempotent HSETs)."""
+
+    def __init__(self, services: AppServices, run_id: str) -> None:
+        self._services, self._run_id = services, run_id
+        self._values: dict[str, str] | None = None
+
+    def _read(self) -> dict[str, str]:
+        if self._values is None:
+            s = self._services
+            self._values = read_shared(s.client, s.keys, self._run_id) if s.client is not None else {}
+        return self._values
+
+    def __getitem__(self, key: str) -> str:
+        return self._read()[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("shared memory fields cannot be deleted (other agents of the run may read them)")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def update(self, values: Any = (), /, **more: str) -> None:  # type: ignore[override]
+        """Write several fields in one round trip."""
+        new = {str(k): str(v) for k, v in {**dict(values), **more}.items()}
+        s = self._services
+        if s.client is not None:
+            write_shared(s.client, s.keys, self._run_id, new, ttl_s=s.record_ttl_s)
+        self._read().update(new)
+
+
+class Context:
+    """A handler's view of its task, its run and baton (one per delivery of a task)."""
+
+    def __init__(self, gateway: Gateway, item: _Item, spec: RoleSpec, services: AppServices) -> None:
+        self._gateway = gateway
+        self._item = item
+        self._services = services
+        self.spec = spec
+        self.outcome: Outcome | None = None
+        self.scratchpad: dict[str, Any] = {}
+        """Notes the handler keeps in this hop's scratchpad entry (``meta.scratchpad``)."""
+        self.history: list[Any] = []
+        """The conversation of the run's thread (empty: baton has no threads yet)."""
+        t = item.task
+        self._calls = HopCalls(t.run_id, t.id, hop_key(spec.role, t.hop, t.part), services.journal)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shared: SharedMemory | None = None
+
+    # what the handler may read -------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        """The run this task belongs to."""
+        return self._item.task.run_id
+
+    @property
+    def hop(self) -> int:
+        """The task's hop number in its run (0: the run's first role)."""
+        return self._item.task.hop
+
+    @property
+    def task(self) -> Task:
+        """The task message itself (part, parts, priority, deadline...)."""
+        return self._item.task
+
+    @property
+    def role(self) -> str:
+        """The role this handler serves."""
+        return self.spec.role
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key for the handler's own side effects: the same on every delivery of this task."""
+        t = self._item.task
+        return f"{t.run_id}.{t.id}"
+
+    @property
+    def deliveries(self) -> int:
+        """How many times this task has been delivered (1: the first time)."""
+        return self._item.entry.deliveries
+
+    @property
+    def memory(self) -> list[dict[str, Any]]:
+        """The agent's memory as the role's memory mode gives it (``task``/``response`` entries, oldest first)."""
+        return list(self._item.memory or [])
+
+    @property
+    def shared(self) -> SharedMemory:
+        """The run's shared memory (read and write, like a dict of str)."""
+        if self._shared is None:
+            self._shared = SharedMemory(self._services, self.run_id)
+        return self._shared
+
+    @property
+    def calls(self) -> HopCalls:
+        """This hop's journaled calls (how many were made and how many replayed from the journal)."""
+        return self._calls
+
+    # outcomes ------------------------------------------------------------------------
+    def handoff(self, role: str, task: str) -> Handoff:
+        """Send ``task`` to ``role`` next (instead of the role's ``next``)."""
+        return self._choose(Handoff(role, task))
+
+    def fan_out(self, role: str, tasks: Sequence[str]) -> FanOut:
+        """Send each of ``tasks`` to ``role`` as one part; its ``join`` role gathers them."""
+        return self._choose(FanOut(role, list(tasks)))
+
+    def finish(self, result: str) -> Finish:
+        """End the run with ``result``."""
+        return self._choose(Finish(result))
+
+    def fail(self, reason: str) -> Fail:
+        """Fail the run with ``reason`` (no retry)."""
+        return self._choose(Fail(reason))
+
+    def _choose(self, outcome: T) -> T:
+        self.outcome = outcome  # type: ignore[assignment]
+        return outcome
+
+    # events -------------------------------------------------------------------------
+    def emit(self, data: Any) -> None:
+        """Write ``data`` (any JSON value) as a ``custom`` event of the run (best effort)."""
+        events = self._services.events
+        t = self._item.task
+        if events is not None:
+            events.emit([Custom(run_id=t.run_id, role=self.spec.role, agent=self.spec.agent, hop=t.hop,
+                                msg_id=t.id, data=msgspec.to_builtins(data))])
+
+    # calls through baton -------------------------------------------------------------
+    def generate(self, prompt: str, *, max_new_tokens: int | None = None,
+                 stop: Sequence[str] | None = None) -> Any:
+        """The role's model's text for ``prompt`` (the prompt followed by the continuation, as the seed
+        notebook reads it). ``max_new_tokens``: the role's, else ``BATON_MAX_NEW_TOKENS``."""
+        return self._sync_or_async(self._generate(prompt, max_new_tokens, stop))
+
+    async def _generate(self, prompt: str, max_new_tokens: int | None, stop: Sequence[str] | None) -> str:
+        n = max_new_tokens or self.spec.max_new_tokens or 0
+        stops = list(stop) if stop else None
+
+        async def call() -> Generation:
+            return await self._gateway.generate(self._item, prompt, max_new_tokens=n,  # type: ignore[arg-type]
+                                                stop=stops)
+
+        g = await self._journaled("generate", (prompt, n, stops), call, Generation)
+        return g.text
+
+    def chat(self, messages: str | Sequence[Any], *, tools: Sequence[Any] | None = None, tool_choice: Any = None,
+             response_format: Mapping[str, Any] | None = None, max_new_tokens: int | None = None,
+             stop: Sequence[str] | None = None, max_tool_rounds: int | None = None) -> Any:
+        """Chat with the role's model: ``messages`` (a str is one user message; dicts or ``ChatMessage`` s)
+        with ``tools`` (names, or ``@app.tool`` functions). When the model asks for tool calls, baton runs
+        them, appends the results and calls again, up to ``max_tool_rounds`` (the role's); returns the
+        final ``ChatResult`` (``.message.content`` is the answer)."""
+        return self._sync_or_async(self._chat(messages, tools, tool_choice, response_format, max_new_tokens, stop,
+                                              max_tool_rounds))
+
+    async def _chat(self, messages: str | Sequence[Any], tools: Sequence[Any] | None, tool_choice: Any,
+                    response_format: Mapping[str, Any] | None, max_new_tokens: int | None,
+                    stop: Sequence[str] | None, max_tool_rounds: int | None) -> Any:
+        from baton.agents.app.chatloop import chat_loop
+
+        rounds = self.spec.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
+        defs = self._services.tool_defs(tools) if tools and self._services.tool_defs else []
+        return await chat_loop(self, messages, defs, tool_choice=tool_choice, response_format=response_format,
+                               max_new_tokens=max_new_tokens or self.spec.max_new_tokens or None, stop=stop,
+                               max_tool_rounds=rounds)
+
+    async def chat_once(self, request: Any) -> Any:
+        """One journaled chat model call (``ChatRequest`` -> ``ChatResult``; no tool loop)."""
+        from baton.protocol.chat import ChatResult
+
+        async def call() -> Any:
+            return await self._gateway.chat(self._item, request)  # type: ignore[arg-type]
+
+        return await self._journaled("chat", (request,), call, ChatResult)
+
+    def tool(self, name: str, /, **args: Any) -> Any:
+        """Call tool ``name`` with ``args``; its output text (``ToolFailed`` when the tool reports an error)."""
+        return self._sync_or_async(self._tool(name, args))
+
+    async def _tool(self, name: str, args: Mapping[str, Any]) -> str:
+        out = await self.tool_outcome(name, args)
+        if out.error:
+            raise ToolFailed(name, out.error)
+        return out.output
+
+    async def tool_outcome(self, name: str, args: Mapping[str, Any]) -> _ToolRecord:
+        """One journaled tool call; its output or error (never raises for the tool's own failure)."""
+
+        async def call() -> _ToolRecord:
+            o: ToolOutcome = await self._gateway.tool(self._item, name, dict(args))  # type: ignore[arg-type]
+            return _ToolRecord(o.output, o.error, o.where)
+
+        return await self._journaled("tool", (name, dict(args)), call, _ToolRecord)
+
+    def step(self, name: str, fn: Callable[[], T] | Callable[[], Awaitable[T]], *, type: Any = None) -> Any:
+        """Run ``fn()`` once per task: its result (msgspec-encodable) is recorded, and a redelivered task
+        gets the recorded result back instead of running ``fn`` again. ``type`` decodes it
+        (default: ``fn``'s return annotation)."""
+        return self._sync_or_async(self._step(name, fn, type))
+
+    async def _step(self, name: str, fn: Callable[[], Any], kind: Any) -> Any:
+        decode_as = kind if kind is not None else _return_type(fn)
+
+        async def call() -> Any:
+            if inspect.iscoroutinefunction(fn):
+                return await fn()
+            value = await asyncio.to_thread(fn)
+            return await value if inspect.isawaitable(value) else value
+
+        return await self._journaled("step", (name,), call, decode_as)
+
+    async def _journaled(self, kind: CallKind, inputs: tuple[Any, ...], call: Callable[[], Awaitable[T]],
+                         decode_as: Any) -> T:
+        calls = self._calls
+        fp = fingerprint(kind, *inputs)
+        rec = calls.recorded(kind, fp)
+        if rec is not None:
+            value: T = msgspec.json.decode(rec.value, type=decode_as)
+            if calls.found is not None and calls.seq not in calls.found.own:
+                await calls.record(kind, fp, bytes(rec.value))  # reused from a fork's source: keep it as ours
+            calls.replayed += 1
+        else:
+            value = await call()
+            await calls.record(kind, fp, _encode(value))
+            calls.made += 1
+        calls.seq += 1
+        return value
+
+    # plain handlers run in a thread: run the call on the worker's loop and wait -----------
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the handler's calls run on (set by ``run_handler``)."""
+        self._loop = loop
+
+    def _sync_or_async(self, coro: Coroutine[Any, Any, T]) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                coro.close()
+                raise RuntimeError("this context's handler is not running (no event loop to call through)") from None
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return coro
+
+
+def _return_type(fn: Callable[..., Any]) -> Any:
+    try:
+        hint = typing.get_type_hints(fn).get("return", Any)
+    except Exception:  # unresolvable annotations: decode as plain JSON
+        return Any
+    origin = typing.get_origin(hint)
+    if origin in (Awaitable, Coroutine) or (origin is not None and getattr(origin, "__name__", "") == "Coroutine"):
+        args = typing.get_args(hint)
+        return args[-1] if args else Any
+    return hint
+
+
+def parse_arguments(text: str) -> dict[str, Any]:
+    """A tool call's ``arguments`` JSON text as a dict (``{}`` when empty; ValueError when not an object)."""
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise ValueError("tool arguments are not a JSON object")
+    return value
