@@ -172,7 +172,7 @@ def run(
     _check_task(task)
     lane = _check_priority(priority)
     s = settings()
-    wf = app_or_named(None if app_ref else workflow or s.workflow, app_ref)
+    wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref)
     budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     with ExitStack() as stack:
         if os.environ.get("REDIS_URL"):
@@ -224,7 +224,7 @@ def submit_cmd(
     s = settings()
     budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
-    wf = app_or_named(None if app_ref else workflow or s.workflow, app_ref, client=client, keys=keys)
+    wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref, client=client, keys=keys)
     run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane)
     out.print(run_id)
     if follow:

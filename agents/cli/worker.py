@@ -44,7 +44,7 @@ def worker(
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
     s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
     s.worker_partition_list()  # a bad --partitions fails here, before the model loads
-    wf = app_or_named(None if app_ref else workflow or s.workflow, app_ref)
+    wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref)
     if tools:  # the extra positional words are more tool names
         from baton.agents.cli.tools import tool_worker
 
