@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import redis
+from redis.exceptions import NoScriptError
 
 from baton.broker.backpressure import refuse_when_full
 from baton.broker.budget import RESERVE_FIELDS, budget_fields, needs_reservation
@@ -17,6 +18,7 @@ from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.scripts import LuaScript
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
 from baton.protocol import Budget, Error, Queued, Result, Task, decode, encode
@@ -234,28 +236,68 @@ class BeforeRun:
 
 
 def before_run(
-    client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]], *, budgets: bool = True
+    client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]], *, budgets: bool = True,
+    started: Sequence[bytes] = (), events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
 ) -> BeforeRun:
     """Everything a worker reads before running a batch, in one round trip: which of ``run_ids``
     are cancelled, the scratchpads of the ``(run_id, agent)`` pairs in ``pads`` and (``budgets``)
-    which runs have model-call limits (``limited``; all False without ``budgets``)."""
+    which runs have model-call limits (``limited``; all False without ``budgets``).
+
+    ``started`` (one encoded event per run id, ``b""`` for none) are the hops' ``hop_started``
+    events: each is appended to its run's log in the same round trip unless the run is cancelled
+    (``lua/started.lua``, one call per partition), so a hop is seen starting before its model call
+    without a write of its own, and a cancelled run's log gets none.
+    """
     if not run_ids and not pads:
         return BeforeRun([], [], [])
+    if started and len(started) != len(run_ids):
+        raise ValueError("before_run: one started event (or b'') per run id")
     pipe = client.pipeline(transaction=False)
-    groups = keys.by_partition(run_ids)
-    for p, ids in groups.items():
-        pipe.smismember(keys.cancelled(p), ids)
+    if started:
+        _started.ensure_loaded(client)
+        calls = _started_calls(keys, run_ids, started, events_maxlen, events_ttl_s)
+        for script_keys, args in calls:
+            _started.queue(pipe, script_keys, args)
+        groups = [[str(a) for a in args[2 : 1 + len(k)]] for k, args in calls]
+    else:
+        by_p = keys.by_partition(run_ids)
+        for p, ids in by_p.items():
+            pipe.smismember(keys.cancelled(p), ids)
+        groups = list(by_p.values())
     for run_id, agent in pads:
         pipe.hgetall(keys.pad(run_id, agent))
     unique = list(dict.fromkeys(run_ids)) if budgets else []
     for run_id in unique:
         pipe.hmget(keys.run(run_id), RESERVE_FIELDS)
-    replies = pipe.execute()
-    flags = cancelled_flags(run_ids, list(groups.values()), replies[: len(groups)])
+    replies = pipe.execute(raise_on_error=False)
+    if started:
+        for i, (script_keys, args) in enumerate(calls):
+            if isinstance(replies[i], NoScriptError):  # the server lost its scripts: one call reloads them
+                replies[i] = _started(client, script_keys, args)
+    for r in replies:
+        if isinstance(r, Exception):
+            raise r
+    flags = cancelled_flags(run_ids, groups, replies[: len(groups)])
     n = len(groups) + len(pads)
     read_pads = [_pad_entries(raw) for raw in replies[len(groups) : n]]
     limited = dict(zip(unique, (needs_reservation(r) for r in replies[n:]), strict=True))
     return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids])
+
+
+_started = LuaScript("started.lua")
+
+
+def _started_calls(keys: Keys, run_ids: Sequence[str], started: Sequence[bytes], maxlen: int,
+                   ttl_s: int) -> list[tuple[list[str], list[str | bytes | int]]]:
+    """``(keys, args)`` of one ``started.lua`` call per partition of ``run_ids``."""
+    by_p: dict[int, list[tuple[str, bytes]]] = {}
+    for run_id, event in zip(run_ids, started, strict=True):
+        by_p.setdefault(keys.partition(run_id), []).append((run_id, event))
+    calls: list[tuple[list[str], list[str | bytes | int]]] = []
+    for p, items in by_p.items():
+        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items)]
+        calls.append((script_keys, [maxlen, ttl_s, *(r for r, _ in items), *(e for _, e in items)]))
+    return calls
 
 
 def cancelled_flags(run_ids: Sequence[str], groups: list[list[str]], replies: list[Any]) -> list[bool]:
