@@ -44,7 +44,7 @@ browser-deps:
 	  || echo "could not install chromium: the browser test will be skipped"
 
 lint: $(LINKED)
-	$(BIN)/ruff check protocol broker agents tests bench
+	$(BIN)/ruff check protocol broker agents tests bench examples
 	$(BIN)/mypy --strict -p baton.protocol -p baton.broker -m baton -m baton.client -m baton.aio -m baton.errors
 
 # The HTTP API's OpenAPI document; tests/ops/test_api.py fails when docs/openapi.json is stale.

@@ -7,9 +7,11 @@ from baton.agents.app.failures import Retry, failure_reason, is_transient
 from baton.agents.app.handler import run_handler
 from baton.agents.app.loader import app_workflow, load_app
 from baton.agents.app.outcome import BadReturn, Fail, FanOut, Finish, Handoff, Next, Outcome, as_outcome
+from baton.agents.app.runner import AppRunner
 
 __all__ = [
     "App",
+    "AppRunner",
     "AppServices",
     "BadReturn",
     "Context",

@@ -17,12 +17,14 @@ modes need no special case. The first role declared is the entry unless one says
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
-from baton.agents.app.toolfn import FunctionTool, function_tool
+from baton.agents.app.tooldefs import tool_name
+from baton.agents.tools.schema import FunctionTool, function_tool
 from baton.agents.workflow.handlers import register_handler
 from baton.agents.workflow.spec import RoleSpec, Route, Split, ToolConfig, Workflow, WorkflowError
 from baton.protocol import Budget
@@ -82,7 +84,7 @@ class App:
             if role in self.roles:
                 raise WorkflowError(f"app {self.name!r}: role {role!r} is declared twice")
             ref = register_handler(fn)
-            allowed = None if tools is None else [t if isinstance(t, str) else _tool_name(t) for t in tools]
+            allowed = None if tools is None else [tool_name(t) for t in tools]
             fields: dict[str, Any] = {
                 "role": role, "agent": agent or role, "title": title, "next": next or "", "handoff": handoff,
                 "model": model or self.model, "max_new_tokens": max_new_tokens or 0, "memory": memory,
@@ -130,12 +132,14 @@ class App:
         everyone = sorted(self.tools)
         roles = [spec if spec.role in self._own_tools else msgspec.structs.replace(spec, tools=everyone)
                  for spec in self.roles.values()]
+        extra: dict[str, Any] = {}
+        if self.mcp and "mcp" not in Workflow.__struct_fields__:
+            raise WorkflowError(f"app {self.name!r}: this baton has no MCP support")
         try:
+            if self.mcp:
+                extra["mcp"] = msgspec.convert(self.mcp, typing.get_type_hints(Workflow)["mcp"])
             return Workflow(name=self.name, entry=self._entry, roles=roles, tools=self.tool_settings,
-                            budget=self.budget)
+                            budget=self.budget, **extra)
         except msgspec.ValidationError as exc:
             raise WorkflowError(f"app {self.name!r}: {exc}") from None
 
-
-def _tool_name(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__baton_tool__", None) or getattr(fn, "name", None) or getattr(fn, "__name__", ""))

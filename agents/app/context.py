@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -22,15 +21,19 @@ import msgspec
 
 from baton.agents.app.journal import CallJournal, HopCalls, fingerprint
 from baton.agents.app.outcome import Fail, FanOut, Finish, Handoff, Outcome
+from baton.agents.app.tooldefs import tool_defs, tool_name
 from baton.agents.backends import Generation
 from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.gateway import Gateway
+from baton.agents.runtime.prompt import render_prompt
+from baton.agents.tools.loop import LoopResult, run_tool_loop
 from baton.agents.tools.runner import ToolOutcome
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Entry, Keys, Redis
 from baton.broker.journal import CallKind, hop_key
 from baton.broker.memory import read_shared, write_shared
 from baton.protocol import Custom, Task
+from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, NamedToolChoice
 
 __all__ = ["AppServices", "Context", "ToolFailed"]
 
@@ -59,6 +62,8 @@ class _ToolRecord(msgspec.Struct, frozen=True):
     output: str = ""
     error: str = ""
     where: str = "inline"
+    call_id: str = ""
+    ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -70,17 +75,13 @@ class AppServices:
     journal: CallJournal
     events: EventWriter | None = None
     record_ttl_s: int = 0
-    tool_defs: Callable[[Sequence[Any]], list[Any]] | None = None
-    """Turns ``ctx.chat(tools=[...])`` items into ``ToolDef`` s (names, ``@app.tool`` functions)."""
 
     @classmethod
     def for_worker(cls, client: Redis | None, keys: Keys, *, record_ttl_s: int = 0, journal: bool = True,
                    events: EventWriter | None = None) -> AppServices:
         """The services of a worker whose run records live ``record_ttl_s`` (0: kept)."""
-        from baton.agents.app.tooldefs import tool_defs
-
         return cls(client, keys, CallJournal(client, keys, ttl_s=record_ttl_s, enabled=journal), events,
-                   record_ttl_s, tool_defs)
+                   record_ttl_s)
 
 
 class SharedMemory(MutableMapping[str, str]):
@@ -187,6 +188,11 @@ class Context:
         """This hop's journaled calls (how many were made and how many replayed from the journal)."""
         return self._calls
 
+    def prompt(self, task: str | None = None) -> str:
+        """The role's prompt template rendered for ``task`` (default: this task) and the agent's memory,
+        exactly as a template role renders it (the seed notebook's prompt by default)."""
+        return render_prompt(self.spec, self._item.task.task if task is None else task, self.memory)
+
     # outcomes ------------------------------------------------------------------------
     def handoff(self, role: str, task: str) -> Handoff:
         """Send ``task`` to ``role`` next (instead of the role's ``next``)."""
@@ -241,26 +247,30 @@ class Context:
         """Chat with the role's model: ``messages`` (a str is one user message; dicts or ``ChatMessage`` s)
         with ``tools`` (names, or ``@app.tool`` functions). When the model asks for tool calls, baton runs
         them, appends the results and calls again, up to ``max_tool_rounds`` (the role's); returns the
-        final ``ChatResult`` (``.message.content`` is the answer)."""
+        ``LoopResult`` (``.text`` is the answer; ``.result``, ``.messages``, ``.calls``)."""
         return self._sync_or_async(self._chat(messages, tools, tool_choice, response_format, max_new_tokens, stop,
                                               max_tool_rounds))
 
     async def _chat(self, messages: str | Sequence[Any], tools: Sequence[Any] | None, tool_choice: Any,
                     response_format: Mapping[str, Any] | None, max_new_tokens: int | None,
-                    stop: Sequence[str] | None, max_tool_rounds: int | None) -> Any:
-        from baton.agents.app.chatloop import chat_loop
-
+                    stop: Sequence[str] | None, max_tool_rounds: int | None) -> LoopResult:
         rounds = self.spec.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
-        defs = self._services.tool_defs(tools) if tools and self._services.tool_defs else []
-        return await chat_loop(self, messages, defs, tool_choice=tool_choice, response_format=response_format,
-                               max_new_tokens=max_new_tokens or self.spec.max_new_tokens or None, stop=stop,
-                               max_tool_rounds=rounds)
+        defs = tool_defs(tools) if tools else []
+        if isinstance(tool_choice, Mapping):
+            tool_choice = msgspec.convert(tool_choice, NamedToolChoice)
+        request = ChatRequest(messages=as_messages(messages), tools=defs or None,
+                              tool_choice=tool_choice if defs else None,
+                              response_format=dict(response_format) if response_format else None,
+                              max_new_tokens=max_new_tokens or self.spec.max_new_tokens or None,
+                              stop=list(stop) if stop else None)
+        return await run_tool_loop(request, chat=self.chat_once, run_tool=self.tool_outcome,
+                                   allowed=[tool_name(t) for t in tools or ()], max_tool_rounds=rounds,
+                                   role=self.spec.role)
 
-    async def chat_once(self, request: Any) -> Any:
-        """One journaled chat model call (``ChatRequest`` -> ``ChatResult``; no tool loop)."""
-        from baton.protocol.chat import ChatResult
+    async def chat_once(self, request: ChatRequest) -> ChatResult:
+        """One journaled chat model call (no tool loop)."""
 
-        async def call() -> Any:
+        async def call() -> ChatResult:
             return await self._gateway.chat(self._item, request)  # type: ignore[arg-type]
 
         return await self._journaled("chat", (request,), call, ChatResult)
@@ -275,14 +285,16 @@ class Context:
             raise ToolFailed(name, out.error)
         return out.output
 
-    async def tool_outcome(self, name: str, args: Mapping[str, Any]) -> _ToolRecord:
+    async def tool_outcome(self, name: str, args: Mapping[str, Any]) -> ToolOutcome:
         """One journaled tool call; its output or error (never raises for the tool's own failure)."""
 
         async def call() -> _ToolRecord:
             o: ToolOutcome = await self._gateway.tool(self._item, name, dict(args))  # type: ignore[arg-type]
-            return _ToolRecord(o.output, o.error, o.where)
+            return _ToolRecord(o.output, o.error, o.where, o.call_id, o.ms)
 
-        return await self._journaled("tool", (name, dict(args)), call, _ToolRecord)
+        r = await self._journaled("tool", (name, dict(args)), call, _ToolRecord)
+        return ToolOutcome(name, {k: str(v) for k, v in args.items()}, output=r.output, error=r.error,
+                           call_id=r.call_id, where=r.where, ms=r.ms)
 
     def step(self, name: str, fn: Callable[[], T] | Callable[[], Awaitable[T]], *, type: Any = None) -> Any:
         """Run ``fn()`` once per task: its result (msgspec-encodable) is recorded, and a redelivered task
@@ -346,9 +358,8 @@ def _return_type(fn: Callable[..., Any]) -> Any:
     return hint
 
 
-def parse_arguments(text: str) -> dict[str, Any]:
-    """A tool call's ``arguments`` JSON text as a dict (``{}`` when empty; ValueError when not an object)."""
-    value = json.loads(text or "{}")
-    if not isinstance(value, dict):
-        raise ValueError("tool arguments are not a JSON object")
-    return value
+def as_messages(messages: str | Sequence[Any]) -> list[ChatMessage]:
+    """``messages`` as ``ChatMessage`` s: a str is one user message; dicts are converted."""
+    if isinstance(messages, str):
+        return [ChatMessage(role="user", content=messages)]
+    return [m if isinstance(m, ChatMessage) else msgspec.convert(m, ChatMessage) for m in messages]

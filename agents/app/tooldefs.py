@@ -1,8 +1,7 @@
-"""The ``tools=[...]`` of ``ctx.chat`` as the ``ToolDef`` s a chat model is offered.
+"""The ``tools=[...]`` of ``ctx.chat`` as the ``ToolDef`` s a chat model is offered, and their baton names.
 
 Items are tool names (registered tools: ``@app.tool`` functions, built-ins, MCP tools), the
-decorated functions themselves, or ``ToolDef`` s. A tool that says nothing of its parameters is
-offered with an empty object schema.
+decorated functions themselves, or ``ToolDef`` s (``agents/tools/schema.tool_def``).
 """
 
 from __future__ import annotations
@@ -11,23 +10,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from baton.agents.tools.registry import get_tool
+from baton.agents.tools.schema import tool_def
+from baton.protocol.chat import ToolDef
 
-__all__ = ["tool_defs"]
-
-EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+__all__ = ["tool_defs", "tool_name"]
 
 
-def tool_defs(tools: Sequence[Any]) -> list[Any]:
+def tool_name(item: Any) -> str:
+    """The baton tool name of a ``tools`` item (a name, a tool, or an ``@app.tool`` function)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, ToolDef):
+        return item.function.name
+    return str(getattr(item, "__baton_tool__", None) or getattr(item, "name", None) or getattr(item, "__name__", ""))
+
+
+def tool_defs(tools: Sequence[Any]) -> list[ToolDef]:
     """``ToolDef`` s for ``tools`` (``UnknownTool`` for a name nobody registered)."""
-    from baton.protocol.chat import FunctionDef, ToolDef
-
-    defs: list[Any] = []
-    for item in tools:
-        if isinstance(item, ToolDef):
-            defs.append(item)
-            continue
-        tool = get_tool(item if isinstance(item, str) else getattr(item, "name", getattr(item, "__name__", "")))
-        defs.append(ToolDef(function=FunctionDef(
-            name=tool.name, description=tool.description,
-            parameters=dict(getattr(tool, "parameters", None) or EMPTY_SCHEMA))))
-    return defs
+    return [item if isinstance(item, ToolDef) else tool_def(get_tool(tool_name(item))) for item in tools]

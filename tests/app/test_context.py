@@ -203,3 +203,29 @@ def test_timeout_cancels_an_async_handler(client: redis.Redis, keys: Keys) -> No
     with pytest.raises(TimeoutError):
         asyncio.run(run_handler(slow, Context(EchoGateway(), item(task), SPEC, services(client, keys)), "x",
                                 timeout=0.05))
+
+
+def test_chat_runs_the_tool_loop_and_replays_it_from_the_journal(client: redis.Redis, keys: Keys) -> None:
+    from baton.agents.backends import load_backend
+    from tests.app import sample_apps
+    from tests.scripted_model import ScriptedModel, call, say
+
+    with ScriptedModel([call("lookup", order=42), say("Status: {tool_results}")]) as model:
+        gw = EchoGateway(chat_backend=load_backend(model.url()))
+        task = Task(role="writer", task="where is 42?", run_id="run-7")
+        svc = services(client, keys)
+
+        async def handler(ctx: Context, task: str) -> str:
+            reply = await ctx.chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": task}],
+                                   tools=[sample_apps.lookup])
+            return reply.text
+
+        for deliveries in (1, 2):
+            ctx = Context(gw, item(task, deliveries), SPEC, svc)
+            out = asyncio.run(run_handler(handler, ctx, task.task))
+            assert out == Next("Status: order 42: shipped")
+        assert (model.chat_calls, gw.chats, gw.tools) == (2, 2, ["lookup"])  # the redelivery called nothing
+        assert (ctx.calls.replayed, ctx.calls.made) == (3, 0)
+        sent = model.requests[0]
+        assert sent["tools"][0]["function"]["name"] == "lookup"
+        assert sent["tools"][0]["function"]["parameters"]["properties"]["order"]["type"] == "integer"

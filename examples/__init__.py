@@ -1,0 +1,1 @@
+"""Example apps: ``baton worker --app examples.notebook_app:app --all-roles``."""
