@@ -44,3 +44,14 @@ def test_runner_classifies_with_the_apps_retryable_types(redis_url: str) -> None
     assert runner.is_transient(Retry()) and runner.is_transient(ConnectionResetError())
     assert not runner.is_transient(ValueError("bad"))
     assert runner.failure_reason(ValueError("bad"), "triage") == "handler of role 'triage' raised ValueError: bad"
+
+
+def test_the_readme_shows_the_support_app_as_the_example_file_has_it() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Write your own agents", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code == (root / "examples" / "support_app.py").read_text()
+    assert readme.index("## Write your own agents") < readme.index("## Run it with Docker Compose")
