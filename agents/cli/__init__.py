@@ -19,6 +19,7 @@ from baton.agents.cli import dashboard as _dashboard  # noqa: E402,F401  (regist
 from baton.agents.cli import dlq as _dlq  # noqa: E402,F401
 from baton.agents.cli import events as _events  # noqa: E402,F401
 from baton.agents.cli import inspect as _inspect  # noqa: E402,F401
+from baton.agents.cli import mcp_stdio as _mcp_stdio  # noqa: E402,F401
 from baton.agents.cli import monitor as _monitor  # noqa: E402,F401
 from baton.agents.cli import review as _review  # noqa: E402,F401
 from baton.agents.cli import run as _run  # noqa: E402,F401
