@@ -84,10 +84,16 @@ def test_a_cancelled_run_ends_the_stream_with_an_error(server: Server, client: r
     first = next(iter(stream))
     run_id = first.id.removeprefix("chatcmpl-")
     assert first.choices[0].delta.role == "assistant"
+    def cancel() -> None:
+        with server.http() as http:
+            http.post(f"/v1/runs/{run_id}/cancel").raise_for_status()
+
+    canceller = threading.Timer(0.2, cancel)
+    canceller.start()
+    with pytest.raises(openai.APIError, match="was cancelled"):
+        list(stream)
+    canceller.join()
     with server.http() as http:
-        threading.Timer(0.2, lambda: http.post(f"/v1/runs/{run_id}/cancel")).start()
-        with pytest.raises(openai.APIError, match="was cancelled"):
-            list(stream)
         assert wait_status(http, run_id, "cancelled")["status"] == "cancelled"
 
 
