@@ -20,6 +20,7 @@ import redis
 
 from baton.broker import EmbeddedRedis, Keys, live_workers
 from tests.flaky_model import FlakyModelServer
+from tests.mcp_server import start_http, stdio_spec
 from tests.scripted_model import ScriptedModel, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,3 +170,22 @@ def scripted_model() -> Iterator[Callable[..., ScriptedModel]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def mcp_calls(tmp_path: Path) -> Path:
+    """The file the MCP test server (``tests/mcp_server.py``) appends one line to per tool call."""
+    return tmp_path / "mcp-calls.txt"
+
+
+@pytest.fixture
+def mcp_stdio(mcp_calls: Path) -> dict[str, object]:
+    """``[mcp.NAME]`` settings that start the MCP test server over stdio (calls counted in ``mcp_calls``)."""
+    return stdio_spec(mcp_calls)
+
+
+@pytest.fixture
+def mcp_http(mcp_calls: Path) -> Iterator[str]:
+    """The URL of the MCP test server over Streamable HTTP (a separate process; calls in ``mcp_calls``)."""
+    with start_http(mcp_calls) as url:
+        yield url

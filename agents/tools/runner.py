@@ -22,7 +22,7 @@ from typing import Any
 
 from baton.agents.runtime.tracing import traced_tool_call
 from baton.agents.tools.base import ToolContext, ToolError
-from baton.agents.tools.registry import UnknownTool, get_tool
+from baton.agents.tools.registry import UnknownTool, get_tool, known_tools
 from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
 from baton.broker import Keys, Redis
 from baton.broker.toolcalls import blocking_client, send_call, wait_reply
@@ -87,6 +87,24 @@ class ToolRunner:
         self.spec = spec
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"tool-{spec.role}")
         self._blocking: Redis | None = None
+        self._mcp_error = ""
+        if workflow.mcp and any(t.split(".", 1)[0] in workflow.mcp for t in spec.tools):
+            self._connect_mcp()
+
+    def _connect_mcp(self) -> None:
+        """Connect the workflow's MCP servers this role uses (their tools get registered); a server
+        that cannot be reached makes its tools' calls fail with the reason, it does not stop the worker."""
+        from baton.agents.tools.mcp import MCPError, connect
+
+        self._mcp_error = ""
+        used = {t.split(".", 1)[0] for t in self.spec.tools}
+        for name, server in self.workflow.mcp.items():
+            if name in used:
+                try:
+                    connect(name, server, base_dir=self.workflow.base_dir)
+                except MCPError as exc:
+                    log.warning("%s", exc)
+                    self._mcp_error = str(exc)
 
     def config(self, tool: str) -> ToolConfig:
         """The workflow's settings for ``tool`` (defaults when it declares none)."""
@@ -103,6 +121,11 @@ class ToolRunner:
             allowed = ", ".join(self.spec.tools) or "none"
             return ToolOutcome(tool, args, error=f"tool {tool!r} is not allowed for role {self.spec.role!r} "
                                                  f"(allowed: {allowed})", where="refused")
+        if "." in tool and tool.split(".", 1)[0] in self.workflow.mcp and tool not in known_tools():
+            self._connect_mcp()  # not connected yet (the server was down at start): try again
+            if tool not in known_tools():
+                return ToolOutcome(tool, args, error=self._mcp_error or f"MCP server has no tool {tool!r}",
+                                   where="inline", ms=(time.monotonic() - started) * 1000)
         cfg = self.config(tool)
         if cfg.remote:
             return self._remote(tool, args, run_id, cfg, started)

@@ -25,12 +25,15 @@ __all__ = ["load", "loads", "named", "packaged", "validate_tools"]
 
 
 def validate_tools(wf: Workflow, *, source: str = "<workflow>") -> Workflow:
-    """Check that every tool ``wf`` names (allow-lists, steps, tool settings) is registered."""
+    """Check that every tool ``wf`` names (allow-lists, steps, tool settings) is registered; tools of
+    the workflow's MCP servers (``SERVER.TOOL``) are known only once connected, so they pass here."""
     from baton.agents.tools.registry import known_tools  # imported lazily: tools import workflow Structs
 
     known = known_tools()
     named = {t for r in wf.roles for t in r.tools} | set(wf.tools)
     for name in sorted(named):
+        if name.split(".", 1)[0] in wf.mcp and "." in name:
+            continue
         if name not in known:
             raise WorkflowError(f"{source}: unknown tool {name!r} (known: {', '.join(sorted(known))})")
     return wf

@@ -25,6 +25,7 @@ __all__ = [
     "HANDLER_PATTERN",
     "SEED",
     "SEED_PROMPT",
+    "MCPServerSpec",
     "RoleSpec",
     "Route",
     "Split",
@@ -101,6 +102,28 @@ class ToolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     remote: bool = False
     timeout: ToolTimeout = 10.0
     options: dict[str, str] = {}
+
+
+class MCPServerSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An MCP tool server (``[mcp.NAME]``), whose tools become baton tools named ``NAME.TOOL``.
+
+    Either a stdio server, started by baton as ``command`` with ``args`` (and ``env`` over a minimal
+    environment, in ``cwd``, relative to the workflow file's directory), or a Streamable HTTP
+    server at ``url`` (``http(s)://.../mcp``). ``timeout``: seconds to connect or to answer a call.
+    """
+
+    command: str = ""
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str = ""
+    url: str = ""
+    timeout: ToolTimeout = 30.0
+
+    def __post_init__(self) -> None:
+        if bool(self.command) == bool(self.url):
+            raise WorkflowError("an MCP server needs either command (stdio) or url (Streamable HTTP), not both")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise WorkflowError(f"MCP server url {self.url!r} must start with http:// or https://")
 
 
 def _template_fields(template: str, allowed: frozenset[str], where: str) -> None:
@@ -183,7 +206,8 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A named set of roles; runs start at ``entry``.
 
-    ``tools`` holds per-tool settings (``[tools.NAME]``: remote, timeout, options);
+    ``tools`` holds per-tool settings (``[tools.NAME]``: remote, timeout, options); ``mcp`` the MCP
+    tool servers (``[mcp.NAME]``, :class:`MCPServerSpec`) whose tools roles may list as ``NAME.TOOL``;
     ``base_dir`` is the workflow file's directory (set by the loader), against which relative
     paths in tool options are resolved. ``budget`` (``[budget]``: ``max_tokens``,
     ``max_model_calls``, ``max_tool_calls``) is each run's default budget; limits given at submit
@@ -194,6 +218,7 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     entry: Name
     roles: Annotated[list[RoleSpec], msgspec.Meta(min_length=1)]
     tools: dict[Name, ToolConfig] = {}
+    mcp: dict[Name, MCPServerSpec] = {}
     budget: Budget | None = None
     base_dir: str = ""
 
@@ -207,6 +232,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if r.next and r.next not in names:
                 raise WorkflowError(f"workflow {self.name!r}: role {r.role!r} hands off to undeclared role {r.next!r}")
             self._check_role(r, names)
+        for server in self.mcp:
+            if "." in server:
+                raise WorkflowError(f"workflow {self.name!r}: MCP server name {server!r} may not contain '.'")
         if any(r.split for r in self.roles) and not any(r.join for r in self.roles):
             raise WorkflowError(f"workflow {self.name!r}: a role splits its output but no role has join = true")
 
