@@ -4,9 +4,11 @@ A worker of role R of workflow W needs, and gets, only:
 
 - commands: the stream commands of a consumer (XREADGROUP, XACK, XCLAIM, XAUTOCLAIM, XPENDING,
   XINFO GROUPS/CONSUMERS, XGROUP CREATE/DELCONSUMER, XADD, XTRIM), the hash, set and string
-  commands of the handoff and the run record, EVALSHA/SCRIPT LOAD for the atomic commit, PING;
-- keys: its own task streams and the next roles' task streams, all of workflow W (read-write: the commit script
-  names them as keys, and EVALSHA declares its keys read-write), run
+  commands of the handoff and the run record, FCALL of baton's Functions library for the atomic
+  steps (``broker/scripts.py``; loading code, SCRIPT LOAD, EVAL and FUNCTION LOAD, stays with the admin
+  who runs ``baton setup``), PING;
+- keys: its own task streams and the next roles' task streams, all of workflow W (read-write: the commit
+  function names them as keys, and FCALL declares its keys read-write), run
   records, scratchpads, idempotency markers, the results and dead-letter streams of every
   partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
   (read, and write to forget expired entries); with ``rate_limits``, the models' shared
@@ -22,7 +24,8 @@ from collections.abc import Sequence
 
 from baton.broker.keys import Keys
 
-__all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
+__all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "SCRIPT_COMMANDS",
+           "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -30,7 +33,7 @@ WORKER_COMMANDS = (
     "xgroup|create", "xgroup|delconsumer", "xadd", "xtrim", "xrange", "xlen",
     "hset", "hsetnx", "hget", "hmget", "hgetall", "hlen", "hdel", "hincrby", "expire", "exists", "get", "set", "del",
     "zadd", "zrange", "zrangebyscore", "zrem", "smismember", "sismember", "sscan", "srem",
-    "evalsha", "script|load",
+    "fcall",
 )
 """Commands a worker issues (including its janitor sweep and the commit and budget scripts' calls).
 
@@ -56,13 +59,18 @@ FEATURE_COMMANDS: dict[str, tuple[str, ...]] = {
 """Extra commands for workflow features: a remote tool call waits on its reply list; shared
 memory writes are a MULTI/EXEC transaction."""
 
+SCRIPT_COMMANDS = ("evalsha", "script|load", "script|exists")
+"""What a role needs on a server without Functions (Redis < 7), where the steps run as scripts.
+With them the role can run any Lua of its own (and block the server with it): grant them only there."""
+
 RATE_LIMIT_COMMANDS = ("hincrby", "time")
 """Commands ``lua/ratelimit.lua`` calls beyond the worker's own (the script runs as the worker's user)."""
 
 
 def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
-             agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False) -> list[str]:
+             agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False,
+             scripts: bool = False) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
     The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
@@ -71,6 +79,7 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     lists agents whose long-term scratchpad the role keeps. The seed roles need neither.
     ``rate_limits``: the role's model has a shared rate limit (``BATON_MODEL_RPM``/``TPM``, role ``rpm``/``tpm``).
     ``cluster`` adds what a Redis Cluster client reads on connect (set the user on every node).
+    ``scripts`` adds ``SCRIPT_COMMANDS`` for a server without Functions (Redis < 7).
     """
     unknown = set(features) - FEATURE_KEYS.keys()
     if unknown:
@@ -79,13 +88,14 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules = [user or f"baton-{workflow}-{role}", "reset", "on", f">{password}" if password else "nopass",
              "resetchannels", "-@all", *(f"+{c}" for c in WORKER_COMMANDS),
              f"~{keys.stream_pattern(workflow, role)}"]
-    # EVALSHA declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
+    # FCALL declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
     rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
                                          "events:*", "review:*", "reviews", "reviewruns")]
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{tag}:cancelled"]
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
     rules += [f"+{c}" for c in CLUSTER_COMMANDS] if cluster else []
+    rules += [f"+{c}" for c in SCRIPT_COMMANDS] if scripts else []
     rules += [f"~{tag}:{k}" for feature in features for k in FEATURE_KEYS[feature]]
     rules += [f"~{keys.agent_pad(agent)}" for agent in agent_memory]
     if rate_limits:

@@ -20,10 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis
-from redis.exceptions import NoScriptError
 
 from baton.broker.keys import Keys
-from baton.broker.scripts import LuaScript
+from baton.broker.scripts import LuaScript, is_missing, library
 from baton.broker.text import as_text
 from baton.protocol import Budget
 
@@ -94,11 +93,14 @@ def _many(client: redis.Redis, calls: Sequence[tuple[str, Sequence[str | int]]])
     _script.ensure_loaded(client)
     pipe = client.pipeline(transaction=False)
     for key, args in calls:
-        _script.queue(pipe, [key], args)
-    try:
-        replies = pipe.execute()
-    except NoScriptError:  # the server lost its scripts in between: one call at a time reloads them
+        _script.queue(pipe, client, [key], args)
+    replies = pipe.execute(raise_on_error=False)
+    if any(is_missing(r) for r in replies):  # the server lost the library in between: one call at a time reloads it
+        library().forget(client)
         replies = [_script(client, [key], args) for key, args in calls]
+    for r in replies:
+        if isinstance(r, Exception):
+            raise r
     return [as_text(r) for r in replies]
 
 

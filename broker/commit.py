@@ -11,25 +11,22 @@ connection that wrote it (``broker/replication.py``); ``commit_batch`` returns t
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import AskError, MovedError, TryAgainError
 
-from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S, Keys, marker_ttl
 from baton.broker.replication import ReplicaWait
+from baton.broker.scripts import is_missing, library
 from baton.broker.streams import Entry
 
 __all__ = ["Committed", "Handoff", "Outcome", "commit", "commit_batch"]
 
-_LUA = resources.files("baton.broker").joinpath("lua/commit.lua").read_text()
 
 
 class Outcome(enum.IntEnum):
@@ -67,28 +64,6 @@ class Handoff:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
-class _Committer:
-    """The commit script's SHA1, loaded once per server; EVALSHA without redis-py's Script.
-
-    redis-py's ``Script`` objects make every pipeline ``execute()`` send a ``SCRIPT EXISTS``
-    first: one extra round trip per batch. Here the script is loaded once per client, and a
-    ``NOSCRIPT`` reply (the server restarted or flushed its scripts) loads it again and
-    retries the failed calls only.
-    """
-
-    def __init__(self) -> None:
-        self.sha = hashlib.sha1(_LUA.encode()).hexdigest()
-        self._loaded: PerClient[str, bool] = PerClient(maxsize=1)
-
-    def ensure_loaded(self, client: redis.Redis) -> None:
-        self._loaded.get(client, self.sha, lambda: bool(client.script_load(_LUA)))
-
-    def reload(self, client: redis.Redis) -> None:
-        self._loaded.forget(client, self.sha)
-        self.ensure_loaded(client)
-
-
-_committer = _Committer()
 
 
 def commit(
@@ -134,14 +109,15 @@ def commit_batch(
     ``marker_ttl_s`` is how long a handoff's idempotency marker is kept (it must outlive any
     redelivery of the input entry).
     """
-    _committer.ensure_loaded(client)
+    lib = library()
+    lib.mode(client)
     retention = _Retention(record_ttl_s, events_maxlen, events_ttl_s, marker_ttl_s)
     calls = [_call(keys, group, consumer, h, retention) for h in handoffs]
     wait = wait if wait is not None and wait.on and calls else None
     results, acked = _run(client, calls, wait)
-    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-    if missing:
-        _committer.reload(client)
+    missing = [i for i, r in enumerate(results) if is_missing(r)]
+    if missing:  # the server lost the library (restart without persistence, flush): check it again, retry those
+        lib.forget(client)
         retried, retried_acked = _run(client, [calls[i] for i in missing], wait)
         for i, r in zip(missing, retried, strict=True):
             results[i] = r
@@ -155,17 +131,19 @@ def commit_batch(
 def _run(
     client: redis.Redis, calls: list[tuple[int, list[str | bytes | float | int]]], wait: ReplicaWait | None
 ) -> tuple[list[Any], int | None]:
-    """Run the EVALSHAs; with ``wait``, end the same pipeline (one connection) with ``WAIT``."""
+    """Run the commit calls; with ``wait``, end the same pipeline (one connection) with ``WAIT``."""
+    lib = library()
     if len(calls) == 1 and wait is None:  # a plain call costs less than a pipeline of one
         try:
-            return [client.evalsha(_committer.sha, calls[0][0], *calls[0][1])], None
+            command = lib.command(client, "commit", *_split(calls[0]))
+            return [client.execute_command(*command)], None  # type: ignore[no-untyped-call]
         except redis.ResponseError as exc:
             return [exc], None
     if wait is not None and is_cluster(client):
         return _run_per_node(client, calls, wait)
     pipe = client.pipeline(transaction=False)
-    for numkeys, args in calls:  # not pipe.evalsha: a cluster pipeline refuses it by name
-        pipe.execute_command("EVALSHA", _committer.sha, numkeys, *args)  # type: ignore[no-untyped-call]
+    for call in calls:  # raw: a cluster pipeline routes FCALL/EVALSHA by the first key
+        pipe.execute_command(*lib.command(client, "commit", *_split(call)))  # type: ignore[no-untyped-call]
     if wait is not None:
         pipe.wait(wait.replicas, wait.timeout_ms)
     results = list(pipe.execute(raise_on_error=False))
@@ -193,7 +171,7 @@ def _run_per_node(
     for node, indexes in by_node.values():
         pipe = node.redis_connection.pipeline(transaction=False)
         for i in indexes:
-            pipe.execute_command("EVALSHA", _committer.sha, calls[i][0], *calls[i][1])
+            pipe.execute_command(*library().command(client, "commit", *_split(calls[i])))
         pipe.wait(wait.replicas, wait.timeout_ms)
         out = list(pipe.execute(raise_on_error=False))
         count = out.pop()
@@ -208,6 +186,13 @@ def _run_per_node(
     return results, acked
 
 
+def _split(call: tuple[int, list[str | bytes | float | int]]) -> tuple[list[str | bytes | float | int],
+                                                                     list[str | bytes | float | int]]:
+    """``(keys, args)`` of one ``(numkeys, [keys..., args...])`` call."""
+    numkeys, flat = call
+    return flat[:numkeys], flat[numkeys:]
+
+
 @dataclass(frozen=True, slots=True)
 class _Retention:
     record_ttl_s: int
@@ -219,7 +204,7 @@ class _Retention:
 def _call(
     keys: Keys, group: str, consumer: str, h: Handoff, retention: _Retention
 ) -> tuple[int, list[str | bytes | float | int]]:
-    """``(numkeys, [keys..., args...])`` of one handoff's EVALSHA."""
+    """``(numkeys, [keys..., args...])`` of one handoff's commit call."""
     if h.run_id:
         run_key = keys.run(h.run_id)
         done_key = keys.done(h.run_id, h.msg_id)

@@ -7,22 +7,17 @@ stays pending until its handoff commits.
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
-from baton.broker.cache import PerClient
 from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.scripts import LuaScript
 from baton.broker.streams import Entry
 
 __all__ = ["join_part"]
 
-_LUA = resources.files("baton.broker").joinpath("lua/join.lua").read_text()
-_SHA = hashlib.sha1(_LUA.encode()).hexdigest()
-_loaded: PerClient[str, bool] = PerClient(maxsize=1)
+_join = LuaScript("join.lua")
 
 
 def join_part(
@@ -36,20 +31,9 @@ def join_part(
     acked), or the entry is no longer this consumer's. The join hash lives ``ttl_s`` after its
     last part (``keys.marker_ttl``).
     """
-    reply = _evalsha(client, [entry.stream, keys.join(run_id, join_group)],
+    reply: list[Any] = _join(client, [entry.stream, keys.join(run_id, join_group)],
                      [group, consumer, entry.id, part, payload, parts, ttl_s])
     if int(reply[0]) != 1:
         return None
     flat = reply[1:]
     return {int(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def _evalsha(client: redis.Redis, script_keys: list[str], args: list[str | bytes | int]) -> list[Any]:
-    """Run the join script, loading it once per client and again after a ``NOSCRIPT`` reply."""
-    _loaded.get(client, _SHA, lambda: bool(client.script_load(_LUA)))
-    try:
-        reply: list[Any] = client.evalsha(_SHA, len(script_keys), *script_keys, *args)
-    except NoScriptError:  # the server restarted or flushed its scripts
-        client.script_load(_LUA)
-        reply = client.evalsha(_SHA, len(script_keys), *script_keys, *args)
-    return reply

@@ -1,50 +1,249 @@
-"""Lua scripts other than the handoff's: loaded once per server, called with EVALSHA.
+"""The one registry of baton's Lua: a Redis Functions library, loaded once per primary by an admin.
 
-A ``NOSCRIPT`` reply (the server restarted or flushed its scripts) loads the script again and
-retries the call once.
+Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit) is a
+function of one library, rendered from ``lua/library.lua``: the shared vocabulary goes in as the
+Lua table ``C`` (``library_constants``: terminal run states, review decisions...), the shared
+checks (``claim``, ``is_terminal``) are written once there, and each step's body follows as a local
+function of ``(KEYS, ARGV)``. The library's name carries a hash of its source
+(``baton_<12 hex>``), so two versions of baton can share a server during a rolling upgrade.
+
+Who loads it: ``baton setup`` (compose's ``setup`` job) with an admin connection, on every
+primary (``FUNCTION LOAD``; replicas and AOF/RDB carry it on). Role users get ``FCALL`` and nothing
+that loads code (``broker/acl.py``). A client whose server lacks the library loads it itself when
+its user may (the default user of a development server) and otherwise stops with
+``LibraryMissing`` ("run `baton setup`").
+
+Servers without Functions (Redis 6.2): the same rendered functions run as scripts through
+``EVALSHA`` (``SCRIPT LOAD`` on first use). That path is chosen per server, once, when
+``FCALL`` is an unknown command; there a role user needs ``evalsha`` and ``script|load``
+(``baton acl --scripts``), which let it run any Lua: Redis 7 is the supported server for role ACLs.
+
+Round trips: a client checks the library once (one ``FCALL <lib>_version``) and then calls each
+step with one ``FCALL``, exactly as many round trips as ``EVALSHA`` took.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from baton.broker.cache import PerClient
+from baton.broker.cluster import is_cluster
+from baton.broker.errors import BrokerError
 
-__all__ = ["LuaScript"]
+__all__ = ["STEPS", "Library", "LibraryMissing", "LuaScript", "Mode", "check_library", "is_missing", "library",
+           "library_constants", "render_library", "setup_library"]
+
+STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit")
+"""The steps of the library, one ``lua/<step>.lua`` body each."""
 
 Arg = str | bytes | float | int
+LuaValue = str | int | float | bool | Sequence[Any] | frozenset[str] | set[str] | Mapping[str, Any]
+
+
+class LibraryMissing(BrokerError):
+    """The server has no baton Functions library of this version and this user may not load it."""
+
+
+class Mode(enum.Enum):
+    """How one server runs the steps."""
+
+    FUNCTIONS = "functions"
+    SCRIPTS = "scripts"  # Redis < 7: no FUNCTION/FCALL
+
+
+def library_constants() -> dict[str, LuaValue]:
+    """The shared vocabulary rendered into the library as ``C`` (the seam for more of it).
+
+    ``TERMINAL_STATUSES`` is a set (``C.TERMINAL_STATUSES[s] == true``), ``DECISIONS`` a list.
+    """
+    from baton.protocol import events
+
+    terminal = frozenset(str(cls.__struct_config__.tag) for cls in events.TERMINAL_EVENTS)
+    return {"TERMINAL_STATUSES": terminal, "DECISIONS": list(typing.get_args(events.Decision))}
+
+
+def _lua(value: LuaValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    if isinstance(value, frozenset | set):
+        return "{" + ", ".join(f"[{_lua(v)}] = true" for v in sorted(value)) + "}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in sorted(value.items())) + "}"
+    return "{" + ", ".join(_lua(v) for v in value) + "}"
+
+
+def _read(name: str) -> str:
+    return resources.files("baton.broker").joinpath(f"lua/{name}").read_text()
+
+
+def render_library(constants: Mapping[str, LuaValue] | None = None, *, name: str | None = None) -> str:
+    """The library's source: the template with ``constants`` (default ``library_constants()``) and
+    every step. ``name`` defaults to ``baton_<hash of the source rendered without a name>``."""
+    consts = library_constants() if constants is None else constants
+    table = "{\n" + "".join(f"  {k} = {_lua(v)},\n" for k, v in sorted(consts.items())) + "}"
+    steps = "".join(f"\nlocal function step_{s}(KEYS, ARGV)\n{_read(f'{s}.lua')}end\n" for s in STEPS)
+    source = _read("library.lua").replace("{{constants}}", table) + steps
+    lib = name or f"baton_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    registry = "".join(f"redis.register_function('{lib}_{s}', step_{s})\n" for s in STEPS)
+    registry += f"redis.register_function('{lib}_version', function() return '{lib}' end)\n"
+    return source.replace("{{library}}", lib) + "\n" + registry
+
+
+class Library:
+    """One rendered library and how each server runs it (functions, or scripts on Redis < 7)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.name = source.split("\n", 1)[0].removeprefix("#!lua name=").strip()
+        self._modes: PerClient[str, Mode] = PerClient(maxsize=1)
+        self._scripts = {s: self._script(s) for s in STEPS}
+
+    def _script(self, step: str) -> tuple[str, str]:
+        """``(sha, source)`` of ``step`` as a plain script (Redis < 7): the library without its
+        registrations, then a call of the step."""
+        body = self.source.split("\n", 1)[1].split("\nredis.register_function(", 1)[0]
+        src = f"{body}\nreturn step_{step}(KEYS, ARGV)\n"
+        return hashlib.sha1(src.encode()).hexdigest(), src
+
+    def function(self, step: str) -> str:
+        """The function name of ``step`` in this library."""
+        return f"{self.name}_{step}"
+
+    # --- loading -------------------------------------------------------------------------------
+
+    def load(self, client: redis.Redis, *, replace: bool = True) -> int:
+        """``FUNCTION LOAD`` the library on the server, on every primary of a cluster; return how
+        many servers got it (an admin step: ``baton setup``)."""
+        args = ["FUNCTION", "LOAD", *(["REPLACE"] if replace else []), self.source]
+        if is_cluster(client):
+            primaries = client.get_primaries()  # type: ignore[attr-defined]
+            for node in primaries:
+                self._load_one(node.redis_connection, args)
+            count = len(primaries)
+        else:
+            self._load_one(client, args)
+            count = 1
+        self._modes.forget(client, self.name)
+        return count
+
+    @staticmethod
+    def _load_one(client: redis.Redis, args: list[str]) -> None:
+        try:
+            client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            if "already exists" not in str(exc):
+                raise
+
+    def mode(self, client: redis.Redis) -> Mode:
+        """How ``client``'s server runs the steps, checked once per client (one round trip)."""
+        return self._modes.get(client, self.name, lambda: self._check(client))
+
+    def _check(self, client: redis.Redis) -> Mode:
+        try:
+            client.execute_command("FCALL", self.function("version"), 0)  # type: ignore[no-untyped-call]
+            return Mode.FUNCTIONS
+        except ResponseError as exc:
+            text = str(exc).lower()
+            if "unknown command" in text:
+                for sha, src in self._scripts.values():
+                    if not client.script_exists(sha)[0]:
+                        client.script_load(src)
+                return Mode.SCRIPTS
+            if "function not found" not in text:
+                raise
+        self._load_or_explain(client)
+        return Mode.FUNCTIONS
+
+    def _load_or_explain(self, client: redis.Redis) -> None:
+        try:
+            self.load(client, replace=False)
+        except NoPermissionError:
+            raise LibraryMissing(f"Redis has no Functions library {self.name} and this user may not load it: "
+                                 "run `baton setup` with an admin REDIS_URL (compose runs it as the setup job)"
+                                 ) from None
+
+    def forget(self, client: redis.Redis) -> None:
+        """Check the server again on the next call (it restarted, flushed, or moved)."""
+        self._modes.forget(client, self.name)
+
+    # --- calling -------------------------------------------------------------------------------
+
+    def command(self, client: redis.Redis, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> list[Arg]:
+        """The raw command (``FCALL`` or ``EVALSHA``) of one call, for pipelines."""
+        if self.mode(client) is Mode.SCRIPTS:
+            return ["EVALSHA", self._scripts[step][0], len(keys), *keys, *args]
+        return ["FCALL", self.function(step), len(keys), *keys, *args]
+
+    def call(self, client: redis.Redis, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run ``step`` with ``keys`` and ``args``; return its reply. A server that lost the library
+        (restart without persistence, flush) is checked again and the call retried once."""
+        try:
+            return client.execute_command(*self.command(client, step, keys, args))  # type: ignore[no-untyped-call]
+        except (NoScriptError, ResponseError) as exc:
+            if not is_missing(exc):
+                raise
+            self.forget(client)
+            return client.execute_command(*self.command(client, step, keys, args))  # type: ignore[no-untyped-call]
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server lacks the library or script (``NOSCRIPT``, function not found)."""
+    return isinstance(exc, NoScriptError) or (isinstance(exc, ResponseError)
+                                              and "function not found" in str(exc).lower())
+
+
+def setup_library(client: redis.Redis) -> int:
+    """Load this version's library on every primary (``baton setup``); how many got it, 0 when the server
+    has no Functions (Redis < 7: clients load the steps as scripts themselves)."""
+    try:
+        return library().load(client)
+    except ResponseError as exc:
+        if "unknown command" in str(exc).lower():
+            return 0
+        raise
+
+
+def check_library(client: redis.Redis) -> Mode:
+    """Check once that ``client``'s server can run the steps (loading the library if this user may);
+    ``LibraryMissing`` says to run ``baton setup``."""
+    return library().mode(client)
+
+
+@cache
+def library() -> Library:
+    """The library of this version of baton (rendered once per process)."""
+    return Library(render_library())
 
 
 class LuaScript:
-    """One script of ``broker/lua`` by file name."""
+    """One step of the library, called like a script: ``LuaScript("budget.lua")(client, keys, args)``."""
 
     def __init__(self, name: str) -> None:
-        self.source = resources.files("baton.broker").joinpath(f"lua/{name}").read_text()
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-        self._loaded: PerClient[str, bool] = PerClient(maxsize=1)
+        self.step = name.removesuffix(".lua")
+        if self.step not in STEPS:
+            raise ValueError(f"no step {self.step!r} in the library; steps: {', '.join(STEPS)}")
 
     def ensure_loaded(self, client: redis.Redis) -> None:
-        """Load the script into ``client``'s server unless it was loaded through it already
-        (before pipelining EVALSHA calls of it)."""
-        self._loaded.get(client, self.sha, lambda: bool(client.script_load(self.source)))
+        """Check (once per client) that the server has the library, before pipelining calls."""
+        library().mode(client)
 
-    def queue(self, pipe: Any, keys: Sequence[Arg], args: Sequence[Arg]) -> None:
-        """Add one call to a pipeline (load the script first: ``ensure_loaded``). Sent as a raw
-        ``EVALSHA``: a Redis Cluster pipeline refuses ``pipe.evalsha`` by name."""
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+    def queue(self, pipe: Any, client: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> None:
+        """Add one call to a pipeline of ``client`` (sent raw: a cluster pipeline routes it by its first key)."""
+        pipe.execute_command(*library().command(client, self.step, keys, args))
 
     def __call__(self, client: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """Run the script with ``keys`` and ``args``; return its reply."""
-        self.ensure_loaded(client)
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self._loaded.forget(client, self.sha)
-            self.ensure_loaded(client)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+        """Run the step with ``keys`` and ``args``; return its reply."""
+        return library().call(client, self.step, keys, args)

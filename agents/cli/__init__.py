@@ -31,6 +31,7 @@ from baton.agents.settings import SettingsError
 from baton.agents.workflow.spec import WorkflowError
 from baton.broker import AuthenticationFailed, BrokerConnectionError, BrokerTimeout, BrokerUnavailable, CommandRefused
 from baton.broker.backpressure import SubmitRefused
+from baton.broker.scripts import LibraryMissing
 
 __all__ = ["CliError", "app", "main"]
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused) as exc:
+    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused, LibraryMissing) as exc:
         return _fail(str(exc), getattr(exc, "code", 1))
     except AuthenticationFailed as exc:
         return _fail(f"Redis refused the credentials in REDIS_URL: {exc}", 1)

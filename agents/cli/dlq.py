@@ -1,4 +1,5 @@
-"""Operating the queue safely: ``baton dlq list|show|replay|purge``, ``cancel``, ``janitor``, ``acl``."""
+"""Operating the queue safely: ``baton dlq list|show|replay|purge``, ``cancel``, ``janitor``, ``acl``,
+``setup``."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from baton.broker.cluster import is_cluster_url
 from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from baton.broker.janitor import Janitor
 from baton.broker.runs import TERMINAL
+from baton.broker.scripts import library, setup_library
 
-__all__ = ["acl", "cancel", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
+__all__ = ["acl", "cancel", "setup", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 
 dlq_app = typer.Typer(help="Dead letters: messages that could not be handled, with their reason.",
                       no_args_is_help=True)
@@ -146,8 +148,13 @@ def acl(
     password: Annotated[str | None, typer.Option(help="The user's password (default: read BATON_ACL_PASSWORD).",
                                                  envvar="BATON_ACL_PASSWORD")] = None,
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
+    scripts: Annotated[bool, typer.Option(
+        "--scripts", help="Redis < 7 only (no Functions): also grant EVALSHA and SCRIPT LOAD, which let the role "
+                          "run any Lua.")] = False,
 ) -> None:
-    """Print the least-privilege ``ACL SETUSER`` command for ROLE's workers (see docs/RELIABILITY.md)."""
+    """Print the least-privilege ``ACL SETUSER`` command for ROLE's workers (see docs/RELIABILITY.md).
+
+    The role calls baton's Functions library (FCALL): load it first with ``baton setup``."""
     s = settings(workflow=workflow)
     wf = named(workflow or s.workflow)
     spec = wf.role(role)
@@ -162,5 +169,21 @@ def acl(
     agents = [spec.agent] if spec.memory == "agent" else []
     rules = role_acl(Keys(s.prefix, s.partitions), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
                      features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
-                     rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm))
+                     rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))
+
+
+@app.command()
+def setup() -> None:
+    """Load baton's Redis Functions library on every primary (an admin step: REDIS_URL needs FUNCTION LOAD).
+
+    Run it once per deployment and again after upgrading baton; role users (``baton acl``) may only call it.
+    """
+    s = settings()
+    client, _ = connect_checked(s)
+    count = setup_library(client)
+    if not count:
+        out.print("this Redis has no Functions (Redis < 7): workers load baton's steps as scripts; role users "
+                  "need `baton acl --scripts`")
+        return
+    out.print(f"loaded Functions library {library().name} on {count} primar{'y' if count == 1 else 'ies'}")

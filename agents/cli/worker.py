@@ -13,6 +13,7 @@ from baton.agents.runtime.logs import context, setup_logging
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import BrokerError, Keys, check_worker, connect
+from baton.broker.scripts import check_library
 
 log = logging.getLogger("baton.worker")
 
@@ -64,6 +65,7 @@ def worker(
     spec = specs[0]
     if check:
         raise typer.Exit(_check(s, spec.role))
+    check_library(connect_checked(s)[0])  # LibraryMissing: one line, before the model loads
     setup_logging(s.log_format, s.log_level)
     from baton.agents.runtime.worker import Worker  # imported here: loads torch only for real workers
 
@@ -103,6 +105,7 @@ def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool, extra: dict
     specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
     if check:
         return max(_check(s, spec.role) for spec in specs)
+    check_library(connect_checked(s)[0])
     setup_logging(s.log_format, s.log_level)
     from baton.agents.runtime.multirole import MultiRoleWorker  # imported here: loads torch only for real workers
 

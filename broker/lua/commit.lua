@@ -10,13 +10,9 @@
 -- ARGV[9] record ttl (s, 0 = keep)  ARGV[10] events maxlen  ARGV[11] events ttl (s)  ARGV[12] n events
 -- ARGV[13] n record pairs, pairs..., then one payload per output, then one payload per event,
 -- then (optional) n counts and that many (field, increment) pairs added to the run record (HINCRBY)
-local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #owned == 0 then
-  return 0
-end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[4])) then
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-  return -1
+local claimed = claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if claimed then
+  return claimed
 end
 local ttl = tonumber(ARGV[9])
 if ARGV[5] ~= '' then

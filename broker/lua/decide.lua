@@ -16,7 +16,7 @@ if first and first ~= '' then
   return {0, first}
 end
 local status = redis.call('HGET', KEYS[3], 'status')
-if not status or status == 'done' or status == 'failed' or status == 'cancelled' then
+if not status or is_terminal(status) then
   return {-2, status or ''}
 end
 local i = 7

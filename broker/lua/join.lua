@@ -10,8 +10,7 @@
 -- ARGV[6] parts expected  ARGV[7] join hash ttl (s)
 -- Returns {-1} stale (not pending for this consumer), {0} parked, {2} late duplicate,
 -- {1, index, payload, ...} complete.
-local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #owned == 0 then
+if claim(KEYS[1], nil, ARGV[1], ARGV[2], ARGV[3]) == 0 then
   return {-1}
 end
 local done = redis.call('HGET', KEYS[2], 'done')

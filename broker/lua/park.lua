@@ -10,13 +10,9 @@
 -- ARGV[6] pad value  ARGV[7] agent  ARGV[8] pad score  ARGV[9] record ttl (0 = keep)
 -- ARGV[10] review id  ARGV[11] run id  ARGV[12] requested at  ARGV[13] event  ARGV[14] events maxlen
 -- ARGV[15] events ttl  ARGV[16] n review pairs, pairs..., then n record pairs, pairs...
-local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #owned == 0 then
-  return 0
-end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[4])) then
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-  return -1
+local claimed = claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if claimed then
+  return claimed
 end
 local ttl = tonumber(ARGV[9])
 redis.call('HSETNX', KEYS[4], ARGV[5], ARGV[6])

@@ -132,6 +132,8 @@ def test_workers_shard_the_partitions(cclient: Redis, ckeys: Keys, cworkers: Wor
 def test_a_least_privilege_worker_user_set_on_every_node_serves_the_cluster(
     cluster: LocalCluster, cclient: Redis, ckeys: Keys, cworkers: Workers, cluster_env: dict[str, str]
 ) -> None:
+    loaded = baton("setup", env=cluster_env)
+    assert loaded.returncode == 0 and f"on {cluster.primaries} primaries" in loaded.stdout, loaded.stderr
     printed = baton("acl", "planner", "--password", "s3cret", env=cluster_env)
     assert printed.returncode == 0, printed.stderr
     rules = shlex.split(printed.stdout)[2:]

@@ -64,6 +64,15 @@ def test_role_services_scale_and_stop_gracefully(compose: dict[str, Any], role: 
     assert "@redis:6379" in url  # authenticated
 
 
+def test_an_admin_job_loads_the_functions_library_before_workers_start(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["setup"]["command"] == ["setup"] and services["setup"]["restart"] == "no"
+    for name in (*ROLES, "dashboard"):
+        assert services[name]["depends_on"]["setup"]["condition"] == "service_completed_successfully", name
+    cluster = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())["services"]["setup"]
+    assert "redis-cluster-init" in cluster["depends_on"] and "redis+cluster://" in cluster["environment"]["REDIS_URL"]
+
+
 def test_one_shot_seed_and_dashboard(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert "dashboard" in services

@@ -7,6 +7,7 @@ import redis
 from baton.broker import EmbeddedRedis, Keys, get_run, submit
 from baton.broker.acl import role_acl
 from baton.broker.ratelimit import usage
+from baton.broker.scripts import setup_library
 from baton.protocol import Task
 from tests.conftest import Workers
 from tests.waiting import wait_for
@@ -18,6 +19,7 @@ def test_a_rate_limited_worker_runs_under_its_acl_user(
     admin = private_client
     rules = role_acl(keys, "seed", "planner", ["researcher"], password="pw", rate_limits=True)
     admin.execute_command("ACL", "SETUSER", *rules)
+    setup_library(admin)
     admin.acl_log_reset()
     env = {"REDIS_URL": f"redis://{rules[0]}:pw@127.0.0.1:{private_redis.port}/0", "BATON_MODEL_RPM": "600",
            "BATON_MODEL_TPM": "60000"}

@@ -16,6 +16,7 @@ import redis
 
 from baton.broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, scratchpad, submit
 from baton.broker.acl import role_acl
+from baton.broker.scripts import library, setup_library
 from baton.protocol import Task
 from tests.cli import baton
 from tests.conftest import ROOT, Workers
@@ -23,9 +24,42 @@ from tests.waiting import wait_for
 
 
 def _acl_user(admin: redis.Redis, keys: Keys, role: str, nxt: list[str], password: str) -> str:
+    """A role user, with baton's Functions library loaded by the admin (as ``baton setup`` does)."""
     rules = role_acl(keys, "seed", role, nxt, password=password)
     admin.execute_command("ACL", "SETUSER", *rules)
+    setup_library(admin)
     return rules[0]
+
+
+SPIN = "while true do end"
+
+
+def test_role_users_call_batons_functions_and_cannot_load_code(
+    private_redis: EmbeddedRedis, private_client: redis.Redis, keys: Keys, echo: Workers
+) -> None:
+    """A role's credentials cannot load a busy loop (``BUSY`` for everyone): only the admin loads code,
+    with ``baton setup``; before it a role's worker stops with a one-line error saying so."""
+    admin = private_client
+    rules = role_acl(keys, "seed", "planner", ["researcher"], password="pw")
+    admin.execute_command("ACL", "SETUSER", *rules)
+    url = f"redis://{rules[0]}:pw@127.0.0.1:{private_redis.port}/0"
+    as_role = redis.Redis.from_url(url)
+    lib = library().name
+    for command in (("SCRIPT", "LOAD", SPIN), ("EVAL", SPIN, 0), ("EVALSHA", "0" * 40, 0), ("EVAL_RO", SPIN, 0),
+                    ("FUNCTION", "LOAD", f"#!lua name=spin\nredis.register_function('spin', function() {SPIN} end)"),
+                    ("FUNCTION", "FLUSH"), ("FUNCTION", "DELETE", lib), ("FUNCTION", "RESTORE", b"x"),
+                    ("SCRIPT", "FLUSH")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            as_role.execute_command(*command)
+    refused = baton("worker", "planner", env={**echo.env, "REDIS_URL": url}, timeout=120)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "run `baton setup`" in refused.stderr and lib in refused.stderr
+    done = baton("setup", env={**echo.env, "REDIS_URL": private_redis.url})
+    assert done.returncode == 0, done.stderr
+    assert f"loaded Functions library {lib} on 1 primary" in done.stdout
+    assert as_role.execute_command("FCALL", f"{lib}_version", 0) == lib.encode()
+    assert admin.execute_command("FUNCTION", "LIST", "LIBRARYNAME", lib)
+    as_role.close()
 
 
 def test_worker_runs_under_a_least_privilege_user_and_is_refused_elsewhere(
@@ -148,6 +182,7 @@ def test_fanout_workflow_runs_under_the_acl_users_baton_acl_prints(
     import shlex
 
     admin = private_client
+    assert baton("setup", env={**echo.env, "REDIS_URL": private_redis.url}).returncode == 0
     for role in ("planner", "researcher", "summarizer"):
         printed = baton("acl", role, "--workflow", "research_fanout", "--password", f"{role}-pw",
                         env={**echo.env, "REDIS_URL": private_redis.url})
