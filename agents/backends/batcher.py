@@ -4,8 +4,9 @@ A :class:`Batcher` owns a backend and one generating thread. Each request (one p
 prompt list) is queued; the thread takes the oldest, then keeps collecting requests for up to
 ``wait_ms`` milliseconds or until ``max_batch`` prompts are gathered, and generates for all of
 them in one ``backend.generate`` call. Requests asking for a different ``max_new_tokens`` than
-the oldest one wait for a later batch (one call has one length). A request is never split: a
-prompt list longer than ``max_batch`` runs as a batch of its own.
+the oldest one wait for a later batch (one call has one length). A prompt list longer than
+``max_batch`` is split into requests of at most ``max_batch`` prompts, its future resolving once
+all of them have.
 
 Decoding is greedy and the Hugging Face backend pads on the left, so each prompt's text is the
 same whether it was generated alone or in a batch with others. Streaming requests get their
@@ -62,6 +63,13 @@ class _Fanout:
             route[0](route[1], text)
 
 
+def _shifted(on_tokens: OnTokens | None, offset: int) -> OnTokens | None:
+    """``on_tokens`` of one part of a split request: its indexes moved to the whole request's."""
+    if on_tokens is None or offset == 0:
+        return on_tokens
+    return lambda index, text: on_tokens(index + offset, text)
+
+
 class Batcher:
     """Run a backend's generate calls from one thread, batching the requests that arrive together.
 
@@ -93,7 +101,10 @@ class Batcher:
     def submit(self, prompts: Sequence[str], max_new_tokens: int,
                on_tokens: OnTokens | None = None) -> Future[list[Generation]]:
         """Queue ``prompts``; the future resolves to their generations, in order (or the backend's error)."""
-        req = Request(list(prompts), max_new_tokens, on_tokens)
+        prompts = list(prompts)
+        if len(prompts) > self.max_batch:
+            return self._submit_split(prompts, max_new_tokens, on_tokens)
+        req = Request(prompts, max_new_tokens, on_tokens)
         if not req.prompts:
             req.future.set_result([])
             return req.future
@@ -103,6 +114,29 @@ class Batcher:
             self._queue.append(req)
             self._cond.notify()
         return req.future
+
+    def _submit_split(self, prompts: list[str], max_new_tokens: int,
+                      on_tokens: OnTokens | None) -> Future[list[Generation]]:
+        """``submit`` in parts of at most ``max_batch`` prompts, gathered into one future."""
+        step = self.max_batch
+        parts = [self.submit(prompts[i:i + step], max_new_tokens, _shifted(on_tokens, i))
+                 for i in range(0, len(prompts), step)]
+        whole: Future[list[Generation]] = Future()
+        lock = threading.Lock()
+
+        def gather(_: Future[list[Generation]]) -> None:
+            with lock:
+                if whole.done() or not all(p.done() for p in parts):
+                    return
+                error = next((p.exception() for p in parts if p.exception() is not None), None)
+                if error is not None:
+                    whole.set_exception(error)
+                else:
+                    whole.set_result([g for p in parts for g in p.result()])
+
+        for part in parts:
+            part.add_done_callback(gather)
+        return whole
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
         """Submit and wait (for callers on their own thread)."""

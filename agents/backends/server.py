@@ -26,9 +26,9 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,7 @@ from baton.agents.backends import ModelBackend, ModelRejected, ModelUnavailable,
 from baton.agents.backends.apikeys import require_api_keys
 from baton.agents.backends.base import Generation
 from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
+from baton.agents.backends.limits import MAX_BODY_BYTES, MAX_PROMPTS, install, read_body
 from baton.agents.backends.sse import DONE, Row, StreamShape, usage
 
 __all__ = ["ChatRequest", "CompletionRequest", "app_from_env", "create_app", "serve"]
@@ -57,7 +58,7 @@ class CompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     model: str = ""
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(max_length=MAX_PROMPTS)]
     max_tokens: int = Field(default=16, ge=0, le=MAX_TOKENS_LIMIT)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -185,7 +186,8 @@ async def _streamed(model: _Model, prompts: list[str], max_tokens: int, shape: S
 
 
 def create_app(backend: ModelBackend, served_name: str | None = None, *, max_batch: int = DEFAULT_MAX_BATCH,
-               batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS, api_keys: Sequence[str] = ()) -> FastAPI:
+               batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS, api_keys: Sequence[str] = (),
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The FastAPI app serving ``backend``, batching concurrent requests (see :class:`Batcher`).
 
     With ``api_keys``, the ``/v1`` routes answer only requests that carry one of them as a bearer token.
@@ -196,6 +198,7 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
     app = FastAPI(title="baton model server", docs_url=None, redoc_url=None)
     app.state.batcher = batcher
     guard = require_api_keys(app, api_keys)
+    install(app)  # bodies are read in the handlers, after the key check (agents/backends/limits.py)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -206,7 +209,8 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "baton"}]}
 
     @app.post("/v1/completions", dependencies=guard)
-    async def completions(req: CompletionRequest) -> Any:
+    async def completions(request: Request) -> Any:
+        req = await read_body(request, CompletionRequest, max_body_bytes)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         shape = StreamShape("text_completion", f"cmpl-{uuid.uuid4().hex}", name,
                             include_usage=bool(req.stream_options and req.stream_options.include_usage))
@@ -219,7 +223,8 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
                 "model": name, "choices": choices, "usage": usage(rows)}
 
     @app.post("/v1/chat/completions", dependencies=guard)
-    async def chat(req: ChatRequest) -> Any:
+    async def chat(request: Request) -> Any:
+        req = await read_body(request, ChatRequest, max_body_bytes)
         prompts = [model.chat_prompt(req.messages)]
         shape = StreamShape("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", name,
                             include_usage=bool(req.stream_options and req.stream_options.include_usage))
