@@ -53,7 +53,7 @@ def test_writes_must_be_json_from_this_origin(server: Server, client: redis.Redi
         assert form.status_code == 415
         bare = http.post("/v1/runs", content=b'{"task": "no type"}', headers={"Content-Type": ""})
         assert bare.status_code == 415
-        elsewhere = http.post("/v1/runs", json={"task": "from elsewhere"}, headers={"Origin": "http://evil.example"})
+        elsewhere = http.post("/v1/runs", json={"task": "from elsewhere"}, headers={"Origin": "http://evil.test"})
         assert elsewhere.status_code == 403 and "cross-origin" in elsewhere.json()["detail"]
         sandboxed = http.post("/v1/runs/any/cancel", headers={"Origin": "null"})
         assert sandboxed.status_code == 403
@@ -68,7 +68,7 @@ def test_without_tokens_only_loopback_host_names_are_served(open_server: Server,
                                                            keys: Keys) -> None:
     port = open_server.url.rsplit(":", 1)[1]
     with open_server.http(token=None) as http:
-        for host in ("rebind.example", f"rebind.example:{port}", f"10.0.0.5:{port}", f"127.0.0.1.nip.io:{port}"):
+        for host in ("rebind.test", f"rebind.test:{port}", f"10.0.0.5:{port}", f"127.0.0.1.nip.io:{port}"):
             got = http.get("/", headers={"Host": host})
             assert got.status_code == 400, (host, got.status_code)
             posted = http.post("/v1/runs", json={"task": "rebound"}, headers={"Host": host})
