@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 import redis
-from redis.exceptions import NoScriptError
 
 from baton.broker.backpressure import refuse_when_full
 from baton.broker.budget import RESERVE_FIELDS, budget_fields, needs_reservation
@@ -18,7 +17,7 @@ from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.scripts import LuaScript
+from baton.broker.scripts import LuaScript, is_missing, library
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
 from baton.protocol import Budget, Error, Queued, Result, Task, decode, encode
@@ -257,7 +256,7 @@ def before_run(
         _started.ensure_loaded(client)
         calls = _started_calls(keys, run_ids, started, events_maxlen, events_ttl_s)
         for script_keys, args in calls:
-            _started.queue(pipe, script_keys, args)
+            _started.queue(pipe, client, script_keys, args)
         groups = [[str(a) for a in args[2 : 1 + len(k)]] for k, args in calls]
     else:
         by_p = keys.by_partition(run_ids)
@@ -272,7 +271,8 @@ def before_run(
     replies = pipe.execute(raise_on_error=False)
     if started:
         for i, (script_keys, args) in enumerate(calls):
-            if isinstance(replies[i], NoScriptError):  # the server lost its scripts: one call reloads them
+            if is_missing(replies[i]):  # the server lost the library: one call loads it again
+                library().forget(client)
                 replies[i] = _started(client, script_keys, args)
     for r in replies:
         if isinstance(r, Exception):

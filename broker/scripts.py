@@ -1,6 +1,6 @@
 """The one registry of baton's Lua: a Redis Functions library, loaded once per primary by an admin.
 
-Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit) is a
+Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started) is a
 function of one library, rendered from ``lua/library.lua``: the shared vocabulary goes in as the
 Lua table ``C`` (``library_constants``: terminal run states, review decisions...), the shared
 checks (``claim``, ``is_terminal``) are written once there, and each step's body follows as a local
@@ -42,7 +42,7 @@ from baton.broker.errors import BrokerError
 __all__ = ["STEPS", "Library", "LibraryMissing", "LuaScript", "Mode", "check_library", "is_missing", "library",
            "library_constants", "render_library", "setup_library"]
 
-STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit")
+STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started")
 """The steps of the library, one ``lua/<step>.lua`` body each."""
 
 Arg = str | bytes | float | int
