@@ -36,6 +36,7 @@ __all__ = [
     "Recorded",
     "hop_key",
     "read_journal",
+    "read_journals",
     "write_journal",
 ]
 
@@ -115,17 +116,33 @@ def _records(raw: Mapping[Any, Any]) -> dict[int, Recorded]:
 
 def read_journal(client: redis.Redis, keys: Keys, run_id: str, msg_id: str, hop: str) -> HopJournal:
     """The records of message ``msg_id`` (hop ``hop``) of ``run_id``, and of the same hop of the run
-    its record names in ``journal_from`` (one round trip, two when a journal is reused)."""
+    its record names in ``journal_from`` (see :func:`read_journals`)."""
+    return read_journals(client, keys, [(run_id, msg_id, hop)])[0]
+
+
+def read_journals(client: redis.Redis, keys: Keys, hops: Sequence[tuple[str, str, str]]) -> list[HopJournal]:
+    """What each of ``hops`` (``(run_id, msg_id, hop)``) finds: its own records and those of the same
+    hop of the run its record names in ``journal_from``. One round trip for all of them; two more
+    only when some reuse a source run's journal."""
+    if not hops:
+        return []
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.journal(run_id, msg_id))
-    pipe.hget(keys.run(run_id), JOURNAL_FROM)
-    own_raw, source = pipe.execute()
-    own = _records(own_raw or {})
-    if not source:
-        return HopJournal(own, {})
-    source_id = as_text(source)
-    source_msg = client.hget(keys.journal_hops(source_id), hop)
-    if source_msg is None:
-        return HopJournal(own, {})
-    raw: Any = client.hgetall(keys.journal(source_id, as_text(source_msg)))
-    return HopJournal(own, _records(raw or {}))
+    for run_id, msg_id, _ in hops:
+        pipe.hgetall(keys.journal(run_id, msg_id))
+        pipe.hget(keys.run(run_id), JOURNAL_FROM)
+    replies = pipe.execute()
+    owns = [_records(raw or {}) for raw in replies[0::2]]
+    sources = [(i, as_text(src)) for i, src in enumerate(replies[1::2]) if src]
+    reused: dict[int, dict[int, Recorded]] = {}
+    if sources:
+        pipe = client.pipeline(transaction=False)
+        for i, source_id in sources:
+            pipe.hget(keys.journal_hops(source_id), hops[i][2])
+        found = [(i, source_id, as_text(m)) for (i, source_id), m in zip(sources, pipe.execute(), strict=True) if m]
+        if found:
+            pipe = client.pipeline(transaction=False)
+            for _, source_id, source_msg in found:
+                pipe.hgetall(keys.journal(source_id, source_msg))
+            for (i, _, _), raw in zip(found, pipe.execute(), strict=True):
+                reused[i] = _records(raw or {})
+    return [HopJournal(own, reused.get(i, {})) for i, own in enumerate(owns)]

@@ -317,7 +317,7 @@ class Context:
                          decode_as: Any) -> T:
         calls = self._calls
         fp = fingerprint(kind, *inputs)
-        rec = calls.recorded(kind, fp)
+        rec = await calls.recorded(kind, fp)
         if rec is not None:
             value: T = msgspec.json.decode(rec.value, type=decode_as)
             if calls.found is not None and calls.seq not in calls.found.own:

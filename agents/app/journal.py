@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from baton.broker import Redis
-from baton.broker.journal import CallKind, HopJournal, JournalWrite, Recorded, read_journal, write_journal
+from baton.broker.journal import CallKind, HopJournal, JournalWrite, Recorded, read_journals, write_journal
 from baton.broker.keys import Keys
 
 __all__ = ["CallJournal", "HopCalls", "fingerprint"]
@@ -44,14 +44,40 @@ class CallJournal:
         self.enabled = enabled and client is not None
         self._pending: list[JournalWrite] = []
         self._flush: asyncio.Task[None] | None = None
+        self._reads: list[tuple[tuple[str, str, str], asyncio.Future[HopJournal]]] = []
+        self._reading: asyncio.Task[None] | None = None
         self.writes = 0
         self.round_trips = 0
 
-    def read(self, run_id: str, msg_id: str, hop: str) -> HopJournal:
-        """The records a hop finds (its own, and its fork source's)."""
-        if not self.enabled or self.client is None:
-            return HopJournal({}, {})
-        return read_journal(self.client, self.keys, run_id, msg_id, hop)
+    def read(self, run_id: str, msg_id: str, hop: str) -> asyncio.Future[HopJournal]:
+        """The records a hop finds (its own, and its fork source's), read together with those of the
+        other hops asking in the same turn of the loop (one round trip)."""
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[HopJournal] = loop.create_future()
+        if not self.enabled:
+            found.set_result(HopJournal({}, {}))
+            return found
+        self._reads.append(((run_id, msg_id, hop), found))
+        if self._reading is None or self._reading.done():
+            self._reading = loop.create_task(self._read_pending())
+        return found
+
+    async def _read_pending(self) -> None:
+        await asyncio.sleep(0)  # let the handlers starting in this turn ask too
+        reads, self._reads = self._reads, []
+        self._reading = None
+        assert self.client is not None
+        try:
+            results = read_journals(self.client, self.keys, [hop for hop, _ in reads])
+        except Exception as exc:  # a Redis outage: every waiting handler gets it (the driver rides it out)
+            for _, fut in reads:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.round_trips += 1
+        for (_, fut), result in zip(reads, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
 
     async def write(self, w: JournalWrite) -> None:
         """Record ``w``; returns once it is in Redis (shared with the writes of the same loop turn)."""
@@ -68,6 +94,8 @@ class CallJournal:
         writes, self._pending = self._pending, []
         self._flush = None
         assert self.client is not None
+        if not writes:
+            return
         write_journal(self.client, self.keys, writes, ttl_s=self.ttl_s)
         self.writes += len(writes)
         self.round_trips += 1
@@ -83,17 +111,25 @@ class HopCalls:
     journal: CallJournal
     seq: int = 0
     found: HopJournal | None = None
+    reading: asyncio.Future[HopJournal] | None = None
     diverged: bool = False
     replayed: int = 0
     made: int = 0
     _reused: Mapping[int, Recorded] = field(default_factory=dict)
 
-    def recorded(self, kind: CallKind, fp: str) -> Recorded | None:
+    def prefetch(self) -> None:
+        """Start reading what the journal holds for this hop (with the other hops starting now)."""
+        if self.reading is None and self.journal.enabled:
+            self.reading = self.journal.read(self.run_id, self.msg_id, self.hop)
+
+    async def recorded(self, kind: CallKind, fp: str) -> Recorded | None:
         """The record answering call number ``self.seq`` (when it is the same call), else None."""
         if not self.journal.enabled or self.diverged:
             return None
         if self.found is None:
-            self.found = self.journal.read(self.run_id, self.msg_id, self.hop)
+            self.prefetch()
+            assert self.reading is not None
+            self.found = await self.reading
         for source in (self.found.own, self.found.reused):
             rec = source.get(self.seq)
             if rec is not None and rec.kind == kind and rec.fp == fp:

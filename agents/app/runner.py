@@ -50,6 +50,7 @@ class AppRunner:
         ctx = Context(gateway, item, spec, self.services)
         with contextlib.suppress(AttributeError):  # a slotted item without the slot: the outcome suffices
             item.context = ctx
+        ctx.calls.prefetch()  # the batch's hops read their journals in one round trip
         return await run_handler(resolve_handler(spec), ctx, item.task.task)
 
     def is_transient(self, exc: BaseException) -> bool:
