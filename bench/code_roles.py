@@ -183,7 +183,7 @@ def coalescing(url: str, handlers: int = 64) -> dict[str, int]:
     s = Settings(redis_url=url, model="echo", block_ms=100, stream_tokens=False)
     publish_workflow(client, Keys(), wf)
     backend = Counting()
-    w = Worker(s, wf, "thinker", backend=backend, runner=AppRunner(s), concurrency=handlers)  # type: ignore[arg-type]
+    w = Worker(s, wf, "thinker", backend=backend, runner=AppRunner.for_settings(s), concurrency=handlers)  # type: ignore[arg-type]
     ids = _submit(client, wf.name, [task_text(i) for i in range(handlers)])
     t = threading.Thread(target=w.run, daemon=True)
     t.start()

@@ -1,13 +1,14 @@
-"""The worker's way into ``agents/app``: ``AppRunner`` builds each handler's ``Context`` and runs it.
+"""The worker's runner of code roles: each handler's ``Context`` over the worker's gateway, then the
+handler (``agents/runtime/stages/handle.py`` calls it; the runtime never imports agents/app).
 
-The runtime never imports ``agents/app``: the CLI hands a worker an ``AppRunner`` (the runtime's
-``HandlerRunner`` protocol) when it serves code roles. One runner per worker process holds the
-services every context shares (its own Redis connection, the call journal, the event writer).
+``baton worker`` makes one ``AppRunner`` per process for the code roles it serves and hands it to
+their driver; the app's ``retryable`` exception types are retried like ``baton.Retry``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from baton.agents.app.context import AppServices, Context
@@ -17,46 +18,52 @@ from baton.agents.runtime.events import EventWriter
 from baton.agents.settings import Settings
 from baton.agents.workflow.handlers import resolve_handler
 from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Keys, Redis, connect
+from baton.broker import Keys, connect
 
 __all__ = ["AppRunner"]
 
 
 class AppRunner:
-    """Runs code roles' handlers for a worker with ``settings``; ``retryable``: the app's transient types."""
+    """Runs code roles' handlers with ``services`` (Redis, keys, the call journal, events)."""
 
-    def __init__(self, settings: Settings, *, retryable: tuple[type[BaseException], ...] = (),
-                 client: Redis | None = None) -> None:
-        self.settings = settings
-        self.retryable = retryable
-        self._client = client
-        self._services: AppServices | None = None
+    def __init__(self, services: AppServices, *, retryable: Sequence[type[BaseException]] = (),
+                 search: str = "") -> None:
+        self.services = services
+        self.retryable = tuple(retryable)
+        self.search = search
+        self._handlers: dict[str, Callable[..., Any]] = {}
 
-    @property
-    def services(self) -> AppServices:
-        """The services the contexts share (connected on first use)."""
-        if self._services is None:
-            s = self.settings
-            client = self._client or connect(s.redis_url)
-            keys = Keys(s.prefix, s.partitions)
-            events = EventWriter(client, keys, maxlen=s.events_maxlen, ttl_s=s.events_ttl_s)
-            self._services = AppServices.for_worker(client, keys, record_ttl_s=s.record_ttl_s, journal=s.journal,
-                                                    events=events)
-        return self._services
+    @classmethod
+    def for_settings(cls, s: Settings, *, retryable: Sequence[type[BaseException]] = (),
+                     search: str = "") -> AppRunner:
+        """A runner whose services talk to ``s.redis_url`` (journal retained like the run record,
+        off with ``BATON_JOURNAL=0``)."""
+        client = connect(s.redis_url, socket_timeout=s.block_ms / 1000 + 10)
+        keys = Keys(s.prefix, s.partitions)
+        events = EventWriter(client, keys, maxlen=s.events_maxlen, ttl_s=s.events_ttl_s)
+        return cls(AppServices.for_worker(client, keys, record_ttl_s=s.record_ttl_s, journal=s.journal,
+                                          events=events), retryable=retryable, search=search)
 
     async def run(self, gateway: Any, item: Any, spec: RoleSpec) -> object:
-        """Run ``spec``'s handler on ``item``'s task through ``gateway``; its outcome. The context is
-        kept on the item (``item.context``) for the hop's scratchpad ``meta``."""
+        """Run ``spec``'s handler on ``item``'s task; its outcome (``ctx.scratchpad`` goes to the hop's
+        scratchpad ``meta`` as ``item.notes``; the context stays on ``item.context``)."""
+        handler = self._handlers.get(spec.role)
+        if handler is None:
+            handler = self._handlers[spec.role] = resolve_handler(spec, search=self.search)
         ctx = Context(gateway, item, spec, self.services)
         with contextlib.suppress(AttributeError):  # a slotted item without the slot: the outcome suffices
             item.context = ctx
         ctx.calls.prefetch()  # the batch's hops read their journals in one round trip
-        return await run_handler(resolve_handler(spec), ctx, item.task.task)
+        outcome = await run_handler(handler, ctx, item.task.task)
+        if ctx.scratchpad:
+            with contextlib.suppress(AttributeError):
+                item.notes = dict(ctx.scratchpad)
+        return outcome
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Whether a handler that raised ``exc`` runs again later (``baton.Retry``, outages, the app's types)."""
+        """``baton.Retry``, model and Redis outages, and the app's retryable types."""
         return is_transient(exc, self.retryable)
 
     def failure_reason(self, exc: BaseException, role: str) -> str:
-        """The dead-letter reason: the exception's type, message and innermost frame."""
+        """The exception's type, message and innermost frame."""
         return failure_reason(exc, role)

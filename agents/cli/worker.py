@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -57,11 +57,10 @@ def worker(
     if not roles:
         raise CliError("give a ROLE (e.g. baton worker planner), ROLE..., --all-roles, or --tools NAME...", 2)
     specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
-    extra: dict[str, Any] = {}
     if not check:
-        extra = _prepare_code_roles(s, wf, specs, app_ref)
+        _prepare_code_roles(s, wf, specs, published=bool(app_ref))
     if len(roles) > 1 or all_roles:
-        raise typer.Exit(_multi(s, wf, roles, check, extra))
+        raise typer.Exit(_multi(s, wf, roles, check))
     spec = specs[0]
     if check:
         raise typer.Exit(_check(s, spec.role))
@@ -69,38 +68,32 @@ def worker(
     setup_logging(s.log_format, s.log_level)
     from baton.agents.runtime.worker import Worker  # imported here: loads torch only for real workers
 
-    w = Worker(s, wf, spec.role, **extra)
+    w = Worker(s, wf, spec.role)
     context(role=spec.role, consumer=w.consumer)
     w.install_signal_handlers()
     raise typer.Exit(w.run())
 
 
-def _prepare_code_roles(s: Settings, wf: Workflow, specs: list[RoleSpec], app_ref: str | None) -> dict[str, Any]:
+def _prepare_code_roles(s: Settings, wf: Workflow, specs: list[RoleSpec], *, published: bool) -> None:
     """Resolve the served code roles' handlers (a bad one is a one-line error now, not at the first
     task) and, for an app, register its workflow so clients can submit to it by name (best effort:
-    a worker starting before Redis rides the outage out in its loop). Returns the worker's extra
-    arguments: the ``runner`` of its code roles' handlers, when it serves any."""
+    a worker starting before Redis rides the outage out in its loop)."""
     from baton.agents.workflow.handlers import resolve_handler
 
     for spec in specs:
         if spec.handler:
             resolve_handler(spec, search=wf.base_dir)
-    if app_ref:
-        from baton.agents.workflow.registry import publish_workflow
+    if not published:
+        return
+    from baton.agents.workflow.registry import publish_workflow
 
-        try:
-            publish_workflow(connect(s.redis_url), Keys(s.prefix, s.partitions), wf)
-        except BrokerError as exc:
-            log.warning("could not register workflow %s in Redis yet: %s", wf.name, exc)
-    if not any(spec.handler for spec in specs):
-        return {}
-    from baton.agents.app import AppRunner, load_app
-
-    retryable = load_app(app_ref).retryable if app_ref else ()
-    return {"runner": AppRunner(s, retryable=retryable)}
+    try:
+        publish_workflow(connect(s.redis_url), Keys(s.prefix, s.partitions), wf)
+    except BrokerError as exc:
+        log.warning("could not register workflow %s in Redis yet: %s", wf.name, exc)
 
 
-def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool, extra: dict[str, Any]) -> int:
+def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool) -> int:
     """One process for several roles (``agents/runtime/multirole.py``), or the check of each role."""
     specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
     if check:
@@ -109,7 +102,7 @@ def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool, extra: dict
     setup_logging(s.log_format, s.log_level)
     from baton.agents.runtime.multirole import MultiRoleWorker  # imported here: loads torch only for real workers
 
-    w = MultiRoleWorker(s, wf, [spec.role for spec in specs], **extra)
+    w = MultiRoleWorker(s, wf, [spec.role for spec in specs])
     context(role=",".join(w.roles), consumer=",".join(x.consumer for x in w.workers))
     w.install_signal_handlers()
     return w.run()

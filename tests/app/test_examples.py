@@ -27,7 +27,7 @@ def test_notebook_app_is_the_seed_chain_as_code() -> None:
 def test_notebook_app_chain_through_contexts_equals_the_template_chain(redis_url: str, client: redis.Redis,
                                                                       keys: Keys) -> None:
     wf = load_app("examples.notebook_app:app").workflow()
-    runner = AppRunner(Settings(redis_url=redis_url))
+    runner = AppRunner.for_settings(Settings(redis_url=redis_url))
     gw = EchoGateway()
     code_task = template_task = "Explain the importance of supervised learning."
     for hop, (mine, seed) in enumerate(zip(wf.order(), SEED.order(), strict=True)):
@@ -40,7 +40,7 @@ def test_notebook_app_chain_through_contexts_equals_the_template_chain(redis_url
 
 
 def test_runner_classifies_with_the_apps_retryable_types(redis_url: str) -> None:
-    runner = AppRunner(Settings(redis_url=redis_url), retryable=(ConnectionResetError,))
+    runner = AppRunner.for_settings(Settings(redis_url=redis_url), retryable=(ConnectionResetError,))
     assert runner.is_transient(Retry()) and runner.is_transient(ConnectionResetError())
     assert not runner.is_transient(ValueError("bad"))
     assert runner.failure_reason(ValueError("bad"), "triage") == "handler of role 'triage' raised ValueError: bad"
