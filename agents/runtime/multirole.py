@@ -1,14 +1,16 @@
 """Cross-role batching: one process serves several roles of a workflow (``baton worker A B C``).
 
 ``MultiRoleWorker`` holds one :class:`~baton.agents.runtime.worker.Worker` per role, sharing one
-Redis client, one stop event and one model backend per model name (one model load). Each role
+Redis client, one stop event and one model backend per model name (one model load), and drives
+the same stages (``stages.Pipeline``) as a one-role worker. Each role
 stays its own consumer of its own group: a reader thread per role runs the role's usual
 ``ConsumerLoop`` (reclaim on a timer, own pending entries first, then a blocking read of new
 ones, so an idle process polls nothing), and hands each batch it read to the coordinator
 instead of processing it. The coordinator takes what every role has ready, runs each role's
-stages up to the prompt (admit, review, guard, gather, prepare, budgets), groups the prompts
-of all roles by ``(model, max_new_tokens)``, makes ONE ``backend.generate`` call per group, and
-lets each role hand off its own results to its own next stream. Everything per role stays per
+``before`` stages (admit, review, guard, gather, prepare, budget), groups the prompts of all
+roles by ``(model, max_new_tokens)``, makes ONE ``backend.generate`` call per group in place of
+each role's ``work`` stage, and runs each role's ``after`` stages (settle, hand off to its own
+next stream, dead letters, retries, commit). Everything per role stays per
 role: leases (each role's heartbeat thread renews its entries), reclaim, dead letters,
 metrics (one registry per role), rate limits (each role's limiter reserves its prompts of the
 shared call), budgets, heartbeats (``baton worker --check ROLE`` sees each role's consumer).
@@ -32,13 +34,15 @@ from prometheus_client import Histogram
 
 from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.lifecycle import install_signal_handlers
-from baton.agents.runtime.ratelimits import Reservation
-from baton.agents.runtime.tokens import TokenStream
-from baton.agents.runtime.tracing import configure, end_hop, traced_model_call
-from baton.agents.runtime.worker import Worker, _Work
+from baton.agents.runtime.modelcall import call_model
+from baton.agents.runtime.role import RoleRuntime
+from baton.agents.runtime.stages.generate import sort_outcome
+from baton.agents.runtime.tracing import configure
+from baton.agents.runtime.work import Batch, Commit
+from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
-from baton.broker import ConsumerLoop, Entry, Redis, connect
+from baton.broker import Entry, Redis, connect
 
 __all__ = ["MultiRoleWorker"]
 
@@ -50,20 +54,21 @@ _MAX_GATHER_S = 0.05
 
 
 @dataclass(slots=True)
-class _Batch:
+class _Read:
     """What one role's reader read, and the future its ``ConsumerLoop`` waits on (the backoff
     in seconds when entries were left pending for a retry; None when all were settled)."""
 
     worker: Worker
     entries: list[Entry]
     done: Future[float | None] = field(default_factory=Future)
-    work: list[_Work] = field(default_factory=list)
-    over: list[tuple[_Work, str]] = field(default_factory=list)
-    generated: list[tuple[_Work, Generation]] = field(default_factory=list)
-    rejected: list[tuple[_Work, str]] = field(default_factory=list)
-    failed: list[_Work] = field(default_factory=list)
+    batch: Batch | None = None
+    queued: list[Commit] = field(default_factory=list)
+    """What the stages before the call queued for the commit (kept when the stages after it run again)."""
     exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    counted: bool = False
+
+    @property
+    def rt(self) -> RoleRuntime:
+        return self.worker.rt
 
 
 @dataclass(slots=True)
@@ -93,7 +98,7 @@ class MultiRoleWorker:
         self._share_breakers()
         self.readers = [_Reader(w) for w in self.workers]
         self._cond = threading.Condition()
-        self._ready: list[_Batch] = []
+        self._ready: list[_Read] = []
         self.error: BaseException | None = None
         self._batch_roles = {w.spec.role: Histogram("baton_model_batch_roles", "Roles whose prompts shared a call",
                                                     ["role"], buckets=_ROLES_BUCKETS, registry=w.metrics.registry)
@@ -104,24 +109,19 @@ class MultiRoleWorker:
         """The roles served, in the order given."""
         return [w.spec.role for w in self.workers]
 
-    def model_of(self, w: Worker) -> str:
-        """The model name ``w``'s role calls."""
-        return w.spec.model or self.settings.model
-
     def _share_breakers(self) -> None:
         """Roles of one model share its circuit breaker (their prompts share its calls)."""
         first: dict[str, Worker] = {}
         for w in self.workers:
-            lead = first.setdefault(self.model_of(w), w)
-            w.breaker = lead.breaker
-            w.model_calls.breaker = lead.breaker
+            lead = first.setdefault(w.rt.model, w)
+            w.rt.share_breaker(lead.rt.breaker)
 
     # lifecycle ----------------------------------------------------------------
     def load(self) -> None:
         """Load one backend per model name, shared by the roles that call it."""
         backends: dict[str, ModelBackend] = {}
         for w in self.workers:
-            model = self.model_of(w)
+            model = w.rt.model
             if model not in backends:
                 backends[model] = load_backend(model, threads=self.settings.torch_threads,
                                                flush_tokens=self.settings.token_flush_tokens,
@@ -140,16 +140,14 @@ class MultiRoleWorker:
         for w in self.workers:
             if self.settings.metrics_port:
                 w.metrics.serve(self.settings.metrics_port)
-            w._ride_out_redis(w.streams.ensure_groups, "start-up")
-            w._ride_out_redis(w._beat, "start-up")
-            beaters.append(self._thread(w._heartbeat_loop, f"heartbeat-{w.spec.role}"))
+            beaters.append(w.start())
         for r in self.readers:
             r.thread = self._thread(functools.partial(self._read_loop, r), f"read-{r.worker.spec.role}")
         log.info("multi-role worker ready: roles %s (%s)", ", ".join(self.roles),
                  ", ".join(w.consumer for w in self.workers))
         self._coordinate()
         for w, beater in zip(self.workers, beaters, strict=True):
-            w._shutdown(beater)
+            w.shutdown(beater)
         if self.error is not None:
             log.error("a role's reader failed: %s", self.error)
             return 1
@@ -165,19 +163,16 @@ class MultiRoleWorker:
     def _read_loop(self, reader: _Reader) -> None:
         """One role's ``ConsumerLoop``; its batches go to the coordinator."""
         w = reader.worker
-        s = self.settings
-        loop = ConsumerLoop(w.streams, self.stopping, count=s.batch_size, block_ms=s.block_ms, lease_ms=s.lease_ms,
-                            reclaim_interval_s=s.reclaim_interval_s, retry_backoff_s=s.retry_backoff_s)
 
         def read(pending: bool) -> list[Entry]:
-            entries = w._read(pending)
+            entries = w.read(pending)
             with self._cond:
                 reader.flowing = bool(entries)
                 self._cond.notify_all()
             return entries
 
         try:
-            loop.run(lambda entries: self._submit(reader, entries), read=read, on_reclaim=w._reclaimed)
+            w.consumer_loop().run(lambda entries: self._submit(reader, entries), read=read, on_reclaim=w.reclaim_done)
         except BaseException as exc:  # noqa: BLE001 - a dead reader stops the process, which exits non-zero
             self.error = exc
             self.stopping.set()
@@ -188,12 +183,12 @@ class MultiRoleWorker:
 
     def _submit(self, reader: _Reader, entries: list[Entry]) -> bool:
         """Hand ``entries`` to the coordinator and wait for them; True when some were left pending."""
-        batch = _Batch(reader.worker, entries)
+        read = _Read(reader.worker, entries)
         with self._cond:
-            self._ready.append(batch)
+            self._ready.append(read)
             reader.waiting = True
             self._cond.notify_all()
-        backoff = batch.done.result()  # the coordinator cleared ``reader.waiting`` when it took the batch
+        backoff = read.done.result()  # the coordinator cleared ``reader.waiting`` when it took the batch
         if backoff is None:
             return False
         self.stopping.wait(backoff)
@@ -202,7 +197,7 @@ class MultiRoleWorker:
     def _alive(self) -> bool:
         return any(r.thread is not None and r.thread.is_alive() for r in self.readers)
 
-    def _take(self) -> list[_Batch]:
+    def _take(self) -> list[_Read]:
         """The batches ready now; after the first, wait briefly for the roles that are busy."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._ready or not self._alive(), timeout=0.5) or not self._ready:
@@ -218,147 +213,87 @@ class MultiRoleWorker:
     def _coordinate(self) -> None:
         """Serve the readers' batches until every reader has stopped."""
         while self._alive() or self._ready:
-            if batches := self._take():
-                self._serve(batches)
+            if reads := self._take():
+                self._serve(reads)
 
     # processing ---------------------------------------------------------------
-    def _serve(self, batches: list[_Batch]) -> None:
-        """Every role's stages up to the prompt, one model call per model, each role's handoffs."""
-        staged = [b for b in batches if self._guarded(b, self._stage)]
-        groups: dict[tuple[str, int], list[_Batch]] = {}
-        for b in staged:
-            if b.work:
-                groups.setdefault((self.model_of(b.worker), self._max_new(b.worker)), []).append(b)
+    def _serve(self, reads: list[_Read]) -> None:
+        """Every role's stages before the work, one model call per model, every role's stages after it."""
+        staged = [r for r in reads if self._guarded(r, self._before)]
+        groups: dict[tuple[str, int], list[_Read]] = {}
+        for r in staged:
+            assert r.batch is not None
+            if r.batch.work:
+                groups.setdefault((r.rt.model, r.rt.max_new_tokens), []).append(r)
         for group in groups.values():
             try:
                 self._generate(group)
             except BaseException as exc:  # noqa: BLE001 - the readers' loops sort it out
-                for b in group:
-                    self._finish(b, exc)
-        for b in staged:
-            if not b.done.done():
-                self._guarded(b, self._settle)
+                for r in group:
+                    self._finish(r, exc)
+        for r in staged:
+            if not r.done.done():
+                self._guarded(r, self._after)
 
-    def _guarded(self, b: _Batch, step: Callable[[_Batch], None]) -> bool:
+    def _guarded(self, r: _Read, step: Callable[[_Read], None]) -> bool:
         """Run ``step`` riding out Redis outages; on failure its reader gets the error."""
         try:
-            b.worker._ride_out_redis(lambda: step(b), "a batch")
+            r.rt.ride_out_redis(lambda: step(r), "a batch")
             return True
         except BaseException as exc:  # noqa: BLE001 - the reader's ConsumerLoop handles it
-            self._finish(b, exc)
+            self._finish(r, exc)
             return False
 
-    def _stage(self, b: _Batch) -> None:
-        """The role's stages before its model call: admit, review, guard, gather, prepare, budgets."""
-        w = b.worker
-        with w._lock:
-            w._in_flight = list(b.entries)
-        if not b.counted:  # a stage ridden out after a Redis outage runs again: count once
-            b.exits.enter_context(w.metrics.in_flight(len(b.entries)))
-            b.counted = True
-        work = w._gather(w._guard(w.review.resume(w._admit_all(b.entries))))
-        if work:
-            w._prepare(work)
-            work, b.over = w.budgets.reserve(work)
-        b.work = work
+    def _before(self, r: _Read) -> None:
+        """The role's stages before its model call (run again from the entries after a Redis outage)."""
+        if r.batch is None:  # the first attempt: the entries go in flight (the heartbeat renews them)
+            r.rt.in_flight.hold(r.entries)
+            r.exits.enter_context(r.rt.metrics.in_flight(len(r.entries)))
+        r.batch = Batch(r.entries)
+        r.worker.pipeline.run_before(r.batch)
+        r.queued = list(r.batch.commits)
 
-    def _max_new(self, w: Worker) -> int:
-        return w.spec.max_new_tokens or self.settings.max_new_tokens
-
-    def _generate(self, group: list[_Batch]) -> None:
+    def _generate(self, group: list[_Read]) -> None:
         """One model call (through outages) for the prompts of every role in ``group``."""
-        items = [(b, item) for b in group for item in b.work]
-        lead = group[0].worker
-        out = lead.model_calls.run(lambda todo: self._model_call(group, [items[i] for i in todo]),
-                                   [item.task.deadline for _, item in items])
-        for i, g in sorted(out.generated.items()):
-            items[i][0].generated.append((items[i][1], g))
-        for i, reason in sorted(out.rejected.items()):
-            items[i][0].rejected.append((items[i][1], reason))
-        for i in sorted(out.poisoned + out.held):
-            items[i][0].failed.append(items[i][1])
-
-    def _model_call(self, group: list[_Batch], items: list[tuple[_Batch, _Work]]) -> list[Generation]:
-        """ONE ``backend.generate`` for ``items``; each role's rate limit reserves its own prompts."""
-        backend = group[0].worker.backend
+        members = [(r.batch, (r.rt, item)) for r in group if r.batch for item in r.batch.work]
+        runtimes = [w.rt for w in self.workers if any(r.worker is w for r in group)]
+        lead = group[0].rt
+        backend = lead.backend
         assert backend is not None
-        max_new = self._max_new(group[0].worker)
-        involved = {b.worker for b, _ in items}
-        workers = [w for w in self.workers if w in involved]
-        roles = [w.spec.role for w in workers]
-        counts = {w: sum(b.worker is w for b, _ in items) for w in workers}
-        for _, item in items:
-            if item.ctx is not None:
-                item.ctx.batch = {"roles": roles, "size": len(items)}
-        held: list[tuple[Worker, Reservation]] = []
-        used: dict[Worker, int] = dict.fromkeys(workers, 0)
-        try:
-            for w in workers:
-                held.append((w, w.limiter.acquire(counts[w], max_new)))
-            gens = traced_model_call([item.span for _, item in items], lambda: self._call(backend, items, max_new),
-                                     model=backend.name, role=",".join(roles))
-            for (b, _), g in zip(items, gens, strict=True):
-                used[b.worker] += g.new_tokens
-        finally:
-            for w, reservation in held:
-                w.limiter.settle(reservation, used[w])
-        for w in workers:
-            self._batch_roles[w.spec.role].labels(role=w.spec.role).observe(len(roles))
-        log.info("model call: %d prompts of roles %s", len(items), ",".join(roles))
-        return gens
 
-    def _call(self, backend: ModelBackend, items: list[tuple[_Batch, _Work]], max_new: int) -> list[Generation]:
-        prompts = [item.prompt for _, item in items]
-        if not self.settings.stream_tokens:
-            return list(backend.generate(prompts, max_new_tokens=max_new))
-        streams: dict[Worker, TokenStream] = {}
-        route: list[tuple[TokenStream, int]] = []
-        for b, item in items:
-            w = b.worker
-            if w not in streams:
-                streams[w] = TokenStream(w.events, [], w.spec.role, w.spec.agent)
-            streams[w].tasks.append(item.task)
-            streams[w].sent.append(0)
-            route.append((streams[w], len(streams[w].tasks) - 1))
+        def call(todo: list[int]) -> list[Generation]:
+            called = [members[i][1] for i in todo]
+            involved = {rt for rt, _ in called}
+            names = [rt.spec.role for rt in runtimes if rt in involved]
+            for _, item in called:
+                if item.ctx is not None:
+                    item.ctx.batch = {"roles": names, "size": len(called)}
+            gens = call_model(backend, called, lead.max_new_tokens, stream_tokens=self.settings.stream_tokens,
+                              roles=runtimes)
+            for rt in runtimes:
+                if rt in involved:
+                    self._batch_roles[rt.spec.role].labels(role=rt.spec.role).observe(len(names))
+            log.info("model call: %d prompts of roles %s", len(called), ",".join(names))
+            return gens
 
-        def on_tokens(index: int, text: str) -> None:
-            stream, local = route[index]
-            stream(local, text)
+        out = lead.model_calls.run(call, [item.task.deadline for _, (_, item) in members])
+        sort_outcome(out, members)
 
-        try:
-            return list(backend.generate(prompts, max_new_tokens=max_new, on_tokens=on_tokens))
-        finally:
-            for stream in streams.values():
-                stream.close()
+    def _after(self, r: _Read) -> None:
+        """The role's own ends of the call: budgets, handoffs, dead letters, retries, the commit (the
+        commits queued before the call are kept when a Redis outage makes this run again)."""
+        assert r.batch is not None
+        r.batch.commits = list(r.queued)
+        r.worker.pipeline.run_after(r.batch)
+        self._finish(r, None, r.batch.backoff)
 
-    def _settle(self, b: _Batch) -> None:
-        """The role's own ends of the call: budgets, handoffs, dead letters, retries."""
-        w = b.worker
-        if b.work:
-            w.budgets.settle(b.work, b.generated, w.backend.name if w.backend else "")
-        if b.generated:
-            w._hand_off(b.generated)
-        if rejected := b.over + b.rejected:
-            w._reject(rejected)
-        backoff = None
-        if b.failed:
-            w.failed += len(b.failed)
-            for item in b.failed:
-                end_hop(item.span, outcome="retry", error="left pending for a retry")
-            w.metrics.failed(len(b.failed))
-            attempts = max(item.entry.deliveries for item in b.failed)
-            backoff = self.settings.retry_backoff_s * 2 ** (attempts - 1)
-        self._finish(b, None, backoff)
-
-    def _finish(self, b: _Batch, exc: BaseException | None, backoff: float | None = None) -> None:
-        """Release ``b``'s in-flight state and wake its reader."""
-        w = b.worker
-        with w._lock:
-            w._in_flight = []
-        b.exits.close()
-        if b.done.done():
+    def _finish(self, r: _Read, exc: BaseException | None, backoff: float | None = None) -> None:
+        """Release ``r``'s in-flight state and wake its reader."""
+        r.rt.in_flight.release()
+        r.exits.close()
+        if r.done.done():
             return
         if exc is not None:
-            b.done.set_exception(exc)
+            r.done.set_exception(exc)
         else:
-            b.done.set_result(backoff)
+            r.done.set_result(backoff)

@@ -57,7 +57,8 @@ _state: tuple[float, Tracer | None] = (float("-inf"), None)
 
 
 class _Generated(Protocol):
-    new_tokens: int
+    @property
+    def new_tokens(self) -> int: ...
 
 
 class _Outcome(Protocol):

@@ -57,7 +57,7 @@ def _run_chain(url: str, backend: object, batch_size: int, tasks: list[str]) -> 
         worker = Worker(_settings(url, batch_size=batch_size, linger_ms=0), SEED, spec.role,
                         backend=backend, client=client)  # type: ignore[arg-type]
         worker.streams.ensure_groups()
-        while entries := worker._read(False):
+        while entries := worker.read(False):
             sizes.append(len(entries))
             assert worker.process(entries) is False
     client.close()
@@ -100,7 +100,7 @@ def test_lone_message_is_processed_without_waiting_for_a_batch(redis_url: str, b
     worker = Worker(_settings(redis_url, batch_size=8, linger_ms=0), SEED, "planner", backend=backend,
                     client=client)  # type: ignore[arg-type]
     worker.streams.ensure_groups()
-    entries = worker._read(False)
+    entries = worker.read(False)
     assert len(entries) == 1
     worker.process(entries)
     assert len(scratchpad(client, keys, run_id, "Alice")) == 1
@@ -118,11 +118,11 @@ def test_lingering_is_for_busy_workers_only(redis_url: str, backend: object) -> 
     worker.streams.ensure_groups()
     for i in range(2):
         submit(client, keys, Task(run_id=f"busy{i}", role="planner", task=TASKS[i]))
-    assert len(worker._read(False)) == 2
-    assert worker._last_read == 2
+    assert len(worker.read(False)) == 2
+    assert worker.last_read == 2
     submit(client, keys, Task(run_id="one", role="planner", task=TASKS[0]))
-    assert len(worker._read(False)) == 1
-    assert worker._last_read == 1
+    assert len(worker.read(False)) == 1
+    assert worker.last_read == 1
     client.close()
 
 

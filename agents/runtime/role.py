@@ -1,0 +1,165 @@
+"""The shared services of one role in a worker process, handed to its stages and drivers.
+
+``RoleRuntime`` holds what every stage of a role needs and what more than one driver uses: the
+role's Redis face (streams, keys, client), its run guard, steps, budgets, events, metrics and
+counters, the model endpoint's breaker, outage riding and rate limiter, the entries in flight
+(the heartbeat renews their leases), the commit (with the replica wait) and riding out Redis.
+Stages get it when they are built; drivers (``Worker``, ``MultiRoleWorker``) own it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from baton.agents.backends import ModelBackend
+from baton.agents.runtime.breaker import CircuitBreaker
+from baton.agents.runtime.budgets import BudgetGate
+from baton.agents.runtime.events import EventWriter
+from baton.agents.runtime.guards import RunGuard
+from baton.agents.runtime.logs import bind
+from baton.agents.runtime.metrics import WorkerMetrics
+from baton.agents.runtime.outages import ModelCalls, ride_out_redis
+from baton.agents.runtime.ratelimits import ModelLimiter
+from baton.agents.runtime.steps import RoleSteps
+from baton.agents.settings import Settings
+from baton.agents.workflow.spec import RoleSpec, Workflow
+from baton.broker import Entry, Handoff, Keys, Outcome, Redis, RoleStreams, connect, consumer_name
+from baton.broker.commit import commit_batch
+from baton.broker.replication import ReplicaWait
+
+T = TypeVar("T")
+
+__all__ = ["Counts", "InFlight", "RoleRuntime"]
+
+log = logging.getLogger("baton.worker")
+
+
+@dataclass(slots=True)
+class Counts:
+    """What a role's worker did since it started (the heartbeat and the shutdown line show them)."""
+
+    processed: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+
+
+class InFlight:
+    """The entries a role is working on; the heartbeat thread renews their leases."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[Entry] = []
+
+    @contextmanager
+    def holding(self, entries: Sequence[Entry]) -> Iterator[None]:
+        """``entries`` are in flight inside the block."""
+        self.hold(entries)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def hold(self, entries: Sequence[Entry]) -> None:
+        with self._lock:
+            self._entries = list(entries)
+
+    def release(self) -> None:
+        with self._lock:
+            self._entries = []
+
+    def entries(self) -> list[Entry]:
+        """A copy of the entries in flight (any thread)."""
+        with self._lock:
+            return list(self._entries)
+
+
+class RoleRuntime:
+    """The services of one role of ``workflow`` in this process."""
+
+    def __init__(self, settings: Settings, workflow: Workflow, role: str, *, backend: ModelBackend | None = None,
+                 client: Redis | None = None, stopping: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.workflow = workflow
+        self.spec: RoleSpec = workflow.role(role)
+        self.keys = Keys(settings.prefix, settings.partitions)
+        self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
+        self.consumer = consumer_name(role)
+        self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
+                                   settings.worker_partition_list(), batch_share=settings.batch_share,
+                                   batch_count=settings.batch_lane_size)
+        self.partition_of = {s: n.partition for s in self.streams.streams if (n := self.keys.parse_stream(s))}
+        self.backend = backend
+        self.stopping = stopping or threading.Event()  # shared by the roles of one multi-role process
+        self.counts = Counts()
+        self.in_flight = InFlight()
+        self.guard = RunGuard(self.client, self.keys, role)
+        self.metrics = WorkerMetrics(role)
+        self.events = EventWriter(self.client, self.keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s)
+        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s,
+                               events=self.events)
+        self.budgets = BudgetGate(self.client, self.keys, self.spec, settings.max_new_tokens)
+        self.breaker = CircuitBreaker(self.model, threshold=settings.breaker_threshold,
+                                      base_s=settings.retry_backoff_s, cap_s=settings.breaker_cap_s)
+        self.model_calls = ModelCalls(self.breaker, budget_s=settings.outage_budget_s, stopping=self.stopping,
+                                      metrics=self.metrics)
+        self.limiter = ModelLimiter.for_role(self.client, self.keys, self.spec, settings, stopping=self.stopping,
+                                             metrics=self.metrics)
+
+    @property
+    def model(self) -> str:
+        """The model name the role calls."""
+        return self.spec.model or self.settings.model
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The most tokens one model call of the role may generate."""
+        return self.spec.max_new_tokens or self.settings.max_new_tokens
+
+    def share_breaker(self, breaker: CircuitBreaker) -> None:
+        """Use ``breaker`` for the model endpoint (roles of one model share their calls and its breaker)."""
+        self.breaker = breaker
+        self.model_calls.breaker = breaker
+
+    def partition(self, entry: Entry) -> int:
+        """The partition of the stream ``entry`` was read from."""
+        return self.partition_of.get(entry.stream, 0)
+
+    def retry_backoff(self, attempts: int) -> float:
+        """Seconds to wait before entries delivered ``attempts`` times are read again."""
+        return float(self.settings.retry_backoff_s * 2 ** (attempts - 1))
+
+    def ride_out_redis(self, step: Callable[[], T], what: str) -> T:
+        """Run ``step``, retrying it while Redis is out (``outages.ride_out_redis``)."""
+        return ride_out_redis(step, budget_s=self.settings.outage_budget_s, base_s=self.settings.retry_backoff_s,
+                              stopping=self.stopping, metrics=self.metrics, what=what)
+
+    def commit(self, handoffs: Sequence[Handoff]) -> list[Outcome]:
+        """Commit ``handoffs`` atomically each, in one round trip (with the replica wait when set)."""
+        s = self.settings
+        wait = ReplicaWait(s.wait_replicas, s.wait_timeout_ms)
+        committed = self.ride_out_redis(
+            lambda: commit_batch(self.client, self.keys, self.streams.group, self.consumer, handoffs,
+                                 record_ttl_s=s.record_ttl_s, events_maxlen=s.events_maxlen,
+                                 events_ttl_s=s.events_ttl_s, wait=wait, marker_ttl_s=s.marker_ttl_s),
+            "a commit",
+        )
+        outcomes = committed.outcomes
+        if committed.replicas is not None and committed.replicas < wait.replicas:
+            self.metrics.replicas_short()
+            log.warning("only %d of %d replicas acknowledged a commit within %d ms", committed.replicas,
+                        wait.replicas, wait.timeout_ms)
+        for h, o in zip(handoffs, outcomes, strict=True):
+            if o is Outcome.COMMITTED:
+                continue
+            with bind(run_id=h.run_id or "", msg_id=h.msg_id):
+                if o is Outcome.STALE:
+                    log.warning("entry %s was reclaimed by another worker; discarded this result", h.entry.id)
+                elif o is Outcome.DUPLICATE:
+                    log.info("entry %s had already been handed off; acked the redelivery", h.entry.id)
+        return list(outcomes)

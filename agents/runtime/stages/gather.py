@@ -1,0 +1,24 @@
+"""The gather stage: for a fan-in (``join``) role, parts wait (acked) until their group is complete."""
+
+from __future__ import annotations
+
+from baton.agents.runtime.role import RoleRuntime
+from baton.agents.runtime.routing import gather
+from baton.agents.runtime.work import Batch
+from baton.broker.keys import marker_ttl
+
+__all__ = ["Gather"]
+
+
+class Gather:
+    """Parks incomplete groups' parts; a completing part becomes the whole (``routing.gather``)."""
+
+    def __init__(self, rt: RoleRuntime) -> None:
+        self.rt = rt
+
+    def __call__(self, batch: Batch) -> None:
+        rt = self.rt
+        if not rt.spec.join or not batch.work:
+            return
+        batch.work = gather(rt.client, rt.keys, rt.streams.group, rt.consumer, batch.work,
+                            ttl_s=marker_ttl(rt.settings.record_ttl_s, rt.settings.marker_ttl_s))

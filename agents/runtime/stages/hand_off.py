@@ -1,0 +1,52 @@
+"""The hand-off stage: each done task's next message, scratchpad entry and run record, queued for
+the commit (one atomic step per task, one round trip for the batch)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from baton.agents.backends import Generation
+from baton.agents.runtime.handoff import build_handoff
+from baton.agents.runtime.logs import bind
+from baton.agents.runtime.role import RoleRuntime
+from baton.agents.runtime.tracing import end_hop
+from baton.agents.runtime.work import Batch, Commit, WorkItem
+from baton.broker import Outcome
+
+__all__ = ["HandOff"]
+
+log = logging.getLogger("baton.worker")
+
+
+class HandOff:
+    """``batch.done`` -> handoffs (routes, fan-out, the next task or the result) in the commit; a role
+    with review hands off when its review is decided (``review.Park``, ``review.Resume``)."""
+
+    def __init__(self, rt: RoleRuntime) -> None:
+        self.rt = rt
+
+    def __call__(self, batch: Batch) -> None:
+        if not batch.done or self.rt.spec.review:
+            return
+        rt, finished = self.rt, time.time()
+        for item, g in batch.done:
+            handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=item.task,
+                                    prompt=item.prompt, ctx=item.ctx, started=item.started, output=g.text,
+                                    tokens=g.new_tokens, truncated=g.truncated, finished=finished, span=item.span)
+            batch.commits.append(Commit(handoff, self._handed_off(item, g, finished)))
+
+    def _handed_off(self, item: WorkItem, g: Generation, finished: float) -> Callable[[Outcome], None]:
+        rt = self.rt
+
+        def then(outcome: Outcome) -> None:
+            end_hop(item.span, tokens=g.new_tokens, outcome=outcome.name.lower())
+            if outcome is Outcome.COMMITTED:
+                rt.counts.processed += 1
+                rt.metrics.processed()
+                rt.metrics.step(finished - item.started, g.new_tokens)
+                with bind(run_id=item.task.run_id, msg_id=item.task.id):
+                    log.info("hop %d handed to %s: %d tokens in %.3fs", item.task.hop, rt.spec.next or "results",
+                             g.new_tokens, finished - item.started)
+        return then

@@ -1,0 +1,48 @@
+"""The stages for what did not succeed: dead-letter the rejected tasks, leave the failed ones for a retry."""
+
+from __future__ import annotations
+
+from baton.agents.runtime.admission import dead_letter
+from baton.agents.runtime.role import RoleRuntime
+from baton.agents.runtime.tracing import end_hop
+from baton.agents.runtime.work import Batch, Commit
+from baton.broker import Outcome
+
+__all__ = ["Reject", "RetryLater"]
+
+
+class Reject:
+    """Tasks the model refused, over budget or outlasted by an outage: dead-lettered, their runs failed
+    with the reason."""
+
+    def __init__(self, rt: RoleRuntime) -> None:
+        self.rt = rt
+
+    def __call__(self, batch: Batch) -> None:
+        rt = self.rt
+        for item, reason in batch.rejected:
+            end_hop(item.span, outcome="dead_lettered", error=reason)
+            dead = dead_letter(rt.keys, rt.spec.role, item.entry, reason, item.task, rt.partition(item.entry))
+            batch.commits.append(Commit(dead, self._dead_lettered))
+
+    def _dead_lettered(self, outcome: Outcome) -> None:
+        self.rt.counts.dead_lettered += 1
+        self.rt.metrics.dead_lettered(1)
+
+
+class RetryLater:
+    """Failed tasks stay pending (uncommitted); the batch backs off before the next read and their
+    redelivery counts one attempt."""
+
+    def __init__(self, rt: RoleRuntime) -> None:
+        self.rt = rt
+
+    def __call__(self, batch: Batch) -> None:
+        if not batch.failed:
+            return
+        rt = self.rt
+        rt.counts.failed += len(batch.failed)
+        for item in batch.failed:
+            end_hop(item.span, outcome="retry", error="left pending for a retry")
+        rt.metrics.failed(len(batch.failed))
+        batch.backoff = rt.retry_backoff(max(item.entry.deliveries for item in batch.failed))

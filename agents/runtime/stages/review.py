@@ -1,0 +1,115 @@
+"""The review stages: park a reviewed role's output; hand off a decided one.
+
+A role with ``review = "human"`` parks each generated output (``Park``; ``broker.reviews.park``: one
+atomic step) instead of handing it off. ``baton review approve`` publishes a continuation of the
+parked task (``Task.review`` set) on the role's stream; ``Resume`` hands the decided output off
+exactly as a normal hop would (routes, fan-out, shared memory, the next task or the result),
+without calling the model and without a second scratchpad entry. A decision that arrives after
+the run's deadline fails the run with that reason; a cancelled run stays cancelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from baton.agents.backends import Generation
+from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
+from baton.agents.runtime.logs import bind
+from baton.agents.runtime.role import RoleRuntime
+from baton.agents.runtime.stages.guard import read_flags
+from baton.agents.runtime.steps import StepContext
+from baton.agents.runtime.work import Batch, Commit, WorkItem
+from baton.broker import Handoff, Outcome
+from baton.broker.reviews import Park as Parked
+from baton.broker.reviews import park
+from baton.broker.runs import RunStatus
+
+__all__ = ["Park", "Resume"]
+
+log = logging.getLogger("baton.worker")
+
+
+class Resume:
+    """Decided tasks leave ``batch.work``: their handoff (or their run's end) goes to the commit."""
+
+    def __init__(self, rt: RoleRuntime) -> None:
+        self.rt = rt
+
+    def __call__(self, batch: Batch) -> None:
+        decided = [item for item in batch.work if item.task.review is not None]
+        if not decided:
+            return
+        now = time.time()
+        flags = read_flags(self.rt, decided)  # cancelled flags (memories unused: no prompt is rendered)
+        for item, cancelled in zip(decided, flags, strict=True):
+            batch.commits.append(Commit(self._resume(item, cancelled, now), self._resumed(item)))
+        batch.work = [item for item in batch.work if item.task.review is None]
+
+    def _resume(self, item: WorkItem, cancelled: bool, now: float) -> Handoff:
+        rt, task, decision = self.rt, item.task, item.task.review
+        assert decision is not None
+        if cancelled:
+            return rt.guard.halt(item.entry, task, RunStatus.CANCELLED, "run cancelled", now)
+        if task.deadline is not None and now > task.deadline:
+            reason = (f"deadline passed {now - task.deadline:.1f}s before the review of role {rt.spec.role!r} "
+                      "was decided")
+            return rt.guard.halt(item.entry, task, RunStatus.FAILED, reason, now)
+        if decision.decision != "approve":
+            return rt.guard.halt(item.entry, task, RunStatus.FAILED, decision.reason or "rejected by the reviewer",
+                                 now)
+        handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=task,
+                                prompt=decision.prompt, ctx=StepContext(), started=decision.started,
+                                output=decision.output, tokens=decision.tokens, truncated=False, finished=now,
+                                span=item.span)
+        return dataclasses.replace(handoff, pad=None)  # the scratchpad entry was written when it parked
+
+    def _resumed(self, item: WorkItem) -> Callable[[Outcome], None]:
+        def then(outcome: Outcome) -> None:
+            if outcome is Outcome.COMMITTED:
+                self.rt.counts.processed += 1
+                self.rt.metrics.processed()
+                review = item.task.review
+                with bind(run_id=item.task.run_id, msg_id=item.task.id):
+                    log.info("review %s decided: hop %d resumed", review.review_id if review else "", item.task.hop)
+        return then
+
+
+class Park:
+    """For a role with review: each generated output is parked (the run waits); the hand-off stage
+    hands off nothing for such a role."""
+
+    def __init__(self, rt: RoleRuntime) -> None:
+        self.rt = rt
+
+    def __call__(self, batch: Batch) -> None:
+        rt = self.rt
+        if not rt.spec.review or not batch.done:
+            return
+        finished = time.time()
+        parks = [self._park(item, g, finished) for item, g in batch.done]
+        outcomes = rt.ride_out_redis(
+            lambda: park(rt.client, rt.keys, rt.streams.group, rt.consumer, parks,
+                         record_ttl_s=rt.settings.record_ttl_s),
+            "parking for review",
+        )
+        for p, o in zip(parks, outcomes, strict=True):
+            with bind(run_id=p.task.run_id, msg_id=p.task.id):
+                if o is Outcome.COMMITTED:
+                    rt.counts.processed += 1
+                    rt.metrics.processed()
+                    log.info("hop %d parked for human review %s", p.task.hop, p.review_id)
+                elif o is Outcome.STALE:
+                    log.warning("entry %s was reclaimed by another worker; discarded this result", p.entry.id)
+                else:
+                    log.info("entry %s had already been parked; acked the redelivery", p.entry.id)
+
+    def _park(self, item: WorkItem, g: Generation, finished: float) -> Parked:
+        rt = self.rt
+        meta = hop_meta(rt.spec, rt.steps, rt.consumer, item.task, item.ctx, started=item.started,
+                        finished=finished, tokens=g.new_tokens, truncated=g.truncated) | {"review": item.task.id}
+        pad = (rt.spec.agent, item.entry.id, pad_entry(item.task, g.text, meta))
+        return Parked(entry=item.entry, task=item.task, role=rt.spec.role, agent=rt.spec.agent, output=g.text,
+                      pad=pad, prompt=item.prompt, started=item.started, finished=finished, tokens=g.new_tokens)
