@@ -7,6 +7,8 @@ so an HTTP-backed worker produces exactly what an echo worker does. Queued fault
 completion requests instead: ``server.fail(503, times=3, retry_after="1")`` gives three 503s with
 ``Retry-After: 1``, then answers again; ``server.fail(400, reason="prompt too long")`` one 400.
 ``stop()`` closes the socket (connection refused), ``start()`` listens again on the same port.
+``server.hold(from_request=4)`` keeps the 4th completion request (and later ones) waiting, never
+answered, until ``release()``; ``holding`` is set once one waits (e.g. to kill its worker then).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class FlakyModelServer:
         """Completion requests received (faulted or answered)."""
         self.answered = 0
         """Completion requests answered with a result."""
+        self.hold_from: int | None = None
+        self.holding = threading.Event()
+        """Set once a completion request is being held (``hold``)."""
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
@@ -61,6 +67,19 @@ class FlakyModelServer:
         """Answer the next ``times`` completion requests with ``status`` (and ``Retry-After``)."""
         with self._lock:
             self.faults.extend([Fault(status, reason or f"injected HTTP {status}", retry_after)] * times)
+
+    def hold(self, from_request: int) -> None:
+        """Hold completion request number ``from_request`` (1-based) and every later one: no answer
+        until :meth:`release`, and then none either (the connection is closed unanswered)."""
+        with self._lock:
+            self.hold_from = from_request
+            self._released.clear()
+
+    def release(self) -> None:
+        """Stop holding: held requests end unanswered, new ones are answered again."""
+        with self._lock:
+            self.hold_from = None
+        self._released.set()
 
     def start(self) -> FlakyModelServer:
         """Listen (again) on the port and serve in a daemon thread."""
@@ -98,6 +117,12 @@ class FlakyModelServer:
                 with server._lock:
                     server.completions += 1
                     fault = server.faults.popleft() if server.faults else None
+                    held = server.hold_from is not None and server.completions >= server.hold_from
+                if held:
+                    server.holding.set()
+                    server._released.wait(120)
+                    self.close_connection = True
+                    return
                 if fault is not None:
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
                     self._send(fault.status, {"error": {"message": fault.reason, "type": "injected"}}, headers)

@@ -7,7 +7,10 @@ from typing import Any
 
 import msgspec
 
+from baton.agents.runtime.decisions import plan_decision
 from baton.agents.runtime.events import hop_events
+from baton.agents.runtime.outcome import FanOut, Finish
+from baton.agents.runtime.outcome import Handoff as HandTo
 from baton.agents.runtime.prompt import handoff_text
 from baton.agents.runtime.routing import needs_routing, plan_outputs
 from baton.agents.runtime.steps import RoleSteps, StepContext
@@ -23,11 +26,16 @@ _JSON = msgspec.json.Encoder()  # one encoder for every scratchpad entry (faster
 
 
 def hop_meta(spec: RoleSpec, steps: RoleSteps, consumer: str, task: Task, ctx: StepContext | None, *,
-             started: float, finished: float, tokens: int, truncated: bool) -> dict[str, Any]:
+             started: float, finished: float, tokens: int, truncated: bool,
+             notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """A hop's scratchpad ``meta``: who ran which message of which role when, its tokens, and the
-    tool calls and fan-out part (nothing more for the seed chain)."""
-    return {"msg_id": task.id, "consumer": consumer, "role": spec.role, "hop": task.hop, "started": started,
+    tool calls and fan-out part (nothing more for the seed chain); a code role's handler's own
+    notes (``ctx.scratchpad``) as ``meta.scratchpad``."""
+    meta = {"msg_id": task.id, "consumer": consumer, "role": spec.role, "hop": task.hop, "started": started,
             "finished": finished, "tokens": tokens, "truncated": truncated, **steps.meta(task, ctx)}
+    if notes:
+        meta["scratchpad"] = notes
+    return meta
 
 
 def pad_entry(task: Task, output: str, meta: dict[str, Any]) -> bytes:
@@ -38,22 +46,26 @@ def pad_entry(task: Task, output: str, meta: dict[str, Any]) -> bytes:
 def build_handoff(
     spec: RoleSpec, keys: Keys, steps: RoleSteps, consumer: str, *, entry: Entry, task: Task, prompt: str,
     ctx: StepContext | None, started: float, output: str, tokens: int, truncated: bool, finished: float,
-    span: Any = None,
+    span: Any = None, decision: object = None, notes: dict[str, Any] | None = None,
 ) -> Handoff:
     """The commit of ``task``'s hop, whose model ``output`` took ``tokens`` tokens; ``span`` is the
-    hop's trace span (its context goes on to the next task)."""
+    hop's trace span (its context goes on to the next task). ``decision``: a code role's explicit
+    ``Handoff``, ``FanOut`` or ``Finish`` (``decisions.plan_decision``) instead of the role's routing."""
     hop = Hop(role=spec.role, consumer=consumer, msg_id=task.id, started=started, finished=finished, tokens=tokens)
     with use_hop(span):
         fields = steps.after(task, prompt, output, ctx or StepContext())  # parsed tool calls, shared
     meta = hop_meta(spec, steps, consumer, task, ctx, started=started, finished=finished, tokens=tokens,
-                    truncated=truncated)
+                    truncated=truncated, notes=notes)
     pad_value = pad_entry(task, output, meta)
     carry = hop_fields(span, task)
     common: dict[str, Any] = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
                               "trace": (*task.trace, hop)}
     p = keys.partition(task.run_id)
     record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
-    if needs_routing(spec, task):  # routes, fan-out, parts, richer handoff templates
+    if isinstance(decision, HandTo | FanOut | Finish):
+        outputs, decided = plan_decision(decision, task, keys, common, finished, carry)
+        record |= decided
+    elif needs_routing(spec, task):  # routes, fan-out, parts, richer handoff templates
         outputs, routed = plan_outputs(spec, task, output, fields, keys, common, finished, carry=carry)
         record |= routed
     elif spec.next:

@@ -10,6 +10,7 @@ one role's batch; the cross-role driver for the prompts of several roles sharing
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from baton.agents.backends import Generation, ModelBackend
 from baton.agents.runtime.ratelimits import Reservation
@@ -24,9 +25,11 @@ Member = tuple[RoleRuntime, WorkItem]
 
 
 def call_model(backend: ModelBackend, members: Sequence[Member], max_new: int, *, stream_tokens: bool,
-               roles: Sequence[RoleRuntime] | None = None) -> list[Generation]:
-    """ONE ``backend.generate`` for the prompts of ``members``; ``roles`` orders the roles involved
-    (the first appearance in ``members`` when not given)."""
+               roles: Sequence[RoleRuntime] | None = None, prompts: Sequence[str] | None = None,
+               stop: Sequence[str] | None = None) -> list[Generation]:
+    """ONE ``backend.generate`` for the prompts of ``members`` (``prompts`` when given, else each
+    item's ``prompt``); ``roles`` orders the roles involved (the first appearance in ``members``
+    when not given); ``stop`` ends each continuation at the first of these strings."""
     runtimes = list(dict.fromkeys(rt for rt, _ in members))
     if roles is not None:
         runtimes = [rt for rt in roles if rt in runtimes]
@@ -36,7 +39,8 @@ def call_model(backend: ModelBackend, members: Sequence[Member], max_new: int, *
         for rt in runtimes:
             held.append((rt, rt.limiter.acquire(sum(r is rt for r, _ in members), max_new)))
         gens = traced_model_call([item.span for _, item in members],
-                                 lambda: _generate(backend, members, max_new, stream_tokens, len(runtimes) > 1),
+                                 lambda: _generate(backend, members, max_new, stream_tokens, len(runtimes) > 1,
+                                                          prompts, stop),
                                  model=backend.name, role=",".join(rt.spec.role for rt in runtimes))
         for (rt, _), g in zip(members, gens, strict=True):
             used[rt] += g.new_tokens
@@ -47,15 +51,17 @@ def call_model(backend: ModelBackend, members: Sequence[Member], max_new: int, *
 
 
 def _generate(backend: ModelBackend, members: Sequence[Member], max_new: int, stream_tokens: bool,
-              cross_role: bool) -> list[Generation]:
-    prompts = [item.prompt for _, item in members]
+              cross_role: bool, given: Sequence[str] | None = None,
+              stop: Sequence[str] | None = None) -> list[Generation]:
+    prompts = list(given) if given is not None else [item.prompt for _, item in members]
+    more: dict[str, Any] = {"stop": stop} if stop else {}  # only code roles' calls set stop sequences
     if not stream_tokens:
-        return list(backend.generate(prompts, max_new_tokens=max_new))
+        return list(backend.generate(prompts, max_new_tokens=max_new, **more))
     if not cross_role:  # the stream itself: the backend flushes it after each round of chunks
         rt = members[0][0]
         stream = TokenStream(rt.events, [item.task for _, item in members], rt.spec.role, rt.spec.agent)
         try:
-            return list(backend.generate(prompts, max_new_tokens=max_new, on_tokens=stream))
+            return list(backend.generate(prompts, max_new_tokens=max_new, on_tokens=stream, **more))
         finally:
             stream.close()
     streams: dict[RoleRuntime, TokenStream] = {}
@@ -72,7 +78,7 @@ def _generate(backend: ModelBackend, members: Sequence[Member], max_new: int, st
         stream(local, text)
 
     try:
-        return list(backend.generate(prompts, max_new_tokens=max_new, on_tokens=on_tokens))
+        return list(backend.generate(prompts, max_new_tokens=max_new, on_tokens=on_tokens, **more))
     finally:
         for stream in streams.values():
             stream.close()

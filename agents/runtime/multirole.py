@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 
@@ -36,13 +37,16 @@ from baton.agents.backends import Generation, ModelBackend, load_backend
 from baton.agents.runtime.lifecycle import install_signal_handlers
 from baton.agents.runtime.modelcall import call_model
 from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.stages.generate import sort_outcome
+from baton.agents.runtime.stages.generate import Generate, sort_outcome
 from baton.agents.runtime.tracing import configure
 from baton.agents.runtime.work import Batch, Commit
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Entry, Redis, connect
+
+if TYPE_CHECKING:
+    from baton.agents.runtime.stages.handle import HandlerRunner
 
 __all__ = ["MultiRoleWorker"]
 
@@ -85,7 +89,8 @@ class MultiRoleWorker:
     """One process serving ``roles`` of ``workflow`` with cross-role batched model calls."""
 
     def __init__(self, settings: Settings, workflow: Workflow, roles: Sequence[str], *,
-                 client: Redis | None = None) -> None:
+                 client: Redis | None = None, runner: HandlerRunner | None = None,
+                 concurrency: int | None = None) -> None:
         if not roles:
             raise ValueError("a multi-role worker needs at least one role")
         self.settings = settings
@@ -93,8 +98,8 @@ class MultiRoleWorker:
         self.stopping = threading.Event()
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         specs = [workflow.role(r) for r in dict.fromkeys(roles)]  # WorkflowError for an unknown role
-        self.workers = [Worker(settings, workflow, s.role, client=self.client, stopping=self.stopping)
-                        for s in specs]
+        self.workers = [Worker(settings, workflow, s.role, client=self.client, stopping=self.stopping, runner=runner,
+                               concurrency=concurrency) for s in specs]
         self._share_breakers()
         self.readers = [_Reader(w) for w in self.workers]
         self._cond = threading.Condition()
@@ -223,8 +228,15 @@ class MultiRoleWorker:
         groups: dict[tuple[str, int], list[_Read]] = {}
         for r in staged:
             assert r.batch is not None
-            if r.batch.work:
+            if not r.batch.work:
+                continue
+            if isinstance(r.worker.pipeline.work, Generate):
                 groups.setdefault((r.rt.model, r.rt.max_new_tokens), []).append(r)
+                continue
+            try:  # a code role's handlers: its own work stage (their model calls coalesce in its gateway)
+                r.worker.pipeline.work(r.batch)
+            except BaseException as exc:  # noqa: BLE001 - the reader's loop sorts it out
+                self._finish(r, exc)
         for group in groups.values():
             try:
                 self._generate(group)

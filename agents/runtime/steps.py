@@ -148,7 +148,15 @@ class RoleSteps:
                 remember(self.client, self.keys, self.spec.agent, task.id, task.task, output)
         return fields
 
-    def _call(self, tool: str, args: Mapping[str, str], task: Task) -> ToolOutcome:
+    def call_tool(self, tool: str, args: Mapping[str, Any], task: Task) -> ToolOutcome:
+        """One tool call of a code role's handler for ``task`` (the run's tool budget, the role's
+        allow-list, ``tool_call``/``tool_result`` events); errors are in the outcome."""
+        if self.tools is None:
+            return ToolOutcome(tool, dict(args), error=f"role {self.spec.role!r} may call no tools (set its tools)",
+                               where="refused")
+        return self._call(tool, args, task)
+
+    def _call(self, tool: str, args: Mapping[str, Any], task: Task) -> ToolOutcome:
         """Run one tool call, with its ``tool_call`` and ``tool_result`` events (best effort)."""
         assert self.tools is not None
         if self.client is not None and (refused := count_tool_call(self.client, self.keys, task.run_id,

@@ -43,6 +43,12 @@ class WorkItem:
     """The hop's OpenTelemetry span (None when tracing is off)."""
     decision: Any = None
     """A code role's outcome (what its handler decided), for the hand-off stage."""
+    tokens: int = 0
+    """Tokens a code role's model calls generated for this item so far."""
+    calls: int = 0
+    """Model calls a code role's handler made for this item so far (journal replays not counted)."""
+    notes: dict[str, Any] | None = None
+    """A code role's handler's own scratchpad notes (``ctx.scratchpad``: ``meta.scratchpad``)."""
 
 
 @dataclass(slots=True)

@@ -23,14 +23,18 @@ import os
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from baton.agents.backends import ModelBackend, load_backend
 from baton.agents.runtime.lifecycle import heartbeat_loop, install_signal_handlers, torch_threads
 from baton.agents.runtime.logs import context
 from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.stages import Pipeline, template_pipeline
+from baton.agents.runtime.stages import Pipeline, pipeline_for
 from baton.agents.runtime.tracing import configure
 from baton.agents.runtime.work import Batch
+
+if TYPE_CHECKING:
+    from baton.agents.runtime.stages.handle import HandlerRunner
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, ConsumerLoop, Entry, Redis
@@ -54,12 +58,16 @@ class Worker:
         client: Redis | None = None,
         stopping: threading.Event | None = None,
         pipeline: Pipeline | None = None,
+        runner: HandlerRunner | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.rt = rt = RoleRuntime(settings, workflow, role, backend=backend, client=client, stopping=stopping)
         self.settings, self.workflow, self.spec, self.keys = settings, workflow, rt.spec, rt.keys
         self.client, self.consumer, self.streams, self.stopping = rt.client, rt.consumer, rt.streams, rt.stopping
         self.metrics, self.steps = rt.metrics, rt.steps
-        self.pipeline = pipeline or template_pipeline(rt)
+        self.pipeline = pipeline or pipeline_for(rt, runner)
+        self.read_count = concurrency or settings.batch_size
+        """Entries one read takes: ``batch_size``; for a code role its ``--concurrency`` (handlers at once)."""
         self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
         self.last_read = 0
@@ -127,8 +135,9 @@ class Worker:
     def consumer_loop(self) -> ConsumerLoop:
         """The role's read loop (reclaim on a timer, own pending entries first, then new ones)."""
         s = self.settings
-        return ConsumerLoop(self.streams, self.stopping, count=s.batch_size, block_ms=s.block_ms, lease_ms=s.lease_ms,
-                            reclaim_interval_s=s.reclaim_interval_s, retry_backoff_s=s.retry_backoff_s)
+        return ConsumerLoop(self.streams, self.stopping, count=self.read_count, block_ms=s.block_ms,
+                            lease_ms=s.lease_ms, reclaim_interval_s=s.reclaim_interval_s,
+                            retry_backoff_s=s.retry_backoff_s)
 
     def reclaim_done(self, claimed: int) -> None:
         """After each reclaim pass: count what was claimed, and let the janitor sweep when due."""
@@ -154,7 +163,7 @@ class Worker:
         rt = self.rt
         if not pending and rt.breaker.is_open and not rt.model_calls.probe(rt.backend):
             return []
-        size = self.settings.batch_size
+        size = self.read_count
         entries = self.streams.read(pending=pending, count=size, block_ms=self.settings.block_ms)
         flowing, self.last_read = self.last_read > 1, len(entries)
         if not pending and flowing and 0 < len(entries) < size and self.settings.linger_ms > 0:

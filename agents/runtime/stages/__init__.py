@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.stages.admit import Admit
@@ -27,7 +28,10 @@ from baton.agents.runtime.stages.reject import Reject, RetryLater
 from baton.agents.runtime.stages.review import Park, Resume
 from baton.agents.runtime.work import Batch, Stage
 
-__all__ = ["Pipeline", "template_pipeline"]
+if TYPE_CHECKING:
+    from baton.agents.runtime.stages.handle import HandlerRunner
+
+__all__ = ["Pipeline", "code_pipeline", "pipeline_for", "template_pipeline"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +67,24 @@ def template_pipeline(rt: RoleRuntime) -> Pipeline:
         work=Generate(rt),
         after=(Settle(rt), Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
     )
+
+
+def code_pipeline(rt: RoleRuntime, runner: HandlerRunner) -> Pipeline:
+    """The pipeline of a code role: its handler (``runner``) in the work slot; no prompt is rendered
+    and budgets are reserved per model call (the gateway), not per hop."""
+    from baton.agents.runtime.stages.handle import Handle  # only code roles load the gateway
+
+    return Pipeline(
+        before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt, render=False)),
+        work=Handle(rt, runner),
+        after=(Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
+    )
+
+
+def pipeline_for(rt: RoleRuntime, runner: HandlerRunner | None = None) -> Pipeline:
+    """The role's pipeline: a code role's (it names a ``handler``) with ``runner``, else a template role's."""
+    if getattr(rt.spec, "handler", ""):
+        if runner is None:
+            raise ValueError(f"role {rt.spec.role!r} is a code role: its worker needs a handler runner (--app)")
+        return code_pipeline(rt, runner)
+    return template_pipeline(rt)

@@ -34,7 +34,8 @@ class HandOff:
         for item, g in batch.done:
             handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=item.task,
                                     prompt=item.prompt, ctx=item.ctx, started=item.started, output=g.text,
-                                    tokens=g.new_tokens, truncated=g.truncated, finished=finished, span=item.span)
+                                    tokens=g.new_tokens, truncated=g.truncated, finished=finished, span=item.span,
+                                    decision=item.decision, notes=item.notes)
             batch.commits.append(Commit(handoff, self._handed_off(item, g, finished)))
 
     def _handed_off(self, item: WorkItem, g: Generation, finished: float) -> Callable[[Outcome], None]:

@@ -109,7 +109,8 @@ class Park:
     def _park(self, item: WorkItem, g: Generation, finished: float) -> Parked:
         rt = self.rt
         meta = hop_meta(rt.spec, rt.steps, rt.consumer, item.task, item.ctx, started=item.started,
-                        finished=finished, tokens=g.new_tokens, truncated=g.truncated) | {"review": item.task.id}
+                        finished=finished, tokens=g.new_tokens, truncated=g.truncated,
+                        notes=item.notes) | {"review": item.task.id}
         pad = (rt.spec.agent, item.entry.id, pad_entry(item.task, g.text, meta))
         return Parked(entry=item.entry, task=item.task, role=rt.spec.role, agent=rt.spec.agent, output=g.text,
                       pad=pad, prompt=item.prompt, started=item.started, finished=finished, tokens=g.new_tokens)
