@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,9 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import BrokerError, Keys, check_worker, connect
 from baton.broker.scripts import check_library
+
+if TYPE_CHECKING:
+    from baton.agents.runtime.stages.handle import HandlerRunner
 
 log = logging.getLogger("baton.worker")
 
@@ -41,6 +44,9 @@ def worker(
     tools: Annotated[list[str] | None, typer.Option(
         "--tools", metavar="NAME...", help="Serve these tools' calls instead of a role: --tools calculator clock."
     )] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, max=1024, help="Code roles: handlers run at once (entries read together; default: the batch size)."
+    )] = None,
 ) -> None:
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
     s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
@@ -59,8 +65,9 @@ def worker(
     specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
     if not check:
         _prepare_code_roles(s, wf, specs, published=bool(app_ref))
+    runner = None if check else _runner(s, wf, specs, app_ref)
     if len(roles) > 1 or all_roles:
-        raise typer.Exit(_multi(s, wf, roles, check))
+        raise typer.Exit(_multi(s, wf, roles, check, runner, concurrency))
     spec = specs[0]
     if check:
         raise typer.Exit(_check(s, spec.role))
@@ -68,7 +75,7 @@ def worker(
     setup_logging(s.log_format, s.log_level)
     from baton.agents.runtime.worker import Worker  # imported here: loads torch only for real workers
 
-    w = Worker(s, wf, spec.role)
+    w = Worker(s, wf, spec.role, runner=runner, concurrency=concurrency)
     context(role=spec.role, consumer=w.consumer)
     w.install_signal_handlers()
     raise typer.Exit(w.run())
@@ -93,7 +100,19 @@ def _prepare_code_roles(s: Settings, wf: Workflow, specs: list[RoleSpec], *, pub
         log.warning("could not register workflow %s in Redis yet: %s", wf.name, exc)
 
 
-def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool) -> int:
+def _runner(s: Settings, wf: Workflow, specs: list[RoleSpec], app_ref: str | None) -> HandlerRunner | None:
+    """The code roles' handler runner (None when every role served is a template role)."""
+    if not any(spec.handler for spec in specs):
+        return None
+    from baton.agents.app.loader import load_app
+    from baton.agents.app.runner import AppRunner
+
+    retryable = load_app(app_ref).retryable if app_ref else ()
+    return AppRunner.for_settings(s, retryable=retryable, search=wf.base_dir)
+
+
+def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool, runner: HandlerRunner | None = None,
+           concurrency: int | None = None) -> int:
     """One process for several roles (``agents/runtime/multirole.py``), or the check of each role."""
     specs = [wf.role(r) for r in roles]  # an unknown role fails here, before the model loads
     if check:
@@ -102,7 +121,7 @@ def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool) -> int:
     setup_logging(s.log_format, s.log_level)
     from baton.agents.runtime.multirole import MultiRoleWorker  # imported here: loads torch only for real workers
 
-    w = MultiRoleWorker(s, wf, [spec.role for spec in specs])
+    w = MultiRoleWorker(s, wf, [spec.role for spec in specs], runner=runner, concurrency=concurrency)
     context(role=",".join(w.roles), consumer=",".join(x.consumer for x in w.workers))
     w.install_signal_handlers()
     return w.run()

@@ -111,9 +111,10 @@ class RoleGateway:
         return await asyncio.to_thread(self.rt.steps.call_tool, name, dict(args), item.task)
 
     # handlers --------------------------------------------------------------------------
-    def begin(self) -> None:
-        """A handler starts."""
-        self.active += 1
+    def begin(self, handlers: int = 1) -> None:
+        """``handlers`` start (a batch's handlers begin together: none of their calls goes out alone
+        while the others are still on their way to their first call)."""
+        self.active += handlers
 
     def end(self) -> None:
         """A handler ended: the calls waiting may be all there will be."""

@@ -49,6 +49,8 @@ class WorkItem:
     """Model calls a code role's handler made for this item so far (journal replays not counted)."""
     notes: dict[str, Any] | None = None
     """A code role's handler's own scratchpad notes (``ctx.scratchpad``: ``meta.scratchpad``)."""
+    context: Any = None
+    """A code role's handler's context (the runner keeps it here; ``notes`` come from it)."""
 
 
 @dataclass(slots=True)

@@ -66,7 +66,7 @@ class Worker:
         self.client, self.consumer, self.streams, self.stopping = rt.client, rt.consumer, rt.streams, rt.stopping
         self.metrics, self.steps = rt.metrics, rt.steps
         self.pipeline = pipeline or pipeline_for(rt, runner)
-        self.read_count = concurrency or settings.batch_size
+        self.read_count = (concurrency if rt.spec.handler else None) or settings.batch_size
         """Entries one read takes: ``batch_size``; for a code role its ``--concurrency`` (handlers at once)."""
         self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
                                results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)

@@ -94,11 +94,11 @@ class Handle:
         self.loop.close()
 
     async def _all(self, work: list[WorkItem]) -> list[tuple[str, Any]]:
+        self.gateway.begin(len(work))  # all at once: the first call must not go out alone
         return list(await asyncio.gather(*(self._one(item) for item in work)))
 
     async def _one(self, item: WorkItem) -> tuple[str, Any]:
-        rt, timeout = self.rt, getattr(self.rt.spec, "timeout", 0) or None
-        self.gateway.begin()
+        rt, timeout = self.rt, self.rt.spec.timeout or None
         try:
             running = self.runner.run(self.gateway, item, rt.spec)
             outcome = await (asyncio.wait_for(running, timeout) if timeout else running)
@@ -134,4 +134,6 @@ class Handle:
         if reason := check_decision(self.rt.workflow, outcome):
             return "rejected", reason
         item.decision = outcome
+        if notes := getattr(item.context, "scratchpad", None):
+            item.notes = dict(notes)
         return "done", Generation(text=decided_output(outcome), new_tokens=item.tokens, truncated=False)

@@ -1,0 +1,59 @@
+"""Code roles that the end-to-end tests run in worker processes
+(``baton worker --app tests.e2e.codeapps:NAME ROLE``; workers start in the repository root)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from baton import App, Context
+
+crash = App("crash")
+"""Three model calls, one journaled step that appends a line to ``$BATON_TEST_FILE``, a fourth call."""
+
+
+def _append(path: str, line: str) -> int:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+    return 1
+
+
+@crash.role()
+async def solo(ctx: Context, task: str) -> str:
+    for i in range(3):
+        await ctx.generate(f"call {i}: {task}", max_new_tokens=4)
+    await ctx.step("append", lambda: _append(os.environ["BATON_TEST_FILE"], task))
+    return str(await ctx.generate(f"call 3: {task}", max_new_tokens=4))
+
+
+failing = App("failing")
+
+
+@failing.role()
+async def boom(ctx: Context, task: str) -> str:
+    raise ValueError(f"no good: {task}")
+
+
+slow = App("slow")
+
+
+@slow.role(timeout=0.5)
+async def sleepy(ctx: Context, task: str) -> str:
+    await asyncio.sleep(60)
+    return task
+
+
+wide = App("wide")
+"""Each handler makes two model calls: concurrent handlers' calls are coalesced."""
+
+
+@wide.role()
+async def twice(ctx: Context, task: str) -> str:
+    await ctx.generate(f"first {task}", max_new_tokens=4)
+    return str(await ctx.generate(f"second {task}", max_new_tokens=4))
+
+
+@wide.role(name="plain")
+def plain(ctx: Context, task: str) -> str:
+    """A plain function: it runs in a thread, its calls go back to the worker's loop."""
+    return str(ctx.generate(f"plain {task}", max_new_tokens=4))

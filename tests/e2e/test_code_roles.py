@@ -1,0 +1,101 @@
+"""Code roles (``baton worker --app``) in real worker processes, against a real Redis and a real
+HTTP model server that counts the calls it answers (``tests/flaky_model.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from baton.broker import Keys, submit
+from baton.protocol import DeadLetter, Task, decode
+from tests.conftest import Workers
+from tests.e2e.helpers import wait_runs
+from tests.flaky_model import FlakyModelServer
+from tests.waiting import wait_for
+
+APPS = "tests.e2e.codeapps"
+
+
+def _dead_letters(client: redis.Redis, keys: Keys) -> list[DeadLetter]:
+    out = []
+    for _, fields in client.xrange(keys.dead()):
+        msg = decode(fields[b"msg"])
+        assert isinstance(msg, DeadLetter)
+        out.append(msg)
+    return out
+
+
+def test_a_crash_mid_handler_repeats_nothing_that_finished(
+    client: redis.Redis, keys: Keys, workers: Workers, flaky_model: FlakyModelServer, tmp_path: Path
+) -> None:
+    lines = tmp_path / "steps.txt"
+    env = {"BATON_MODEL": flaky_model.url, "BATON_TEST_FILE": str(lines), "BATON_LEASE_MS": "1000"}
+    flaky_model.hold(from_request=4)
+    first = workers.spawn("solo", "--app", f"{APPS}:crash", env=env)
+    workers.wait_ready(client)
+    run_id = submit(client, keys, Task(run_id="crash-1", role="solo", task="remember this", workflow="crash"))
+    assert flaky_model.holding.wait(90), workers.logs()
+    first.kill()  # SIGKILL in the 4th model call: 3 calls and the step are journaled
+    first.wait()
+    flaky_model.release()
+    workers.spawn("solo", "--app", f"{APPS}:crash", env=env)
+    recs = wait_runs(client, keys, [run_id], timeout=120)
+    assert recs[run_id]["status"] == "done", workers.logs()
+    assert lines.read_text().splitlines() == ["remember this"]
+    assert flaky_model.answered == 4  # not 7: the redelivered handler replayed 3 calls from the journal
+
+
+def test_a_handler_exception_dead_letters_with_type_message_and_frame(
+    client: redis.Redis, keys: Keys, workers: Workers
+) -> None:
+    proc = workers.spawn("boom", "--app", f"{APPS}:failing", env={"BATON_MODEL": "echo"})
+    workers.wait_ready(client)
+    run_ids = [submit(client, keys, Task(run_id=f"boom-{i}", role="boom", task=f"t{i}", workflow="failing"))
+               for i in range(2)]
+    recs = wait_runs(client, keys, run_ids, timeout=60)
+    for i, run_id in enumerate(run_ids):
+        error = recs[run_id]["error"]
+        assert recs[run_id]["status"] == "failed", recs
+        assert f"ValueError: no good: t{i}" in error and "codeapps.py:" in error and "in boom" in error, error
+    dead = {d.run_id: d for d in _dead_letters(client, keys)}
+    assert set(dead) == set(run_ids) and dead["boom-0"].attempts == 1  # at once, no retry
+    assert proc.poll() is None  # the worker lives on
+
+
+def test_a_handler_past_its_timeout_is_cancelled_and_counts_a_delivery(
+    client: redis.Redis, keys: Keys, workers: Workers
+) -> None:
+    proc = workers.spawn("sleepy", "--app", f"{APPS}:slow", env={"BATON_MODEL": "echo", "BATON_MAX_DELIVERIES": "2"})
+    workers.wait_ready(client)
+    run_id = submit(client, keys, Task(run_id="slow-1", role="sleepy", task="zz", workflow="slow"))
+    recs = wait_runs(client, keys, [run_id], timeout=60)
+    assert recs[run_id]["status"] == "failed", workers.logs()
+    assert "delivered 3 times (max_deliveries=2)" in recs[run_id]["error"]
+    assert workers.logs().count("ran past its timeout (0.5s)") == 2
+    assert proc.poll() is None
+
+
+def test_concurrent_handlers_model_calls_are_coalesced(
+    client: redis.Redis, keys: Keys, workers: Workers, flaky_model: FlakyModelServer
+) -> None:
+    n = 64
+    run_ids = [submit(client, keys, Task(run_id=f"wide-{i}", role="twice", task=f"t{i}", workflow="wide"))
+               for i in range(n)]
+    workers.spawn("twice", "--app", f"{APPS}:wide", "--concurrency", str(n),
+                  env={"BATON_MODEL": flaky_model.url, "BATON_BATCH_SIZE": "32"})
+    recs = wait_runs(client, keys, run_ids, timeout=120)
+    assert all(r["status"] == "done" for r in recs.values()), workers.logs()
+    model_calls = 2 * n
+    assert flaky_model.answered <= model_calls // 8, (flaky_model.answered, workers.logs())
+
+
+def test_a_plain_function_handler_runs_in_a_thread(
+    client: redis.Redis, keys: Keys, workers: Workers, flaky_model: FlakyModelServer
+) -> None:
+    workers.spawn("plain", "--app", f"{APPS}:wide", env={"BATON_MODEL": flaky_model.url})
+    run_id = submit(client, keys, Task(run_id="plain-1", role="plain", task="hi", workflow="wide"))
+    recs = wait_runs(client, keys, [run_id], timeout=60)
+    assert recs[run_id]["status"] == "done", workers.logs()
+    assert recs[run_id]["result"].startswith("plain hi")
+    wait_for(lambda: flaky_model.answered == 1, timeout=10, what="one model call")
