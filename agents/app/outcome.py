@@ -7,50 +7,10 @@ the run's result when the role is last) or one of these, or calls ``ctx.handoff`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+from baton.agents.runtime.outcome import OUTCOMES, Fail, FanOut, Finish, Handoff, Next, Outcome
 
-import msgspec
-
-from baton.protocol.fields import Name
-
-__all__ = ["FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome", "as_outcome"]
-
-
-class Next(msgspec.Struct, frozen=True, tag="next"):
-    """Go on as the role's workflow says (``next``, ``routes``), with ``text`` as the role's output."""
-
-    text: str
-
-
-class Handoff(msgspec.Struct, frozen=True, tag="handoff"):
-    """Hand ``task`` to role ``role`` (any role of the workflow), whatever ``next`` says."""
-
-    role: Name
-    task: str
-
-
-class FanOut(msgspec.Struct, frozen=True, tag="fan_out"):
-    """Send each of ``tasks`` to role ``role``'s pool as a part; a ``join`` role gathers them."""
-
-    role: Name
-    tasks: Annotated[Sequence[str], msgspec.Meta(min_length=1, max_length=64)]
-
-
-class Finish(msgspec.Struct, frozen=True, tag="finish"):
-    """End the run now with ``result``."""
-
-    result: str
-
-
-class Fail(msgspec.Struct, frozen=True, tag="fail"):
-    """Fail the run with ``reason`` (the message is dead-lettered, not retried)."""
-
-    reason: str
-
-
-Outcome = Next | Handoff | FanOut | Finish | Fail
-OUTCOMES = (Next, Handoff, FanOut, Finish, Fail)
+__all__ = ["BadReturn", "FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome", "as_outcome"]
+# The outcome Structs live in the runtime (its hand-off stage matches on them); the app re-exports them.
 
 
 class BadReturn(TypeError):
