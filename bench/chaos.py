@@ -49,9 +49,8 @@ import typer
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
 from baton.broker.dlq import list_dead
-from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
-from baton.protocol import ProtocolError, Result, Task, decode
+from baton.protocol import TERMINAL_STATUSES, ProtocolError, Result, RunStatus, Task, decode
 from bench.cluster_faults import ClusterTarget
 from bench.faults import Faults, ModelOutages, RedisOom
 
@@ -244,7 +243,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
 
 
 def _finished(client: Any, keys: Keys, run_ids: list[str]) -> int:
-    return sum(rec.get("status") in TERMINAL for rec in run_records(client, keys, run_ids))
+    return sum(rec.get("status") in TERMINAL_STATUSES for rec in run_records(client, keys, run_ids))
 
 
 def _count_faults(faults: Faults, report: ChaosReport) -> None:

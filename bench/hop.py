@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from baton.broker.runs import RunStatus
+from baton.protocol import RunStatus
 
 __all__ = ["measure_hops"]
 

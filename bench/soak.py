@@ -38,8 +38,8 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.loader import load
 from baton.agents.workflow.spec import SEED, Workflow
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers
-from baton.broker.runs import TERMINAL
 from baton.broker.stats import stream_stats
+from baton.protocol import TERMINAL_STATUSES
 from bench.common import ROOT, percentile
 
 __all__ = ["SoakConfig", "Sample", "main", "run_soak"]
@@ -245,7 +245,7 @@ def _poll_runs(client: Any, keys: Keys, runs: dict[str, _Run], open_ids: set[str
         pipe.hmget(keys.run(run_id), "status", "created_at", "finished_at", "updated_at")
     for run_id, (status, created, finished, updated) in zip(ids, pipe.execute(), strict=True):
         status = status.decode() if status else ""
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             run = runs[run_id]
             run.status = status
             end = float(finished or updated or time.time())

@@ -10,9 +10,9 @@ from redis.exceptions import WatchError
 from baton.broker.errors import Redis
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.runs import TERMINAL, RunStatus, cancelled_flags
+from baton.broker.runs import cancelled_flags
 from baton.broker.text import as_text
-from baton.protocol import Cancelled
+from baton.protocol import TERMINAL_STATUSES, Cancelled, RunStatus
 
 __all__ = ["cancel_run", "cancelled"]
 
@@ -47,7 +47,7 @@ def cancel_run(
                 if raw is None:
                     return None
                 before = as_text(raw)
-                if before in TERMINAL:
+                if before in TERMINAL_STATUSES:
                     return before
                 now = time.time()
                 pipe.multi()

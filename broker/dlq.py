@@ -23,10 +23,9 @@ from typing import Any
 import redis
 
 from baton.broker.keys import Keys
-from baton.broker.runs import RunStatus
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, decode
+from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, RunStatus, decode
 
 __all__ = [
     "DEAD_LETTER_LIMIT", "UNREADABLE_PREVIEW", "DeadEntry", "ReplayError", "count_dead", "find_dead", "is_entry_id",

@@ -24,10 +24,10 @@ import redis
 from baton.broker.budget import usage
 from baton.broker.journal import JOURNAL_FROM
 from baton.broker.keys import Keys
-from baton.broker.runs import RunStatus, RunView, get_run, submit
+from baton.broker.runs import RunView, get_run, submit
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import PRIORITIES, Budget, Priority, Task, new_id
+from baton.protocol import PRIORITIES, Budget, Priority, RunStatus, Task, new_id
 
 __all__ = ["ForkError", "fork_run", "lane_of", "replay_run"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import redis
@@ -25,11 +25,22 @@ import redis
 from baton.broker.commit import Outcome
 from baton.broker.events import DEFAULT_EVENTS_MAXLEN
 from baton.broker.keys import MARKER_TTL_S, Keys
-from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.scripts import LuaScript
 from baton.broker.streams import Entry
 from baton.broker.text import as_text
-from baton.protocol import Error, ReviewDecision, Task, decode, encode, new_id
+from baton.protocol import (
+    DECISIONS,
+    TERMINAL_STATUSES,
+    Decision,
+    Error,
+    ReviewDecision,
+    ReviewStatus,
+    RunStatus,
+    Task,
+    decode,
+    encode,
+    new_id,
+)
 from baton.protocol.events import Failed, ReviewDecided, ReviewRequested, encode_event
 
 __all__ = [
@@ -44,7 +55,6 @@ __all__ = [
     "park",
 ]
 
-Decision = Literal["approve", "reject"]
 Value = str | bytes | float | int
 
 _park = LuaScript("park.lua")
@@ -70,7 +80,7 @@ class Review:
     output: str = ""
     requested_at: float = 0.0
     deadline: float | None = None
-    status: str = "pending"
+    status: str = ReviewStatus.PENDING
     decision: str = ""
     decided_output: str = ""
     reason: str = ""
@@ -162,7 +172,7 @@ def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Par
         "review_id": p.review_id, "run_id": t.run_id, "workflow": t.workflow, "role": p.role, "agent": p.agent,
         "hop": t.hop, "msg_id": t.id, "task": t.task, "output": p.output, "prompt": p.prompt,
         "started": p.started, "finished": p.finished, "tokens": p.tokens, "requested_at": at,
-        "deadline": "" if t.deadline is None else t.deadline, "status": "pending", "msg": encode(t),
+        "deadline": "" if t.deadline is None else t.deadline, "status": ReviewStatus.PENDING, "msg": encode(t),
     }
     record: dict[str, Value] = {**p.record, "status": RunStatus.REVIEW, "role": p.role, "review": p.review_id,
                                 "updated_at": at}
@@ -231,8 +241,8 @@ def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Dec
     fails the run with ``reason``. Deciding again returns the first decision and changes nothing.
     ``ReviewError`` when there is no such review or its run has ended (e.g. cancelled).
     """
-    if decision not in ("approve", "reject"):
-        raise ReviewError(f"unknown decision {decision!r} (use approve or reject)")
+    if decision not in DECISIONS:
+        raise ReviewError(f"unknown decision {decision!r} (use {' or '.join(DECISIONS)})")
     review = find_review(client, keys, review_id_or_run)
     if review is None:
         raise ReviewError(f"no review or run with a review named {review_id_or_run!r}")
@@ -267,7 +277,7 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
     events = [encode_event(ReviewDecided(**common, review_id=review.review_id, decision=decision,
                                          output=final if decision == "approve" else "", reason=reason))]
     verdict: dict[str, Value] = {"decision": decision, "decided_at": now, "reason": reason,
-                                 "status": "approved" if decision == "approve" else "rejected"}
+                                 "status": ReviewStatus.after(decision)}
     if decision == "approve":
         cont = msgspec.structs.replace(parked, id=new_id(), created_at=now, review=ReviewDecision(
             review_id=review.review_id, decision="approve", output=final, prompt=as_text(prompt or b""),
@@ -319,6 +329,6 @@ def _forget_unparked(client: redis.Redis, keys: Keys, limit: int) -> None:
         pipe = client.pipeline(transaction=False)
         for run_id in runs:
             pipe.hget(keys.run(run_id or "-"), "status")
-        gone = [i for i, s in zip(ids, pipe.execute(), strict=True) if s is None or as_text(s) in TERMINAL]
+        gone = [i for i, s in zip(ids, pipe.execute(), strict=True) if s is None or as_text(s) in TERMINAL_STATUSES]
         if gone:
             client.zrem(keys.reviews(p), *gone)

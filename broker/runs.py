@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -20,12 +19,10 @@ from baton.broker.keys import MARKER_TTL_S, Keys
 from baton.broker.scripts import LuaScript, is_missing, library
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import Budget, Error, Queued, Result, Task, decode, encode
+from baton.protocol import TERMINAL_STATUSES, Budget, Error, Queued, Result, RunStatus, Task, decode, encode
 
 __all__ = [
-    "TERMINAL",
     "BeforeRun",
-    "RunStatus",
     "RunView",
     "agents_in_run",
     "before_run",
@@ -43,27 +40,6 @@ __all__ = [
 
 
 RunView = dict[str, str]
-
-
-class RunStatus(StrEnum):
-    """Where a run stands; its record's ``status`` field holds the value."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    REVIEW = "review"
-    """Parked: a role's output waits for a human decision (``broker.reviews``)."""
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the run has ended (nothing will change its status again)."""
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED})
-"""The statuses a run ends in."""
 
 
 @refuse_when_full
@@ -334,7 +310,7 @@ def wait_for_runs(
     check: set[str] = set(pending)
     while True:
         for run_id, rec in _records(client, keys, check).items():
-            if rec.get("status") in TERMINAL:
+            if rec.get("status") in TERMINAL_STATUSES:
                 finished[run_id] = rec
                 pending.discard(run_id)
         if not pending:

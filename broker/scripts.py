@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -65,10 +64,9 @@ def library_constants() -> dict[str, LuaValue]:
 
     ``TERMINAL_STATUSES`` is a set (``C.TERMINAL_STATUSES[s] == true``), ``DECISIONS`` a list.
     """
-    from baton.protocol import events
+    from baton.protocol import DECISIONS, TERMINAL_STATUSES
 
-    terminal = frozenset(str(cls.__struct_config__.tag) for cls in events.TERMINAL_EVENTS)
-    return {"TERMINAL_STATUSES": terminal, "DECISIONS": list(typing.get_args(events.Decision))}
+    return {"TERMINAL_STATUSES": frozenset(s.value for s in TERMINAL_STATUSES), "DECISIONS": list(DECISIONS)}
 
 
 def _lua(value: LuaValue) -> str:

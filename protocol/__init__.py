@@ -46,9 +46,11 @@ from baton.protocol.messages import (
     new_id,
     now,
 )
+from baton.protocol.states import DECISIONS, TERMINAL_STATUSES, Decision, ReviewStatus, RunStatus
 
 __all__ = [
     "DEAD_LETTER_MAX_BYTES",
+    "DECISIONS",
     "DEFAULT_WORKFLOW",
     "KEY_SAFE_PATTERN",
     "MAX_HOPS",
@@ -60,11 +62,13 @@ __all__ = [
     "PRIORITIES",
     "PROTOCOL_VERSION",
     "TERMINAL_EVENTS",
+    "TERMINAL_STATUSES",
     "Budget",
     "BudgetLimit",
     "Cancelled",
     "Custom",
     "DeadLetter",
+    "Decision",
     "Done",
     "Error",
     "Event",
@@ -82,6 +86,8 @@ __all__ = [
     "ReviewDecided",
     "ReviewDecision",
     "ReviewRequested",
+    "ReviewStatus",
+    "RunStatus",
     "Task",
     "Tokens",
     "ToolCall",

@@ -10,7 +10,7 @@ some of the interrupted hop's, never a hop event). A terminal event (``done``, `
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, get_args
 
 import msgspec
 
@@ -18,6 +18,7 @@ from baton.protocol.codec import ProtocolError, decode_json
 from baton.protocol.fields import Count, HopCount, Id, MaybeId, MaybeName, Name
 from baton.protocol.limits import MAX_MESSAGE_BYTES
 from baton.protocol.messages import now
+from baton.protocol.states import TERMINAL_STATUSES, Decision
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 Seconds = Annotated[float, msgspec.Meta(ge=0, description="Seconds since the epoch.")]
-Decision = Literal["approve", "reject"]
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -148,8 +148,10 @@ class Cancelled(_Event, frozen=True, kw_only=True, tag="cancelled"):
 Event = (Queued | HopStarted | Tokens | HopFinished | ToolCalled | ToolReturned | ReviewRequested | ReviewDecided
          | Custom | Done | Failed | Cancelled)
 
-TERMINAL_EVENTS = (Done, Failed, Cancelled)
-"""The event types that end a run's log."""
+TERMINAL_EVENTS: tuple[type[Done | Failed | Cancelled], ...] = tuple(
+    kind for kind in get_args(Event) if kind.__struct_config__.tag in TERMINAL_STATUSES)
+"""The event types that end a run's log: those tagged with a terminal run status (``Done``,
+``Failed``, ``Cancelled``)."""
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)

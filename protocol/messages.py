@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
 
 import msgspec
 
@@ -31,6 +30,7 @@ from baton.protocol.fields import (
     TraceParent,
     TraceState,
 )
+from baton.protocol.states import Decision
 
 __all__ = [
     "DEFAULT_WORKFLOW",
@@ -84,7 +84,7 @@ class ReviewDecision(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     review_id: Id
-    decision: Literal["approve", "reject"]
+    decision: Decision
     output: str = ""
     reason: str = ""
     prompt: str = ""

@@ -19,8 +19,8 @@ from baton.broker.acl import role_acl
 from baton.broker.cluster import is_cluster_url
 from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from baton.broker.janitor import Janitor
-from baton.broker.runs import TERMINAL
 from baton.broker.scripts import library, setup_library
+from baton.protocol import TERMINAL_STATUSES
 
 __all__ = ["acl", "cancel", "setup", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 
@@ -122,7 +122,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="The run to cancel.")]) ->
     before = cancel_run(client, keys, run_id, events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
     if before is None:
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
-    if before in TERMINAL:
+    if before in TERMINAL_STATUSES:
         raise CliError(f"run {run_id} already finished ({before}); nothing to cancel")
     out.print(f"cancelled {run_id} (was {before})")
 

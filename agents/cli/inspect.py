@@ -11,8 +11,8 @@ from rich.table import Table
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings
 from baton.agents.workflow.loader import named
 from baton.broker import Keys, Redis, agents_in_run, get_run, latest_run, scratchpad
-from baton.broker.runs import RunStatus
 from baton.broker.stats import discover_streams, stream_stats
+from baton.protocol import RunStatus
 from baton.protocol import schema as protocol_schema
 
 __all__ = ["result", "schema", "scratchpad_cmd", "stream_rows", "streams"]

@@ -18,7 +18,7 @@ from baton.agents.ops.monitor import Monitor, Snapshot
 from baton.agents.ops.trace import RunNotFound, RunTrace, build_trace
 from baton.agents.workflow.loader import named
 from baton.broker import latest_run
-from baton.broker.runs import RunStatus
+from baton.protocol import RunStatus
 
 __all__ = ["monitor", "render_snapshot", "render_trace", "trace"]
 

@@ -12,6 +12,7 @@ from rich.table import Column, Table
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings
 from baton.broker.fork import ForkError, fork_run, replay_run
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
+from baton.protocol import Decision
 
 __all__ = ["fork", "replay", "review_approve", "review_list", "review_reject", "review_show"]
 
@@ -61,11 +62,11 @@ def review_show(target: Target) -> None:
     out.print_json(json.dumps(asdict(_find(target))))
 
 
-def _decide(target: str, decision: str, output: str | None, reason: str) -> Decided:
+def _decide(target: str, decision: Decision, output: str | None, reason: str) -> Decided:
     s = settings()
     client, keys = connect_checked(s)
     try:
-        return decide(client, keys, target, "approve" if decision == "approve" else "reject", output, reason,
+        return decide(client, keys, target, decision, output, reason,
                       record_ttl_s=s.record_ttl_s)
     except ReviewError as exc:
         raise CliError(str(exc)) from None

@@ -25,8 +25,7 @@ from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, wait_for_runs
-from baton.broker.runs import TERMINAL, RunStatus
-from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority
+from baton.protocol import PRIORITIES, TERMINAL_STATUSES, Budget, Cancelled, Failed, Priority, RunStatus
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
@@ -120,7 +119,7 @@ def _wait_with_progress(client: Redis, keys: Keys, wf: Workflow, run_id: str, ti
         bar = progress.add_task(RunStatus.QUEUED, total=None)
         while True:
             rec = get_run(client, keys, run_id) or {}
-            if rec.get("status") in TERMINAL:
+            if rec.get("status") in TERMINAL_STATUSES:
                 return rec
             holder = titles.get(rec.get("role", ""), rec.get("role", ""))
             progress.update(bar, description=f"baton held by {holder}" if holder else RunStatus.QUEUED)

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.broker.runs import TERMINAL, RunStatus
 from baton.client import Client, RunInfo
+from baton.protocol import TERMINAL_STATUSES, RunStatus
 
 __all__ = ["run_row", "runs"]
 
@@ -22,7 +22,7 @@ _MIN_WIDTH = 200
 
 
 def _duration(info: RunInfo, now: float) -> float:
-    end = info.updated_at if info.status in TERMINAL else now
+    end = info.updated_at if info.status in TERMINAL_STATUSES else now
     return max(0.0, end - info.created_at) if info.created_at else 0.0
 
 

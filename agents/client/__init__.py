@@ -21,10 +21,9 @@ if TYPE_CHECKING:
     from baton.agents.settings import Settings, SettingsError
     from baton.agents.workflow import SEED, Workflow, WorkflowError
     from baton.aio import AsyncClient, AsyncRun
-    from baton.broker.runs import RunStatus
     from baton.client import Client, Run, RunInfo
     from baton.errors import BacklogFull, BatonError, RedisFull, RunCancelled, RunFailed, RunNotFound, SubmitRefused
-    from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, Task
+    from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, RunStatus, Task
 
 __all__ = [
     "App",
@@ -87,7 +86,7 @@ _HOME = {
     "SEED": "baton.agents.workflow",
     "Workflow": "baton.agents.workflow",
     "WorkflowError": "baton.agents.workflow",
-    "RunStatus": "baton.broker.runs",
+    "RunStatus": "baton.protocol",
     "Budget": "baton.protocol",
     "DeadLetter": "baton.protocol",
     "Error": "baton.protocol",

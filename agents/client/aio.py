@@ -14,10 +14,9 @@ from typing import Any
 
 from baton.broker import AsyncRedis, connect_async
 from baton.broker.events import aiter_events, aread_events
-from baton.broker.runs import RunStatus
 from baton.client import Client, Run, RunInfo, outcome
-from baton.protocol import Budget, Priority
-from baton.protocol.events import Cancelled, Done, Event, Failed
+from baton.protocol import Budget, Priority, RunStatus
+from baton.protocol.events import Event, is_terminal
 
 __all__ = ["AsyncClient", "AsyncRun"]
 
@@ -93,7 +92,7 @@ class AsyncRun:
             for event_id, event in await aread_events(self.client.aredis, self.client.keys, self.id, after=after,
                                                       block_ms=max(1, int(left * 1000))):
                 after = event_id
-                if isinstance(event, Done | Failed | Cancelled):
+                if is_terminal(event):
                     break
 
     async def events(self, after: str | None = None, *, follow: bool = True) -> AsyncIterator[tuple[str, Event]]:

@@ -30,11 +30,10 @@ from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
-from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
-from baton.protocol import Budget, Priority
-from baton.protocol.events import Cancelled, Done, Event, Failed
+from baton.protocol import Budget, Priority, RunStatus
+from baton.protocol.events import Event, is_terminal
 
 __all__ = ["Client", "Run", "RunInfo", "outcome"]
 
@@ -182,7 +181,7 @@ class Run:
             for event_id, event in read_events(self.client.redis, self.client.keys, self.id, after=after,
                                                block_ms=max(1, int(left * 1000))):
                 after = event_id
-                if isinstance(event, Done | Failed | Cancelled):
+                if is_terminal(event):
                     break
 
     def events(self, after: str | None = None, *, follow: bool = True) -> Iterator[tuple[str, Event]]:

@@ -45,9 +45,8 @@ from baton.broker import (
 from baton.broker.backpressure import BacklogFull, RedisFull
 from baton.broker.budget import usage
 from baton.broker.events import AsyncRedis, aread_events
-from baton.broker.runs import RunStatus
 from baton.broker.stats import run_records
-from baton.protocol import ProtocolError
+from baton.protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
 
 __all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
 
@@ -58,11 +57,6 @@ FILTER_WINDOW = 2000
 
 SSE_BLOCK_MS = 10_000
 """How long one blocking read of a run's events waits before a keep-alive comment."""
-
-TERMINAL_EVENTS = frozenset({"done", "failed", "cancelled"})
-"""Event types that end a run's event stream."""
-
-TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
 
 EVENT_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -211,7 +205,7 @@ async def _event_stream(ctx: ApiContext, request: Request, run_id: str, cursor: 
             cursor = event_id
             kind = str(type(event).__struct_config__.tag)
             yield f"id: {event_id}\nevent: {kind}\ndata: {msgspec.json.encode(event).decode()}\n\n"
-            if kind in TERMINAL_EVENTS:
+            if is_terminal(event):
                 return
         if ended:
             return

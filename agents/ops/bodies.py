@@ -9,13 +9,13 @@ a rule of the Struct gets 422 with msgspec's one-line reason (``... - at `$.task
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fastapi import HTTPException, Request
 from msgspec import Meta
 
-from baton.protocol import Budget, BudgetLimit
+from baton.protocol import Budget, BudgetLimit, Decision
 from baton.protocol.fields import Name, Priority
 
 __all__ = [
@@ -97,7 +97,7 @@ ReasonText = Annotated[str, Meta(max_length=MAX_REASON_CHARS, description="Why (
 class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Decide a review: ``approve`` hands the output (or ``output``) on, ``reject`` fails the run."""
 
-    decision: Literal["approve", "reject"]
+    decision: Decision
     output: OutputText | None = None
     reason: ReasonText = ""
 

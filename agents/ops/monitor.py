@@ -22,7 +22,6 @@ import msgspec
 from baton.broker import Keys, Redis, live_workers
 from baton.broker.dlq import DeadEntry, count_dead, list_dead
 from baton.broker.ratelimit import usage
-from baton.broker.runs import RunStatus
 from baton.broker.stats import (
     ConsumerStats,
     StreamStats,
@@ -32,6 +31,7 @@ from baton.broker.stats import (
     server_version,
     stream_stats,
 )
+from baton.protocol import RunStatus
 
 __all__ = ["ORIGINAL_SHOWN", "DeadLetterView", "ModelLimitFigures", "Monitor", "RoleFigures", "Snapshot",
            "dead_letter_views"]

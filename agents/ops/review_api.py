@@ -14,11 +14,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from baton.agents.ops.api import TERMINAL_STATUSES, ApiContext, record_or_404, v1_router
+from baton.agents.ops.api import ApiContext, record_or_404, v1_router
 from baton.agents.ops.bodies import DecisionRequest, ForkRequest, json_body, openapi_body
 from baton.broker.fork import ForkError, fork_run, replay_run
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
 from baton.broker.stats import run_records
+from baton.protocol import TERMINAL_STATUSES
 
 __all__ = ["decided_view", "review_router", "review_view"]
 

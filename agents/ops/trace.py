@@ -16,13 +16,11 @@ import msgspec
 
 from baton.broker import Keys, Redis, agents_in_run, get_run, parse_consumer
 from baton.broker.dlq import list_dead
-from baton.broker.runs import TERMINAL, RunStatus
 from baton.broker.stats import discover_streams, entries_from, pad_entries, stream_entries
-from baton.protocol import Error, Hop, ProtocolError, Result, Task, decode
+from baton.protocol import TERMINAL_STATUSES, Error, Hop, ProtocolError, Result, RunStatus, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
 
-FINAL = TERMINAL
 RESULT_SINK = "result"
 SUBMIT_SOURCE = "submit"
 
@@ -90,9 +88,15 @@ class RunTrace(msgspec.Struct, kw_only=True):
     result_trace: list[Hop]
     dead_letters: list[dict[str, Any]]
 
+    @property
+    def ended(self) -> bool:
+        """Whether the run has ended (nothing will change its status again)."""
+        return self.status in TERMINAL_STATUSES
+
     def to_builtins(self) -> dict[str, Any]:
-        """The trace as JSON-ready builtins."""
+        """The trace as JSON-ready builtins (with ``ended``)."""
         doc: dict[str, Any] = msgspec.to_builtins(self)
+        doc["ended"] = self.ended
         return doc
 
 
@@ -152,7 +156,7 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
         if not h.receivers and isinstance(final, Result) and final.parent_id == h.msg_id:
             h.receivers = [RESULT_SINK]
     created, finished = _f(rec.get("created_at")), _f(rec.get("finished_at"))
-    if finished is None and rec.get("status") in FINAL:
+    if finished is None and rec.get("status") in TERMINAL_STATUSES:
         finished = _f(rec.get("updated_at"))
     return RunTrace(
         run_id=run_id, status=rec.get("status", "expired"), workflow=rec.get("workflow", ""),
@@ -208,7 +212,7 @@ def _waiting(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, stream
 
 
 def _final_message(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, search: int) -> Any:
-    if rec.get("status") not in FINAL:
+    if rec.get("status") not in TERMINAL_STATUSES:
         return None
     at = _f(rec.get("finished_at")) or _f(rec.get("updated_at")) or 0.0
     for _, raw in entries_from(client, keys.results(keys.partition(run_id)), int(at * 1000) - 5000, search):

@@ -19,13 +19,13 @@ from typing import Any
 import msgspec
 from fastapi import HTTPException
 
-from baton.agents.ops.api import TERMINAL_STATUSES, ApiContext, submit_request
+from baton.agents.ops.api import ApiContext, submit_request
 from baton.agents.ops.bodies import MAX_METADATA_VALUE, SubmitRequest
 from baton.agents.workflow.spec import Workflow
 from baton.broker import RunView, cancel_run, get_run
 from baton.broker.events import aread_events
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review
-from baton.protocol import Event
+from baton.protocol import TERMINAL_STATUSES, Event, is_terminal
 
 __all__ = ["FOLLOW_BLOCK_MS", "HISTORY_KEY", "RunRefused", "Runs", "fit_history", "inlined_body", "record_field",
            "terminal_roles"]
@@ -116,7 +116,7 @@ class Runs:
             for event_id, event in batch:
                 after = event_id
                 yield event_id, event
-                if str(type(event).__struct_config__.tag) in ("done", "failed", "cancelled"):
+                if is_terminal(event):
                     return
             if ended:
                 return
