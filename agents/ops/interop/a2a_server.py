@@ -62,7 +62,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from google.protobuf.json_format import MessageToDict
 
-from baton.agents.ops.api import TERMINAL_STATUSES, ApiContext
+from baton.agents.ops.api import ApiContext
 from baton.agents.ops.interop.a2a_tasks import (
     CONTEXT_KEY,
     MESSAGE_KEY,
@@ -75,7 +75,7 @@ from baton.agents.ops.interop.a2a_tasks import (
 from baton.agents.ops.interop.runs import RunRefused, Runs
 from baton.broker import RunView, list_runs
 from baton.broker.stats import run_records
-from baton.protocol import DEFAULT_WORKFLOW, ReviewRequested
+from baton.protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested
 
 __all__ = ["RunTaskHandler", "a2a_router", "agent_card"]
 
@@ -113,13 +113,15 @@ def _text(msg: Message) -> str:
     return "\n".join(p.text for p in msg.parts if p.text)
 
 
-def _decision(msg: Message) -> tuple[str, str | None, str]:
+def _decision(msg: Message) -> tuple[Decision, str | None, str]:
     """The review decision a follow-up message carries: (decision, output, reason)."""
     for part in msg.parts:
         if part.HasField("data"):
             data = MessageToDict(part.data)
-            if isinstance(data, dict) and data.get("decision") in ("approve", "reject"):
-                return str(data["decision"]), data.get("output"), str(data.get("reason") or "")
+            decision = data.get("decision") if isinstance(data, dict) else None
+            for known in DECISIONS:
+                if decision == known:
+                    return known, data.get("output"), str(data.get("reason") or "")
     text = _text(msg).strip()
     word, _, rest = text.partition(":")
     word, rest = word.strip().lower(), rest.strip()

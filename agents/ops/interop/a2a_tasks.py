@@ -39,6 +39,7 @@ from baton.protocol import (
     HopStarted,
     ReviewDecided,
     ReviewRequested,
+    RunStatus,
     Tokens,
     ToolCalled,
     ToolReturned,
@@ -57,9 +58,9 @@ MESSAGE_KEY = "a2a_message"
 REVIEW_HELP = ("Reply on this task to decide: 'approve', 'approve: <edited output>', 'reject' or "
                "'reject: <reason>' (or a data part {\"decision\": ..., \"output\": ..., \"reason\": ...}).")
 
-_STATES = {"queued": TaskState.TASK_STATE_SUBMITTED, "running": TaskState.TASK_STATE_WORKING,
-           "review": TaskState.TASK_STATE_INPUT_REQUIRED, "done": TaskState.TASK_STATE_COMPLETED,
-           "failed": TaskState.TASK_STATE_FAILED, "cancelled": TaskState.TASK_STATE_CANCELED}
+_STATES = {RunStatus.QUEUED: TaskState.TASK_STATE_SUBMITTED, RunStatus.RUNNING: TaskState.TASK_STATE_WORKING,
+           RunStatus.REVIEW: TaskState.TASK_STATE_INPUT_REQUIRED, RunStatus.DONE: TaskState.TASK_STATE_COMPLETED,
+           RunStatus.FAILED: TaskState.TASK_STATE_FAILED, RunStatus.CANCELLED: TaskState.TASK_STATE_CANCELED}
 
 
 def state_of(record: Mapping[str, str]) -> TaskState.ValueType:
