@@ -31,7 +31,7 @@ def test_every_submit_path_sets_the_same_first_task(path: str, redis_url: str, c
         with Client(settings=settings) as c:
             run_id = c.submit(text, workflow="research_fanout", deadline=600, priority="batch").id
     elif path == "api":
-        with TestClient(create_app(settings, SEED)) as http:
+        with TestClient(create_app(settings, SEED), base_url="http://localhost") as http:
             created = http.post("/v1/runs", json={"task": text, "workflow": "research_fanout", "deadline": 600,
                                                   "priority": "batch"})
             assert created.status_code == 201, created.text

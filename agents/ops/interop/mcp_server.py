@@ -37,7 +37,7 @@ from baton.agents.ops.api import TERMINAL_STATUSES
 from baton.agents.ops.interop.runs import RunRefused, Runs
 from baton.broker import RunView, list_runs
 from baton.broker.stats import run_records
-from baton.protocol import Cancelled, Done, Failed, HopFinished, HopStarted, ReviewRequested, ToolCalled
+from baton.protocol import HopFinished, HopStarted, ReviewRequested, RunStatus, ToolCalled, is_terminal
 
 __all__ = ["RUN_URI", "mcp_server"]
 
@@ -52,8 +52,8 @@ POLL_MS = 1000
 
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 
-_TASK_STATUS = {"queued": "working", "running": "working", "review": "input_required", "done": "completed",
-                "failed": "failed", "cancelled": "cancelled"}
+_TASK_STATUS = {RunStatus.QUEUED: "working", RunStatus.RUNNING: "working", RunStatus.REVIEW: "input_required",
+                RunStatus.DONE: "completed", RunStatus.FAILED: "failed", RunStatus.CANCELLED: "cancelled"}
 
 ServerContext = ServerRequestContext[Any, Any]
 
@@ -174,7 +174,7 @@ class BatonMCP(Server[Any]):
                     note = f"{event.role} called {event.tool}"
                 case ReviewRequested():
                     note = f"waiting for a review of {event.role}'s output (review {event.review_id})"
-                case Done() | Failed() | Cancelled():
+                case _ if is_terminal(event):
                     break
             if note and ctx is not None:
                 await ctx.session.report_progress(finished, total, note)
