@@ -57,3 +57,28 @@ async def twice(ctx: Context, task: str) -> str:
 def plain(ctx: Context, task: str) -> str:
     """A plain function: it runs in a thread, its calls go back to the worker's loop."""
     return str(ctx.generate(f"plain {task}", max_new_tokens=4))
+
+
+flow = App("flow")
+"""Explicit outcomes: a fan-out to a pool, its parts joined, a handoff to a named role, a finish."""
+
+
+@flow.role()
+async def splitter(ctx: Context, task: str) -> object:
+    return ctx.fan_out("part", [f"{task} a", f"{task} b", f"{task} c"])
+
+
+@flow.role(next="gatherer")
+async def part(ctx: Context, task: str) -> str:
+    return task.upper()
+
+
+@flow.role(join=True)
+async def gatherer(ctx: Context, task: str) -> object:
+    return ctx.handoff("closer", task.replace("\n\n", " | "))
+
+
+@flow.role()
+async def closer(ctx: Context, task: str) -> object:
+    ctx.scratchpad["seen"] = task
+    return ctx.finish(f"done: {task}")

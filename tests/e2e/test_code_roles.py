@@ -7,10 +7,10 @@ from pathlib import Path
 
 import redis
 
-from baton.broker import Keys, submit
-from baton.protocol import DeadLetter, Task, decode
+from baton.broker import Keys, agents_in_run, scratchpad, submit
+from baton.protocol import Budget, DeadLetter, Task, decode
 from tests.conftest import Workers
-from tests.e2e.helpers import wait_runs
+from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
 from tests.flaky_model import FlakyModelServer
 from tests.waiting import wait_for
 
@@ -99,3 +99,44 @@ def test_a_plain_function_handler_runs_in_a_thread(
     assert recs[run_id]["status"] == "done", workers.logs()
     assert recs[run_id]["result"].startswith("plain hi")
     wait_for(lambda: flaky_model.answered == 1, timeout=10, what="one model call")
+
+
+def test_outcomes_fan_out_join_handoff_and_finish_in_one_all_roles_process(
+    client: redis.Redis, keys: Keys, workers: Workers
+) -> None:
+    workers.spawn("--app", f"{APPS}:flow", "--all-roles", env={"BATON_MODEL": "echo"})
+    run_id = submit(client, keys, Task(run_id="flow-1", role="splitter", task="x", workflow="flow"))
+    rec = wait_runs(client, keys, [run_id], timeout=90)[run_id]
+    assert rec["status"] == "done", workers.logs()
+    assert rec["result"] == "done: X A | X B | X C"
+    assert set(agents_in_run(client, keys, run_id)) == {"splitter", "part", "gatherer", "closer"}
+    assert len(scratchpad(client, keys, run_id, "part")) == 3
+    (pad,) = scratchpad(client, keys, run_id, "closer")
+    assert pad["meta"]["scratchpad"] == {"seen": "X A | X B | X C"}
+
+
+def test_the_run_budget_counts_a_handlers_model_calls(
+    client: redis.Redis, keys: Keys, workers: Workers, flaky_model: FlakyModelServer, tmp_path: Path
+) -> None:
+    lines = tmp_path / "steps.txt"
+    workers.spawn("solo", "--app", f"{APPS}:crash", env={"BATON_MODEL": flaky_model.url,
+                                                          "BATON_TEST_FILE": str(lines)})
+    run_id = submit(client, keys, Task(run_id="budget-1", role="solo", task="t", workflow="crash"),
+                    budget=Budget(max_model_calls=2))
+    rec = wait_runs(client, keys, [run_id], timeout=60)[run_id]
+    assert (rec["status"], rec["error"]) == ("failed", "budget exceeded: 3 of 2 model calls"), workers.logs()
+    assert flaky_model.answered == 2 and not lines.exists()
+
+
+def test_the_notebook_app_gives_the_seed_workflows_outputs(
+    client: redis.Redis, keys: Keys, workers: Workers, twin: Path
+) -> None:
+    workers.spawn("--app", "examples.notebook_app:app", "--all-roles")
+    run_id = submit(client, keys, Task(run_id="nb-app", role="planner", task=SEED_TASK, workflow="notebook"))
+    rec = wait_runs(client, keys, [run_id], timeout=180)[run_id]
+    assert rec["status"] == "done", workers.logs()
+    expected = notebook(twin)  # what the TOML seed workflow gives (tests/e2e/test_pipeline.py)
+    for agent in ("Alice", "Bob", "Eve"):
+        assert [{"task": p["task"], "response": p["response"]} for p in scratchpad(client, keys, run_id, agent)] \
+            == expected[agent]
+    assert rec["result"] == expected["Eve"][0]["response"]
