@@ -11,6 +11,10 @@ all of them have.
 Decoding is greedy and the Hugging Face backend pads on the left, so each prompt's text is the
 same whether it was generated alone or in a batch with others. Streaming requests get their
 prompts' chunks through their own ``on_tokens(index, text)`` (``index`` within the request).
+
+Chat requests (:meth:`Batcher.submit_chat`) are batched the same way, among themselves: one
+``backend.chat`` call answers every chat request of a batch (a text backend then generates them
+together, one generate call per distinct ``max_new_tokens``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
+
+from baton.protocol.chat import ChatRequest, ChatResult
 
 from .base import Generation, ModelBackend
 
@@ -45,7 +52,9 @@ class Request:
     prompts: list[str]
     max_new_tokens: int
     on_tokens: OnTokens | None = None
-    future: Future[list[Generation]] = field(default_factory=Future)
+    future: Future[Any] = field(default_factory=Future)
+    chat: ChatRequest | None = None
+    """A chat request (then ``prompts`` is one placeholder and the future's result a ``ChatResult``)."""
 
 
 class _Fanout:
@@ -138,6 +147,17 @@ class Batcher:
             part.add_done_callback(gather)
         return whole
 
+    def submit_chat(self, request: ChatRequest, on_tokens: OnTokens | None = None) -> Future[ChatResult]:
+        """Queue a chat request; the future resolves to its ``ChatResult`` (or the backend's error).
+        ``on_tokens(0, text)`` receives the answer's text as it is generated."""
+        req = Request([""], request.max_new_tokens or 0, on_tokens, chat=request)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._queue.append(req)
+            self._cond.notify()
+        return req.future
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
         """Submit and wait (for callers on their own thread)."""
         return self.submit(prompts, max_new_tokens).result()
@@ -170,18 +190,22 @@ class Batcher:
             batch, size = [first], len(first.prompts)
             deadline = time.monotonic() + self.wait_s
             while size < self.max_batch:
-                size += self._take_matching(batch, first.max_new_tokens, self.max_batch - size)
+                size += self._take_matching(batch, first, self.max_batch - size)
                 remaining = deadline - time.monotonic()
                 if size >= self.max_batch or remaining <= 0 or self._closed:
                     break
                 self._cond.wait(remaining)
             return batch
 
-    def _take_matching(self, batch: list[Request], max_new_tokens: int, room: int) -> int:
-        """Move queued requests of the same length that fit in ``room`` prompts into ``batch``."""
+    def _take_matching(self, batch: list[Request], first: Request, room: int) -> int:
+        """Move queued requests like ``first`` (chat, or generate of the same length) that fit in
+        ``room`` prompts into ``batch``."""
         taken = 0
+        chat = first.chat is not None
         for req in list(self._queue):
-            if req.max_new_tokens == max_new_tokens and len(req.prompts) <= room - taken:
+            if (req.chat is not None) != chat or (not chat and req.max_new_tokens != first.max_new_tokens):
+                continue
+            if len(req.prompts) <= room - taken:
                 self._queue.remove(req)
                 batch.append(req)
                 taken += len(req.prompts)
@@ -193,15 +217,23 @@ class Batcher:
             return
         prompts = [p for req in batch for p in req.prompts]
         streaming = any(req.on_tokens is not None for req in batch)
+        chats = [req.chat for req in batch if req.chat is not None]
         try:
-            gens = self.backend.generate(prompts, max_new_tokens=batch[0].max_new_tokens,
-                                         on_tokens=_Fanout(batch) if streaming else None)
+            if chats:
+                answers = self.backend.chat(chats, on_tokens=_Fanout(batch) if streaming else None)
+            else:
+                gens = self.backend.generate(prompts, max_new_tokens=batch[0].max_new_tokens,
+                                             on_tokens=_Fanout(batch) if streaming else None)
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
             for req in batch:
                 req.future.set_exception(exc)
             return
         self.batches += 1
         self.largest = max(self.largest, len(prompts))
+        if chats:
+            for req, answer in zip(batch, answers, strict=True):
+                req.future.set_result(answer)
+            return
         start = 0
         for req in batch:
             req.future.set_result(gens[start:start + len(req.prompts)])

@@ -8,6 +8,13 @@ every ``/v1`` route needs ``Authorization: Bearer <key>`` (:mod:`~baton.agents.b
 ``/health`` stays open, it accepts no work. Decoding is greedy, as in the workers; the ``text``
 returned is the continuation only, as the OpenAI API does.
 
+Chat requests pass ``tools``, ``tool_choice``, ``response_format`` and ``stop`` through to the
+backend's ``chat`` (:mod:`baton.protocol.chat`); an answer with tool calls comes back in OpenAI's
+shape (``message.tool_calls``, ``finish_reason: "tool_calls"``; streamed as one ``delta.tool_calls``
+chunk). Text models render the messages with the chat template of
+:mod:`~baton.agents.backends.chatting` and never call tools. ``stop`` on completions cuts each
+continuation at the first stop string.
+
 Concurrent requests are batched (:class:`~baton.agents.backends.batcher.Batcher`): those that
 arrive within ``batch_wait_ms`` of each other share one generate call of up to ``max_batch``
 prompts, with the same texts as alone. ``"stream": true`` answers with server-sent events as the
@@ -25,7 +32,9 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -36,8 +45,11 @@ from baton.agents.backends import ModelBackend, ModelRejected, ModelUnavailable,
 from baton.agents.backends.apikeys import require_api_keys
 from baton.agents.backends.base import Generation
 from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
+from baton.agents.backends.chatting import OnTokens, StopFilter, cut_at_stop
 from baton.agents.backends.limits import MAX_BODY_BYTES, MAX_PROMPTS, install, read_body
 from baton.agents.backends.sse import DONE, Row, StreamShape, usage
+from baton.protocol import chat
+from baton.protocol.codec import ProtocolError
 
 __all__ = ["ChatRequest", "CompletionRequest", "app_from_env", "create_app", "serve"]
 
@@ -62,14 +74,22 @@ class CompletionRequest(BaseModel):
     max_tokens: int = Field(default=16, ge=0, le=MAX_TOKENS_LIMIT)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+
+    def stops(self) -> list[str]:
+        """The stop strings asked for."""
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
 class ChatMessage(BaseModel):
-    """One chat message."""
+    """One chat message (OpenAI's shape; content may be null for a tool-calling assistant message)."""
 
     model_config = ConfigDict(extra="ignore")
     role: str
-    content: str
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 class ChatRequest(BaseModel):
@@ -81,6 +101,19 @@ class ChatRequest(BaseModel):
     max_tokens: int = Field(default=16, ge=0, le=MAX_TOKENS_LIMIT)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+
+    def as_chat(self) -> chat.ChatRequest:
+        """The request as baton's :class:`~baton.protocol.chat.ChatRequest` (``ProtocolError`` if invalid)."""
+        body = self.model_dump(include={"messages", "tools", "tool_choice", "response_format"}, exclude_none=True)
+        body["messages"] = [m.model_dump(exclude_none=True) for m in self.messages]
+        body["max_new_tokens"] = self.max_tokens
+        if self.stop:
+            body["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return chat.from_openai(body, chat.ChatRequest)
 
 
 class _Model:
@@ -91,12 +124,11 @@ class _Model:
         self.batcher = batcher
         self.tokenizer: Any = getattr(backend, "tokenizer", None)
 
-    async def complete(self, prompts: Sequence[str], max_tokens: int) -> list[Row]:
-        """One :class:`Row` per prompt, generated in whatever batch the prompts join."""
-        gens = await asyncio.wrap_future(self.batcher.submit(prompts, max_tokens))
-        return self.rows(prompts, gens, max_tokens)
+    async def complete(self, job: _Job) -> list[Row]:
+        """The rows of ``job``, generated in whatever batch it joins."""
+        return job.rows(await asyncio.wrap_future(job.submit(None)))
 
-    async def stream(self, prompts: Sequence[str], max_tokens: int) -> AsyncIterator[tuple[int, str] | list[Row]]:
+    async def stream(self, job: _Job) -> AsyncIterator[tuple[int, str] | list[Row]]:
         """``(index, text)`` chunks while generating, then the rows (or the generation's error)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
@@ -104,14 +136,38 @@ class _Model:
         def on_tokens(index: int, text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (index, text))
 
-        future = self.batcher.submit(prompts, max_tokens, on_tokens)
+        future = job.submit(on_tokens)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
         while (item := await queue.get()) is not None:
             yield item
-        yield self.rows(prompts, future.result(), max_tokens)
+        yield job.rows(future.result())
 
-    def rows(self, prompts: Sequence[str], gens: list[Generation], max_tokens: int) -> list[Row]:
-        """Continuations (the prompt, or the part kept of a truncated one, cut off) and token counts."""
+    def completions(self, prompts: Sequence[str], max_tokens: int, stops: Sequence[str]) -> _Job:
+        """Generating ``prompts`` (cut at ``stops``) as a job."""
+
+        def submit(on_tokens: OnTokens | None) -> Future[Any]:
+            stopping = StopFilter(on_tokens, [stops] * len(prompts)) if on_tokens is not None and stops else None
+            future = self.batcher.submit(prompts, max_tokens, stopping or on_tokens)
+            if stopping is not None:
+                future.add_done_callback(lambda _: stopping.close())
+            return future
+
+        return _Job(submit, lambda gens: self.rows(prompts, gens, max_tokens, stops))
+
+    def chat(self, request: chat.ChatRequest) -> _Job:
+        """Answering one chat request as a job."""
+
+        def rows(result: chat.ChatResult) -> list[Row]:
+            calls = [chat.to_openai(c) for c in result.message.tool_calls or ()]
+            return [Row(result.message.content or "", result.prompt_tokens, result.completion_tokens,
+                        result.finish_reason, tool_calls=calls or None)]
+
+        return _Job(lambda on_tokens: self.batcher.submit_chat(request, on_tokens), rows)
+
+    def rows(self, prompts: Sequence[str], gens: list[Generation], max_tokens: int,
+             stops: Sequence[str] = ()) -> list[Row]:
+        """Continuations (the prompt, or the part kept of a truncated one, cut off; then cut at a stop
+        string) and token counts."""
         out = []
         counts = ([len(ids) for ids in self.tokenizer(list(prompts))["input_ids"]] if self.tokenizer is not None
                   else [0] * len(prompts))
@@ -120,17 +176,18 @@ class _Model:
             if g.truncated and self.tokenizer is not None:
                 kept = self.backend.encode([prompt], max_new_tokens=max_tokens).kept_ids[0]  # type: ignore[attr-defined]
                 head = self.tokenizer.decode(list(kept), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-            text = g.text[len(head):] if g.text.startswith(head) else g.text
-            out.append(Row(text, n_prompt, g.new_tokens, "length" if g.new_tokens >= max_tokens else "stop"))
+            text, stopped = cut_at_stop(g.text[len(head):] if g.text.startswith(head) else g.text, stops)
+            finish = "length" if g.new_tokens >= max_tokens and not stopped else "stop"
+            out.append(Row(text, n_prompt, g.new_tokens, finish))
         return out
 
-    def chat_prompt(self, messages: list[ChatMessage]) -> str:
-        """The prompt for chat ``messages``."""
-        if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
-            rendered: str = self.tokenizer.apply_chat_template(
-                [m.model_dump() for m in messages], tokenize=False, add_generation_prompt=True)
-            return rendered
-        return "\n".join(m.content for m in messages)
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One request's generation: how to queue it (with or without a token callback) and its rows."""
+
+    submit: Callable[[OnTokens | None], Future[Any]]
+    rows: Callable[[Any], list[Row]]
 
 
 def _error(exc: Exception) -> JSONResponse:
@@ -145,21 +202,20 @@ def _error(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
 
 
-async def _answer(model: _Model, prompts: list[str], max_tokens: int, shape: StreamShape,
-                  stream: bool) -> Any:
-    """The generated rows of ``prompts``; or the response to send instead: the stream when
+async def _answer(model: _Model, job: _Job, shape: StreamShape, stream: bool) -> Any:
+    """The generated rows of ``job``; or the response to send instead: the stream when
     ``stream`` is asked, an OpenAI-style error when generation fails."""
     if stream:
-        return await _streamed(model, prompts, max_tokens, shape)
+        return await _streamed(model, job, shape)
     try:
-        return await model.complete(prompts, max_tokens)
+        return await model.complete(job)
     except Exception as exc:  # noqa: BLE001 - answered as an HTTP error
         return _error(exc)
 
 
-async def _streamed(model: _Model, prompts: list[str], max_tokens: int, shape: StreamShape) -> Any:
+async def _streamed(model: _Model, job: _Job, shape: StreamShape) -> Any:
     """A server-sent-event response, or an error answer if the generation fails before its first chunk."""
-    events = model.stream(prompts, max_tokens)
+    events = model.stream(job)
     try:
         first = await anext(events)
     except Exception as exc:  # noqa: BLE001 - answered as an HTTP error, the stream has not started
@@ -214,7 +270,7 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         shape = StreamShape("text_completion", f"cmpl-{uuid.uuid4().hex}", name,
                             include_usage=bool(req.stream_options and req.stream_options.include_usage))
-        rows = await _answer(model, prompts, req.max_tokens, shape, req.stream)
+        rows = await _answer(model, model.completions(prompts, req.max_tokens, req.stops()), shape, req.stream)
         if not isinstance(rows, list):
             return rows
         choices = [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason,
@@ -223,16 +279,22 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
                 "model": name, "choices": choices, "usage": usage(rows)}
 
     @app.post("/v1/chat/completions", dependencies=guard)
-    async def chat(request: Request) -> Any:
+    async def chat_completions(request: Request) -> Any:
         req = await read_body(request, ChatRequest, max_body_bytes)
-        prompts = [model.chat_prompt(req.messages)]
+        try:
+            wanted = req.as_chat()
+        except ProtocolError as exc:
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error", "param": None,
+                                           "code": None}}, 400)
         shape = StreamShape("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", name,
                             include_usage=bool(req.stream_options and req.stream_options.include_usage))
-        rows = await _answer(model, prompts, req.max_tokens, shape, req.stream)
+        rows = await _answer(model, model.chat(wanted), shape, req.stream)
         if not isinstance(rows, list):
             return rows
-        choice = {"index": 0, "message": {"role": "assistant", "content": rows[0].text},
-                  "finish_reason": rows[0].finish_reason}
+        message: dict[str, Any] = {"role": "assistant", "content": rows[0].text}
+        if rows[0].tool_calls:
+            message = {"role": "assistant", "content": rows[0].text or None, "tool_calls": rows[0].tool_calls}
+        choice = {"index": 0, "message": message, "finish_reason": rows[0].finish_reason}
         return {"id": shape.id, "object": "chat.completion", "created": int(time.time()),
                 "model": name, "choices": [choice], "usage": usage(rows)}
 

@@ -3,7 +3,8 @@
 ``/v1/completions`` chunks are ``text_completion`` objects whose choices carry ``text``;
 ``/v1/chat/completions`` chunks are ``chat.completion.chunk`` objects whose choices carry a
 ``delta`` (the first one ``{"role": "assistant", "content": ""}``). Each choice ends with a chunk
-that has its ``finish_reason`` (``"length"`` or ``"stop"``); with ``stream_options.include_usage``
+that has its ``finish_reason`` (``"length"``, ``"stop"`` or ``"tool_calls"``, after one chunk whose
+``delta.tool_calls`` holds the calls); with ``stream_options.include_usage``
 a last chunk has no choices and the ``usage`` block.
 """
 
@@ -29,6 +30,8 @@ class Row:
     prompt_tokens: int
     new_tokens: int
     finish_reason: str
+    tool_calls: list[dict[str, Any]] | None = None
+    """A chat answer's tool calls, in OpenAI's shape."""
 
 
 def sse(payload: dict[str, Any]) -> str:
@@ -69,8 +72,13 @@ class StreamShape:
         return sse(self._chunk([self._choice(index, text, None)]))
 
     def finish(self, index: int, row: Row) -> str:
-        """The event that ends choice ``index``."""
-        return sse(self._chunk([self._choice(index, None, row.finish_reason)]))
+        """The event that ends choice ``index`` (after one carrying its tool calls, if it has any)."""
+        end = sse(self._chunk([self._choice(index, None, row.finish_reason)]))
+        if not (self.chat and row.tool_calls):
+            return end
+        calls = [{"index": i, **call} for i, call in enumerate(row.tool_calls)]
+        delta = {"index": index, "delta": {"tool_calls": calls}, "logprobs": None, "finish_reason": None}
+        return sse(self._chunk([delta])) + end
 
     def usage(self, rows: Sequence[Row]) -> str:
         """The usage event (``stream_options.include_usage``)."""

@@ -128,6 +128,28 @@ def test_openai_client_chat_streamed_and_not(oai: openai.OpenAI) -> None:
     assert [c.choices[0].finish_reason for c in chunks][-1] == full.choices[0].finish_reason and len(chunks) > 3
 
 
+def test_chat_takes_tools_and_stop_and_a_text_model_answers_in_text(oai: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": PROMPTS[0]}]
+    tools: Any = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    plain = oai.chat.completions.create(model="twin", messages=messages, max_tokens=12).choices[0].message.content
+    assert plain and len(plain) > 4
+    offered = oai.chat.completions.create(model="twin", messages=messages, max_tokens=12, tools=tools,
+                                          tool_choice="auto", response_format={"type": "text"}).choices[0]
+    assert offered.message.content == plain and offered.message.tool_calls is None  # the twin cannot call tools
+    stop = plain[2:4]
+    cut = oai.chat.completions.create(model="twin", messages=messages, max_tokens=12, stop=[stop]).choices[0]
+    assert cut.message.content == plain[: plain.index(stop)] and cut.finish_reason == "stop"
+    streamed = oai.chat.completions.create(model="twin", messages=messages, max_tokens=12, stop=stop, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == cut.message.content
+    completion = oai.completions.create(model="twin", prompt=PROMPTS[0], max_tokens=12, stop=[stop]).choices[0]
+    assert completion.text == cut.message.content
+    after_tool: Any = messages + [
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"}]
+    assert oai.chat.completions.create(model="twin", messages=after_tool, max_tokens=4).choices[0].message.content
+
+
 def test_stream_errors_are_http_errors_and_the_raw_stream_ends_with_done(oai: openai.OpenAI, server: str) -> None:
     with pytest.raises(openai.BadRequestError, match="leaves no room"):
         oai.completions.create(model="twin", prompt="x", max_tokens=2000, stream=True)
