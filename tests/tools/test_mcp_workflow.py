@@ -52,4 +52,5 @@ def test_template_roles_call_mcp_tools_over_both_transports(client: redis.Redis,
     (entry,) = scratchpad(client, keys, "desk-7", "Carl")
     assert [t["tool"] for t in entry["meta"]["tools"]] == ["shop.lookup_order", "remote.add"]
     lines = mcp_calls.read_text().splitlines()
-    assert len(lines) == 6 and len({line.split()[1] for line in lines}) <= 3  # one session per worker, and the HTTP server
+    assert len(lines) == 6
+    assert len({line.split()[1] for line in lines}) <= 3  # one session per worker, and the HTTP server
