@@ -3,27 +3,36 @@
 Built-ins: ``calculator`` (safe arithmetic), ``clock``, ``memory_recall`` (this run's shared
 memory and scratchpads), ``kb_search`` (BM25 over local text files). See ``syntax`` for how a
 model's output calls a tool, ``runner`` for the allow-list and timeouts, ``worker`` for the
-tool worker pool.
+tool worker pool, ``schema`` for Python functions as tools (JSON schema from type hints),
+``loop`` for the OpenAI tool-calling loop, ``mcp`` for MCP tool servers (imported on use).
 """
 
 from baton.agents.tools.base import Tool, ToolContext, ToolError
+from baton.agents.tools.loop import LoopResult, ToolRoundsExceeded, run_tool_loop
 from baton.agents.tools.registry import UnknownTool, get_tool, known_tools, register
 from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes, run_tool
+from baton.agents.tools.schema import FunctionTool, function_tool, tool_def
 from baton.agents.tools.syntax import ParsedCall, format_call, parse_calls
 
 __all__ = [
+    "FunctionTool",
+    "LoopResult",
     "ParsedCall",
     "Tool",
     "ToolContext",
     "ToolError",
     "ToolOutcome",
+    "ToolRoundsExceeded",
     "ToolRunner",
     "UnknownTool",
     "format_call",
+    "function_tool",
     "get_tool",
     "known_tools",
     "parse_calls",
     "register",
     "render_outcomes",
     "run_tool",
+    "run_tool_loop",
+    "tool_def",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -142,3 +143,10 @@ def test_bad_mcp_tables_are_one_line_errors(table: str, reason: str) -> None:
     with pytest.raises(WorkflowError, match=reason) as err:
         loads(text)
     assert "\n" not in str(err.value)
+
+
+def test_the_readme_mcp_example_is_a_valid_workflow() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (snippet,) = re.findall(r"```toml\n(\[mcp\.shop\].*?)```", readme, re.S)
+    wf = loads('name = "desk"\nentry = "clerk"\n' + snippet)
+    assert wf.mcp["shop"].args == ["-m", "examples.orders_mcp"] and wf.role("clerk").tools == ["shop.lookup_order"]
