@@ -51,6 +51,8 @@ class WorkItem:
     """A code role's handler's own scratchpad notes (``ctx.scratchpad``: ``meta.scratchpad``)."""
     context: Any = None
     """A code role's handler's context (the runner keeps it here; ``notes`` come from it)."""
+    retry_after: float = 0.0
+    """Seconds a handler asked to wait before its retry (``baton.Retry(delay=...)``)."""
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from baton import App, Context
+from baton import App, Context, Retry
 
 crash = App("crash")
 """Three model calls, one journaled step that appends a line to ``$BATON_TEST_FILE``, a fourth call."""
@@ -82,3 +82,16 @@ async def gatherer(ctx: Context, task: str) -> object:
 async def closer(ctx: Context, task: str) -> object:
     ctx.scratchpad["seen"] = task
     return ctx.finish(f"done: {task}")
+
+
+again = App("again", retryable=[ConnectionResetError])
+"""``baton.Retry`` and an exception type the app marks retryable: delivered again, not dead-lettered."""
+
+
+@again.role()
+async def patient(ctx: Context, task: str) -> str:
+    if ctx.deliveries == 1:
+        raise Retry("not yet", delay=0.2)
+    if ctx.deliveries == 2:
+        raise ConnectionResetError("peer reset")
+    return f"ok after {ctx.deliveries} deliveries"

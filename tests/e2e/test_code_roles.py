@@ -140,3 +140,12 @@ def test_the_notebook_app_gives_the_seed_workflows_outputs(
         assert [{"task": p["task"], "response": p["response"]} for p in scratchpad(client, keys, run_id, agent)] \
             == expected[agent]
     assert rec["result"] == expected["Eve"][0]["response"]
+
+
+def test_retry_and_the_apps_retryable_types_deliver_again(client: redis.Redis, keys: Keys, workers: Workers) -> None:
+    workers.spawn("patient", "--app", f"{APPS}:again", env={"BATON_MODEL": "echo"})
+    run_id = submit(client, keys, Task(run_id="again-1", role="patient", task="t", workflow="again"))
+    rec = wait_runs(client, keys, [run_id], timeout=60)[run_id]
+    assert (rec["status"], rec["result"]) == ("done", "ok after 3 deliveries"), workers.logs()
+    assert _dead_letters(client, keys) == []
+    assert "will be retried: Retry('not yet')" in workers.logs()

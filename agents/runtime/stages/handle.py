@@ -111,6 +111,7 @@ class Handle:
             return "failed", None
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code never kills the worker
             if self.runner.is_transient(exc):
+                item.retry_after = float(getattr(exc, "delay", None) or 0.0)
                 return self._retry(item, f"handler of role {rt.spec.role!r} will be retried: {exc!r}")
             return "rejected", self.runner.failure_reason(exc, rt.spec.role)
         finally:

@@ -45,4 +45,5 @@ class RetryLater:
         for item in batch.failed:
             end_hop(item.span, outcome="retry", error="left pending for a retry")
         rt.metrics.failed(len(batch.failed))
-        batch.backoff = rt.retry_backoff(max(item.entry.deliveries for item in batch.failed))
+        asked = max(item.retry_after for item in batch.failed)  # a handler's Retry(delay=...)
+        batch.backoff = max(rt.retry_backoff(max(item.entry.deliveries for item in batch.failed)), asked)
