@@ -83,3 +83,22 @@ def test_twin_stop_cuts_generate_chat_and_stream_alike(twin_backend: Any) -> Non
     assert gen[0].text == PROMPT + want and "".join(chunks) == want
     result = twin_backend.chat([ChatRequest(messages=[user(PROMPT)], max_new_tokens=20, stop=[stop])])[0]
     assert result.message.content == want and result.finish_reason == "stop"
+
+
+def test_http_chat_errors_are_outages_and_refusals(flaky_model: Any) -> None:
+    from baton.agents.backends import ModelRejected, ModelUnavailable
+    from baton.agents.backends.http import HTTPBackend
+
+    backend = HTTPBackend(flaky_model.url + "&api=chat")
+    request = ChatRequest(messages=[user("hi")])
+    try:
+        assert backend.chat([request, request])[1].message.content == ECHO_SUFFIX
+        flaky_model.fail(503, retry_after="2")
+        with pytest.raises(ModelUnavailable) as down:
+            backend.chat([request])
+        assert down.value.retry_after == 2
+        flaky_model.fail(400, reason="too long")
+        with pytest.raises(ModelRejected, match="too long"):
+            backend.chat([request])
+    finally:
+        backend.close()

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -80,3 +81,27 @@ def test_a_bad_chat_request_is_a_400_with_the_reason(relay: tuple[openai.OpenAI,
     oai, _ = relay
     with pytest.raises(openai.BadRequestError, match="role"):
         oai.chat.completions.create(model="relay", messages=[{"role": "robot", "content": "x"}])  # type: ignore[list-item,misc]
+
+
+def test_concurrent_chat_requests_share_one_backend_call(scripted_model: Callable[..., ScriptedModel]) -> None:
+    scripted = scripted_model([say("hello {last_user}")])
+    backend = HTTPBackend(scripted.url())
+    app = create_app(backend, "relay", batch_wait_ms=2000, max_batch=4)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.05)
+        oai = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda i: oai.chat.completions.create(
+                model="relay", messages=[{"role": "user", "content": f"n{i}"}]).choices[0].message.content, range(4)))
+        assert answers == [f"hello n{i}" for i in range(4)]
+        assert app.state.batcher.batches == 1 and app.state.batcher.largest == 4 and scripted.chat_calls == 4
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        backend.close()
