@@ -68,15 +68,15 @@ def stdio_spec(calls: Path | None = None, **kwargs: object) -> dict[str, object]
 
 
 @contextmanager
-def start_http(calls: Path | None = None, timeout: float = 60) -> Iterator[str]:
-    """This server over Streamable HTTP on a free loopback port; yields its URL, then stops it."""
+def start_http(calls: Path | None = None, timeout: float = 60, port: int | None = None) -> Iterator[str]:
+    """This server over Streamable HTTP on a loopback port (default: a free one); yields its URL, then stops it."""
     import time
 
     import httpx
 
     from baton.broker import free_port
 
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, **({"MCP_TEST_CALLS": str(calls)} if calls is not None else {})}
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "http", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

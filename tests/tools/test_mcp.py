@@ -150,3 +150,17 @@ def test_the_readme_mcp_example_is_a_valid_workflow() -> None:
     (snippet,) = re.findall(r"```toml\n(\[mcp\.shop\].*?)```", readme, re.S)
     wf = loads('name = "desk"\nentry = "clerk"\n' + snippet)
     assert wf.mcp["shop"].args == ["-m", "examples.orders_mcp"] and wf.role("clerk").tools == ["shop.lookup_order"]
+
+
+def test_a_broken_session_is_opened_again_on_the_next_call(mcp_calls: Path) -> None:
+    from tests.mcp_server import start_http
+
+    port = free_port()
+    with start_http(mcp_calls, port=port) as url:
+        conn = connect("shop", MCPServerSpec(url=url, timeout=5))
+        assert get_tool("shop.add").run({"a": 1, "b": 1}, None) == "2"  # type: ignore[arg-type]
+    with pytest.raises(ToolError):  # the server is gone: a clear tool error, not a hang
+        conn.call("add", {"a": 1, "b": 2})
+    with start_http(mcp_calls, port=port):
+        assert conn.call("add", {"a": 2, "b": 2}) == "4"
+    assert len(pids(mcp_calls)) == 2
