@@ -95,3 +95,17 @@ async def patient(ctx: Context, task: str) -> str:
     if ctx.deliveries == 2:
         raise ConnectionResetError("peer reset")
     return f"ok after {ctx.deliveries} deliveries"
+
+
+reviewed = App("reviewed")
+"""A code role with human review: its output waits for a decision, then goes on to ``next``."""
+
+
+@reviewed.role(next="after", review="human")
+async def draft(ctx: Context, task: str) -> str:
+    return f"draft of {task}"
+
+
+@reviewed.role()
+async def after(ctx: Context, task: str) -> object:
+    return ctx.finish(f"final: {task}")

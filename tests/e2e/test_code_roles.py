@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from baton.broker import Keys, agents_in_run, scratchpad, submit
+from baton.broker.reviews import decide, find_review
 from baton.protocol import Budget, DeadLetter, Task, decode
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
@@ -149,3 +150,17 @@ def test_retry_and_the_apps_retryable_types_deliver_again(client: redis.Redis, k
     assert (rec["status"], rec["result"]) == ("done", "ok after 3 deliveries"), workers.logs()
     assert _dead_letters(client, keys) == []
     assert "will be retried: Retry('not yet')" in workers.logs()
+
+
+def test_a_code_roles_output_waits_for_review_then_goes_on(client: redis.Redis, keys: Keys, workers: Workers) -> None:
+    workers.spawn("--app", f"{APPS}:reviewed", "--all-roles", env={"BATON_MODEL": "echo"})
+    run_id = submit(client, keys, Task(run_id="rev-1", role="draft", task="t", workflow="reviewed",
+                                       priority="batch"))
+    wait_runs(client, keys, [run_id], timeout=60, final=("review",))
+    review = find_review(client, keys, run_id)
+    assert review is not None and review.output == "draft of t" and review.role == "draft"
+    assert scratchpad(client, keys, run_id, "after") == []  # nothing handed off while it waits
+    decide(client, keys, review.review_id, "approve", "EDITED")
+    rec = wait_runs(client, keys, [run_id], timeout=60)[run_id]
+    assert (rec["status"], rec["result"]) == ("done", "final: EDITED"), workers.logs()
+    assert client.xlen(keys.run_stream("reviewed", "after", run_id, "batch")) == 1  # the run's lane is kept
