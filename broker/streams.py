@@ -269,6 +269,12 @@ class RoleStreams(GroupStreams):
         return read_by_lane(self._read_new, self.keys, streams, count=count, block_ms=block_ms, share=self.share,
                             batch_count=self.batch_count)
 
+    @property
+    def idle(self) -> bool:
+        """The last read of new work found every lane empty, so the next one blocks at once
+        (``BatchShare.drained``): no work of this role is on its way."""
+        return self.share.drained
+
     def read_more(self, entries: Sequence[Entry], count: int) -> list[Entry]:
         """Up to ``count`` new entries to top up ``entries`` without blocking: interactive ones only
         when ``entries`` hold interactive work (``broker.lanes.refill_streams``)."""

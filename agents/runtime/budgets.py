@@ -1,7 +1,9 @@
 """The worker's side of per-run budgets: reserve before the model call, settle after it.
 
 ``BudgetGate.reserve`` asks the run records (``baton.broker.budget``, one round trip per batch)
-for one model call and ``max_new_tokens`` tokens per task; a task whose run would pass a limit,
+for one model call and ``max_new_tokens`` tokens per task of a run with limits (a task whose
+``reserve`` is False, of a run without model limits, asks nothing: no round trip, and its usage
+is counted with its commit instead); a task whose run would pass a limit,
 or whose tool steps were already refused (``StepContext.budget_exceeded``), is taken out of the
 batch with the one-line reason, and the worker dead-letters it (its run fails; no handoff is
 written). ``BudgetGate.settle`` then gives back what each call did not use and adds the real
@@ -25,6 +27,7 @@ __all__ = ["BudgetGate"]
 class _Item(Protocol):
     task: Task
     ctx: Any
+    reserve: bool
 
 
 W = TypeVar("W", bound=_Item)
@@ -44,10 +47,11 @@ class BudgetGate:
         the reason (``budget exceeded: 5 of 4 model calls``)."""
         refused: list[tuple[W, str]] = [(w, w.ctx.budget_exceeded) for w in work
                                         if w.ctx is not None and w.ctx.budget_exceeded]
-        asking = [w for w in work if w.ctx is None or not w.ctx.budget_exceeded]
+        asking = [w for w in work if (w.ctx is None or not w.ctx.budget_exceeded) and w.reserve]
         reasons = reserve_model_calls(self.client, self.keys, [self._call(w, self.max_new_tokens) for w in asking])
         refused += [(w, reason) for w, reason in zip(asking, reasons, strict=True) if reason]
-        return [w for w, reason in zip(asking, reasons, strict=True) if not reason], refused
+        out = {id(w) for w, _ in refused}
+        return [w for w in work if id(w) not in out], refused
 
     def settle(self, work: Sequence[W], done: Sequence[tuple[W, Generation]], model: str) -> None:
         """End the reservations of ``work``: the ``done`` ones count their real tokens (of ``model``),

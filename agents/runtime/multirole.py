@@ -170,6 +170,10 @@ class MultiRoleWorker:
         w = reader.worker
 
         def read(pending: bool) -> list[Entry]:
+            if not pending and w.rt.streams.idle:  # a blocking read: nothing of this role is arriving
+                with self._cond:
+                    reader.flowing = False
+                    self._cond.notify_all()
             entries = w.read(pending)
             with self._cond:
                 reader.flowing = bool(entries)

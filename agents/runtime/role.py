@@ -9,6 +9,7 @@ Stages get it when they are built; drivers (``Worker``, ``MultiRoleWorker``) own
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -140,7 +141,10 @@ class RoleRuntime:
                               stopping=self.stopping, metrics=self.metrics, what=what)
 
     def commit(self, handoffs: Sequence[Handoff]) -> list[Outcome]:
-        """Commit ``handoffs`` atomically each, in one round trip (with the replica wait when set)."""
+        """Commit ``handoffs`` atomically each, in one round trip (with the replica wait when set).
+        The events staged for their runs (``hop_started``, the last tokens) ride in the first
+        commit of each run, before its own events."""
+        handoffs = [self._with_staged(h) for h in handoffs]
         s = self.settings
         wait = ReplicaWait(s.wait_replicas, s.wait_timeout_ms)
         committed = self.ride_out_redis(
@@ -163,3 +167,7 @@ class RoleRuntime:
                 elif o is Outcome.DUPLICATE:
                     log.info("entry %s had already been handed off; acked the redelivery", h.entry.id)
         return list(outcomes)
+
+    def _with_staged(self, h: Handoff) -> Handoff:
+        staged = self.events.take(h.run_id) if h.run_id else []
+        return dataclasses.replace(h, events=[*staged, *h.events]) if staged else h

@@ -6,7 +6,8 @@ written as ``tokens`` events in one pipelined round trip for all runs of the bat
 generation of ``n`` tokens costs about ``n / BATON_TOKEN_FLUSH_TOKENS`` round trips, whatever the
 batch size. (Written from the generating thread: a writer thread cost more than it saved on
 small machines, where GIL and scheduler hand-offs outweigh a local round trip.) ``close()``
-writes what is left, so a hop's chunks are in its log before its ``hop_finished``. Best effort:
+stages what is left (``EventWriter.stage``): it rides in the hop's commit, before its
+``hop_finished``, rather than costing a round trip of its own. Best effort:
 a failed write is logged (``EventWriter``) and the hop goes on.
 """
 
@@ -47,8 +48,11 @@ class TokenStream:
             self.writer.emit([self._event(index, text) for index, text in chunks])
 
     def close(self) -> None:
-        """Write what is left."""
-        self.flush()
+        """Stage what is left for the writer's next write (the hop's commit takes it)."""
+        with self._lock:
+            chunks, self._round = self._round, []
+        if chunks:
+            self.writer.stage([self._event(index, text) for index, text in chunks])
 
     def _event(self, index: int, text: str) -> Tokens:
         task = self.tasks[index]

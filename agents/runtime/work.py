@@ -53,6 +53,13 @@ class WorkItem:
     """A code role's handler's context (the runner keeps it here; ``notes`` come from it)."""
     retry_after: float = 0.0
     """Seconds a handler asked to wait before its retry (``baton.Retry(delay=...)``)."""
+    announced: bool = False
+    """Its ``hop_started`` event was written with the guard's read (else the prepare stage writes it)."""
+    reserve: bool = True
+    """Whether the model call is reserved against the run's budget first (the guard's read says;
+    False for a run without model limits)."""
+    usage_at_commit: bool = False
+    """The budget stage skipped its reservation: its usage is counted by its commit (``HandOff``)."""
 
 
 @dataclass(slots=True)

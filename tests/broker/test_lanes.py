@@ -152,8 +152,9 @@ def test_an_idle_reader_blocks_at_once_and_orders_lanes_again_once_a_backlog_bui
                                                                                     keys: Keys) -> None:
     reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.25)
     reader.ensure_groups()
+    assert not reader.idle
     assert reader.read(pending=False, count=8, block_ms=10) == []  # both lanes found empty
-    assert reader.share.drained
+    assert reader.share.drained and reader.idle  # the next read blocks at once: nothing is arriving
     _submit(client, keys, "i0", "interactive")
     calls0 = _xreadgroup_calls(client)
     assert _lanes(keys, reader.read(pending=False, count=8, block_ms=1000)) == ["interactive"]
@@ -162,7 +163,7 @@ def test_an_idle_reader_blocks_at_once_and_orders_lanes_again_once_a_backlog_bui
     for i in range(12):
         _submit(client, keys, f"b{i}", "batch")
     assert _lanes(keys, reader.read(pending=False, count=8, block_ms=1000)) == ["batch"] * 8  # a full read
-    assert not reader.share.drained
+    assert not reader.share.drained and not reader.idle
     for i in range(8):
         _submit(client, keys, f"i{i + 1}", "interactive")
     got = _lanes(keys, reader.read(pending=False, count=8, block_ms=1000))

@@ -2,7 +2,8 @@
 
 ``Reserve`` takes the tasks whose run would pass a limit out of ``batch.work`` (to ``rejected``,
 with the one-line reason: they dead-letter and their run fails); ``Settle`` gives back what the
-calls did not use and counts the real tokens (``BudgetGate``).
+calls did not use and counts the real tokens (``BudgetGate``). Tasks of runs without model limits
+(``WorkItem.reserve`` False) cost neither: their usage rides in their commit (``HandOff``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class Reserve:
             return
         batch.work, over = self.rt.budgets.reserve(batch.work)
         batch.rejected += over
-        batch.called = list(batch.work)
+        batch.called = [w for w in batch.work if w.reserve]
+        for w in batch.work:
+            w.usage_at_commit = not w.reserve
 
 
 class Settle:

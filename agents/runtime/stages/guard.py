@@ -1,31 +1,53 @@
 """The guard stage: end cancelled and late runs instead of running them.
 
-One round trip reads the batch's cancelled flags and, for run-scoped memory without fan-in, the
-scratchpads the prompt shows (kept on each item for the prepare stage).
+One round trip reads the batch's cancelled flags, which runs have budget limits (an item of a run
+without model limits skips the reservation: ``WorkItem.reserve``) and, for run-scoped memory
+without fan-in, the scratchpads the prompt shows (kept on each item for the prepare stage); the
+same round trip writes the ``hop_started`` event of each task that goes on (not of a cancelled
+or late run; a fan-in role's parts announce their hop once gathered, in the prepare stage).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.work import Batch, Commit, WorkItem
-from baton.broker import cancelled_and_scratchpads
+from baton.broker import before_run
+from baton.protocol import HopStarted, encode_event
 
 __all__ = ["Guard", "read_flags"]
 
 
-def read_flags(rt: RoleRuntime, work: Sequence[WorkItem]) -> list[bool]:
-    """Cancelled flags of ``work``; for run-scoped memory without fan-in its scratchpads too (kept
-    on each item), read in the same round trip."""
+def read_flags(rt: RoleRuntime, work: Sequence[WorkItem], *, start_at: float | None = None) -> list[bool]:
+    """Cancelled flags of ``work``; in the same round trip whether each run must reserve its model
+    calls (kept on each item; a role with review always reserves: its hand-off comes later), for
+    run-scoped memory without fan-in its scratchpads (kept on each item) and, given ``start_at``
+    (the time the hops start; not for a fan-in role), the ``hop_started`` event of each task that
+    is neither cancelled nor late (``WorkItem.announced``)."""
     if not work:
         return []
     early = rt.spec.memory == "run" and not rt.spec.join
     pads = [(w.task.run_id, rt.spec.agent) for w in work] if early else []
-    flags, pads_read = cancelled_and_scratchpads(rt.client, rt.keys, [w.task.run_id for w in work], pads)
-    for w, memory in zip(work if early else [], pads_read, strict=True):
+    started = [] if rt.spec.join or start_at is None else [_started(rt, w, start_at) for w in work]
+    read = before_run(rt.client, rt.keys, [w.task.run_id for w in work], pads, budgets=not rt.spec.review,
+                      started=started, events_maxlen=rt.settings.events_maxlen, events_ttl_s=rt.settings.events_ttl_s)
+    for w, event in zip(work, started, strict=False):
+        w.announced = bool(event)
+    for w, memory in zip(work if early else [], read.pads, strict=True):
         w.memory = memory
-    return flags
+    for w, limited in zip(work, read.limited, strict=True):
+        w.reserve = limited or bool(rt.spec.review)
+    return read.cancelled
+
+
+def _started(rt: RoleRuntime, w: WorkItem, now: float) -> bytes:
+    """The encoded ``hop_started`` of ``w`` (``b""`` for a task past its deadline: it will not start)."""
+    if w.task.deadline is not None and now > w.task.deadline:
+        return b""
+    return encode_event(HopStarted(run_id=w.task.run_id, role=rt.spec.role, agent=rt.spec.agent, hop=w.task.hop,
+                                   msg_id=w.task.id, consumer=rt.consumer))
 
 
 class Guard:
@@ -37,8 +59,9 @@ class Guard:
     def __call__(self, batch: Batch) -> None:
         if not batch.work:
             return
-        cancelled = read_flags(self.rt, batch.work)
-        halts = self.rt.guard.halts([(w.entry, w.task) for w in batch.work], cancelled=cancelled)
+        now = time.time()
+        cancelled = read_flags(self.rt, batch.work, start_at=now)
+        halts = self.rt.guard.halts([(w.entry, w.task) for w in batch.work], now=now, cancelled=cancelled)
         if halts:
             batch.commits += [Commit(h) for h in halts.values()]
             batch.work = [w for w in batch.work if w.entry.id not in halts]

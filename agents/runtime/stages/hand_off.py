@@ -1,8 +1,11 @@
 """The hand-off stage: each done task's next message, scratchpad entry and run record, queued for
-the commit (one atomic step per task, one round trip for the batch)."""
+the commit (one atomic step per task, one round trip for the batch). A task that reserved no model
+call (its run has no model limits) has its usage counted in the same commit
+(``broker.budget.usage_counts``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +17,7 @@ from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.tracing import end_hop
 from baton.agents.runtime.work import Batch, Commit, WorkItem
 from baton.broker import Outcome
+from baton.broker.budget import usage_counts
 
 __all__ = ["HandOff"]
 
@@ -31,11 +35,14 @@ class HandOff:
         if not batch.done or self.rt.spec.review:
             return
         rt, finished = self.rt, time.time()
+        model = rt.backend.name if rt.backend else ""
         for item, g in batch.done:
             handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=item.task,
                                     prompt=item.prompt, ctx=item.ctx, started=item.started, output=g.text,
                                     tokens=g.new_tokens, truncated=g.truncated, finished=finished, span=item.span,
                                     decision=item.decision, notes=item.notes)
+            if item.usage_at_commit:
+                handoff = dataclasses.replace(handoff, counts=usage_counts(rt.spec.role, model, g.new_tokens))
             batch.commits.append(Commit(handoff, self._handed_off(item, g, finished)))
 
     def _handed_off(self, item: WorkItem, g: Generation, finished: float) -> Callable[[Outcome], None]:

@@ -1,7 +1,8 @@
 """The prepare stage: memories, declared tool steps and shared memory, the hop span and the prompt.
 
 Runs once per task and batch, whatever happens to the model call after it: the ``hop_started``
-events of the batch go out in one round trip, then each task's steps run and its prompt is rendered.
+events the guard did not write already (a fan-in role's) go out in one round trip, then each
+task's steps run and its prompt is rendered.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Prepare:
             for w, memory in zip(work, memories(rt, [w.task for w in work]), strict=True):
                 w.memory = memory
         rt.events.emit([HopStarted(run_id=w.task.run_id, role=spec.role, agent=spec.agent, hop=w.task.hop,
-                                   msg_id=w.task.id, consumer=rt.consumer) for w in work])
+                                   msg_id=w.task.id, consumer=rt.consumer) for w in work if not w.announced])
         for w in work:
             w.span = start_hop(w.task, spec.role, spec.agent, rt.consumer)
             with use_hop(w.span):

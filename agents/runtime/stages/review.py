@@ -90,6 +90,7 @@ class Park:
             return
         finished = time.time()
         parks = [self._park(item, g, finished) for item, g in batch.done]
+        rt.events.flush()  # the hops' last tokens go before their review_requested
         outcomes = rt.ride_out_redis(
             lambda: park(rt.client, rt.keys, rt.streams.group, rt.consumer, parks,
                          record_ttl_s=rt.settings.record_ttl_s),
