@@ -10,8 +10,11 @@ Three configurations of the seed chain with the twin of tiny-gpt2, interleaved i
 
 The two baton configurations run a closed loop keeping ``--in-flight`` runs outstanding (a new
 run is submitted as each result arrives) and count the results of ``--seconds`` seconds after
-``--warmup`` seconds of the same load: steady state, not a burst. ``--write`` puts the table
-into BENCHMARKS.md (section "Cross-role batching"). Not a test: a measurement.
+``--warmup`` seconds of the same load: steady state, not a burst. Then ``--latency-runs``
+sequential single runs (one outstanding at a time) measure what each mode adds to a lone run:
+through ONE all-roles process (its cluster is started for that alone) and through the one-role
+workers. ``--write`` puts the table into BENCHMARKS.md (section "Cross-role batching"). Not a
+test: a measurement.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from bench.__main__ import _ceiling
 from bench.clusters import BatonCluster, Measure
-from bench.common import ROOT, spread
+from bench.common import ROOT, percentile, spread
 from bench.sections import write_section
 
 __all__ = ["main"]
@@ -47,8 +50,17 @@ def _baton(cfg: str, url: str, env: dict[str, str], log_dir: Path, args: argpars
     try:
         cluster.start(m)
         cluster.sustained(m, in_flight=args.in_flight, seconds=args.seconds, warmup_s=args.warmup)
+        if cfg == "one-role":
+            cluster.latency(m, args.latency_runs)
     finally:
         cluster.stop(m)
+    if cfg == "all-roles" and args.latency_runs:
+        lone = BatonCluster(url, env, log_dir, all_roles=1)
+        try:
+            lone.start(Measure())
+            lone.latency(m, args.latency_runs)
+        finally:
+            lone.stop(Measure())
     return m
 
 
@@ -66,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="measured steady-state window per configuration")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of load before the window")
     p.add_argument("--in-flight", type=int, default=96, help="runs kept outstanding by the closed loop")
+    p.add_argument("--latency-runs", type=int, default=16, help="sequential single runs per baton configuration")
     p.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s", datefmt="%H:%M:%S")
@@ -110,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             f"configurations, on {os.cpu_count()} cores shared with other helpers' work). Twin of tiny-gpt2, "
             f"seed chain, baton defaults (batch size {batch}). Baton rows: a closed loop keeping "
             f"{args.in_flight} runs in flight, results counted over {args.seconds:.0f} s after {args.warmup:.0f} s "
-            f"of the same load; the ceiling runs long enough to last about as long. The configurations "
+            f"of the same load; the ceiling runs long enough to last about as long. Single-run p50: "
+            f"{args.latency_runs} sequential runs through ONE all-roles process, and through the one-role "
+            f"workers. The configurations "
             f"alternate within each of {args.repeats} repeats. Cells: **median** (min–max); the ratio is taken "
             "per repeat (same machine state), then the median.",
             "",
@@ -120,16 +135,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(results: dict[str, list[Measure]]) -> list[str]:
-    rows = ["| configuration | runs/s | ÷ ceiling (same repeat) |", "|---|---|---|"]
+    rows = ["| configuration | runs/s | ÷ ceiling (same repeat) | single-run p50, ms | p50 ÷ one-role p50 |",
+            "|---|---|---|---|---|"]
     ceil = [m.runs_per_s for m in results["ceiling"]]
+    base = [percentile(m.latencies, 50) for m in results["one-role"]]
     for cfg, label in CONFIGS.items():
         rates = [m.runs_per_s for m in results[cfg]]
         lo, mid, hi = spread(rates)
-        ratio = "–"
+        ratio = p50 = vs = "–"
         if cfg != "ceiling":
             rlo, rmid, rhi = spread([r / c for r, c in zip(rates, ceil, strict=True)])
             ratio = f"**{rmid:.2f}** ({rlo:.2f}–{rhi:.2f})"
-        rows.append(f"| {label} | **{mid:.1f}** ({lo:.1f}–{hi:.1f}) | {ratio} |")
+            lat = [percentile(m.latencies, 50) for m in results[cfg]]
+            if all(x == x for x in lat):
+                plo, pmid, phi = spread([x * 1000 for x in lat])
+                p50 = f"**{pmid:.0f}** ({plo:.0f}–{phi:.0f})"
+                vlo, vmid, vhi = spread([x / b for x, b in zip(lat, base, strict=True)])
+                vs = f"**{vmid:.2f}** ({vlo:.2f}–{vhi:.2f})"
+        rows.append(f"| {label} | **{mid:.1f}** ({lo:.1f}–{hi:.1f}) | {ratio} | {p50} | {vs} |")
     return rows
 
 
