@@ -87,6 +87,8 @@ class ForkRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     from_role: Name
     task: TaskText | None = None
+    reuse_journal: Annotated[bool, Meta(description="Code roles get the source run's recorded model, tool and "
+                                                    "step results back while their calls match.")] = False
 
 
 OutputText = Annotated[str, Meta(max_length=MAX_TASK_CHARS,

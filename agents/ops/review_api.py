@@ -85,7 +85,7 @@ def review_router(ctx: ApiContext) -> APIRouter:
         s = ctx.settings
         try:
             new = fork_run(ctx.client, ctx.keys, run_id, body.from_role, body.task, max_hops=s.max_hops,
-                           record_ttl_s=s.record_ttl_s)
+                           record_ttl_s=s.record_ttl_s, reuse_journal=body.reuse_journal)
         except ForkError as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("run %s forked from %s at %s over the API", new, run_id, body.from_role)
@@ -95,11 +95,14 @@ def review_router(ctx: ApiContext) -> APIRouter:
                  summary="Re-run a run from the start with the same inputs",
                  responses={404: {"description": "No such run"},
                             409: {"description": "The run cannot be replayed (the reason says why)"}})
-    def replay_route(run_id: str) -> dict[str, str]:
+    def replay_route(run_id: str, reuse_journal: Annotated[bool, Query(
+            description="Code roles get the source run's recorded calls back while their calls match.")] = False,
+    ) -> dict[str, str]:
         record_or_404(ctx, run_id)
         s = ctx.settings
         try:
-            new = replay_run(ctx.client, ctx.keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s)
+            new = replay_run(ctx.client, ctx.keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s,
+                             reuse_journal=reuse_journal)
         except ForkError as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("run %s replays %s over the API", new, run_id)

@@ -144,13 +144,17 @@ def test_fork_and_replay_start_runs_that_complete(
         assert (edited["record"]["forked_from"], edited["record"]["forked_at"]) == (source, "researcher")
         assert scratchpad(client, keys, fork_id, "Alice") == scratchpad(client, keys, source, "Alice")  # copied
 
-        same = http.post(f"/v1/runs/{source}/fork", json={"from_role": "summarizer"}).json()["run_id"]
-        assert wait_status(http, same, "done")["result"] == original["result"]  # its original input, same output
+        assert "journal_from" not in edited["record"]
+        same = http.post(f"/v1/runs/{source}/fork", json={"from_role": "summarizer", "reuse_journal": True})
+        same_done = wait_status(http, same.json()["run_id"], "done")
+        assert same_done["result"] == original["result"]  # its original input, same output
+        assert same_done["record"]["journal_from"] == source  # code roles would reuse the source's journal
 
-        replayed = http.post(f"/v1/runs/{source}/replay")
+        replayed = http.post(f"/v1/runs/{source}/replay", params={"reuse_journal": "true"})
         assert replayed.status_code == 201, replayed.text
         again = wait_status(http, replayed.json()["run_id"], "done")
         assert again["result"] == original["result"] and again["record"]["replayed_from"] == source
+        assert again["record"]["journal_from"] == source
 
         for res in (http.post("/v1/runs/nope/fork", json={"from_role": "planner"}), http.post("/v1/runs/nope/replay")):
             assert res.status_code == 404
