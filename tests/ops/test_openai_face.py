@@ -38,6 +38,15 @@ def test_models_list_the_workflows_and_need_a_token(server: Server) -> None:
             assert res.status_code == 401, (method, path, res.text)
 
 
+def test_models_include_the_workflows_apps_registered(server: Server, client: redis.Redis, keys: Keys) -> None:
+    from baton.agents.workflow.registry import publish_workflow
+    from tests.app import sample_apps
+
+    assert "baton:sample" not in [m.id for m in _client(server).models.list()]
+    publish_workflow(client, keys, sample_apps.app.workflow())  # as `baton worker --app` does
+    assert "baton:sample" in [m.id for m in _client(server).models.list()]
+
+
 def test_chat_completion_runs_the_workflow_on_the_last_user_message(
     server: Server, client: redis.Redis, keys: Keys, echo_workers: Workers
 ) -> None:

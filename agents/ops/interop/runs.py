@@ -25,7 +25,8 @@ from baton.agents.workflow.spec import Workflow
 from baton.broker import RunView, cancel_run, get_run
 from baton.broker.events import aread_events
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review
-from baton.protocol import TERMINAL_STATUSES, Event, is_terminal
+from baton.broker.workflows import registered_workflows
+from baton.protocol import DEFAULT_WORKFLOW, TERMINAL_STATUSES, Event, is_terminal
 
 __all__ = ["FOLLOW_BLOCK_MS", "HISTORY_KEY", "RunRefused", "Runs", "fit_history", "inlined_body", "record_field",
            "terminal_roles"]
@@ -68,11 +69,13 @@ class Runs:
     api: ApiContext
 
     def workflow_names(self) -> list[str]:
-        """Every workflow a caller can start here: the served one first, then the shipped ones."""
+        """Every workflow a caller can start here: the served one first, then the shipped ones and the
+        ones apps' workers registered (``baton worker --app``)."""
         from baton.agents.workflow import loader
 
         served = self.api.workflow.name
-        return [served, *sorted(n for n in loader.packaged() if n != served)]
+        apps = registered_workflows(self.api.client, self.api.keys)
+        return [served, *sorted({DEFAULT_WORKFLOW, *loader.packaged(), *apps} - {served})]
 
     def workflow(self, name: str) -> Workflow:
         """The workflow ``name``; ``RunRefused`` (404) when this server has none of that name."""
