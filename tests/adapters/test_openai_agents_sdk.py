@@ -19,7 +19,6 @@ from tests.adapters.sdk import openai_agents
 from tests.app.gateway import EchoGateway, item
 from tests.app.test_context import services
 from tests.scripted_model import ScriptedModel, call
-from tests.workflows.serving import serve_model
 
 sdk = openai_agents()
 from baton.agents.adapters.openai_agents_sdk import agent_role  # noqa: E402  (after the SDK is importable)
@@ -69,19 +68,18 @@ def test_tools_run_as_baton_tools_handoffs_become_baton_handoffs_and_redelivery_
 
 
 def test_an_agent_answers_through_serve_model_and_replays_from_the_journal(
-    client: redis.Redis, keys: Keys, twin: Path, tmp_path: Path
+    client: redis.Redis, keys: Keys, model_server: str, tmp_path: Path
 ) -> None:
     app = App("sdk-plain")
     agent_role(app, sdk.Agent(name="writer", instructions="Write one sentence."))
-    with serve_model(["--model", str(twin), "--replicas", "1"], tmp_path / "serve.log") as url:
-        gw = EchoGateway(chat_backend=load_backend(url))
-        task = Task(role="writer", task="Explain streams.", run_id="run-sdk-2")
-        svc = services(client, keys)
-        outs = []
-        for deliveries in (1, 2):
-            ctx = Context(gw, item(task, deliveries), app.roles["writer"], svc)
-            outs.append(asyncio.run(run_handler(app.handlers["writer"], ctx, task.task)))
-        direct = load_backend(url).chat([ctx_request()])[0].message.content
+    gw = EchoGateway(chat_backend=load_backend(model_server))
+    task = Task(role="writer", task="Explain streams.", run_id="run-sdk-2")
+    svc = services(client, keys)
+    outs = []
+    for deliveries in (1, 2):
+        ctx = Context(gw, item(task, deliveries), app.roles["writer"], svc)
+        outs.append(asyncio.run(run_handler(app.handlers["writer"], ctx, task.task)))
+    direct = load_backend(model_server).chat([ctx_request()])[0].message.content
     assert outs[0] == outs[1] == Next(direct) and direct
     assert gw.chats == 1 and (ctx.calls.replayed, ctx.calls.made) == (1, 0)
 

@@ -5,7 +5,6 @@ a tool), and a redelivered task replayed from the call journal in real Redis."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import redis
 from pydantic_ai import Agent
@@ -19,7 +18,6 @@ from baton.protocol.chat import ChatMessage, ChatRequest
 from tests.app.gateway import EchoGateway, item
 from tests.app.test_context import services
 from tests.scripted_model import ScriptedModel, call, say
-from tests.workflows.serving import serve_model
 
 looked_up: list[int] = []
 
@@ -59,15 +57,14 @@ def test_model_calls_go_through_ctx_chat_and_redelivery_replays_them(client: red
     assert looked_up == [42, 42]  # Pydantic AI runs its own tools: wrap side effects in ctx.step
 
 
-def test_an_agent_answers_through_serve_model(client: redis.Redis, keys: Keys, twin: Path, tmp_path: Path) -> None:
+def test_an_agent_answers_through_serve_model(client: redis.Redis, keys: Keys, model_server: str) -> None:
     app = App("pyd-plain")
     pydantic_role(app, "writer", Agent(instructions="Write one sentence."))
-    with serve_model(["--model", str(twin), "--replicas", "1"], tmp_path / "serve.log") as url:
-        gw = EchoGateway(chat_backend=load_backend(url))
-        task = Task(role="writer", task="Explain streams.", run_id="run-pyd-2")
-        ctx = Context(gw, item(task), app.roles["writer"], services(client, keys))
-        out = asyncio.run(run_handler(app.handlers["writer"], ctx, task.task))
-        direct = load_backend(url).chat([ChatRequest(messages=[
-            ChatMessage(role="system", content="Write one sentence."),
-            ChatMessage(role="user", content="Explain streams.")])])[0].message.content
+    gw = EchoGateway(chat_backend=load_backend(model_server))
+    task = Task(role="writer", task="Explain streams.", run_id="run-pyd-2")
+    ctx = Context(gw, item(task), app.roles["writer"], services(client, keys))
+    out = asyncio.run(run_handler(app.handlers["writer"], ctx, task.task))
+    direct = load_backend(model_server).chat([ChatRequest(messages=[
+        ChatMessage(role="system", content="Write one sentence."),
+        ChatMessage(role="user", content="Explain streams.")])])[0].message.content
     assert out == Next(direct or "") and direct and gw.chats == 1
