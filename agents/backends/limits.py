@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+
+from baton.agents.ops.timeouts import BODY_TIMEOUT_S, read_within
 
 __all__ = ["MAX_BODY_BYTES", "MAX_PROMPTS", "BodyTooLarge", "install", "read_body"]
 
@@ -53,11 +55,14 @@ async def read_body(request: Request, kind: type[M], max_bytes: int = MAX_BODY_B
         raise BodyTooLarge(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge(max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in read_within(request.stream()):
+            size += len(chunk)
+            if size > max_bytes:
+                raise BodyTooLarge(max_bytes)
+            chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, f"the request body took over {BODY_TIMEOUT_S:g} s to arrive") from None
     try:
         return kind.model_validate_json(b"".join(chunks))
     except ValidationError as exc:

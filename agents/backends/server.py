@@ -348,8 +348,10 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name:
     log.info("serving %s on http://%s:%d/v1 (%d replica(s), batches of up to %d prompts, %g ms wait, %s)",
              model, host, port, replicas, max_batch, batch_wait_ms,
              f"{len(api_keys)} API key(s) required" if api_keys else "no authentication")
+    from baton.agents.ops.timeouts import TimedH11Protocol  # slow clients get 408 (headers, bodies)
+
     if replicas == 1:
-        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning")
+        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning", http=TimedH11Protocol)
     else:
         uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=replicas, host=host, port=port,
-                    log_level="warning")
+                    log_level="warning", http=TimedH11Protocol)

@@ -11,7 +11,18 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, Redis, connect, ping
 
-__all__ = ["AppOption", "CliError", "app", "app_or_named", "connect_checked", "err", "out", "settings"]
+__all__ = ["AppOption", "CliError", "app", "app_or_named", "connect_checked", "err", "out", "settings", "visible"]
+
+_BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+_VISIBLE = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+            for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI) if c not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """``text`` (a model's or a task's, so untrusted) with its control characters shown as escapes
+    (``\\x1b``, ``\\x07``, ``\\u202e``): printed to a terminal it cannot move the cursor, recolour,
+    retitle, ring or reorder anything. Newlines and tabs stay."""
+    return text.translate(_VISIBLE)
 
 app = typer.Typer(
     name="baton",

@@ -47,6 +47,7 @@ def dashboard(
     import uvicorn
 
     from baton.agents.ops.dashboard import create_app
+    from baton.agents.ops.timeouts import TimedH11Protocol
 
     s = settings()
     if not s.api_token_list() and not is_loopback(host) and not allow_anonymous:
@@ -57,7 +58,8 @@ def dashboard(
     api = create_app(s, named(workflow or s.workflow or None), interval=interval, client=client)
     auth = "bearer tokens required" if s.api_token_list() else "no authentication"
     err.print(f"baton dashboard on http://{host}:{port}/  (API: /v1, {auth}; metrics: /metrics)")
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+                http=TimedH11Protocol)
 
 
 @api_app.command()

@@ -10,7 +10,7 @@ import msgspec
 import typer
 from rich.markup import escape
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
 from baton.broker import Keys, Redis, get_run, iter_events, read_events
 from baton.protocol import (
     Cancelled,
@@ -34,7 +34,7 @@ _PREVIEW = 120
 
 
 def _short(text: str, limit: int = _PREVIEW) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(visible(text).split())
     return escape(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
@@ -58,7 +58,7 @@ class EventPrinter:
                 self._end_line()
                 out.print(f"{_clock(event.at)} [cyan]tokens[/]       {event.role} ", end="")
                 self._streaming = event.msg_id
-            out.print(event.text, end="", markup=False)
+            out.print(visible(event.text), end="", markup=False)
             return
         self._end_line()
         out.print(f"{_clock(event.at)} {self._describe(event)}")

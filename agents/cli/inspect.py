@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
+from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
 from baton.agents.workflow.loader import named
 from baton.broker import Keys, Redis, agents_in_run, get_run, latest_run, scratchpad
 from baton.broker.stats import discover_streams, stream_stats
@@ -34,9 +34,9 @@ def result(
     if as_json:
         out.print_json(json.dumps(rec))
     elif rec.get("status") == RunStatus.DONE:
-        print(rec.get("result", ""))
+        print(visible(rec.get("result", "")))
     else:
-        out.print(f"{run_id}: {rec.get('status')} {rec.get('error', '')}".rstrip())
+        out.print(visible(f"{run_id}: {rec.get('status')} {rec.get('error', '')}".rstrip()), markup=False)
     if rec.get("status") != RunStatus.DONE:
         raise typer.Exit(1)
 

@@ -19,7 +19,17 @@ import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from baton.agents.cli.common import AppOption, CliError, app, app_or_named, connect_checked, err, out, settings
+from baton.agents.cli.common import (
+    AppOption,
+    CliError,
+    app,
+    app_or_named,
+    connect_checked,
+    err,
+    out,
+    settings,
+    visible,
+)
 from baton.agents.cli.events import follow_events
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
@@ -229,7 +239,8 @@ def submit_cmd(
     if follow:
         last = follow_events(client, keys, run_id, follow=True)
         if isinstance(last, Failed | Cancelled):
-            raise CliError(f"run {run_id} {'failed' if isinstance(last, Failed) else 'cancelled'}: {last.reason}")
+            raise CliError(f"run {run_id} {'failed' if isinstance(last, Failed) else 'cancelled'}: "
+                           f"{visible(last.reason)}")
         return
     if not wait:
         return
@@ -238,5 +249,5 @@ def submit_cmd(
         raise CliError(f"run {run_id} did not finish within {timeout:.0f}s")
     rec = done[run_id]
     if rec.get("status") != RunStatus.DONE:
-        raise CliError(f"run {run_id} {rec.get('status')}: {rec.get('error', '')}")
-    print(rec.get("result", ""))
+        raise CliError(f"run {run_id} {rec.get('status')}: {visible(rec.get('error', ''))}")
+    print(visible(rec.get("result", "")))

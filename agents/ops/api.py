@@ -22,9 +22,11 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from baton.agents.ops.auth import BearerAuth
 from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
+from baton.agents.ops.slots import Slot, StreamSlots
 from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
@@ -58,7 +60,14 @@ FILTER_WINDOW = 2000
 SSE_BLOCK_MS = 10_000
 """How long one blocking read of a run's events waits before a keep-alive comment."""
 
-EVENT_ID = re.compile(r"^\d+(-\d+)?$")
+EVENT_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+MAX_ID_PART = 2**64 - 1
+"""A stream id is two unsigned 64-bit numbers, ``ms-seq``."""
+
+
+def is_event_id(cursor: str) -> bool:
+    """Whether ``cursor`` is a stream id Redis accepts (``ms`` or ``ms-seq``, each part at most 2**64 - 1)."""
+    return EVENT_ID.match(cursor) is not None and all(int(p) <= MAX_ID_PART for p in cursor.split("-"))
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -78,6 +87,7 @@ class ApiContext:
     keys: Keys
     workflow: Workflow
     auth: BearerAuth
+    streams: StreamSlots = field(default_factory=StreamSlots)
     _aclient: AsyncRedis | None = field(default=None, repr=False)
     _workflows: dict[str, Workflow] = field(default_factory=dict, repr=False)
 
@@ -184,18 +194,27 @@ def runs_router(ctx: ApiContext) -> APIRouter:
     async def events_route(request: Request, run_id: str, after: str | None = None,
                            last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
         cursor = last_event_id or after
-        if cursor is not None and not EVENT_ID.match(cursor):
+        if cursor is not None and not is_event_id(cursor):
             raise HTTPException(422, f"bad event id {cursor!r} (expected a stream id such as 1700000000000-0)")
         await asyncio.to_thread(record_or_404, ctx, run_id)
-        return StreamingResponse(_event_stream(ctx, request, run_id, cursor), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        slot = ctx.streams.acquire(request)
+        return StreamingResponse(_event_stream(ctx, request, run_id, cursor, slot), media_type="text/event-stream",
+                                 headers=SSE_HEADERS, background=BackgroundTask(slot.release))
 
     return router
 
 
-async def _event_stream(ctx: ApiContext, request: Request, run_id: str, cursor: str | None) -> AsyncIterator[str]:
-    """Server-sent events of ``run_id`` after ``cursor``, until its terminal event."""
+async def _event_stream(ctx: ApiContext, request: Request, run_id: str, cursor: str | None,
+                        slot: Slot) -> AsyncIterator[str]:
+    """Server-sent events of ``run_id`` after ``cursor``, until its terminal event (then ``slot`` is free)."""
+    try:
+        async for chunk in _events_after(ctx, request, run_id, cursor):
+            yield chunk
+    finally:
+        slot.release()
 
+
+async def _events_after(ctx: ApiContext, request: Request, run_id: str, cursor: str | None) -> AsyncIterator[str]:
     while not await request.is_disconnected():
         batch = await aread_events(ctx.aclient, ctx.keys, run_id, after=cursor, block_ms=SSE_BLOCK_MS)
         ended = not batch and await asyncio.to_thread(_has_ended, ctx, run_id)

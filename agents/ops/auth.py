@@ -2,24 +2,28 @@
 
 The tokens come from ``BATON_API_TOKENS`` (comma-separated). With none set every route is open
 (``baton dashboard`` then refuses to listen beyond the loopback address). With tokens set, a
-request needs ``Authorization: Bearer <token>``; a server-sent-events GET (``Accept:
-text/event-stream``, as ``EventSource`` sends, which cannot set headers) may pass it as
-``?access_token=`` instead. Each candidate is compared with every token in constant time.
+request needs ``Authorization: Bearer <token>``; a GET of an event-stream route
+(``EVENT_STREAM_ROUTES``: ``/api/events`` and ``/v1/runs/{id}/events``, which ``EventSource``
+opens without a way to set headers) may pass it as ``?access_token=`` instead; no other route
+takes it from the query (where it would land in logs and histories for nothing). Each candidate
+is compared with every token in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Sequence
 
 from fastapi import HTTPException, Request
 
-__all__ = ["ACCESS_TOKEN_PARAM", "BearerAuth", "bearer_token"]
+__all__ = ["ACCESS_TOKEN_PARAM", "EVENT_STREAM_ROUTES", "BearerAuth", "bearer_token"]
 
 ACCESS_TOKEN_PARAM = "access_token"
-"""The query parameter that carries the token on server-sent-events GETs."""
+"""The query parameter that carries the token on the event-stream routes' GETs."""
 
-EVENT_STREAM = "text/event-stream"
+EVENT_STREAM_ROUTES = re.compile(r"^/(api/events|v1/runs/[^/]+/events)$")
+"""The paths whose GET may carry the token as ``?access_token=``."""
 
 
 class BearerAuth:
@@ -65,7 +69,7 @@ def bearer_token(header: str) -> str | None:
 
 
 def _is_event_stream(request: Request) -> bool:
-    return request.method == "GET" and EVENT_STREAM in request.headers.get("accept", "")
+    return request.method == "GET" and EVENT_STREAM_ROUTES.match(request.url.path) is not None
 
 
 def _unauthorized(reason: str) -> HTTPException:

@@ -15,6 +15,7 @@ import msgspec
 from fastapi import HTTPException, Request
 from msgspec import Meta
 
+from baton.agents.ops.timeouts import BODY_TIMEOUT_S, read_within
 from baton.protocol import Budget, BudgetLimit, Decision
 from baton.protocol.fields import Name, Priority
 
@@ -118,11 +119,14 @@ def json_body(kind: type[T], *, max_bytes: int = MAX_BODY_BYTES) -> Callable[[Re
             raise _too_large(max_bytes)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise _too_large(max_bytes)
-            chunks.append(chunk)
+        try:
+            async for chunk in read_within(request.stream()):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(chunk)
+        except TimeoutError:
+            raise HTTPException(408, f"the request body took over {BODY_TIMEOUT_S:g} s to arrive") from None
         data = b"".join(chunks)
         if not data.strip():
             raise HTTPException(422, "the request body is empty (expected a JSON object)")

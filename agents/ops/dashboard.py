@@ -29,6 +29,7 @@ import msgspec
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.background import BackgroundTask
 
 from baton.agents.ops.api import ApiContext, runs_router, submit_request
 from baton.agents.ops.auth import BearerAuth
@@ -150,7 +151,16 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
 
     @api.get("/events")
     async def api_events(request: Request) -> StreamingResponse:
+        slot = ctx.streams.acquire(request)
+
         async def events() -> AsyncIterator[str]:
+            try:
+                async for chunk in snapshots():
+                    yield chunk
+            finally:
+                slot.release()
+
+        async def snapshots() -> AsyncIterator[str]:
             first = await asyncio.to_thread(api_snapshot)
             yield f"event: hello\ndata: {json.dumps(first)}\n\n"
             seen, ticks = sampler.seq, 0
@@ -165,7 +175,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
                     yield ": keep-alive\n\n"
                 await asyncio.sleep(0.25)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
+        return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(slot.release),
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @api.get("/runs")
