@@ -48,6 +48,7 @@ __all__ = [
     "Park",
     "Review",
     "ReviewError",
+    "continuations",
     "decide",
     "expire_reviews",
     "find_review",
@@ -190,6 +191,41 @@ def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Par
         *_pairs(review), *_pairs(record),
     ]
     return Outcome(int(_park(client, script_keys, args)))
+
+
+def continuations(client: redis.Redis, keys: Keys, tasks: Sequence[Task]) -> list[Task | str]:
+    """For each task carrying ``Task.review``, the continuation as ``decide`` recorded it, or why it is none.
+
+    Nothing of the entry is trusted beyond the run and review it names: the review record must say
+    ``approve`` and name this task's id as the continuation ``decide`` published (both written in
+    decide's one atomic step, before the entry existed), and the task returned is rebuilt from the
+    record: the parked task, the decided output and the reviewed generation. A forged entry (a
+    pending, rejected or unknown review, or another id) gets the reason to dead-letter it with.
+    One round trip for the batch.
+    """
+    pipe = client.pipeline(transaction=False)
+    for t in tasks:
+        pipe.hgetall(keys.review(t.run_id, t.review.review_id if t.review else "-"))
+    out: list[Task | str] = []
+    for t, raw in zip(tasks, pipe.execute(), strict=True):
+        rid = t.review.review_id if t.review else ""
+        data = {as_text(k): v for k, v in raw.items()}
+        decision = as_text(data.get("decision", b""))
+        parked = decode(data["msg"]) if "msg" in data else None
+        if not raw or not isinstance(parked, Task) or parked.run_id != t.run_id:
+            out.append(f"no review {rid!r} of run {t.run_id!r}: the entry's decision was not made by `decide`")
+        elif decision != "approve":
+            state = f"was {'rejected' if decision else 'not decided'}"
+            out.append(f"review {rid!r} of run {t.run_id!r} {state}: the entry's approval is not the reviewer's")
+        elif as_text(data.get("continuation_id", b"")) != t.id:
+            out.append(f"task {t.id!r} is not the continuation that the approval of review {rid!r} published")
+        else:
+            out.append(msgspec.structs.replace(parked, id=t.id, created_at=float(data.get("decided_at") or 0),
+                                               review=ReviewDecision(
+                review_id=rid, decision="approve", output=as_text(data.get("decided_output", b"")),
+                prompt=as_text(data.get("prompt", b"")), started=float(data.get("started") or 0),
+                finished=float(data.get("finished") or 0), tokens=int(data.get("tokens") or 0))))
+    return out
 
 
 def find_review(client: redis.Redis, keys: Keys, review_id_or_run: str) -> Review | None:

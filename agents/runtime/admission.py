@@ -50,8 +50,10 @@ def admit(entry: Entry, workflow: str, spec: RoleSpec, settings: Settings) -> tu
             return f"unexpected message type {type(msg).__name__!r} on a task stream", None
 
 
-def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | None, partition: int) -> Handoff:
-    """The commit that moves ``entry`` to the dead-letter stream and fails its run (when known)."""
+def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | None, partition: int, *,
+                fail_run: bool = True) -> Handoff:
+    """The commit that moves ``entry`` to the dead-letter stream and fails its run (when known and
+    ``fail_run``: not for an entry whose claims about its run cannot be trusted, e.g. a forged decision)."""
     raw = entry.data or b""
     run_id, msg_id = (task.run_id, task.id) if task else peek_ids(raw, limit=DEAD_LETTER_MAX_BYTES)
     with bind(run_id=run_id or "", msg_id=msg_id or ""):
@@ -61,7 +63,7 @@ def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | N
     outputs = [(keys.dead(partition), encode(dl))]
     record: dict[str, str | float | int] = {}
     events: list[bytes] = []
-    if run_id and keys.partition(run_id) == partition:
+    if fail_run and run_id and keys.partition(run_id) == partition:
         err = Error(run_id=run_id, role=role, reason=reason)
         outputs.append((keys.results(partition), encode(err)))
         now = time.time()

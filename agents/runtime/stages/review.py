@@ -4,7 +4,10 @@ A role with ``review = "human"`` parks each generated output (``Park``; ``broker
 atomic step) instead of handing it off. ``baton review approve`` publishes a continuation of the
 parked task (``Task.review`` set) on the role's stream; ``Resume`` hands the decided output off
 exactly as a normal hop would (routes, fan-out, shared memory, the next task or the result),
-without calling the model and without a second scratchpad entry. A decision that arrives after
+without calling the model and without a second scratchpad entry. The decision, the output and
+the task itself are read from the review record that ``decide`` wrote in the step that published
+the continuation (``broker.reviews.continuations``), never from the entry: a forged or replayed
+decision is dead-lettered with the reason and its run left as it is. A decision that arrives after
 the run's deadline fails the run with that reason; a cancelled run stays cancelled.
 """
 
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from baton.agents.backends import Generation
+from baton.agents.runtime.admission import dead_letter
 from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
 from baton.agents.runtime.logs import bind
 from baton.agents.runtime.role import RoleRuntime
@@ -24,7 +28,7 @@ from baton.agents.runtime.steps import StepContext
 from baton.agents.runtime.work import Batch, Commit, WorkItem
 from baton.broker import Handoff, Outcome
 from baton.broker.reviews import Park as Parked
-from baton.broker.reviews import park
+from baton.broker.reviews import continuations, park
 from baton.broker.runs import RunStatus
 
 __all__ = ["Park", "Resume"]
@@ -39,14 +43,32 @@ class Resume:
         self.rt = rt
 
     def __call__(self, batch: Batch) -> None:
-        decided = [item for item in batch.work if item.task.review is not None]
+        claimed = [item for item in batch.work if item.task.review is not None]
+        if not claimed:
+            return
+        batch.work = [item for item in batch.work if item.task.review is None]
+        rt = self.rt
+        trusted = rt.ride_out_redis(lambda: continuations(rt.client, rt.keys, [i.task for i in claimed]),
+                                    "reading reviews")
+        decided: list[WorkItem] = []
+        for item, got in zip(claimed, trusted, strict=True):
+            if isinstance(got, str):
+                dead = dead_letter(rt.keys, rt.spec.role, item.entry, got, item.task, rt.partition(item.entry),
+                                   fail_run=False)
+                batch.commits.append(Commit(dead, self._dead_lettered))
+            else:
+                item.task = got
+                decided.append(item)
         if not decided:
             return
         now = time.time()
         flags = read_flags(self.rt, decided)  # cancelled flags (memories unused: no prompt is rendered)
         for item, cancelled in zip(decided, flags, strict=True):
             batch.commits.append(Commit(self._resume(item, cancelled, now), self._resumed(item)))
-        batch.work = [item for item in batch.work if item.task.review is None]
+
+    def _dead_lettered(self, _: Outcome) -> None:
+        self.rt.counts.dead_lettered += 1
+        self.rt.metrics.dead_lettered(1)
 
     def _resume(self, item: WorkItem, cancelled: bool, now: float) -> Handoff:
         rt, task, decision = self.rt, item.task, item.task.review
