@@ -79,14 +79,15 @@ class _RawSame:
     """The baton worker's commands in the same round trips, arguments built beforehand."""
 
     def __init__(self, url: str, total: int) -> None:
-        from baton.broker.commit import _LUA
+        from baton.broker.scripts import library
         from baton.protocol import encode
 
         worker = _baton_worker(url)
         self.client: redis.Redis = worker.client
         self.keys, self.group, self.consumer = worker.keys, worker.streams.group, worker.consumer
         self.stream, self.out = worker.streams.streams[0], self.keys.stream(worker.workflow.name, "summarizer")
-        self.sha = self.client.script_load(_LUA)
+        self.lib = library()
+        self.lib.mode(self.client)  # loads the Functions library once, as a worker's first commit does
         self.tasks = [encode(_task(f"r{i}")) for i in range(total)]
         self.next = encode(_task("next"))
         self.pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
@@ -108,7 +109,7 @@ class _RawSame:
                            keys.pads(run_id), self.out]
             args = [group, consumer, entry_id, MARKER_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],
                     0, 3, "updated_at", 1.0, "hops", 2, "status", RunStatus.RUNNING.value, self.next]
-            client.evalsha(self.sha, len(script_keys), *script_keys, *args)
+            client.execute_command(*self.lib.command(client, "commit", script_keys, args))
 
 
 def measure_hops(url: str, n: int, chunks: int = 10) -> dict[str, float]:
