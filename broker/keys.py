@@ -220,6 +220,20 @@ class Keys:
         """Hash of workflow name -> its spec as JSON, registered by workers of apps (``broker/workflows.py``)."""
         return f"{self.prefix}:workflows"
 
+    def idempotency(self, key: str) -> str:
+        """A caller's idempotency key of a submit -> the run id it started (``broker/idempotency.py``);
+        hashed, since the key is the caller's text."""
+        return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    # schedules -----------------------------------------------------------
+    def schedules(self) -> str:
+        """Hash of schedule name -> its spec as JSON (``broker/schedules.py``)."""
+        return f"{self.prefix}:schedules"
+
+    def schedule_state(self, name: str) -> str:
+        """Hash of one schedule's firing state: its last tick, its last run, a buffered tick."""
+        return f"{self.prefix}:schedule:{name}"
+
     # workers -------------------------------------------------------------
     def heartbeat(self, consumer: str) -> str:
         """A worker's liveness key, refreshed while it runs and expiring when it dies."""

@@ -35,7 +35,7 @@ from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, wait_for_runs
-from baton.protocol import PRIORITIES, TERMINAL_STATUSES, Budget, Cancelled, Failed, Priority, RunStatus
+from baton.protocol import PRIORITIES, TERMINAL_STATUSES, Budget, Cancelled, Failed, Priority, ProtocolError, RunStatus
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
@@ -226,6 +226,8 @@ def submit_cmd(
     max_model_calls: MaxModelCalls = None,
     max_tool_calls: MaxToolCalls = None,
     priority: PriorityOption = "interactive",
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="Submitting again with this key returns the run it started instead of a new one.")] = None,
 ) -> None:
     """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
@@ -234,7 +236,11 @@ def submit_cmd(
     budget = run_budget(max_tokens, max_model_calls, max_tool_calls)
     client, keys = connect_checked(s)
     wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref, client=client, keys=keys)
-    run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane)
+    try:
+        run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane,
+                            idempotency_key=idempotency_key)
+    except ProtocolError as exc:
+        raise CliError(str(exc)) from None
     out.print(run_id)
     if follow:
         last = follow_events(client, keys, run_id, follow=True)

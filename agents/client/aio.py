@@ -45,10 +45,12 @@ class AsyncClient:
 
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                      metadata: Mapping[str, str] | None = None, run_id: str | None = None,
-                     budget: Budget | None = None, priority: Priority = "interactive") -> AsyncRun:
+                     budget: Budget | None = None, priority: Priority = "interactive",
+                     idempotency_key: str | None = None) -> AsyncRun:
         """Start a run (see ``Client.submit``)."""
         run = await asyncio.to_thread(self._sync.submit, task, workflow=workflow, deadline=deadline,
-                                      metadata=metadata, run_id=run_id, budget=budget, priority=priority)
+                                      metadata=metadata, run_id=run_id, budget=budget, priority=priority,
+                                      idempotency_key=idempotency_key)
         return AsyncRun(self, run)
 
     async def run(self, run_id: str) -> AsyncRun:

@@ -113,18 +113,22 @@ class Client:
     @public_refusals
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                metadata: Mapping[str, str] | None = None, run_id: str | None = None,
-               budget: Budget | None = None, priority: Priority = "interactive") -> Run:
+               budget: Budget | None = None, priority: Priority = "interactive",
+               idempotency_key: str | None = None) -> Run:
         """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
 
         ``deadline`` is in seconds from now; ``metadata`` is kept on the run record; ``budget``
         limits the run's tokens, model calls and tool calls (unset limits come from the workflow's
         ``[budget]``); ``priority`` is the run's lane (``batch`` work waits behind ``interactive``
         work; a bad value raises ``ProtocolError``). The caller's current OpenTelemetry span, if
-        any, becomes the parent of the run's hops.
+        any, becomes the parent of the run's hops. With ``idempotency_key``, a submit that repeats
+        one already made with that key (within its retention, even concurrently) returns the run
+        that one started and starts nothing.
         """
         wf = named(workflow or self.settings.workflow, client=self.redis, keys=self.keys)
         return Run(self, submit_run(self.redis, self.keys, self.settings, wf, task, deadline=deadline,
-                                    metadata=metadata, run_id=run_id, budget=budget, priority=priority))
+                                    metadata=metadata, run_id=run_id, budget=budget, priority=priority,
+                                    idempotency_key=idempotency_key))
 
     def run(self, run_id: str) -> Run:
         """An existing run; ``RunNotFound`` when there is none."""

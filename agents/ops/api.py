@@ -127,14 +127,17 @@ def v1_router(ctx: ApiContext, **kwargs: Any) -> APIRouter:
     return APIRouter(prefix="/v1", dependencies=[Depends(ctx.auth)], responses=responses, **kwargs)
 
 
-def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, str] | None = None) -> str:
+def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, str] | None = None,
+                   idempotency_key: str | None = None) -> str:
     """Start the run ``body`` asks for; return its id (422 when the workflow or task is refused; 429
     while the entry role is at its backlog limit, 503 while Redis is full, both with ``Retry-After``).
-    ``trace``: the W3C trace fields the run's hops continue (``tracing.fields_from_headers``)."""
+    ``trace``: the W3C trace fields the run's hops continue (``tracing.fields_from_headers``);
+    ``idempotency_key``: the ``Idempotency-Key`` header (a repeat gets the first run's id)."""
     wf = ctx.resolve_workflow(body.workflow)
     try:
         return submit_run(ctx.client, ctx.keys, ctx.settings, wf, body.task.strip(), deadline=body.deadline,
-                          metadata=body.metadata, budget=body.budget(), priority=body.priority, trace=trace)
+                          metadata=body.metadata, budget=body.budget(), priority=body.priority, trace=trace,
+                          idempotency_key=idempotency_key)
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
     except BacklogFull as exc:
@@ -157,7 +160,8 @@ def runs_router(ctx: ApiContext) -> APIRouter:
                  summary="Start a run", responses=SUBMIT_RESPONSES)
     def create_run(body: Annotated[SubmitRequest, Depends(json_body(SubmitRequest))],
                    request: Request) -> dict[str, str]:
-        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers))
+        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers),
+                                idempotency_key=request.headers.get("idempotency-key"))
         log.info("run %s submitted over the API", run_id)
         return {"run_id": run_id}
 

@@ -186,7 +186,8 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     @api.post("/runs", status_code=201, openapi_extra=openapi_body(SubmitRequest))
     def api_submit(body: Annotated[SubmitRequest, Depends(json_body(SubmitRequest))],
                    request: Request) -> dict[str, str]:
-        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers))
+        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers),
+                                idempotency_key=request.headers.get("idempotency-key"))
         log.info("submitted run %s from the dashboard", run_id)
         return {"run_id": run_id}
 
