@@ -43,7 +43,7 @@ LONG_MODULES = (
 """Modules with tests of tens of seconds (``--durations``): collected first, so that under
 pytest-xdist the long tests start early and the short ones fill the workers in around them."""
 
-GROUPED_SESSION_FIXTURES = ("cluster",)
+GROUPED_SESSION_FIXTURES = ("cluster", "model_server")
 """Session fixtures too costly to start once per xdist worker: their tests share one worker."""
 
 

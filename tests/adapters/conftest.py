@@ -14,5 +14,5 @@ from tests.workflows.serving import serve_model
 def model_server(twin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The ``/v1`` base URL of a real ``baton serve-model --model <twin>``."""
     log = tmp_path_factory.mktemp("serve-model") / "serve.log"
-    with serve_model(["--model", str(twin), "--replicas", "1"], log) as url:
+    with serve_model(["--model", str(twin), "--replicas", "1"], log, timeout=240) as url:
         yield url

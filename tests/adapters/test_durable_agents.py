@@ -42,7 +42,7 @@ def test_a_sigkilled_worker_resumes_the_agent_from_the_journal(
 
     first = spawn(1)
     try:
-        wait_for(lambda: f"durable-{kind}" in registered_workflows(client, keys), 60, "the app's worker", logs=logs)
+        wait_for(lambda: f"durable-{kind}" in registered_workflows(client, keys), 240, "the app's worker", logs=logs)
         with baton.Client(redis_url) as c:
             run_id = c.submit("Explain streams.", workflow=f"durable-{kind}").id
 
@@ -50,13 +50,13 @@ def test_a_sigkilled_worker_resumes_the_agent_from_the_journal(
             events = [json.loads(f[b"ev"]) for _, f in client.xrange(keys.events(run_id))]
             return any(e["type"] == "custom" for e in events)
 
-        wait_for(drafted, 120, "the first agent's answer", logs=logs)
+        wait_for(drafted, 240, "the first agent's answer", logs=logs)
         first.kill()  # SIGKILL while the handler waits before the second model call
         first.wait()
         gate.touch()
         second = spawn(2)
         try:
-            wait_for(lambda: (get_run(client, keys, run_id) or {}).get("status") == "done", 120, "the run",
+            wait_for(lambda: (get_run(client, keys, run_id) or {}).get("status") == "done", 240, "the run",
                      logs=logs)
         finally:
             second.kill()
