@@ -48,7 +48,9 @@ RUN set -eu; \
 # Layer 2: the project's dependencies, read from pyproject.toml (re-run only when it changes).
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+# The dependencies and the `local` extra (in-process models: the compose stack runs the twin).
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['local']))" \
         > /tmp/requirements.txt \
     && pip install -q -c constraints.txt --find-links /opt/build -r /tmp/requirements.txt \
     && (python -m compileall -q -j 0 "$VIRTUAL_ENV" >/dev/null || true)

@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
-	$(PIP) -e '.[dev,bench,semantic]' $(EDITABLE)
+	$(PIP) -e '.[local,dev,bench,semantic]' $(EDITABLE)
 	touch $(STAMP) $(LINKED)
 
 # A file added to agents/, broker/ or protocol/ joins the link tree here (a few seconds).

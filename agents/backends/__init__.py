@@ -13,7 +13,8 @@ A backend reports an outage with :class:`ModelUnavailable` and a refused request
 :class:`ModelRejected` (see :mod:`~baton.agents.backends.errors`).
 
 Importing this package does not import torch or transformers; :class:`HFPipelineBackend` is
-imported on first use.
+imported on first use. They come with the ``baton[local]`` extra: without it an in-process model
+is a :class:`LocalModelsMissing` error naming the extra (:mod:`~baton.agents.backends.local`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, ECHO_MODEL, Generation, ModelBackend, is_http_model
 from .echo import ECHO_SUFFIX, EchoBackend
 from .errors import ModelError, ModelRejected, ModelUnavailable
+from .local import LOCAL_EXTRA, LocalModelsMissing, require_local
 from .resolve import resolve_model
 from .twin import build_twin, twin_path
 
@@ -37,6 +39,8 @@ __all__ = [
     "EchoBackend",
     "Generation",
     "HFPipelineBackend",
+    "LOCAL_EXTRA",
+    "LocalModelsMissing",
     "ModelBackend",
     "ModelError",
     "ModelRejected",
@@ -62,6 +66,7 @@ def load_backend(
 
     Raises:
         ValueError: for an ``http(s)://`` URL with a bad ``api`` parameter.
+        LocalModelsMissing: for an in-process model on an install without ``baton[local]``.
     """
     if model == ECHO_MODEL:
         return EchoBackend()
@@ -69,6 +74,7 @@ def load_backend(
         from .http import HTTPBackend  # the URL is the server's base URL, e.g. http://host:8000/v1
 
         return HTTPBackend(model)
+    require_local(model)
     from .hf import HFPipelineBackend
 
     return HFPipelineBackend(model, threads=threads, max_positions=max_positions, flush_tokens=flush_tokens,

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .base import DEFAULT_MODEL
+from .local import require_local
 from .twin import build_twin, twin_path
 
 __all__ = [
@@ -46,7 +47,10 @@ def resolve_model(name: str) -> str:
       missing, and announced with one log line); else the hub id, to be downloaded;
     - any other hub id: returned as is (loading it fails with an error that names it if it
       cannot be fetched).
+
+    Raises :class:`~baton.agents.backends.local.LocalModelsMissing` without the ``baton[local]`` extra.
     """
+    require_local(name)
     local = Path(name).expanduser()
     if local.is_dir():
         return str(local)

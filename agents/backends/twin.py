@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .base import DEFAULT_MODEL
+from .local import require_local
 
 __all__ = [
     "TWIN_FORMAT",
@@ -102,6 +103,7 @@ def build_twin(path: Path | None = None, *, force: bool = False) -> Path:
     path = Path(path) if path is not None else twin_path()
     if not force and is_complete(path):
         return path
+    require_local("the offline twin of sshleifer/tiny-gpt2")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:

@@ -15,6 +15,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer with click as a dependency
     from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
+from baton.agents.backends.local import LocalModelsMissing
 from baton.agents.cli import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
 from baton.agents.cli import dlq as _dlq  # noqa: E402,F401
 from baton.agents.cli import events as _events  # noqa: E402,F401
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused, LibraryMissing) as exc:
+    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused, LibraryMissing,
+            LocalModelsMissing) as exc:
         return _fail(str(exc), getattr(exc, "code", 1))
     except AuthenticationFailed as exc:
         return _fail(f"Redis refused the credentials in REDIS_URL: {exc}", 1)

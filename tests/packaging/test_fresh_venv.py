@@ -3,8 +3,10 @@
 ``make packaging-test`` (marker ``packaging``, not in the default run). The module builds the
 wheel with ``pip wheel``, creates a new venv (no system site-packages, no editable link tree,
 run from a temporary directory so the checkout's ``agents/`` folder is not on ``sys.path``),
-installs the wheel with its dependencies plus ``openai-agents`` (torch pinned by
-constraints.txt to the local CPU build), then checks that:
+installs the wheel with its dependencies alone (a light install: no torch) and checks that the
+seed run works on an HTTP model there while an in-process model is a one-line error naming the
+``baton[local]`` extra; then installs ``baton[local]`` and ``openai-agents`` (torch pinned by
+constraints.txt to the local CPU build) and checks that:
 
 - ``import agents`` is the OpenAI Agents SDK (baton installs only under ``baton``);
 - ``import baton`` and ``baton.agents.runtime.worker`` import from the venv;
@@ -85,7 +87,7 @@ def clean_env(venv: Path, cache: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[FreshVenv]:
+def light(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[FreshVenv]:
     base = tmp_path_factory.mktemp("packaging")
     workdir = base / "work"
     workdir.mkdir()
@@ -108,11 +110,8 @@ def fresh(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     timings["create venv"] = time.monotonic() - t
 
     t = time.monotonic()
-    venv.run(
-        venv.python, "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt", wheel, "openai-agents",
-        timeout=1800,
-    )
-    timings["pip install wheel + deps + openai-agents"] = time.monotonic() - t
+    venv.run(venv.python, "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt", wheel, timeout=1800)
+    timings["pip install wheel + deps (light)"] = time.monotonic() - t
     yield venv
 
     timings["total"] = time.monotonic() - start
@@ -121,6 +120,64 @@ def fresh(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         print()
         for name, seconds in timings.items():
             print(f"packaging: {name}: {seconds:.1f}s")
+
+
+@pytest.fixture(scope="module")
+def fresh(light: FreshVenv) -> FreshVenv:
+    """The light venv after ``pip install 'baton[local]'`` (in-process models) and openai-agents."""
+    t = time.monotonic()
+    light.run(light.python, "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt",
+              f"baton[local] @ {light.wheel.as_uri()}", "openai-agents", timeout=1800)
+    light.timings["pip install baton[local] + openai-agents"] = time.monotonic() - t
+    return light
+
+
+def test_a_light_install_runs_an_http_model_without_torch(light: FreshVenv) -> None:
+    """``pip install baton`` (no extra): no torch; the seed run on an HTTP model; the twin names the extra."""
+    assert light.py("import importlib.util as u; print([u.find_spec(m) for m in ('torch', 'transformers')])") \
+        == "[None, None]"
+    port = _free_port()
+    log = light.workdir / "serve-model.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([light.root / "bin" / "baton", "serve-model", "--model", "echo", "--port", str(port)],
+                                  cwd=light.workdir, env=light.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/health", server, log)
+        out = light.run(light.root / "bin" / "baton", "run", SEED_TASK, BATON_MODEL=f"http://127.0.0.1:{port}/v1").stdout
+    finally:
+        server.terminate()
+        server.wait(30)
+    for line in ("Planner output:", "Researcher output:", "Summarizer output:"):
+        assert line in out
+    refused = subprocess.run([light.root / "bin" / "baton", "model", "build"], cwd=light.workdir, env=light.env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "pip install 'baton[local]'" in refused.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer: {log.read_text()}")
 
 
 def test_wheel_holds_only_baton_and_its_data(fresh: FreshVenv) -> None:
