@@ -17,7 +17,7 @@ from pathlib import Path
 from redis.crc import key_slot
 
 from baton.broker import Keys, connect
-from baton.broker.localcluster import LocalCluster
+from bench.localcluster import LocalCluster
 
 __all__ = ["ClusterTarget"]
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from baton.broker.keys import DEFAULT_LANE, Keys
 
 if TYPE_CHECKING:
-    from baton.broker.streams import Entry
+    from baton.broker.entry import Entry
 
 __all__ = ["DEFAULT_BATCH_SHARE", "BatchShare", "ReadNew", "read_by_lane", "refill_streams", "split_lanes"]
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from redis.exceptions import OutOfMemoryError
 
 from baton.broker.cluster import SlotFanIn, is_cluster, slot_groups
+from baton.broker.entry import Entry, entry_id_key
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
 from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
@@ -29,23 +29,6 @@ from baton.protocol import Name
 __all__ = ["Entry", "GroupStreams", "RoleStreams", "ensure_group", "entry_id_key"]
 
 log = logging.getLogger("baton.broker")
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One stream entry as read: where it came from, its raw ``msg`` field, delivery count."""
-
-    stream: str
-    id: str
-    data: bytes | None
-    fields: dict[bytes, bytes] = field(default_factory=dict)
-    deliveries: int = 1
-
-
-def entry_id_key(entry_id: str) -> tuple[int, int]:
-    """Sort key of a stream entry id (``ms-seq``)."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _is_nogroup(exc: CommandRefused) -> bool:

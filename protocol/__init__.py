@@ -1,7 +1,7 @@
 """Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
 
 from baton.protocol.budget import Budget, BudgetLimit
-from baton.protocol.codec import ProtocolError, decode, encode, peek_ids, schema
+from baton.protocol.codec import ProtocolError, decode, encode, peek_ids
 from baton.protocol.events import (
     TERMINAL_EVENTS,
     Cancelled,
@@ -46,6 +46,7 @@ from baton.protocol.messages import (
     new_id,
     now,
 )
+from baton.protocol.schema import schema
 from baton.protocol.states import DECISIONS, TERMINAL_STATUSES, Decision, ReviewStatus, RunStatus
 
 __all__ = [

@@ -17,7 +17,7 @@ from baton.protocol.fields import Id
 from baton.protocol.limits import MAX_MESSAGE_BYTES
 from baton.protocol.messages import PROTOCOL_VERSION, Message
 
-__all__ = ["ProtocolError", "decode", "decode_json", "encode", "peek_ids", "schema"]
+__all__ = ["ProtocolError", "decode", "decode_json", "encode", "peek_ids"]
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
@@ -91,13 +91,3 @@ def _valid_id(value: str | None) -> str | None:
         return msgspec.convert(value, Id) if value is not None else None
     except msgspec.ValidationError:
         return None
-
-
-def schema() -> dict[str, object]:
-    """Return the JSON Schema of the message union; ``"events"`` holds the run-event union's,
-    ``"budget"`` a run budget's."""
-    from baton.protocol.budget import Budget
-    from baton.protocol.events import Event  # events.py imports ProtocolError from here
-
-    (messages, events, budget), defs = msgspec.json.schema_components([Message, Event, Budget])
-    return {**messages, "events": events, "budget": budget, "$defs": defs}

@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.agents.backpressure import public_refusals
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
@@ -34,6 +33,7 @@ from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
+from baton.refusals import public_refusals
 
 __all__ = ["Client", "Run", "RunInfo", "outcome"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from baton.broker import Keys, Redis, connect
-from baton.broker.localcluster import LocalCluster
+from bench.localcluster import LocalCluster
 from tests.conftest import Workers
 
 PARTITIONS = 6

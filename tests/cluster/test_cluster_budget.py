@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from baton.broker import Keys, Redis, get_run, submit
 from baton.broker.budget import ModelCall, reserve_model_calls, settle_model_calls, usage
-from baton.broker.localcluster import LocalCluster
 from baton.protocol import Budget, Task
+from bench.localcluster import LocalCluster
 
 
 def test_a_batch_over_every_primary_reserves_and_settles(cluster: LocalCluster, cclient: Redis, ckeys: Keys) -> None:

@@ -12,8 +12,8 @@ from redis.crc import key_slot
 from baton import Client
 from baton.agents.settings import Settings
 from baton.broker import Keys, Redis, get_run, scratchpad, submit
-from baton.broker.localcluster import LocalCluster
 from baton.protocol import Task
+from bench.localcluster import LocalCluster
 from tests.cli import baton
 from tests.cluster.conftest import PARTITIONS
 from tests.conftest import ROOT, Workers

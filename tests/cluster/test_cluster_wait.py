@@ -12,9 +12,9 @@ from redis.crc import key_slot
 from baton.broker import Keys, Outcome, RoleStreams, submit
 from baton.broker.commit import commit_batch
 from baton.broker.errors import Redis
-from baton.broker.localcluster import LocalCluster
 from baton.broker.replication import ReplicaWait
 from baton.protocol import Task, decode
+from bench.localcluster import LocalCluster
 from tests.broker.test_commit import _handoff
 from tests.waiting import wait_for
 

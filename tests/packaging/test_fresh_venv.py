@@ -185,6 +185,7 @@ def test_wheel_holds_only_baton_and_its_data(fresh: FreshVenv) -> None:
     tops = {name.split("/", 1)[0] for name in names}
     assert tops == {"baton", fresh.wheel.name.split("-py3")[0] + ".dist-info"}, tops
     assert set(DATA_FILES) <= set(names)
+    assert not [n for n in names if "localcluster" in n]  # test and bench infrastructure (bench/)
 
 
 def test_agents_is_the_openai_sdk(fresh: FreshVenv) -> None:
