@@ -37,6 +37,9 @@ class Outcome(enum.IntEnum):
     COMMITTED = 1
     DUPLICATE = -1
     """The message had committed before; the input was acked again, nothing else written."""
+    ENDED = 2
+    """The run had ended (its record and events are final): nothing written, the input left pending
+    (the worker dead-letters it with the reason)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,8 @@ class Handoff:
     record: Mapping[str, str | bytes | float | int] = field(default_factory=dict)
     partition: int = 0
     events: Sequence[bytes] = ()
+    ends_ended: bool = False
+    """May write a run that has ended already (a cancelled run's halt); otherwise such a commit is ``ENDED``."""
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -234,5 +239,6 @@ def _call(
         group, consumer, h.entry.id, marker_ttl(retention.record_ttl_s, retention.marker_ttl_s),
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
         retention.record_ttl_s, retention.events_maxlen, retention.events_ttl_s, len(events),
-        len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events, len(counts) // 2, *counts,
+        "1" if h.ends_ended else "0", len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events,
+        len(counts) // 2, *counts,
     ]

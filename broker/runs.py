@@ -233,7 +233,7 @@ def before_run(
         calls = _started_calls(keys, run_ids, started, events_maxlen, events_ttl_s)
         for script_keys, args in calls:
             _started.queue(pipe, client, script_keys, args)
-        groups = [[str(a) for a in args[2 : 1 + len(k)]] for k, args in calls]
+        groups = [[str(a) for a in args[2 : 2 + (len(k) - 1) // 2]] for k, args in calls]
     else:
         by_p = keys.by_partition(run_ids)
         for p, ids in by_p.items():
@@ -271,7 +271,7 @@ def _started_calls(keys: Keys, run_ids: Sequence[str], started: Sequence[bytes],
         by_p.setdefault(keys.partition(run_id), []).append((run_id, event))
     calls: list[tuple[list[str], list[str | bytes | int]]] = []
     for p, items in by_p.items():
-        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items)]
+        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items)]
         calls.append((script_keys, [maxlen, ttl_s, *(r for r, _ in items), *(e for _, e in items)]))
     return calls
 

@@ -65,5 +65,6 @@ class RunGuard:
                                                "updated_at": now, "finished_at": now}
         events = failed_events(task.run_id, self.role, reason, now, hop=task.hop) if status == RunStatus.FAILED else []
         return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id,
-                       outputs=[(self.keys.results(p), encode(err))], record=record, partition=p, events=events)
+                       outputs=[(self.keys.results(p), encode(err))], record=record, partition=p, events=events,
+                       ends_ended=status == RunStatus.CANCELLED)  # cancel_run set the status: wake the waiters
 

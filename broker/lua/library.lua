@@ -11,15 +11,23 @@ end
 
 -- The opening checks of every step that consumes a stream entry: 0 when the entry is no longer
 -- pending for this consumer (reclaimed or acked: write nothing), -1 when the idempotency marker
--- says this message already committed (the entry is acked again), nil to go on (marker now set).
-local function claim(stream, marker, group, consumer, id, marker_ttl)
+-- says this message already committed (the entry is acked again), 2 when ``run`` (a run record
+-- key, or nil) holds a terminal status (write nothing, leave the entry pending), nil to go on
+-- (marker now set).
+local function claim(stream, marker, group, consumer, id, marker_ttl, run)
   local owned = redis.call('XPENDING', stream, group, id, id, 1, consumer)
   if #owned == 0 then
     return 0
   end
-  if marker and not redis.call('SET', marker, '1', 'NX', 'EX', tonumber(marker_ttl)) then
+  if marker and redis.call('EXISTS', marker) == 1 then
     redis.call('XACK', stream, group, id)
     return -1
+  end
+  if run and is_terminal(redis.call('HGET', run, 'status')) then
+    return 2
+  end
+  if marker then
+    redis.call('SET', marker, '1', 'EX', tonumber(marker_ttl))
   end
   return nil
 end
