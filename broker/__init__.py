@@ -1,7 +1,9 @@
 """Baton's broker: Redis Streams, consumer groups, the atomic handoff, run records, scratchpads.
 
-This package is the only one that talks to Redis. Code outside it annotates clients as
-``Redis`` and catches the error classes exported here; it never imports ``redis``.
+Of the installed package, this is the only one that talks to Redis: ``protocol/``, ``agents/``
+and the public face (``agents/client/``) annotate clients as ``Redis`` and catch the error
+classes exported here; they never import ``redis`` (tests/broker/test_only_broker_speaks_redis.py).
+The tests and the benchmarks outside ``baton`` may use redis-py directly.
 """
 
 from baton.broker.cancel import cancel_run, cancelled
