@@ -17,6 +17,7 @@ from baton.broker.events import aiter_events, aread_events
 from baton.client import Client, Run, RunInfo, outcome
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
+from baton.protocol.schedules import Overlap, Schedule
 
 __all__ = ["AsyncClient", "AsyncRun"]
 
@@ -60,6 +61,28 @@ class AsyncClient:
     async def runs(self, *, status: str | None = None, limit: int = 20) -> list[RunInfo]:
         """The newest runs, newest first (see ``Client.runs``)."""
         return await asyncio.to_thread(self._sync.runs, status=status, limit=limit)
+
+    async def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
+                           catchup_s: float = 60.0) -> Schedule:
+        """Create or replace a cron schedule (see ``Client.add_schedule``)."""
+        return await asyncio.to_thread(self._sync.add_schedule, name, cron, task=task, workflow=workflow,
+                                       overlap=overlap, catchup_s=catchup_s)
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return await asyncio.to_thread(self._sync.schedules)
+
+    async def pause_schedule(self, name: str) -> bool:
+        """Stop firing ``name``; whether it exists."""
+        return await asyncio.to_thread(self._sync.pause_schedule, name)
+
+    async def resume_schedule(self, name: str) -> bool:
+        """Fire ``name`` again from its next tick; whether it exists."""
+        return await asyncio.to_thread(self._sync.resume_schedule, name)
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete ``name``; whether it existed."""
+        return await asyncio.to_thread(self._sync.delete_schedule, name)
 
 
 class AsyncRun:

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton.agents import schedules as _schedules
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
@@ -29,10 +30,12 @@ from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
+from baton.broker.schedules import delete_schedule, list_schedules
 from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
+from baton.protocol.schedules import Overlap, Schedule
 from baton.refusals import public_refusals
 
 __all__ = ["Client", "Run", "RunInfo", "outcome"]
@@ -148,6 +151,31 @@ class Client:
                 if len(out) == limit:
                     break
         return out
+
+    def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
+                     catchup_s: float = 60.0) -> Schedule:
+        """Create or replace a cron schedule (UTC; 6 fields for seconds) that runs ``workflow`` on
+        ``task``, fired by ``baton scheduler`` (each tick one run); ``ProtocolError`` when it is wrong.
+        ``overlap``: ``skip``, ``buffer_one`` or ``allow`` while the last run goes on; ``catchup_s``:
+        after downtime, missed ticks at most this old fire once each."""
+        return _schedules.add_schedule(self.redis, self.keys, name, cron, task=task, workflow=workflow,
+                                       overlap=overlap, catchup_s=catchup_s)
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return list_schedules(self.redis, self.keys)
+
+    def pause_schedule(self, name: str) -> bool:
+        """Stop firing ``name``; whether it exists."""
+        return _schedules.set_paused(self.redis, self.keys, name, True) is not None
+
+    def resume_schedule(self, name: str) -> bool:
+        """Fire ``name`` again from its next tick; whether it exists."""
+        return _schedules.set_paused(self.redis, self.keys, name, False) is not None
+
+    def delete_schedule(self, name: str) -> bool:
+        """Delete ``name`` (its runs stay); whether it existed."""
+        return delete_schedule(self.redis, self.keys, name)
 
 
 class Run:

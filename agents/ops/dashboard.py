@@ -39,6 +39,7 @@ from baton.agents.ops.guard import BrowserGuard, content_security_policy
 from baton.agents.ops.interop import mount_protocols
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.review_api import review_router
+from baton.agents.ops.schedules_api import schedules_router
 from baton.agents.ops.trace import RunNotFound, build_trace
 from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
@@ -216,5 +217,6 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     app.include_router(api)
     app.include_router(runs_router(ctx))
     app.include_router(review_router(ctx))
+    app.include_router(schedules_router(ctx))
     mount_protocols(app, ctx)
     return app

@@ -1,0 +1,105 @@
+"""Schedules in Redis: their specs (one hash), and each one's firing state.
+
+The state hash of a schedule holds ``last_tick`` (the newest tick any scheduler has dealt with),
+``last_run``/``last_run_tick`` (the run its newest fired tick started) and ``buffered`` (a tick held
+by the ``buffer_one`` policy). Every update is monotonic or compare-and-set, so any number of
+schedulers may apply them in any order; that a tick starts at most one run is the submit's
+idempotency key (``schedule:NAME:TICK``), not this state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis
+
+from baton.broker.keys import Keys
+from baton.broker.text import as_text
+from baton.protocol.schedules import Schedule
+
+__all__ = ["ScheduleState", "buffer_tick", "delete_schedule", "get_schedule", "list_schedules", "mark_tick",
+           "record_run", "save_schedule", "schedule_state", "take_buffered"]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Schedule).decode
+
+
+class ScheduleState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a schedule stands."""
+
+    last_tick: float = 0.0
+    last_run: str = ""
+    last_run_tick: float = 0.0
+    buffered: float = 0.0
+
+
+def save_schedule(client: redis.Redis, keys: Keys, schedule: Schedule) -> None:
+    """Create or replace ``schedule``."""
+    client.hset(keys.schedules(), schedule.name, _encode(schedule))
+
+
+def get_schedule(client: redis.Redis, keys: Keys, name: str) -> Schedule | None:
+    """The schedule called ``name``, if any."""
+    raw: Any = client.hget(keys.schedules(), name)
+    return None if raw is None else _decode(raw)
+
+
+def list_schedules(client: redis.Redis, keys: Keys) -> list[Schedule]:
+    """Every schedule, by name."""
+    raw: Any = client.hgetall(keys.schedules())
+    return sorted((_decode(v) for v in raw.values()), key=lambda s: s.name)
+
+
+def delete_schedule(client: redis.Redis, keys: Keys, name: str) -> bool:
+    """Delete ``name`` and its state; whether it existed."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(keys.schedules(), name)
+    pipe.delete(keys.schedule_state(name))
+    return bool(pipe.execute()[0])
+
+
+def schedule_state(client: redis.Redis, keys: Keys, name: str) -> ScheduleState:
+    """The firing state of ``name`` (zeros before its first tick)."""
+    raw: Any = client.hgetall(keys.schedule_state(name))
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    return ScheduleState(last_tick=float(fields.get("last_tick") or 0), last_run=fields.get("last_run", ""),
+                         last_run_tick=float(fields.get("last_run_tick") or 0),
+                         buffered=float(fields.get("buffered") or 0))
+
+
+def _update(client: redis.Redis, keys: Keys, name: str, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+    key = keys.schedule_state(name)
+
+    def apply(pipe: Any) -> None:
+        fields = {as_text(k): as_text(v) for k, v in pipe.hgetall(key).items()}
+        new = change(fields)
+        pipe.multi()
+        if kept := {k: v for k, v in new.items() if v != ""}:
+            pipe.hset(key, mapping=kept)
+        if dropped := [k for k, v in new.items() if v == ""]:
+            pipe.hdel(key, *dropped)
+
+    client.transaction(apply, key)
+
+
+def mark_tick(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
+    """Raise ``last_tick`` to ``tick`` (never lowers it)."""
+    _update(client, keys, name, lambda f: {"last_tick": repr(tick)} if tick > float(f.get("last_tick") or 0) else {})
+
+
+def record_run(client: redis.Redis, keys: Keys, name: str, tick: float, run_id: str) -> None:
+    """Note that ``tick`` started ``run_id``, if no newer tick started one already."""
+    _update(client, keys, name, lambda f: {"last_run": run_id, "last_run_tick": repr(tick)}
+            if tick >= float(f.get("last_run_tick") or 0) else {})
+
+
+def buffer_tick(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
+    """Hold ``tick`` for later unless a tick is held already (``buffer_one``)."""
+    client.hsetnx(keys.schedule_state(name), "buffered", repr(tick))
+
+
+def take_buffered(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
+    """Drop the held tick if it is still ``tick``."""
+    _update(client, keys, name, lambda f: {"buffered": ""} if f.get("buffered") == repr(tick) else {})
