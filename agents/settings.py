@@ -76,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_backlog: Annotated[int, msgspec.Meta(ge=0)] = 0  # refuse submits while the entry role lags this much; 0: off
     wait_replicas: Annotated[int, msgspec.Meta(ge=0)] = 0  # WAIT for this many replicas after each commit (0 = off)
     wait_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 100  # ... at most this long; fewer acks: warn, count
+    # (a submit with wait_replicas waits as long, then raises ReplicasBehind: submit again with its run id)
+    submit_retry_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # a submit retries a failover this long; 0: never
     journal: bool = True  # code roles record each call's result (a redelivered hop repeats none); 0: call again
 
     @classmethod

@@ -10,22 +10,41 @@ An ``idempotency_key`` makes a submit safe to retry: the first submit with a key
 run it starts (``broker/idempotency.py``, one atomic ``SET NX``) and every later or racing submit
 with that key, while it is kept (as long as run records, at most ``BATON_MARKER_TTL_S``), gets that
 run's id back and starts nothing.
+
+A failover does not fail a submit: while Redis answers ``CLUSTERDOWN``, ``TRYAGAIN``,
+``READONLY``, ``MASTERDOWN`` or ``LOADING``, or the connection is lost, each step is retried with
+an exponential back-off (50 ms doubling to 1 s, jittered) for up to ``BATON_SUBMIT_RETRY_S``
+seconds, then the last error is raised. The run id is chosen once and a retry first looks for the
+record an earlier attempt may have written, so a retried submit never starts the run twice. With
+``BATON_WAIT_REPLICAS`` set, a submit returns only once that many replicas hold the run (``WAIT``,
+``broker.replication.confirm_run``), or raises ``ReplicasBehind`` after ``BATON_WAIT_TIMEOUT_MS``
+(the run is written; the idempotency key stays claimed, so submitting again with it confirms the
+run instead of starting another).
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from baton.agents.backpressure import check_submit
 from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, Redis, idempotency, submit
+from baton.broker.errors import BrokerError, OutOfMemoryError, TryAgainError, is_transient
 from baton.broker.keys import marker_ttl
+from baton.broker.replication import ReplicasBehind, ReplicaWait, confirm_run
 from baton.protocol import Budget, Priority, ProtocolError, Task, new_id
 
-__all__ = ["new_task", "submit_run"]
+__all__ = ["new_task", "retrying", "submit_run"]
+
+T = TypeVar("T")
+_FIRST_BACKOFF_S = 0.05
+_MAX_BACKOFF_S = 1.0
 
 
 def new_task(wf: Workflow, text: str, settings: Settings, *, deadline: float | None = None,
@@ -42,6 +61,30 @@ def new_task(wf: Workflow, text: str, settings: Settings, *, deadline: float | N
                 priority=priority, traceparent=fields.get("traceparent", ""), tracestate=fields.get("tracestate", ""))
 
 
+def retrying(attempt: Callable[[int], T], limit_s: float) -> T:
+    """Call ``attempt(n)`` (``n`` = 0, 1, ...) until it returns, retrying Redis outages (a failover:
+    ``is_transient`` errors other than OOM, which is backpressure) with back-off for ``limit_s`` seconds."""
+    give_up = time.monotonic() + limit_s
+    backoff = _FIRST_BACKOFF_S
+    n = 0
+    while True:
+        try:
+            return attempt(n)
+        except Exception as exc:
+            if not is_transient(exc) or isinstance(exc, OutOfMemoryError) or time.monotonic() >= give_up:
+                raise
+        time.sleep(min(backoff * random.uniform(0.5, 1.0), max(0.0, give_up - time.monotonic())))
+        backoff, n = min(backoff * 2, _MAX_BACKOFF_S), n + 1
+
+
+def _confirm(redis: Redis, keys: Keys, run_id: str, wait: ReplicaWait | None) -> int | None:
+    """``confirm_run`` of ``run_id``; ``ReplicasBehind`` when it exists on fewer replicas than asked."""
+    acked = confirm_run(redis, keys.run(run_id), keys.replica_probe(run_id), run_id, wait)
+    if acked is not None and wait is not None and acked < wait.replicas:
+        raise ReplicasBehind(run_id, acked, wait)
+    return acked
+
+
 def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text: str, *,
                deadline: float | None = None, metadata: Mapping[str, str] | None = None,
                run_id: str | None = None, budget: Budget | None = None, priority: Priority = "interactive",
@@ -52,22 +95,38 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
     or Redis is full, with ``ProtocolError`` when the task breaks the protocol's limits (nothing is
     written either way). ``budget``'s unset limits come from the workflow's ``[budget]``;
     ``metadata`` is kept on the run record. ``idempotency_key``: the run this key started, if any,
-    instead of a new one (see the module). See :func:`new_task` for the rest.
+    instead of a new one (see the module). Failovers are retried and replicas waited for as the
+    module says (``ReplicasBehind``). See :func:`new_task` for the rest.
     """
     run_id = run_id or new_id()
+    wait = ReplicaWait(settings.wait_replicas, settings.wait_timeout_ms) if settings.wait_replicas else None
+    limit_s = settings.submit_retry_s
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= idempotency.MAX_KEY_LEN:
             raise ProtocolError(f"idempotency key must be 1 to {idempotency.MAX_KEY_LEN} characters")
         ttl = marker_ttl(settings.record_ttl_s, settings.marker_ttl_s)
-        if (held := idempotency.claim(redis, keys, idempotency_key, run_id, ttl)) is not None:
+        held = retrying(lambda _: idempotency.claim(redis, keys, idempotency_key, run_id, ttl), limit_s)
+        if held is not None and held != run_id:  # (our own id: a retried claim that had landed)
+            if wait is not None:
+                retrying(lambda _: _confirm(redis, keys, held, wait), limit_s)
             return held
+    task = new_task(wf, text, settings, deadline=deadline, run_id=run_id, priority=priority, trace=trace)
+
+    def attempt(n: int) -> str:
+        if n == 0:
+            check_submit(redis, keys, settings, wf)
+        elif _confirm(redis, keys, run_id, wait) is not None:
+            return run_id  # an earlier attempt wrote it
+        submit(redis, keys, task, record_ttl_s=settings.record_ttl_s, metadata=metadata,
+               budget=wf.run_budget(budget), events_maxlen=settings.events_maxlen, events_ttl_s=settings.events_ttl_s)
+        if wait is not None and _confirm(redis, keys, run_id, wait) is None:
+            raise TryAgainError(f"TRYAGAIN run {run_id} vanished before its replicas acknowledged it")
+        return run_id
+
     try:
-        check_submit(redis, keys, settings, wf)
-        task = new_task(wf, text, settings, deadline=deadline, run_id=run_id, priority=priority, trace=trace)
-        return submit(redis, keys, task, record_ttl_s=settings.record_ttl_s, metadata=metadata,
-                      budget=wf.run_budget(budget), events_maxlen=settings.events_maxlen,
-                      events_ttl_s=settings.events_ttl_s)
-    except BaseException:
-        if idempotency_key is not None:
-            idempotency.release(redis, keys, idempotency_key, run_id)
+        return retrying(attempt, limit_s)
+    except BaseException as exc:
+        if idempotency_key is not None and not isinstance(exc, ReplicasBehind):
+            with contextlib.suppress(BrokerError):  # Redis may still be down: the claim then expires
+                idempotency.release(redis, keys, idempotency_key, run_id)
         raise

@@ -158,6 +158,10 @@ class Keys:
         """The run record hash."""
         return f"{self._run_tag(run_id)}:run:{run_id}"
 
+    def replica_probe(self, run_id: str) -> str:
+        """A short-lived key in the slot of ``run_id``'s record that a submit writes before ``WAIT``."""
+        return f"{self._run_tag(run_id)}:replica-probe"
+
     def runs(self, partition: int = 0) -> str:
         """Sorted set of run ids by creation time."""
         return f"{self.tag(partition)}:runs"

@@ -7,19 +7,44 @@ It must run on the connection that wrote (a fresh connection has written nothing
 once), which is why ``commit`` sends it in the same pipeline as the commit scripts. On a Redis
 Cluster a batch spans several primaries: ``commit`` runs one pipeline per primary on that node's
 own connection, each ending with ``WAIT``, and the batch's count is the smallest.
+
+A submit confirms its run the same way (:func:`confirm_run`): one pipeline on the node that owns
+the run's record checks that the record is there, writes a short-lived probe key in the same slot
+and ends with ``WAIT``. The primary's replication stream is ordered, so replicas that acknowledged
+the probe hold the record too, whichever connection wrote it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from baton.broker.cluster import is_cluster
 
-__all__ = ["ReplicaWait", "wait_replicas"]
+__all__ = ["ReplicaWait", "ReplicasBehind", "confirm_run", "wait_replicas"]
+
+PROBE_TTL_MS = 60_000
+"""How long a submit's replication probe key lives."""
+
+
+class ReplicasBehind(redis.RedisError):
+    """A run is written on the primary but fewer replicas than asked acknowledged it in time.
+
+    The run is not lost yet, but a failover now could lose it: submitting again with the same
+    idempotency key confirms it (nothing is written twice).
+    """
+
+    def __init__(self, run_id: str, acked: int, wait: ReplicaWait) -> None:
+        super().__init__(f"run {run_id} is on {acked} of {wait.replicas} replicas after {wait.timeout_ms} ms "
+                         "(BATON_WAIT_REPLICAS); submit again with the same idempotency key to confirm it")
+        self.run_id = run_id
+        self.acked = acked
+        self.replicas = wait.replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +76,37 @@ def wait_replicas(client: redis.Redis | RedisCluster, key: str | bytes, n: int, 
         return int(target.wait(n, timeout_ms))
     assert isinstance(client, redis.Redis)
     return int(client.wait(n, timeout_ms))
+
+
+def confirm_run(client: redis.Redis | RedisCluster, record_key: str, probe_key: str, run_id: str,
+                wait: ReplicaWait | None) -> int | None:
+    """Whether the run record ``record_key`` exists (``None``: it does not), and with ``wait`` on,
+    how many replicas hold it: ``SET probe_key``, then ``WAIT``, on one connection of the node that
+    owns the record (``probe_key`` must hash to the same slot). Without ``wait`` the count is 0.
+    """
+    if wait is None or not wait.on:  # a cluster client routes it, following a failover itself
+        return 0 if client.exists(record_key) else None
+    if not is_cluster(client):
+        assert isinstance(client, redis.Redis)
+        return _probe(client, record_key, probe_key, run_id, wait)
+    cluster: Any = client
+    node = cluster.get_node_from_key(record_key)
+    if node is None or node.redis_connection is None:
+        raise redis.ConnectionError(f"no cluster node owns the slot of {record_key!r}")
+    try:
+        return _probe(node.redis_connection, record_key, probe_key, run_id, wait)
+    except (redis.exceptions.MovedError, redis.ConnectionError, redis.TimeoutError) as exc:
+        with contextlib.suppress(redis.RedisError, RedisClusterException):  # moved or died: learn the map again
+            cluster.nodes_manager.initialize()
+        if isinstance(exc, redis.exceptions.MovedError):
+            raise redis.exceptions.TryAgainError("TRYAGAIN the run's slot moved while confirming it") from None
+        raise
+
+
+def _probe(target: redis.Redis, record_key: str, probe_key: str, run_id: str, wait: ReplicaWait) -> int | None:
+    pipe = target.pipeline(transaction=False)
+    pipe.exists(record_key)
+    pipe.set(probe_key, run_id, px=PROBE_TTL_MS)
+    pipe.wait(wait.replicas, wait.timeout_ms)
+    exists, _, acked = pipe.execute()
+    return int(acked) if exists else None

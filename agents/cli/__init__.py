@@ -33,6 +33,7 @@ from baton.agents.settings import SettingsError
 from baton.agents.workflow.spec import WorkflowError
 from baton.broker import AuthenticationFailed, BrokerConnectionError, BrokerTimeout, BrokerUnavailable, CommandRefused
 from baton.broker.backpressure import SubmitRefused
+from baton.broker.replication import ReplicasBehind
 from baton.broker.scripts import LibraryMissing
 
 __all__ = ["CliError", "app", "main"]
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused, LibraryMissing,
+    except (CliError, SettingsError, WorkflowError, BrokerUnavailable, SubmitRefused, ReplicasBehind, LibraryMissing,
             LocalModelsMissing) as exc:
         return _fail(str(exc), getattr(exc, "code", 1))
     except AuthenticationFailed as exc:

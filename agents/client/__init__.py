@@ -22,7 +22,16 @@ if TYPE_CHECKING:
     from baton.agents.workflow import SEED, Workflow, WorkflowError
     from baton.aio import AsyncClient, AsyncRun
     from baton.client import Client, Run, RunInfo
-    from baton.errors import BacklogFull, BatonError, RedisFull, RunCancelled, RunFailed, RunNotFound, SubmitRefused
+    from baton.errors import (
+        BacklogFull,
+        BatonError,
+        NotReplicated,
+        RedisFull,
+        RunCancelled,
+        RunFailed,
+        RunNotFound,
+        SubmitRefused,
+    )
     from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, RunStatus, Task
 
 __all__ = [
@@ -42,6 +51,7 @@ __all__ = [
     "Handoff",
     "Message",
     "Next",
+    "NotReplicated",
     "Outcome",
     "ProtocolError",
     "RedisFull",
@@ -76,6 +86,7 @@ _HOME = {
     "AsyncRun": "baton.aio",
     "BacklogFull": "baton.errors",
     "BatonError": "baton.errors",
+    "NotReplicated": "baton.errors",
     "RedisFull": "baton.errors",
     "SubmitRefused": "baton.errors",
     "RunCancelled": "baton.errors",

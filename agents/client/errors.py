@@ -6,6 +6,7 @@
     ├── RunNotFound        no such run (never submitted, or its record expired)
     ├── RunFailed          the run ended failed: ``reason`` and ``role`` say why and where
     ├── RunCancelled       the run was cancelled
+    ├── NotReplicated      a run is written but not yet on ``BATON_WAIT_REPLICAS`` replicas
     └── SubmitRefused      a submit was refused for now: retry after ``retry_after_s`` seconds
         ├── BacklogFull    the entry role is ``backlog`` tasks behind, at or over ``limit``
         └── RedisFull      Redis is at ``maxmemory`` and refuses writes
@@ -15,7 +16,8 @@
 
 from __future__ import annotations
 
-__all__ = ["BacklogFull", "BatonError", "RedisFull", "RunCancelled", "RunFailed", "RunNotFound", "SubmitRefused"]
+__all__ = ["BacklogFull", "BatonError", "NotReplicated", "RedisFull", "RunCancelled", "RunFailed", "RunNotFound",
+           "SubmitRefused"]
 
 
 class BatonError(Exception):
@@ -46,6 +48,16 @@ class RunCancelled(BatonError):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id
+
+
+class NotReplicated(BatonError):
+    """A submit wrote run ``run_id`` but fewer than ``BATON_WAIT_REPLICAS`` replicas acknowledged
+    it within ``BATON_WAIT_TIMEOUT_MS``; submit again with ``run_id=run_id`` to confirm it (the run
+    is never written twice)."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
         self.run_id = run_id
 
 

@@ -1,5 +1,6 @@
 """Broker refusals as the public errors: a submit the broker refuses (``baton.broker.backpressure``)
-reaches client code as a ``baton.SubmitRefused`` subclass (:mod:`baton.errors`)."""
+reaches client code as a ``baton.SubmitRefused`` subclass (:mod:`baton.errors`), a submit short of
+its replicas (``BATON_WAIT_REPLICAS``) as ``baton.NotReplicated``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import ParamSpec, TypeVar
 
 from baton import errors
 from baton.broker.backpressure import BacklogFull, RedisFull, SubmitRefused
+from baton.broker.replication import ReplicasBehind
 
 __all__ = ["public_error", "public_refusals"]
 
@@ -26,11 +28,14 @@ def public_error(exc: SubmitRefused) -> errors.SubmitRefused:
 
 
 def public_refusals(submit: Callable[P, T]) -> Callable[P, T]:
-    """Wrap a client method: broker refusals are raised as ``baton.SubmitRefused`` subclasses."""
+    """Wrap a client method: broker refusals are raised as ``baton.SubmitRefused`` subclasses, a
+    submit short of its replicas as ``baton.NotReplicated``."""
     @functools.wraps(submit)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return submit(*args, **kwargs)
         except SubmitRefused as exc:
             raise public_error(exc) from exc
+        except ReplicasBehind as exc:
+            raise errors.NotReplicated(str(exc), exc.run_id) from exc
     return wrapper

@@ -47,6 +47,7 @@ from baton.broker import (
 from baton.broker.backpressure import BacklogFull, RedisFull
 from baton.broker.budget import usage
 from baton.broker.events import AsyncRedis, aread_events
+from baton.broker.replication import ReplicasBehind
 from baton.broker.stats import run_records
 from baton.protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
 
@@ -144,6 +145,8 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except RedisFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except ReplicasBehind as exc:  # written, not yet on BATON_WAIT_REPLICAS replicas
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
 
 
 def run_view(run_id: str, record: RunView) -> dict[str, Any]:
