@@ -23,8 +23,8 @@ from redis.crc import key_slot
 from baton import Client, NotReplicated
 from baton.agents.settings import Settings
 from baton.broker import Keys, connect, get_run
-from bench.localcluster import LocalCluster
 from baton.protocol import decode
+from bench.localcluster import LocalCluster
 from tests.cluster.conftest import PARTITIONS
 from tests.conftest import Workers
 from tests.waiting import wait_for
