@@ -12,8 +12,7 @@ from typing import Annotated
 import msgspec
 
 from baton.agents.backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
-from baton.broker.events import DEFAULT_EVENTS_MAXLEN
-from baton.broker.keys import MARKER_TTL_S
+from baton.broker.keys import DEFAULT_EVENTS_MAXLEN, MARKER_TTL_S, Keys, Retention
 from baton.broker.lanes import DEFAULT_BATCH_SHARE
 from baton.protocol import MAX_HOPS
 
@@ -98,6 +97,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"bad value for {var}: {exc}") from None
         settings.model_price_map()
         return settings
+
+    @property
+    def retention(self) -> Retention:
+        """How long run records, event logs, idempotency markers and results are kept."""
+        return Retention(record_ttl_s=self.record_ttl_s, events_maxlen=self.events_maxlen,
+                         events_ttl_s=self.events_ttl_s, marker_ttl_s=self.marker_ttl_s,
+                         results_retention_s=self.results_retention_s)
+
+    def keys(self) -> Keys:
+        """The deployment's key names (``prefix``, ``partitions``) with its ``retention``: what every
+        broker call takes, built once per process."""
+        return Keys(self.prefix, self.partitions, self.retention)
 
     def model_price_map(self) -> dict[str, float]:
         """``model_prices`` as ``{model: price per 1,000 tokens}``; ``SettingsError`` on a bad item."""

@@ -36,7 +36,6 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, Redis, idempotency, submit
 from baton.broker.errors import BrokerError, OutOfMemoryError, TryAgainError, is_transient
-from baton.broker.keys import marker_ttl
 from baton.broker.replication import ReplicasBehind, ReplicaWait, confirm_run
 from baton.protocol import Budget, Priority, ProtocolError, Task, new_id
 
@@ -104,7 +103,7 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= idempotency.MAX_KEY_LEN:
             raise ProtocolError(f"idempotency key must be 1 to {idempotency.MAX_KEY_LEN} characters")
-        ttl = marker_ttl(settings.record_ttl_s, settings.marker_ttl_s)
+        ttl = keys.retention.marker_s
         held = retrying(lambda _: idempotency.claim(redis, keys, idempotency_key, run_id, ttl), limit_s)
         if held is not None and held != run_id:  # (our own id: a retried claim that had landed)
             if wait is not None:
@@ -117,8 +116,7 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
             check_submit(redis, keys, settings, wf)
         elif _confirm(redis, keys, run_id, wait) is not None:
             return run_id  # an earlier attempt wrote it
-        submit(redis, keys, task, record_ttl_s=settings.record_ttl_s, metadata=metadata,
-               budget=wf.run_budget(budget), events_maxlen=settings.events_maxlen, events_ttl_s=settings.events_ttl_s)
+        submit(redis, keys, task, metadata=metadata, budget=wf.run_budget(budget))
         if wait is not None and _confirm(redis, keys, run_id, wait) is None:
             raise TryAgainError(f"TRYAGAIN run {run_id} vanished before its replicas acknowledged it")
         return run_id

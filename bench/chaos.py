@@ -49,8 +49,9 @@ import typer
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
 from baton.broker.dlq import list_dead
-from baton.broker.stats import entries_from, pad_entries, run_records, stream_stats
-from baton.protocol import TERMINAL_STATUSES, ProtocolError, Result, RunStatus, Task, decode
+from baton.broker.runs import run_records
+from baton.broker.stats import entries_from, pad_entries, stream_stats
+from baton.protocol import ProtocolError, Result, RunStatus, Task, decode
 from bench.cluster_faults import ClusterTarget
 from bench.faults import Faults, ModelOutages, RedisOom
 
@@ -243,7 +244,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
 
 
 def _finished(client: Any, keys: Keys, run_ids: list[str]) -> int:
-    return sum(rec.get("status") in TERMINAL_STATUSES for rec in run_records(client, keys, run_ids))
+    return sum(rec is not None and rec.ended for rec in run_records(client, keys, run_ids))
 
 
 def _count_faults(faults: Faults, report: ChaosReport) -> None:
@@ -327,7 +328,7 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | Cluster
 def _ready_pids(client: Any, keys: Keys) -> set[int]:
     """Pids of workers with a heartbeat (they finished loading the model)."""
     try:
-        return {int(w["pid"]) for w in live_workers(client, keys) if "pid" in w}
+        return {w.pid for w in live_workers(client, keys)}
     except Exception:  # noqa: BLE001 - Redis may be restarting
         return set()
 
@@ -361,11 +362,11 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
     agents = [r.agent for r in SEED.roles]
     durations: list[float] = []
     for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
-        status = rec.get("status", "")
-        created, finished_at = rec.get("created_at"), rec.get("finished_at") or rec.get("updated_at")
+        status = rec.status if rec is not None else ""
+        created, finished_at = (rec.created_at, rec.finished_at or rec.updated_at) if rec is not None else (0.0, 0.0)
         if status in (RunStatus.DONE, RunStatus.FAILED) and created and finished_at:
-            report.longest_run_s = max(report.longest_run_s, float(finished_at) - float(created))
-            durations.append(float(finished_at) - float(created))
+            report.longest_run_s = max(report.longest_run_s, finished_at - created)
+            durations.append(finished_at - created)
         if status == RunStatus.DONE:
             report.completed += 1
             for agent in agents:

@@ -122,7 +122,7 @@ class BatonCluster:
         want = len(self.procs.procs)
         while len(ready) < want:
             for info in live_workers(self.client, self.keys):  # an all-roles process beats once per role
-                pid = int(info.get("pid", 0))
+                pid = info.pid
                 if pid in self.procs.spawned_at and pid not in ready:
                     ready[pid] = time.monotonic() - self.procs.spawned_at[pid]
             self.procs.check_alive()

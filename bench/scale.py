@@ -33,7 +33,7 @@ from typing import Annotated, Any
 import psutil
 import typer
 
-from baton.broker import EmbeddedRedis, Keys, Redis, connect, live_workers
+from baton.broker import EmbeddedRedis, Keys, Redis, Retention, connect, live_workers
 from baton.broker.bulk import submit_many
 from baton.protocol import Error, Task, decode
 from bench.common import ROOT, cpu_seconds, percentile, task_text
@@ -93,7 +93,7 @@ class Fleet:
 
     def __init__(self, url: str, env: dict[str, str], workers: int, log: Path) -> None:
         self.client: Redis = connect(url)
-        self.keys = Keys()
+        self.keys = Keys(retention=Retention(events_ttl_s=HOLD_TTL_S))
         self.client.flushall()
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.procs = [subprocess.Popen([sys.executable, "-m", "baton", "worker", role], env=env, cwd=ROOT,
@@ -115,7 +115,7 @@ class Fleet:
 
     def submit(self, count: int) -> list[str]:
         tasks = (Task(run_id=os.urandom(16).hex(), role=ROLES[0], task=task_text(i)) for i in range(count))
-        return submit_many(self.client, self.keys, tasks, events_ttl_s=HOLD_TTL_S)
+        return submit_many(self.client, self.keys, tasks)
 
     def collect(self, run_ids: set[str], timeout: float) -> tuple[dict[str, float], int]:
         """Block on XREAD of the results stream until every run reported; (when each was seen, failures)."""

@@ -23,6 +23,7 @@ import httpx
 import typer
 
 from baton.broker import EmbeddedRedis, Keys, connect, free_port, live_workers
+from baton.protocol import TERMINAL_STATUSES
 from bench.common import ROOT, percentile, task_text
 
 TOKEN = "bench-token"
@@ -52,7 +53,7 @@ def _latencies(url: str, run_id: str) -> list[float]:
                 at = float(json.loads(line.split(":", 1)[1])["at"])
                 if at >= connected:  # written while we listened: live, not read back from the log
                     out.append(time.time() - at)
-            elif line.startswith("data:") and kind in {"done", "failed", "cancelled"}:
+            elif line.startswith("data:") and kind in TERMINAL_STATUSES:
                 break
     return out
 

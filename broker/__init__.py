@@ -33,8 +33,9 @@ from baton.broker.events import (
     read_events,
 )
 from baton.broker.health import check_worker, live_workers
-from baton.broker.keys import Keys
+from baton.broker.keys import Keys, Retention
 from baton.broker.loop import ConsumerLoop, backoff_delay
+from baton.broker.records import Heartbeat, RunRecord
 from baton.broker.runs import (
     BeforeRun,
     RunView,
@@ -45,6 +46,8 @@ from baton.broker.runs import (
     latest_run,
     list_runs,
     run_metadata,
+    run_record,
+    run_records,
     scratchpad,
     scratchpads,
     submit,
@@ -69,11 +72,14 @@ __all__ = [
     "Entry",
     "GroupStreams",
     "Handoff",
+    "Heartbeat",
     "Keys",
     "NoPermission",
     "Outcome",
     "Redis",
+    "Retention",
     "RoleStreams",
+    "RunRecord",
     "RunView",
     "agents_in_run",
     "aiter_events",
@@ -105,6 +111,8 @@ __all__ = [
     "ping",
     "read_events",
     "run_metadata",
+    "run_record",
+    "run_records",
     "scratchpad",
     "scratchpads",
     "submit",

@@ -8,8 +8,7 @@ import redis
 
 from baton.broker.backpressure import refuse_when_full
 from baton.broker.cluster import is_cluster
-from baton.broker.events import DEFAULT_EVENTS_MAXLEN
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.keys import Keys
 from baton.broker.runs import ensure_group_once, stage_submit, submit
 from baton.protocol import Task
 
@@ -21,8 +20,7 @@ SUBMIT_BATCH = 500
 
 @refuse_when_full
 def submit_many(
-    client: redis.Redis, keys: Keys, tasks: Iterable[Task], *, batch: int = SUBMIT_BATCH, record_ttl_s: int = 0,
-    events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
+    client: redis.Redis, keys: Keys, tasks: Iterable[Task], *, batch: int = SUBMIT_BATCH,
 ) -> list[str]:
     """Submit ``tasks`` as :func:`broker.runs.submit` does, ``batch`` runs per MULTI; their run ids.
 
@@ -31,15 +29,13 @@ def submit_many(
     cannot span slots, the runs are submitted one by one.
     """
     ids: list[str] = []
-    retention = {"record_ttl_s": record_ttl_s, "events_maxlen": events_maxlen, "events_ttl_s": events_ttl_s}
     for chunk in _chunks(tasks, max(1, batch)):
         if is_cluster(client):
-            ids += [submit(client, keys, t, **retention) for t in chunk]  # type: ignore[arg-type]
+            ids += [submit(client, keys, t) for t in chunk]
             continue
         pipe = client.pipeline(transaction=True)
         for task in chunk:
-            stage_submit(pipe, keys, task, record_ttl_s=record_ttl_s, events_maxlen=events_maxlen,
-                         events_ttl_s=events_ttl_s)
+            stage_submit(pipe, keys, task)
         for task in chunk:
             ensure_group_once(client, keys.run_stream(task.workflow, task.role, task.run_id, task.priority),
                               keys.group(task.role))

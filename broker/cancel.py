@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from redis.exceptions import WatchError
 
 from baton.broker.errors import Redis
-from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.events import append_events
+from baton.broker.keys import Keys
 from baton.broker.runs import cancelled_flags
 from baton.broker.text import as_text
 from baton.protocol import TERMINAL_STATUSES, Cancelled, RunStatus
@@ -29,9 +29,7 @@ def cancelled(client: Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
 
 
 def cancel_run(
-    client: Redis, keys: Keys, run_id: str, *, events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    events_ttl_s: int = MARKER_TTL_S,
-) -> str | None:
+    client: Redis, keys: Keys, run_id: str) -> str | None:
     """Cancel ``run_id``: workers stop it at its next hop. Returns its status before, or None.
 
     The run record is marked ``cancelled`` and its ``cancelled`` event written at once unless it
@@ -54,8 +52,7 @@ def cancel_run(
                 pipe.sadd(keys.run_cancelled(run_id), run_id)
                 pipe.hset(run_key, mapping={"status": RunStatus.CANCELLED, "error": "run cancelled", "updated_at": now,
                                             "cancelled_at": now})
-                append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")],
-                              maxlen=events_maxlen, ttl_s=events_ttl_s)
+                append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")])
                 pipe.execute()
                 return before
             except WatchError:

@@ -19,8 +19,7 @@ import redis
 from redis.exceptions import AskError, MovedError, TryAgainError
 
 from baton.broker.cluster import is_cluster
-from baton.broker.events import DEFAULT_EVENTS_MAXLEN
-from baton.broker.keys import MARKER_TTL_S, Keys, marker_ttl
+from baton.broker.keys import Keys
 from baton.broker.replication import ReplicaWait
 from baton.broker.scripts import is_missing, library
 from baton.broker.streams import Entry
@@ -77,14 +76,9 @@ def commit(
     group: str,
     consumer: str,
     handoffs: Sequence[Handoff],
-    *,
-    record_ttl_s: int = 0,
-    events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    events_ttl_s: int = MARKER_TTL_S,
 ) -> list[Outcome]:
     """Commit several handoffs in one pipelined round trip; return each one's outcome."""
-    return commit_batch(client, keys, group, consumer, handoffs, record_ttl_s=record_ttl_s,
-                        events_maxlen=events_maxlen, events_ttl_s=events_ttl_s).outcomes
+    return commit_batch(client, keys, group, consumer, handoffs).outcomes
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +97,7 @@ def commit_batch(
     consumer: str,
     handoffs: Sequence[Handoff],
     *,
-    record_ttl_s: int = 0,
-    events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    events_ttl_s: int = MARKER_TTL_S,
     wait: ReplicaWait | None = None,
-    marker_ttl_s: int = MARKER_TTL_S,
 ) -> Committed:
     """``commit``, then (with ``wait`` on) ``WAIT`` for replicas on the connection that wrote.
 
@@ -116,8 +106,7 @@ def commit_batch(
     """
     lib = library()
     lib.mode(client)
-    retention = _Retention(record_ttl_s, events_maxlen, events_ttl_s, marker_ttl_s)
-    calls = [_call(keys, group, consumer, h, retention) for h in handoffs]
+    calls = [_call(keys, group, consumer, h) for h in handoffs]
     wait = wait if wait is not None and wait.on and calls else None
     results, acked = _run(client, calls, wait)
     missing = [i for i, r in enumerate(results) if is_missing(r)]
@@ -198,16 +187,8 @@ def _split(call: tuple[int, list[str | bytes | float | int]]) -> tuple[list[str 
     return flat[:numkeys], flat[numkeys:]
 
 
-@dataclass(frozen=True, slots=True)
-class _Retention:
-    record_ttl_s: int
-    events_maxlen: int
-    events_ttl_s: int
-    marker_ttl_s: int = MARKER_TTL_S
-
-
 def _call(
-    keys: Keys, group: str, consumer: str, h: Handoff, retention: _Retention
+    keys: Keys, group: str, consumer: str, h: Handoff
 ) -> tuple[int, list[str | bytes | float | int]]:
     """``(numkeys, [keys..., args...])`` of one handoff's commit call."""
     if h.run_id:
@@ -234,9 +215,10 @@ def _call(
     events_key = keys.events(h.run_id) if h.run_id else keys.placeholder(h.partition)
     script_keys: list[str | bytes | float | int] = [h.entry.stream, done_key, run_key, pad_key, index_key, events_key]
     script_keys += [stream for stream, _ in h.outputs]
+    retention = keys.retention
     return len(script_keys), [
         *script_keys,
-        group, consumer, h.entry.id, marker_ttl(retention.record_ttl_s, retention.marker_ttl_s),
+        group, consumer, h.entry.id, retention.marker_s,
         pad_field, pad_value, agent, h.entry.id.split("-")[0],
         retention.record_ttl_s, retention.events_maxlen, retention.events_ttl_s, len(events),
         "1" if h.ends_ended else "0", len(pairs) // 2, *pairs, *(payload for _, payload in h.outputs), *events,

@@ -1,7 +1,8 @@
 """A run's event log: one Redis stream per run (``Keys.events``), one ``ev`` field per entry.
 
-Every write trims the stream (``XADD ... MAXLEN ~ maxlen``) and renews its lifetime (``EXPIRE
-ttl_s``), so a log is bounded in length and outlives its run by ``ttl_s`` at most. The entry id is
+Every write trims the stream (``XADD ... MAXLEN ~ events_maxlen``) and renews its lifetime (``EXPIRE
+events_ttl_s``), both from ``Keys.retention``, so a log is bounded in length and outlives its run by
+``events_ttl_s`` at most. The entry id is
 the event id: readers resume with ``after=<id>``. Hop and terminal events are also written by the
 commit script (``broker/lua/commit.lua``) with the same field, trimming and expiry.
 """
@@ -15,7 +16,7 @@ from typing import Any, TypeAlias
 import redis
 import redis.asyncio
 
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.keys import DEFAULT_EVENTS_MAXLEN, Keys
 from baton.broker.text import as_text
 from baton.protocol import Event, ProtocolError, decode_event, encode_event, is_terminal
 
@@ -36,9 +37,6 @@ log = logging.getLogger(__name__)
 EVENT_FIELD = "ev"
 """The field of an event-log entry that holds the encoded event."""
 
-DEFAULT_EVENTS_MAXLEN = 10_000
-"""Events kept per run unless ``BATON_EVENTS_MAXLEN`` says otherwise (trimming is approximate)."""
-
 AsyncRedis: TypeAlias = redis.asyncio.Redis
 """The asyncio client type ``aread_events`` takes."""
 
@@ -50,11 +48,9 @@ def append_events(
     keys: Keys,
     run_id: str,
     events: Iterable[Event | bytes],
-    *,
-    maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    ttl_s: int = MARKER_TTL_S,
 ) -> None:
-    """Append ``events`` (Structs, or bytes from ``encode_event``) to the log of ``run_id``.
+    """Append ``events`` (Structs, or bytes from ``encode_event``) to the log of ``run_id``, trimmed
+    and kept as ``keys.retention`` says.
 
     Given a pipeline, the XADDs and the EXPIRE are queued on it and the caller executes it (so
     they can share a caller's MULTI); given a client, they go out in one pipelined round trip.
@@ -66,10 +62,10 @@ def append_events(
         pipe, own = client_or_pipeline, False
     else:
         pipe, own = client_or_pipeline.pipeline(transaction=False), True
-    key = keys.events(run_id)
+    key, kept = keys.events(run_id), keys.retention
     for payload in payloads:
-        pipe.xadd(key, {EVENT_FIELD: payload}, maxlen=maxlen, approximate=True)
-    pipe.expire(key, ttl_s)
+        pipe.xadd(key, {EVENT_FIELD: payload}, maxlen=kept.events_maxlen, approximate=True)
+    pipe.expire(key, kept.events_ttl_s)
     if own:
         pipe.execute()
 
@@ -78,9 +74,6 @@ def append_batch(
     client: redis.Redis,
     keys: Keys,
     events: Sequence[Event],
-    *,
-    maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    ttl_s: int = MARKER_TTL_S,
 ) -> None:
     """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip."""
     by_run: dict[str, list[Event]] = {}
@@ -90,25 +83,59 @@ def append_batch(
         return
     pipe = client.pipeline(transaction=False)
     for run_id, run_events in by_run.items():
-        append_events(pipe, keys, run_id, run_events, maxlen=maxlen, ttl_s=ttl_s)
+        append_events(pipe, keys, run_id, run_events)
     pipe.execute()
 
 
-def _start(after: str | None) -> str:
-    return after or "0-0"
+class _Read:
+    """One read of a run's log, without I/O: the command to send and how to decode its reply.
+    ``read_events`` sends it on a client, ``aread_events`` awaits it on an asyncio client."""
+
+    def __init__(self, keys: Keys, run_id: str, after: str | None, block_ms: int | None, count: int) -> None:
+        self.run_id, self.key = run_id, keys.events(run_id)
+        self.after, self.block_ms, self.count = after, block_ms, count
+
+    def send(self, client: redis.Redis | AsyncRedis) -> Any:
+        """The reply of a sync client, or the awaitable of an asyncio one."""
+        if self.block_ms is None:
+            return client.xrange(self.key, min=f"({self.after}" if self.after else "-", count=self.count)
+        return client.xread({self.key: self.after or "0-0"}, count=self.count, block=max(1, self.block_ms))
+
+    def decode(self, reply: Any) -> list[EventEntry]:
+        """The events of ``reply``; entries that do not decode are skipped (logged)."""
+        if self.block_ms is not None:
+            reply = reply[0][1] if reply else []
+        out: list[EventEntry] = []
+        for entry_id, fields in reply:
+            raw = fields.get(EVENT_FIELD.encode()) if isinstance(fields, dict) else None
+            if raw is None:
+                continue
+            try:
+                out.append((as_text(entry_id), decode_event(raw)))
+            except ProtocolError as exc:
+                log.warning("skipping unreadable event %s of run %s: %s", as_text(entry_id), self.run_id, exc)
+        return out
 
 
-def _decoded(run_id: str, items: Sequence[Any]) -> list[EventEntry]:
-    out: list[EventEntry] = []
-    for entry_id, fields in items:
-        raw = fields.get(EVENT_FIELD.encode()) if isinstance(fields, dict) else None
-        if raw is None:
-            continue
-        try:
-            out.append((as_text(entry_id), decode_event(raw)))
-        except ProtocolError as exc:
-            log.warning("skipping unreadable event %s of run %s: %s", as_text(entry_id), run_id, exc)
-    return out
+class _Follow:
+    """Where a reader of a run's log stands: the read to make next, and whether it is over (a
+    terminal event was seen, or the log ended without ``follow``)."""
+
+    def __init__(self, after: str | None, block_ms: int, follow: bool) -> None:
+        self.after, self.block_ms, self.follow, self.over = after, block_ms, follow, False
+
+    def read(self, keys: Keys, run_id: str) -> _Read:
+        return _Read(keys, run_id, self.after, self.block_ms if self.follow else None, 100)
+
+    def take(self, batch: list[EventEntry]) -> Iterator[EventEntry]:
+        if not batch and not self.follow:
+            self.over = True
+        for entry_id, event in batch:
+            self.after = entry_id
+            yield entry_id, event
+            if is_terminal(event):
+                self.over = True
+                return
 
 
 def read_events(
@@ -125,12 +152,8 @@ def read_events(
     With ``block_ms``, wait up to that long for new events when there are none yet; an empty list
     means none arrived. Entries that do not decode are skipped (logged).
     """
-    key = keys.events(run_id)
-    if block_ms is None:
-        items: Any = client.xrange(key, min=f"({after}" if after else "-", count=count)
-        return _decoded(run_id, items)
-    reply: Any = client.xread({key: _start(after)}, count=count, block=max(1, block_ms))
-    return _decoded(run_id, reply[0][1]) if reply else []
+    read = _Read(keys, run_id, after, block_ms, count)
+    return read.decode(read.send(client))
 
 
 async def aread_events(
@@ -143,12 +166,8 @@ async def aread_events(
     count: int = 100,
 ) -> list[EventEntry]:
     """``read_events`` for a ``redis.asyncio`` client."""
-    key = keys.events(run_id)
-    if block_ms is None:
-        items: Any = await aclient.xrange(key, min=f"({after}" if after else "-", count=count)
-        return _decoded(run_id, items)
-    reply: Any = await aclient.xread({key: _start(after)}, count=count, block=max(1, block_ms))
-    return _decoded(run_id, reply[0][1]) if reply else []
+    read = _Read(keys, run_id, after, block_ms, count)
+    return read.decode(await read.send(aclient))
 
 
 def iter_events(
@@ -164,15 +183,10 @@ def iter_events(
 
     Without ``follow`` it stops at the end of the log as it is now.
     """
-    while True:
-        batch = read_events(client, keys, run_id, after=after, block_ms=block_ms if follow else None)
-        if not batch and not follow:
-            return
-        for entry_id, event in batch:
-            after = entry_id
-            yield entry_id, event
-            if is_terminal(event):
-                return
+    cursor = _Follow(after, block_ms, follow)
+    while not cursor.over:
+        read = cursor.read(keys, run_id)
+        yield from cursor.take(read.decode(read.send(client)))
 
 
 async def aiter_events(
@@ -185,12 +199,8 @@ async def aiter_events(
     follow: bool = True,
 ) -> AsyncIterator[EventEntry]:
     """``iter_events`` for a ``redis.asyncio`` client."""
-    while True:
-        batch = await aread_events(aclient, keys, run_id, after=after, block_ms=block_ms if follow else None)
-        if not batch and not follow:
-            return
-        for entry_id, event in batch:
-            after = entry_id
-            yield entry_id, event
-            if is_terminal(event):
-                return
+    cursor = _Follow(after, block_ms, follow)
+    while not cursor.over:
+        read = cursor.read(keys, run_id)
+        for item in cursor.take(read.decode(await read.send(aclient))):
+            yield item

@@ -21,15 +21,15 @@ from typing import Any
 import msgspec
 import redis
 
-from baton.broker.budget import usage
 from baton.broker.journal import JOURNAL_FROM
 from baton.broker.keys import Keys
-from baton.broker.runs import RunView, get_run, submit
+from baton.broker.records import RunRecord
+from baton.broker.runs import run_record, submit
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import PRIORITIES, Budget, Priority, RunStatus, Task, new_id
+from baton.protocol import DEFAULT_WORKFLOW, Budget, Priority, RunStatus, Task, new_id
 
-__all__ = ["ForkError", "fork_run", "lane_of", "replay_run"]
+__all__ = ["ForkError", "fork_run", "replay_run"]
 
 
 class ForkError(ValueError):
@@ -69,16 +69,16 @@ def _history(client: redis.Redis, keys: Keys, run_id: str) -> list[_Entry]:
     return found
 
 
-def _source(client: redis.Redis, keys: Keys, run_id: str) -> RunView:
-    rec = get_run(client, keys, run_id)
+def _source(client: redis.Redis, keys: Keys, run_id: str) -> RunRecord:
+    rec = run_record(client, keys, run_id)
     if rec is None:
         raise ForkError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     return rec
 
 
 def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
-             deadline: float | None = None, max_hops: int | None = None, record_ttl_s: int = 0,
-             priority: Priority | None = None, reuse_journal: bool = False) -> str:
+             deadline: float | None = None, max_hops: int | None = None, priority: Priority | None = None,
+             reuse_journal: bool = False) -> str:
     """A new run continuing ``run_id`` from ``from_role``'s (first) hop; returns the new run id.
 
     The new run gets the source's scratchpad entries of earlier hops, and starts with the role's
@@ -99,16 +99,16 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
     if task is None and int(meta.get("parts", 1)) > 1:
         raise ForkError(f"role {from_role!r} ran as {meta['parts']} fan-out parts in run {run_id}; fork from the "
                         "role before it, or give --task")
-    new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.get("workflow", "") or "seed", hop=hop,
-               deadline=deadline, max_hops=max_hops, priority=priority or lane_of(rec))
+    new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.workflow or DEFAULT_WORKFLOW, hop=hop,
+               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority)
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
     if reuse_journal:
         label[JOURNAL_FROM] = run_id
-    return _start(client, keys, new, [e for e in history if e.hop < hop], label, record_ttl_s, usage(rec).budget)
+    return _start(client, keys, new, [e for e in history if e.hop < hop], label, rec.usage.budget)
 
 
 def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float | None = None,
-               max_hops: int | None = None, record_ttl_s: int = 0, priority: Priority | None = None,
+               max_hops: int | None = None, priority: Priority | None = None,
                reuse_journal: bool = False) -> str:
     """A new run of ``run_id``'s workflow with the same task text, from its first role (in the
     source's lane unless ``priority`` says otherwise); returns its id.
@@ -120,22 +120,16 @@ def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float 
     starts = [e for e in _history(client, keys, run_id) if e.hop == 0 and e.role]
     if not starts:
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
-    new = Task(run_id=new_id(), role=starts[0].role, task=rec.get("task", ""), workflow=rec.get("workflow", "")
-               or "seed", deadline=deadline, max_hops=max_hops, priority=priority or lane_of(rec))
+    new = Task(run_id=new_id(), role=starts[0].role, task=rec.task, workflow=rec.workflow or DEFAULT_WORKFLOW,
+               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority)
     label: dict[str, str | int] = {"replayed_from": run_id}
     if reuse_journal:
         label[JOURNAL_FROM] = run_id
-    return _start(client, keys, new, [], label, record_ttl_s, usage(rec).budget)
-
-
-def lane_of(record: RunView) -> Priority:
-    """The priority lane a run record says its run is in (records from before lanes: interactive)."""
-    lane = record.get("priority", "")
-    return next((p for p in PRIORITIES if p == lane), PRIORITIES[0])
+    return _start(client, keys, new, [], label, rec.usage.budget)
 
 
 def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry], label: dict[str, str | int],
-           record_ttl_s: int, budget: Budget | None) -> str:
+           budget: Budget | None) -> str:
     """Write the copied scratchpads and the record's label, then submit ``task`` (a new run) with
     the source run's ``budget`` (its counts start from zero)."""
     pipe = client.pipeline(transaction=True)
@@ -144,9 +138,9 @@ def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry]
         pipe.zadd(keys.pads(task.run_id), {e.agent: e.score}, nx=True)
     record: dict[Any, Any] = {**label, "status": RunStatus.QUEUED, "created_at": time.time()}
     pipe.hset(keys.run(task.run_id), mapping=record)
-    if record_ttl_s:
+    if ttl := keys.retention.record_ttl_s:
         for key in {keys.run(task.run_id), *(keys.pad(task.run_id, e.agent) for e in copied),
                     keys.pads(task.run_id)}:
-            pipe.expire(key, record_ttl_s)
+            pipe.expire(key, ttl)
     pipe.execute()
-    return submit(client, keys, task, record_ttl_s=record_ttl_s, budget=budget)
+    return submit(client, keys, task, budget=budget)

@@ -1,12 +1,11 @@
 """Worker liveness from heartbeat keys: who is alive, and whether a role is served on a host.
 
-Each worker refreshes ``Keys.heartbeat(consumer)`` (a JSON payload with at least ``consumer``,
-``role``, ``host``, ``pid`` and ``at``) with a TTL; the key expiring is the worker's death.
+Each worker refreshes ``Keys.heartbeat(consumer)`` (a ``Heartbeat`` as JSON: ``broker/records.py``)
+with a TTL; the key expiring is the worker's death. A payload that does not decode is skipped.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -14,23 +13,17 @@ from typing import Any
 from baton.broker.consumers import parse_consumer
 from baton.broker.errors import Redis
 from baton.broker.keys import Keys
+from baton.broker.records import Heartbeat, decode_heartbeat
 from baton.broker.stats import heartbeats
 from baton.broker.text import as_text
 
 __all__ = ["check_worker", "live_workers"]
 
 
-def live_workers(client: Redis, keys: Keys) -> list[dict[str, Any]]:
-    """The heartbeat payloads of every worker whose heartbeat has not expired (by consumer name)."""
-    out: list[dict[str, Any]] = []
-    for raw in heartbeats(client, keys):
-        try:
-            info = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(info, dict):
-            out.append(info)
-    return sorted(out, key=lambda w: str(w.get("consumer", "")))
+def live_workers(client: Redis, keys: Keys) -> list[Heartbeat]:
+    """The heartbeats of every worker whose heartbeat has not expired, by consumer name."""
+    beats = (decode_heartbeat(raw) for raw in heartbeats(client, keys))
+    return sorted((b for b in beats if b is not None), key=lambda b: b.consumer)
 
 
 def check_worker(client: Redis, keys: Keys, role: str, host: str, ttl_s: float,
@@ -44,12 +37,9 @@ def check_worker(client: Redis, keys: Keys, role: str, host: str, ttl_s: float,
         parts = parse_consumer(consumer)
         if parts is None or parts.role != role or parts.host != host:
             continue
-        raw = client.get(key)
-        try:
-            at = float(json.loads(raw).get("at", 0)) if raw else 0.0
-        except (ValueError, AttributeError, TypeError):
-            continue
-        if now - at < ttl_s:
+        raw: Any = client.get(key)
+        beat = decode_heartbeat(raw) if raw else None
+        if beat is not None and now - beat.at < ttl_s:
             return consumer
     return None
 

@@ -103,15 +103,11 @@ class Janitor:
         streams: Sequence[str] | None = None,
         *,
         interval_s: float = 60.0,
-        results_retention_s: int = 7 * 24 * 3600,
-        record_ttl_s: int = 0,
     ) -> None:
         self.client = client
         self.keys = keys
         self.streams = list(streams) if streams is not None else None
         self.interval_s = interval_s
-        self.results_retention_s = results_retention_s
-        self.record_ttl_s = record_ttl_s
         # the first sweep comes after one to one and a half intervals: workers started together spread out
         self._next = time.monotonic() + random.uniform(1.0, 1.5) * interval_s
         self._runs_cursor: dict[int, float] = {}  # per partition: the score the runs index was read up to
@@ -146,16 +142,17 @@ class Janitor:
             n = trim_stream(self.client, stream)
             if n:
                 report.trimmed[stream] = n
-        if self.results_retention_s > 0:
-            min_id = f"{int((now - self.results_retention_s) * 1000)}-0"
+        kept = self.keys.retention
+        if kept.results_retention_s > 0:
+            min_id = f"{int((now - kept.results_retention_s) * 1000)}-0"
             for p in range(self.keys.partitions):
                 report.results_trimmed += int(self.client.xtrim(self.keys.results(p), minid=min_id,
                                                                 approximate=False))
-        if self.record_ttl_s > 0:
+        if kept.record_ttl_s > 0:
             for p in range(self.keys.partitions):
-                report.runs_forgotten += self._forget_runs(p, now - self.record_ttl_s)
+                report.runs_forgotten += self._forget_runs(p, now - kept.record_ttl_s)
         report.cancelled_forgotten = sum(self._forget_cancelled(p) for p in range(self.keys.partitions))
-        report.reviews_expired = expire_reviews(self.client, self.keys, now=now, record_ttl_s=self.record_ttl_s)
+        report.reviews_expired = expire_reviews(self.client, self.keys, now=now)
         if report.total:
             log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations, failed %d runs "
                      "whose deadline passed in review", report.trimmed or "nothing", report.results_trimmed,

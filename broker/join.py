@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.keys import Keys
 from baton.broker.scripts import LuaScript
 from baton.broker.streams import Entry
 
@@ -22,17 +22,17 @@ _join = LuaScript("join.lua")
 
 def join_part(
     client: redis.Redis, keys: Keys, group: str, consumer: str, entry: Entry, run_id: str, join_group: str,
-    part: int, parts: int, payload: bytes, *, ttl_s: int = MARKER_TTL_S,
+    part: int, parts: int, payload: bytes,
 ) -> dict[int, bytes] | None:
     """Record ``part`` of ``parts`` in ``join_group``.
 
     Returns every part by index once all have arrived (the entry stays pending), ``None`` when
     the part was parked (its entry acked), arrived after its group was gathered (a duplicate:
-    acked), or the entry is no longer this consumer's. The join hash lives ``ttl_s`` after its
-    last part (``keys.marker_ttl``).
+    acked), or the entry is no longer this consumer's. The join hash lives as long as a handoff's
+    idempotency marker after its last part (``keys.retention.marker_s``).
     """
     reply: list[Any] = _join(client, [entry.stream, keys.join(run_id, join_group)],
-                     [group, consumer, entry.id, part, payload, parts, ttl_s])
+                             [group, consumer, entry.id, part, payload, parts, keys.retention.marker_s])
     if int(reply[0]) != 1:
         return None
     flat = reply[1:]

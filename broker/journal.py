@@ -82,8 +82,9 @@ def hop_key(role: str, hop: int, part: int) -> str:
     return f"{role}:{hop}:{part}"
 
 
-def write_journal(client: redis.Redis, keys: Keys, writes: Sequence[JournalWrite], *, ttl_s: int = 0) -> None:
-    """Record ``writes`` (of any runs) in one round trip; each hash gets ``ttl_s`` when given.
+def write_journal(client: redis.Redis, keys: Keys, writes: Sequence[JournalWrite]) -> None:
+    """Record ``writes`` (of any runs) in one round trip; each hash lives as long as run records
+    (``keys.retention.record_ttl_s``; 0 keeps them).
 
     Re-recording a sequence number overwrites it (a call that no longer matched its record ran again).
     """
@@ -98,7 +99,7 @@ def write_journal(client: redis.Redis, keys: Keys, writes: Sequence[JournalWrite
             touched.add(key)
             hops = keys.journal_hops(w.run_id)
             pipe.hsetnx(hops, w.hop, w.msg_id)
-            if ttl_s > 0:
+            if (ttl_s := keys.retention.record_ttl_s) > 0:
                 pipe.expire(key, ttl_s)
                 pipe.expire(hops, ttl_s)
     pipe.execute()

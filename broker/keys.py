@@ -33,7 +33,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from baton.protocol.fields import PRIORITIES, Priority
 
-__all__ = ["DEFAULT_LANE", "MARKER_TTL_S", "Keys", "StreamName", "marker_ttl"]
+__all__ = ["DEFAULT_EVENTS_MAXLEN", "DEFAULT_LANE", "MARKER_TTL_S", "Keys", "Retention", "StreamName", "marker_ttl"]
 
 MARKER_TTL_S = 7 * 24 * 3600
 """Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
@@ -49,6 +49,33 @@ def marker_ttl(record_ttl_s: int, marker_ttl_s: int = MARKER_TTL_S) -> int:
     written per hop a bounded deployment would otherwise hold a week of them.
     """
     return min(record_ttl_s, marker_ttl_s) if record_ttl_s > 0 else marker_ttl_s
+
+
+DEFAULT_EVENTS_MAXLEN = 10_000
+"""Events kept per run unless ``BATON_EVENTS_MAXLEN`` says otherwise (trimming is approximate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a deployment keeps what its runs leave behind (``Settings.keys()`` fills it from
+    ``BATON_*``). It travels with the key names (``Keys.retention``): every write that sets a TTL
+    or trims a stream reads it there, so no caller hands lifetimes over one by one."""
+
+    record_ttl_s: int = 0
+    """Lifetime of run records, scratchpads and reviews after their last write (0: kept)."""
+    events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+    """Events kept per run (approximate trimming)."""
+    events_ttl_s: int = MARKER_TTL_S
+    """A run's event log outlives its last write by this."""
+    marker_ttl_s: int = MARKER_TTL_S
+    """Longest lifetime of a handoff's idempotency marker (see :attr:`marker_s`)."""
+    results_retention_s: int = MARKER_TTL_S
+    """Finished results are trimmed from the result streams after this."""
+
+    @property
+    def marker_s(self) -> int:
+        """Lifetime of a handoff's idempotency marker and of a fan-in's join hash (``marker_ttl``)."""
+        return marker_ttl(self.record_ttl_s, self.marker_ttl_s)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -71,10 +98,13 @@ class StreamName:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names for one deployment (``prefix``) split into ``partitions`` hash-tag slots."""
+    """Key names for one deployment (``prefix``) split into ``partitions`` hash-tag slots, and how
+    long what they hold is kept (``retention``)."""
 
     prefix: str = "baton"
     partitions: int = 1
+    retention: Retention = field(default=Retention(), compare=False)
+    """How long the keys' contents are kept (TTLs and stream lengths)."""
     _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -28,15 +28,15 @@ def read_shared(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, str]:
 
 
 def write_shared(
-    client: redis.Redis, keys: Keys, run_id: str, values: Mapping[str, str], *, ttl_s: int = 0
+    client: redis.Redis, keys: Keys, run_id: str, values: Mapping[str, str]
 ) -> None:
-    """Set fields of the run's shared memory (a TTL, when given, applies to the whole hash)."""
+    """Set fields of the run's shared memory (kept as long as the run record: ``keys.retention``)."""
     if not values:
         return
     pipe = client.pipeline(transaction=True)
     mapping: dict[Any, Any] = dict(values)
     pipe.hset(keys.memory(run_id), mapping=mapping)
-    if ttl_s > 0:
+    if ttl_s := keys.retention.record_ttl_s:
         pipe.expire(keys.memory(run_id), ttl_s)
     pipe.execute()
 

@@ -23,8 +23,7 @@ import msgspec
 import redis
 
 from baton.broker.commit import Outcome
-from baton.broker.events import DEFAULT_EVENTS_MAXLEN
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.keys import Keys
 from baton.broker.scripts import LuaScript
 from baton.broker.streams import Entry
 from baton.broker.text import as_text
@@ -157,16 +156,13 @@ def _pairs(mapping: Mapping[str, Value]) -> list[Value]:
 
 
 def park(client: redis.Redis, keys: Keys, group: str, consumer: str, parks: Sequence[Park], *,
-         record_ttl_s: int = 0, events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
          now: float | None = None) -> list[Outcome]:
     """Park each reviewed output in one atomic step per output; return each one's outcome."""
     at = time.time() if now is None else now
-    return [_park_one(client, keys, group, consumer, p, record_ttl_s, events_maxlen, events_ttl_s, at)
-            for p in parks]
+    return [_park_one(client, keys, group, consumer, p, at) for p in parks]
 
 
-def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Park, record_ttl_s: int,
-              events_maxlen: int, events_ttl_s: int, at: float) -> Outcome:
+def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Park, at: float) -> Outcome:
     t = p.task
     partition = keys.partition(t.run_id)
     review: dict[str, Value] = {
@@ -185,9 +181,10 @@ def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Par
         keys.pads(t.run_id), keys.review(t.run_id, p.review_id), keys.reviews(partition),
         keys.review_runs(partition), keys.events(t.run_id),
     ]
+    kept = keys.retention
     args: list[Value] = [
-        group, consumer, p.entry.id, MARKER_TTL_S, pad_field, pad_value, agent, p.entry.id.split("-")[0],
-        record_ttl_s, p.review_id, t.run_id, at, event, events_maxlen, events_ttl_s,
+        group, consumer, p.entry.id, kept.marker_s, pad_field, pad_value, agent, p.entry.id.split("-")[0],
+        kept.record_ttl_s, p.review_id, t.run_id, at, event, kept.events_maxlen, kept.events_ttl_s,
         *_pairs(review), *_pairs(record),
     ]
     return Outcome(int(_park(client, script_keys, args)))
@@ -268,8 +265,7 @@ def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[R
 
 
 def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Decision, output: str | None = None,
-           reason: str = "", *, record_ttl_s: int = 0, events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
-           events_ttl_s: int = MARKER_TTL_S, now: float | None = None) -> Decided:
+           reason: str = "", *, now: float | None = None) -> Decided:
     """Decide a review (by its id, or the latest review of a run) once.
 
     ``approve`` hands the output off (``output`` replaces the proposed one when given): a
@@ -284,9 +280,7 @@ def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Dec
         raise ReviewError(f"no review or run with a review named {review_id_or_run!r}")
     if review.decision:
         return Decided(review, first=False)
-    code, detail = _decide_once(client, keys, review, decision, output, reason, record_ttl_s=record_ttl_s,
-                                events_maxlen=events_maxlen, events_ttl_s=events_ttl_s,
-                                now=time.time() if now is None else now)
+    code, detail = _decide_once(client, keys, review, decision, output, reason, now=time.time() if now is None else now)
     if code == -2:
         raise ReviewError(f"run {review.run_id} is {detail or 'gone'}: review {review.review_id} can no longer "
                           "be decided")
@@ -297,8 +291,7 @@ def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Dec
 
 
 def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Decision, output: str | None,
-                 reason: str, *, record_ttl_s: int, events_maxlen: int, events_ttl_s: int,
-                 now: float) -> tuple[int, str]:
+                 reason: str, *, now: float) -> tuple[int, str]:
     """Run the decide script; ``(code, detail)`` as ``lua/decide.lua`` returns them."""
     run_id = review.run_id
     raw: Any = client.hmget(keys.review(run_id, review.review_id), ["msg", "prompt", "started", "finished", "tokens"])
@@ -329,14 +322,14 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
         events.append(encode_event(Failed(**common, reason=reason)))
     script_keys: list[Value] = [keys.review(run_id, review.review_id), keys.reviews(keys.partition(run_id)),
                                 keys.run(run_id), target, keys.events(run_id)]
-    args: list[Value] = [review.review_id, decision, record_ttl_s, payload, events_maxlen, events_ttl_s,
+    kept = keys.retention
+    args: list[Value] = [review.review_id, decision, kept.record_ttl_s, payload, kept.events_maxlen, kept.events_ttl_s,
                          *_pairs(verdict), *_pairs(record), *events]
     code, detail = _decide(client, script_keys, args)
     return int(code), as_text(detail)
 
 
-def expire_reviews(client: redis.Redis, keys: Keys, *, now: float | None = None, limit: int = 1000,
-                   record_ttl_s: int = 0) -> int:
+def expire_reviews(client: redis.Redis, keys: Keys, *, now: float | None = None, limit: int = 1000) -> int:
     """Fail parked runs whose deadline has passed, and drop index entries of runs that ended
     (cancelled, expired). Returns how many runs were failed."""
     now = time.time() if now is None else now
@@ -346,8 +339,7 @@ def expire_reviews(client: redis.Redis, keys: Keys, *, now: float | None = None,
             continue
         reason = (f"deadline passed {now - review.deadline:.1f}s ago while the output of role {review.role!r} "
                   "waited for review")
-        code, _ = _decide_once(client, keys, review, "reject", None, reason, record_ttl_s=record_ttl_s,
-                               events_maxlen=DEFAULT_EVENTS_MAXLEN, events_ttl_s=MARKER_TTL_S, now=now)
+        code, _ = _decide_once(client, keys, review, "reject", None, reason, now=now)
         failed += code == 1
     _forget_unparked(client, keys, limit)
     return failed

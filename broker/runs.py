@@ -14,23 +14,30 @@ from baton.broker.backpressure import refuse_when_full
 from baton.broker.budget import RESERVE_FIELDS, budget_fields, needs_reservation
 from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
-from baton.broker.events import DEFAULT_EVENTS_MAXLEN, append_events
-from baton.broker.keys import MARKER_TTL_S, Keys
+from baton.broker.events import AsyncRedis, append_events
+from baton.broker.keys import Keys
+from baton.broker.records import RunRecord, decode_run, run_metadata
 from baton.broker.scripts import LuaScript, is_missing, library
 from baton.broker.streams import ensure_group, entry_id_key
 from baton.broker.text import as_text
-from baton.protocol import TERMINAL_STATUSES, Budget, Error, Queued, Result, RunStatus, Task, decode, encode
+from baton.protocol import Budget, Error, Queued, Result, RunStatus, Task, decode, encode
 
 __all__ = [
     "BeforeRun",
+    "RunRecord",
     "RunView",
     "agents_in_run",
+    "alist_runs",
+    "arun_record",
+    "arun_records",
     "before_run",
     "cancelled_and_scratchpads",
     "get_run",
     "latest_run",
     "list_runs",
     "run_metadata",
+    "run_record",
+    "run_records",
     "scratchpad",
     "scratchpads",
     "stage_submit",
@@ -44,9 +51,8 @@ RunView = dict[str, str]
 
 @refuse_when_full
 def submit(
-    client: redis.Redis, keys: Keys, task: Task, *, record_ttl_s: int = 0,
-    events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
-    metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
+    client: redis.Redis, keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> str:
     """Create the run record, its ``queued`` event and its first task on its workflow's stream (in
     the task's ``priority`` lane, kept on the record), in one MULTI; return the run id.
@@ -59,8 +65,7 @@ def submit(
     fields (``broker.budget``).
     """
     pipe = client.pipeline(transaction=True)
-    stage_submit(pipe, keys, task, record_ttl_s=record_ttl_s, events_maxlen=events_maxlen, events_ttl_s=events_ttl_s,
-                 metadata=metadata, budget=budget)
+    stage_submit(pipe, keys, task, metadata=metadata, budget=budget)
     ensure_group_once(client, keys.run_stream(task.workflow, task.role, task.run_id, task.priority),
                       keys.group(task.role))
     pipe.execute()
@@ -68,8 +73,7 @@ def submit(
 
 
 def stage_submit(
-    pipe: Any, keys: Keys, task: Task, *, record_ttl_s: int = 0, events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
-    events_ttl_s: int = MARKER_TTL_S, metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
+    pipe: Any, keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
 ) -> None:
     """Queue on ``pipe`` the writes of :func:`submit` for ``task`` (checked first; the caller executes
     the pipeline and has made sure the task stream's group exists)."""
@@ -93,29 +97,17 @@ def stage_submit(
     if metadata:
         record["metadata"] = _encode_json(dict(metadata))
     pipe.hset(keys.run(task.run_id), mapping=record)
-    if record_ttl_s:
-        pipe.expire(keys.run(task.run_id), record_ttl_s)
+    if keys.retention.record_ttl_s:
+        pipe.expire(keys.run(task.run_id), keys.retention.record_ttl_s)
     pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
     pipe.xadd(stream, {"msg": payload})
     queued = Queued(run_id=task.run_id, at=task.created_at, role=task.role, hop=task.hop, workflow=task.workflow,
                     task=task.task)
-    append_events(pipe, keys, task.run_id, [queued], maxlen=events_maxlen, ttl_s=events_ttl_s)
+    append_events(pipe, keys, task.run_id, [queued])
 
 
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
-_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
-
-
-def run_metadata(record: Mapping[str, str]) -> dict[str, str]:
-    """The ``metadata`` a run was submitted with, from its record (empty when none or unreadable)."""
-    raw = record.get("metadata")
-    if not raw:
-        return {}
-    try:
-        return _decode_metadata(raw)
-    except msgspec.DecodeError:
-        return {}
 
 _groups_made: PerClient[tuple[str, str], bool] = PerClient(maxsize=1024)
 
@@ -135,19 +127,59 @@ def ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
 
 
 def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:
-    """The run record as strings, or None when there is no such run."""
+    """The run record's stored fields as strings, or None when there is no such run (what tests and
+    raw inspection read; code reads :func:`run_record`)."""
     raw = client.hgetall(keys.run(run_id))
     return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
 
+def run_record(client: redis.Redis, keys: Keys, run_id: str) -> RunRecord | None:
+    """The run's record, decoded; None when there is no such run (or it expired)."""
+    return decode_run(run_id, client.hgetall(keys.run(run_id)))
+
+
+async def arun_record(aclient: AsyncRedis, keys: Keys, run_id: str) -> RunRecord | None:
+    """``run_record`` for a ``redis.asyncio`` client."""
+    return decode_run(run_id, await aclient.hgetall(keys.run(run_id)))
+
+
+def run_records(client: redis.Redis, keys: Keys, run_ids: Iterable[str]) -> list[RunRecord | None]:
+    """The records of ``run_ids`` in order (None for a missing one), in one pipelined round trip."""
+    ids = list(run_ids)
+    if not ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for run_id in ids:
+        pipe.hgetall(keys.run(run_id))
+    return [decode_run(run_id, raw) for run_id, raw in zip(ids, pipe.execute(), strict=True)]
+
+
+async def arun_records(aclient: AsyncRedis, keys: Keys, run_ids: Iterable[str]) -> list[RunRecord | None]:
+    """``run_records`` for a ``redis.asyncio`` client."""
+    ids = list(run_ids)
+    if not ids:
+        return []
+    pipe = aclient.pipeline(transaction=False)
+    for run_id in ids:
+        pipe.hgetall(keys.run(run_id))
+    return [decode_run(run_id, raw) for run_id, raw in zip(ids, await pipe.execute(), strict=True)]
+
+
 def list_runs(client: redis.Redis, keys: Keys, limit: int = 20) -> list[str]:
     """The newest run ids, newest first."""
-    scored: list[tuple[float, str]] = []
-    for p in range(keys.partitions):
-        rows: Any = client.zrevrange(keys.runs(p), 0, limit - 1, withscores=True)
-        for member, score in rows:
-            scored.append((score, as_text(member)))
-    scored.sort(reverse=True)
+    return _newest([client.zrevrange(keys.runs(p), 0, limit - 1, withscores=True) for p in range(keys.partitions)],
+                   limit)
+
+
+async def alist_runs(aclient: AsyncRedis, keys: Keys, limit: int = 20) -> list[str]:
+    """``list_runs`` for a ``redis.asyncio`` client."""
+    return _newest([await aclient.zrevrange(keys.runs(p), 0, limit - 1, withscores=True)
+                    for p in range(keys.partitions)], limit)
+
+
+def _newest(partitions: Sequence[Any], limit: int) -> list[str]:
+    """The ``limit`` newest run ids of every partition's ``(member, score)`` rows."""
+    scored = sorted(((score, as_text(member)) for rows in partitions for member, score in rows), reverse=True)
     return [run_id for _, run_id in scored[:limit]]
 
 
@@ -212,7 +244,7 @@ class BeforeRun:
 
 def before_run(
     client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]], *, budgets: bool = True,
-    started: Sequence[bytes] = (), events_maxlen: int = DEFAULT_EVENTS_MAXLEN, events_ttl_s: int = MARKER_TTL_S,
+    started: Sequence[bytes] = (),
 ) -> BeforeRun:
     """Everything a worker reads before running a batch, in one round trip: which of ``run_ids``
     are cancelled, the scratchpads of the ``(run_id, agent)`` pairs in ``pads`` and (``budgets``)
@@ -230,7 +262,7 @@ def before_run(
     pipe = client.pipeline(transaction=False)
     if started:
         _started.ensure_loaded(client)
-        calls = _started_calls(keys, run_ids, started, events_maxlen, events_ttl_s)
+        calls = _started_calls(keys, run_ids, started)
         for script_keys, args in calls:
             _started.queue(pipe, client, script_keys, args)
         groups = [[str(a) for a in args[2 : 2 + (len(k) - 1) // 2]] for k, args in calls]
@@ -263,8 +295,8 @@ def before_run(
 _started = LuaScript("started.lua")
 
 
-def _started_calls(keys: Keys, run_ids: Sequence[str], started: Sequence[bytes], maxlen: int,
-                   ttl_s: int) -> list[tuple[list[str], list[str | bytes | int]]]:
+def _started_calls(keys: Keys, run_ids: Sequence[str],
+                   started: Sequence[bytes]) -> list[tuple[list[str], list[str | bytes | int]]]:
     """``(keys, args)`` of one ``started.lua`` call per partition of ``run_ids``."""
     by_p: dict[int, list[tuple[str, bytes]]] = {}
     for run_id, event in zip(run_ids, started, strict=True):
@@ -272,7 +304,9 @@ def _started_calls(keys: Keys, run_ids: Sequence[str], started: Sequence[bytes],
     calls: list[tuple[list[str], list[str | bytes | int]]] = []
     for p, items in by_p.items():
         script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items)]
-        calls.append((script_keys, [maxlen, ttl_s, *(r for r, _ in items), *(e for _, e in items)]))
+        kept = keys.retention
+        calls.append((script_keys, [kept.events_maxlen, kept.events_ttl_s, *(r for r, _ in items),
+                                    *(e for _, e in items)]))
     return calls
 
 
@@ -295,7 +329,7 @@ def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
 def wait_for_runs(
     client: redis.Redis, keys: Keys, run_ids: Iterable[str], *, timeout: float | None = None,
     poll_s: float = 1.0,
-) -> dict[str, RunView]:
+) -> dict[str, RunRecord]:
     """Block until every run is finished (done, failed or cancelled) or ``timeout`` passes.
 
     Wakes on the results streams and reads the records of the runs reported there; the records of
@@ -304,15 +338,15 @@ def wait_for_runs(
     of reads per run. Returns the records of the finished runs.
     """
     pending = set(run_ids)
-    finished: dict[str, RunView] = {}
+    finished: dict[str, RunRecord] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
     cursors = {keys.results(p): "$" for p in range(keys.partitions)}
     check: set[str] = set(pending)
     while True:
-        for run_id, rec in _records(client, keys, check).items():
-            if rec.get("status") in TERMINAL_STATUSES:
-                finished[run_id] = rec
-                pending.discard(run_id)
+        for rec in _records(client, keys, check):
+            if rec.ended:
+                finished[rec.run_id] = rec
+                pending.discard(rec.run_id)
         if not pending:
             return finished
         remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
@@ -334,19 +368,11 @@ def wait_for_runs(
                     check.add(msg.run_id)
 
 
-def _records(client: redis.Redis, keys: Keys, run_ids: Iterable[str], page: int = 1000) -> dict[str, RunView]:
+def _records(client: redis.Redis, keys: Keys, run_ids: Iterable[str], page: int = 1000) -> list[RunRecord]:
     """The records of ``run_ids`` that exist, read in pipelined pages."""
     ids = list(run_ids)
-    found: dict[str, RunView] = {}
-    for start in range(0, len(ids), page):
-        chunk = ids[start:start + page]
-        pipe = client.pipeline(transaction=False)
-        for run_id in chunk:
-            pipe.hgetall(keys.run(run_id))
-        for run_id, raw in zip(chunk, pipe.execute(), strict=True):
-            if raw:
-                found[run_id] = {as_text(k): as_text(v) for k, v in raw.items()}
-    return found
+    return [rec for start in range(0, len(ids), page)
+            for rec in run_records(client, keys, ids[start:start + page]) if rec is not None]
 
 
 def _read_results(client: redis.Redis, cursors: dict[str, str], block_ms: int) -> list[Any]:

@@ -8,7 +8,7 @@ wheel) they are counted with exclusive XRANGE up to a cap, and ``lag_exact`` say
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -27,7 +27,6 @@ __all__ = [
     "entries_from",
     "heartbeats",
     "pad_entries",
-    "run_records",
     "run_statuses",
     "server_version",
     "stream_entries",
@@ -185,14 +184,6 @@ def run_statuses(client: redis.Redis, keys: Keys, limit: int = COUNT_CAP) -> dic
             counts[name] = counts.get(name, 0) + 1
     return counts
 
-
-def run_records(client: redis.Redis, keys: Keys, run_ids: Iterable[str]) -> list[dict[str, str]]:
-    """The run records of ``run_ids`` in order (an empty dict for a missing one)."""
-    ids = list(run_ids)
-    pipe = client.pipeline(transaction=False)
-    for run_id in ids:
-        pipe.hgetall(keys.run(run_id))
-    return [{as_text(k): as_text(v) for k, v in raw.items()} for raw in pipe.execute()] if ids else []
 
 
 def stream_entries(client: redis.Redis, wanted: Sequence[tuple[str, str]]) -> list[bytes | None]:

@@ -23,6 +23,7 @@ from baton.broker.entry import Entry, entry_id_key
 from baton.broker.errors import CommandRefused, Redis
 from baton.broker.keys import Keys
 from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
+from baton.broker.records import Heartbeat, encode_heartbeat
 from baton.broker.text import as_text
 from baton.protocol import Name
 
@@ -186,7 +187,7 @@ class GroupStreams:
         return claimed
 
     # heartbeats -------------------------------------------------------------
-    def beat(self, payload: bytes, ttl_s: float) -> None:
+    def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
         """Write this consumer's heartbeat key with a TTL.
 
         Redis at ``maxmemory`` (``noeviction``) refuses the SET; the key's TTL is then renewed
@@ -194,7 +195,7 @@ class GroupStreams:
         """
         key, ttl_ms = self.keys.heartbeat(self.consumer), int(ttl_s * 1000)
         try:
-            self.client.set(key, payload, px=ttl_ms)
+            self.client.set(key, encode_heartbeat(heartbeat), px=ttl_ms)
         except OutOfMemoryError:
             if not self.client.pexpire(key, ttl_ms):
                 raise

@@ -74,14 +74,12 @@ class AppServices:
     keys: Keys
     journal: CallJournal
     events: EventWriter | None = None
-    record_ttl_s: int = 0
 
     @classmethod
-    def for_worker(cls, client: Redis | None, keys: Keys, *, record_ttl_s: int = 0, journal: bool = True,
+    def for_worker(cls, client: Redis | None, keys: Keys, *, journal: bool = True,
                    events: EventWriter | None = None) -> AppServices:
-        """The services of a worker whose run records live ``record_ttl_s`` (0: kept)."""
-        return cls(client, keys, CallJournal(client, keys, ttl_s=record_ttl_s, enabled=journal), events,
-                   record_ttl_s)
+        """The services of a worker (its records' lifetimes in ``keys.retention``)."""
+        return cls(client, keys, CallJournal(client, keys, enabled=journal), events)
 
 
 class SharedMemory(MutableMapping[str, str]):
@@ -117,7 +115,7 @@ class SharedMemory(MutableMapping[str, str]):
         new = {str(k): str(v) for k, v in {**dict(values), **more}.items()}
         s = self._services
         if s.client is not None:
-            write_shared(s.client, s.keys, self._run_id, new, ttl_s=s.record_ttl_s)
+            write_shared(s.client, s.keys, self._run_id, new)
         self._read().update(new)
 
 

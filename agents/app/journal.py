@@ -37,10 +37,9 @@ def fingerprint(kind: CallKind, *inputs: Any) -> str:
 class CallJournal:
     """Reads and writes of the journal for every handler of one worker (``enabled=False``: a no-op)."""
 
-    def __init__(self, client: Redis | None, keys: Keys, *, ttl_s: int = 0, enabled: bool = True) -> None:
+    def __init__(self, client: Redis | None, keys: Keys, *, enabled: bool = True) -> None:
         self.client = client
         self.keys = keys
-        self.ttl_s = ttl_s
         self.enabled = enabled and client is not None
         self._pending: list[JournalWrite] = []
         self._flush: asyncio.Task[None] | None = None
@@ -96,7 +95,7 @@ class CallJournal:
         assert self.client is not None
         if not writes:
             return
-        write_journal(self.client, self.keys, writes, ttl_s=self.ttl_s)
+        write_journal(self.client, self.keys, writes)
         self.writes += len(writes)
         self.round_trips += 1
 

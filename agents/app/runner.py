@@ -18,7 +18,7 @@ from baton.agents.runtime.events import EventWriter
 from baton.agents.settings import Settings
 from baton.agents.workflow.handlers import resolve_handler
 from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Keys, connect
+from baton.broker import connect
 
 __all__ = ["AppRunner"]
 
@@ -39,9 +39,9 @@ class AppRunner:
         """A runner whose services talk to ``s.redis_url`` (journal retained like the run record,
         off with ``BATON_JOURNAL=0``)."""
         client = connect(s.redis_url, socket_timeout=s.block_ms / 1000 + 10)
-        keys = Keys(s.prefix, s.partitions)
-        events = EventWriter(client, keys, maxlen=s.events_maxlen, ttl_s=s.events_ttl_s)
-        return cls(AppServices.for_worker(client, keys, record_ttl_s=s.record_ttl_s, journal=s.journal,
+        keys = s.keys()
+        events = EventWriter(client, keys)
+        return cls(AppServices.for_worker(client, keys, journal=s.journal,
                                           events=events), retryable=retryable, search=search)
 
     async def run(self, gateway: Any, item: Any, spec: RoleSpec) -> object:

@@ -53,7 +53,7 @@ def connect_checked(s: Settings) -> tuple[Redis, Keys]:
     """Connect to ``s.redis_url`` and check it answers; return the client and key names."""
     client = connect(s.redis_url)
     ping(client, s.redis_url)
-    return client, Keys(s.prefix, s.partitions)
+    return client, s.keys()
 
 
 AppOption = Annotated[str | None, typer.Option(

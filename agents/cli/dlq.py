@@ -14,7 +14,7 @@ from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings
 from baton.agents.workflow.loader import named
-from baton.broker import Keys, cancel_run
+from baton.broker import cancel_run
 from baton.broker.acl import role_acl
 from baton.broker.cluster import is_cluster_url
 from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
@@ -119,7 +119,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="The run to cancel.")]) ->
     """Cancel a run: workers stop it at its next hop without calling the model."""
     s = settings()
     client, keys = connect_checked(s)
-    before = cancel_run(client, keys, run_id, events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
+    before = cancel_run(client, keys, run_id)
     if before is None:
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     if before in TERMINAL_STATUSES:
@@ -132,7 +132,7 @@ def janitor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
     """Trim acknowledged history of every task stream (MINID, never below what is pending) and old results."""
     s = settings()
     client, keys = connect_checked(s)
-    report = Janitor(client, keys, results_retention_s=s.results_retention_s, record_ttl_s=s.record_ttl_s).sweep()
+    report = Janitor(client, keys).sweep()
     if as_json:
         out.print_json(json.dumps(asdict(report)))
         return
@@ -167,7 +167,7 @@ def acl(
     if spec.tools or spec.steps or spec.parse_tools:
         features.append("tools")
     agents = [spec.agent] if spec.memory == "agent" else []
-    rules = role_acl(Keys(s.prefix, s.partitions), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
+    rules = role_acl(s.keys(), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
                      features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
                      rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
-from baton.broker import Keys, Redis, get_run, iter_events, read_events
+from baton.broker import Keys, Redis, iter_events, read_events, run_record
 from baton.protocol import (
     Cancelled,
     Custom,
@@ -127,6 +127,6 @@ def events_cmd(
     """Print a run's events: queued, hops, tokens, tool calls, reviews and how it ended."""
     s = settings()
     client, keys = connect_checked(s)
-    if get_run(client, keys, run_id) is None and not read_events(client, keys, run_id, count=1):
+    if run_record(client, keys, run_id) is None and not read_events(client, keys, run_id, count=1):
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     follow_events(client, keys, run_id, follow=follow, as_json=as_json, after=after)

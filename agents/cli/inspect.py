@@ -10,7 +10,7 @@ from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
 from baton.agents.workflow.loader import named
-from baton.broker import Keys, Redis, agents_in_run, get_run, latest_run, scratchpad
+from baton.broker import Keys, Redis, agents_in_run, latest_run, run_record, scratchpad
 from baton.broker.stats import discover_streams, stream_stats
 from baton.protocol import RunStatus
 from baton.protocol import schema as protocol_schema
@@ -28,16 +28,16 @@ def result(
 ) -> None:
     """Print a run's status and result (exit 1 while it is not done)."""
     client, keys = connect_checked(settings())
-    rec = get_run(client, keys, run_id)
+    rec = run_record(client, keys, run_id)
     if rec is None:
         raise CliError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     if as_json:
-        out.print_json(json.dumps(rec))
-    elif rec.get("status") == RunStatus.DONE:
-        print(visible(rec.get("result", "")))
+        out.print_json(json.dumps(rec.fields))
+    elif rec.status is RunStatus.DONE:
+        print(visible(rec.result))
     else:
-        out.print(visible(f"{run_id}: {rec.get('status')} {rec.get('error', '')}".rstrip()), markup=False)
-    if rec.get("status") != RunStatus.DONE:
+        out.print(visible(f"{run_id}: {rec.status} {rec.error}".rstrip()), markup=False)
+    if rec.status is not RunStatus.DONE:
         raise typer.Exit(1)
 
 

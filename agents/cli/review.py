@@ -66,8 +66,7 @@ def _decide(target: str, decision: Decision, output: str | None, reason: str) ->
     s = settings()
     client, keys = connect_checked(s)
     try:
-        return decide(client, keys, target, decision, output, reason,
-                      record_ttl_s=s.record_ttl_s)
+        return decide(client, keys, target, decision, output, reason)
     except ReviewError as exc:
         raise CliError(str(exc)) from None
 
@@ -112,7 +111,7 @@ def fork(
     s = settings()
     client, keys = connect_checked(s)
     try:
-        out.print(fork_run(client, keys, run_id, from_role, task, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s,
+        out.print(fork_run(client, keys, run_id, from_role, task, max_hops=s.max_hops,
                            reuse_journal=reuse_journal))
     except ForkError as exc:
         raise CliError(str(exc)) from None
@@ -128,7 +127,7 @@ def replay(
     s = settings()
     client, keys = connect_checked(s)
     try:
-        out.print(replay_run(client, keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s,
+        out.print(replay_run(client, keys, run_id, max_hops=s.max_hops,
                              reuse_journal=reuse_journal))
     except ForkError as exc:
         raise CliError(str(exc)) from None

@@ -34,8 +34,8 @@ from baton.agents.cli.events import follow_events
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow.spec import Workflow
-from baton.broker import EmbeddedRedis, Keys, Redis, agents_in_run, get_run, scratchpad, wait_for_runs
-from baton.protocol import PRIORITIES, TERMINAL_STATUSES, Budget, Cancelled, Failed, Priority, ProtocolError, RunStatus
+from baton.broker import EmbeddedRedis, Keys, Redis, RunRecord, agents_in_run, run_record, scratchpad, wait_for_runs
+from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority, ProtocolError, RunStatus
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
@@ -121,22 +121,24 @@ class WorkerPool:
 
 
 def _wait_with_progress(client: Redis, keys: Keys, wf: Workflow, run_id: str, timeout: float,
-                        pool: WorkerPool | None) -> dict[str, str]:
+                        pool: WorkerPool | None) -> RunRecord:
     titles = {r.role: f"{r.display} ({r.agent})" for r in wf.roles}
     deadline = time.monotonic() + timeout
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
         bar = progress.add_task(RunStatus.QUEUED, total=None)
         while True:
-            rec = get_run(client, keys, run_id) or {}
-            if rec.get("status") in TERMINAL_STATUSES:
+            rec = run_record(client, keys, run_id)
+            if rec is not None and rec.ended:
                 return rec
-            holder = titles.get(rec.get("role", ""), rec.get("role", ""))
+            role = rec.role if rec else ""
+            holder = titles.get(role, role)
             progress.update(bar, description=f"baton held by {holder}" if holder else RunStatus.QUEUED)
             if pool:
                 pool.check_alive()
             if time.monotonic() > deadline:
-                raise CliError(f"run {run_id} did not finish within {timeout:.0f}s (status {rec.get('status')})")
+                raise CliError(f"run {run_id} did not finish within {timeout:.0f}s "
+                               f"(status {rec.status if rec else 'expired'})")
             wait_for_runs(client, keys, [run_id], timeout=0.2, poll_s=0.2)
 
 
@@ -208,8 +210,8 @@ def run(
         run_id = submit_run(client, keys, s, wf, task, budget=budget, priority=lane)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
-        if rec.get("status") != RunStatus.DONE:
-            raise CliError(f"run {run_id} {rec.get('status')}: {rec.get('error', '')}")
+        if rec.status is not RunStatus.DONE:
+            raise CliError(f"run {run_id} {rec.status}: {rec.error}")
 
 
 @app.command("submit")
@@ -254,6 +256,6 @@ def submit_cmd(
     if run_id not in done:
         raise CliError(f"run {run_id} did not finish within {timeout:.0f}s")
     rec = done[run_id]
-    if rec.get("status") != RunStatus.DONE:
-        raise CliError(f"run {run_id} {rec.get('status')}: {visible(rec.get('error', ''))}")
-    print(visible(rec.get("result", "")))
+    if rec.status is not RunStatus.DONE:
+        raise CliError(f"run {run_id} {rec.status}: {visible(rec.error)}")
+    print(visible(rec.result))

@@ -1,42 +1,45 @@
 """The asyncio client: the same methods as ``baton.Client``, awaitable.
 
-Waiting and following events use ``redis.asyncio`` (blocking stream reads, no thread held);
-the short one-round-trip calls (submit, cancel, records, reviews, forks) run the synchronous
-broker functions in a worker thread.
+It speaks ``redis.asyncio`` natively for everything it reads: records, listings, waits (blocking
+reads of the run's event log) and events, with no thread held. The writes that are one atomic
+step on the broker's synchronous path (submit, with its backlog check; cancel; review decisions;
+fork and replay) and the trace and scratchpad views run that same code in a worker thread, over a
+synchronous connection made on first use, so there is one submit path for every caller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
 
-from baton.broker import AsyncRedis, connect_async
+from baton.agents.settings import Settings
+from baton.broker import AsyncRedis, RunRecord, connect_async
 from baton.broker.events import aiter_events, aread_events
-from baton.client import Client, Run, RunInfo, outcome
+from baton.broker.runs import alist_runs, arun_record, arun_records
+from baton.client import POLL_S, BaseClient, BaseRun, Client, Run, RunInfo, outcome
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
 
 __all__ = ["AsyncClient", "AsyncRun"]
 
-_POLL_S = 1.0
+T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(BaseClient):
     """``baton.Client`` for asyncio code."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self._sync = Client(url)
-        self.settings = self._sync.settings
-        self.keys = self._sync.keys
-        self.aredis: AsyncRedis = connect_async(self.settings.redis_url, socket_timeout=_POLL_S + 10)
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
+        super().__init__(url, settings=settings)
+        self.aredis: AsyncRedis = connect_async(self.settings.redis_url, socket_timeout=POLL_S + 10)
+        self._sync: Client | None = None
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Close the connections."""
         await self.aredis.aclose()
-        self._sync.close()
+        if self._sync is not None:
+            self._sync.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -44,23 +47,33 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _in_thread(self, call: Callable[[Client], T]) -> T:
+        """Run ``call`` on the synchronous client (made on first use) in a worker thread."""
+        if self._sync is None:
+            self._sync = Client(settings=self.settings)
+        return await asyncio.to_thread(call, self._sync)
+
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                      metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                      budget: Budget | None = None, priority: Priority = "interactive",
                      idempotency_key: str | None = None) -> AsyncRun:
         """Start a run (see ``Client.submit``)."""
-        run = await asyncio.to_thread(self._sync.submit, task, workflow=workflow, deadline=deadline,
-                                      metadata=metadata, run_id=run_id, budget=budget, priority=priority,
-                                      idempotency_key=idempotency_key)
-        return AsyncRun(self, run)
+        run = await self._in_thread(lambda c: c.submit(task, workflow=workflow, deadline=deadline, metadata=metadata,
+                                                       run_id=run_id, budget=budget, priority=priority,
+                                                       idempotency_key=idempotency_key))
+        return AsyncRun(self, run.id)
 
     async def run(self, run_id: str) -> AsyncRun:
         """An existing run; ``RunNotFound`` when there is none."""
-        return AsyncRun(self, await asyncio.to_thread(self._sync.run, run_id))
+        run = AsyncRun(self, run_id)
+        await run.record()
+        return run
 
     async def runs(self, *, status: str | None = None, limit: int = 20) -> list[RunInfo]:
         """The newest runs, newest first (see ``Client.runs``)."""
-        return await asyncio.to_thread(self._sync.runs, status=status, limit=limit)
+        wanted, window = self._window(status, limit)
+        ids = await alist_runs(self.aredis, self.keys, window)
+        return self._select(await arun_records(self.aredis, self.keys, ids), wanted, limit)
 
     async def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                            catchup_s: float = 60.0) -> Schedule:
@@ -85,37 +98,34 @@ class AsyncClient:
         return await asyncio.to_thread(self._sync.delete_schedule, name)
 
 
-class AsyncRun:
+class AsyncRun(BaseRun):
     """A handle on one run, for asyncio code."""
 
-    def __init__(self, client: AsyncClient, run: Run) -> None:
+    def __init__(self, client: AsyncClient, run_id: str) -> None:
+        super().__init__(run_id)
         self.client = client
-        self._run = run
-        self.id = run.id
 
-    def __repr__(self) -> str:
-        return f"AsyncRun({self.id!r})"
+    async def _on_run(self, call: Callable[[Run], T]) -> T:
+        return await self.client._in_thread(lambda c: call(Run(c, self.id)))
 
-    async def record(self) -> dict[str, str]:
+    async def record(self) -> RunRecord:
         """The run record."""
-        return await asyncio.to_thread(self._run.record)
+        return self._found(await arun_record(self.client.aredis, self.client.keys, self.id))
 
     async def status(self) -> RunStatus:
         """Where the run stands now."""
-        return await asyncio.to_thread(self._run.status)
+        return (await self.record()).status
 
     async def wait(self, timeout: float | None = None) -> str:
         """The result once the run ends, or ``RunFailed``, ``RunCancelled``, ``TimeoutError``."""
-        limit = None if timeout is None else time.monotonic() + timeout
-        after = "$"
+        deadline, after = self._deadline(timeout), "$"
         while True:
-            if (result := outcome(self.id, await self.record())) is not None:
+            record = await self.record()
+            if (result := outcome(record)) is not None:
                 return result
-            left = _POLL_S if limit is None else min(_POLL_S, limit - time.monotonic())
-            if left <= 0:
-                raise TimeoutError(f"run {self.id} still {await self.status()} after {timeout} s")
+            block_ms = self._block_ms(deadline, timeout, record.status)
             for event_id, event in await aread_events(self.client.aredis, self.client.keys, self.id, after=after,
-                                                      block_ms=max(1, int(left * 1000))):
+                                                      block_ms=block_ms):
                 after = event_id
                 if is_terminal(event):
                     break
@@ -127,28 +137,28 @@ class AsyncRun:
 
     async def cancel(self) -> str | None:
         """Cancel the run; return its status before, or None."""
-        return await asyncio.to_thread(self._run.cancel)
+        return await self._on_run(Run.cancel)
 
     async def scratchpads(self) -> dict[str, list[dict[str, Any]]]:
         """Every agent's scratchpad entries in this run."""
-        return await asyncio.to_thread(self._run.scratchpads)
+        return await self._on_run(Run.scratchpads)
 
     async def trace(self) -> Any:
         """The run's message flow hop by hop."""
-        return await asyncio.to_thread(self._run.trace)
+        return await self._on_run(Run.trace)
 
     async def approve(self, output: str | None = None) -> None:
         """Approve the run's pending human review."""
-        await asyncio.to_thread(self._run.approve, output)
+        await self._on_run(lambda r: r.approve(output))
 
     async def reject(self, reason: str) -> None:
         """Reject the run's pending human review."""
-        await asyncio.to_thread(self._run.reject, reason)
+        await self._on_run(lambda r: r.reject(reason))
 
     async def fork(self, from_role: str, task: str | None = None) -> AsyncRun:
         """A new run forked from this one at ``from_role``."""
-        return AsyncRun(self.client, await asyncio.to_thread(self._run.fork, from_role, task))
+        return AsyncRun(self.client, (await self._on_run(lambda r: r.fork(from_role, task))).id)
 
     async def replay(self) -> AsyncRun:
         """A new run with this run's inputs, from the start."""
-        return AsyncRun(self.client, await asyncio.to_thread(self._run.replay))
+        return AsyncRun(self.client, (await self._on_run(Run.replay)).id)

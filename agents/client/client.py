@@ -11,97 +11,107 @@
     print(run.wait(timeout=60))                         # the result, or RunFailed / RunCancelled
 
 The client speaks to Redis only through ``baton.broker``; it needs no worker of its own.
+``BaseClient`` and ``BaseRun`` hold what ``Client``/``Run`` and the asyncio ``AsyncClient``/``AsyncRun``
+(``baton.aio``) share: the settings and key names, the workflow lookup, how a record reads as an
+outcome, how a listing is filtered and how a wait is timed; the subclasses only do the I/O.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeAlias
 
 from baton.agents import schedules as _schedules
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
-from baton.broker import Keys, Redis, agents_in_run, connect, get_run, list_runs, scratchpad
-from baton.broker.budget import Usage, usage
+from baton.broker import Keys, Redis, RunRecord, agents_in_run, connect, list_runs, run_record, run_records, scratchpad
 from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
 from baton.broker.schedules import delete_schedule, list_schedules
-from baton.broker.stats import run_records
 from baton.errors import RunCancelled, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
 from baton.refusals import public_refusals
 
-__all__ = ["Client", "Run", "RunInfo", "outcome"]
+__all__ = ["BaseClient", "BaseRun", "Client", "Run", "RunInfo", "outcome"]
 
-_POLL_S = 1.0
+POLL_S = 1.0
 """Longest block of one event read while waiting (a record check follows each)."""
 
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """One run as listed: where it stands and what it produced so far."""
-
-    run_id: str
-    status: str
-    workflow: str
-    task: str
-    created_at: float
-    result: str = ""
-    error: str = ""
-    hops: int = 0
-    updated_at: float = 0.0
-    usage: Usage = field(default_factory=Usage)
-    """Tokens, model calls and tool calls in total, by role and (tokens) by model, and the budget."""
-
-    @property
-    def tokens(self) -> int:
-        """Tokens the run's model calls generated so far."""
-        return self.usage.tokens
-
-    @property
-    def model_calls(self) -> int:
-        """Model calls (one per prompt) the run made so far."""
-        return self.usage.model_calls
-
-    @property
-    def tool_calls(self) -> int:
-        """Tool calls the run made so far."""
-        return self.usage.tool_calls
+RunInfo: TypeAlias = RunRecord
+"""One run as listed: where it stands, what it was given and produced, and its ``usage`` (the
+broker's typed run record)."""
 
 
-def outcome(run_id: str, record: Mapping[str, str]) -> str | None:
+def outcome(record: RunRecord) -> str | None:
     """The result of a finished run; ``None`` while it runs; ``RunFailed``/``RunCancelled`` when it ended so."""
-    status = record.get("status", "")
-    if status == RunStatus.DONE:
-        return record.get("result", "")
-    if status == RunStatus.FAILED:
-        raise RunFailed(run_id, record.get("error", ""), record.get("role", ""))
-    if status == RunStatus.CANCELLED:
-        raise RunCancelled(run_id)
+    if record.status is RunStatus.DONE:
+        return record.result
+    if record.status is RunStatus.FAILED:
+        raise RunFailed(record.run_id, record.error, record.role)
+    if record.status is RunStatus.CANCELLED:
+        raise RunCancelled(record.run_id)
     return None
 
 
-def _info(run_id: str, rec: Mapping[str, str]) -> RunInfo:
-    return RunInfo(run_id=run_id, status=rec.get("status", ""), workflow=rec.get("workflow", ""),
-                   task=rec.get("task", ""), created_at=float(rec.get("created_at") or 0.0),
-                   result=rec.get("result", ""), error=rec.get("error", ""), hops=int(rec.get("hops") or 0),
-                   updated_at=float(rec.get("updated_at") or 0.0), usage=usage(rec))
-
-
-class Client:
-    """A connection to one baton deployment (its Redis, ``BATON_PREFIX`` and partitions)."""
+class BaseClient:
+    """What ``Client`` and ``AsyncClient`` share: one deployment's settings and key names (with its
+    retention), the workflow lookup and the listing filter."""
 
     def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env(redis_url=url)
-        self.keys = Keys(self.settings.prefix, self.settings.partitions)
-        self.redis: Redis = connect(self.settings.redis_url, socket_timeout=_POLL_S + 10)
+        self.keys: Keys = self.settings.keys()
+
+
+    @staticmethod
+    def _window(status: str | None, limit: int) -> tuple[RunStatus | None, int]:
+        """The status asked for, and how many of the newest runs to read to find ``limit`` of them."""
+        wanted = RunStatus(status) if status else None
+        return wanted, limit if wanted is None else max(limit * 10, 200)
+
+    @staticmethod
+    def _select(records: Sequence[RunRecord | None], wanted: RunStatus | None, limit: int) -> list[RunInfo]:
+        """The first ``limit`` existing records with status ``wanted`` (any when None)."""
+        return [r for r in records if r is not None and (wanted is None or r.status is wanted)][:limit]
+
+
+class BaseRun:
+    """What ``Run`` and ``AsyncRun`` share: the run's id, and how a wait for it is timed."""
+
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+    def _found(self, record: RunRecord | None) -> RunRecord:
+        if record is None:
+            raise RunNotFound(self.id)
+        return record
+
+    @staticmethod
+    def _deadline(timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _block_ms(self, deadline: float | None, timeout: float | None, status: RunStatus) -> int:
+        """How long the next event read may block; ``TimeoutError`` once ``deadline`` passed."""
+        left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+        if left <= 0:
+            raise TimeoutError(f"run {self.id} still {status} after {timeout} s")
+        return max(1, int(left * 1000))
+
+
+class Client(BaseClient):
+    """A connection to one baton deployment (its Redis, ``BATON_PREFIX`` and partitions)."""
+
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
+        super().__init__(url, settings=settings)
+        self.redis: Redis = connect(self.settings.redis_url, socket_timeout=POLL_S + 10)
 
     def close(self) -> None:
         """Close the connection."""
@@ -135,22 +145,15 @@ class Client:
 
     def run(self, run_id: str) -> Run:
         """An existing run; ``RunNotFound`` when there is none."""
-        if get_run(self.redis, self.keys, run_id) is None:
-            raise RunNotFound(run_id)
-        return Run(self, run_id)
+        run = Run(self, run_id)
+        run.record()
+        return run
 
     def runs(self, *, status: str | None = None, limit: int = 20) -> list[RunInfo]:
         """The newest runs, newest first (only those with ``status`` when given)."""
-        wanted = RunStatus(status) if status else None
-        out: list[RunInfo] = []
-        window = limit if wanted is None else max(limit * 10, 200)
-        ids = list_runs(self.redis, self.keys, window)
-        for run_id, rec in zip(ids, run_records(self.redis, self.keys, ids), strict=True):
-            if rec and (wanted is None or rec.get("status") == wanted):
-                out.append(_info(run_id, rec))
-                if len(out) == limit:
-                    break
-        return out
+        wanted, window = self._window(status, limit)
+        return self._select(run_records(self.redis, self.keys, list_runs(self.redis, self.keys, window)), wanted,
+                            limit)
 
     def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                      catchup_s: float = 60.0) -> Schedule:
@@ -178,40 +181,32 @@ class Client:
         return delete_schedule(self.redis, self.keys, name)
 
 
-class Run:
+class Run(BaseRun):
     """A handle on one run."""
 
     def __init__(self, client: Client, run_id: str) -> None:
+        super().__init__(run_id)
         self.client = client
-        self.id = run_id
 
-    def __repr__(self) -> str:
-        return f"Run({self.id!r})"
-
-    def record(self) -> dict[str, str]:
-        """The run record (status, role, result, error, timings...)."""
-        rec = get_run(self.client.redis, self.client.keys, self.id)
-        if rec is None:
-            raise RunNotFound(self.id)
-        return rec
+    def record(self) -> RunRecord:
+        """The run record (status, role, result, error, timings, usage...)."""
+        return self._found(run_record(self.client.redis, self.client.keys, self.id))
 
     def status(self) -> RunStatus:
         """Where the run stands now."""
-        return RunStatus(self.record().get("status", RunStatus.QUEUED))
+        return self.record().status
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the run ends; return its result, or raise ``RunFailed``, ``RunCancelled``,
         ``TimeoutError``. Waits on the run's event log (no busy polling)."""
-        limit = None if timeout is None else time.monotonic() + timeout
-        after: str | None = "$"
+        deadline, after = self._deadline(timeout), "$"
         while True:
-            if (result := outcome(self.id, self.record())) is not None:
+            record = self.record()
+            if (result := outcome(record)) is not None:
                 return result
-            left = _POLL_S if limit is None else min(_POLL_S, limit - time.monotonic())
-            if left <= 0:
-                raise TimeoutError(f"run {self.id} still {self.status()} after {timeout} s")
+            block_ms = self._block_ms(deadline, timeout, record.status)
             for event_id, event in read_events(self.client.redis, self.client.keys, self.id, after=after,
-                                               block_ms=max(1, int(left * 1000))):
+                                               block_ms=block_ms):
                 after = event_id
                 if is_terminal(event):
                     break
@@ -247,9 +242,10 @@ class Run:
     def fork(self, from_role: str, task: str | None = None) -> Run:
         """A new run that copies this one up to ``from_role``'s hop and continues from there
         (with ``task`` as that hop's input when given)."""
-        return Run(self.client, fork_run(self.client.redis, self.client.keys, self.id, from_role, task))
+        c = self.client
+        return Run(c, fork_run(c.redis, c.keys, self.id, from_role, task, max_hops=c.settings.max_hops))
 
     def replay(self) -> Run:
         """A new run with this run's workflow and input, from the start."""
-        return Run(self.client, replay_run(self.client.redis, self.client.keys, self.id))
-
+        c = self.client
+        return Run(c, replay_run(c.redis, c.keys, self.id, max_hops=c.settings.max_hops))

@@ -35,20 +35,17 @@ from baton.agents.workflow.spec import Workflow, WorkflowError
 from baton.broker import (
     Keys,
     Redis,
-    RunView,
     agents_in_run,
     cancel_run,
     connect_async,
-    get_run,
     list_runs,
-    run_metadata,
     scratchpads,
 )
 from baton.broker.backpressure import BacklogFull, RedisFull
-from baton.broker.budget import usage
 from baton.broker.events import AsyncRedis, aread_events
+from baton.broker.records import RunRecord
 from baton.broker.replication import ReplicasBehind
-from baton.broker.stats import run_records
+from baton.broker.runs import run_record, run_records
 from baton.protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
 
 __all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
@@ -149,10 +146,10 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
 
 
-def run_view(run_id: str, record: RunView) -> dict[str, Any]:
-    """A run record as the API shows it: its fields, with ``metadata`` decoded to an object, and
-    ``usage``: its tokens and calls in total, by role and by model, and its budget."""
-    return {"run_id": run_id, **record, "metadata": run_metadata(record), "usage": usage(record).as_dict()}
+def run_view(record: RunRecord) -> dict[str, Any]:
+    """A run record as the API shows it: its stored fields, with ``metadata`` decoded to an object,
+    and ``usage``: its tokens and calls in total, by role and by model, and its budget."""
+    return {"run_id": record.run_id, **record.fields, "metadata": record.metadata, "usage": record.usage.as_dict()}
 
 
 def runs_router(ctx: ApiContext) -> APIRouter:
@@ -173,10 +170,8 @@ def runs_router(ctx: ApiContext) -> APIRouter:
                         limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
         window = FILTER_WINDOW if status else limit
         ids = list_runs(ctx.client, ctx.keys, window)
-        views = [run_view(r, rec) for r, rec in zip(ids, run_records(ctx.client, ctx.keys, ids), strict=True) if rec]
-        if status:
-            views = [v for v in views if v.get("status") == status.value]
-        return {"runs": views[:limit]}
+        records = [rec for rec in run_records(ctx.client, ctx.keys, ids) if rec is not None]
+        return {"runs": [run_view(rec) for rec in records if status is None or rec.status is status][:limit]}
 
     @router.get("/runs/{run_id}", summary="One run: record, result and tokens")
     def get_run_route(run_id: str) -> dict[str, Any]:
@@ -184,8 +179,8 @@ def runs_router(ctx: ApiContext) -> APIRouter:
         pads = scratchpads(ctx.client, ctx.keys, [(run_id, a) for a in agents_in_run(ctx.client, ctx.keys, run_id)])
         hops = [entry for pad in pads for entry in pad]
         tokens = sum(int((e.get("meta") or {}).get("tokens", 0)) for e in hops)
-        return {"run_id": run_id, "status": rec.get("status", ""), "result": rec.get("result"),
-                "error": rec.get("error"), "tokens": tokens, "hops": len(hops), "record": run_view(run_id, rec)}
+        return {"run_id": run_id, "status": rec.status, "result": rec.result or None, "error": rec.error or None,
+                "tokens": tokens, "hops": len(hops), "record": run_view(rec)}
 
     @router.post("/runs/{run_id}/cancel", summary="Cancel a run")
     def cancel_route(run_id: str) -> dict[str, Any]:
@@ -241,13 +236,13 @@ async def _events_after(ctx: ApiContext, request: Request, run_id: str, cursor: 
 
 def _has_ended(ctx: ApiContext, run_id: str) -> bool:
     """Whether the run has ended or its record expired."""
-    rec = get_run(ctx.client, ctx.keys, run_id)
-    return rec is None or rec.get("status") in TERMINAL_STATUSES
+    rec = run_record(ctx.client, ctx.keys, run_id)
+    return rec is None or rec.ended
 
 
-def record_or_404(ctx: ApiContext, run_id: str) -> RunView:
+def record_or_404(ctx: ApiContext, run_id: str) -> RunRecord:
     """The run's record; 404 with a reason when there is no such run."""
-    rec = get_run(ctx.client, ctx.keys, run_id)
+    rec = run_record(ctx.client, ctx.keys, run_id)
     if rec is None:
         raise HTTPException(404, _missing(run_id))
     return rec

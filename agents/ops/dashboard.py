@@ -4,8 +4,8 @@ A sampler thread takes a monitor ``Snapshot`` every ``interval`` seconds and kee
 ``history_s`` seconds of per-role throughput. ``/api/events`` streams each new snapshot as a
 server-sent event; the page (``static/dashboard.html``: vanilla JS and inline SVG, no build step)
 draws the stream table, the throughput chart, the runs, a run's trace as a sequence diagram of
-agents and messages, its scratchpads and the dead letters, and submits tasks with
-``POST /api/runs``. ``/metrics`` exports per-role lag and pending for autoscalers.
+agents and messages, its scratchpads and the dead letters; it lists and submits runs through the
+HTTP API (``GET``/``POST /v1/runs``). ``/metrics`` exports per-role lag and pending for autoscalers.
 
 The same app serves the HTTP API for applications (``/v1``, ``agents/ops/api.py``). With
 ``BATON_API_TOKENS`` set, every ``/api`` and ``/v1`` route needs a bearer token
@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -31,9 +31,8 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.background import BackgroundTask
 
-from baton.agents.ops.api import ApiContext, runs_router, submit_request
+from baton.agents.ops.api import SSE_HEADERS, ApiContext, runs_router
 from baton.agents.ops.auth import BearerAuth
-from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.ops.collectors import SnapshotCollector
 from baton.agents.ops.guard import BrowserGuard, content_security_policy
 from baton.agents.ops.interop import mount_protocols
@@ -41,12 +40,10 @@ from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.review_api import review_router
 from baton.agents.ops.schedules_api import schedules_router
 from baton.agents.ops.trace import RunNotFound, build_trace
-from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
-from baton.broker import BrokerError, Keys, Redis, agents_in_run, connect, list_runs, ping, scratchpad
+from baton.broker import BrokerError, Redis, agents_in_run, connect, ping, scratchpad
 from baton.broker.dlq import count_dead, list_dead
-from baton.broker.stats import run_records
 from baton.protocol import DEFAULT_WORKFLOW
 
 __all__ = ["Sampler", "create_app"]
@@ -110,13 +107,12 @@ def _page() -> str:
 
 def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0, history_s: float = 600.0,
                client: Redis | None = None) -> FastAPI:
-    """The dashboard app for the deployment described by ``settings``."""
+    """The dashboard app for the deployment described by ``settings``: the page, ``/healthz`` and
+    ``/metrics``, the dashboard's ``/api`` routes, the ``/v1`` API and the protocol faces."""
     client = client or connect(settings.redis_url)
-    keys = Keys(settings.prefix, settings.partitions)
+    keys = settings.keys()
     sampler = Sampler(Monitor(client, keys, [(workflow.name, r.role) for r in workflow.roles]), interval=interval,
                       history_s=history_s)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: sampler.latest))
     ctx = ApiContext(settings, client, keys, workflow, BearerAuth(settings.api_token_list()))
 
     @asynccontextmanager
@@ -131,24 +127,50 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     app.state.sampler = sampler
     app.state.api = ctx
     page = _page()
-    api = APIRouter(prefix="/api", dependencies=[Depends(ctx.auth)], tags=["dashboard"])
+    app.add_middleware(BrowserGuard, auth=ctx.auth, allowed_hosts=settings.allowed_host_list(),
+                       csp=content_security_policy(page))
+    app.include_router(_site_router(ctx, sampler, page))
+    app.include_router(_dashboard_router(ctx, sampler))
+    app.include_router(runs_router(ctx))
+    app.include_router(review_router(ctx))
+    app.include_router(schedules_router(ctx))
+    mount_protocols(app, ctx)
+    return app
 
-    def snapshot_doc() -> dict[str, Any]:
-        snap = sampler.latest or sampler.sample_once()
-        return {"snapshot": snap.to_builtins(), "error": sampler.error}
 
-    @app.get("/", response_class=HTMLResponse)
+def _site_router(ctx: ApiContext, sampler: Sampler, page: str) -> APIRouter:
+    """The open routes: the page, ``/healthz`` and ``/metrics`` (per-role lag and pending)."""
+    router = APIRouter()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: sampler.latest))
+
+    @router.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
 
-    @app.get("/healthz")
+    @router.get("/healthz")
     def healthz() -> dict[str, Any]:
-        ping(client, settings.redis_url)
+        ping(ctx.client, ctx.settings.redis_url)
         return {"ok": True, "sampled": sampler.seq}
+
+    @router.get("/metrics")
+    def metrics() -> Response:
+        if sampler.latest is None:
+            sampler.sample_once()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _dashboard_router(ctx: ApiContext, sampler: Sampler) -> APIRouter:
+    """``/api``: what only the page needs (snapshots live, a run's trace and scratchpads, dead letters)."""
+    client, keys = ctx.client, ctx.keys
+    api = APIRouter(prefix="/api", dependencies=[Depends(ctx.auth)], tags=["dashboard"])
 
     @api.get("/snapshot")
     def api_snapshot() -> dict[str, Any]:
-        return {**snapshot_doc(), "history": list(sampler.history)}
+        snap = sampler.latest or sampler.sample_once()
+        return {"snapshot": snap.to_builtins(), "error": sampler.error, "history": list(sampler.history)}
 
     @api.get("/events")
     async def api_events(request: Request) -> StreamingResponse:
@@ -156,41 +178,13 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
 
         async def events() -> AsyncIterator[str]:
             try:
-                async for chunk in snapshots():
+                async for chunk in _snapshots(request, sampler, await asyncio.to_thread(api_snapshot)):
                     yield chunk
             finally:
                 slot.release()
 
-        async def snapshots() -> AsyncIterator[str]:
-            first = await asyncio.to_thread(api_snapshot)
-            yield f"event: hello\ndata: {json.dumps(first)}\n\n"
-            seen, ticks = sampler.seq, 0
-            while not await request.is_disconnected():
-                ticks += 1
-                if sampler.seq != seen and sampler.latest is not None:
-                    seen = sampler.seq
-                    doc = {"snapshot": sampler.latest.to_builtins(), "error": sampler.error,
-                           "point": sampler.history[-1] if sampler.history else None}
-                    yield f"event: snapshot\ndata: {json.dumps(doc)}\n\n"
-                elif ticks % 60 == 0:
-                    yield ": keep-alive\n\n"
-                await asyncio.sleep(0.25)
-
         return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(slot.release),
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    @api.get("/runs")
-    def api_runs(limit: int = 30) -> list[dict[str, str]]:
-        ids = list_runs(client, keys, max(1, min(limit, 500)))
-        return [{"run_id": run_id, **rec} for run_id, rec in zip(ids, run_records(client, keys, ids), strict=True)]
-
-    @api.post("/runs", status_code=201, openapi_extra=openapi_body(SubmitRequest))
-    def api_submit(body: Annotated[SubmitRequest, Depends(json_body(SubmitRequest))],
-                   request: Request) -> dict[str, str]:
-        run_id = submit_request(ctx, body, trace=fields_from_headers(request.headers),
-                                idempotency_key=request.headers.get("idempotency-key"))
-        log.info("submitted run %s from the dashboard", run_id)
-        return {"run_id": run_id}
+                                 headers=SSE_HEADERS)
 
     @api.get("/runs/{run_id}")
     def api_run(run_id: str) -> dict[str, Any]:
@@ -206,17 +200,20 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
         entries = list_dead(client, keys, limit=max(1, min(limit, 1000)), newest_first=True)
         return {"total": count_dead(client, keys), "entries": msgspec.to_builtins(dead_letter_views(entries))}
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        if sampler.latest is None:
-            sampler.sample_once()
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return api
 
-    app.add_middleware(BrowserGuard, auth=ctx.auth, allowed_hosts=settings.allowed_host_list(),
-                       csp=content_security_policy(page))
-    app.include_router(api)
-    app.include_router(runs_router(ctx))
-    app.include_router(review_router(ctx))
-    app.include_router(schedules_router(ctx))
-    mount_protocols(app, ctx)
-    return app
+
+async def _snapshots(request: Request, sampler: Sampler, first: dict[str, Any]) -> AsyncIterator[str]:
+    """Server-sent events: ``hello`` with ``first``, then each new snapshot, until the client leaves."""
+    yield f"event: hello\ndata: {json.dumps(first)}\n\n"
+    seen, ticks = sampler.seq, 0
+    while not await request.is_disconnected():
+        ticks += 1
+        if sampler.seq != seen and sampler.latest is not None:
+            seen = sampler.seq
+            doc = {"snapshot": sampler.latest.to_builtins(), "error": sampler.error,
+                   "point": sampler.history[-1] if sampler.history else None}
+            yield f"event: snapshot\ndata: {json.dumps(doc)}\n\n"
+        elif ticks % 60 == 0:
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(0.25)

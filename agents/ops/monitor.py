@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Keys, Redis, live_workers
+from baton.broker import Heartbeat, Keys, Redis, live_workers
 from baton.broker.dlq import DeadEntry, count_dead, list_dead
 from baton.broker.ratelimit import usage
 from baton.broker.stats import (
@@ -108,21 +108,20 @@ class Snapshot(msgspec.Struct, kw_only=True):
     runs: dict[str, int]
     runs_in_flight: int
     runs_done: int
-    workers: list[dict[str, Any]]
+    workers: list[Heartbeat]
     rate_limits: list[ModelLimitFigures] = []
 
     @property
     def model_down(self) -> list[dict[str, Any]]:
         """Workers whose model endpoint's circuit breaker is open: ``consumer``, ``role``, ``since``
         (epoch seconds) and ``outage_s`` (seconds spent in outages so far)."""
-        return [{"consumer": w.get("consumer", ""), "role": w.get("role", ""), "since": w.get("model_down_since"),
-                 "outage_s": w.get("outage_s", 0.0)}
-                for w in self.workers if w.get("breaker") not in (None, "closed")]
+        return [{"consumer": w.consumer, "role": w.role, "since": w.model_down_since, "outage_s": w.outage_s}
+                for w in self.workers if w.breaker not in ("", "closed")]
 
     @property
     def outage_s(self) -> float:
         """Seconds the live workers spent waiting on model outages, summed."""
-        return float(sum(float(w.get("outage_s") or 0.0) for w in self.workers))
+        return float(sum(w.outage_s for w in self.workers))
 
     def to_builtins(self) -> dict[str, Any]:
         """The snapshot as JSON-ready builtins."""
@@ -249,9 +248,8 @@ class Monitor:
         return [ModelLimitFigures(model=u.model, rpm=u.rpm, tpm=u.tpm, requests=u.requests, tokens=u.tokens)
                 for u in usage(self.client, self.keys)]
 
-    def _workers(self) -> list[dict[str, Any]]:
-        return sorted(live_workers(self.client, self.keys),
-                      key=lambda w: (str(w.get("role", "")), str(w.get("consumer", ""))))
+    def _workers(self) -> list[Heartbeat]:
+        return sorted(live_workers(self.client, self.keys), key=lambda w: (w.role, w.consumer))
 
 
 def _merge_consumers(a: list[ConsumerStats], b: list[ConsumerStats]) -> list[ConsumerStats]:

@@ -18,8 +18,7 @@ from baton.agents.ops.api import ApiContext, record_or_404, v1_router
 from baton.agents.ops.bodies import DecisionRequest, ForkRequest, json_body, openapi_body
 from baton.broker.fork import ForkError, fork_run, replay_run
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
-from baton.broker.stats import run_records
-from baton.protocol import TERMINAL_STATUSES
+from baton.broker.runs import run_records
 
 __all__ = ["decided_view", "review_router", "review_view"]
 
@@ -66,10 +65,8 @@ def review_router(ctx: ApiContext) -> APIRouter:
     def decide_route(review_id: str,
                      body: Annotated[DecisionRequest, Depends(json_body(DecisionRequest))]) -> dict[str, Any]:
         review = _review_or_404(ctx, review_id)
-        s = ctx.settings
         try:
-            done = decide(ctx.client, ctx.keys, review.review_id, body.decision, body.output, body.reason,
-                          record_ttl_s=s.record_ttl_s, events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
+            done = decide(ctx.client, ctx.keys, review.review_id, body.decision, body.output, body.reason)
         except ReviewError as exc:
             raise HTTPException(409, str(exc)) from None
         if done.first:
@@ -85,7 +82,7 @@ def review_router(ctx: ApiContext) -> APIRouter:
         s = ctx.settings
         try:
             new = fork_run(ctx.client, ctx.keys, run_id, body.from_role, body.task, max_hops=s.max_hops,
-                           record_ttl_s=s.record_ttl_s, reuse_journal=body.reuse_journal)
+                           reuse_journal=body.reuse_journal)
         except ForkError as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("run %s forked from %s at %s over the API", new, run_id, body.from_role)
@@ -101,7 +98,7 @@ def review_router(ctx: ApiContext) -> APIRouter:
         record_or_404(ctx, run_id)
         s = ctx.settings
         try:
-            new = replay_run(ctx.client, ctx.keys, run_id, max_hops=s.max_hops, record_ttl_s=s.record_ttl_s,
+            new = replay_run(ctx.client, ctx.keys, run_id, max_hops=s.max_hops,
                              reuse_journal=reuse_journal)
         except ForkError as exc:
             raise HTTPException(409, str(exc)) from None
@@ -115,7 +112,7 @@ def _waiting(ctx: ApiContext, reviews: list[Review]) -> list[Review]:
     """The reviews whose run still waits: a run cancelled or expired while parked leaves its review in the
     index until the janitor sweeps it, and it can no longer be decided."""
     records = run_records(ctx.client, ctx.keys, [r.run_id for r in reviews])
-    return [r for r, rec in zip(reviews, records, strict=True) if rec and rec.get("status") not in TERMINAL_STATUSES]
+    return [r for r, rec in zip(reviews, records, strict=True) if rec is not None and not rec.ended]
 
 
 def _review_or_404(ctx: ApiContext, review_id: str) -> Review:

@@ -14,12 +14,15 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Keys, Redis, agents_in_run, get_run, parse_consumer
+from baton.broker import Keys, Redis, RunRecord, agents_in_run, parse_consumer, run_record
 from baton.broker.dlq import list_dead
 from baton.broker.stats import discover_streams, entries_from, pad_entries, stream_entries
 from baton.protocol import TERMINAL_STATUSES, Error, Hop, ProtocolError, Result, RunStatus, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
+
+EXPIRED = "expired"
+"""The status a trace shows for a run whose record expired (its scratchpads remain)."""
 
 RESULT_SINK = "result"
 SUBMIT_SOURCE = "submit"
@@ -100,13 +103,6 @@ class RunTrace(msgspec.Struct, kw_only=True):
         return doc
 
 
-def _f(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
 def _decode(raw: bytes | None) -> Any:
     if not raw:
         return None
@@ -122,13 +118,14 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
     ``search`` bounds how many entries are read from the results, dead-letter and task streams
     when looking for the run's messages by time.
     """
-    rec = get_run(client, keys, run_id) or {}
+    rec = run_record(client, keys, run_id)
     agents = agents_in_run(client, keys, run_id)
-    if not rec and not agents:
+    if rec is None and not agents:
         raise RunNotFound(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     p = keys.partition(run_id)
     tag = keys.tag(p)
-    streams = [s for s in discover_streams(client, keys, rec.get("workflow") or "*") if s.startswith(f"{tag}:")]
+    workflow = (rec.workflow if rec else "") or "*"
+    streams = [s for s in discover_streams(client, keys, workflow) if s.startswith(f"{tag}:")]
     pads: list[tuple[str, str, dict[str, Any]]] = []
     for agent in agents:
         pads += [(agent, entry_id, entry) for entry_id, entry in pad_entries(client, keys, run_id, agent)]
@@ -155,15 +152,16 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
         h.receivers = children.get(h.msg_id, [])
         if not h.receivers and isinstance(final, Result) and final.parent_id == h.msg_id:
             h.receivers = [RESULT_SINK]
-    created, finished = _f(rec.get("created_at")), _f(rec.get("finished_at"))
-    if finished is None and rec.get("status") in TERMINAL_STATUSES:
-        finished = _f(rec.get("updated_at"))
+    created = rec.created_at or None if rec else None
+    finished = rec.finished_at if rec else None
+    if finished is None and rec is not None and rec.ended:
+        finished = rec.updated_at or None
     return RunTrace(
-        run_id=run_id, status=rec.get("status", "expired"), workflow=rec.get("workflow", ""),
-        task=rec.get("task", ""), created_at=created, finished_at=finished,
+        run_id=run_id, status=rec.status if rec else EXPIRED, workflow=rec.workflow if rec else "",
+        task=rec.task if rec else "", created_at=created, finished_at=finished,
         duration_s=round(finished - created, 6) if created is not None and finished is not None else None,
         tokens=sum(h.tokens for h in hops), hops=hops, waiting=waiting,
-        result=rec.get("result"), error=rec.get("error"),
+        result=rec.result or None if rec else None, error=rec.error or None if rec else None,
         result_trace=list(final.trace) if isinstance(final, Result | Error) else [],
         dead_letters=_dead(client, keys, run_id, search),
     )
@@ -189,12 +187,12 @@ def _hop(agent: str, entry_id: str, pad: dict[str, Any], tasks: dict[str, tuple[
     )
 
 
-def _waiting(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, streams: list[str],
+def _waiting(client: Redis, keys: Keys, rec: RunRecord | None, run_id: str, streams: list[str],
              hops: list[TraceHop], role_of: dict[str, str], search: int) -> list[Waiting]:
-    if rec.get("status") not in {RunStatus.QUEUED, RunStatus.RUNNING}:
+    if rec is None or rec.status not in {RunStatus.QUEUED, RunStatus.RUNNING}:
         return []
-    role = rec.get("role", "")
-    since = _f(rec.get("updated_at")) or _f(rec.get("created_at")) or 0.0
+    role = rec.role
+    since = rec.updated_at or rec.created_at
     done = {h.msg_id for h in hops}
     out: list[Waiting] = []
     for stream in streams:
@@ -211,10 +209,10 @@ def _waiting(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, stream
     return out
 
 
-def _final_message(client: Redis, keys: Keys, rec: dict[str, str], run_id: str, search: int) -> Any:
-    if rec.get("status") not in TERMINAL_STATUSES:
+def _final_message(client: Redis, keys: Keys, rec: RunRecord | None, run_id: str, search: int) -> Any:
+    if rec is None or not rec.ended:
         return None
-    at = _f(rec.get("finished_at")) or _f(rec.get("updated_at")) or 0.0
+    at = rec.finished_at or rec.updated_at
     for _, raw in entries_from(client, keys.results(keys.partition(run_id)), int(at * 1000) - 5000, search):
         msg = _decode(raw)
         if isinstance(msg, Result | Error) and msg.run_id == run_id:

@@ -15,8 +15,17 @@ from baton.agents.runtime.logs import bind
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Entry, Handoff, Keys
-from baton.broker.runs import RunStatus
-from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, Error, ProtocolError, Task, decode, encode, peek_ids
+from baton.protocol import (
+    DEAD_LETTER_MAX_BYTES,
+    DeadLetter,
+    Error,
+    ProtocolError,
+    RunStatus,
+    Task,
+    decode,
+    encode,
+    peek_ids,
+)
 
 __all__ = ["admit", "dead_letter"]
 

@@ -12,8 +12,7 @@ from baton.agents.runtime.outcome import FanOut, Finish, Handoff, Outcome
 from baton.agents.runtime.routing import PART_SEPARATOR
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys
-from baton.broker.runs import RunStatus
-from baton.protocol import Result, Task, encode
+from baton.protocol import Result, RunStatus, Task, encode
 
 __all__ = ["check_decision", "decided_output", "plan_decision"]
 

@@ -18,9 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import BrokerError, Keys, Redis, append_batch
-from baton.broker.keys import MARKER_TTL_S
-from baton.broker.runs import RunStatus
-from baton.protocol import Done, Event, Failed, HopFinished, Task, encode_event
+from baton.protocol import Done, Event, Failed, HopFinished, RunStatus, Task, encode_event
 
 __all__ = ["EventWriter", "failed_events", "hop_events"]
 
@@ -28,13 +26,11 @@ log = logging.getLogger("baton.worker")
 
 
 class EventWriter:
-    """Best-effort writer of a worker's live events, with the deployment's retention."""
+    """Best-effort writer of a worker's live events, with the deployment's retention (``keys.retention``)."""
 
-    def __init__(self, client: Redis, keys: Keys, *, maxlen: int, ttl_s: int = MARKER_TTL_S) -> None:
+    def __init__(self, client: Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
-        self.maxlen = maxlen
-        self.ttl_s = ttl_s
         self._warned = False
         self._staged: list[Event] = []
         self._lock = threading.Lock()
@@ -66,7 +62,7 @@ class EventWriter:
         if not events:
             return True
         try:
-            append_batch(self.client, self.keys, events, maxlen=self.maxlen, ttl_s=self.ttl_s)
+            append_batch(self.client, self.keys, events)
         except BrokerError as exc:
             level = logging.DEBUG if self._warned else logging.WARNING
             log.log(level, "could not write %d run events (best effort, the run goes on): %s", len(events), exc)

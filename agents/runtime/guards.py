@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from baton.agents.runtime.events import failed_events
 from baton.broker import Entry, Handoff, Keys, Redis
 from baton.broker import cancelled as _cancelled
-from baton.broker.runs import RunStatus
-from baton.protocol import Error, Task, encode
+from baton.protocol import Error, RunStatus, Task, encode
 
 __all__ = ["RunGuard"]
 

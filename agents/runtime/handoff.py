@@ -17,8 +17,7 @@ from baton.agents.runtime.steps import RoleSteps, StepContext
 from baton.agents.runtime.tracing import hop_fields, use_hop
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Entry, Handoff, Keys
-from baton.broker.runs import RunStatus
-from baton.protocol import Hop, Result, Task, encode
+from baton.protocol import Hop, Result, RunStatus, Task, encode
 
 __all__ = ["build_handoff", "hop_meta", "pad_entry"]
 

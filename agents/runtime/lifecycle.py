@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
-from baton.broker import BrokerError, Entry, GroupStreams
+from baton.broker import BrokerError, Entry, GroupStreams, Heartbeat
 
-__all__ = ["heartbeat_loop", "install_signal_handlers", "torch_threads"]
+__all__ = ["heartbeat", "heartbeat_loop", "install_signal_handlers", "torch_threads"]
 
 log = logging.getLogger("baton.worker")
 
@@ -51,6 +54,13 @@ def install_signal_handlers(stopping: threading.Event, grace_s: float) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def heartbeat(consumer: str, role: str, processed: int, **fields: Any) -> Heartbeat:
+    """This process's heartbeat as ``consumer`` of ``role`` (host, pid and time filled in): what every
+    worker (a role's, a multi-role one, a tool worker) writes; ``fields`` adds its own figures."""
+    return Heartbeat(consumer=consumer, role=role, host=socket.gethostname(), pid=os.getpid(), at=time.time(),
+                     processed=processed, **fields)
 
 
 def heartbeat_loop(stopping: threading.Event, interval_s: float, beat: Callable[[], None],

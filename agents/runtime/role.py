@@ -29,7 +29,7 @@ from baton.agents.runtime.ratelimits import ModelLimiter
 from baton.agents.runtime.steps import RoleSteps
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
-from baton.broker import Entry, Handoff, Keys, Outcome, Redis, RoleStreams, connect, consumer_name
+from baton.broker import Entry, Handoff, Outcome, Redis, RoleStreams, connect, consumer_name
 from baton.broker.commit import commit_batch
 from baton.broker.replication import ReplicaWait
 
@@ -88,7 +88,7 @@ class RoleRuntime:
         self.settings = settings
         self.workflow = workflow
         self.spec: RoleSpec = workflow.role(role)
-        self.keys = Keys(settings.prefix, settings.partitions)
+        self.keys = settings.keys()
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(role)
         self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
@@ -101,9 +101,8 @@ class RoleRuntime:
         self.in_flight = InFlight()
         self.guard = RunGuard(self.client, self.keys, role)
         self.metrics = WorkerMetrics(role)
-        self.events = EventWriter(self.client, self.keys, maxlen=settings.events_maxlen, ttl_s=settings.events_ttl_s)
-        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, record_ttl_s=settings.record_ttl_s,
-                               events=self.events)
+        self.events = EventWriter(self.client, self.keys)
+        self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, events=self.events)
         self.budgets = BudgetGate(self.client, self.keys, self.spec, settings.max_new_tokens)
         self.breaker = CircuitBreaker(self.model, threshold=settings.breaker_threshold,
                                       base_s=settings.retry_backoff_s, cap_s=settings.breaker_cap_s)
@@ -148,9 +147,7 @@ class RoleRuntime:
         s = self.settings
         wait = ReplicaWait(s.wait_replicas, s.wait_timeout_ms)
         committed = self.ride_out_redis(
-            lambda: commit_batch(self.client, self.keys, self.streams.group, self.consumer, handoffs,
-                                 record_ttl_s=s.record_ttl_s, events_maxlen=s.events_maxlen,
-                                 events_ttl_s=s.events_ttl_s, wait=wait, marker_ttl_s=s.marker_ttl_s),
+            lambda: commit_batch(self.client, self.keys, self.streams.group, self.consumer, handoffs, wait=wait),
             "a commit",
         )
         outcomes = committed.outcomes

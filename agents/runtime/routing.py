@@ -23,9 +23,7 @@ import msgspec
 from baton.agents.workflow.spec import END, RoleSpec, Split
 from baton.broker import Entry, Keys, Redis
 from baton.broker.join import join_part
-from baton.broker.keys import MARKER_TTL_S
-from baton.broker.runs import RunStatus
-from baton.protocol import Result, Task, decode, encode
+from baton.protocol import Result, RunStatus, Task, decode, encode
 
 __all__ = ["PART_SEPARATOR", "choose_target", "continuation", "gather", "needs_routing", "plan_outputs", "split_text"]
 
@@ -123,8 +121,7 @@ class _Item(Protocol):
 W = TypeVar("W", bound=_Item)
 
 
-def gather(client: Redis, keys: Keys, group: str, consumer: str, work: Sequence[W], *,
-           ttl_s: int = MARKER_TTL_S) -> list[W]:
+def gather(client: Redis, keys: Keys, group: str, consumer: str, work: Sequence[W]) -> list[W]:
     """For a join role: park incomplete groups' parts; turn each completing part into the whole.
 
     The returned items are the tasks to run now: tasks that are not parts pass through; a part
@@ -137,8 +134,7 @@ def gather(client: Redis, keys: Keys, group: str, consumer: str, work: Sequence[
         if t.parts <= 1 or not t.group:
             ready.append(w)
             continue
-        parts = join_part(client, keys, group, consumer, w.entry, t.run_id, t.group, t.part, t.parts, encode(t),
-                          ttl_s=ttl_s)
+        parts = join_part(client, keys, group, consumer, w.entry, t.run_id, t.group, t.part, t.parts, encode(t))
         if parts is None:
             continue
         tasks = [decode(parts[i]) for i in sorted(parts)]

@@ -75,11 +75,10 @@ class RoleSteps:
     """The hooks of one role of ``workflow``."""
 
     def __init__(self, client: Redis | None, keys: Keys, workflow: Workflow, spec: RoleSpec,
-                 *, record_ttl_s: int = 0, events: EventWriter | None = None) -> None:
+                 *, events: EventWriter | None = None) -> None:
         self.client = client
         self.keys = keys
         self.spec = spec
-        self.record_ttl_s = record_ttl_s
         self.events = events
         self.tools = ToolRunner(client, keys, workflow, spec) if spec.tools else None
         self._extra_fields = _EXTRA & {name for _, name, _, _ in string.Formatter().parse(spec.prompt) if name}
@@ -143,7 +142,7 @@ class RoleSteps:
         if self.client is not None:
             if self.spec.share:
                 values = {k.format_map(fields): v.format_map(fields) for k, v in self.spec.share.items()}
-                write_shared(self.client, self.keys, task.run_id, values, ttl_s=self.record_ttl_s)
+                write_shared(self.client, self.keys, task.run_id, values)
             if self.spec.memory == "agent":
                 remember(self.client, self.keys, self.spec.agent, task.id, task.task, output)
         return fields

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
-import os
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from baton.agents.backends import ModelBackend, load_backend
-from baton.agents.runtime.lifecycle import heartbeat_loop, install_signal_handlers, torch_threads
+from baton.agents.runtime.lifecycle import heartbeat, heartbeat_loop, install_signal_handlers, torch_threads
 from baton.agents.runtime.logs import context
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.stages import Pipeline, pipeline_for
@@ -68,8 +65,7 @@ class Worker:
         self.pipeline = pipeline or pipeline_for(rt, runner)
         self.read_count = (concurrency if rt.spec.handler else None) or settings.batch_size
         """Entries one read takes: ``batch_size``; for a code role its ``--concurrency`` (handlers at once)."""
-        self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
-                               results_retention_s=settings.results_retention_s, record_ttl_s=settings.record_ttl_s)
+        self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s)
         self.last_read = 0
         """Entries the previous read returned (lingering for more is for busy workers)."""
 
@@ -175,14 +171,10 @@ class Worker:
     def beat(self) -> None:
         """Write the role's heartbeat (who, where, what it did, the model endpoint's breaker)."""
         breaker = self.rt.breaker
-        info = {
-            "consumer": self.consumer, "role": self.spec.role, "host": socket.gethostname(),
-            "pid": os.getpid(), "processed": self.processed, "at": time.time(),
-            "metrics_port": self.metrics.port, "torch_threads": torch_threads(),
-            "breaker": breaker.state.value, "model_down_since": breaker.opened_at,
-            "outage_s": round(breaker.open_seconds, 1),
-        }
-        self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
+        beat = heartbeat(self.consumer, self.spec.role, self.processed, metrics_port=self.metrics.port,
+                         torch_threads=torch_threads(), breaker=breaker.state.value,
+                         model_down_since=breaker.opened_at, outage_s=round(breaker.open_seconds, 1))
+        self.streams.beat(beat, self.settings.heartbeat_ttl_s)
 
     def heartbeat_loop(self) -> None:
         """Until stopped: the heartbeat, and the leases of the entries in flight renewed."""

@@ -13,23 +13,18 @@ calls in flight.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import signal
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
 
-from baton.agents.runtime.lifecycle import heartbeat_loop
+from baton.agents.runtime.lifecycle import heartbeat, heartbeat_loop, install_signal_handlers
 from baton.agents.settings import Settings
 from baton.agents.tools.base import ToolContext
 from baton.agents.tools.registry import get_tool
 from baton.agents.tools.runner import run_tool
 from baton.agents.workflow.spec import SEED, ToolConfig, Workflow
-from baton.broker import BrokerError, ConsumerLoop, Entry, Keys, Redis, connect, consumer_name
+from baton.broker import BrokerError, ConsumerLoop, Entry, Redis, connect, consumer_name
 from baton.broker.toolcalls import TOOL_GROUP, dead_letter_call, ensure_tool_group, reply, tool_streams
 from baton.protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
 
@@ -50,7 +45,7 @@ class ToolWorker:
             get_tool(name)  # UnknownTool early, before serving anything
         self.settings = settings
         self.workflow = workflow
-        self.keys = Keys(settings.prefix, settings.partitions)
+        self.keys = settings.keys()
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(TOOL_GROUP)
         self.tools = {self.keys.tool_stream(n): n for n in names}
@@ -66,19 +61,13 @@ class ToolWorker:
         self._lock = threading.Lock()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: finish the call in flight, then exit; a second signal exits at once."""
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self.stopping.is_set():
-                os._exit(1)
-            self.stopping.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        """SIGTERM/SIGINT: finish the call in flight, then exit; past ``BATON_SHUTDOWN_GRACE_S`` or at
+        a second signal, exit at once (the call stays pending for another tool worker)."""
+        install_signal_handlers(self.stopping, self.settings.shutdown_grace_s)
 
     def _beat(self) -> None:
-        info = {"consumer": self.consumer, "role": TOOL_GROUP, "tools": sorted(self.tools.values()),
-                "host": socket.gethostname(), "pid": os.getpid(), "processed": self.answered, "at": time.time()}
-        self.streams.beat(json.dumps(info).encode(), self.settings.heartbeat_ttl_s)
+        beat = heartbeat(self.consumer, TOOL_GROUP, self.answered, tools=sorted(self.tools.values()))
+        self.streams.beat(beat, self.settings.heartbeat_ttl_s)
 
     def _heartbeat_loop(self) -> None:
         heartbeat_loop(self.stopping, self.settings.heartbeat_interval_s, self._beat, self.streams, self._entries)

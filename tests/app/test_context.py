@@ -26,7 +26,7 @@ SPEC = RoleSpec(role="writer", agent="Wes", handler="tests.app.sample_apps:answe
 
 
 def services(client: redis.Redis, keys: Keys, *, journal: bool = True) -> AppServices:
-    events = EventWriter(client, keys, maxlen=1000)
+    events = EventWriter(client, keys)
     return AppServices.for_worker(client, keys, journal=journal, events=events)
 
 

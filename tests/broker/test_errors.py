@@ -9,9 +9,10 @@ import pytest
 import redis
 
 from baton.agents.runtime.failures import classify, describe
-from baton.broker import EmbeddedRedis, Handoff, Keys, RoleStreams, commit, free_port, submit
+from baton.broker import EmbeddedRedis, Handoff, Heartbeat, Keys, RoleStreams, commit, free_port, submit
 from baton.broker.errors import describe as describe_redis
 from baton.broker.errors import is_transient
+from baton.broker.records import encode_heartbeat
 from baton.protocol import Task
 
 
@@ -125,14 +126,16 @@ def test_other_replies_are_not_outages(text: str) -> None:
 
 def test_a_heartbeat_stays_alive_while_redis_is_full(full_redis: redis.Redis, keys: Keys) -> None:
     streams = RoleStreams(full_redis, keys, "seed", "planner", "c1")
-    streams.beat(b'{"alive": 1}', ttl_s=5)
+    first = Heartbeat(consumer="c1", role="planner", host="h", pid=1, at=1.0)
+    streams.beat(first, ttl_s=5)
     full_redis.config_set("maxmemory", 1)  # every write that may grow memory is refused now
     with pytest.raises(redis.exceptions.OutOfMemoryError):
         full_redis.set(keys.heartbeat("c1"), b"new payload")  # a plain write is refused...
     full_redis.pexpire(keys.heartbeat("c1"), 100)
-    streams.beat(b'{"alive": 2}', ttl_s=30)  # ...but the beat renews the TTL all the same
+    streams.beat(Heartbeat(consumer="c1", role="planner", host="h", pid=1, at=2.0), ttl_s=30)  # ...but the
+    # beat renews the TTL all the same
     assert full_redis.pttl(keys.heartbeat("c1")) > 25_000
-    assert full_redis.get(keys.heartbeat("c1")) == b'{"alive": 1}'
+    assert full_redis.get(keys.heartbeat("c1")) == encode_heartbeat(first)
 
 
 def test_a_slot_without_a_primary_is_an_outage_but_a_cross_slot_command_is_not() -> None:

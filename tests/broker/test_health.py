@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -14,6 +13,7 @@ from baton.broker import (
     ConsumerLoop,
     Entry,
     GroupStreams,
+    Heartbeat,
     Keys,
     RoleStreams,
     cancel_run,
@@ -45,8 +45,8 @@ def test_foreign_consumer_names_do_not_parse(name: str) -> None:
 
 def _beat(client: redis.Redis, keys: Keys, role: str, host: str, at: float) -> str:
     name = consumer_name(role, host=host, pid=7)
-    info = {"consumer": name, "role": role, "host": host, "pid": 7, "at": at}
-    RoleStreams(client, keys, "seed", role, name).beat(json.dumps(info).encode(), ttl_s=30)
+    beat = Heartbeat(consumer=name, role=role, host=host, pid=7, at=at)
+    RoleStreams(client, keys, "seed", role, name).beat(beat, ttl_s=30)
     return name
 
 
@@ -66,7 +66,7 @@ def test_live_workers_lists_heartbeat_payloads_and_skips_garbage(client: redis.R
     assert live_workers(client, keys) == []
     a = _beat(client, keys, "planner", "box", 1.0)
     client.set(keys.heartbeat("junk"), b"{not json")
-    assert [w["consumer"] for w in live_workers(client, keys)] == [a]
+    assert [w.consumer for w in live_workers(client, keys)] == [a]
     RoleStreams(client, keys, "seed", "planner", a).forget()
     assert live_workers(client, keys) == []
 

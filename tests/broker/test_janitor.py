@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from baton.broker import EmbeddedRedis, Keys, RoleStreams, ensure_group, get_run, submit
+from baton.broker import EmbeddedRedis, Keys, Retention, RoleStreams, ensure_group, get_run, submit
 from baton.broker.janitor import Janitor, SweepReport, trim_floor, trim_stream
 from baton.protocol import Task
 from tests.cli import baton
@@ -65,8 +65,8 @@ def test_workers_trim_their_stream_periodically_and_records_expire(
     env = {"BATON_MODEL": "echo", "BATON_JANITOR_INTERVAL_S": "0.3", "BATON_RECORD_TTL_S": "3600"}
     for role in ("planner", "researcher", "summarizer"):
         workers.spawn(role, env=env)
-    run_ids = [submit(client, keys, Task(run_id=f"ttl-{i}", role="planner", task="t"), record_ttl_s=3600)
-               for i in range(3)]
+    kept = Keys(keys.prefix, keys.partitions, Retention(record_ttl_s=3600))
+    run_ids = [submit(client, kept, Task(run_id=f"ttl-{i}", role="planner", task="t")) for i in range(3)]
     wait_for(lambda: all((get_run(client, keys, r) or {}).get("status") == "done" for r in run_ids),
                what="the runs", logs=workers.logs)
     wait_for(lambda: all(client.xlen(keys.stream("seed", r)) == 0 for r in ("planner", "researcher", "summarizer")),

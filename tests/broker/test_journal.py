@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import redis
 
-from baton.broker import Keys
+from baton.broker import Keys, Retention
 from baton.broker.journal import JOURNAL_FROM, JournalWrite, Recorded, hop_key, read_journal, write_journal
 
 
@@ -26,7 +26,8 @@ def test_records_read_back_typed_per_message_and_sequence(client: redis.Redis, k
 
 
 def test_retained_like_the_run_record(client: redis.Redis, keys: Keys) -> None:
-    write_journal(client, keys, [JournalWrite("r2", "1-0", "w:0:0", 0, rec("a"))], ttl_s=3600)
+    kept = Keys(keys.prefix, keys.partitions, Retention(record_ttl_s=3600))
+    write_journal(client, kept, [JournalWrite("r2", "1-0", "w:0:0", 0, rec("a"))])
     assert 3590 < client.ttl(keys.journal("r2", "1-0")) <= 3600
     assert 3590 < client.ttl(keys.journal_hops("r2")) <= 3600
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from baton.broker import Keys, submit
+from baton.broker import Keys, Retention, submit
 from baton.broker.keys import MARKER_TTL_S
 from baton.protocol import Task
 from tests.conftest import ROOT, Workers
@@ -26,8 +26,9 @@ def _fanout_runs(client: redis.Redis, keys: Keys, workers: Workers, record_ttl_s
     for role in ("planner", "researcher", "summarizer"):
         workers.spawn(role, "--workflow", WORKFLOW, env=env)
     workers.wait_ready(client, 3)
-    run_ids = [submit(client, keys, Task(run_id=f"ttl-{i}", role="planner", task=f"Topic {i}",
-                                         workflow="research_fanout"), record_ttl_s=record_ttl_s) for i in range(3)]
+    kept = Keys(keys.prefix, keys.partitions, Retention(record_ttl_s=record_ttl_s))
+    run_ids = [submit(client, kept, Task(run_id=f"ttl-{i}", role="planner", task=f"Topic {i}",
+                                         workflow="research_fanout")) for i in range(3)]
     recs = wait_runs(client, keys, run_ids, timeout=120)
     assert all(r["status"] == "done" for r in recs.values()), (recs, workers.logs())
 

@@ -9,13 +9,18 @@ import time
 
 import redis
 
-from baton.broker import Keys, get_run, submit
+from baton.broker import Keys, Retention, get_run, submit
 from baton.broker.bulk import submit_many
 from baton.broker.janitor import FORGET_PAGE, FORGET_PAGES, Janitor
 from baton.broker.runs import wait_for_runs
 from baton.protocol import Result, Task, encode
 from tests.conftest import Workers
 from tests.waiting import wait_for
+
+
+def _kept(keys: Keys) -> Keys:
+    """Records kept a minute, no results retention."""
+    return Keys(keys.prefix, keys.partitions, Retention(record_ttl_s=60, results_retention_s=0))
 
 
 def test_one_sweep_forgets_every_expired_run_behind_live_ones(client: redis.Redis, keys: Keys) -> None:
@@ -25,7 +30,7 @@ def test_one_sweep_forgets_every_expired_run_behind_live_ones(client: redis.Redi
     client.zadd(keys.runs(), dict.fromkeys(live, 0.5))
     for run_id in live:
         client.hset(keys.run(run_id), "status", "review")
-    report = Janitor(client, keys, streams=[], record_ttl_s=60, results_retention_s=0).sweep(now=10_000.0)
+    report = Janitor(client, _kept(keys), streams=[]).sweep(now=10_000.0)
     assert report.runs_forgotten == expired
     assert sorted(m.decode() for m in client.zrange(keys.runs(), 0, -1)) == sorted(live)
 
@@ -41,7 +46,7 @@ def test_a_sweep_checks_a_bounded_part_of_the_index_and_the_next_goes_on_from_th
         pipe.hset(keys.run(run_id), "status", "queued")
     pipe.execute()
     client.zadd(keys.runs(), {f"gone-{i}": 2.0 * budget + i for i in range(5)})
-    janitor = Janitor(client, keys, streams=[], record_ttl_s=60, results_retention_s=0)
+    janitor = Janitor(client, _kept(keys), streams=[])
     assert janitor.sweep(now=10 * budget).runs_forgotten == 0  # the budget went on the live backlog
     assert janitor.sweep(now=10 * budget).runs_forgotten == 5  # ... the next sweep goes on from there
     assert janitor.sweep(now=10 * budget).runs_forgotten == 0  # ... and the one after starts over

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from baton.broker import Keys, RoleStreams, ensure_group, submit
+from baton.broker import Heartbeat, Keys, RoleStreams, ensure_group, submit
 from baton.protocol import ProtocolError, Task
 
 
@@ -39,7 +39,7 @@ def test_dead_consumer_work_is_reclaimed_live_consumer_work_is_not(client: redis
     dead = RoleStreams(client, keys, "seed", "planner", "dead")
     live = RoleStreams(client, keys, "seed", "planner", "live")
     dead.read(pending=False, count=1, block_ms=50)
-    live.beat(b"{}", ttl_s=30)
+    live.beat(Heartbeat(consumer="live", role="planner", host="h", pid=1, at=time.time()), ttl_s=30)
     live.read(pending=False, count=1, block_ms=50)
     me = RoleStreams(client, keys, "seed", "planner", "me")
     assert me.reclaim(lease_ms=60_000) == 1  # only the dead consumer's entry
@@ -52,7 +52,7 @@ def test_dead_consumer_work_is_reclaimed_live_consumer_work_is_not(client: redis
 def test_idle_past_lease_is_reclaimed_and_touch_renews_lease(client: redis.Redis, keys: Keys) -> None:
     submit(client, keys, Task(run_id="r", role="planner", task="t"))
     slow = RoleStreams(client, keys, "seed", "planner", "slow")
-    slow.beat(b"{}", ttl_s=30)
+    slow.beat(Heartbeat(consumer="slow", role="planner", host="h", pid=1, at=time.time()), ttl_s=30)
     entries = slow.read(pending=False, count=1, block_ms=50)
     other = RoleStreams(client, keys, "seed", "planner", "other")
     time.sleep(0.3)  # the sleeps are the test: outlive the 200 ms lease, once renewed by touch, once not

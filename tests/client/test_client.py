@@ -48,7 +48,7 @@ def test_submit_wait_events_and_scratchpads(baton_client: Client, echo_workers: 
     pads = run.scratchpads()
     assert list(pads) == ["Alice", "Bob", "Eve"] and all(len(v) == 1 for v in pads.values())
     assert [h.role for h in run.trace().hops] == list(ROLES)
-    assert baton_client.run(run.id).record()["metadata"] == '{"user":"ada"}'
+    assert baton_client.run(run.id).record().metadata == {"user": "ada"}
     listed = baton_client.runs(status="done")
     assert [r.run_id for r in listed] == [run.id] and listed[0].result == result
 

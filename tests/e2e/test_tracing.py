@@ -251,8 +251,8 @@ def test_dashboard_submit_carries_the_requests_traceparent(redis_url: str, clien
 
     header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with TestClient(create_app(Settings(redis_url=redis_url), SEED, interval=60), base_url="http://localhost") as http:
-        traced = http.post("/api/runs", json={"task": "traced"}, headers={"traceparent": header}).json()["run_id"]
-        plain = http.post("/api/runs", json={"task": "plain"}).json()["run_id"]
+        traced = http.post("/v1/runs", json={"task": "traced"}, headers={"traceparent": header}).json()["run_id"]
+        plain = http.post("/v1/runs", json={"task": "plain"}).json()["run_id"]
     carried = {t.run_id: t.traceparent for t in _tasks(client, keys, "seed", "planner")}
     assert carried == {traced: header, plain: ""}
     assert get_run(client, keys, traced)["trace_id"] == "0af7651916cd43dd8448eb211c80319c"  # type: ignore[index]

@@ -13,6 +13,7 @@ from baton.broker import (
     Handoff,
     Keys,
     Outcome,
+    Retention,
     RoleStreams,
     aiter_events,
     append_events,
@@ -109,13 +110,13 @@ def test_the_async_reader_reads_the_same(client: redis.Redis, keys: Keys, redis_
 
 
 def test_retention_trims_and_expires_every_log(client: redis.Redis, keys: Keys) -> None:
+    short = Keys(keys.prefix, keys.partitions, Retention(events_maxlen=10, events_ttl_s=60))
     for _ in range(3):
-        append_events(client, keys, "r4", [Tokens(run_id="r4", text="x", index=i) for i in range(200)],
-                      maxlen=10, ttl_s=60)
+        append_events(client, short, "r4", [Tokens(run_id="r4", text="x", index=i) for i in range(200)])
     assert client.xlen(keys.events("r4")) < 300  # MAXLEN ~ trims whole nodes: approximately 10
     assert 0 < client.ttl(keys.events("r4")) <= 60
     task = Task(run_id="r5", role="planner", task="t")
-    submit(client, keys, task, events_maxlen=10, events_ttl_s=120)
+    submit(client, Keys(keys.prefix, keys.partitions, Retention(events_maxlen=10, events_ttl_s=120)), task)
     assert 60 < client.ttl(keys.events("r5")) <= 120
     assert _types(read_events(client, keys, "r5")) == ["Queued"]
     (_, queued), = read_events(client, keys, "r5")
@@ -140,8 +141,8 @@ def test_hop_events_are_written_by_the_commit_once(client: redis.Redis, keys: Ke
     client.xclaim(keys.stream("seed", "planner"), "planner", "thief", 0, [entry.id])  # type: ignore[attr-defined]
     assert commit(client, keys, "planner", "slow", [handoff]) == [Outcome.STALE]
     assert _types(read_events(client, keys, "r6")) == ["Queued"]  # a stale commit writes no event
-    assert commit(client, keys, "planner", "thief", [handoff], events_maxlen=50, events_ttl_s=90) == [
-        Outcome.COMMITTED]
+    kept = Keys(keys.prefix, keys.partitions, Retention(events_maxlen=50, events_ttl_s=90))
+    assert commit(client, kept, "planner", "thief", [handoff]) == [Outcome.COMMITTED]
     assert _types(read_events(client, keys, "r6")) == ["Queued", "HopFinished", "Done"]
     assert 0 < client.ttl(keys.events("r6")) <= 90
     client.xadd(keys.stream("seed", "planner"), {"msg": b"{}"})  # nothing to do with the redelivery below

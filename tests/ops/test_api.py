@@ -63,8 +63,8 @@ def test_submitted_run_completes_lists_by_status_and_cancels(
 def test_tokens_are_required_on_api_routes_only(server: Server, redis_url: str) -> None:
     with server.http(token=None) as anon, server.http("not-a-token") as wrong, server.http(TOKENS[1]) as second:
         for method, path in [("POST", "/v1/runs"), ("GET", "/v1/runs"), ("GET", "/v1/runs/x"),
-                             ("POST", "/v1/runs/x/cancel"), ("GET", "/v1/runs/x/events"), ("GET", "/api/runs"),
-                             ("POST", "/api/runs"), ("GET", "/api/snapshot"), ("GET", "/api/dead")]:
+                             ("POST", "/v1/runs/x/cancel"), ("GET", "/v1/runs/x/events"), ("GET", "/api/runs/x"),
+                             ("GET", "/api/snapshot"), ("GET", "/api/dead")]:
             for who in (anon, wrong):
                 res = who.request(method, path, json={"task": "sneak in"})
                 assert res.status_code == 401, (method, path, res.text)
@@ -75,7 +75,7 @@ def test_tokens_are_required_on_api_routes_only(server: Server, redis_url: str) 
         assert anon.get("/healthz").status_code == 200 and "<svg" in anon.get("/").text
         assert second.get("/v1/runs").status_code == 200
         # The token in the query string counts only on server-sent-events GETs (EventSource sends no headers).
-        assert anon.get("/api/runs", params={"access_token": TOKENS[0]}).status_code == 401
+        assert anon.get("/v1/runs", params={"access_token": TOKENS[0]}).status_code == 401
         sse = {"Accept": "text/event-stream"}
         with anon.stream("GET", "/api/events", params={"access_token": "wrong"}, headers=sse) as res:
             assert res.status_code == 401
@@ -114,8 +114,8 @@ def test_bad_bodies_get_422_or_413_and_missing_runs_404(server: Server, client: 
         assert refused(big, 413) == f"the request body is over {MAX_BODY_BYTES} bytes"
         chunked = http.post("/v1/runs", content=iter([big[:40_000], big[40_000:]]), headers=JSON)  # no Content-Length
         assert chunked.status_code == 413
-        assert http.post("/api/runs", json={"task": " "}).status_code == 422
-        assert http.post("/api/runs", json={"task": "hi", "extra": 1}).status_code == 422
+        assert http.post("/v1/runs", json={"task": " "}).status_code == 422
+        assert http.post("/v1/runs", json={"task": "hi", "extra": 1}).status_code == 422
         assert client.dbsize() == 0  # nothing refused was written
 
         for res in (http.get("/v1/runs/nope"), http.post("/v1/runs/nope/cancel"), http.get("/v1/runs/nope/events")):

@@ -32,12 +32,13 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
     app = create_app(Settings(redis_url=redis_url), SEED, interval=0.2)
     with TestClient(app, base_url="http://localhost") as http:
         assert "<svg" in http.get("/").text
-        assert http.post("/api/runs", json={"task": "   "}).status_code == 422
-        created = http.post("/api/runs", json={"task": SEED_TASK})
+        assert http.post("/api/runs", json={"task": SEED_TASK}).status_code == 405  # the page submits over /v1
+        assert http.post("/v1/runs", json={"task": "   "}).status_code == 422
+        created = http.post("/v1/runs", json={"task": SEED_TASK})
         assert created.status_code == 201
         run_id = created.json()["run_id"]
         assert client.xlen(keys.stream("seed", "planner")) == 1
-        runs = http.get("/api/runs").json()
+        runs = http.get("/v1/runs").json()["runs"]
         assert [(r["run_id"], r["status"], r["task"]) for r in runs] == [(run_id, "queued", SEED_TASK)]
         tr = http.get(f"/api/runs/{run_id}").json()["trace"]
         assert tr["status"] == "queued" and tr["hops"] == []
@@ -130,8 +131,8 @@ def test_dashboard_in_chromium_submits_a_task_and_draws_its_trace(
 
 ATTACKER_PAGE = """<!doctype html><title>elsewhere</title><script>
 window.attempts = Promise.allSettled([
-  fetch("%(target)s/api/runs", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
-                                body: JSON.stringify({task: "cross-origin api"})}),
+  fetch("%(target)s/v1/runs", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+                               body: JSON.stringify({task: "cross-origin text"})}),
   fetch("%(target)s/v1/runs", {method: "POST", mode: "no-cors", body: JSON.stringify({task: "cross-origin v1"})}),
   fetch("%(target)s/v1/runs", {method: "POST", mode: "cors", headers: {"Content-Type": "application/json"},
                                body: JSON.stringify({task: "cross-origin cors"})}),

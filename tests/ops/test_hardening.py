@@ -66,7 +66,7 @@ def test_writes_must_be_json_from_this_origin(server: Server, client: redis.Redi
     with server.http() as http:
         plain = http.post("/v1/runs", content=b'{"task": "as text"}', headers={"Content-Type": "text/plain"})
         assert plain.status_code == 415, plain.text
-        form = http.post("/api/runs", content=b'{"task": "as a form"}',
+        form = http.post("/v1/runs", content=b'{"task": "as a form"}',
                          headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert form.status_code == 415
         bare = http.post("/v1/runs", content=b'{"task": "no type"}', headers={"Content-Type": ""})
@@ -92,7 +92,7 @@ def test_without_tokens_only_loopback_host_names_are_served(open_server: Server,
             posted = http.post("/v1/runs", json={"task": "rebound"}, headers={"Host": host})
             assert posted.status_code == 400 and "BATON_ALLOWED_HOSTS" in posted.json()["detail"]
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"app.localhost:{port}", f"[::1]:{port}"):
-            assert http.get("/api/runs", headers={"Host": host}).status_code == 200, host
+            assert http.get("/v1/runs", headers={"Host": host}).status_code == 200, host
     assert client.xlen(keys.stream("seed", "planner")) == 0
 
 

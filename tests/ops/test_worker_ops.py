@@ -139,7 +139,7 @@ def test_each_worker_serves_its_metrics(scenario: Scenario) -> None:
         assert m["baton_messages_failed_total"] == 0 and m["baton_messages_retried_total"] == 0
         assert m["baton_messages_dead_lettered_total"] == (2 if role == "planner" else 0)
     beats = live_workers(scenario.client, scenario.keys)
-    assert {b["role"]: b["metrics_port"] for b in beats} == scenario.ports
+    assert {b.role: b.metrics_port for b in beats} == scenario.ports
 
 
 def test_worker_json_log_lines_carry_role_consumer_run_and_message(scenario: Scenario) -> None:

@@ -7,13 +7,12 @@ private ``redis-server`` whose ``maxmemory`` the test lowers and raises.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.broker import EmbeddedRedis, Keys, free_port, get_run, live_workers, submit
+from baton.broker import EmbeddedRedis, Heartbeat, Keys, free_port, get_run, live_workers, submit
 from baton.protocol import DeadLetter, Task, decode
 from tests.cli import baton
 from tests.conftest import Workers
@@ -65,25 +64,25 @@ def test_the_breaker_opens_on_an_outage_and_closes_when_the_endpoint_answers(
     workers.spawn("planner", env={"BATON_MODEL": flaky_model.url, "BATON_BREAKER_THRESHOLD": "2",
                                   "BATON_BREAKER_CAP_S": "1", "BATON_METRICS_PORT": str(free_port())})
     workers.wait_ready(client)
-    metrics_url = f"http://127.0.0.1:{_heartbeat(client, keys)['metrics_port']}/metrics"
+    metrics_url = f"http://127.0.0.1:{_heartbeat(client, keys).metrics_port}/metrics"
     flaky_model.stop()
     run_id = submit(client, keys, Task(run_id="down", role="planner", task="Explain supervised learning."))
 
-    wait_for(lambda: _heartbeat(client, keys).get("breaker") == "open", what="the breaker to open",
+    wait_for(lambda: _heartbeat(client, keys).breaker == "open", what="the breaker to open",
                logs=workers.logs)
-    assert _heartbeat(client, keys)["model_down_since"]
+    assert _heartbeat(client, keys).model_down_since
     assert _status(client, keys, run_id) in {"queued", "running"}
     assert _metric(metrics_url, "baton_model_breaker_open") == 1.0
     shown = json.loads(baton("monitor", "--once", "--json", env=workers.env).stdout)
     (down,) = shown["model_down"]
-    assert down["role"] == "planner" and down["since"] == _heartbeat(client, keys)["model_down_since"]
+    assert down["role"] == "planner" and down["since"] == _heartbeat(client, keys).model_down_since
     assert "model down since" in baton("monitor", "--once", env=workers.env).stdout
     flaky_model.start()
     wait_for(lambda: (get_run(client, keys, run_id) or {}).get("role") == "researcher",
                what="the planner's hop to be handed on", logs=workers.logs)
-    wait_for(lambda: _heartbeat(client, keys).get("breaker") == "closed", what="the breaker to close",
+    wait_for(lambda: _heartbeat(client, keys).breaker == "closed", what="the breaker to close",
                logs=workers.logs)
-    assert _heartbeat(client, keys)["outage_s"] > 0
+    assert _heartbeat(client, keys).outage_s > 0
     assert _metric(metrics_url, "baton_model_breaker_open") == 0.0
     assert _metric(metrics_url, "baton_outage_seconds_total", dependency="model") > 0
     assert _dead(client, keys) == []
@@ -97,7 +96,7 @@ def _metric(url: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name} {labels} at {url}")
 
 
-def _heartbeat(client: redis.Redis, keys: Keys) -> dict[str, Any]:
+def _heartbeat(client: redis.Redis, keys: Keys) -> Heartbeat:
     (info,) = live_workers(client, keys)
     return info
 

@@ -22,7 +22,7 @@ def _remote_runner(client: redis.Redis, timeout: float = 20.0) -> ToolRunner:
 
 
 def _processed(client: redis.Redis) -> dict[str, int]:
-    return {b["consumer"]: b["processed"] for b in live_workers(client, Keys()) if b.get("role") == "tools"}
+    return {b.consumer: b.processed for b in live_workers(client, Keys()) if b.role == "tools"}
 
 
 def test_a_pool_of_two_tool_workers_answers_each_call_once(

@@ -202,7 +202,7 @@ def test_http_worker_never_imports_torch(
     assert loaded == {"planner": [], "researcher": [], "summarizer": []}
     # the same check on a worker with the model in-process does see torch
     local = _worker("planner", workers.env, tmp_path / "local.out")
-    wait_for(lambda: any(int(w.get("pid", 0)) == local.pid for w in live_workers(client, keys)), 120,
+    wait_for(lambda: any(w.pid == local.pid for w in live_workers(client, keys)), 120,
              "the in-process worker", logs=(tmp_path / "local.out").read_text)
     assert {"torch", "transformers"} <= set(_modules_at_exit(local, tmp_path / "local.out"))
 

@@ -73,8 +73,7 @@ from baton.agents.ops.interop.a2a_tasks import (
     state_of,
 )
 from baton.agents.ops.interop.runs import RunRefused, Runs
-from baton.broker import RunView, list_runs
-from baton.broker.stats import run_records
+from baton.broker import RunRecord, list_runs, run_records
 from baton.protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested
 
 __all__ = ["RunTaskHandler", "a2a_router", "agent_card"]
@@ -139,9 +138,9 @@ class RunTaskHandler(RequestHandler):
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
 
-    async def _record(self, run_id: str, context: ServerCallContext) -> RunView:
+    async def _record(self, run_id: str, context: ServerCallContext) -> RunRecord:
         rec = await self.runs.record(run_id) if run_id else None
-        if rec is None or rec.get("workflow", DEFAULT_WORKFLOW) != context.state["workflow"]:
+        if rec is None or (rec.workflow or DEFAULT_WORKFLOW) != context.state["workflow"]:
             raise TaskNotFoundError(message=f"no task {run_id!r} of this agent (it never existed or expired)")
         return rec
 
@@ -201,8 +200,8 @@ class RunTaskHandler(RequestHandler):
     async def on_subscribe_to_task(self, params: SubscribeToTaskRequest,
                                    context: ServerCallContext) -> AsyncGenerator[A2AEvent]:
         rec = await self._record(params.id, context)
-        if rec.get("status") in TERMINAL_STATUSES:
-            raise UnsupportedOperationError(message=f"task {params.id} has ended ({rec.get('status')}): GetTask "
+        if rec.ended:
+            raise UnsupportedOperationError(message=f"task {params.id} has ended ({rec.status}): GetTask "
                                                     "shows it")
         async for event in self._stream(params.id, context):
             yield event
@@ -240,7 +239,7 @@ class RunTaskHandler(RequestHandler):
         size = params.page_size or 50
         tasks: list[Task] = []
         for run_id, rec in zip(ids, records, strict=True):
-            if not rec or rec.get("workflow", DEFAULT_WORKFLOW) != context.state["workflow"]:
+            if rec is None or (rec.workflow or DEFAULT_WORKFLOW) != context.state["workflow"]:
                 continue
             if params.context_id and context_of(run_id, rec) != params.context_id:
                 continue

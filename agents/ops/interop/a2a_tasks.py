@@ -29,7 +29,7 @@ from a2a.types import (
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from baton.broker import RunView, run_metadata
+from baton.broker import RunRecord
 from baton.protocol import (
     Cancelled,
     Done,
@@ -63,9 +63,9 @@ _STATES = {RunStatus.QUEUED: TaskState.TASK_STATE_SUBMITTED, RunStatus.RUNNING: 
            RunStatus.FAILED: TaskState.TASK_STATE_FAILED, RunStatus.CANCELLED: TaskState.TASK_STATE_CANCELED}
 
 
-def state_of(record: Mapping[str, str]) -> TaskState.ValueType:
+def state_of(record: RunRecord) -> TaskState.ValueType:
     """The A2A state of a run record."""
-    return _STATES.get(record.get("status", ""), TaskState.TASK_STATE_SUBMITTED)
+    return _STATES.get(record.status, TaskState.TASK_STATE_SUBMITTED)
 
 
 def message(run_id: str, context_id: str, text: str, *, role: Role.ValueType = Role.ROLE_AGENT,
@@ -150,20 +150,20 @@ def a2a_events(run_id: str, context_id: str, event: Event) -> list[A2AEvent]:
     return []
 
 
-def context_of(run_id: str, record: Mapping[str, str]) -> str:
+def context_of(run_id: str, record: RunRecord) -> str:
     """The A2A context id of a run (the run id when it was not started over A2A)."""
-    return run_metadata(record).get(CONTEXT_KEY) or run_id
+    return record.metadata.get(CONTEXT_KEY) or run_id
 
 
-def snapshot(run_id: str, record: RunView, events: Sequence[tuple[str, Event]], *,
+def snapshot(run_id: str, record: RunRecord, events: Sequence[tuple[str, Event]], *,
              history_length: int | None = None) -> Task:
     """The task as it stands: its state from the record, its artifacts and history from the log."""
     context_id = context_of(run_id, record)
     state = state_of(record)
-    at = float(record.get("updated_at") or record.get("created_at") or 0)
+    at = record.updated_at or record.created_at
     artifacts: dict[str, Artifact] = {}
-    history = [message(run_id, context_id, record.get("task", ""), role=Role.ROLE_USER,
-                       message_id=run_metadata(record).get(MESSAGE_KEY) or f"{run_id}-task")]
+    history = [message(run_id, context_id, record.task, role=Role.ROLE_USER,
+                       message_id=record.metadata.get(MESSAGE_KEY) or f"{run_id}-task")]
     text = ""
     extra: dict[str, Any] = {}
     for _, event in events:
@@ -182,12 +182,12 @@ def snapshot(run_id: str, record: RunView, events: Sequence[tuple[str, Event]], 
             history.append(message(run_id, context_id, f"{event.decision}: {event.output or event.reason}".strip(),
                                    role=Role.ROLE_USER, message_id=f"{run_id}-decision-{event.review_id}"))
     if state == TaskState.TASK_STATE_COMPLETED:
-        result = record.get("result", "")
+        result = record.result
         artifacts["result"] = _artifact("result", "result", result)
         history.append(message(run_id, context_id, result, message_id=f"{run_id}-result"))
         text = result
     elif state in (TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED):
-        text = record.get("error", "") or record.get("status", "")
+        text = record.error or record.status
     elif state != TaskState.TASK_STATE_INPUT_REQUIRED:
         text = ""
     task = Task(id=run_id, context_id=context_id, status=_status(run_id, context_id, state, at, text, **extra),
@@ -195,6 +195,6 @@ def snapshot(run_id: str, record: RunView, events: Sequence[tuple[str, Event]], 
     if history_length is None or history_length > 0:
         task.history.extend(history[-history_length:] if history_length else history)
     meta = Struct()
-    meta.update({"workflow": record.get("workflow", ""), "status": record.get("status", "")})
+    meta.update({"workflow": record.workflow, "status": str(record.status)})
     task.metadata.CopyFrom(meta)
     return task

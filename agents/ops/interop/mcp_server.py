@@ -21,9 +21,7 @@ tokens, checked before the body is read).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,11 +31,18 @@ from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from baton.agents.ops.api import TERMINAL_STATUSES
 from baton.agents.ops.interop.runs import RunRefused, Runs
-from baton.broker import RunView, list_runs
-from baton.broker.stats import run_records
-from baton.protocol import HopFinished, HopStarted, ReviewRequested, RunStatus, ToolCalled, is_terminal
+from baton.broker import RunRecord
+from baton.broker.runs import alist_runs, arun_records
+from baton.protocol import (
+    TERMINAL_STATUSES,
+    HopFinished,
+    HopStarted,
+    ReviewRequested,
+    RunStatus,
+    ToolCalled,
+    is_terminal,
+)
 
 __all__ = ["RUN_URI", "mcp_server"]
 
@@ -58,23 +63,22 @@ _TASK_STATUS = {RunStatus.QUEUED: "working", RunStatus.RUNNING: "working", RunSt
 ServerContext = ServerRequestContext[Any, Any]
 
 
-def _iso(at: str | float | None) -> str:
-    return datetime.fromtimestamp(float(at or 0), UTC).isoformat()
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
 
 
-def _task(run_id: str, record: Mapping[str, str], ttl_s: int) -> dict[str, Any]:
-    status = record.get("status", "queued")
-    message = record.get("error") or (f"waiting for a review of {record.get('role', 'a role')}'s output"
-                                      if status == "review" else status)
+def _task(run_id: str, record: RunRecord, ttl_s: int) -> dict[str, Any]:
+    status = record.status
+    message = record.error or (f"waiting for a review of {record.role or 'a role'}'s output"
+                               if status is RunStatus.REVIEW else str(status))
     return {"task_id": run_id, "status": _TASK_STATUS.get(status, "working"), "status_message": message,
-            "created_at": _iso(record.get("created_at")),
-            "last_updated_at": _iso(record.get("updated_at") or record.get("created_at")),
+            "created_at": _iso(record.created_at), "last_updated_at": _iso(record.updated_at or record.created_at),
             "ttl": ttl_s * 1000, "poll_interval": POLL_MS}
 
 
-def _run_doc(run_id: str, record: Mapping[str, str]) -> dict[str, Any]:
+def _run_doc(run_id: str, record: RunRecord) -> dict[str, Any]:
     fields = ("workflow", "status", "task", "result", "error", "hops", "created_at", "updated_at")
-    return {"run_id": run_id, **{f: record.get(f) for f in fields if record.get(f) is not None}}
+    return {"run_id": run_id, **{f: record.fields[f] for f in fields if f in record.fields}}
 
 
 class BatonMCP(Server[Any]):
@@ -115,7 +119,7 @@ class BatonMCP(Server[Any]):
     def ttl_s(self) -> int:
         return self.runs.api.settings.record_ttl_s
 
-    async def _record(self, run_id: str) -> RunView:
+    async def _record(self, run_id: str) -> RunRecord:
         rec = await self.runs.record(run_id)
         if rec is None:
             raise MCPError(types.INVALID_PARAMS, f"no run {run_id!r} (it never existed or its record expired)")
@@ -180,13 +184,13 @@ class BatonMCP(Server[Any]):
                 await ctx.session.report_progress(finished, total, note)
         return self._result(run_id, await self._record(run_id))
 
-    def _result(self, run_id: str, rec: Mapping[str, str]) -> types.CallToolResult:
-        status = rec.get("status", "")
-        if status == "done":
-            result = rec.get("result", "")
+    def _result(self, run_id: str, rec: RunRecord) -> types.CallToolResult:
+        status = str(rec.status)
+        if rec.status is RunStatus.DONE:
+            result = rec.result
             return types.CallToolResult(content=[types.TextContent(text=result)],
                                         structured_content={"run_id": run_id, "status": status, "result": result})
-        reason = f"run {run_id} {status}: {rec.get('error') or 'no reason given'}"
+        reason = f"run {run_id} {status}: {rec.error or 'no reason given'}"
         return types.CallToolResult(content=[types.TextContent(text=reason)], is_error=True,
                                     structured_content={"run_id": run_id, "status": status, "result": ""})
 
@@ -196,7 +200,7 @@ class BatonMCP(Server[Any]):
     async def _task_result(self, ctx: ServerContext, params: types.GetTaskPayloadRequestParams
                            ) -> types.CallToolResult:
         rec = await self._record(params.task_id)
-        result = self._result(params.task_id, rec) if rec.get("status") in TERMINAL_STATUSES else \
+        result = self._result(params.task_id, rec) if rec.ended else \
             await self._wait(None, params.task_id)
         return result.model_copy(update={"meta": {RELATED_TASK: {"taskId": params.task_id}}})
 
@@ -208,11 +212,11 @@ class BatonMCP(Server[Any]):
             raise MCPError(types.INVALID_PARAMS, f"task {params.task_id} has already ended ({before})")
         return types.CancelTaskResult(**_task(params.task_id, await self._record(params.task_id), self.ttl_s))
 
-    async def _newest(self) -> list[tuple[str, RunView]]:
+    async def _newest(self) -> list[tuple[str, RunRecord]]:
         api = self.runs.api
-        ids = await asyncio.to_thread(list_runs, api.client, api.keys, LISTED_RUNS)
-        records = await asyncio.to_thread(run_records, api.client, api.keys, ids)
-        return [(r, rec) for r, rec in zip(ids, records, strict=True) if rec]
+        ids = await alist_runs(api.aclient, api.keys, LISTED_RUNS)
+        records = await arun_records(api.aclient, api.keys, ids)
+        return [(rec.run_id, rec) for rec in records if rec is not None]
 
     async def _list_tasks(self, ctx: ServerContext, params: types.PaginatedRequestParams) -> types.ListTasksResult:
         return types.ListTasksResult(tasks=[types.Task(**_task(r, rec, self.ttl_s)) for r, rec in await self._newest()])
@@ -221,8 +225,7 @@ class BatonMCP(Server[Any]):
                               ) -> types.ListResourcesResult:
         return types.ListResourcesResult(resources=[
             types.Resource(uri=RUN_URI.format(run_id=r), name=r, mime_type="application/json",
-                           description=f"{rec.get('workflow', '')} run, {rec.get('status', '')}: "
-                                       f"{rec.get('task', '')[:80]}")
+                           description=f"{rec.workflow} run, {rec.status}: {rec.task[:80]}")
             for r, rec in await self._newest()])
 
     async def _list_templates(self, ctx: ServerContext, params: types.PaginatedRequestParams | None

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from baton.agents.ops.api import SSE_HEADERS, SUBMIT_RESPONSES, ApiContext, v1_router
 from baton.agents.ops.bodies import json_body
 from baton.agents.ops.interop.runs import HISTORY_KEY, RunRefused, Runs, fit_history, inlined_body, terminal_roles
-from baton.broker.budget import usage
+from baton.broker import RunRecord
 from baton.protocol import Cancelled, Done, Failed, Tokens
 
 __all__ = ["MODEL_PREFIX", "ChatCompletionRequest", "openai_router"]
@@ -139,7 +139,7 @@ def openai_router(ctx: ApiContext) -> APIRouter:
         created = int(time.time())
         async for _, event in runs.follow(run_id):
             if isinstance(event, Done):
-                rec = await runs.record(run_id) or {}
+                rec = await runs.record(run_id)
                 return JSONResponse(_completion(run_id, body.model, created, event.output, rec), headers=headers)
             if isinstance(event, Failed | Cancelled):
                 return _error(422, _run_error(run_id, event), "run_failed", headers)
@@ -153,12 +153,12 @@ def _run_error(run_id: str, event: Failed | Cancelled) -> str:
     return f"run {run_id} {what}: {event.reason or 'no reason given'}"
 
 
-def _usage(record: dict[str, str]) -> dict[str, int]:
-    tokens = usage(record).tokens
+def _usage(record: RunRecord | None) -> dict[str, int]:
+    tokens = record.usage.tokens if record is not None else 0
     return {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}
 
 
-def _completion(run_id: str, model: str, created: int, content: str, record: dict[str, str]) -> dict[str, Any]:
+def _completion(run_id: str, model: str, created: int, content: str, record: RunRecord | None) -> dict[str, Any]:
     return {"id": f"chatcmpl-{run_id}", "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
                          "finish_reason": "stop", "logprobs": None}],
@@ -185,7 +185,7 @@ async def _stream(runs: Runs, run_id: str, model: str, last_roles: frozenset[str
                 rest = event.output[len(streamed):]
                 if rest:
                     yield chunk({"content": rest})
-            rec = await runs.record(run_id) or {}
+            rec = await runs.record(run_id)
             yield chunk({}, "stop", usage=_usage(rec))
             yield "data: [DONE]\n\n"
             return

@@ -22,13 +22,14 @@ from fastapi import HTTPException
 from baton.agents.ops.api import ApiContext, submit_request
 from baton.agents.ops.bodies import MAX_METADATA_VALUE, SubmitRequest
 from baton.agents.workflow.spec import Workflow
-from baton.broker import RunView, cancel_run, get_run
+from baton.broker import RunRecord, cancel_run
 from baton.broker.events import aread_events
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review
+from baton.broker.runs import arun_record
 from baton.broker.workflows import registered_workflows
-from baton.protocol import DEFAULT_WORKFLOW, TERMINAL_STATUSES, Event, is_terminal
+from baton.protocol import DEFAULT_WORKFLOW, Event, is_terminal
 
-__all__ = ["FOLLOW_BLOCK_MS", "HISTORY_KEY", "RunRefused", "Runs", "fit_history", "inlined_body", "record_field",
+__all__ = ["FOLLOW_BLOCK_MS", "HISTORY_KEY", "RunRefused", "Runs", "fit_history", "inlined_body",
            "terminal_roles"]
 
 FOLLOW_BLOCK_MS = 5_000
@@ -100,9 +101,9 @@ class Runs:
         except HTTPException as exc:
             raise RunRefused(exc.status_code, str(exc.detail), exc.headers) from None
 
-    async def record(self, run_id: str) -> RunView | None:
+    async def record(self, run_id: str) -> RunRecord | None:
         """The run's record (None when it never existed or expired)."""
-        return await asyncio.to_thread(get_run, self.api.client, self.api.keys, run_id)
+        return await arun_record(self.api.aclient, self.api.keys, run_id)
 
     async def follow(self, run_id: str, after: str | None = None) -> AsyncIterator[tuple[str, Event]]:
         """The run's events after event id ``after`` (from the start when None), live, until its
@@ -113,7 +114,7 @@ class Runs:
             ended = False
             if not batch:
                 rec = await self.record(run_id)
-                ended = rec is None or rec.get("status") in TERMINAL_STATUSES
+                ended = rec is None or rec.ended
                 if ended:  # the terminal event may have been written since the read
                     batch = await aread_events(api.aclient, api.keys, run_id, after=after)
             for event_id, event in batch:
@@ -137,9 +138,7 @@ class Runs:
 
     async def cancel(self, run_id: str) -> str | None:
         """Cancel the run; its status before (None when there is no such run)."""
-        s = self.api.settings
-        return await asyncio.to_thread(cancel_run, self.api.client, self.api.keys, run_id,
-                                       events_maxlen=s.events_maxlen, events_ttl_s=s.events_ttl_s)
+        return await asyncio.to_thread(cancel_run, self.api.client, self.api.keys, run_id)
 
     async def pending_review(self, run_id: str) -> Review | None:
         """The run's latest review while it waits for a decision."""
@@ -148,11 +147,9 @@ class Runs:
 
     async def decide(self, review: Review, decision: str, *, output: str | None = None, reason: str = "") -> Decided:
         """Decide ``review`` as ``POST /v1/reviews/{id}`` does (the first decision stands)."""
-        s = self.api.settings
         try:
             return await asyncio.to_thread(decide, self.api.client, self.api.keys, review.review_id, decision, output,
-                                           reason, record_ttl_s=s.record_ttl_s, events_maxlen=s.events_maxlen,
-                                           events_ttl_s=s.events_ttl_s)
+                                           reason)
         except ReviewError as exc:
             raise RunRefused(409, str(exc)) from None
 
@@ -174,8 +171,3 @@ def inlined_body(kind: type[msgspec.Struct]) -> dict[str, Any]:
 
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(doc)}}}}
 
-
-def record_field(record: Mapping[str, Any] | None, name: str) -> str:
-    """A record's field as text ('' when absent)."""
-    value = (record or {}).get(name)
-    return "" if value is None else str(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.routing import gather
 from baton.agents.runtime.work import Batch
-from baton.broker.keys import marker_ttl
 
 __all__ = ["Gather"]
 
@@ -20,5 +19,4 @@ class Gather:
         rt = self.rt
         if not rt.spec.join or not batch.work:
             return
-        batch.work = gather(rt.client, rt.keys, rt.streams.group, rt.consumer, batch.work,
-                            ttl_s=marker_ttl(rt.settings.record_ttl_s, rt.settings.marker_ttl_s))
+        batch.work = gather(rt.client, rt.keys, rt.streams.group, rt.consumer, batch.work)

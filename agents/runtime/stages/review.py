@@ -29,7 +29,7 @@ from baton.agents.runtime.work import Batch, Commit, WorkItem
 from baton.broker import Handoff, Outcome
 from baton.broker.reviews import Park as Parked
 from baton.broker.reviews import continuations, park
-from baton.broker.runs import RunStatus
+from baton.protocol import RunStatus
 
 __all__ = ["Park", "Resume"]
 
@@ -114,8 +114,7 @@ class Park:
         parks = [self._park(item, g, finished) for item, g in batch.done]
         rt.events.flush()  # the hops' last tokens go before their review_requested
         outcomes = rt.ride_out_redis(
-            lambda: park(rt.client, rt.keys, rt.streams.group, rt.consumer, parks,
-                         record_ttl_s=rt.settings.record_ttl_s),
+            lambda: park(rt.client, rt.keys, rt.streams.group, rt.consumer, parks),
             "parking for review",
         )
         for p, o in zip(parks, outcomes, strict=True):

@@ -1,0 +1,156 @@
+"""What runs and workers leave in Redis, decoded once at the broker boundary into msgspec Structs.
+
+A run record is a hash of strings; :func:`decode_run` turns it into a :class:`RunRecord` whose
+fields are typed (``status`` a ``RunStatus``, times floats, ``hops`` an int) and which keeps every
+stored field in ``fields`` (per-role and per-model counters, fork labels: what views show and
+``usage`` reads). A worker's heartbeat is a :class:`Heartbeat` encoded as JSON. Code above the
+broker reads attributes, never ``record.get("status")``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from baton.broker.budget import Usage, usage
+from baton.broker.text import as_text
+from baton.protocol import TERMINAL_STATUSES, Priority, RunStatus
+
+__all__ = ["Heartbeat", "RunRecord", "decode_heartbeat", "decode_run", "encode_heartbeat", "run_metadata"]
+
+log = logging.getLogger(__name__)
+
+
+class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One run as its record says: where it stands, what it was given and what it produced."""
+
+    run_id: str
+    status: RunStatus = RunStatus.QUEUED
+    workflow: str = ""
+    task: str = ""
+    role: str = ""
+    """The role holding the run now (the last one, once it ended)."""
+    priority: Priority = "interactive"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    hops: int = 0
+    result: str = ""
+    error: str = ""
+    trace_id: str = ""
+    review: str = ""
+    """The id of the run's latest review, if a role's output waited for one."""
+    fields: dict[str, str] = msgspec.field(default_factory=dict)
+    """Every field as stored (strings), for views that show them all."""
+
+    @property
+    def ended(self) -> bool:
+        """Whether the run has ended (nothing will change its status again)."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The labels the run was submitted with."""
+        return run_metadata(self.fields)
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens, model calls and tool calls in total, by role and (tokens) by model, and the budget."""
+        return usage(self.fields)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the run's model calls generated so far."""
+        return self.usage.tokens
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls (one per prompt) the run made so far."""
+        return self.usage.model_calls
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls the run made so far."""
+        return self.usage.tool_calls
+
+
+_TYPED = frozenset(RunRecord.__struct_fields__) - {"fields"}
+
+
+def decode_run(run_id: str, raw: Mapping[Any, Any]) -> RunRecord | None:
+    """The record of ``run_id`` from its hash (bytes or strings); None for an empty hash (no run).
+
+    A field that does not convert (a record written by hand) keeps its default; ``fields`` has it.
+    """
+    if not raw:
+        return None
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    typed: dict[str, Any] = {k: v for k, v in fields.items() if k in _TYPED and v != ""}
+    typed["run_id"] = run_id
+    try:
+        return msgspec.convert({**typed, "fields": fields}, RunRecord, strict=False)
+    except msgspec.ValidationError as exc:
+        log.warning("run %s has a malformed record (%s); reading what converts", run_id, exc)
+        good: dict[str, Any] = {"run_id": run_id, "fields": fields}
+        for name, value in typed.items():
+            try:
+                msgspec.convert({**good, name: value}, RunRecord, strict=False)
+            except msgspec.ValidationError:
+                continue
+            good[name] = value
+        return msgspec.convert(good, RunRecord, strict=False)
+
+
+_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def run_metadata(record: Mapping[str, str]) -> dict[str, str]:
+    """The ``metadata`` a run was submitted with, from its stored fields (empty when none or unreadable)."""
+    raw = record.get("metadata")
+    if not raw:
+        return {}
+    try:
+        return _decode_metadata(raw)
+    except msgspec.DecodeError:
+        return {}
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a worker says about itself every ``BATON_HEARTBEAT_INTERVAL_S`` (its key expires after
+    ``BATON_HEARTBEAT_TTL_S``): who and where it is, what it did, and its model endpoint's breaker."""
+
+    consumer: str
+    role: str
+    host: str
+    pid: int
+    at: float
+    processed: int = 0
+    metrics_port: int | None = None
+    torch_threads: int | None = None
+    breaker: str = ""
+    model_down_since: float | None = None
+    outage_s: float = 0.0
+    tools: list[str] = msgspec.field(default_factory=list)
+    """The tools a tool worker serves (empty for a role's worker)."""
+    roles: list[str] = msgspec.field(default_factory=list)
+    """The roles a multi-role worker serves."""
+
+
+_heartbeat_encoder = msgspec.json.Encoder()
+_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+
+
+def encode_heartbeat(beat: Heartbeat) -> bytes:
+    """A heartbeat as the JSON its key holds."""
+    return _heartbeat_encoder.encode(beat)
+
+
+def decode_heartbeat(raw: bytes | str) -> Heartbeat | None:
+    """A heartbeat from its key's JSON; None when it does not decode (a foreign or older writer)."""
+    try:
+        return _heartbeat_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
