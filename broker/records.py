@@ -118,15 +118,16 @@ def run_metadata(record: Mapping[str, str]) -> dict[str, str]:
         return {}
 
 
-class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """What a worker says about itself every ``BATON_HEARTBEAT_INTERVAL_S`` (its key expires after
     ``BATON_HEARTBEAT_TTL_S``): who and where it is, what it did, and its model endpoint's breaker."""
 
     consumer: str
     role: str
-    host: str
-    pid: int
-    at: float
+    host: str = ""
+    pid: int = 0
+    at: float = 0.0
+    """When it was written (0: unknown, so never fresh for ``check_worker``)."""
     processed: int = 0
     metrics_port: int | None = None
     torch_threads: int | None = None

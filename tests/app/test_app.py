@@ -125,7 +125,7 @@ def test_registered_app_workflow_is_found_by_name(client: redis.Redis, keys: Key
     assert named("sample", client=client, keys=keys).role("triage").handler == "tests.app.sample_apps:triage"
     with baton.Client(redis_url) as c:
         run = c.submit("where is my order?", workflow="sample")
-        assert run.record()["workflow"] == "sample"
+        assert run.record().workflow == "sample"
     assert client.xlen(keys.run_stream("sample", "triage", run.id)) == 1
 
 

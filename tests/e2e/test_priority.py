@@ -44,7 +44,7 @@ def test_a_batch_run_stays_in_the_batch_lane_through_every_role(client: redis.Re
     with Client(redis_url) as c:
         run = c.submit("Explain the importance of supervised learning.", priority="batch")
         assert run.wait(timeout=60).endswith("[echo]")
-        assert run.record()["priority"] == "batch"
+        assert run.record().priority == "batch"
     for role in ROLES:
         batch = client.xrange(keys.stream("seed", role, 0, "batch"))
         assert len(batch) == 1 and client.xlen(keys.stream("seed", role)) == 0, role
@@ -118,6 +118,6 @@ def test_fork_and_replay_keep_the_run_lane(client: redis.Redis, keys: Keys, work
         forked, replayed = run.fork("researcher"), run.replay()
         for new in (forked, replayed):
             new.wait(timeout=60)
-            assert new.record()["priority"] == "batch"
+            assert new.record().priority == "batch"
     assert client.xlen(keys.stream("seed", "summarizer", 0, "batch")) == 3
     assert client.xlen(keys.stream("seed", "summarizer")) == 0

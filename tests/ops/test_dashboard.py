@@ -32,7 +32,7 @@ def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: re
     app = create_app(Settings(redis_url=redis_url), SEED, interval=0.2)
     with TestClient(app, base_url="http://localhost") as http:
         assert "<svg" in http.get("/").text
-        assert http.post("/api/runs", json={"task": SEED_TASK}).status_code == 405  # the page submits over /v1
+        assert http.post("/api/runs", json={"task": SEED_TASK}).status_code == 404  # the page submits over /v1
         assert http.post("/v1/runs", json={"task": "   "}).status_code == 422
         created = http.post("/v1/runs", json={"task": SEED_TASK})
         assert created.status_code == 201
