@@ -32,7 +32,7 @@ def read_flags(rt: RoleRuntime, work: Sequence[WorkItem], *, start_at: float | N
     pads = [(w.task.run_id, rt.spec.agent) for w in work] if early else []
     started = [] if rt.spec.join or start_at is None else [_started(rt, w, start_at) for w in work]
     read = before_run(rt.client, rt.keys, [w.task.run_id for w in work], pads, budgets=not rt.spec.review,
-                      started=started, events_maxlen=rt.settings.events_maxlen, events_ttl_s=rt.settings.events_ttl_s)
+                      started=started)
     for w, event in zip(work, started, strict=False):
         w.announced = bool(event)
     for w, memory in zip(work if early else [], read.pads, strict=True):
