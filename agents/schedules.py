@@ -24,9 +24,9 @@ from croniter import croniter
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
-from baton.broker import Keys, Redis, get_run
+from baton.broker import Keys, Redis, run_record
 from baton.broker import schedules as store
-from baton.protocol import TERMINAL_STATUSES, ProtocolError
+from baton.protocol import ProtocolError
 from baton.protocol.schedules import OVERLAPS, Overlap, Schedule
 
 __all__ = ["GRACE_S", "add_schedule", "fire_due", "parse_duration", "run_scheduler", "set_paused", "ticks"]
@@ -93,8 +93,8 @@ def set_paused(redis: Redis, keys: Keys, name: str, paused: bool) -> Schedule | 
 
 
 def _running(redis: Redis, keys: Keys, run_id: str) -> bool:
-    record = get_run(redis, keys, run_id) if run_id else None
-    return record is not None and record.get("status") not in TERMINAL_STATUSES
+    record = run_record(redis, keys, run_id) if run_id else None
+    return record is not None and not record.ended
 
 
 def _fire(redis: Redis, keys: Keys, settings: Settings, schedule: Schedule, tick: float) -> str | None:
