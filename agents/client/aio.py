@@ -78,24 +78,24 @@ class AsyncClient(BaseClient):
     async def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                            catchup_s: float = 60.0) -> Schedule:
         """Create or replace a cron schedule (see ``Client.add_schedule``)."""
-        return await asyncio.to_thread(self._sync.add_schedule, name, cron, task=task, workflow=workflow,
-                                       overlap=overlap, catchup_s=catchup_s)
+        return await self._in_thread(lambda c: c.add_schedule(name, cron, task=task, workflow=workflow,
+                                                              overlap=overlap, catchup_s=catchup_s))
 
     async def schedules(self) -> list[Schedule]:
         """Every schedule, by name."""
-        return await asyncio.to_thread(self._sync.schedules)
+        return await self._in_thread(Client.schedules)
 
     async def pause_schedule(self, name: str) -> bool:
         """Stop firing ``name``; whether it exists."""
-        return await asyncio.to_thread(self._sync.pause_schedule, name)
+        return await self._in_thread(lambda c: c.pause_schedule(name))
 
     async def resume_schedule(self, name: str) -> bool:
         """Fire ``name`` again from its next tick; whether it exists."""
-        return await asyncio.to_thread(self._sync.resume_schedule, name)
+        return await self._in_thread(lambda c: c.resume_schedule(name))
 
     async def delete_schedule(self, name: str) -> bool:
         """Delete ``name``; whether it existed."""
-        return await asyncio.to_thread(self._sync.delete_schedule, name)
+        return await self._in_thread(lambda c: c.delete_schedule(name))
 
 
 class AsyncRun(BaseRun):
