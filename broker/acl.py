@@ -11,10 +11,13 @@ A worker of role R of workflow W needs, and gets, only:
   function names them as keys, and FCALL declares its keys read-write), run
   records, scratchpads, idempotency markers, the results and dead-letter streams of every
   partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
-  (read, and write to forget expired entries); with ``rate_limits``, the models' shared
-  rate-limit hashes (``Keys.rate_limit``) and the commands their script calls.
+  (read, and write to forget expired entries); with ``review``, the review hashes and indexes
+  (parking, reading a decision, its janitor failing reviews past their deadline); with
+  ``rate_limits``, the models' shared rate-limit hashes (``Keys.rate_limit``) and the commands
+  their script calls.
 
-Everything else, other roles' and other workflows' streams, FLUSHALL, CONFIG, KEYS, is refused
+Everything else, other roles' and other workflows' streams, a role without review's review keys,
+FLUSHALL, CONFIG, KEYS, is refused
 with NOPERM and shows up in ``ACL LOG``.
 """
 
@@ -24,8 +27,8 @@ from collections.abc import Sequence
 
 from baton.broker.keys import Keys
 
-__all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "SCRIPT_COMMANDS",
-           "WORKER_COMMANDS", "role_acl"]
+__all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "REVIEW_KEYS",
+           "SCRIPT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -63,6 +66,9 @@ SCRIPT_COMMANDS = ("evalsha", "script|load", "script|exists")
 """What a role needs on a server without Functions (Redis < 7), where the steps run as scripts.
 With them the role can run any Lua of its own (and block the server with it): grant them only there."""
 
+REVIEW_KEYS = ("review:*", "reviews", "reviewruns")
+"""Key patterns (in the partition's slot) of human reviews: granted only to reviewed roles."""
+
 RATE_LIMIT_COMMANDS = ("hincrby", "time")
 """Commands ``lua/ratelimit.lua`` calls beyond the worker's own (the script runs as the worker's user)."""
 
@@ -70,7 +76,7 @@ RATE_LIMIT_COMMANDS = ("hincrby", "time")
 def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
              agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False,
-             scripts: bool = False) -> list[str]:
+             scripts: bool = False, review: bool = False) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
     The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
@@ -80,6 +86,8 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     ``rate_limits``: the role's model has a shared rate limit (``BATON_MODEL_RPM``/``TPM``, role ``rpm``/``tpm``).
     ``cluster`` adds what a Redis Cluster client reads on connect (set the user on every node).
     ``scripts`` adds ``SCRIPT_COMMANDS`` for a server without Functions (Redis < 7).
+    ``review``: the role has ``review = "human"`` (only such roles, and their workers' janitors, touch
+    ``REVIEW_KEYS``).
     """
     unknown = set(features) - FEATURE_KEYS.keys()
     if unknown:
@@ -91,7 +99,8 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     # FCALL declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
     rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
-                                         "events:*", "review:*", "reviews", "reviewruns")]
+                                         "events:*")]
+    rules += [f"~{tag}:{k}" for k in REVIEW_KEYS] if review else []
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{tag}:cancelled"]
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
     rules += [f"+{c}" for c in CLUSTER_COMMANDS] if cluster else []

@@ -94,6 +94,8 @@ class Janitor:
 
     ``streams`` limits stream trimming to those task streams (a worker sweeps its own role's, so a
     least-privilege ACL user suffices); ``None`` sweeps every task stream under the prefix.
+    ``reviews``: also fail runs whose deadline passed in review (``expire_reviews``); a worker's
+    janitor does it only for a role with review, whose ACL user alone may touch the review keys.
     """
 
     def __init__(
@@ -103,11 +105,13 @@ class Janitor:
         streams: Sequence[str] | None = None,
         *,
         interval_s: float = 60.0,
+        reviews: bool = True,
     ) -> None:
         self.client = client
         self.keys = keys
         self.streams = list(streams) if streams is not None else None
         self.interval_s = interval_s
+        self.reviews = reviews
         # the first sweep comes after one to one and a half intervals: workers started together spread out
         self._next = time.monotonic() + random.uniform(1.0, 1.5) * interval_s
         self._runs_cursor: dict[int, float] = {}  # per partition: the score the runs index was read up to
@@ -152,7 +156,8 @@ class Janitor:
             for p in range(self.keys.partitions):
                 report.runs_forgotten += self._forget_runs(p, now - kept.record_ttl_s)
         report.cancelled_forgotten = sum(self._forget_cancelled(p) for p in range(self.keys.partitions))
-        report.reviews_expired = expire_reviews(self.client, self.keys, now=now)
+        if self.reviews:
+            report.reviews_expired = expire_reviews(self.client, self.keys, now=now)
         if report.total:
             log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations, failed %d runs "
                      "whose deadline passed in review", report.trimmed or "nothing", report.results_trimmed,

@@ -169,7 +169,8 @@ def acl(
     agents = [spec.agent] if spec.memory == "agent" else []
     rules = role_acl(s.keys(), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
                      features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
-                     rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts)
+                     rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts,
+                     review=bool(spec.review))
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))
 
 

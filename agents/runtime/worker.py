@@ -65,7 +65,10 @@ class Worker:
         self.pipeline = pipeline or pipeline_for(rt, runner)
         self.read_count = (concurrency if rt.spec.handler else None) or settings.batch_size
         """Entries one read takes: ``batch_size``; for a code role its ``--concurrency`` (handlers at once)."""
-        self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s)
+        self.janitor = Janitor(self.client, self.keys, self.streams.streams, interval_s=settings.janitor_interval_s,
+                               reviews=bool(rt.spec.review))
+        """Sweeps the role's streams; only a role with review fails reviews past their deadline (its ACL
+        user alone may touch the review keys)."""
         self.last_read = 0
         """Entries the previous read returned (lingering for more is for busy workers)."""
 

@@ -7,7 +7,8 @@ exactly as a normal hop would (routes, fan-out, shared memory, the next task or 
 without calling the model and without a second scratchpad entry. The decision, the output and
 the task itself are read from the review record that ``decide`` wrote in the step that published
 the continuation (``broker.reviews.continuations``), never from the entry: a forged or replayed
-decision is dead-lettered with the reason and its run left as it is. A decision that arrives after
+decision is dead-lettered with the reason and its run left as it is; on a role without review it is
+dead-lettered unread (that role's ACL user may not read the review keys). A decision that arrives after
 the run's deadline fails the run with that reason; a cancelled run stays cancelled.
 """
 
@@ -29,7 +30,7 @@ from baton.agents.runtime.work import Batch, Commit, WorkItem
 from baton.broker import Handoff, Outcome
 from baton.broker.reviews import Park as Parked
 from baton.broker.reviews import continuations, park
-from baton.protocol import RunStatus
+from baton.protocol import RunStatus, Task
 
 __all__ = ["Park", "Resume"]
 
@@ -48,8 +49,13 @@ class Resume:
             return
         batch.work = [item for item in batch.work if item.task.review is None]
         rt = self.rt
-        trusted = rt.ride_out_redis(lambda: continuations(rt.client, rt.keys, [i.task for i in claimed]),
-                                    "reading reviews")
+        trusted: list[Task | str]
+        if rt.spec.review:
+            trusted = rt.ride_out_redis(lambda: continuations(rt.client, rt.keys, [i.task for i in claimed]),
+                                        "reading reviews")
+        else:  # nothing of this role is ever reviewed (nor may its ACL user read reviews): forged
+            trusted = [f"role {rt.spec.role!r} has no review: the entry's decision was not made by `decide`"
+                       for _ in claimed]
         decided: list[WorkItem] = []
         for item, got in zip(claimed, trusted, strict=True):
             if isinstance(got, str):
