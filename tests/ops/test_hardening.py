@@ -132,7 +132,7 @@ def test_the_query_token_opens_event_streams_only(tight: Server) -> None:
     sse = {"Accept": "text/event-stream"}
     with httpx.Client(base_url=tight.url, timeout=30) as anon:
         query = {"access_token": TOKENS[0]}
-        for path in ("/v1/runs", f"/v1/runs/{run_id}", "/api/runs", "/api/snapshot", "/api/dead"):
+        for path in ("/v1/runs", f"/v1/runs/{run_id}", "/api/snapshot", "/api/dead"):
             assert anon.get(path, params=query, headers=sse).status_code == 401, path
         for path in (f"/v1/runs/{run_id}/events", "/api/events"):
             with anon.stream("GET", path, params=query, headers=sse) as stream:
