@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from baton.agents.ops.timeouts import BODY_TIMEOUT_S, read_within
+from baton.agents.ops.timeouts import read_capped
 
 __all__ = ["MAX_BODY_BYTES", "MAX_PROMPTS", "BodyTooLarge", "install", "read_body"]
 
@@ -50,20 +50,8 @@ def install(app: FastAPI) -> None:
 
 async def read_body(request: Request, kind: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
     """The request body (at most ``max_bytes``) validated as ``kind``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(max_bytes)
-    chunks: list[bytes] = []
-    size = 0
+    data = await read_capped(request, max_bytes, BodyTooLarge)
     try:
-        async for chunk in read_within(request.stream()):
-            size += len(chunk)
-            if size > max_bytes:
-                raise BodyTooLarge(max_bytes)
-            chunks.append(chunk)
-    except TimeoutError:
-        raise HTTPException(408, f"the request body took over {BODY_TIMEOUT_S:g} s to arrive") from None
-    try:
-        return kind.model_validate_json(b"".join(chunks))
+        return kind.model_validate_json(data)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None

@@ -15,7 +15,7 @@ import msgspec
 from fastapi import HTTPException, Request
 from msgspec import Meta
 
-from baton.agents.ops.timeouts import BODY_TIMEOUT_S, read_within
+from baton.agents.ops.timeouts import read_capped
 from baton.protocol import Budget, BudgetLimit, Decision
 from baton.protocol.fields import Name, Priority
 
@@ -114,20 +114,7 @@ def json_body(kind: type[T], *, max_bytes: int = MAX_BODY_BYTES) -> Callable[[Re
     decoder = msgspec.json.Decoder(kind)
 
     async def read(request: Request) -> T:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise _too_large(max_bytes)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in read_within(request.stream()):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(max_bytes)
-                chunks.append(chunk)
-        except TimeoutError:
-            raise HTTPException(408, f"the request body took over {BODY_TIMEOUT_S:g} s to arrive") from None
-        data = b"".join(chunks)
+        data = await read_capped(request, max_bytes, _too_large)
         if not data.strip():
             raise HTTPException(422, "the request body is empty (expected a JSON object)")
         try:

@@ -12,9 +12,10 @@ should add its own limits (see docs/RELIABILITY.md, Security).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from fastapi import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from baton.agents.settings import Settings
@@ -82,3 +83,22 @@ async def read_within(chunks: AsyncIterator[bytes], timeout_s: float = BODY_TIME
         except StopAsyncIteration:
             return
         yield chunk
+
+
+async def read_capped(request: Any, max_bytes: int, too_large: Callable[[int], Exception]) -> bytes:
+    """A request's whole body, refusing it with ``too_large(max_bytes)`` once it (or its declared
+    ``Content-Length``) passes ``max_bytes``, and with a 408 once it has taken ``BODY_TIMEOUT_S``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in read_within(request.stream()):
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(max_bytes)
+            chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, f"the request body took over {BODY_TIMEOUT_S:g} s to arrive") from None
+    return b"".join(chunks)
