@@ -177,3 +177,12 @@ def test_half_sent_headers_and_bodies_time_out_with_408(tight: Server) -> None:
             b"Authorization: Bearer " + TOKENS[0].encode() + b"\r\nContent-Length: 100\r\n\r\n{\"task\": ")
     reply = _raw(tight, body)
     assert reply.startswith(b"HTTP/1.1 408") and b"took over 2 s" in reply
+
+
+def test_schedule_routes_refuse_requests_without_a_token(tight: Server) -> None:
+    body = {"name": "nightly", "cron": "0 3 * * *", "workflow": "seed", "task": "report"}
+    with httpx.Client(base_url=tight.url, timeout=30) as anon:
+        assert anon.post("/v1/schedules", json=body).status_code == 401
+        assert anon.get("/v1/schedules").status_code == 401
+        assert anon.post("/v1/schedules/nightly/pause").status_code == 401
+        assert anon.delete("/v1/schedules/nightly").status_code == 401
