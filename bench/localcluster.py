@@ -3,7 +3,14 @@
 ``LocalCluster(dir, primaries=3, replicas=1)`` starts ``primaries * (1 + replicas)`` servers
 with ``--cluster-enabled yes`` on free loopback ports (``EmbeddedRedis``), joins them with
 ``redis-cli --cluster create ... --cluster-replicas N --cluster-yes`` (equal contiguous slot
-ranges, in port order) and waits for ``cluster_state:ok`` on every node.
+ranges, in port order) and waits for ``cluster_state:ok`` on every node and for every replica's
+first full sync (``master_link_status:up``).
+
+That last wait matters: a replica that has not finished its first sync when its primary dies can
+never be promoted (its data age is unbounded, past ``cluster-replica-validity-factor``: "Disconnected
+from master for longer than allowed"), so the slots stay down (``CLUSTERDOWN``) until the primary
+returns. Primaries start the sync at once (``repl-diskless-sync-delay 0``; the default waits 5 s
+for more replicas to join one transfer).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ class LocalCluster:
             node = EmbeddedRedis(self.data_dir / f"node{i}", port=_cluster_port(), extra_args=[
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(self.node_timeout_ms), "--appendonly", "no",
+                "--repl-diskless-sync-delay", "0",
             ])
             self.nodes.append(node.start())
         cli = shutil.which("redis-cli") or str(Path(find_redis_server()).with_name("redis-cli"))
@@ -77,6 +85,7 @@ class LocalCluster:
         if made.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {(made.stdout + made.stderr)[-2000:]}")
         self.wait_ok(timeout)
+        self.wait_synced(timeout)
         return self
 
     def wait_ok(self, timeout: float = 30.0) -> None:
@@ -88,6 +97,26 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"cluster not ok within {timeout}s")
             time.sleep(0.1)
+
+    def wait_synced(self, timeout: float = 30.0) -> None:
+        """Wait until every running replica has its primary's data (``master_link_status:up``): only
+        such a replica can take over when its primary dies."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if all(self._synced(n) for n in self.running()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replicas not in sync within {timeout}s")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _synced(node: EmbeddedRedis) -> bool:
+        with redis.Redis(port=node.port, socket_timeout=2) as c:
+            try:
+                info: Any = c.info("replication")
+            except redis.RedisError:
+                return False
+        return info.get("role") != "slave" or info.get("master_link_status") == "up"
 
     def _ok(self, node: EmbeddedRedis) -> bool:
         with redis.Redis(port=node.port, socket_timeout=2) as c:

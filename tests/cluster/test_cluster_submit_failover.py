@@ -44,9 +44,6 @@ def _statuses(url: str, keys: Keys, run_ids: list[str]) -> list[str]:
         return []
 
 
-@pytest.mark.chaos  # out of `make test`: on 3 Dec the killed primary's replica was not promoted within the
-# submit retry window on this machine (CLUSTERDOWN for 30 s+, also at the commit that added the test); issue 25
-# stays open until that is understood. Run it with `pytest -m chaos tests/cluster/test_cluster_submit_failover.py`.
 def test_no_submit_fails_over_a_primary_kill_and_every_accepted_run_finishes(
     own_cluster: LocalCluster, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
