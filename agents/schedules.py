@@ -1,20 +1,22 @@
 """Cron schedules of runs: adding them (cron checked by croniter) and firing their ticks.
 
-:func:`fire_due` is one pass of a scheduler over every schedule; ``baton scheduler`` calls it in a
-loop (:func:`run_scheduler`), and any number of schedulers may run at once. Each due tick is
+:func:`fire_due` is one pass of a scheduler over every schedule. Every worker process calls it in its
+upkeep thread (``agents/upkeep.py``; ``BATON_WORKER_SCHEDULES=0`` turns that off) and ``baton
+scheduler`` in its loop: any number of schedulers may run at once. Each due tick is
 submitted through the one submit path with the idempotency key ``schedule:NAME:TICK``: whichever
 scheduler gets there first starts the tick's run, every other one gets the same run id back. A
 tick is due when it falls after the schedule's ``last_tick`` (or its creation) and at most
 ``catchup_s`` seconds before now (never less than :data:`GRACE_S`): after downtime, missed ticks
 inside the window fire once each, older ones are skipped. A tick that finds the schedule's
 previous run still going follows the schedule's ``overlap`` policy (``protocol/schedules.py``).
+One scheduler at a time decides a schedule's ticks (a lease of :data:`LEASE_MS`, shorter than the
+grace, so a scheduler killed while holding it costs no tick); the others skip it for that pass.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 
@@ -26,15 +28,18 @@ from baton.agents.submit import submit_run
 from baton.agents.workflow import named
 from baton.broker import Keys, Redis, run_record
 from baton.broker import schedules as store
-from baton.protocol import ProtocolError
+from baton.protocol import ProtocolError, new_id
 from baton.protocol.schedules import OVERLAPS, Overlap, Schedule
 
-__all__ = ["GRACE_S", "add_schedule", "fire_due", "parse_duration", "run_scheduler", "set_paused", "ticks"]
+__all__ = ["GRACE_S", "LEASE_MS", "add_schedule", "fire_due", "parse_duration", "set_paused", "ticks"]
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 5.0
 """The catch-up window's floor: how late a scheduler may be for a tick without skipping it."""
+
+LEASE_MS = 2000
+"""How long one scheduler may hold a schedule's ticks (well under :data:`GRACE_S`)."""
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -132,21 +137,17 @@ def _fire_schedule(redis: Redis, keys: Keys, settings: Settings, schedule: Sched
 
 
 def fire_due(redis: Redis, keys: Keys, settings: Settings, now: float | None = None) -> list[str]:
-    """One pass over every schedule that is not paused: start each due tick's run (see the module);
-    return the run ids this pass submitted (a tick another scheduler started is among them too)."""
+    """One pass over every schedule that is not paused and not held by another scheduler: start
+    each due tick's run (see the module); return the run ids this pass submitted (a tick another
+    scheduler started is among them too)."""
     at = time.time() if now is None else now
     started: list[str] = []
+    token = new_id()
     for schedule in store.list_schedules(redis, keys):
-        if not schedule.paused:
-            started += _fire_schedule(redis, keys, settings, schedule, at)
-    return started
-
-
-def run_scheduler(redis: Redis, keys: Keys, settings: Settings, stop: threading.Event, *, poll_s: float = 0.5) -> None:
-    """Fire due ticks every ``poll_s`` seconds until ``stop`` is set; Redis errors are logged and retried."""
-    while not stop.is_set():
+        if schedule.paused or not store.hold_schedule(redis, keys, schedule.name, token, LEASE_MS):
+            continue
         try:
-            fire_due(redis, keys, settings)
-        except Exception:  # noqa: BLE001 - an outage must not end the scheduler
-            log.exception("scheduler pass failed")
-        stop.wait(poll_s)
+            started += _fire_schedule(redis, keys, settings, schedule, at)
+        finally:
+            store.release_schedule(redis, keys, schedule.name, token)
+    return started

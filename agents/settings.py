@@ -78,6 +78,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (a submit with wait_replicas waits as long, then raises ReplicasBehind: submit again with its run id)
     submit_retry_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # a submit retries a failover this long; 0: never
     journal: bool = True  # code roles record each call's result (a redelivered hop repeats none); 0: call again
+    worker_schedules: bool = True  # every worker process fires the schedules' due ticks too; 0: only `baton scheduler`
+    worker_webhooks: bool = True  # every worker process (with a webhook_secret) delivers webhooks too; 0: off
+    upkeep_poll_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # seconds between upkeep passes (schedules, webhooks)
+    webhook_allow: str = ""  # hosts, *.domains, IP networks or `public` webhooks may call; empty: no webhooks
+    webhook_secret: str = ""  # the HMAC-SHA256 key deliveries are signed with; a process without it sends none
+    webhook_retry_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0  # retry a failing delivery this long, then fail it
+    webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # one attempt's connect + answer time
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -20,6 +20,10 @@ record an earlier attempt may have written, so a retried submit never starts the
 ``broker.replication.confirm_run``), or raises ``ReplicasBehind`` after ``BATON_WAIT_TIMEOUT_MS``
 (the run is written; the idempotency key stays claimed, so submitting again with it confirms the
 run instead of starting another).
+
+A ``webhook`` URL (else the workflow's ``webhook``) is checked against ``BATON_WEBHOOK_ALLOW`` first
+(``agents/webhooks.py``, ``WebhookRefused``) and its delivery is stored before the run is written,
+so no run that ends can miss it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import TypeVar
 from baton.agents.backpressure import check_submit
 from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
+from baton.agents.webhooks import check_url, forget_run, watch_run
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, Redis, idempotency, submit
 from baton.broker.errors import BrokerError, OutOfMemoryError, TryAgainError, is_transient
@@ -87,7 +92,8 @@ def _confirm(redis: Redis, keys: Keys, run_id: str, wait: ReplicaWait | None) ->
 def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text: str, *,
                deadline: float | None = None, metadata: Mapping[str, str] | None = None,
                run_id: str | None = None, budget: Budget | None = None, priority: Priority = "interactive",
-               trace: Mapping[str, str] | None = None, idempotency_key: str | None = None) -> str:
+               trace: Mapping[str, str] | None = None, idempotency_key: str | None = None,
+               webhook: str | None = None) -> str:
     """Start a run of ``wf`` on ``text``; return its id.
 
     Refused with ``broker.backpressure.SubmitRefused`` while the entry role is at its backlog limit
@@ -95,9 +101,11 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
     written either way). ``budget``'s unset limits come from the workflow's ``[budget]``;
     ``metadata`` is kept on the run record. ``idempotency_key``: the run this key started, if any,
     instead of a new one (see the module). Failovers are retried and replicas waited for as the
-    module says (``ReplicasBehind``). See :func:`new_task` for the rest.
+    module says (``ReplicasBehind``). ``webhook``: POST the run's end there (see the module). See
+    :func:`new_task` for the rest.
     """
     run_id = run_id or new_id()
+    hook = check_url(webhook or wf.webhook, settings.webhook_allow) if webhook or wf.webhook else None
     wait = ReplicaWait(settings.wait_replicas, settings.wait_timeout_ms) if settings.wait_replicas else None
     limit_s = settings.submit_retry_s
     if idempotency_key is not None:
@@ -116,6 +124,8 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
             check_submit(redis, keys, settings, wf)
         elif _confirm(redis, keys, run_id, wait) is not None:
             return run_id  # an earlier attempt wrote it
+        if hook is not None:
+            watch_run(redis, keys, run_id, hook)
         submit(redis, keys, task, metadata=metadata, budget=wf.run_budget(budget))
         if wait is not None and _confirm(redis, keys, run_id, wait) is None:
             raise TryAgainError(f"TRYAGAIN run {run_id} vanished before its replicas acknowledged it")
@@ -127,4 +137,7 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
         if idempotency_key is not None and not isinstance(exc, ReplicasBehind):
             with contextlib.suppress(BrokerError):  # Redis may still be down: the claim then expires
                 idempotency.release(redis, keys, idempotency_key, run_id)
+        if hook is not None and not isinstance(exc, ReplicasBehind):
+            with contextlib.suppress(BrokerError):  # (else it fails as "run not found" later)
+                forget_run(redis, keys, run_id)
         raise

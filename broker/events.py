@@ -29,6 +29,7 @@ __all__ = [
     "append_events",
     "aread_events",
     "iter_events",
+    "last_event",
     "read_events",
 ]
 
@@ -154,6 +155,13 @@ def read_events(
     """
     read = _Read(keys, run_id, after, block_ms, count)
     return read.decode(read.send(client))
+
+
+def last_event(client: redis.Redis, keys: Keys, run_id: str) -> EventEntry | None:
+    """The newest event of ``run_id`` (a terminal one once the run ended); None when its log is empty."""
+    read = _Read(keys, run_id, None, None, 1)
+    found = read.decode(client.xrevrange(read.key, count=1))
+    return found[0] if found else None
 
 
 async def aread_events(

@@ -4,7 +4,9 @@ The state hash of a schedule holds ``last_tick`` (the newest tick any scheduler 
 ``last_run``/``last_run_tick`` (the run its newest fired tick started) and ``buffered`` (a tick held
 by the ``buffer_one`` policy). Every update is monotonic or compare-and-set, so any number of
 schedulers may apply them in any order; that a tick starts at most one run is the submit's
-idempotency key (``schedule:NAME:TICK``), not this state.
+idempotency key (``schedule:NAME:TICK``), not this state. A short lease per schedule
+(:func:`hold_schedule`) lets one scheduler at a time decide its ticks, so the overlap policies see
+each other's runs; a holder that dies only delays the next pass by the lease.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from baton.broker.keys import Keys
 from baton.broker.text import as_text
 from baton.protocol.schedules import Schedule
 
-__all__ = ["ScheduleState", "buffer_tick", "delete_schedule", "get_schedule", "list_schedules", "mark_tick",
-           "record_run", "save_schedule", "schedule_state", "take_buffered"]
+__all__ = ["ScheduleState", "buffer_tick", "delete_schedule", "get_schedule", "hold_schedule", "list_schedules",
+           "mark_tick", "record_run", "release_schedule", "save_schedule", "schedule_state", "take_buffered"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Schedule).decode
@@ -103,3 +105,24 @@ def buffer_tick(client: redis.Redis, keys: Keys, name: str, tick: float) -> None
 def take_buffered(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
     """Drop the held tick if it is still ``tick``."""
     _update(client, keys, name, lambda f: {"buffered": ""} if f.get("buffered") == repr(tick) else {})
+
+
+def _lease(keys: Keys, name: str) -> str:
+    return f"{keys.schedule_state(name)}:lease"
+
+
+def hold_schedule(client: redis.Redis, keys: Keys, name: str, token: str, lease_ms: int) -> bool:
+    """Take the lease on deciding ``name``'s ticks for ``lease_ms`` (``SET NX PX``); whether we got it."""
+    return bool(client.set(_lease(keys, name), token, nx=True, px=lease_ms))
+
+
+def release_schedule(client: redis.Redis, keys: Keys, name: str, token: str) -> None:
+    """Give the lease back if ``token`` still holds it (a lease that ran out may be another's now)."""
+    key = _lease(keys, name)
+
+    def apply(pipe: Any) -> None:
+        if as_text(pipe.get(key) or b"") == token:
+            pipe.multi()
+            pipe.delete(key)
+
+    client.transaction(apply, key)

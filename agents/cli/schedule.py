@@ -12,14 +12,16 @@ import typer
 from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, err, out, settings
-from baton.agents.schedules import add_schedule, parse_duration, run_scheduler, set_paused
+from baton.agents.schedules import add_schedule, parse_duration, set_paused
+from baton.agents.upkeep import Upkeep
 from baton.broker.schedules import delete_schedule, list_schedules, schedule_state
 from baton.protocol import ProtocolError
 from baton.protocol.schedules import OVERLAPS
 
 __all__ = ["schedule_add", "schedule_delete", "schedule_list", "schedule_pause", "schedule_resume", "scheduler"]
 
-schedule_app = typer.Typer(help="Cron schedules of runs (fired by `baton scheduler`).", no_args_is_help=True)
+schedule_app = typer.Typer(help="Cron schedules of runs (fired by every worker and by `baton scheduler`).",
+                           no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 NameArg = Annotated[str, typer.Argument(help="The schedule's name.")]
@@ -92,13 +94,14 @@ def schedule_delete(name: NameArg) -> None:
 
 @app.command("scheduler")
 def scheduler(
-    poll: Annotated[float, typer.Option(help="Seconds between passes over the schedules.")] = 0.5,
+    poll: Annotated[float, typer.Option(help="Seconds between passes over the schedules and webhooks.")] = 0.5,
 ) -> None:
-    """Fire the schedules' ticks until SIGTERM/SIGINT; run as many as you like (each tick starts one run)."""
+    """Fire the schedules' ticks and deliver webhooks (with BATON_WEBHOOK_SECRET) until SIGTERM/SIGINT;
+    run as many as you like (each tick starts one run, each webhook is sent by one)."""
     s = settings()
     client, keys = connect_checked(s)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     err.print(f"scheduler polling every {poll:g}s")
-    run_scheduler(client, keys, s, stop, poll_s=poll)
+    Upkeep(client, keys, s, stop, poll_s=poll).run()

@@ -42,6 +42,7 @@ from baton.agents.runtime.tracing import configure
 from baton.agents.runtime.work import Batch, Commit
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
+from baton.agents.upkeep import worker_upkeep
 from baton.agents.workflow.spec import Workflow
 from baton.broker import Entry, Redis, connect
 
@@ -146,6 +147,8 @@ class MultiRoleWorker:
             if self.settings.metrics_port:
                 w.metrics.serve(self.settings.metrics_port)
             beaters.append(w.start())
+        lead = self.workers[0]
+        worker_upkeep(lead.client, lead.keys, self.settings, self.stopping).start()
         for r in self.readers:
             r.thread = self._thread(functools.partial(self._read_loop, r), f"read-{r.worker.spec.role}")
         log.info("multi-role worker ready: roles %s (%s)", ", ".join(self.roles),

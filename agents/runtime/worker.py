@@ -33,6 +33,7 @@ from baton.agents.runtime.work import Batch
 if TYPE_CHECKING:
     from baton.agents.runtime.stages.handle import HandlerRunner
 from baton.agents.settings import Settings
+from baton.agents.upkeep import worker_upkeep
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, ConsumerLoop, Entry, Redis
 from baton.broker.janitor import Janitor
@@ -117,6 +118,7 @@ class Worker:
         self.load()
         configure("baton-worker", span_file=self.settings.otel_file)
         beater = self.start()
+        worker_upkeep(self.client, self.keys, self.settings, self.stopping).start()
         log.info("worker %s ready (role %s, agent %s)", self.consumer, self.spec.role, self.spec.agent)
         self.consumer_loop().run(self.process, read=self.read, on_reclaim=self.reclaim_done)
         self.shutdown(beater)

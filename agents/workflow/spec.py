@@ -220,6 +220,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tools: dict[Name, ToolConfig] = {}
     mcp: dict[Name, MCPServerSpec] = {}
     budget: Budget | None = None
+    webhook: str = ""
+    """Each run's completion webhook URL unless its submit gives one (``agents/webhooks.py``)."""
     base_dir: str = ""
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
-"""Cron schedules against a real Redis: one run per tick from three scheduler processes, the overlap
-policies, catch-up after downtime (in-process passes at chosen instants, and real processes stopped
-and restarted), and the CLI and HTTP faces."""
+"""Cron schedules against a real Redis: one run per tick from three scheduler processes and workers
+(whose upkeep fires schedules too), the overlap policies, catch-up after downtime (in-process
+passes at chosen instants, and real processes stopped and restarted), and the CLI and HTTP faces."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from baton.broker.runs import run_metadata
 from baton.broker.schedules import get_schedule, schedule_state
 from baton.protocol import ProtocolError
 from tests.cli import baton
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Workers
 from tests.waiting import wait_for
 
 EVERY_SECOND = "* * * * * *"
@@ -64,26 +64,54 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
         assert p.wait(timeout=30) == 0
 
 
-def test_three_schedulers_one_run_per_tick_then_catch_up(redis_url: str, client: redis.Redis, keys: Keys) -> None:
+def _runs(client: redis.Redis, keys: Keys, name: str) -> list[str]:
+    return [r for r in list_runs(client, keys, 10_000)
+            if run_metadata(get_run(client, keys, r) or {}).get("schedule") == name]
+
+
+def test_three_schedulers_and_workers_one_run_per_tick_then_catch_up(
+        redis_url: str, client: redis.Redis, keys: Keys, workers: Workers) -> None:
+    """Three ``baton scheduler`` processes and two workers (whose upkeep fires schedules too) on three
+    schedules: each tick starts one run, the overlap policies hold across processes, and after all
+    of them stopped, workers alone catch up."""
     catchup = 6.0  # above GRACE_S (5 s), the floor of every window
     add_schedule(client, keys, "s", EVERY_SECOND, task="nightly report", overlap="allow", catchup_s=catchup)
+    add_schedule(client, keys, "k", EVERY_SECOND, task="t", overlap="skip", catchup_s=catchup)
+    add_schedule(client, keys, "b", EVERY_SECOND, task="t", overlap="buffer_one", catchup_s=catchup)
+    # no planner worker: every run stays queued at the entry role, so "k" and "b" overlap each tick
+    workers.env.update({"BATON_MODEL": "echo", "BATON_UPKEEP_POLL_S": "0.1"})
+    for role in ("researcher", "summarizer"):
+        workers.spawn(role)
+    workers.wait_ready(client)
     procs = _schedulers(redis_url, 3)
     try:
         ready = len(_ticks(client, keys))
         wait_for(lambda: len(_ticks(client, keys)) >= ready + 6, timeout=120)
+        assert len(_runs(client, keys, "k")) == 1 and len(_runs(client, keys, "b")) == 1
+        buffered = schedule_state(client, keys, "b").buffered
+        assert buffered > 0
+        for name in ("k", "b"):  # the runs end: "skip" fires its next tick, "buffer_one" its held one
+            cancel_run(client, keys, _runs(client, keys, name)[0])
+        wait_for(lambda: len(_runs(client, keys, "k")) == 2 and len(_runs(client, keys, "b")) == 2, timeout=60)
+        assert buffered in [t for t, _ in _ticks(client, keys, "b")]
     finally:
         _stop(procs)
+        for w in workers.procs:
+            w.send_signal(signal.SIGTERM)
+        for w in workers.procs:
+            assert w.wait(timeout=60) == 0, workers.logs()
     fired = [t for t, _ in _ticks(client, keys)]
     assert Counter(fired).most_common(1)[0][1] == 1  # no tick started two runs
     assert fired == list(range(fired[0], fired[-1] + 1))  # and none was missed
+    assert len(_runs(client, keys, "k")) == 2 and len(_runs(client, keys, "b")) == 2  # no overlap slipped through
     last = fired[-1]
-    # every scheduler is down; wait past the catch-up window, then start one again
+    # every scheduler and worker is down; wait past the catch-up window, then start one worker
     wait_for(lambda: time.time() > last + catchup + 4, timeout=60)
-    procs = _schedulers(redis_url, 1)
+    workers.spawn("researcher")
     try:
         wait_for(lambda: len(_ticks(client, keys)) >= len(fired) + 3, timeout=120)
     finally:
-        _stop(procs)
+        workers.stop_all()
     after = [(t, at) for t, at in _ticks(client, keys) if t > last]
     ticks_after = [t for t, _ in after]
     assert ticks_after == list(range(ticks_after[0], ticks_after[-1] + 1))  # each once, in order
@@ -92,6 +120,18 @@ def test_three_schedulers_one_run_per_tick_then_catch_up(redis_url: str, client:
     assert ticks_after[0] - last >= 5
     assert any(at - t >= 1 for t, at in after)  # missed ticks inside the window fired late
     assert all(at - t <= catchup + 3 for t, at in after)  # (3 s: a loaded machine's submit time)
+
+
+def test_worker_schedules_setting(redis_url: str, client: redis.Redis, keys: Keys, workers: Workers) -> None:
+    """``BATON_WORKER_SCHEDULES=0``: a worker fires no schedule."""
+    add_schedule(client, keys, "s", EVERY_SECOND, task="t", overlap="allow")
+    workers.env.update({"BATON_MODEL": "echo", "BATON_UPKEEP_POLL_S": "0.1", "BATON_WORKER_SCHEDULES": "0"})
+    workers.spawn("researcher")
+    workers.wait_ready(client)
+    time.sleep(3)  # three ticks go by
+    assert _ticks(client, keys) == []
+    workers.spawn("summarizer", env={"BATON_WORKER_SCHEDULES": "1"})
+    wait_for(lambda: len(_ticks(client, keys)) >= 2, timeout=60)
 
 
 def _pass(client: redis.Redis, keys: Keys, at: float) -> list[str]:

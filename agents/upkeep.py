@@ -1,0 +1,83 @@
+"""Upkeep: the chores every worker process runs beside its role's work, and ``baton scheduler`` runs alone.
+
+A thread per chore, every ``BATON_UPKEEP_POLL_S`` seconds: fire the schedules' due ticks
+(``agents/schedules.py``; each tick starts one run however many processes fire it) and deliver
+the completion webhooks that are due (``agents/webhooks.py``; one process at a time holds each
+delivery). A worker runs each chore unless it is turned off (``BATON_WORKER_SCHEDULES=0``,
+``BATON_WORKER_WEBHOOKS=0``, or no ``BATON_WEBHOOK_SECRET`` to sign with). A chore that Redis refuses
+with ``NOPERM`` (a worker under a least-privilege ACL user, ``broker/acl.py``) is logged once and
+dropped for the life of the process: run ``baton scheduler`` with a user that may. Any other error
+is logged and the chore is tried again at the next pass.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable
+
+from baton.agents.schedules import fire_due
+from baton.agents.settings import Settings
+from baton.agents.webhooks import deliver_due
+from baton.broker import Keys, Redis
+from baton.broker.errors import NoPermission
+
+__all__ = ["Upkeep", "worker_upkeep"]
+
+log = logging.getLogger("baton.upkeep")
+
+
+class Upkeep:
+    """The chores of one process, run in order each pass."""
+
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings, stop: threading.Event, *,
+                 schedules: bool = True, webhooks: bool = True, poll_s: float | None = None) -> None:
+        self.stop, self.poll_s = stop, settings.upkeep_poll_s if poll_s is None else poll_s
+        self.chores: dict[str, Callable[[], object]] = {}
+        if schedules:
+            self.chores["schedules"] = lambda: fire_due(redis, keys, settings)
+        if webhooks and settings.webhook_secret:
+            self.chores["webhooks"] = lambda: deliver_due(redis, keys, settings, stop)
+
+    def run_once(self) -> None:
+        """One pass of every chore still on (tests call it to step the upkeep)."""
+        for name in list(self.chores):
+            self._pass(name)
+
+    def _pass(self, name: str) -> bool:
+        """One pass of chore ``name``; False once it is dropped."""
+        try:
+            self.chores[name]()
+        except NoPermission as exc:
+            log.warning("upkeep: %s turned off in this process, Redis refused it: %s", name, exc)
+            del self.chores[name]
+            return False
+        except Exception:  # noqa: BLE001 - an outage or a bad item must not end the upkeep
+            log.exception("upkeep: %s pass failed", name)
+        return True
+
+    def _loop(self, name: str) -> None:
+        while not self.stop.is_set() and self._pass(name):
+            self.stop.wait(self.poll_s)
+
+    def start(self) -> list[threading.Thread]:
+        """Run each chore in its own daemon thread (a slow webhook receiver delays no schedule)."""
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(self._loop, name),
+                                    name=f"upkeep-{name}", daemon=True) for name in self.chores]
+        for t in threads:
+            t.start()
+        return threads
+
+    def run(self) -> None:
+        """Run every chore until ``stop`` is set."""
+        threads = self.start()
+        while not self.stop.wait(0.5):
+            pass
+        for t in threads:
+            t.join(timeout=self.poll_s + 1)
+
+
+def worker_upkeep(redis: Redis, keys: Keys, settings: Settings, stop: threading.Event) -> Upkeep:
+    """A worker process's upkeep, as its settings say (``BATON_WORKER_SCHEDULES``, ``BATON_WORKER_WEBHOOKS``)."""
+    return Upkeep(redis, keys, settings, stop, schedules=settings.worker_schedules, webhooks=settings.worker_webhooks)
