@@ -230,6 +230,8 @@ def submit_cmd(
     priority: PriorityOption = "interactive",
     idempotency_key: Annotated[str | None, typer.Option(
         help="Submitting again with this key returns the run it started instead of a new one.")] = None,
+    webhook: Annotated[str | None, typer.Option(
+        help="POST the run's end here, signed (a URL BATON_WEBHOOK_ALLOW allows).")] = None,
 ) -> None:
     """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
@@ -240,7 +242,7 @@ def submit_cmd(
     wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref, client=client, keys=keys)
     try:
         run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane,
-                            idempotency_key=idempotency_key)
+                            idempotency_key=idempotency_key, webhook=webhook)
     except ProtocolError as exc:
         raise CliError(str(exc)) from None
     out.print(run_id)

@@ -21,6 +21,7 @@ from baton.client import POLL_S, BaseClient, BaseRun, Client, Run, RunInfo, outc
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
+from baton.protocol.webhooks import Delivery
 
 __all__ = ["AsyncClient", "AsyncRun"]
 
@@ -56,11 +57,11 @@ class AsyncClient(BaseClient):
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                      metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                      budget: Budget | None = None, priority: Priority = "interactive",
-                     idempotency_key: str | None = None) -> AsyncRun:
+                     idempotency_key: str | None = None, webhook: str | None = None) -> AsyncRun:
         """Start a run (see ``Client.submit``)."""
         run = await self._in_thread(lambda c: c.submit(task, workflow=workflow, deadline=deadline, metadata=metadata,
                                                        run_id=run_id, budget=budget, priority=priority,
-                                                       idempotency_key=idempotency_key))
+                                                       idempotency_key=idempotency_key, webhook=webhook))
         return AsyncRun(self, run.id)
 
     async def run(self, run_id: str) -> AsyncRun:
@@ -96,6 +97,14 @@ class AsyncClient(BaseClient):
     async def delete_schedule(self, name: str) -> bool:
         """Delete ``name``; whether it existed."""
         return await self._in_thread(lambda c: c.delete_schedule(name))
+
+    async def failed_webhooks(self, limit: int = 100) -> list[Delivery]:
+        """Failed webhook deliveries (see ``Client.failed_webhooks``)."""
+        return await self._in_thread(lambda c: c.failed_webhooks(limit))
+
+    async def resend_webhook(self, run_id: str) -> bool:
+        """Send a run's webhook again (see ``Client.resend_webhook``)."""
+        return await self._in_thread(lambda c: c.resend_webhook(run_id))
 
 
 class AsyncRun(BaseRun):

@@ -23,10 +23,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from baton.agents import schedules as _schedules
+from baton.agents import webhooks as _webhooks
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
 from baton.broker import Keys, Redis, RunRecord, agents_in_run, connect, list_runs, run_record, run_records, scratchpad
+from baton.broker import webhooks as _webhooks_store
 from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
@@ -36,6 +38,7 @@ from baton.errors import RunCancelled, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
+from baton.protocol.webhooks import Delivery
 from baton.refusals import public_refusals
 
 __all__ = ["BaseClient", "BaseRun", "Client", "Run", "RunInfo", "outcome"]
@@ -127,7 +130,7 @@ class Client(BaseClient):
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                budget: Budget | None = None, priority: Priority = "interactive",
-               idempotency_key: str | None = None) -> Run:
+               idempotency_key: str | None = None, webhook: str | None = None) -> Run:
         """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
 
         ``deadline`` is in seconds from now; ``metadata`` is kept on the run record; ``budget``
@@ -136,12 +139,14 @@ class Client(BaseClient):
         work; a bad value raises ``ProtocolError``). The caller's current OpenTelemetry span, if
         any, becomes the parent of the run's hops. With ``idempotency_key``, a submit that repeats
         one already made with that key (within its retention, even concurrently) returns the run
-        that one started and starts nothing.
+        that one started and starts nothing. With ``webhook``, baton POSTs the run's end to that URL,
+        signed (``BATON_WEBHOOK_ALLOW`` must allow it, else ``ProtocolError``; the workflow's
+        ``webhook`` is the default).
         """
         wf = named(workflow or self.settings.workflow, client=self.redis, keys=self.keys)
         return Run(self, submit_run(self.redis, self.keys, self.settings, wf, task, deadline=deadline,
                                     metadata=metadata, run_id=run_id, budget=budget, priority=priority,
-                                    idempotency_key=idempotency_key))
+                                    idempotency_key=idempotency_key, webhook=webhook))
 
     def run(self, run_id: str) -> Run:
         """An existing run; ``RunNotFound`` when there is none."""
@@ -179,6 +184,14 @@ class Client(BaseClient):
     def delete_schedule(self, name: str) -> bool:
         """Delete ``name`` (its runs stay); whether it existed."""
         return delete_schedule(self.redis, self.keys, name)
+
+    def failed_webhooks(self, limit: int = 100) -> list[Delivery]:
+        """Completion webhook deliveries that failed, newest first."""
+        return _webhooks_store.failed(self.redis, self.keys, limit)
+
+    def resend_webhook(self, run_id: str) -> bool:
+        """Send ``run_id``'s webhook again now; whether the run has one."""
+        return _webhooks.resend(self.redis, self.keys, run_id) is not None
 
 
 class Run(BaseRun):

@@ -30,6 +30,7 @@ from baton.agents.ops.slots import Slot, StreamSlots
 from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
+from baton.agents.webhooks import WebhookRefused
 from baton.agents.workflow.loader import named
 from baton.agents.workflow.spec import Workflow, WorkflowError
 from baton.broker import (
@@ -70,6 +71,7 @@ def is_event_id(cursor: str) -> bool:
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The webhook URL is malformed or not allowed by BATON_WEBHOOK_ALLOW"},
     413: {"description": "Body too large"},
     429: {"description": "The entry role's backlog is at its limit (BATON_MAX_BACKLOG); see Retry-After"},
     503: {"description": "Redis is out of memory and refuses new runs; see Retry-After"},
@@ -135,7 +137,9 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
     try:
         return submit_run(ctx.client, ctx.keys, ctx.settings, wf, body.task.strip(), deadline=body.deadline,
                           metadata=body.metadata, budget=body.budget(), priority=body.priority, trace=trace,
-                          idempotency_key=idempotency_key)
+                          idempotency_key=idempotency_key, webhook=body.webhook)
+    except WebhookRefused as exc:
+        raise HTTPException(400, str(exc)) from None
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
     except BacklogFull as exc:

@@ -75,6 +75,9 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_model_calls: BudgetLimit | None = None
     max_tool_calls: BudgetLimit | None = None
     priority: Priority = "interactive"
+    webhook: Annotated[str, Meta(min_length=1, max_length=2048, description=(
+        "POST the run's end (terminal event and result, HMAC-signed) to this URL; it must be allowed by "
+        "BATON_WEBHOOK_ALLOW (else 400)."))] | None = None
 
     def budget(self) -> Budget | None:
         """The budget the body asks for (``None``: the workflow's own, if any)."""

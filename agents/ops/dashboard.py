@@ -40,6 +40,7 @@ from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.review_api import review_router
 from baton.agents.ops.schedules_api import schedules_router
 from baton.agents.ops.trace import RunNotFound, build_trace
+from baton.agents.ops.webhooks_api import webhooks_router
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, Redis, agents_in_run, connect, ping, scratchpad
@@ -134,6 +135,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     app.include_router(runs_router(ctx))
     app.include_router(review_router(ctx))
     app.include_router(schedules_router(ctx))
+    app.include_router(webhooks_router(ctx))
     mount_protocols(app, ctx)
     return app
 

@@ -1,0 +1,37 @@
+"""``/v1/webhooks``: completion webhook deliveries: the failed ones, one run's, and re-sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, HTTPException
+
+from baton.agents.ops.api import ApiContext, v1_router
+from baton.agents.webhooks import resend
+from baton.broker.webhooks import failed, get_delivery
+
+__all__ = ["webhooks_router"]
+
+
+def webhooks_router(ctx: ApiContext) -> APIRouter:
+    """The ``/v1/webhooks`` routes."""
+    router = v1_router(ctx, tags=["webhooks"])
+
+    @router.get("/webhooks/failed", summary="Failed deliveries, newest first")
+    def failed_route(limit: int = 100) -> dict[str, Any]:
+        return {"deliveries": msgspec.to_builtins(failed(ctx.client, ctx.keys, max(1, min(limit, 1000))))}
+
+    @router.get("/webhooks/{run_id}", summary="A run's delivery")
+    def show(run_id: str) -> dict[str, Any]:
+        if (d := get_delivery(ctx.client, ctx.keys, run_id)) is None:
+            raise HTTPException(404, f"run {run_id!r} has no webhook delivery")
+        return msgspec.to_builtins(d)  # type: ignore[no-any-return]
+
+    @router.post("/webhooks/{run_id}/resend", summary="Send a run's delivery again now")
+    def resend_route(run_id: str) -> dict[str, Any]:
+        if (d := resend(ctx.client, ctx.keys, run_id)) is None:
+            raise HTTPException(404, f"run {run_id!r} has no webhook delivery")
+        return msgspec.to_builtins(d)  # type: ignore[no-any-return]
+
+    return router
