@@ -61,7 +61,7 @@ def ticks(cron: str, after: float, until: float) -> Iterator[float]:
 
 
 def add_schedule(redis: Redis, keys: Keys, name: str, cron: str, *, task: str, workflow: str = "",
-                 overlap: Overlap = "skip", catchup_s: float = 60.0) -> Schedule:
+                 overlap: Overlap = "skip", catchup_s: float = 60.0, tenant: str = "") -> Schedule:
     """Create or replace the schedule ``name`` (its firing state is kept); ``ProtocolError`` when the
     cron expression, the workflow, the policy or the name is wrong."""
     if not croniter.is_valid(cron):
@@ -77,7 +77,8 @@ def add_schedule(redis: Redis, keys: Keys, name: str, cron: str, *, task: str, w
         schedule = msgspec.convert({"name": name, "cron": cron, "workflow": workflow, "task": task,
                                     "overlap": overlap, "catchup_s": catchup_s,
                                     "paused": old.paused if old else False,
-                                    "created_at": old.created_at if old else time.time()}, Schedule)
+                                    "created_at": old.created_at if old else time.time(), "tenant": tenant},
+                                   Schedule)
     except msgspec.ValidationError as exc:
         raise ProtocolError(str(exc)) from None
     store.save_schedule(redis, keys, schedule)
@@ -107,7 +108,7 @@ def _fire(redis: Redis, keys: Keys, settings: Settings, schedule: Schedule, tick
         wf = named(schedule.workflow or None, client=redis, keys=keys)
         run_id = submit_run(redis, keys, settings, wf, schedule.task,
                             idempotency_key=f"schedule:{schedule.name}:{tick:.0f}",
-                            metadata={"schedule": schedule.name, "tick": f"{tick:.0f}"})
+                            metadata={"schedule": schedule.name, "tick": f"{tick:.0f}"}, tenant=schedule.tenant)
     except Exception as exc:  # noqa: BLE001 - a refused tick is logged, the scheduler lives on
         log.warning("schedule %s: tick %.0f not started: %s", schedule.name, tick, exc)
         return None

@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 3  # consecutive transient model failures that open the endpoint's breaker
     breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
     api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
+    tenants_file: str = ""  # TOML file of tenants: hashed tokens and limits (``agents/tenants.py``); empty: none
     http_header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # HTTP servers: a request's headers in time
     http_body_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # ... and its body, else 408
     allowed_hosts: str = ""  # comma-separated Host names the dashboard answers without tokens (beyond loopback)

@@ -42,6 +42,7 @@ from baton.agents.workflow.spec import Workflow
 from baton.broker import Keys, Redis, idempotency, submit
 from baton.broker.errors import BrokerError, OutOfMemoryError, TryAgainError, is_transient
 from baton.broker.replication import ReplicasBehind, ReplicaWait, confirm_run
+from baton.broker.tenants import check_quota
 from baton.protocol import Budget, Priority, ProtocolError, Task, new_id
 
 __all__ = ["new_task", "retrying", "submit_run"]
@@ -53,7 +54,7 @@ _MAX_BACKOFF_S = 1.0
 
 def new_task(wf: Workflow, text: str, settings: Settings, *, deadline: float | None = None,
              run_id: str | None = None, priority: Priority = "interactive",
-             trace: Mapping[str, str] | None = None) -> Task:
+             trace: Mapping[str, str] | None = None, tenant: str = "") -> Task:
     """The first task of a new run of ``wf`` on ``text``.
 
     ``deadline`` is in seconds from now; ``trace`` holds the W3C ``traceparent``/``tracestate`` the
@@ -62,7 +63,8 @@ def new_task(wf: Workflow, text: str, settings: Settings, *, deadline: float | N
     fields = trace_fields() if trace is None else trace
     return Task(run_id=run_id or new_id(), role=wf.entry, task=text, workflow=wf.name,
                 deadline=None if deadline is None else time.time() + deadline, max_hops=settings.max_hops,
-                priority=priority, traceparent=fields.get("traceparent", ""), tracestate=fields.get("tracestate", ""))
+                priority=priority, traceparent=fields.get("traceparent", ""), tracestate=fields.get("tracestate", ""),
+                tenant=tenant)
 
 
 def retrying(attempt: Callable[[int], T], limit_s: float) -> T:
@@ -93,15 +95,17 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
                deadline: float | None = None, metadata: Mapping[str, str] | None = None,
                run_id: str | None = None, budget: Budget | None = None, priority: Priority = "interactive",
                trace: Mapping[str, str] | None = None, idempotency_key: str | None = None,
-               webhook: str | None = None) -> str:
-    """Start a run of ``wf`` on ``text``; return its id.
+               webhook: str | None = None, tenant: str = "") -> str:
+    """Start a run of ``wf`` on ``text`` (for ``tenant``, empty: none); return its id.
 
     Refused with ``broker.backpressure.SubmitRefused`` while the entry role is at its backlog limit
     or Redis is full, with ``ProtocolError`` when the task breaks the protocol's limits (nothing is
     written either way). ``budget``'s unset limits come from the workflow's ``[budget]``;
     ``metadata`` is kept on the run record. ``idempotency_key``: the run this key started, if any,
     instead of a new one (see the module). Failovers are retried and replicas waited for as the
-    module says (``ReplicasBehind``). ``webhook``: POST the run's end there (see the module). See
+    module says (``ReplicasBehind``). ``webhook``: POST the run's end there (see the module). A
+    tenant whose token quota is used up is refused with ``broker.tenants.QuotaExceeded``; its
+    idempotency keys are its own (another tenant's same key starts another run). See
     :func:`new_task` for the rest.
     """
     run_id = run_id or new_id()
@@ -112,16 +116,19 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
         if not 0 < len(idempotency_key) <= idempotency.MAX_KEY_LEN:
             raise ProtocolError(f"idempotency key must be 1 to {idempotency.MAX_KEY_LEN} characters")
         ttl = keys.retention.marker_s
-        held = retrying(lambda _: idempotency.claim(redis, keys, idempotency_key, run_id, ttl), limit_s)
+        claimed = f"{tenant}/{idempotency_key}" if tenant else idempotency_key
+        held = retrying(lambda _: idempotency.claim(redis, keys, claimed, run_id, ttl), limit_s)
         if held is not None and held != run_id:  # (our own id: a retried claim that had landed)
             if wait is not None:
                 retrying(lambda _: _confirm(redis, keys, held, wait), limit_s)
             return held
-    task = new_task(wf, text, settings, deadline=deadline, run_id=run_id, priority=priority, trace=trace)
+    task = new_task(wf, text, settings, deadline=deadline, run_id=run_id, priority=priority, trace=trace,
+                    tenant=tenant)
 
     def attempt(n: int) -> str:
         if n == 0:
             check_submit(redis, keys, settings, wf)
+            check_quota(redis, keys, tenant)
         elif _confirm(redis, keys, run_id, wait) is not None:
             return run_id  # an earlier attempt wrote it
         if hook is not None:
@@ -136,7 +143,7 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
     except BaseException as exc:
         if idempotency_key is not None and not isinstance(exc, ReplicasBehind):
             with contextlib.suppress(BrokerError):  # Redis may still be down: the claim then expires
-                idempotency.release(redis, keys, idempotency_key, run_id)
+                idempotency.release(redis, keys, claimed, run_id)
         if hook is not None and not isinstance(exc, ReplicasBehind):
             with contextlib.suppress(BrokerError):  # (else it fails as "run not found" later)
                 forget_run(redis, keys, run_id)

@@ -100,7 +100,7 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
         raise ForkError(f"role {from_role!r} ran as {meta['parts']} fan-out parts in run {run_id}; fork from the "
                         "role before it, or give --task")
     new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.workflow or DEFAULT_WORKFLOW, hop=hop,
-               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority)
+               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority, tenant=rec.tenant)
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
     if reuse_journal:
         label[JOURNAL_FROM] = run_id
@@ -121,7 +121,7 @@ def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float 
     if not starts:
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
     new = Task(run_id=new_id(), role=starts[0].role, task=rec.task, workflow=rec.workflow or DEFAULT_WORKFLOW,
-               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority)
+               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority, tenant=rec.tenant)
     label: dict[str, str | int] = {"replayed_from": run_id}
     if reuse_journal:
         label[JOURNAL_FROM] = run_id

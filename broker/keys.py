@@ -293,6 +293,23 @@ class Keys:
         """A list the caller blocks on for one tool result."""
         return f"{self._run_tag(run_id)}:toolreply:{call_id}"
 
+    # tenants -------------------------------------------------------------
+    def tenant_runs(self, tenant: str, partition: int = 0) -> str:
+        """Sorted set of one tenant's run ids in the partition, by creation time (``broker/tenants.py``)."""
+        return f"{self.tag(partition)}:truns:{tenant}"
+
+    def tenants(self) -> str:
+        """Hash of tenant name -> its limits as JSON (``protocol.TenantLimits``), published from the tenants file."""
+        return f"{self.prefix}:tenants"
+
+    def tenant_usage(self, tenant: str, window_s: int, window: int) -> str:
+        """Tokens a tenant's model calls generated in quota window number ``window`` of ``window_s`` seconds."""
+        return f"{self.prefix}:tusage:{tenant}:{window_s}:{window}"
+
+    def audit(self) -> str:
+        """The audit stream: one entry per state-changing API call (``broker/audit.py``)."""
+        return f"{self.prefix}:audit"
+
     # shared limits -------------------------------------------------------
     def rate_limit(self, model: str) -> str:
         """The rate-limit state of one model endpoint, shared by every worker that calls it

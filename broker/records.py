@@ -43,6 +43,8 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     trace_id: str = ""
     review: str = ""
     """The id of the run's latest review, if a role's output waited for one."""
+    tenant: str = ""
+    """The tenant the run belongs to (empty: none, which only an admin sees over the API)."""
     fields: dict[str, str] = msgspec.field(default_factory=dict)
     """Every field as stored (strings), for views that show them all."""
 

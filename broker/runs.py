@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -19,6 +19,7 @@ from baton.broker.keys import Keys
 from baton.broker.records import RunRecord, decode_run, run_metadata
 from baton.broker.scripts import LuaScript, is_missing, library
 from baton.broker.streams import ensure_group, entry_id_key
+from baton.broker.tenants import stage_tenant_run
 from baton.broker.text import as_text
 from baton.protocol import Budget, Error, Queued, Result, RunStatus, Task, decode, encode
 
@@ -93,6 +94,9 @@ def stage_submit(
     }
     if task.traceparent:
         record["trace_id"] = task.traceparent[3:35]
+    if task.tenant:
+        record["tenant"] = task.tenant
+        stage_tenant_run(pipe, keys, task.tenant, p, task.run_id, task.created_at)
     record.update(budget_fields(budget))
     if metadata:
         record["metadata"] = _encode_json(dict(metadata))
@@ -240,11 +244,13 @@ class BeforeRun:
     limited: list[bool]
     """Runs whose model calls must be reserved first (``broker.budget.needs_reservation``); a run
     without model limits skips the reservation, and its usage is counted with its commit."""
+    tenants: list[str | None] = field(default_factory=list)
+    """Each run's tenant as its record says (``""``: none or no record), when asked for (``tenants``)."""
 
 
 def before_run(
     client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]], *, budgets: bool = True,
-    started: Sequence[bytes] = (),
+    started: Sequence[bytes] = (), tenants: bool = False,
 ) -> BeforeRun:
     """Everything a worker reads before running a batch, in one round trip: which of ``run_ids``
     are cancelled, the scratchpads of the ``(run_id, agent)`` pairs in ``pads`` and (``budgets``)
@@ -253,7 +259,8 @@ def before_run(
     ``started`` (one encoded event per run id, ``b""`` for none) are the hops' ``hop_started``
     events: each is appended to its run's log in the same round trip unless the run is cancelled
     (``lua/started.lua``, one call per partition), so a hop is seen starting before its model call
-    without a write of its own, and a cancelled run's log gets none.
+    without a write of its own, and a cancelled run's log gets none. ``tenants``: read each run's
+    tenant from its record too (what a worker checks an entry's ``tenant`` against).
     """
     if not run_ids and not pads:
         return BeforeRun([], [], [])
@@ -273,9 +280,9 @@ def before_run(
         groups = list(by_p.values())
     for run_id, agent in pads:
         pipe.hgetall(keys.pad(run_id, agent))
-    unique = list(dict.fromkeys(run_ids)) if budgets else []
+    unique = list(dict.fromkeys(run_ids)) if budgets or tenants else []
     for run_id in unique:
-        pipe.hmget(keys.run(run_id), RESERVE_FIELDS)
+        pipe.hmget(keys.run(run_id), (*RESERVE_FIELDS, "tenant"))
     replies = pipe.execute(raise_on_error=False)
     if started:
         for i, (script_keys, args) in enumerate(calls):
@@ -288,8 +295,10 @@ def before_run(
     flags = cancelled_flags(run_ids, groups, replies[: len(groups)])
     n = len(groups) + len(pads)
     read_pads = [_pad_entries(raw) for raw in replies[len(groups) : n]]
-    limited = dict(zip(unique, (needs_reservation(r) for r in replies[n:]), strict=True))
-    return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids])
+    limited = dict(zip(unique, (budgets and needs_reservation(r[:-1]) for r in replies[n:]), strict=True))
+    owner = dict(zip(unique, (as_text(r[-1] or b"") for r in replies[n:]), strict=True))
+    return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids],
+                     [owner[r] for r in run_ids] if tenants else [])
 
 
 _started = LuaScript("started.lua")

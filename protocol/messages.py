@@ -103,6 +103,10 @@ class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     hop: HopCount = 0
     created_at: float = msgspec.field(default_factory=now)
     trace: tuple[Hop, ...] = ()
+    tenant: MaybeName = ""
+    """The tenant the run belongs to (empty: none). Only the submit path sets it (``agents/submit.py``,
+    written with the run record); every hop copies it, and a worker checks it against the run record
+    and dead-letters an entry whose tenant is not its run's (``agents/runtime/stages/guard.py``)."""
 
 
 class Task(_Base, frozen=True, kw_only=True, tag="task"):

@@ -32,3 +32,5 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     catchup_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     paused: bool = False
     created_at: float = 0.0
+    tenant: str = ""
+    """The tenant the schedule and its runs belong to (empty: none)."""

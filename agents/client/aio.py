@@ -17,6 +17,7 @@ from baton.agents.settings import Settings
 from baton.broker import AsyncRedis, RunRecord, connect_async
 from baton.broker.events import aiter_events, aread_events
 from baton.broker.runs import alist_runs, arun_record, arun_records
+from baton.broker.tenants import tenant_run_ids
 from baton.client import POLL_S, BaseClient, BaseRun, Client, Run, RunInfo, outcome
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
@@ -31,8 +32,8 @@ T = TypeVar("T")
 class AsyncClient(BaseClient):
     """``baton.Client`` for asyncio code."""
 
-    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
-        super().__init__(url, settings=settings)
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None, tenant: str = "") -> None:
+        super().__init__(url, settings=settings, tenant=tenant)
         self.aredis: AsyncRedis = connect_async(self.settings.redis_url, socket_timeout=POLL_S + 10)
         self._sync: Client | None = None
 
@@ -51,7 +52,7 @@ class AsyncClient(BaseClient):
     async def _in_thread(self, call: Callable[[Client], T]) -> T:
         """Run ``call`` on the synchronous client (made on first use) in a worker thread."""
         if self._sync is None:
-            self._sync = Client(settings=self.settings)
+            self._sync = Client(settings=self.settings, tenant=self.tenant)
         return await asyncio.to_thread(call, self._sync)
 
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
@@ -73,7 +74,10 @@ class AsyncClient(BaseClient):
     async def runs(self, *, status: str | None = None, limit: int = 20) -> list[RunInfo]:
         """The newest runs, newest first (see ``Client.runs``)."""
         wanted, window = self._window(status, limit)
-        ids = await alist_runs(self.aredis, self.keys, window)
+        if self.tenant:
+            ids = await self._in_thread(lambda c: tenant_run_ids(c.redis, c.keys, self.tenant, window))
+        else:
+            ids = await alist_runs(self.aredis, self.keys, window)
         return self._select(await arun_records(self.aredis, self.keys, ids), wanted, limit)
 
     async def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
@@ -119,7 +123,7 @@ class AsyncRun(BaseRun):
 
     async def record(self) -> RunRecord:
         """The run record."""
-        return self._found(await arun_record(self.client.aredis, self.client.keys, self.id))
+        return self._found(await arun_record(self.client.aredis, self.client.keys, self.id), self.client.tenant)
 
     async def status(self) -> RunStatus:
         """Where the run stands now."""

@@ -34,6 +34,7 @@ from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
 from baton.broker.schedules import delete_schedule, list_schedules
+from baton.broker.tenants import tenant_run_ids
 from baton.errors import RunCancelled, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
@@ -64,11 +65,14 @@ def outcome(record: RunRecord) -> str | None:
 
 class BaseClient:
     """What ``Client`` and ``AsyncClient`` share: one deployment's settings and key names (with its
-    retention), the workflow lookup and the listing filter."""
+    retention), the workflow lookup and the listing filter. With ``tenant``, runs are submitted as
+    that tenant's (its quota applies) and only its runs are listed and found (at the Redis level this
+    is a courtesy, not a boundary: the Redis user's ACL is, ``baton acl --tenant``)."""
 
-    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None, tenant: str = "") -> None:
         self.settings = settings or Settings.from_env(redis_url=url)
         self.keys: Keys = self.settings.keys()
+        self.tenant = tenant
 
 
     @staticmethod
@@ -77,10 +81,11 @@ class BaseClient:
         wanted = RunStatus(status) if status else None
         return wanted, limit if wanted is None else max(limit * 10, 200)
 
-    @staticmethod
-    def _select(records: Sequence[RunRecord | None], wanted: RunStatus | None, limit: int) -> list[RunInfo]:
-        """The first ``limit`` existing records with status ``wanted`` (any when None)."""
-        return [r for r in records if r is not None and (wanted is None or r.status is wanted)][:limit]
+    def _select(self, records: Sequence[RunRecord | None], wanted: RunStatus | None, limit: int) -> list[RunInfo]:
+        """The first ``limit`` existing records (of the client's tenant, if any) with status ``wanted``
+        (any when None)."""
+        return [r for r in records if r is not None and (wanted is None or r.status is wanted)
+                and (not self.tenant or r.tenant == self.tenant)][:limit]
 
 
 class BaseRun:
@@ -92,8 +97,8 @@ class BaseRun:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
 
-    def _found(self, record: RunRecord | None) -> RunRecord:
-        if record is None:
+    def _found(self, record: RunRecord | None, tenant: str = "") -> RunRecord:
+        if record is None or (tenant and record.tenant != tenant):
             raise RunNotFound(self.id)
         return record
 
@@ -112,8 +117,8 @@ class BaseRun:
 class Client(BaseClient):
     """A connection to one baton deployment (its Redis, ``BATON_PREFIX`` and partitions)."""
 
-    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
-        super().__init__(url, settings=settings)
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None, tenant: str = "") -> None:
+        super().__init__(url, settings=settings, tenant=tenant)
         self.redis: Redis = connect(self.settings.redis_url, socket_timeout=POLL_S + 10)
 
     def close(self) -> None:
@@ -146,7 +151,7 @@ class Client(BaseClient):
         wf = named(workflow or self.settings.workflow, client=self.redis, keys=self.keys)
         return Run(self, submit_run(self.redis, self.keys, self.settings, wf, task, deadline=deadline,
                                     metadata=metadata, run_id=run_id, budget=budget, priority=priority,
-                                    idempotency_key=idempotency_key, webhook=webhook))
+                                    idempotency_key=idempotency_key, webhook=webhook, tenant=self.tenant))
 
     def run(self, run_id: str) -> Run:
         """An existing run; ``RunNotFound`` when there is none."""
@@ -157,8 +162,9 @@ class Client(BaseClient):
     def runs(self, *, status: str | None = None, limit: int = 20) -> list[RunInfo]:
         """The newest runs, newest first (only those with ``status`` when given)."""
         wanted, window = self._window(status, limit)
-        return self._select(run_records(self.redis, self.keys, list_runs(self.redis, self.keys, window)), wanted,
-                            limit)
+        ids = tenant_run_ids(self.redis, self.keys, self.tenant, window) if self.tenant else list_runs(
+            self.redis, self.keys, window)
+        return self._select(run_records(self.redis, self.keys, ids), wanted, limit)
 
     def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                      catchup_s: float = 60.0) -> Schedule:
@@ -203,7 +209,7 @@ class Run(BaseRun):
 
     def record(self) -> RunRecord:
         """The run record (status, role, result, error, timings, usage...)."""
-        return self._found(run_record(self.client.redis, self.client.keys, self.id))
+        return self._found(run_record(self.client.redis, self.client.keys, self.id), self.client.tenant)
 
     def status(self) -> RunStatus:
         """Where the run stands now."""

@@ -27,6 +27,7 @@ from starlette.background import BackgroundTask
 from baton.agents.ops.auth import BearerAuth
 from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
 from baton.agents.ops.slots import Slot, StreamSlots
+from baton.agents.ops.tenancy import caller, owns
 from baton.agents.runtime.tracing import fields_from_headers
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
@@ -42,11 +43,12 @@ from baton.broker import (
     list_runs,
     scratchpads,
 )
-from baton.broker.backpressure import BacklogFull, RedisFull
+from baton.broker.backpressure import RedisFull, SubmitRefused
 from baton.broker.events import AsyncRedis, aread_events
 from baton.broker.records import RunRecord
 from baton.broker.replication import ReplicasBehind
 from baton.broker.runs import run_record, run_records
+from baton.broker.tenants import tenant_run_ids
 from baton.protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
 
 __all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
@@ -73,7 +75,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The webhook URL is malformed or not allowed by BATON_WEBHOOK_ALLOW"},
     413: {"description": "Body too large"},
-    429: {"description": "The entry role's backlog is at its limit (BATON_MAX_BACKLOG); see Retry-After"},
+    429: {"description": "The entry role's backlog is at its limit (BATON_MAX_BACKLOG), or the tenant's token "
+                        "quota is used up; see Retry-After"},
     503: {"description": "Redis is out of memory and refuses new runs; see Retry-After"},
 }
 
@@ -129,23 +132,24 @@ def v1_router(ctx: ApiContext, **kwargs: Any) -> APIRouter:
 
 def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, str] | None = None,
                    idempotency_key: str | None = None) -> str:
-    """Start the run ``body`` asks for; return its id (422 when the workflow or task is refused; 429
-    while the entry role is at its backlog limit, 503 while Redis is full, both with ``Retry-After``).
+    """Start the run ``body`` asks for, as the caller's tenant; return its id (422 when the workflow or
+    task is refused; 429 while the entry role is at its backlog limit or the tenant's token quota is
+    used up, 503 while Redis is full, all with ``Retry-After``).
     ``trace``: the W3C trace fields the run's hops continue (``tracing.fields_from_headers``);
     ``idempotency_key``: the ``Idempotency-Key`` header (a repeat gets the first run's id)."""
     wf = ctx.resolve_workflow(body.workflow)
     try:
         return submit_run(ctx.client, ctx.keys, ctx.settings, wf, body.task.strip(), deadline=body.deadline,
                           metadata=body.metadata, budget=body.budget(), priority=body.priority, trace=trace,
-                          idempotency_key=idempotency_key, webhook=body.webhook)
+                          idempotency_key=idempotency_key, webhook=body.webhook, tenant=caller().tenant)
     except WebhookRefused as exc:
         raise HTTPException(400, str(exc)) from None
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
-    except BacklogFull as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except RedisFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except SubmitRefused as exc:  # the backlog limit or the tenant's quota
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except ReplicasBehind as exc:  # written, not yet on BATON_WAIT_REPLICAS replicas
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
 
@@ -173,8 +177,10 @@ def runs_router(ctx: ApiContext) -> APIRouter:
     def list_runs_route(status: RunStatus | None = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
         window = FILTER_WINDOW if status else limit
-        ids = list_runs(ctx.client, ctx.keys, window)
-        records = [rec for rec in run_records(ctx.client, ctx.keys, ids) if rec is not None]
+        who = caller()
+        ids = list_runs(ctx.client, ctx.keys, window) if who.admin else tenant_run_ids(
+            ctx.client, ctx.keys, who.tenant, window)
+        records = [rec for rec in run_records(ctx.client, ctx.keys, ids) if rec is not None and owns(rec.tenant, who)]
         return {"runs": [run_view(rec) for rec in records if status is None or rec.status is status][:limit]}
 
     @router.get("/runs/{run_id}", summary="One run: record, result and tokens")
@@ -188,6 +194,7 @@ def runs_router(ctx: ApiContext) -> APIRouter:
 
     @router.post("/runs/{run_id}/cancel", summary="Cancel a run")
     def cancel_route(run_id: str) -> dict[str, Any]:
+        record_or_404(ctx, run_id)
         before = cancel_run(ctx.client, ctx.keys, run_id)
         if before is None:
             raise HTTPException(404, _missing(run_id))
@@ -245,9 +252,10 @@ def _has_ended(ctx: ApiContext, run_id: str) -> bool:
 
 
 def record_or_404(ctx: ApiContext, run_id: str) -> RunRecord:
-    """The run's record; 404 with a reason when there is no such run."""
+    """The run's record; 404 with a reason when there is no such run, or it is another tenant's
+    (answered alike, so ids do not leak)."""
     rec = run_record(ctx.client, ctx.keys, run_id)
-    if rec is None:
+    if rec is None or not owns(rec.tenant):
         raise HTTPException(404, _missing(run_id))
     return rec
 

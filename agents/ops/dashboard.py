@@ -39,12 +39,16 @@ from baton.agents.ops.interop import mount_protocols
 from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
 from baton.agents.ops.review_api import review_router
 from baton.agents.ops.schedules_api import schedules_router
+from baton.agents.ops.tenancy import CallerMiddleware, admin_only, owns
+from baton.agents.ops.tenants_api import tenants_router
 from baton.agents.ops.trace import RunNotFound, build_trace
 from baton.agents.ops.webhooks_api import webhooks_router
 from baton.agents.settings import Settings
+from baton.agents.tenants import Directory
 from baton.agents.workflow.spec import Workflow
-from baton.broker import BrokerError, Redis, agents_in_run, connect, ping, scratchpad
+from baton.broker import BrokerError, Redis, agents_in_run, connect, ping, run_record, scratchpad
 from baton.broker.dlq import count_dead, list_dead
+from baton.broker.tenants import publish_limits
 from baton.protocol import DEFAULT_WORKFLOW
 
 __all__ = ["Sampler", "create_app"]
@@ -114,7 +118,10 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     keys = settings.keys()
     sampler = Sampler(Monitor(client, keys, [(workflow.name, r.role) for r in workflow.roles]), interval=interval,
                       history_s=history_s)
-    ctx = ApiContext(settings, client, keys, workflow, BearerAuth(settings.api_token_list()))
+    directory = Directory.of(settings.tenants_file, settings.api_token_list())
+    if settings.tenants_file:
+        publish_limits(client, keys, directory.limits())
+    ctx = ApiContext(settings, client, keys, workflow, BearerAuth((), directory))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -130,12 +137,14 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     page = _page()
     app.add_middleware(BrowserGuard, auth=ctx.auth, allowed_hosts=settings.allowed_host_list(),
                        csp=content_security_policy(page))
+    app.add_middleware(CallerMiddleware, auth=ctx.auth, client=client, keys=keys)
     app.include_router(_site_router(ctx, sampler, page))
     app.include_router(_dashboard_router(ctx, sampler))
     app.include_router(runs_router(ctx))
     app.include_router(review_router(ctx))
     app.include_router(schedules_router(ctx))
     app.include_router(webhooks_router(ctx))
+    app.include_router(tenants_router(ctx))
     mount_protocols(app, ctx)
     return app
 
@@ -165,16 +174,18 @@ def _site_router(ctx: ApiContext, sampler: Sampler, page: str) -> APIRouter:
 
 
 def _dashboard_router(ctx: ApiContext, sampler: Sampler) -> APIRouter:
-    """``/api``: what only the page needs (snapshots live, a run's trace and scratchpads, dead letters)."""
+    """``/api``: what only the page needs (snapshots live, a run's trace and scratchpads, dead letters).
+    A tenant's token reads its own runs' traces; the snapshots and dead letters (every tenant's) are
+    an admin's (403 for a tenant)."""
     client, keys = ctx.client, ctx.keys
     api = APIRouter(prefix="/api", dependencies=[Depends(ctx.auth)], tags=["dashboard"])
 
-    @api.get("/snapshot")
+    @api.get("/snapshot", dependencies=[Depends(admin_only)])
     def api_snapshot() -> dict[str, Any]:
         snap = sampler.latest or sampler.sample_once()
         return {"snapshot": snap.to_builtins(), "error": sampler.error, "history": list(sampler.history)}
 
-    @api.get("/events")
+    @api.get("/events", dependencies=[Depends(admin_only)])
     async def api_events(request: Request) -> StreamingResponse:
         slot = ctx.streams.acquire(request)
 
@@ -190,6 +201,9 @@ def _dashboard_router(ctx: ApiContext, sampler: Sampler) -> APIRouter:
 
     @api.get("/runs/{run_id}")
     def api_run(run_id: str) -> dict[str, Any]:
+        rec = run_record(client, keys, run_id)
+        if not owns(rec.tenant if rec is not None else ""):  # another tenant's, or expired: only an admin's
+            raise HTTPException(404, f"no run {run_id!r}")
         try:
             tr = build_trace(client, keys, run_id)
         except RunNotFound as exc:
@@ -197,7 +211,7 @@ def _dashboard_router(ctx: ApiContext, sampler: Sampler) -> APIRouter:
         pads = {a: scratchpad(client, keys, run_id, a) for a in agents_in_run(client, keys, run_id)}
         return {"trace": tr.to_builtins(), "scratchpads": pads}
 
-    @api.get("/dead")
+    @api.get("/dead", dependencies=[Depends(admin_only)])
     def api_dead(limit: int = 50) -> dict[str, Any]:
         entries = list_dead(client, keys, limit=max(1, min(limit, 1000)), newest_first=True)
         return {"total": count_dead(client, keys), "entries": msgspec.to_builtins(dead_letter_views(entries))}

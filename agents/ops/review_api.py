@@ -16,9 +16,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from baton.agents.ops.api import ApiContext, record_or_404, v1_router
 from baton.agents.ops.bodies import DecisionRequest, ForkRequest, json_body, openapi_body
+from baton.agents.ops.tenancy import owns
 from baton.broker.fork import ForkError, fork_run, replay_run
 from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
-from baton.broker.runs import run_records
+from baton.broker.runs import run_record, run_records
 
 __all__ = ["decided_view", "review_router", "review_view"]
 
@@ -110,14 +111,16 @@ def review_router(ctx: ApiContext) -> APIRouter:
 
 def _waiting(ctx: ApiContext, reviews: list[Review]) -> list[Review]:
     """The reviews whose run still waits: a run cancelled or expired while parked leaves its review in the
-    index until the janitor sweeps it, and it can no longer be decided."""
+    index until the janitor sweeps it, and it can no longer be decided. Only the caller's tenant's."""
     records = run_records(ctx.client, ctx.keys, [r.run_id for r in reviews])
-    return [r for r, rec in zip(reviews, records, strict=True) if rec is not None and not rec.ended]
+    return [r for r, rec in zip(reviews, records, strict=True)
+            if rec is not None and not rec.ended and owns(rec.tenant)]
 
 
 def _review_or_404(ctx: ApiContext, review_id: str) -> Review:
     review = find_review(ctx.client, ctx.keys, review_id)
-    if review is None:
+    rec = run_record(ctx.client, ctx.keys, review.run_id) if review is not None else None
+    if review is None or not owns(rec.tenant if rec is not None else ""):
         raise HTTPException(404, f"no review {review_id!r} (nor a run with a review of that id)")
     return review
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from baton.agents.ops.api import ApiContext, v1_router
 from baton.agents.ops.bodies import json_body, openapi_body
+from baton.agents.ops.tenancy import caller, owns
 from baton.agents.schedules import add_schedule, set_paused
 from baton.broker.schedules import delete_schedule, get_schedule, list_schedules, schedule_state
 from baton.protocol import ProtocolError
@@ -37,23 +38,27 @@ def schedules_router(ctx: ApiContext) -> APIRouter:
     router = v1_router(ctx, tags=["schedules"])
 
     def found(name: str) -> Schedule:
-        if (s := get_schedule(ctx.client, ctx.keys, name)) is None:
+        if (s := get_schedule(ctx.client, ctx.keys, name)) is None or not owns(s.tenant):
             raise HTTPException(404, f"no schedule {name!r}")
         return s
 
     @router.post("/schedules", status_code=201, openapi_extra=openapi_body(ScheduleRequest),
                  summary="Create or replace a schedule")
     def create(body: Annotated[ScheduleRequest, Depends(json_body(ScheduleRequest))]) -> dict[str, Any]:
+        held = get_schedule(ctx.client, ctx.keys, body.name)
+        if held is not None and not owns(held.tenant):  # schedule names are one namespace
+            raise HTTPException(409, f"the schedule name {body.name!r} is taken; choose another")
         try:
             s = add_schedule(ctx.client, ctx.keys, body.name, body.cron, task=body.task, workflow=body.workflow,
-                             overlap=body.overlap, catchup_s=body.catchup_s)
+                             overlap=body.overlap, catchup_s=body.catchup_s,
+                             tenant=held.tenant if held is not None else caller().tenant)
         except ProtocolError as exc:
             raise HTTPException(422, str(exc)) from None
         return _view(ctx, s)
 
     @router.get("/schedules", summary="Every schedule, by name")
     def list_route() -> dict[str, Any]:
-        return {"schedules": [_view(ctx, s) for s in list_schedules(ctx.client, ctx.keys)]}
+        return {"schedules": [_view(ctx, s) for s in list_schedules(ctx.client, ctx.keys) if owns(s.tenant)]}
 
     @router.get("/schedules/{name}", summary="One schedule and its state")
     def show(name: str) -> dict[str, Any]:
@@ -71,6 +76,7 @@ def schedules_router(ctx: ApiContext) -> APIRouter:
 
     @router.delete("/schedules/{name}", summary="Delete a schedule (its runs stay)")
     def delete(name: str) -> dict[str, Any]:
+        found(name)
         if not delete_schedule(ctx.client, ctx.keys, name):
             raise HTTPException(404, f"no schedule {name!r}")
         return {"name": name, "deleted": True}

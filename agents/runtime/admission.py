@@ -73,7 +73,7 @@ def dead_letter(keys: Keys, role: str, entry: Entry, reason: str, task: Task | N
     record: dict[str, str | float | int] = {}
     events: list[bytes] = []
     if fail_run and run_id and keys.partition(run_id) == partition:
-        err = Error(run_id=run_id, role=role, reason=reason)
+        err = Error(run_id=run_id, role=role, reason=reason, tenant=task.tenant if task else "")
         outputs.append((keys.results(partition), encode(err)))
         now = time.time()
         record = {"status": RunStatus.FAILED, "error": reason, "role": role, "updated_at": now}

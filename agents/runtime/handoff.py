@@ -58,7 +58,7 @@ def build_handoff(
     pad_value = pad_entry(task, output, meta)
     carry = hop_fields(span, task)
     common: dict[str, Any] = {"run_id": task.run_id, "parent_id": task.id, "hop": task.hop + 1,
-                              "trace": (*task.trace, hop)}
+                              "trace": (*task.trace, hop), "tenant": task.tenant}
     p = keys.partition(task.run_id)
     record: dict[str, str | float | int] = {"updated_at": finished, "hops": task.hop + 1}
     if isinstance(decision, HandTo | FanOut | Finish):

@@ -60,6 +60,8 @@ class WorkItem:
     False for a run without model limits)."""
     usage_at_commit: bool = False
     """The budget stage skipped its reservation: its usage is counted by its commit (``HandOff``)."""
+    owner: str | None = None
+    """The tenant its run's record names (the guard's read; None: not read), which ``task.tenant`` must match."""
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from baton.agents.runtime.admission import dead_letter
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.work import Batch, Commit, WorkItem
 from baton.broker import before_run
@@ -32,7 +33,9 @@ def read_flags(rt: RoleRuntime, work: Sequence[WorkItem], *, start_at: float | N
     pads = [(w.task.run_id, rt.spec.agent) for w in work] if early else []
     started = [] if rt.spec.join or start_at is None else [_started(rt, w, start_at) for w in work]
     read = before_run(rt.client, rt.keys, [w.task.run_id for w in work], pads, budgets=not rt.spec.review,
-                      started=started)
+                      started=started, tenants=True)
+    for w, owner in zip(work, read.tenants, strict=True):
+        w.owner = owner
     for w, event in zip(work, started, strict=False):
         w.announced = bool(event)
     for w, memory in zip(work if early else [], read.pads, strict=True):
@@ -51,7 +54,9 @@ def _started(rt: RoleRuntime, w: WorkItem, now: float) -> bytes:
 
 
 class Guard:
-    """Halts (``RunGuard``) go to the batch's commit; the other items go on."""
+    """Halts (``RunGuard``) go to the batch's commit; the other items go on. An entry whose ``tenant``
+    is not its run's (only the submit path sets it, with the record) is dead-lettered as forged,
+    its run left as it is."""
 
     def __init__(self, rt: RoleRuntime) -> None:
         self.rt = rt
@@ -61,6 +66,16 @@ class Guard:
             return
         now = time.time()
         cancelled = read_flags(self.rt, batch.work, start_at=now)
+        forged = {w.entry.id for w in batch.work if w.owner is not None and w.owner != w.task.tenant}
+        if forged:
+            cancelled = [c for w, c in zip(batch.work, cancelled, strict=True) if w.entry.id not in forged]
+            for w in [w for w in batch.work if w.entry.id in forged]:
+                reason = (f"the entry names tenant {w.task.tenant!r} but run {w.task.run_id!r} is "
+                          f"{w.owner!r}'s: the tenant is set by the submit path only")
+                dead = dead_letter(self.rt.keys, self.rt.spec.role, w.entry, reason, w.task,
+                                   self.rt.partition(w.entry), fail_run=False)
+                batch.commits.append(Commit(dead))
+            batch.work = [w for w in batch.work if w.entry.id not in forged]
         halts = self.rt.guard.halts([(w.entry, w.task) for w in batch.work], now=now, cancelled=cancelled)
         if halts:
             batch.commits += [Commit(h) for h in halts.values()]
