@@ -35,6 +35,7 @@ from typing import Annotated
 
 import msgspec
 
+from baton.agents.settings import SettingsError
 from baton.protocol.fields import KEY_SAFE_PATTERN
 from baton.protocol.tenants import TenantLimits
 
@@ -46,7 +47,7 @@ TenantName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=KE
 TokenHash = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
 
 
-class TenantsError(ValueError):
+class TenantsError(SettingsError):
     """The tenants file cannot be read or breaks a rule (the message says which, in one line)."""
 
 

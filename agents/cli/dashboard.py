@@ -50,13 +50,13 @@ def dashboard(
     from baton.agents.ops.timeouts import TimedH11Protocol
 
     s = settings()
-    if not s.api_token_list() and not is_loopback(host) and not allow_anonymous:
+    if not s.api_token_list() and not s.tenants_file and not is_loopback(host) and not allow_anonymous:
         raise CliError(f"refusing to listen on {host} without authentication: set BATON_API_TOKENS "
                        "(or bind 127.0.0.1)", 2)
     setup_logging(s.log_format, s.log_level)
     client, _ = connect_checked(s)
     api = create_app(s, named(workflow or s.workflow or None), interval=interval, client=client)
-    auth = "bearer tokens required" if s.api_token_list() else "no authentication"
+    auth = "bearer tokens required" if s.api_token_list() or s.tenants_file else "no authentication"
     err.print(f"baton dashboard on http://{host}:{port}/  (API: /v1, {auth}; metrics: /metrics)")
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2,
                 http=TimedH11Protocol)
