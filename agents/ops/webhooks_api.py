@@ -7,8 +7,10 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, HTTPException
 
-from baton.agents.ops.api import ApiContext, v1_router
+from baton.agents.ops.api import ApiContext, record_or_404, v1_router
+from baton.agents.ops.tenancy import owns
 from baton.agents.webhooks import resend
+from baton.broker.runs import run_records
 from baton.broker.webhooks import failed, get_delivery
 
 __all__ = ["webhooks_router"]
@@ -20,16 +22,21 @@ def webhooks_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/webhooks/failed", summary="Failed deliveries, newest first")
     def failed_route(limit: int = 100) -> dict[str, Any]:
-        return {"deliveries": msgspec.to_builtins(failed(ctx.client, ctx.keys, max(1, min(limit, 1000))))}
+        found = failed(ctx.client, ctx.keys, max(1, min(limit, 1000)))
+        records = run_records(ctx.client, ctx.keys, [d.run_id for d in found])  # only the caller's tenant's
+        mine = [d for d, rec in zip(found, records, strict=True) if owns(rec.tenant if rec is not None else "")]
+        return {"deliveries": msgspec.to_builtins(mine)}
 
     @router.get("/webhooks/{run_id}", summary="A run's delivery")
     def show(run_id: str) -> dict[str, Any]:
+        record_or_404(ctx, run_id)
         if (d := get_delivery(ctx.client, ctx.keys, run_id)) is None:
             raise HTTPException(404, f"run {run_id!r} has no webhook delivery")
         return msgspec.to_builtins(d)  # type: ignore[no-any-return]
 
     @router.post("/webhooks/{run_id}/resend", summary="Send a run's delivery again now")
     def resend_route(run_id: str) -> dict[str, Any]:
+        record_or_404(ctx, run_id)
         if (d := resend(ctx.client, ctx.keys, run_id)) is None:
             raise HTTPException(404, f"run {run_id!r} has no webhook delivery")
         return msgspec.to_builtins(d)  # type: ignore[no-any-return]

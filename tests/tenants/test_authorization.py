@@ -59,10 +59,12 @@ def reviewed_workers(workers: Workers) -> Workers:
 
 def test_every_route_hides_another_tenants_objects(redis_url: str, client: redis.Redis, keys: Keys,
                                                     tenants: Tenants, reviewed_workers: Workers) -> None:
-    app = create_app(Settings(redis_url=redis_url, tenants_file=str(tenants.path)), SEED, interval=0.2)
+    settings = Settings(redis_url=redis_url, tenants_file=str(tenants.path), webhook_allow="127.0.0.1")
+    app = create_app(settings, SEED, interval=0.2)
     with TestClient(app, base_url="http://localhost") as http:
         a, b, admin = (tenants.headers(t) for t in ("acme", "globex", "ops"))
-        made = http.post("/v1/runs", json={"task": "plan the launch", "workflow": "reviewed"}, headers=a)
+        made = http.post("/v1/runs", json={"task": "plan the launch", "workflow": "reviewed",
+                                           "webhook": "http://127.0.0.1:9/hook"}, headers=a)
         assert made.status_code == 201, made.text
         run_id = made.json()["run_id"]
         assert client.hget(keys.run(run_id), "tenant") == b"acme"
