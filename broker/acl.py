@@ -8,7 +8,8 @@ A worker of role R of workflow W needs, and gets, only:
   steps (``broker/scripts.py``; loading code, SCRIPT LOAD, EVAL and FUNCTION LOAD, stays with the admin
   who runs ``baton setup``), PING;
 - keys: its own task streams and the next roles' task streams, all of workflow W (read-write: the commit
-  function names them as keys, and FCALL declares its keys read-write), run
+  function names them as keys, and FCALL declares its keys read-write), its own role's record of
+  deliveries spent waiting (``Keys.waits``), run
   records, scratchpads, idempotency markers, the results and dead-letter streams of every
   partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
   (read, and write to forget expired entries); with ``review``, the review hashes and indexes
@@ -98,6 +99,7 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
              f"~{keys.stream_pattern(workflow, role)}"]
     # FCALL declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
     rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
+    rules += [f"~{tag}:wf:{workflow}:waits:{role}"]  # its deliveries spent waiting (broker/waits.py)
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
                                          "events:*")]
     rules += [f"~{tag}:{k}" for k in REVIEW_KEYS] if review else []

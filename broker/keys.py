@@ -175,6 +175,11 @@ class Keys:
         """The consumer group name of ``role`` (the same on every partition's stream)."""
         return role
 
+    def waits(self, workflow: str, role: str, partition: int = 0) -> str:
+        """Hash of the deliveries of ``role``'s entries in ``partition`` that a worker spent waiting (on
+        a model outage, a rate limit, an open breaker) rather than running them (``broker/waits.py``)."""
+        return f"{self.tag(partition)}:wf:{workflow}:waits:{role}"
+
     def dead(self, partition: int = 0) -> str:
         """The dead-letter stream of a partition."""
         return f"{self.tag(partition)}:dead"

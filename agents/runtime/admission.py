@@ -1,7 +1,8 @@
 """Admission: which stream entries a role's worker may run, and the dead letter for the rest.
 
 An entry is admitted when it decodes to a ``Task`` for this workflow and role within the hop limit and has
-not used up its deliveries. Anything else is dead-lettered with a one-line reason: the dead
+not used up its deliveries: those its workers spent waiting on an outage, a rate limit or a breaker
+(``waited``, ``broker/waits.py``) do not count. Anything else is dead-lettered with a one-line reason: the dead
 letter, the run's ``error`` result, its ``failed`` record and ``failed`` event in one atomic commit.
 """
 
@@ -32,13 +33,15 @@ __all__ = ["admit", "dead_letter"]
 log = logging.getLogger("baton.worker")
 
 
-def admit(entry: Entry, workflow: str, spec: RoleSpec, settings: Settings) -> tuple[str, Task | None]:
-    """Return (reason to dead-letter, task); an empty reason admits the task."""
+def admit(entry: Entry, workflow: str, spec: RoleSpec, settings: Settings, waited: int = 0) -> tuple[str, Task | None]:
+    """Return (reason to dead-letter, task); an empty reason admits the task. ``waited``: earlier
+    deliveries whose worker waited (never ran the entry) when it died."""
     if entry.data is None:
         return "stream entry has no 'msg' field", None
-    if entry.deliveries > settings.max_deliveries:
+    if entry.deliveries - waited > settings.max_deliveries:
+        spent = f", {waited} of them spent waiting on an outage or a limit" if waited else ""
         return (
-            f"delivered {entry.deliveries} times (max_deliveries={settings.max_deliveries}); "
+            f"delivered {entry.deliveries} times{spent} (max_deliveries={settings.max_deliveries}); "
             "the message failed or killed its worker every time",
             None,
         )

@@ -188,7 +188,7 @@ class RoleGateway:
         calls = [group[i] for i in asking]
         self.backend_calls += 1
         out = rt.model_calls.run(lambda todo: self._backend([calls[i] for i in todo]),
-                                 [c.item.task.deadline for c in calls])
+                                 [c.item.task.deadline for c in calls], rt.held([c.item.entry for c in calls]))
         for i, g in out.generated.items():
             answers[asking[i]] = g.result if isinstance(g, _Chatted) else g
         for i, reason in out.rejected.items():

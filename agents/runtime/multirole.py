@@ -295,7 +295,8 @@ class MultiRoleWorker:
             log.info("model call: %d prompts of roles %s", len(called), ",".join(names))
             return gens
 
-        out = lead.model_calls.run(call, [item.task.deadline for _, (_, item) in members])
+        out = lead.model_calls.run(call, [item.task.deadline for _, (_, item) in members],
+                                   lead.held([item.entry for _, (_, item) in members]))
         sort_outcome(out, members)
 
     def _after(self, r: _Read) -> None:

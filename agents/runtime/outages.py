@@ -22,6 +22,7 @@ from baton.agents.backends import Generation
 from baton.agents.runtime.breaker import CircuitBreaker, OutageBudget
 from baton.agents.runtime.failures import classify, describe, retry_after
 from baton.agents.runtime.metrics import WorkerMetrics
+from baton.agents.runtime.waits import HeldWait, holding, running, waiting
 from baton.broker.errors import BrokerError, is_transient
 from baton.broker.loop import backoff_delay
 
@@ -62,13 +63,15 @@ class ModelCalls:
         self.stopping = stopping
         self.metrics = metrics
 
-    def run(self, call: Call, deadlines: Sequence[float | None]) -> BatchOutcome:
+    def run(self, call: Call, deadlines: Sequence[float | None], held: HeldWait | None = None) -> BatchOutcome:
         """Generate for every prompt of a batch: ``call`` gets the indices of the prompts to
-        generate for; ``deadlines`` are the runs' deadlines (epoch seconds), by index."""
+        generate for; ``deadlines`` are the runs' deadlines (epoch seconds), by index; ``held``:
+        the entries the call holds, marked while it waits (``waits``), so a kill then uses no delivery."""
         out = BatchOutcome()
         budget = OutageBudget(self.budget_s)
         try:
-            self._run(call, list(range(len(deadlines))), deadlines, budget, out)
+            with holding(held):
+                self._run(call, list(range(len(deadlines))), deadlines, budget, out)
         finally:
             if waited := budget.end():
                 self.metrics.outage_waited(waited, "model")
@@ -81,9 +84,11 @@ class ModelCalls:
                 out.held += todo
                 return
             if (wait := self.breaker.wait_s()) > 0:
+                waiting()
                 self.stopping.wait(wait)
                 continue
             self.breaker.allow()
+            running()
             try:
                 generations = call(todo)
             except CallHeld:

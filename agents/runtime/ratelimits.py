@@ -6,9 +6,9 @@ count afterwards (the unused part is given back). The limits are per model endpo
 by every worker of every role calling it, on any host (``broker/ratelimit.py``): the settings
 ``BATON_MODEL_RPM`` / ``BATON_MODEL_TPM``, or a role's ``rpm`` / ``tpm`` in the workflow file.
 
-A worker over the limit waits with its batch (the heartbeat keeps the lease alive); it does not
-fail the task. A stop request ends the wait at once with ``outages.CallHeld``: the batch is left
-pending for another worker.
+A worker over the limit waits with its batch (the heartbeat keeps the lease alive, and the wait
+is marked, ``waits``, so a kill then uses no delivery attempt); it does not fail the task. A stop
+request ends the wait at once with ``outages.CallHeld``: the batch is left pending for another worker.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import CallHeld, ride_out_redis
+from baton.agents.runtime.waits import running, waiting
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import BrokerError, Keys, Redis
@@ -99,11 +100,13 @@ class ModelLimiter:
             if grant.granted:
                 waited = time.monotonic() - began
                 self.metrics.ratelimit_waited(waited)
+                running()
                 return Reservation(prompts, tokens, grant.minute, waited)
             if not logged:
                 log.info("model %s is at its rate limit (rpm %d, tpm %d); waiting %d ms", self.model, self.rpm,
                          self.tpm, grant.wait_ms)
                 logged = True
+            waiting()
             self.stopping.wait(min(grant.wait_ms / 1000, _MAX_SLEEP_S))
 
     def settle(self, reservation: Reservation, tokens_used: int) -> None:

@@ -27,6 +27,7 @@ from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
 from baton.agents.runtime.ratelimits import ModelLimiter
 from baton.agents.runtime.steps import RoleSteps
+from baton.agents.runtime.waits import HeldWait
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import Entry, Handoff, Outcome, Redis, RoleStreams, connect, consumer_name
@@ -129,6 +130,10 @@ class RoleRuntime:
     def partition(self, entry: Entry) -> int:
         """The partition of the stream ``entry`` was read from."""
         return self.partition_of.get(entry.stream, 0)
+
+    def held(self, entries: Sequence[Entry]) -> HeldWait:
+        """The hook a model call for ``entries`` marks them with while it waits (``waits``)."""
+        return HeldWait(self.client, self.keys, entries, self.ride_out_redis)
 
     def retry_backoff(self, attempts: int) -> float:
         """Seconds to wait before entries delivered ``attempts`` times are read again."""

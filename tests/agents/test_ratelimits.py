@@ -11,12 +11,15 @@ from baton.agents.backends import Generation
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import CallHeld
 from baton.agents.runtime.ratelimits import ModelLimiter
+from baton.agents.runtime.waits import HeldWait, holding
 from baton.agents.settings import Settings
 from baton.agents.workflow.loader import loads
 from baton.agents.workflow.spec import RoleSpec, WorkflowError
-from baton.broker import Keys
+from baton.broker import Entry, Keys
 from baton.broker.ratelimit import usage
+from baton.broker.waits import waited_deliveries
 from tests.minutes import inside_a_minute
+from tests.waiting import wait_for
 
 
 def _limiter(client: redis.Redis, keys: Keys, stopping: threading.Event, *, rpm: int = 0, tpm: int = 0,
@@ -64,6 +67,30 @@ def test_a_stop_ends_the_wait_and_holds_the_call(client: redis.Redis, keys: Keys
     timer.join()
     (model,) = usage(client, keys)
     assert model.requests == 1
+
+
+def test_a_wait_for_the_limit_marks_the_held_entries_so_a_kill_then_uses_no_delivery(
+    client: redis.Redis, keys: Keys
+) -> None:
+    stopping = threading.Event()
+    limiter = _limiter(client, keys, stopping, rpm=1)
+    limiter.acquire(1, 40)
+    entry = Entry(keys.stream("seed", "planner"), "5-0", b"{}", deliveries=1)
+    held = HeldWait(client, keys, [entry], lambda step, what: step())
+
+    def call() -> None:
+        with holding(held), pytest.raises(CallHeld):
+            limiter.acquire(1, 40)
+
+    waiter = threading.Thread(target=call)
+    waiter.start()
+    wait_for(lambda: held.marked, 10, "the wait to mark the entry")
+    stopping.set()  # a stop, like a kill, leaves the mark: that delivery did not run the entry
+    waiter.join()
+    again = Entry(entry.stream, entry.id, entry.data, deliveries=2)
+    assert waited_deliveries(client, keys, [again, Entry(entry.stream, "6-0", b"{}", deliveries=2)]) == [1, 0]
+    held.running()  # the entry goes on to run: its delivery counts again
+    assert waited_deliveries(client, keys, [again]) == [0]
 
 
 def test_tokens_are_counted_under_a_request_limit_alone(client: redis.Redis, keys: Keys) -> None:

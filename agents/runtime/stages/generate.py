@@ -47,5 +47,5 @@ class Generate:
         out = rt.model_calls.run(
             lambda todo: call_model(backend, [members[i][1] for i in todo], rt.max_new_tokens,
                                     stream_tokens=rt.settings.stream_tokens),
-            [item.task.deadline for item in batch.work])
+            [item.task.deadline for item in batch.work], rt.held([item.entry for item in batch.work]))
         sort_outcome(out, members)

@@ -46,4 +46,5 @@ class RetryLater:
             end_hop(item.span, outcome="retry", error="left pending for a retry")
         rt.metrics.failed(len(batch.failed))
         asked = max(item.retry_after for item in batch.failed)  # a handler's Retry(delay=...)
-        batch.backoff = max(rt.retry_backoff(max(item.entry.deliveries for item in batch.failed)), asked)
+        attempts = min(max(item.entry.deliveries for item in batch.failed), rt.settings.max_deliveries)
+        batch.backoff = max(rt.retry_backoff(attempts), asked)  # deliveries spent waiting may pass the maximum
