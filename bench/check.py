@@ -90,6 +90,9 @@ def _cluster(cluster: BatonCluster | CeleryCluster, runs: int, lat_runs: int) ->
         cluster.stop(m)
     if m.errors:
         raise RuntimeError(f"{m.errors} runs failed")
+    if isinstance(cluster, CeleryCluster) and cluster.missed:
+        print(f"(Celery: {cluster.missed} result notifications lost by its pub/sub consumer, read from the "
+              "result key after a second)", flush=True)
     return m
 
 

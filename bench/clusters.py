@@ -220,6 +220,8 @@ class CeleryCluster:
         self.env = {**env, "BENCH_CELERY_URL": url}
         self.client = redis.Redis.from_url(url)
         self.procs = _Procs(log_dir)
+        self.missed = 0
+        """Results whose pub/sub notification the driver's result consumer never delivered."""
 
     def start(self, m: Measure, timeout: float = 120) -> None:
         """Spawn the workers and wait for one chain's result (spawn -> first result)."""
@@ -234,8 +236,7 @@ class CeleryCluster:
                     "-n", f"{role}@%h", "--pool", "prefork", "--concurrency", "1", "--loglevel", "WARNING",
                     "--without-gossip", "--without-mingle", "--without-heartbeat"]
             self.procs.spawn(f"celery-{role}", argv, self.env)
-        result = celery_app.run_chain(task_text(0), os.urandom(16).hex())
-        result.get(timeout=timeout)
+        self._get(celery_app.run_chain(task_text(0), os.urandom(16).hex()), time.monotonic() + timeout)
         m.cold_first_result_s = time.monotonic() - t0
 
     def throughput(self, m: Measure, runs: int) -> None:
@@ -244,8 +245,9 @@ class CeleryCluster:
 
         t0 = time.perf_counter()
         results = [celery_app.run_chain(task_text(i), os.urandom(16).hex()) for i in range(runs)]
+        deadline = time.monotonic() + 300
         for r in results:
-            r.get(timeout=300)
+            self._get(r, deadline)
         m.runs_per_s = runs / (time.perf_counter() - t0)
 
     def latency(self, m: Measure, runs: int) -> None:
@@ -254,8 +256,39 @@ class CeleryCluster:
 
         for i in range(runs):
             t0 = time.perf_counter()
-            celery_app.run_chain(task_text(i), os.urandom(16).hex()).get(timeout=120)
+            self._get(celery_app.run_chain(task_text(i), os.urandom(16).hex()), time.monotonic() + 120)
             m.latencies.append(time.perf_counter() - t0)
+
+    def _get(self, result: Any, deadline: float) -> Any:
+        """``result.get()`` as a Celery user waits (the Redis backend's pub/sub), bounded by ``deadline``
+        and never hung by a lost notification: after each second of waiting the result key is read
+        directly and, when the chain finished, handed to the result consumer, as Celery itself does
+        when its pub/sub connection is re-made (``ResultConsumer._reconnect_pubsub``). With the
+        notifications arriving this costs nothing; a notification the consumer missed (seen here:
+        a burst hanging for minutes in the pub/sub wait) costs at most a second instead of the timeout."""
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        backend = result.backend
+        key, checked = backend.get_key_for_task(result.id), [time.monotonic()]
+
+        def recheck(*_: Any) -> None:  # called after every drained message: read the key at most once a second
+            now = time.monotonic()
+            if now - checked[0] < 1.0:
+                return
+            checked[0] = now
+            raw = backend.client.get(key)
+            if raw is not None:
+                meta = backend.decode_result(raw)
+                if meta["status"] in backend.READY_STATES:
+                    self.missed += 1
+                    backend.result_consumer.on_state_change(meta, None)
+            self.procs.check_alive()
+
+        try:
+            return result.get(timeout=max(0.1, deadline - time.monotonic()), on_interval=recheck)
+        except CeleryTimeout:
+            raise TimeoutError(f"a Celery chain gave no result in time (task {result.id}; "
+                               f"{self.missed} lost result notifications recovered so far)") from None
 
     def stop(self, m: Measure) -> None:
         """Record RSS (main process + its pool child, now and peak), then stop the workers."""
