@@ -17,6 +17,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from baton.broker.cluster import CLUSTER_UNREACHABLE, connect_cluster, connect_cluster_async, is_cluster_url
+from baton.broker.packing import packer_kwargs
 from baton.broker.sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
 
 __all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
@@ -57,6 +58,7 @@ def connect(url: str, *, socket_timeout: float = 10.0, retries: int = 3) -> redi
             health_check_interval=15,
             retry=retry,
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            **packer_kwargs(),
         )
     except ValueError as exc:
         raise BrokerUnavailable(f"invalid REDIS_URL {describe_url(url)!r}: {exc}") from None

@@ -106,6 +106,8 @@ class Keys:
     retention: Retention = field(default=Retention(), compare=False)
     """How long the keys' contents are kept (TTLs and stream lengths)."""
     _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _stems: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """Each partition's key stem (``tag``), built once: every key of a hop starts with one."""
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -113,6 +115,7 @@ class Keys:
         if not self.prefix or any(c in self.prefix for c in "{}* \n"):
             raise ValueError(f"invalid key prefix {self.prefix!r}")
         object.__setattr__(self, "_tags", partition_tags(self.partitions))
+        object.__setattr__(self, "_stems", tuple(f"{self.prefix}:{{{t}}}" for t in self._tags))
 
     def partition(self, run_id: str) -> int:
         """The partition a run lives in."""
@@ -131,10 +134,10 @@ class Keys:
         """The key stem of one partition, hash tag included."""
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition {partition} is out of range 0..{self.partitions - 1}")
-        return f"{self.prefix}:{{{self._tags[partition]}}}"
+        return self._stems[partition]
 
     def _run_tag(self, run_id: str) -> str:
-        return self.tag(self.partition(run_id))
+        return self._stems[self.partition(run_id)]
 
     # streams -------------------------------------------------------------
     def stream(self, workflow: str, role: str, partition: int = 0, lane: Priority = DEFAULT_LANE) -> str:

@@ -29,6 +29,8 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from baton.broker.packing import packer_kwargs
+
 __all__ = ["SCHEMES", "SentinelURL", "connect_sentinel", "connect_sentinel_async", "is_sentinel_url", "parse"]
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -129,7 +131,7 @@ def connect_sentinel(url: str, *, socket_timeout: float = 10.0, retries: int = F
     sentinel = sentinel_class(u.sentinels, sentinel_kwargs=_sentinel_kwargs(u), **_node_kwargs(u, socket_timeout))
     client: redis.Redis = sentinel.master_for(
         u.service, redis_class=redis.Redis, retry=_retry(retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **packer_kwargs(),
     )
     return client
 

@@ -32,23 +32,21 @@ class EventWriter:
         self.client = client
         self.keys = keys
         self._warned = False
-        self._staged: list[Event] = []
+        self._staged: dict[str, list[Event]] = {}
+        """Staged events by run (a batch's commits each take their run's at once)."""
         self._lock = threading.Lock()
 
     def stage(self, events: Sequence[Event]) -> None:
         """Keep ``events`` for the next write: ``emit``, ``flush`` or a commit that ``take``s them."""
         with self._lock:
-            self._staged += events
+            for e in events:
+                self._staged.setdefault(e.run_id, []).append(e)
 
     def take(self, run_id: str) -> list[bytes]:
         """The staged events of ``run_id``, encoded and no longer staged (for its commit to write)."""
         with self._lock:
-            if not self._staged:
-                return []
-            mine = [e for e in self._staged if e.run_id == run_id]
-            if mine:
-                self._staged = [e for e in self._staged if e.run_id != run_id]
-        return [encode_event(e) for e in mine]
+            mine = self._staged.pop(run_id, None) if self._staged else None
+        return [encode_event(e) for e in mine] if mine else []
 
     def flush(self) -> bool:
         """Write what is staged (nothing to do, no round trip)."""
@@ -58,7 +56,8 @@ class EventWriter:
         """Append the staged events, then ``events`` (of any runs), in one round trip; False
         (logged) when Redis refused."""
         with self._lock:
-            events, self._staged = [*self._staged, *events], []
+            staged, self._staged = self._staged, {}
+        events = [*(e for run in staged.values() for e in run), *events]
         if not events:
             return True
         try:

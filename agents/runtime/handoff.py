@@ -46,10 +46,12 @@ def build_handoff(
     spec: RoleSpec, keys: Keys, steps: RoleSteps, consumer: str, *, entry: Entry, task: Task, prompt: str,
     ctx: StepContext | None, started: float, output: str, tokens: int, truncated: bool, finished: float,
     span: Any = None, decision: object = None, notes: dict[str, Any] | None = None,
+    counts: dict[str, int] | None = None,
 ) -> Handoff:
     """The commit of ``task``'s hop, whose model ``output`` took ``tokens`` tokens; ``span`` is the
     hop's trace span (its context goes on to the next task). ``decision``: a code role's explicit
-    ``Handoff``, ``FanOut`` or ``Finish`` (``decisions.plan_decision``) instead of the role's routing."""
+    ``Handoff``, ``FanOut`` or ``Finish`` (``decisions.plan_decision``) instead of the role's routing.
+    ``counts``: run record fields the commit adds to (``Handoff.counts``)."""
     hop = Hop(role=spec.role, consumer=consumer, msg_id=task.id, started=started, finished=finished, tokens=tokens)
     with use_hop(span):
         fields = steps.after(task, prompt, output, ctx or StepContext())  # parsed tool calls, shared
@@ -79,4 +81,5 @@ def build_handoff(
     events = hop_events(spec, task, consumer=consumer, started=started, finished=finished, tokens=tokens,
                         output=output, record=record)
     return Handoff(entry=entry, run_id=task.run_id, msg_id=task.id, outputs=outputs,
-                   pad=(spec.agent, entry.id, pad_value), record=record, partition=p, events=events)
+                   pad=(spec.agent, entry.id, pad_value), record=record, partition=p, events=events,
+                   counts=counts or {})

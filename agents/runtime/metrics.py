@@ -70,6 +70,11 @@ class WorkerMetrics:
             metric.labels(role)
         for dependency in OUTAGE_DEPENDENCIES:
             self._outage.labels(role, dependency)
+        # the children every hop touches, looked up once (``labels`` takes a lock and builds a key each call)
+        self._processed_role = self._processed.labels(role)
+        self._step_role = self._step.labels(role)
+        self._tokens_role = self._tokens.labels(role)
+        self._in_flight_role = self._in_flight.labels(role)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - scraped from other hosts
         """Serve ``/metrics`` on ``port`` or the next free port above it; return the port bound.
@@ -92,7 +97,7 @@ class WorkerMetrics:
 
     def processed(self, n: int = 1) -> None:
         """Count handed-off messages."""
-        self._processed.labels(self.role).inc(n)
+        self._processed_role.inc(n)
 
     def failed(self, n: int = 1) -> None:
         """Count messages whose model call failed (they will be retried)."""
@@ -116,13 +121,13 @@ class WorkerMetrics:
 
     def step(self, seconds: float, tokens: int) -> None:
         """Record one message's step latency and the tokens it generated."""
-        self._step.labels(self.role).observe(max(0.0, seconds))
-        self._tokens.labels(self.role).inc(tokens)
+        self._step_role.observe(max(0.0, seconds))
+        self._tokens_role.inc(tokens)
 
     @contextmanager
     def in_flight(self, n: int) -> Iterator[None]:
         """Count ``n`` messages as in flight inside the block."""
-        gauge = self._in_flight.labels(self.role)
+        gauge = self._in_flight_role
         gauge.inc(n)
         try:
             yield

@@ -5,7 +5,6 @@ call (its run has no model limits) has its usage counted in the same commit
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -40,9 +39,9 @@ class HandOff:
             handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=item.task,
                                     prompt=item.prompt, ctx=item.ctx, started=item.started, output=g.text,
                                     tokens=g.new_tokens, truncated=g.truncated, finished=finished, span=item.span,
-                                    decision=item.decision, notes=item.notes)
-            if item.usage_at_commit:
-                handoff = dataclasses.replace(handoff, counts=usage_counts(rt.spec.role, model, g.new_tokens))
+                                    decision=item.decision, notes=item.notes,
+                                    counts=usage_counts(rt.spec.role, model, g.new_tokens) if item.usage_at_commit
+                                    else None)
             batch.commits.append(Commit(handoff, self._handed_off(item, g, finished)))
 
     def _handed_off(self, item: WorkItem, g: Generation, finished: float) -> Callable[[Outcome], None]:
