@@ -34,8 +34,11 @@ from typing import Any
 
 from bench.clusters import BatonCluster, CeleryCluster, Measure
 from bench.common import ROOT, percentile
+from bench.sections import write_section
 
-__all__ = ["RATIOS", "Ratio", "main"]
+__all__ = ["RATIOS", "SECTION", "Ratio", "main"]
+
+SECTION = "## Hot path check (bench.check)"
 
 @dataclass(frozen=True, slots=True)
 class Ratio:
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--echo-latency-runs", type=int, default=40, help="sequential single echo runs")
     p.add_argument("--runs", type=int, default=96, help="runs per twin burst (baton)")
     p.add_argument("--seed-runs", type=int, default=24, help="notebook runs")
+    p.add_argument("--write", action="store_true",
+                   help=f"put the table, the command and the load into BENCHMARKS.md (section {SECTION!r})")
     args = p.parse_args(argv)
 
     from baton.agents.backends.twin import build_twin
@@ -151,12 +156,22 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     rows = [(ratio, [ratio.value(r) for r in repeats]) for ratio in RATIOS]
     load_after = os.getloadavg()
-    print(f"\n`python -m bench.check {' '.join(argv if argv is not None else sys.argv[1:])}`: "
-          f"{args.repeats} repeats in {time.monotonic() - started:.0f} s; load average before "
-          f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)}\n")
+    command = " ".join(["python -m bench.check", *(argv if argv is not None else sys.argv[1:])])
+    header = (f"`{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}): {args.repeats} repeats in "
+              f"{time.monotonic() - started:.0f} s; 1-min load average before "
+              f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)} "
+              f"on {os.cpu_count()} cores")
+    print(f"\n{header}\n")
     print("\n".join(_table(rows)))
     medians = {ratio.name: statistics.median(values) for ratio, values in rows}
     print("\nmedians: " + "; ".join(f"{k}: {v:.2f}" for k, v in medians.items()))
+    if args.write:
+        figures = [f"- repeat {i + 1}: " + ", ".join(
+            f"{name} {m.runs_per_s:.1f} runs/s" + (f" (p50 {_p50(m) * 1000:.1f} ms)" if m.latencies else "")
+            for name, m in r.items()) for i, r in enumerate(repeats)]
+        write_section(ROOT / "BENCHMARKS.md", SECTION, [SECTION, "", header + ". Each ratio is taken within one "
+                      "repeat (same embedded redis-server, configurations one after the other).", "",
+                      *_table(rows), "", *figures])
     failed = [ratio.name for ratio, values in rows if not any(ratio.passes(v) for v in values)]
     if failed:
         print("FAILED (past the floor in every repeat): " + "; ".join(failed))
