@@ -3,10 +3,11 @@
 A thread per chore, every ``BATON_UPKEEP_POLL_S`` seconds: fire the schedules' due ticks
 (``agents/schedules.py``; each tick starts one run however many processes fire it) and deliver
 the completion webhooks that are due (``agents/webhooks.py``; one process at a time holds each
-delivery). A worker runs each chore unless it is turned off (``BATON_WORKER_SCHEDULES=0``,
-``BATON_WORKER_WEBHOOKS=0``, or no ``BATON_WEBHOOK_SECRET`` to sign with). A chore that Redis refuses
-with ``NOPERM`` (a worker under a least-privilege ACL user, ``broker/acl.py``) is logged once and
-dropped for the life of the process: run ``baton scheduler`` with a user that may. Any other error
+delivery); ``baton scheduler`` also wakes every role's due durable timers (``broker/timers.py``; a
+worker wakes its own role's on its reclaim timer). A worker runs each chore unless it is turned off
+(``BATON_WORKER_SCHEDULES=0``, ``BATON_WORKER_WEBHOOKS=0``, or no ``BATON_WEBHOOK_SECRET`` to sign
+with). A chore that Redis refuses with ``NOPERM`` (a worker under a least-privilege ACL user,
+``broker/acl.py``) is logged once and dropped for the life of the process: run ``baton scheduler`` with a user that may. Any other error
 is logged and the chore is tried again at the next pass.
 """
 
@@ -22,6 +23,7 @@ from baton.agents.settings import Settings
 from baton.agents.webhooks import deliver_due
 from baton.broker import Keys, Redis
 from baton.broker.errors import NoPermission
+from baton.broker.timers import Timers
 
 __all__ = ["Upkeep", "worker_upkeep"]
 
@@ -32,13 +34,16 @@ class Upkeep:
     """The chores of one process, run in order each pass."""
 
     def __init__(self, redis: Redis, keys: Keys, settings: Settings, stop: threading.Event, *,
-                 schedules: bool = True, webhooks: bool = True, poll_s: float | None = None) -> None:
+                 schedules: bool = True, webhooks: bool = True, timers: bool = False,
+                 poll_s: float | None = None) -> None:
         self.stop, self.poll_s = stop, settings.upkeep_poll_s if poll_s is None else poll_s
         self.chores: dict[str, Callable[[], object]] = {}
         if schedules:
             self.chores["schedules"] = lambda: fire_due(redis, keys, settings)
         if webhooks and settings.webhook_secret:
             self.chores["webhooks"] = lambda: deliver_due(redis, keys, settings, stop)
+        if timers:
+            self.chores["timers"] = Timers(redis, keys).tick
 
     def run_once(self) -> None:
         """One pass of every chore still on (tests call it to step the upkeep)."""

@@ -1,7 +1,8 @@
 """The call journal of code roles: what a handler's model, tool and step calls returned, per message.
 
 A code role's handler may make several calls per hop (``ctx.generate``, ``ctx.chat``, ``ctx.tool``,
-``ctx.step``). Each result is recorded here before the handler goes on, in the hash
+``ctx.step``; ``ctx.sleep`` and ``ctx.wait_for``, whose results ``broker/timers.py`` records when they
+wake). Each result is recorded here before the handler goes on, in the hash
 ``Keys.journal(run_id, msg_id)``: field = the call's sequence number within the hop, value = a
 :class:`Recorded` (the call's kind, a fingerprint of its inputs and the result's JSON). When the
 entry is redelivered after a crash, the handler runs again and every call whose sequence number
@@ -40,7 +41,7 @@ __all__ = [
     "write_journal",
 ]
 
-CallKind = Literal["generate", "chat", "tool", "step"]
+CallKind = Literal["generate", "chat", "tool", "step", "sleep", "wait"]
 JOURNAL_FROM = "journal_from"
 """The run record field naming the run whose journal a fork or replay reuses."""
 

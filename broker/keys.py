@@ -254,6 +254,24 @@ class Keys:
         """Hash of the partition's review ids -> their run id (to find a review by its id alone)."""
         return f"{self.tag(partition)}:reviewruns"
 
+    def timer(self, run_id: str, msg_id: str) -> str:
+        """The hash of a code role's parked task ``msg_id`` of ``run_id``: what it sleeps or waits for
+        (``broker/timers.py``)."""
+        return f"{self._run_tag(run_id)}:timer:{run_id}:{msg_id}"
+
+    def timers(self, workflow: str, role: str, partition: int = 0) -> str:
+        """Sorted set of the parked tasks (``run_id msg_id``) of ``role`` of ``workflow`` in a partition, by
+        the time they are due (their timer, timeout or deadline; ``+inf`` for none)."""
+        return f"{self.tag(partition)}:due:{workflow}:{role}"
+
+    def run_timers(self, run_id: str) -> str:
+        """Hash of the parked task ids of ``run_id`` -> the signal name each waits for (empty: a sleep)."""
+        return f"{self._run_tag(run_id)}:parked:{run_id}"
+
+    def signals(self, run_id: str, name: str) -> str:
+        """The list of signals ``name`` of ``run_id`` that no wait has taken yet (oldest first)."""
+        return f"{self._run_tag(run_id)}:signal:{run_id}:{name}"
+
     def placeholder(self, partition: int) -> str:
         """A key in the partition's slot that is never written (for unused script keys)."""
         return f"{self.tag(partition)}:-"

@@ -1,6 +1,6 @@
 """The one registry of baton's Lua: a Redis Functions library, loaded once per primary by an admin.
 
-Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started) is a
+Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started, wait) is a
 function of one library, rendered from ``lua/library.lua``: the shared vocabulary goes in as the
 Lua table ``C`` (``library_constants``: terminal run states, review decisions...), the shared
 checks (``claim``, ``is_terminal``) are written once there, and each step's body follows as a local
@@ -41,7 +41,7 @@ from baton.broker.errors import BrokerError
 __all__ = ["STEPS", "Library", "LibraryMissing", "LuaScript", "Mode", "check_library", "is_missing", "library",
            "library_constants", "render_library", "setup_library"]
 
-STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started")
+STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started", "wait")
 """The steps of the library, one ``lua/<step>.lua`` body each."""
 
 Arg = str | bytes | float | int
@@ -62,11 +62,13 @@ class Mode(enum.Enum):
 def library_constants() -> dict[str, LuaValue]:
     """The shared vocabulary rendered into the library as ``C`` (the seam for more of it).
 
-    ``TERMINAL_STATUSES`` is a set (``C.TERMINAL_STATUSES[s] == true``), ``DECISIONS`` a list.
+    ``TERMINAL_STATUSES`` is a set (``C.TERMINAL_STATUSES[s] == true``), ``DECISIONS`` a list, ``STATUS``
+    the run statuses by name (``C.STATUS.WAITING``).
     """
-    from baton.protocol import DECISIONS, TERMINAL_STATUSES
+    from baton.protocol import DECISIONS, TERMINAL_STATUSES, RunStatus
 
-    return {"TERMINAL_STATUSES": frozenset(s.value for s in TERMINAL_STATUSES), "DECISIONS": list(DECISIONS)}
+    return {"TERMINAL_STATUSES": frozenset(s.value for s in TERMINAL_STATUSES), "DECISIONS": list(DECISIONS),
+            "STATUS": {s.name: s.value for s in RunStatus}}
 
 
 def _lua(value: LuaValue) -> str:

@@ -10,7 +10,7 @@ some of the interrupted hop's, never a hop event). A terminal event (``done``, `
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -35,6 +35,8 @@ __all__ = [
     "Tokens",
     "ToolCalled",
     "ToolReturned",
+    "Waiting",
+    "Woken",
     "decode_event",
     "encode_event",
     "is_terminal",
@@ -120,6 +122,26 @@ class ReviewDecided(_Event, frozen=True, kw_only=True, tag="review_decided"):
     reason: str = ""
 
 
+class Waiting(_Event, frozen=True, kw_only=True, tag="waiting"):
+    """A code role's handler parked its task: ``kind`` ``sleep`` until ``until``, or ``signal`` for
+    the signal ``name`` (``until``: its timeout; None without one)."""
+
+    kind: Literal["sleep", "signal"]
+    name: MaybeName = ""
+    until: float | None = None
+    msg_id: MaybeId = ""
+
+
+class Woken(_Event, frozen=True, kw_only=True, tag="woken"):
+    """A parked task goes on: its timer ran out (``timer``), its signal came (``signal``), its wait
+    timed out (``timeout``) or its run's deadline passed (``deadline``)."""
+
+    kind: Literal["sleep", "signal"]
+    name: MaybeName = ""
+    why: Literal["timer", "signal", "timeout", "deadline"] = "timer"
+    msg_id: MaybeId = ""
+
+
 class Custom(_Event, frozen=True, kw_only=True, tag="custom"):
     """Data a code role emitted (``ctx.emit(data)``) during hop ``msg_id``: any JSON value."""
 
@@ -146,7 +168,7 @@ class Cancelled(_Event, frozen=True, kw_only=True, tag="cancelled"):
 
 
 Event = (Queued | HopStarted | Tokens | HopFinished | ToolCalled | ToolReturned | ReviewRequested | ReviewDecided
-         | Custom | Done | Failed | Cancelled)
+         | Waiting | Woken | Custom | Done | Failed | Cancelled)
 
 TERMINAL_EVENTS: tuple[type[Done | Failed | Cancelled], ...] = tuple(
     kind for kind in get_args(Event) if kind.__struct_config__.tag in TERMINAL_STATUSES)

@@ -21,6 +21,8 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     REVIEW = "review"
     """Parked: a role's output waits for a human decision (``broker.reviews``)."""
+    WAITING = "waiting"
+    """Parked: a code role's handler sleeps or waits for a signal (``broker.waits``)."""
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"

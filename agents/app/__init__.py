@@ -8,6 +8,7 @@ from baton.agents.app.handler import run_handler
 from baton.agents.app.loader import app_workflow, load_app
 from baton.agents.app.outcome import BadReturn, Fail, FanOut, Finish, Handoff, Next, Outcome, as_outcome
 from baton.agents.app.runner import AppRunner
+from baton.agents.app.waits import WaitTimeout
 
 __all__ = [
     "App",
@@ -23,6 +24,7 @@ __all__ = [
     "Outcome",
     "Retry",
     "ToolFailed",
+    "WaitTimeout",
     "app_workflow",
     "as_outcome",
     "failure_reason",

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
+from baton.agents.app import waits
 from baton.agents.app.journal import CallJournal, HopCalls, fingerprint
 from baton.agents.app.outcome import Fail, FanOut, Finish, Handoff, Outcome
 from baton.agents.app.tooldefs import tool_defs, tool_name
@@ -236,7 +237,7 @@ class Context:
             return await self._gateway.generate(self._item, prompt, max_new_tokens=n,  # type: ignore[arg-type]
                                                 stop=stops)
 
-        g = await self._journaled("generate", (prompt, n, stops), call, Generation)
+        g = await self.journaled("generate", (prompt, n, stops), call, Generation)
         return g.text
 
     def chat(self, messages: str | Sequence[Any], *, tools: Sequence[Any] | None = None, tool_choice: Any = None,
@@ -271,7 +272,7 @@ class Context:
         async def call() -> ChatResult:
             return await self._gateway.chat(self._item, request)  # type: ignore[arg-type]
 
-        return await self._journaled("chat", (request,), call, ChatResult)
+        return await self.journaled("chat", (request,), call, ChatResult)
 
     def tool(self, name: str, /, **args: Any) -> Any:
         """Call tool ``name`` with ``args``; its output text (``ToolFailed`` when the tool reports an error)."""
@@ -290,7 +291,7 @@ class Context:
             o: ToolOutcome = await self._gateway.tool(self._item, name, dict(args))  # type: ignore[arg-type]
             return _ToolRecord(o.output, o.error, o.where, o.call_id, o.ms)
 
-        r = await self._journaled("tool", (name, dict(args)), call, _ToolRecord)
+        r = await self.journaled("tool", (name, dict(args)), call, _ToolRecord)
         return ToolOutcome(name, {k: str(v) for k, v in args.items()}, output=r.output, error=r.error,
                            call_id=r.call_id, where=r.where, ms=r.ms)
 
@@ -309,10 +310,23 @@ class Context:
             value = await asyncio.to_thread(fn)
             return await value if inspect.isawaitable(value) else value
 
-        return await self._journaled("step", (name,), call, decode_as)
+        return await self.journaled("step", (name,), call, decode_as)
 
-    async def _journaled(self, kind: CallKind, inputs: tuple[Any, ...], call: Callable[[], Awaitable[T]],
+    # durable waits (agents/app/waits.py) ---------------------------------------------
+    def sleep(self, seconds: float) -> Any:
+        """Sleep ``seconds`` durably: the task parks in Redis and the worker is free; the handler runs
+        again when the timer runs out, replaying its journaled calls (a finished sleep returns at once)."""
+        return self._sync_or_async(waits.sleep(self, seconds))
+
+    def wait_for(self, name: str, *, timeout: float | None = None, on_timeout: str | None = None) -> Any:
+        """The data of the signal ``name`` sent to this run (``POST /v1/runs/{id}/signal``); parks like
+        ``sleep``. Past ``timeout`` seconds: ``WaitTimeout``, or the run goes to role ``on_timeout``."""
+        return self._sync_or_async(waits.wait_for(self, name, timeout, on_timeout))
+
+    async def journaled(self, kind: CallKind, inputs: tuple[Any, ...], call: Callable[[], Awaitable[T]],
                          decode_as: Any) -> T:
+        """Call number ``calls.seq`` of this hop: its recorded result (decoded as ``decode_as``) when the
+        journal holds the same call, else ``await call()``, recorded before it returns."""
         calls = self._calls
         fp = fingerprint(kind, *inputs)
         rec = await calls.recorded(kind, fp)

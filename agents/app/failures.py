@@ -12,9 +12,12 @@ import os
 import traceback
 
 from baton.agents.app.outcome import BadReturn
+from baton.agents.app.waits import WaitTimeout
 from baton.agents.runtime import failures as runtime_failures
 
 __all__ = ["Retry", "failure_reason", "is_transient"]
+
+_APP_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class Retry(Exception):
@@ -41,6 +44,8 @@ def is_transient(exc: BaseException, retryable: tuple[type[BaseException], ...] 
 def failure_reason(exc: BaseException, role: str = "") -> str:
     """The dead-letter reason of a handler's exception: type, message and innermost frame."""
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if isinstance(exc, WaitTimeout):  # raised inside baton's wait_for: name the handler's line
+        frames = [f for f in frames if os.path.dirname(f.filename) != _APP_DIR] or frames
     where = ""
     if frames:
         f = frames[-1]

@@ -15,6 +15,7 @@ from typing import Any
 
 from baton.agents.app.context import Context
 from baton.agents.app.outcome import Outcome, as_outcome
+from baton.agents.app.waits import Routed
 
 __all__ = ["run_handler"]
 
@@ -33,5 +34,8 @@ async def run_handler(handler: Callable[..., Any], ctx: Context, task: str, *, t
             value = await value
         return value
 
-    value = await (asyncio.wait_for(call(), timeout) if timeout else call())
+    try:
+        value = await (asyncio.wait_for(call(), timeout) if timeout else call())
+    except Routed as routed:  # a wait past its timeout took its declared route
+        return routed.outcome
     return as_outcome(value, ctx.outcome, where)

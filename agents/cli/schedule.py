@@ -96,12 +96,13 @@ def schedule_delete(name: NameArg) -> None:
 def scheduler(
     poll: Annotated[float, typer.Option(help="Seconds between passes over the schedules and webhooks.")] = 0.5,
 ) -> None:
-    """Fire the schedules' ticks and deliver webhooks (with BATON_WEBHOOK_SECRET) until SIGTERM/SIGINT;
-    run as many as you like (each tick starts one run, each webhook is sent by one)."""
+    """Fire the schedules' ticks, deliver webhooks (with BATON_WEBHOOK_SECRET) and wake durable timers
+    until SIGTERM/SIGINT; run as many as you like (each tick starts one run, each webhook is sent by one,
+    each timer wakes once)."""
     s = settings()
     client, keys = connect_checked(s)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     err.print(f"scheduler polling every {poll:g}s")
-    Upkeep(client, keys, s, stop, poll_s=poll).run()
+    Upkeep(client, keys, s, stop, timers=True, poll_s=poll).run()

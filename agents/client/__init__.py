@@ -17,7 +17,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from baton.agents.app import App, Context, Fail, FanOut, Finish, Handoff, Next, Outcome, Retry, load_app
+    from baton.agents.app import (
+        App,
+        Context,
+        Fail,
+        FanOut,
+        Finish,
+        Handoff,
+        Next,
+        Outcome,
+        Retry,
+        WaitTimeout,
+        load_app,
+    )
     from baton.agents.settings import Settings, SettingsError
     from baton.agents.workflow import SEED, Workflow, WorkflowError
     from baton.aio import AsyncClient, AsyncRun
@@ -68,6 +80,7 @@ __all__ = [
     "SettingsError",
     "SubmitRefused",
     "Task",
+    "WaitTimeout",
     "Workflow",
     "WorkflowError",
     "__version__",
@@ -77,8 +90,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 _HOME = {
-    **dict.fromkeys(["App", "Context", "FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome", "Retry", "load_app"],
-                    "baton.agents.app"),
+    **dict.fromkeys(["App", "Context", "FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome", "Retry", "WaitTimeout",
+                     "load_app"], "baton.agents.app"),
     "Client": "baton.client",
     "Run": "baton.client",
     "RunInfo": "baton.client",

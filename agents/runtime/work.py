@@ -85,6 +85,8 @@ class Batch:
     """Items to dead-letter now, with the reason (their runs fail)."""
     failed: list[WorkItem] = field(default_factory=list)
     """Items left pending for a retry (their redelivery counts one attempt)."""
+    waiting: list[tuple[WorkItem, Any]] = field(default_factory=list)
+    """Items whose handler sleeps or waits for a signal, with what it waits for (``timers.WaitRequest``)."""
     commits: list[Commit] = field(default_factory=list)
     backoff: float | None = None
     """Seconds to back off before reading again (set when items were left pending)."""

@@ -37,6 +37,7 @@ from baton.agents.upkeep import worker_upkeep
 from baton.agents.workflow.spec import Workflow
 from baton.broker import BrokerError, ConsumerLoop, Entry, Redis
 from baton.broker.janitor import Janitor
+from baton.broker.timers import Timers
 
 __all__ = ["Worker"]
 
@@ -70,6 +71,10 @@ class Worker:
                                reviews=bool(rt.spec.review))
         """Sweeps the role's streams; only a role with review fails reviews past their deadline (its ACL
         user alone may touch the review keys)."""
+        self.timers = (Timers(self.client, self.keys, [self.keys.timers(workflow.name, role, p)
+                                                       for p in range(self.keys.partitions)])
+                       if rt.spec.handler else None)
+        """A code role's ticker of its durable timers (``ctx.sleep``, ``ctx.wait_for`` timeouts)."""
         self.last_read = 0
         """Entries the previous read returned (lingering for more is for busy workers)."""
 
@@ -141,10 +146,13 @@ class Worker:
                             retry_backoff_s=s.retry_backoff_s)
 
     def reclaim_done(self, claimed: int) -> None:
-        """After each reclaim pass: count what was claimed, and let the janitor sweep when due."""
+        """After each reclaim pass: count what was claimed, let the janitor sweep when due and wake a
+        code role's due timers."""
         self.rt.counts.reclaimed += claimed
         self.metrics.reclaimed(claimed)
         self.janitor.maybe_sweep()
+        if self.timers is not None:
+            self.timers.tick()
 
     def shutdown(self, beater: threading.Thread) -> None:
         """Stop the heartbeat, close the readers, leave the group, log the summary line."""

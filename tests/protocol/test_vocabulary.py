@@ -52,7 +52,7 @@ def test_no_module_spells_the_terminal_states_again() -> None:
 
 def test_lua_steps_take_the_vocabulary_from_the_protocol() -> None:
     assert library_constants() == {"TERMINAL_STATUSES": {s.value for s in TERMINAL_STATUSES},
-                                   "DECISIONS": list(DECISIONS)}
+                                   "DECISIONS": list(DECISIONS), "STATUS": {s.name: s.value for s in RunStatus}}
     statuses = "|".join(s.value for s in (*RunStatus, *ReviewStatus))
     compared = re.compile(rf"""[=~]=\s*['"]({statuses})['"]""")
     for script in (ROOT / "broker" / "lua").glob("*.lua"):

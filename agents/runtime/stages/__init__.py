@@ -2,7 +2,7 @@
 
     before:  admit -> resume (review) -> guard -> gather -> prepare -> reserve (budget)
     work:    generate (a template role's model call) | handle (a code role's handler)
-    after:   settle (budget) -> park (review) -> hand off -> reject -> retry later -> commit
+    after:   settle (budget) -> park waits (code roles) -> park (review) -> hand off -> reject -> retry later -> commit
 
 ``Worker`` runs the whole list over each batch it reads. ``MultiRoleWorker`` runs each role's
 ``before`` stages, makes one model call for the prompts of every role sharing a model in place
@@ -73,11 +73,12 @@ def code_pipeline(rt: RoleRuntime, runner: HandlerRunner) -> Pipeline:
     """The pipeline of a code role: its handler (``runner``) in the work slot; no prompt is rendered
     and budgets are reserved per model call (the gateway), not per hop."""
     from baton.agents.runtime.stages.handle import Handle  # only code roles load the gateway
+    from baton.agents.runtime.stages.wait import ParkWaits
 
     return Pipeline(
         before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt, render=False)),
         work=Handle(rt, runner),
-        after=(Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
+        after=(ParkWaits(rt), Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
     )
 
 

@@ -6,6 +6,7 @@ loop; every entry keeps its lease while its handler runs (the heartbeat renews t
 entries), and the handlers' model calls go through the role's :class:`RoleGateway`, which
 coalesces them. What each handler decided goes on like a template role's output:
 
+- a wait (``ctx.sleep``, ``ctx.wait_for``: ``timers.Suspend``) -> ``waiting`` (the wait stage parks it);
 - an outcome (``Next``, ``Handoff``, ``FanOut``, ``Finish``) -> ``done`` (the hand-off stage);
   ``Fail(reason)`` or an outcome naming a role the workflow lacks -> ``rejected`` (dead letter);
 - past the role's ``timeout`` the handler is cancelled -> ``failed`` (left pending: its
@@ -34,6 +35,7 @@ from baton.agents.runtime.modelgate import CallRefused, RoleGateway
 from baton.agents.runtime.outages import CallHeld
 from baton.agents.runtime.outcome import OUTCOMES, Fail, Next
 from baton.agents.runtime.role import RoleRuntime
+from baton.agents.runtime.timers import Suspend
 from baton.agents.runtime.work import Batch, WorkItem
 from baton.agents.workflow.spec import RoleSpec
 
@@ -86,6 +88,8 @@ class Handle:
                 batch.done.append((item, value))
             elif kind == "rejected":
                 batch.rejected.append((item, value))
+            elif kind == "waiting":
+                batch.waiting.append((item, value))
             else:
                 batch.failed.append(item)
 
@@ -109,6 +113,8 @@ class Handle:
             return "rejected", exc.reason
         except CallHeld:
             return "failed", None
+        except Suspend as waits:  # ctx.sleep / ctx.wait_for: the wait stage parks the task
+            return "waiting", waits.wait
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code never kills the worker
             if self.runner.is_transient(exc):
                 item.retry_after = float(getattr(exc, "delay", None) or 0.0)
