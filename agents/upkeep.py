@@ -7,8 +7,8 @@ delivery); ``baton scheduler`` also wakes every role's due durable timers (``bro
 worker wakes its own role's on its reclaim timer). A worker runs each chore unless it is turned off
 (``BATON_WORKER_SCHEDULES=0``, ``BATON_WORKER_WEBHOOKS=0``, or no ``BATON_WEBHOOK_SECRET`` to sign
 with). A chore that Redis refuses with ``NOPERM`` (a worker under a least-privilege ACL user,
-``broker/acl.py``) is logged once and dropped for the life of the process: run ``baton scheduler`` with a user that may. Any other error
-is logged and the chore is tried again at the next pass.
+``broker/acl.py``) is logged once and dropped for the life of the process: run ``baton scheduler``
+with a user that may. Any other error is logged and the chore is tried again at the next pass.
 """
 
 from __future__ import annotations
