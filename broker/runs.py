@@ -266,57 +266,97 @@ def before_run(
         return BeforeRun([], [], [])
     if started and len(started) != len(run_ids):
         raise ValueError("before_run: one started event (or b'') per run id")
-    pipe = client.pipeline(transaction=False)
+    fields = (*RESERVE_FIELDS, "tenant") if budgets or tenants else ()
     if started:
-        _started.ensure_loaded(client)
-        calls = _started_calls(keys, run_ids, started)
-        for script_keys, args in calls:
-            _started.queue(pipe, client, script_keys, args)
-        groups = [[str(a) for a in args[2 : 2 + (len(k) - 1) // 2]] for k, args in calls]
+        flags, read_pads, records = _read_started(client, keys, run_ids, pads, started, fields)
     else:
-        by_p = keys.by_partition(run_ids)
-        for p, ids in by_p.items():
-            pipe.smismember(keys.cancelled(p), ids)
-        groups = list(by_p.values())
+        flags, read_pads, records = _read_plain(client, keys, run_ids, pads, fields)
+    limited = {r: budgets and needs_reservation(v[:-1]) for r, v in records.items()}
+    owner = {r: as_text(v[-1] or b"") for r, v in records.items()}
+    return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids],
+                     [owner.get(r, "") for r in run_ids] if tenants else [])
+
+
+def _read_plain(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]],
+                fields: Sequence[str]) -> tuple[list[bool], list[list[dict[str, Any]]], dict[str, list[Any]]]:
+    """``before_run`` without events: SMISMEMBER per partition, HGETALL per scratchpad, HMGET per run."""
+    pipe = client.pipeline(transaction=False)
+    by_p = keys.by_partition(run_ids)
+    for p, ids in by_p.items():
+        pipe.smismember(keys.cancelled(p), ids)
+    groups = list(by_p.values())
     for run_id, agent in pads:
         pipe.hgetall(keys.pad(run_id, agent))
-    unique = list(dict.fromkeys(run_ids)) if budgets or tenants else []
+    unique = list(dict.fromkeys(run_ids)) if fields else []
     for run_id in unique:
-        pipe.hmget(keys.run(run_id), (*RESERVE_FIELDS, "tenant"))
+        pipe.hmget(keys.run(run_id), fields)
     replies = pipe.execute(raise_on_error=False)
-    if started:
-        for i, (script_keys, args) in enumerate(calls):
-            if is_missing(replies[i]):  # the server lost the library: one call loads it again
-                library().forget(client)
-                replies[i] = _started(client, script_keys, args)
     for r in replies:
         if isinstance(r, Exception):
             raise r
     flags = cancelled_flags(run_ids, groups, replies[: len(groups)])
     n = len(groups) + len(pads)
     read_pads = [_pad_entries(raw) for raw in replies[len(groups) : n]]
-    limited = dict(zip(unique, (budgets and needs_reservation(r[:-1]) for r in replies[n:]), strict=True))
-    owner = dict(zip(unique, (as_text(r[-1] or b"") for r in replies[n:]), strict=True))
-    return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids],
-                     [owner[r] for r in run_ids] if tenants else [])
+    return flags, read_pads, dict(zip(unique, (list(r) for r in replies[n:]), strict=True))
 
 
-_started = LuaScript("started.lua")
-
-
-def _started_calls(keys: Keys, run_ids: Sequence[str],
-                   started: Sequence[bytes]) -> list[tuple[list[str], list[str | bytes | int]]]:
-    """``(keys, args)`` of one ``started.lua`` call per partition of ``run_ids``."""
+def _read_started(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]],
+                  started: Sequence[bytes], fields: Sequence[str],
+                  ) -> tuple[list[bool], list[list[dict[str, Any]]], dict[str, list[Any]]]:
+    """``before_run`` with events: one ``started.lua`` call per partition reads the flags, the
+    record fields and the scratchpads of its runs and writes their events (one command, not one
+    per run and scratchpad); a scratchpad of a run outside ``run_ids`` is read on its own."""
+    _started.ensure_loaded(client)
     by_p: dict[int, list[tuple[str, bytes]]] = {}
     for run_id, event in zip(run_ids, started, strict=True):
         by_p.setdefault(keys.partition(run_id), []).append((run_id, event))
+    pads_of: dict[int, list[int]] = {p: [] for p in by_p}
+    apart: list[int] = []
+    for j, (run_id, _) in enumerate(pads):
+        p = keys.partition(run_id)
+        pads_of.get(p, apart).append(j)
+    kept = keys.retention
     calls: list[tuple[list[str], list[str | bytes | int]]] = []
     for p, items in by_p.items():
-        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items)]
-        kept = keys.retention
-        calls.append((script_keys, [kept.events_maxlen, kept.events_ttl_s, *(r for r, _ in items),
-                                    *(e for _, e in items)]))
-    return calls
+        mine = [keys.pad(*pads[j]) for j in pads_of[p]]
+        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items),
+                       *mine]
+        calls.append((script_keys, [kept.events_maxlen, kept.events_ttl_s, len(fields), len(mine), *fields,
+                                    *(r for r, _ in items), *(e for _, e in items)]))
+    pipe = client.pipeline(transaction=False)
+    for script_keys, args in calls:
+        _started.queue(pipe, client, script_keys, args)
+    for j in apart:
+        pipe.hgetall(keys.pad(*pads[j]))
+    replies = pipe.execute(raise_on_error=False)
+    for i, (script_keys, args) in enumerate(calls):
+        if is_missing(replies[i]):  # the server lost the library: one call loads it again
+            library().forget(client)
+            replies[i] = _started(client, script_keys, args)
+    for r in replies:
+        if isinstance(r, Exception):
+            raise r
+    flags: dict[str, bool] = {}
+    records: dict[str, list[Any]] = {}
+    read_pads: list[list[dict[str, Any]]] = [[] for _ in pads]
+    for (p, items), (call_flags, call_records, call_pads) in zip(by_p.items(), replies, strict=False):
+        for (run_id, _), flag in zip(items, call_flags, strict=True):
+            flags[run_id] = bool(flag)
+        for (run_id, _), values in zip(items, call_records if fields else [], strict=bool(fields)):
+            records[run_id] = list(values)
+        for j, raw in zip(pads_of[p], call_pads, strict=True):
+            read_pads[j] = _pad_entries(_pairs(raw))
+    for j, raw in zip(apart, replies[len(calls):], strict=True):
+        read_pads[j] = _pad_entries(raw)
+    return [flags[r] for r in run_ids], read_pads, records
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A hash from a script's flat HGETALL reply (field, value, field, value...)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+_started = LuaScript("started.lua")
 
 
 def cancelled_flags(run_ids: Sequence[str], groups: list[list[str]], replies: list[Any]) -> list[bool]:
