@@ -186,3 +186,59 @@ def test_dashboard_in_chromium_refuses_cross_origin_writes_and_rebound_hosts(
         evil.shutdown()
     assert client.xlen(keys.stream("seed", "planner")) == 0, "a cross-origin page started a run"
     assert list_runs(client, keys, 10) == []
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it as root)")
+def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
+    client: redis.Redis, workers: Workers, dashboard_url: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from baton.broker.runs import run_metadata
+    from baton.broker.schedules import get_schedule
+
+    workers.spawn("planner", env={"BATON_MODEL": "echo", "BATON_UPKEEP_POLL_S": "0.2"})  # its upkeep fires ticks
+    workers.wait_ready(client, 1, timeout=120)
+    keys = Keys()
+    errors: list[str] = []
+    row = "#schedules tr[data-name='every2']"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(dashboard_url)
+        page.wait_for_selector("#conn.live", timeout=30_000)
+        assert page.is_visible("#schedules-empty")
+        page.fill("#schedule-name", "bad")
+        page.fill("#schedule-cron", "61 * * * *")
+        page.fill("#schedule-task", "t")
+        page.click("#schedule-add")
+        page.wait_for_function("() => document.getElementById('schedule-note').textContent.startsWith('error:')",
+                               timeout=30_000)
+        assert "cron" in (page.text_content("#schedule-note") or "")
+        page.fill("#schedule-name", "every2")
+        page.fill("#schedule-cron", "*/2 * * * * *")
+        page.fill("#schedule-task", "nightly report")
+        page.select_option("#schedule-overlap", "allow")
+        page.click("#schedule-add")
+        page.wait_for_selector(row, timeout=30_000)
+        s = get_schedule(client, keys, "every2")
+        assert s is not None and (s.cron, s.task, s.overlap) == ("*/2 * * * * *", "nightly report", "allow")
+        page.wait_for_selector(f"{row} a.run-link", timeout=60_000)  # the worker fired a tick; its run shows
+        shown = page.text_content(f"{row} a.run-link") or ""
+        fired = [r for r in list_runs(client, keys, 1000)
+                 if run_metadata({k.decode(): v.decode() for k, v in client.hgetall(keys.run(r)).items()})
+                 .get("schedule") == "every2"]
+        assert shown and any(r.startswith(shown) for r in fired)
+        page.click(f"{row} button.toggle")
+        page.wait_for_selector(f"{row}[data-paused='1']", timeout=30_000)
+        assert (p := get_schedule(client, keys, "every2")) is not None and p.paused
+        page.click(f"{row} button.toggle")
+        page.wait_for_selector(f"{row}[data-paused='']", timeout=30_000)
+        assert (p := get_schedule(client, keys, "every2")) is not None and not p.paused
+        page.click(f"{row} button.delete")
+        page.wait_for_selector(row, state="detached", timeout=30_000)
+        assert get_schedule(client, keys, "every2") is None
+        browser.close()
+    assert not errors, errors
