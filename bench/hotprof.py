@@ -1,0 +1,152 @@
+"""``python -m bench.hotprof MODE N``: the hot path of one echo worker, profiled in-process.
+
+One worker of the seed chain's researcher (echo model, baton's defaults; ``one``: batch size 1)
+in this process, on its own embedded ``redis-server``. Modes: ``burst`` (N tasks submitted, then
+read and processed in batches), ``one`` (the same with ``BATON_BATCH_SIZE=1``) and ``lone`` (N
+times: submit one task, read it, process it). Prints the round trips and the commands in them
+(redis-py's ``send_packed_command`` counted; ``lone`` counts the submits too), Redis'
+``INFO commandstats`` and CPU over the hops and, with ``--profile``, a cProfile of the hops.
+
+Instruction counts that repeat on a shared machine (only the hops are instrumented)::
+
+    BENCH_CALLGRIND=1 valgrind --tool=callgrind --instr-atstart=no .venv/bin/python -m bench.hotprof burst 512
+
+then ``Collected`` / N is the instructions per hop (the counting wrapper is off under callgrind).
+Not a test: a measurement (bench/NOTES.md, "The hot path, profiled a third time").
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import os
+import pstats
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.connection as rc
+
+CALLGRIND = bool(os.environ.get("BENCH_CALLGRIND"))
+
+
+class _Counter:
+    """Round trips (one ``send_packed_command`` each) and the commands they carried."""
+
+    def __init__(self) -> None:
+        self.round_trips = 0
+        self.commands: collections.Counter[str] = collections.Counter()
+        self._orig = rc.AbstractConnection.send_packed_command
+
+    def install(self) -> None:
+        orig, counter = self._orig, self
+
+        def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+            counter.round_trips += 1
+            data = command if isinstance(command, bytes | bytearray) else b"".join(bytes(c) for c in command)
+            parts, i = data.split(b"\r\n"), 0
+            while i < len(parts):
+                if parts[i].startswith(b"*"):
+                    if i + 2 < len(parts):
+                        counter.commands[parts[i + 2].upper().decode(errors="replace")] += 1
+                    i += 1 + 2 * int(parts[i][1:])
+                else:
+                    i += 1
+            orig(conn, command, check_health)
+
+        rc.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+
+    def clear(self) -> None:
+        self.round_trips = 0
+        self.commands.clear()
+
+
+def _instrument(on: bool) -> None:
+    if CALLGRIND:
+        subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], capture_output=True,
+                       check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.hotprof", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("burst", "one", "lone"))
+    p.add_argument("n", type=int)
+    p.add_argument("--profile", action="store_true", help="cProfile the hops (process time)")
+    args = p.parse_args(argv)
+
+    counter = _Counter()
+    if not CALLGRIND:
+        counter.install()
+    from baton.agents.backends import EchoBackend
+    from baton.agents.runtime.worker import Worker
+    from baton.agents.settings import Settings
+    from baton.agents.workflow.spec import SEED
+    from baton.broker import EmbeddedRedis, submit
+    from baton.protocol import Task
+
+    work = Path(tempfile.mkdtemp(prefix="baton-hotprof-"))
+    server = EmbeddedRedis(work / "redis").start()
+    try:
+        settings = Settings(redis_url=server.url, **({"batch_size": 1} if args.mode == "one" else {}))
+        worker = Worker(settings, SEED, "researcher", backend=EchoBackend())
+        worker.load()
+        worker.streams.ensure_groups()
+        driver = redis.Redis.from_url(server.url)
+
+        def publish(i: int | str) -> None:
+            submit(driver, worker.keys, Task(run_id=f"run{i}", role="researcher", workflow=SEED.name, hop=1,
+                                             task="Research and elaborate: " + "x" * 300))
+
+        def drain() -> int:
+            entries = worker.read(False)
+            worker.process(entries)
+            return len(entries)
+
+        for i in range(5):  # warm: connections, the Functions library, imports
+            publish(f"warm{i}")
+            while drain():
+                pass
+        prof = cProfile.Profile(time.process_time) if args.profile else None
+        hops = 0
+        if args.mode != "lone":
+            for i in range(args.n):
+                publish(i)
+        counter.clear()
+        driver.config_resetstat()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while hops < args.n:
+            if args.mode == "lone":
+                publish(hops)
+            _instrument(True)
+            if prof:
+                prof.enable()
+            hops += drain()
+            if prof:
+                prof.disable()
+            _instrument(False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        stats: Any = driver.info("commandstats")
+        redis_cpu: Any = driver.info("cpu")
+        print(f"{args.mode}: {hops} hops, {wall / hops * 1e6:.0f} us wall and {cpu / hops * 1e6:.0f} us CPU of "
+              f"this process per hop (load average {os.getloadavg()[0]:.2f})")
+        if not CALLGRIND:
+            print(f"round trips per hop {counter.round_trips / hops:.3f}, commands per hop "
+                  f"{sum(counter.commands.values()) / hops:.2f}: {dict(counter.commands.most_common())}")
+        print(f"redis-server CPU per hop: {(redis_cpu['used_cpu_user'] + redis_cpu['used_cpu_sys']) / hops * 1e6:.0f}"
+              " us (user + system)")
+        for name, s in sorted(stats.items(), key=lambda kv: -kv[1]["usec"])[:10]:
+            print(f"  {name}: {s['calls']} calls, {s['usec_per_call']} us per call")
+        if prof:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
