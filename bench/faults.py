@@ -44,16 +44,18 @@ class ModelOutages:
         up_s: seconds of service between outages (min, max).
         down_s: seconds the server stays dead before it is started again (min, max).
         rng: the schedule's random source.
+        limit: outages in all (None: no end).
     """
 
     def __init__(self, model: str, log_dir: Path, env: dict[str, str], *, up_s: tuple[float, float],
-                 down_s: tuple[float, float], rng: random.Random) -> None:
+                 down_s: tuple[float, float], rng: random.Random, limit: int | None = None) -> None:
         self.model = model
         self.log_dir = log_dir
         self.env = env
         self.up_s = up_s
         self.down_s = down_s
         self.rng = rng
+        self.limit = limit
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.outages = 0
@@ -131,7 +133,8 @@ class ModelOutages:
         self.longest_s = max(self.longest_s, lasted)
         log.info("model server back after %.1fs", lasted)
         self._killed_at = None
-        self._next_kill = now + self.rng.uniform(*self.up_s)
+        done = self.limit is not None and self.outages >= self.limit
+        self._next_kill = float("inf") if done else now + self.rng.uniform(*self.up_s)
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -4,10 +4,15 @@
 worker processes per role for the seed chain (the twin model) and for ``research_fanout`` (the
 echo model), submits runs at a constant rate well under capacity (alternating workflows), and
 SIGTERMs one worker every ``--restart-every`` seconds (rotating over the roles), starting its
-replacement at once. Every ``--sample-every`` seconds it records worker RSS (each slot and the
+replacement at once. On top (``bench.soak_faults``): a worker SIGKILLed every ``--kill-every``
+seconds (replaced at once), Redis SIGKILLed and restarted once (``--redis-restart-at``, a share of
+the minutes), and the fan-out workers' model (an HTTP ``baton serve-model`` on echo) down once for
+``--model-outage`` seconds (at ``--model-outage-at``); 0 turns each off. Every ``--sample-every``
+seconds it records worker RSS (each slot and the
 total), worker CPU share, Redis ``used_memory`` and key counts by kind, stream lengths (task
 streams, results, dead letters, event logs), pending entries, p50/p99 latency of the runs that
-finished in the window, and runs submitted, done, failed. Retention is short
+finished in the window, runs submitted, done, failed, and the machine's load average (so a
+reader can tell the machine from the program). Retention is short
 (``--retention``: run records, results and event logs) so a steady state is reached early.
 
 After the last submit it waits ``--drain`` seconds for every run to end; a run that never reached
@@ -41,6 +46,7 @@ from baton.broker import EmbeddedRedis, Keys, connect, live_workers
 from baton.broker.stats import stream_stats
 from baton.protocol import TERMINAL_STATUSES
 from bench.common import ROOT, percentile
+from bench.soak_faults import SoakFaults
 
 __all__ = ["SoakConfig", "Sample", "main", "run_soak"]
 
@@ -61,6 +67,10 @@ class SoakConfig:
     janitor_interval_s: float = 10.0
     drain_s: float = 180.0
     workdir: Path | None = None
+    kill_every_s: float = 120.0
+    redis_restart_at: float = 0.5
+    model_outage_at: float = 0.3
+    model_outage_s: float = 20.0
 
 
 @dataclass(slots=True)
@@ -131,6 +141,16 @@ class _Pool:
             self.stopping.append(slot.proc)
         self.restarts += 1
         self.spawn(slot)
+
+    def kill_one(self, index: int) -> str:
+        """SIGKILL a worker (the ``index``-th of a rotation apart from the restarts') and start its
+        replacement now; return its slot's name."""
+        slot = self.slots[(index * 5 + 1) % len(self.slots)]
+        if slot.proc is not None and slot.proc.poll() is None:
+            slot.proc.kill()
+            slot.proc.wait()
+        self.spawn(slot)
+        return slot.name
 
     def reap(self) -> None:
         self.stopping = [p for p in self.stopping if p.poll() is None]
@@ -204,9 +224,9 @@ def _twin() -> str:
     return resolve_model(DEFAULT_MODEL)
 
 
-def _pool(cfg: SoakConfig, work: Path, env: dict[str, str], fanout: Workflow) -> _Pool:
+def _pool(cfg: SoakConfig, work: Path, env: dict[str, str], fanout: Workflow, fanout_model: str) -> _Pool:
     pool = _Pool(work)
-    for wf, model in ((SEED, _twin()), (fanout, "echo")):
+    for wf, model in ((SEED, _twin()), (fanout, fanout_model)):
         for spec in wf.roles:
             for i in range(cfg.workers):
                 name = f"{'seed' if wf is SEED else 'fanout'}.{spec.role}.{i}"
@@ -297,7 +317,13 @@ def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
     settings = Settings.from_env(env)
     fanout = load(FANOUT)
     client = connect(server.url, retries=10)
-    pool = _pool(cfg, work, env, fanout)
+    faults = SoakFaults(server, kill_every_s=cfg.kill_every_s,
+                        redis_restart_at_s=cfg.redis_restart_at * cfg.minutes * 60)
+    if cfg.model_outage_at > 0 and cfg.model_outage_s > 0:
+        faults.model = SoakFaults.model_outage(work, env, cfg.model_outage_at * cfg.minutes * 60, cfg.model_outage_s)
+        faults.model.start()
+        faults.model.wait_healthy()
+    pool = _pool(cfg, work, env, fanout, faults.model.url if faults.model else "echo")
     meter = _Meter()
     runs: dict[str, _Run] = {}
     open_ids: set[str] = set()
@@ -314,9 +340,11 @@ def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
         rotation = 0
         last_sample = start
         meter.cpu_delta(list(pool.pids().values()))
+        faults.arm(start)
         while True:
             now = time.time()
             if now < end:
+                faults.tick(now, pool)
                 due = int((now - start) * cfg.rate) + 1
                 while len(runs) < due:
                     wf = str(FANOUT) if len(runs) % 2 else None
@@ -332,15 +360,21 @@ def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
                     next_restart += cfg.restart_every_s
             elif not open_ids or now > end + cfg.drain_s:
                 break
+            else:
+                faults.settle(now)
             pool.reap()
-            _poll_runs(client, keys, runs, open_ids)
-            if now >= next_sample and now < end:
-                s = _sample(now - start, client, keys, pool, meter, runs, last_sample, now - last_sample)
-                samples.append(s)
-                last_sample = now
+            try:
+                _poll_runs(client, keys, runs, open_ids)
+                if now >= next_sample and now < end:
+                    s = _sample(now - start, client, keys, pool, meter, runs, last_sample, now - last_sample)
+                    samples.append(s)
+                    last_sample = now
+                    if on_sample:
+                        on_sample(s)
+            except Exception:  # noqa: BLE001 - Redis restarting: that sample is skipped, the next one taken
+                log.warning("no sample at t=%.0fs: Redis did not answer", now - start)
+            if now >= next_sample:
                 next_sample += cfg.sample_every_s
-                if on_sample:
-                    on_sample(s)
             time.sleep(0.2)
         _poll_runs(client, keys, runs, open_ids)
         submitter.close()
@@ -349,9 +383,11 @@ def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
                 "submitted": len(runs), "done": sum(r.status == "done" for r in runs.values()),
                 "failed": sum(r.status in ("failed", "cancelled") for r in runs.values()),
                 "lost": len(open_ids), "lost_runs": sorted(open_ids)[:20], "restarts": pool.restarts,
-                "crashes": pool.crashes, "workdir": str(work)}
+                "crashes": pool.crashes, "kills": faults.kills, "redis_restarts": faults.redis_restarts,
+                "model_down_s": round(faults.model_down_s, 1), "workdir": str(work)}
     finally:
         pool.stop()
+        faults.stop()
         client.close()
         server.stop()
 
@@ -366,6 +402,12 @@ def cli(
     restart_every: Annotated[float, typer.Option(help="Seconds between worker restarts (SIGTERM).")] = 150.0,
     retention: Annotated[int, typer.Option(help="Seconds runs, results and event logs are kept.")] = 120,
     drain: Annotated[float, typer.Option(help="Seconds to wait after the last submit.")] = 180.0,
+    kill_every: Annotated[float, typer.Option(help="Seconds between worker SIGKILLs (0: none).")] = 120.0,
+    redis_restart_at: Annotated[float, typer.Option(
+        help="When to SIGKILL and restart Redis once, as a share of the minutes (0: never).")] = 0.5,
+    model_outage_at: Annotated[float, typer.Option(
+        help="When the fan-out workers' model server goes down once, as a share of the minutes (0: never).")] = 0.3,
+    model_outage: Annotated[float, typer.Option(help="Seconds the model server stays down.")] = 20.0,
     out: Annotated[Path, typer.Option(help="Samples and verdict as JSON.")] = Path("docs/soak.json"),
     plot: Annotated[Path | None, typer.Option(help="PNG plot of the samples.")] = Path("docs/soak.png"),
 ) -> None:
@@ -375,7 +417,9 @@ def cli(
     from bench.soak_report import judge, plot_samples, print_report
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = SoakConfig(minutes=minutes, rate=rate, restart_every_s=restart_every, retention_s=retention, drain_s=drain)
+    cfg = SoakConfig(minutes=minutes, rate=rate, restart_every_s=restart_every, retention_s=retention, drain_s=drain,
+                     kill_every_s=kill_every, redis_restart_at=redis_restart_at, model_outage_at=model_outage_at,
+                     model_outage_s=model_outage)
 
     def progress(s: Sample) -> None:
         log.info("t=%4.0fs rss=%.0fMiB redis=%.1fMiB keys=%d task=%d results=%d events=%d dead=%d pending=%d "

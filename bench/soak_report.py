@@ -6,7 +6,8 @@ of its first ``EDGE`` share, relative to the first median (at least ``floor``: a
 such as pending entries is not judged in percent of nearly nothing). The series fails when
 growth > 5%. The least-squares slope times the window, over the mean level, is shown beside it.
 p99 latency: the p99 of the runs that finished in each 5-minute block after the first must stay
-within 2x the first block's. Lost runs: 0.
+within 2x the first block's. Lost runs: 0. Each block shows the machine's median load average
+beside its latencies (the rule does not use it: it tells the reader the machine from the program).
 """
 
 from __future__ import annotations
@@ -59,14 +60,16 @@ def _growth(window: list[dict[str, Any]], name: str, floor: float) -> dict[str, 
     return {"first": first, "last": last, "growth": growth, "fitted": fitted, "ok": growth <= GROWTH_LIMIT}
 
 
-def _p99_blocks(latencies: list[list[float]], end_s: float) -> list[dict[str, float]]:
+def _p99_blocks(latencies: list[list[float]], end_s: float,
+                samples: list[dict[str, Any]] | None = None) -> list[dict[str, float]]:
     blocks: list[dict[str, float]] = []
     t = 0.0
     while t < end_s:
         vals = [lat for at, lat in latencies if t <= at < t + BLOCK_S]
+        load = [s["loadavg"] for s in samples or [] if t <= s["t"] < t + BLOCK_S]
         if vals:
             blocks.append({"from_s": t, "runs": len(vals), "p50_s": percentile(vals, 50),
-                           "p99_s": percentile(vals, 99)})
+                           "p99_s": percentile(vals, 99), "loadavg": statistics.median(load) if load else float("nan")})
         t += BLOCK_S
     return blocks
 
@@ -77,7 +80,7 @@ def judge(data: dict[str, Any]) -> dict[str, Any]:
     window = _window(samples)
     growth = {name: _growth(window, name, floor) for name, (_, floor) in WATCHED.items()} if window else {}
     end_s = samples[-1]["t"] if samples else 0.0
-    blocks = _p99_blocks(data["latencies"], end_s + 1)
+    blocks = _p99_blocks(data["latencies"], end_s + 1, samples)
     base = blocks[0]["p99_s"] if blocks else float("nan")
     p99_ok = all(b["p99_s"] <= P99_LIMIT * base for b in blocks[1:])
     ok = bool(window) and all(g["ok"] for g in growth.values()) and p99_ok and data["lost"] == 0
@@ -99,14 +102,16 @@ def print_report(data: dict[str, Any], console: Any) -> None:
         t.add_row(WATCHED[name][0], f"{g['first']:.1f}", f"{g['last']:.1f}", f"{g['growth']:+.1%}",
                   f"{g['fitted']:+.1%}", "yes" if g["ok"] else "NO")
     console.print(t)
-    b = Table("block from, min", "runs", "p50, s", "p99, s", title=f"latency per {BLOCK_S // 60}-minute block "
-              f"(p99 limit {P99_LIMIT:g}x the first)")
+    b = Table("block from, min", "runs", "p50, s", "p99, s", "load average (median)",
+              title=f"latency per {BLOCK_S // 60}-minute block (p99 limit {P99_LIMIT:g}x the first)")
     for blk in v["p99_blocks"]:
-        b.add_row(f"{blk['from_s'] / 60:.0f}", str(blk["runs"]), f"{blk['p50_s']:.2f}", f"{blk['p99_s']:.2f}")
+        b.add_row(f"{blk['from_s'] / 60:.0f}", str(blk["runs"]), f"{blk['p50_s']:.2f}", f"{blk['p99_s']:.2f}",
+                  f"{blk.get('loadavg', float('nan')):.1f}")
     console.print(b)
     c = Table("measure", "value", title="runs")
-    for k in ("submitted", "done", "failed", "lost", "restarts", "crashes"):
-        c.add_row(k, str(data[k]))
+    for k in ("submitted", "done", "failed", "lost", "restarts", "crashes", "kills", "redis_restarts",
+              "model_down_s"):
+        c.add_row(k, str(data.get(k, "-")))
     c.add_row("worker CPU share of the machine (median)", f"{v['cpu_share']:.0%}")
     c.add_row("load average 1 min (min/median/max)", "/".join(f"{x:.1f}" for x in v["loadavg"]))
     c.add_row("verdict", "PASS" if v["ok"] else "FAIL")
@@ -144,7 +149,11 @@ def plot_samples(data: dict[str, Any], path: Path) -> None:
     ax[3].plot(minutes, [x["p99_s"] for x in s], label="p99")
     ax[3].set_ylabel("latency of runs finished in the 10 s window, s")
     ax[3].set_xlabel("minutes")
-    ax[3].legend(fontsize=7)
+    ax[3].legend(fontsize=7, loc="upper left")
+    la = ax[3].twinx()
+    la.plot(minutes, [x["loadavg"] for x in s], color="0.5", linestyle=":", label="load average (1 min)")
+    la.set_ylabel("load average")
+    la.legend(fontsize=7, loc="upper right")
     window = data["verdict"]["window_s"] / 60
     for a in ax:
         a.axvspan(minutes[-1] - window, minutes[-1], color="0.9", zorder=0)
@@ -164,15 +173,17 @@ def markdown(data: dict[str, Any]) -> str:
     for name, g in v["growth"].items():
         rows.append(f"| {WATCHED[name][0]} | {g['first']:.1f} | {g['last']:.1f} | {g['growth']:+.1%} "
                     f"| {g['fitted']:+.1%} | {'yes' if g['ok'] else '**no**'} |")
-    rows += ["", "| 5-minute block from, min | runs finished | p50, s | p99, s | p99 / first block's |",
-             "|---|---|---|---|---|"]
+    rows += ["", "| 5-minute block from, min | runs finished | p50, s | p99, s | p99 / first block's | load average |",
+             "|---|---|---|---|---|---|"]
     base = v["p99_blocks"][0]["p99_s"] if v["p99_blocks"] else float("nan")
     for b in v["p99_blocks"]:
         rows.append(f"| {b['from_s'] / 60:.0f} | {b['runs']} | {b['p50_s']:.2f} | {b['p99_s']:.2f} "
-                    f"| {b['p99_s'] / base:.2f} |")
+                    f"| {b['p99_s'] / base:.2f} | {b.get('loadavg', float('nan')):.1f} |")
     lo, med, hi = v["loadavg"]
     rows += ["", f"Runs: {data['submitted']} submitted, {data['done']} done, {data['failed']} failed, "
-             f"**{data['lost']} lost**; {data['restarts']} worker restarts (SIGTERM), {data['crashes']} crashes. "
+             f"**{data['lost']} lost**; {data['restarts']} worker restarts (SIGTERM), {data.get('kills', 0)} worker "
+             f"SIGKILLs, {data.get('redis_restarts', 0)} Redis restarts, model down {data.get('model_down_s', 0)} s, "
+             f"{data['crashes']} crashes. "
              f"Worker CPU, share of the machine's cores (median of the samples): {v['cpu_share']:.0%}. "
              f"Load average (1 min) during the run: min {lo:.1f}, median {med:.1f}, max {hi:.1f} on "
              f"{os.cpu_count()} cores. Verdict: **{'PASS' if v['ok'] else 'FAIL'}**."]
