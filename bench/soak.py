@@ -42,7 +42,7 @@ import typer
 from baton.agents.settings import Settings
 from baton.agents.workflow.loader import load
 from baton.agents.workflow.spec import SEED, Workflow
-from baton.broker import EmbeddedRedis, Keys, connect, live_workers
+from baton.broker import BrokerError, EmbeddedRedis, Keys, connect, live_workers
 from baton.broker.stats import stream_stats
 from baton.protocol import TERMINAL_STATUSES
 from bench.common import ROOT, percentile
@@ -269,7 +269,9 @@ def _poll_runs(client: Any, keys: Keys, runs: dict[str, _Run], open_ids: set[str
             run = runs[run_id]
             run.status = status
             end = float(finished or updated or time.time())
-            run.latency_s = end - float(created)
+            # a record that expired mid-run (a hop waited past the retention) is written again by the
+            # run's last commit without ``created_at``: the submit time stands in
+            run.latency_s = end - (float(created) if created else run.submitted_at)
             run.finished_wall = end
             open_ids.discard(run_id)
 
@@ -371,8 +373,8 @@ def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
                     last_sample = now
                     if on_sample:
                         on_sample(s)
-            except Exception:  # noqa: BLE001 - Redis restarting: that sample is skipped, the next one taken
-                log.warning("no sample at t=%.0fs: Redis did not answer", now - start)
+            except BrokerError as exc:  # Redis restarting: that sample is skipped, the next one taken
+                log.warning("no sample at t=%.0fs: %s", now - start, exc)
             if now >= next_sample:
                 next_sample += cfg.sample_every_s
             time.sleep(0.2)
