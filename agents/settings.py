@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
     api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
     tenants_file: str = ""  # TOML file of tenants: hashed tokens and limits (``agents/tenants.py``); empty: none
+    tenant: str = ""  # the tenant the client and CLI submit as at the Redis level (the API takes it from the token)
     http_header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # HTTP servers: a request's headers in time
     http_body_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # ... and its body, else 408
     allowed_hosts: str = ""  # comma-separated Host names the dashboard answers without tokens (beyond loopback)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from baton.broker.keys import Keys
 
 __all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "REVIEW_KEYS",
-           "SCRIPT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
+           "SCRIPT_COMMANDS", "TENANT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -70,6 +70,10 @@ With them the role can run any Lua of its own (and block the server with it): gr
 REVIEW_KEYS = ("review:*", "reviews", "reviewruns")
 """Key patterns (in the partition's slot) of human reviews: granted only to reviewed roles."""
 
+TENANT_COMMANDS = ("incrby", "hincrby", "time")
+"""Commands a worker issues for its tenants' quotas and per-minute limits (``broker/tenants.py``,
+``lua/ratelimit.lua``)."""
+
 RATE_LIMIT_COMMANDS = ("hincrby", "time")
 """Commands ``lua/ratelimit.lua`` calls beyond the worker's own (the script runs as the worker's user)."""
 
@@ -77,7 +81,7 @@ RATE_LIMIT_COMMANDS = ("hincrby", "time")
 def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
              agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False,
-             scripts: bool = False, review: bool = False) -> list[str]:
+             scripts: bool = False, review: bool = False, tenant: str = "") -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
     The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
@@ -89,12 +93,17 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     ``scripts`` adds ``SCRIPT_COMMANDS`` for a server without Functions (Redis < 7).
     ``review``: the role has ``review = "human"`` (only such roles, and their workers' janitors, touch
     ``REVIEW_KEYS``).
+    ``tenant``: the workers serve that tenant's runs (``*``: every tenant's): the user is
+    ``baton-<tenant>-<workflow>-<role>`` (``baton-<workflow>-<role>`` for ``*``) and may read the
+    published tenant limits and count the tenant's tokens and rate limits (``TENANT_COMMANDS``), only
+    that tenant's. A worker whose user lacks them fails its tenant tasks' quota checks with NOPERM.
     """
     unknown = set(features) - FEATURE_KEYS.keys()
     if unknown:
         raise ValueError(f"unknown ACL features {sorted(unknown)}; known: {sorted(FEATURE_KEYS)}")
     tag = f"{keys.prefix}:{{p*}}"
-    rules = [user or f"baton-{workflow}-{role}", "reset", "on", f">{password}" if password else "nopass",
+    named = f"baton-{tenant}-{workflow}-{role}" if tenant and tenant != "*" else f"baton-{workflow}-{role}"
+    rules = [user or named, "reset", "on", f">{password}" if password else "nopass",
              "resetchannels", "-@all", *(f"+{c}" for c in WORKER_COMMANDS),
              f"~{keys.stream_pattern(workflow, role)}"]
     # FCALL declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
@@ -111,4 +120,9 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules += [f"~{keys.agent_pad(agent)}" for agent in agent_memory]
     if rate_limits:
         rules += [*(f"+{c}" for c in RATE_LIMIT_COMMANDS), f"~{keys.rate_limit_pattern()}"]
+    if tenant:
+        every = tenant == "*"
+        rules += [*(f"+{c}" for c in TENANT_COMMANDS), f"%R~{keys.tenants()}",
+                  f"~{keys.prefix}:tusage:{tenant}:*",
+                  f"~{keys.rate_limit_pattern() if every else keys.rate_limit(f'tenant:{tenant}')}"]
     return rules

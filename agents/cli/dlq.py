@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import asdict
 from typing import Annotated
@@ -21,6 +22,7 @@ from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, lis
 from baton.broker.janitor import Janitor
 from baton.broker.scripts import library, setup_library
 from baton.protocol import TERMINAL_STATUSES
+from baton.protocol.fields import KEY_SAFE_PATTERN
 
 __all__ = ["acl", "cancel", "setup", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 
@@ -151,10 +153,15 @@ def acl(
     scripts: Annotated[bool, typer.Option(
         "--scripts", help="Redis < 7 only (no Functions): also grant EVALSHA and SCRIPT LOAD, which let the role "
                           "run any Lua.")] = False,
+    tenant: Annotated[str, typer.Option(
+        help="The tenant whose own workers these are (its quota and limits only), or '*' for workers that "
+             "serve every tenant.")] = "",
 ) -> None:
     """Print the least-privilege ``ACL SETUSER`` command for ROLE's workers (see docs/RELIABILITY.md).
 
     The role calls baton's Functions library (FCALL): load it first with ``baton setup``."""
+    if tenant and tenant != "*" and not re.match(KEY_SAFE_PATTERN, tenant):
+        raise CliError(f"bad tenant name {tenant!r}: letters, digits, '_', '.' and '-' only (or '*')")
     s = settings(workflow=workflow)
     wf = named(workflow or s.workflow)
     spec = wf.role(role)
@@ -170,7 +177,7 @@ def acl(
     rules = role_acl(s.keys(), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
                      features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
                      rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts,
-                     review=bool(spec.review))
+                     review=bool(spec.review), tenant=tenant)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))
 
 

@@ -207,7 +207,7 @@ def run(
                 pool.spawn(role.role)
             if remote := sorted(name for name, cfg in wf.tools.items() if cfg.remote):
                 pool.spawn("--tools", *remote)  # the workflow's remote tools get a tool worker
-        run_id = submit_run(client, keys, s, wf, task, budget=budget, priority=lane)
+        run_id = submit_run(client, keys, s, wf, task, budget=budget, priority=lane, tenant=s.tenant)
         rec = _wait_with_progress(client, keys, wf, run_id, timeout, pool)
         print_seed_report(client, keys, wf, run_id)
         if rec.status is not RunStatus.DONE:
@@ -242,7 +242,7 @@ def submit_cmd(
     wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref, client=client, keys=keys)
     try:
         run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane,
-                            idempotency_key=idempotency_key, webhook=webhook)
+                            idempotency_key=idempotency_key, webhook=webhook, tenant=s.tenant)
     except ProtocolError as exc:
         raise CliError(str(exc)) from None
     out.print(run_id)

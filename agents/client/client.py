@@ -72,7 +72,7 @@ class BaseClient:
     def __init__(self, url: str | None = None, *, settings: Settings | None = None, tenant: str = "") -> None:
         self.settings = settings or Settings.from_env(redis_url=url)
         self.keys: Keys = self.settings.keys()
-        self.tenant = tenant
+        self.tenant = tenant or self.settings.tenant
 
 
     @staticmethod

@@ -92,6 +92,8 @@ class Batch:
     """Seconds to back off before reading again (set when items were left pending)."""
     called: list[WorkItem] = field(default_factory=list)
     """The items that reserved a model call (the budget stage settles them after the call)."""
+    tenant_holds: list[Any] = field(default_factory=list)
+    """The tenants' rate-limit reservations of this batch's model call (settled after it)."""
 
 
 class Stage(Protocol):

@@ -1,8 +1,9 @@
 """A role's stages and the pipeline that runs them, in order, over a batch.
 
-    before:  admit -> resume (review) -> guard -> gather -> prepare -> reserve (budget)
+    before:  admit -> resume (review) -> guard -> gather -> prepare -> quota (tenant) -> reserve (budget)
     work:    generate (a template role's model call) | handle (a code role's handler)
-    after:   settle (budget) -> park waits (code roles) -> park (review) -> hand off -> reject -> retry later -> commit
+    after:   settle (budget) -> usage (tenant) -> park waits (code roles) -> park (review) -> hand off -> reject
+             -> retry later -> commit
 
 ``Worker`` runs the whole list over each batch it reads. ``MultiRoleWorker`` runs each role's
 ``before`` stages, makes one model call for the prompts of every role sharing a model in place
@@ -26,6 +27,7 @@ from baton.agents.runtime.stages.hand_off import HandOff
 from baton.agents.runtime.stages.prepare import Prepare
 from baton.agents.runtime.stages.reject import Reject, RetryLater
 from baton.agents.runtime.stages.review import Park, Resume
+from baton.agents.runtime.stages.tenant import TenantQuota, TenantUsage
 from baton.agents.runtime.work import Batch, Stage
 
 if TYPE_CHECKING:
@@ -63,9 +65,9 @@ class Pipeline:
 def template_pipeline(rt: RoleRuntime) -> Pipeline:
     """The pipeline of a template role (a prompt template over the role's model)."""
     return Pipeline(
-        before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt), Reserve(rt)),
+        before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt), TenantQuota(rt), Reserve(rt)),
         work=Generate(rt),
-        after=(Settle(rt), Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
+        after=(Settle(rt), TenantUsage(rt), Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
     )
 
 
@@ -76,9 +78,10 @@ def code_pipeline(rt: RoleRuntime, runner: HandlerRunner) -> Pipeline:
     from baton.agents.runtime.stages.wait import ParkWaits
 
     return Pipeline(
-        before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt, render=False)),
+        before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt, render=False),
+                TenantQuota(rt, rate_limits=False)),
         work=Handle(rt, runner),
-        after=(ParkWaits(rt), Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
+        after=(TenantUsage(rt), ParkWaits(rt), Park(rt), HandOff(rt), Reject(rt), RetryLater(rt), CommitAll(rt)),
     )
 
 
