@@ -12,7 +12,7 @@ SOURCES := $(shell find agents broker protocol -type f -not -name '*.pyc' -not -
 TASK ?= Explain the importance of supervised learning.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: bench-check scale soak chaos-cluster chaos-outages demo test browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
+.PHONY: bench-check scale soak chaos-cluster chaos-outages demo test test-replicated browser-deps docker-deps lint typecheck openapi chaos bench compose-test compose-lint packaging-test model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ demo: $(LINKED)
 TEST_JOBS ?= 4
 test: $(LINKED) browser-deps
 	$(BIN)/pytest -q -n $(TEST_JOBS) --dist loadgroup
+
+# The suites on a real Redis Cluster (six servers) and Sentinel group (the `replicated` marker,
+# tests/conftest.py): left out of `make test`, run on their own by .ci/run (about 2 min).
+test-replicated: $(LINKED)
+	$(BIN)/pytest -q -m 'replicated and not chaos and not compose' -n 2 --dist loadgroup
 
 # The dashboard's browser test drives Debian's chromium; install it when missing and we are root.
 browser-deps:

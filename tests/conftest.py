@@ -46,13 +46,22 @@ pytest-xdist the long tests start early and the short ones fill the workers in a
 GROUPED_SESSION_FIXTURES = ("cluster", "model_server")
 """Session fixtures too costly to start once per xdist worker: their tests share one worker."""
 
+REPLICATED_FIXTURES = ("cluster", "sentinel_group")
+"""A real Redis Cluster (six servers) or Sentinel group (two servers, three sentinels): their tests
+carry the ``replicated`` marker, left out of ``make test`` and run on their own by
+``make test-replicated`` (``.ci/run`` runs both)."""
 
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Long modules first; under ``--dist loadgroup`` a module whose tests share a module-scoped
-    fixture (a server, a scenario) runs in one worker, as do the users of a grouped session fixture."""
+    fixture (a server, a scenario) runs in one worker, as do the users of a grouped session fixture;
+    the users of a Cluster or Sentinel group are marked ``replicated``."""
     for item in items:
         defs = getattr(item, "_fixtureinfo", None)
         by_name = defs.name2fixturedefs if defs is not None else {}
+        if any(name in by_name for name in REPLICATED_FIXTURES):
+            item.add_marker(pytest.mark.replicated)
         shared = next((name for name in GROUPED_SESSION_FIXTURES if name in by_name), None)
         if shared is None and any(d[-1].scope == "module" for d in by_name.values()):
             shared = item.nodeid.split("::")[0]
