@@ -159,7 +159,12 @@ def test_worker_json_log_lines_carry_role_consumer_run_and_message(scenario: Sce
     assert set(handed) == set(scenario.runs)
     for run_id, msg_ids in handed.items():
         tr = json.loads(baton("trace", run_id, "--json", env=scenario.env).stdout)
-        assert msg_ids == {h["msg_id"] for h in tr["hops"]}
+        # Failed once under a loaded parallel `make test` and never alone (cause not found yet):
+        # on failure, show every log line of the run and the hops the trace rebuilt.
+        assert msg_ids == {h["msg_id"] for h in tr["hops"]}, (
+            [(h["hop"], h["role"], h["msg_id"], h["entry_id"], h["consumer"]) for h in tr["hops"]],
+            [line for role in ROLES for line in (scenario.log_dir / f"worker-{role}-{ROLES.index(role)}.log")
+             .read_text().splitlines() if run_id in line])
 
 
 def test_monitor_after_the_runs(scenario: Scenario) -> None:
