@@ -46,10 +46,11 @@ pytest-xdist the long tests start early and the short ones fill the workers in a
 GROUPED_SESSION_FIXTURES = ("cluster", "model_server")
 """Session fixtures too costly to start once per xdist worker: their tests share one worker."""
 
-REPLICATED_FIXTURES = ("cluster", "sentinel_group")
-"""A real Redis Cluster (six servers) or Sentinel group (two servers, three sentinels): their tests
-carry the ``replicated`` marker, left out of ``make test`` and run on their own by
-``make test-replicated`` (``.ci/run`` runs both)."""
+REPLICATED_FIXTURES = {"cluster": "tests.cluster.conftest", "sentinel_group": "tests.sentinel.conftest"}
+"""A real Redis Cluster (six servers) or Sentinel group (two servers, three sentinels), by name and
+defining module (the compose tests have a ``cluster`` fixture of their own): their tests carry the
+``replicated`` marker, left out of ``make test`` and run on their own by ``make test-replicated``
+(``.ci/run`` runs both)."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
@@ -60,7 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         defs = getattr(item, "_fixtureinfo", None)
         by_name = defs.name2fixturedefs if defs is not None else {}
-        if any(name in by_name for name in REPLICATED_FIXTURES):
+        if any(by_name[name][-1].func.__module__ == module for name, module in REPLICATED_FIXTURES.items()
+               if name in by_name):
             item.add_marker(pytest.mark.replicated)
         shared = next((name for name in GROUPED_SESSION_FIXTURES if name in by_name), None)
         if shared is None and any(d[-1].scope == "module" for d in by_name.values()):

@@ -1,4 +1,8 @@
-"""The shipped fan-out example end to end: separate worker processes, two researchers."""
+"""The shipped fan-out example end to end: separate worker processes, two researchers.
+
+The workers run the echo model: the split, the two consumers and the join are under test, not the
+model (an echo worker starts on about 1 s of CPU, a twin worker on about 9 s). The fan-out on the
+twin runs in tests/workflows/test_inline.py."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ WORKFLOW = str(ROOT / "agents" / "workflow" / "shipped" / "research_fanout.toml"
 
 
 def test_research_fanout_with_two_researcher_processes(client: redis.Redis, keys: Keys, workers: Workers) -> None:
+    workers.env["BATON_MODEL"] = "echo"
     one = {"BATON_BATCH_SIZE": "1"}
     workers.spawn("planner", "--workflow", WORKFLOW)
     workers.spawn("researcher", "--workflow", WORKFLOW, env=one)
