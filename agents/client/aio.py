@@ -102,6 +102,10 @@ class AsyncClient(BaseClient):
         """Delete ``name``; whether it existed."""
         return await self._in_thread(lambda c: c.delete_schedule(name))
 
+    async def signal(self, run_id: str, name: str, data: Any = None) -> bool:
+        """Send signal ``name`` with ``data`` to ``run_id`` (see ``Client.signal``)."""
+        return await self._in_thread(lambda c: c.signal(run_id, name, data))
+
     async def failed_webhooks(self, limit: int = 100) -> list[Delivery]:
         """Failed webhook deliveries (see ``Client.failed_webhooks``)."""
         return await self._in_thread(lambda c: c.failed_webhooks(limit))

@@ -35,7 +35,8 @@ from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
 from baton.broker.schedules import delete_schedule, list_schedules
 from baton.broker.tenants import tenant_run_ids
-from baton.errors import RunCancelled, RunFailed, RunNotFound
+from baton.broker.timers import SignalRefused, send_signal
+from baton.errors import RunCancelled, RunEnded, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
@@ -190,6 +191,18 @@ class Client(BaseClient):
     def delete_schedule(self, name: str) -> bool:
         """Delete ``name`` (its runs stay); whether it existed."""
         return delete_schedule(self.redis, self.keys, name)
+
+    def signal(self, run_id: str, name: str, data: Any = None) -> bool:
+        """Send signal ``name`` with ``data`` (any JSON value) to ``run_id``, for its ``ctx.wait_for(name)``:
+        True when a waiting run took it now, False when it is kept until a wait asks. ``RunNotFound``
+        for no such run, ``RunEnded`` for a run that has ended."""
+        self.run(run_id)  # RunNotFound (also for another tenant's run)
+        try:
+            return send_signal(self.redis, self.keys, run_id, name, data)
+        except SignalRefused as exc:
+            if exc.status == 404:
+                raise RunNotFound(run_id) from None
+            raise RunEnded(run_id, exc.reason) from None
 
     def failed_webhooks(self, limit: int = 100) -> list[Delivery]:
         """Completion webhook deliveries that failed, newest first."""

@@ -6,6 +6,7 @@
     ├── RunNotFound        no such run (never submitted, or its record expired)
     ├── RunFailed          the run ended failed: ``reason`` and ``role`` say why and where
     ├── RunCancelled       the run was cancelled
+    ├── RunEnded           the run has ended: it takes no more signals
     ├── NotReplicated      a run is written but not yet on ``BATON_WAIT_REPLICAS`` replicas
     └── SubmitRefused      a submit was refused for now: retry after ``retry_after_s`` seconds
         ├── BacklogFull    the entry role is ``backlog`` tasks behind, at or over ``limit``
@@ -16,8 +17,8 @@
 
 from __future__ import annotations
 
-__all__ = ["BacklogFull", "BatonError", "NotReplicated", "RedisFull", "RunCancelled", "RunFailed", "RunNotFound",
-           "SubmitRefused"]
+__all__ = ["BacklogFull", "BatonError", "NotReplicated", "RedisFull", "RunCancelled", "RunEnded", "RunFailed",
+           "RunNotFound", "SubmitRefused"]
 
 
 class BatonError(Exception):
@@ -49,6 +50,15 @@ class RunCancelled(BatonError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was cancelled")
         self.run_id = run_id
+
+
+class RunEnded(BatonError):
+    """The run has ended (``status``): a signal for it is refused."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.run_id = run_id
+        self.reason = reason
 
 
 class NotReplicated(BatonError):
