@@ -191,7 +191,6 @@ def test_dashboard_in_chromium_refuses_cross_origin_writes_and_rebound_hosts(
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it as root)")
-<<<<<<< HEAD
 def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
     client: redis.Redis, workers: Workers, dashboard_url: str
 ) -> None:
@@ -205,28 +204,12 @@ def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
     keys = Keys()
     errors: list[str] = []
     row = "#schedules tr[data-name='every2']"
-=======
-def test_dashboard_in_chromium_shows_what_runs_wait_for(
-    client: redis.Redis, keys: Keys, workers: Workers, dashboard_url: str, tmp_path: Path
-) -> None:
-    from playwright.sync_api import sync_playwright
-
-    env = {"BATON_MODEL": "echo", "BATON_RECLAIM_INTERVAL_S": "0.2", "BATON_TEST_FILE": str(tmp_path / "notes"),
-           "NAP_S": "3600"}
-    workers.spawn("--app", "tests.e2e.waitapps:timers", "--all-roles", env=env)
-    asleep = submit(client, keys, Task(run_id="dash-nap", role="napper", task="t", workflow="timers"))
-    asking = submit(client, keys, Task(run_id="dash-ask", role="approver", task="t", workflow="timers"))
-    wait_for(lambda: {(get_run(client, keys, r) or {}).get("status") for r in (asleep, asking)} == {"waiting"},
-             what="two parked runs", logs=workers.logs)
-    errors: list[str] = []
->>>>>>> d95c4e1 (Signals from outside: POST /v1/runs/{id}/signal (token checked before the body; 404 unknown or another tenant's run, 409 ended, 202 with delivered true/false), GET /v1/waits, Client.signal and AsyncClient.signal (RunNotFound, RunEnded), baton signal RUN NAME --data JSON and baton waits; the dashboard's Waiting table (headless Chromium test); openapi.json regenerated)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(dashboard_url)
         page.wait_for_selector("#conn.live", timeout=30_000)
-<<<<<<< HEAD
         assert page.is_visible("#schedules-empty")
         page.fill("#schedule-name", "bad")
         page.fill("#schedule-cron", "61 * * * *")
@@ -258,7 +241,31 @@ def test_dashboard_in_chromium_shows_what_runs_wait_for(
         page.click(f"{row} button.delete")
         page.wait_for_selector(row, state="detached", timeout=30_000)
         assert get_schedule(client, keys, "every2") is None
-=======
+        browser.close()
+    assert not errors, errors
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it as root)")
+def test_dashboard_in_chromium_shows_what_runs_wait_for(
+    client: redis.Redis, keys: Keys, workers: Workers, dashboard_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    env = {"BATON_MODEL": "echo", "BATON_RECLAIM_INTERVAL_S": "0.2", "BATON_TEST_FILE": str(tmp_path / "notes"),
+           "NAP_S": "3600"}
+    workers.spawn("--app", "tests.e2e.waitapps:timers", "--all-roles", env=env)
+    asleep = submit(client, keys, Task(run_id="dash-nap", role="napper", task="t", workflow="timers"))
+    asking = submit(client, keys, Task(run_id="dash-ask", role="approver", task="t", workflow="timers"))
+    wait_for(lambda: {(get_run(client, keys, r) or {}).get("status") for r in (asleep, asking)} == {"waiting"},
+             what="two parked runs", logs=workers.logs)
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(dashboard_url)
+        page.wait_for_selector("#conn.live", timeout=30_000)
         page.wait_for_selector("#waits tr[data-run-id='dash-ask']", timeout=30_000)
         rows = page.eval_on_selector_all(
             "#waits tbody tr[data-run-id]",
@@ -269,6 +276,5 @@ def test_dashboard_in_chromium_shows_what_runs_wait_for(
         assert until["dash-ask"] == "no timeout" and until["dash-nap"] not in ("", "no timeout")
         page.wait_for_selector("#runs tr[data-run-id='dash-ask'] .badge.waiting", timeout=30_000)
         assert client.hget(keys.run(asking), "status") == b"waiting"
->>>>>>> d95c4e1 (Signals from outside: POST /v1/runs/{id}/signal (token checked before the body; 404 unknown or another tenant's run, 409 ended, 202 with delivered true/false), GET /v1/waits, Client.signal and AsyncClient.signal (RunNotFound, RunEnded), baton signal RUN NAME --data JSON and baton waits; the dashboard's Waiting table (headless Chromium test); openapi.json regenerated)
         browser.close()
     assert not errors, errors
