@@ -26,6 +26,8 @@ from baton.protocol import (
     Tokens,
     ToolCalled,
     ToolReturned,
+    Waiting,
+    Woken,
 )
 
 __all__ = ["EventPrinter", "events_cmd", "follow_events"]
@@ -92,6 +94,11 @@ class EventPrinter:
                 return f"[yellow]review_requested[/] {event.review_id} {who}: {_short(event.output)}"
             case ReviewDecided():
                 return f"[yellow]review_decided[/] {event.review_id}: {event.decision} {_short(event.reason)}"
+            case Waiting():
+                until = f" until {event.until:.0f}" if event.until is not None else ""
+                return f"[yellow]waiting[/]      {who}: {event.kind} {escape(event.name)}{until}".rstrip()
+            case Woken():
+                return f"[yellow]woken[/]        {who}: {event.kind} {escape(event.name)} ({event.why})"
             case Custom():
                 return f"[cyan]custom[/]       {who}: {_short(json.dumps(event.data))}"
             case Done():

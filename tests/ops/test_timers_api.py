@@ -80,6 +80,8 @@ def test_clients_and_cli_signal_waiting_runs_and_list_them(
     recs = wait_runs(client, keys, run_ids)
     assert [recs[r]["result"] for r in run_ids] == [f"doc{i}: {who} said {i + 1}"
                                                    for i, who in enumerate(("http", "client", "aio", "cli"))]
+    shown = baton("events", run_ids[3], env=env).stdout
+    assert "waiting" in shown and "signal approval" in shown and "(signal)" in shown, shown
     ended = baton("signal", run_ids[0], "approval", env=env)
     assert ended.returncode == 1 and "has ended (done)" in ended.stderr and "Traceback" not in ended.stderr
     with Client(redis_url) as sync, pytest.raises(RunEnded):
