@@ -104,8 +104,8 @@ def test_signed_delivery_with_retries_from_workers(redis_url: str, client: redis
     settings = Settings(redis_url=redis_url, webhook_allow="127.0.0.1")
     with Client(settings=settings) as c:
         run = c.submit("Explain supervised learning.", webhook=f"{receiver.url}/hook?x=1")
-        result = run.wait(timeout=120)
-        got = wait_for(lambda: [r for r in receiver.for_run(run.id) if r["answered"]], timeout=60,
+        result = run.wait(timeout=240)
+        got = wait_for(lambda: [r for r in receiver.for_run(run.id) if r["answered"]], timeout=120,
                        what="the delivery", logs=workers.logs)
     attempts = receiver.for_run(run.id)
     assert [a["attempt"] for a in attempts] == [1, 2, 3]  # one POST per attempt, retried after the 500s
@@ -123,7 +123,7 @@ def test_signed_delivery_with_retries_from_workers(redis_url: str, client: redis
     with Client(settings=settings) as c:
         queued = c.submit("t", workflow=str(wf_file))
         assert queued.cancel() == "queued"
-    got = wait_for(lambda: receiver.for_run(queued.id), timeout=60, what="the workflow's webhook", logs=workers.logs)
+    got = wait_for(lambda: receiver.for_run(queued.id), timeout=120, what="the workflow's webhook", logs=workers.logs)
     assert got[0]["path"] == "/wf" and got[0]["signed"] and got[0]["body"]["status"] == "cancelled"
 
 
