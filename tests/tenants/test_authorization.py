@@ -138,3 +138,14 @@ def test_no_tokens_means_one_open_deployment(redis_url: str, client: redis.Redis
         assert client.hget(keys.run(run_id), "tenant") is None
         [entry] = read_audit(client, keys)
         assert (entry.who, entry.method, entry.path, entry.status) == ("admin", "POST", "/v1/runs", 201)
+
+
+def test_the_mcp_and_a2a_faces_are_an_admins(redis_url: str, tenants: Tenants) -> None:
+    app = create_app(Settings(redis_url=redis_url, tenants_file=str(tenants.path)), SEED, interval=0.2)
+    with TestClient(app, base_url="http://localhost") as http:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        mcp = {"Accept": "application/json, text/event-stream"}
+        assert http.post("/mcp", json=call, headers={**mcp, **tenants.headers("acme")}).status_code == 403
+        assert http.post("/mcp", json=call, headers={**mcp, **tenants.headers("ops")}).status_code == 200
+        assert http.post("/a2a/seed", json=call, headers=tenants.headers("acme")).status_code == 403
+        assert http.post("/a2a/seed", json=call, headers=tenants.headers("ops")).status_code != 403

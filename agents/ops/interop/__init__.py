@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton.agents.ops.api import ApiContext
 from baton.agents.ops.auth import BearerAuth
+from baton.agents.ops.tenancy import admin_only
 
 __all__ = ["MCP_PATH", "mount_protocols"]
 
@@ -21,7 +22,8 @@ MCP_PATH = "/mcp"
 
 
 class Guarded:
-    """An ASGI app behind the bearer tokens: a request without one gets 401 before its body is read."""
+    """An ASGI app behind the bearer tokens: a request without one gets 401 before its body is read,
+    and a tenant's (not an admin's) 403."""
 
     def __init__(self, app: ASGIApp, auth: BearerAuth) -> None:
         self.app = app
@@ -31,6 +33,7 @@ class Guarded:
         if scope["type"] == "http":
             try:
                 self.auth(Request(scope))
+                admin_only()  # its tools reach runs by id: an admin's face, tenants use /v1
             except HTTPException as exc:
                 await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
                 return

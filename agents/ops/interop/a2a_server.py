@@ -73,6 +73,7 @@ from baton.agents.ops.interop.a2a_tasks import (
     state_of,
 )
 from baton.agents.ops.interop.runs import RunRefused, Runs
+from baton.agents.ops.tenancy import admin_only
 from baton.broker import RunRecord, list_runs, run_records
 from baton.protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested
 
@@ -279,8 +280,9 @@ def a2a_router(ctx: ApiContext) -> APIRouter:
     """The agent cards and JSON-RPC endpoints of every workflow ``ctx`` serves (bearer tokens required)."""
     runs = Runs(ctx)
     dispatcher = JsonRpcDispatcher(request_handler=RunTaskHandler(runs), context_builder=_WorkflowContext())
-    router = APIRouter(dependencies=[Depends(ctx.auth)], tags=["a2a"],
-                       responses={401: {"description": "Missing or wrong bearer token"}})
+    router = APIRouter(dependencies=[Depends(ctx.auth), Depends(admin_only)], tags=["a2a"],  # tasks by id: admins'
+                       responses={401: {"description": "Missing or wrong bearer token"},
+                                  403: {"description": "A tenant's token (the A2A face is an admin's)"}})
 
     def card_response(workflow: str, request: Request) -> Response:
         try:
