@@ -10,7 +10,6 @@ Celery's defaults but for JSON only and a quiet worker; the driver starts the wo
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from celery import Celery, signals
 
 from baton.agents.runtime.prompt import handoff_text, render_prompt
 from baton.agents.workflow.spec import SEED
+from baton.broker.pads import PadEntry, PadMeta, decode_pad, encode_pad
 
 __all__ = ["QUEUES", "app", "planner", "researcher", "run_chain", "summarizer"]
 
@@ -60,11 +60,11 @@ def _step(role: str, task: str, run_id: str) -> str:
     backend = _backend()
     client: redis.Redis = _state["redis"]
     key = f"celerybench:pad:{run_id}:{spec.agent}"
-    memory = [json.loads(v) for _, v in sorted(client.hgetall(key).items())]
+    memory = [decode_pad(v) for _, v in sorted(client.hgetall(key).items())]
     prompt = render_prompt(spec, task, memory)
     output: str = backend.generate([prompt], max_new_tokens=40)[0].text
-    entry = {"task": task, "response": output, "meta": {"finished": time.time()}}
-    client.hset(key, str(len(memory)), json.dumps(entry))
+    entry = PadEntry(task=task, response=output, meta=PadMeta(finished=time.time()))
+    client.hset(key, str(len(memory)), encode_pad(entry))
     return handoff_text(spec, output) if spec.next else output
 
 

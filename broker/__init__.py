@@ -35,6 +35,7 @@ from baton.broker.events import (
 from baton.broker.health import check_worker, live_workers
 from baton.broker.keys import Keys, Retention
 from baton.broker.loop import ConsumerLoop, backoff_delay
+from baton.broker.pads import Memory, MemoryEntry, PadBatch, PadEntry, PadMeta, PadTool
 from baton.broker.records import Heartbeat, RunRecord
 from baton.broker.runs import (
     BeforeRun,
@@ -48,6 +49,7 @@ from baton.broker.runs import (
     run_metadata,
     run_record,
     run_records,
+    run_scratchpads,
     scratchpad,
     scratchpads,
     submit,
@@ -74,8 +76,14 @@ __all__ = [
     "Handoff",
     "Heartbeat",
     "Keys",
+    "Memory",
+    "MemoryEntry",
     "NoPermission",
     "Outcome",
+    "PadBatch",
+    "PadEntry",
+    "PadMeta",
+    "PadTool",
     "Redis",
     "Retention",
     "RoleStreams",
@@ -113,6 +121,7 @@ __all__ = [
     "run_metadata",
     "run_record",
     "run_records",
+    "run_scratchpads",
     "scratchpad",
     "scratchpads",
     "submit",

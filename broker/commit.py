@@ -6,6 +6,9 @@ consumer, so a worker whose entry was reclaimed cannot commit a second copy.
 
 With a ``ReplicaWait`` (``BATON_WAIT_REPLICAS``), the batch ends with ``WAIT n timeout`` on the
 connection that wrote it (``broker/replication.py``); ``commit_batch`` returns the count.
+
+A worker holds its commit settings once, in a :class:`Committer` (its Redis face, keys with their
+retention, consumer group and name, and replica wait), as arq's ``ArqRedis`` holds its settings.
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from baton.broker.replication import ReplicaWait
 from baton.broker.scripts import is_missing, library
 from baton.broker.streams import Entry
 
-__all__ = ["Committed", "Handoff", "Outcome", "commit", "commit_batch"]
-
+__all__ = ["Committed", "Committer", "Handoff", "Outcome", "commit", "commit_batch"]
 
 
 class Outcome(enum.IntEnum):
@@ -120,6 +122,23 @@ def commit_batch(
         if isinstance(r, Exception):
             raise r
     return Committed([Outcome(int(r)) for r in results], acked)
+
+
+@dataclass(frozen=True, slots=True)
+class Committer:
+    """One consumer's commits, with their settings held once: ``client`` and ``keys`` (the key
+    layout and ``keys.retention``), the consumer ``group`` and ``consumer`` name the inputs are
+    pending for, and the replica ``wait`` after each batch (None or ``replicas=0``: none)."""
+
+    client: redis.Redis
+    keys: Keys
+    group: str
+    consumer: str
+    wait: ReplicaWait | None = None
+
+    def commit(self, handoffs: Sequence[Handoff]) -> Committed:
+        """Commit ``handoffs`` (one atomic step each, one round trip), then wait for replicas."""
+        return commit_batch(self.client, self.keys, self.group, self.consumer, handoffs, wait=self.wait)
 
 
 def _run(

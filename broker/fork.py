@@ -18,11 +18,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import redis
 
 from baton.broker.journal import JOURNAL_FROM
 from baton.broker.keys import Keys
+from baton.broker.pads import decode_pad
 from baton.broker.records import RunRecord
 from baton.broker.runs import run_record, submit
 from baton.broker.streams import entry_id_key
@@ -36,9 +36,6 @@ class ForkError(ValueError):
     """A run that cannot be forked as asked; the message says why."""
 
 
-_decode_json = msgspec.json.Decoder().decode
-
-
 class _Entry:
     """One scratchpad entry: its agent, the agent's index score, its field (entry id) and value."""
 
@@ -46,15 +43,15 @@ class _Entry:
 
     def __init__(self, agent: str, score: float, field: str, raw: bytes) -> None:
         self.agent, self.score, self.field, self.raw = agent, score, field, raw
-        self.entry: dict[str, Any] = _decode_json(raw)
+        self.entry = decode_pad(raw)
 
     @property
     def hop(self) -> int:
-        return int(self.entry.get("meta", {}).get("hop", 0))
+        return self.entry.meta.hop
 
     @property
     def role(self) -> str:
-        return str(self.entry.get("meta", {}).get("role", ""))
+        return self.entry.meta.role
 
 
 def _history(client: redis.Redis, keys: Keys, run_id: str) -> list[_Entry]:
@@ -94,10 +91,10 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
         raise ForkError(f"role {from_role!r} has no scratchpad entry in run {run_id} (roles that ran: {ran})")
     hop = min(e.hop for e in at_role)
     first = [e for e in at_role if e.hop == hop]
-    meta = first[0].entry.get("meta", {})
-    text = str(first[0].entry.get("task", "")) if task is None else task
-    if task is None and int(meta.get("parts", 1)) > 1:
-        raise ForkError(f"role {from_role!r} ran as {meta['parts']} fan-out parts in run {run_id}; fork from the "
+    meta = first[0].entry.meta
+    text = first[0].entry.task if task is None else task
+    if task is None and meta.parts > 1:
+        raise ForkError(f"role {from_role!r} ran as {meta.parts} fan-out parts in run {run_id}; fork from the "
                         "role before it, or give --task")
     new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.workflow or DEFAULT_WORKFLOW, hop=hop,
                deadline=deadline, max_hops=max_hops, priority=priority or rec.priority, tenant=rec.tenant)

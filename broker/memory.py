@@ -8,7 +8,6 @@ is a hash keyed by message id (idempotent too), each value JSON with the time it
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import redis
 
 from baton.broker.keys import Keys
+from baton.broker.pads import MemoryEntry, decode_memory, encode_memory
 from baton.broker.text import as_text
 
 __all__ = ["agent_memory", "read_shared", "remember", "write_shared"]
@@ -43,12 +43,12 @@ def write_shared(
 
 def remember(client: redis.Redis, keys: Keys, agent: str, msg_id: str, task: str, response: str) -> None:
     """Add one entry to ``agent``'s long-term memory (keyed by ``msg_id``: redelivery-safe)."""
-    value = json.dumps({"task": task, "response": response, "at": time.time()})
+    value = encode_memory(MemoryEntry(task=task, response=response, at=time.time()))
     client.hsetnx(keys.agent_pad(agent), msg_id, value)
 
 
-def agent_memory(client: redis.Redis, keys: Keys, agent: str, window: int) -> list[dict[str, Any]]:
+def agent_memory(client: redis.Redis, keys: Keys, agent: str, window: int) -> list[MemoryEntry]:
     """The last ``window`` entries of ``agent``'s long-term memory, oldest first."""
     raw: dict[Any, Any] = client.hgetall(keys.agent_pad(agent))
-    entries: list[dict[str, Any]] = sorted((json.loads(v) for v in raw.values()), key=lambda e: e["at"])
+    entries = sorted((decode_memory(v) for v in raw.values()), key=lambda e: e.at)
     return entries[-window:] if window > 0 else []

@@ -9,20 +9,17 @@ broker reads attributes, never ``record.get("status")``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from baton.broker.budget import Usage, usage
+from baton.broker.lenient import convert_lenient
 from baton.broker.text import as_text
 from baton.protocol import TERMINAL_STATUSES, Priority, RunStatus
 
 __all__ = ["Heartbeat", "RunRecord", "decode_heartbeat", "decode_run", "encode_heartbeat", "run_metadata"]
-
-log = logging.getLogger(__name__)
-
 
 class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One run as its record says: where it stands, what it was given and what it produced."""
@@ -91,19 +88,7 @@ def decode_run(run_id: str, raw: Mapping[Any, Any]) -> RunRecord | None:
         return None
     fields = {as_text(k): as_text(v) for k, v in raw.items()}
     typed: dict[str, Any] = {k: v for k, v in fields.items() if k in _TYPED and v != ""}
-    typed["run_id"] = run_id
-    try:
-        return msgspec.convert({**typed, "fields": fields}, RunRecord, strict=False)
-    except msgspec.ValidationError as exc:
-        log.warning("run %s has a malformed record (%s); reading what converts", run_id, exc)
-        good: dict[str, Any] = {"run_id": run_id, "fields": fields}
-        for name, value in typed.items():
-            try:
-                msgspec.convert({**good, name: value}, RunRecord, strict=False)
-            except msgspec.ValidationError:
-                continue
-            good[name] = value
-        return msgspec.convert(good, RunRecord, strict=False)
+    return convert_lenient(typed, RunRecord, {"run_id": run_id, "fields": fields})
 
 
 _decode_metadata = msgspec.json.Decoder(dict[str, str]).decode

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import msgspec
 import redis
 
-from baton.broker.commit import Outcome
+from baton.broker.commit import Committer, Outcome
 from baton.broker.keys import Keys
+from baton.broker.lenient import convert_lenient
 from baton.broker.scripts import LuaScript
 from baton.broker.streams import Entry
 from baton.broker.text import as_text
@@ -32,6 +33,7 @@ from baton.protocol import (
     TERMINAL_STATUSES,
     Decision,
     Error,
+    ProtocolError,
     ReviewDecision,
     ReviewStatus,
     RunStatus,
@@ -47,8 +49,10 @@ __all__ = [
     "Park",
     "Review",
     "ReviewError",
+    "VIEW_FIELDS",
     "continuations",
     "decide",
+    "decode_review",
     "expire_reviews",
     "find_review",
     "list_reviews",
@@ -65,9 +69,8 @@ class ReviewError(ValueError):
     """A review that cannot be found or decided; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Review:
-    """One review as stored: what was proposed and, once decided, the decision."""
+class Review(msgspec.Struct, frozen=True, kw_only=True):
+    """One review as stored: what was proposed and, once decided, the decision (:func:`decode_review`)."""
 
     review_id: str
     run_id: str
@@ -80,35 +83,55 @@ class Review:
     output: str = ""
     requested_at: float = 0.0
     deadline: float | None = None
-    status: str = ReviewStatus.PENDING
-    decision: str = ""
+    status: ReviewStatus = ReviewStatus.PENDING
+    decision: Decision | Literal[""] = ""
     decided_output: str = ""
     reason: str = ""
     decided_at: float | None = None
-
-    @classmethod
-    def from_hash(cls, raw: Mapping[Any, Any]) -> Review:
-        """A review from its hash (unknown fields ignored)."""
-        data = {as_text(k): as_text(v) for k, v in raw.items()}
-        kw: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name == "hop":
-                kw[f.name] = int(value or 0)
-            elif f.name in {"requested_at"}:
-                kw[f.name] = float(value or 0)
-            elif f.name in {"deadline", "decided_at"}:
-                kw[f.name] = float(value) if value else None
-            else:
-                kw[f.name] = value
-        return cls(**kw)
+    prompt: str = ""
+    """The prompt of the generation under review (with ``started``, ``finished`` and ``tokens``)."""
+    started: float = 0.0
+    finished: float = 0.0
+    tokens: int = 0
+    continuation_id: str = ""
+    """The id of the task an approval published (the only continuation its role's worker accepts)."""
 
     @property
     def pending(self) -> bool:
         """Whether it still waits for a decision."""
         return not self.decision
+
+    def view(self) -> dict[str, Any]:
+        """What the CLI and the API show of it: what was proposed and the decision (not the prompt)."""
+        return {name: getattr(self, name) for name in VIEW_FIELDS}
+
+
+VIEW_FIELDS = Review.__struct_fields__[: Review.__struct_fields__.index("decided_at") + 1]
+"""The fields a review's views show, in order."""
+_TYPED = frozenset(Review.__struct_fields__)
+
+
+def decode_review(raw: Mapping[Any, Any]) -> tuple[Review, Task | None] | None:
+    """The review stored in ``raw`` (its hash) and the parked task it holds; None for an empty hash.
+
+    A field that does not convert keeps its default (a hash written by hand); an unreadable parked
+    task is None.
+    """
+    if not raw:
+        return None
+    data = {as_text(k): v for k, v in raw.items()}
+    typed = {k: as_text(v) for k, v in data.items() if k in _TYPED and v not in (b"", "")}
+    base = {"review_id": typed.get("review_id", ""), "run_id": typed.get("run_id", "")}
+    return convert_lenient(typed, Review, base), _parked(data.get("msg"))
+
+
+def _parked(msg: bytes | str | None) -> Task | None:
+    """The parked task a review's ``msg`` holds; None when there is none or it does not decode."""
+    try:
+        parked = decode(msg) if msg else None
+    except ProtocolError:
+        return None
+    return parked if isinstance(parked, Task) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +178,15 @@ def _pairs(mapping: Mapping[str, Value]) -> list[Value]:
     return flat
 
 
-def park(client: redis.Redis, keys: Keys, group: str, consumer: str, parks: Sequence[Park], *,
-         now: float | None = None) -> list[Outcome]:
-    """Park each reviewed output in one atomic step per output; return each one's outcome."""
+def park(to: Committer, parks: Sequence[Park], *, now: float | None = None) -> list[Outcome]:
+    """Park each reviewed output in one atomic step per output (as ``to``'s consumer, with its
+    keys' retention); return each one's outcome."""
     at = time.time() if now is None else now
-    return [_park_one(client, keys, group, consumer, p, at) for p in parks]
+    return [_park_one(to, p, at) for p in parks]
 
 
-def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Park, at: float) -> Outcome:
-    t = p.task
+def _park_one(to: Committer, p: Park, at: float) -> Outcome:
+    keys, t = to.keys, p.task
     partition = keys.partition(t.run_id)
     review: dict[str, Value] = {
         "review_id": p.review_id, "run_id": t.run_id, "workflow": t.workflow, "role": p.role, "agent": p.agent,
@@ -183,11 +206,11 @@ def _park_one(client: redis.Redis, keys: Keys, group: str, consumer: str, p: Par
     ]
     kept = keys.retention
     args: list[Value] = [
-        group, consumer, p.entry.id, kept.marker_s, pad_field, pad_value, agent, p.entry.id.split("-")[0],
+        to.group, to.consumer, p.entry.id, kept.marker_s, pad_field, pad_value, agent, p.entry.id.split("-")[0],
         kept.record_ttl_s, p.review_id, t.run_id, at, event, kept.events_maxlen, kept.events_ttl_s,
         *_pairs(review), *_pairs(record),
     ]
-    return Outcome(int(_park(client, script_keys, args)))
+    return Outcome(int(_park(to.client, script_keys, args)))
 
 
 def continuations(client: redis.Redis, keys: Keys, tasks: Sequence[Task]) -> list[Task | str]:
@@ -206,23 +229,25 @@ def continuations(client: redis.Redis, keys: Keys, tasks: Sequence[Task]) -> lis
     out: list[Task | str] = []
     for t, raw in zip(tasks, pipe.execute(), strict=True):
         rid = t.review.review_id if t.review else ""
-        data = {as_text(k): v for k, v in raw.items()}
-        decision = as_text(data.get("decision", b""))
-        parked = decode(data["msg"]) if "msg" in data else None
-        if not raw or not isinstance(parked, Task) or parked.run_id != t.run_id:
+        review, parked = decode_review(raw) or (None, None)
+        if review is None or parked is None or parked.run_id != t.run_id:
             out.append(f"no review {rid!r} of run {t.run_id!r}: the entry's decision was not made by `decide`")
-        elif decision != "approve":
-            state = f"was {'rejected' if decision else 'not decided'}"
+        elif review.decision != "approve":
+            state = f"was {'rejected' if review.decision else 'not decided'}"
             out.append(f"review {rid!r} of run {t.run_id!r} {state}: the entry's approval is not the reviewer's")
-        elif as_text(data.get("continuation_id", b"")) != t.id:
+        elif review.continuation_id != t.id:
             out.append(f"task {t.id!r} is not the continuation that the approval of review {rid!r} published")
         else:
-            out.append(msgspec.structs.replace(parked, id=t.id, created_at=float(data.get("decided_at") or 0),
-                                               review=ReviewDecision(
-                review_id=rid, decision="approve", output=as_text(data.get("decided_output", b"")),
-                prompt=as_text(data.get("prompt", b"")), started=float(data.get("started") or 0),
-                finished=float(data.get("finished") or 0), tokens=int(data.get("tokens") or 0))))
+            out.append(_continuation(parked, review, t.id, review.decided_at or 0.0, review.decided_output))
     return out
+
+
+def _continuation(parked: Task, review: Review, task_id: str, at: float, output: str) -> Task:
+    """The parked task as the approval of ``review`` continues it: ``output`` decided, the generation
+    under review kept."""
+    return msgspec.structs.replace(parked, id=task_id, created_at=at, review=ReviewDecision(
+        review_id=review.review_id, decision="approve", output=output, prompt=review.prompt,
+        started=review.started, finished=review.finished, tokens=review.tokens))
 
 
 def find_review(client: redis.Redis, keys: Keys, review_id_or_run: str) -> Review | None:
@@ -240,8 +265,8 @@ def find_review(client: redis.Redis, keys: Keys, review_id_or_run: str) -> Revie
             run_id, review_id = found[0], review_id_or_run
     if run_id is None or review_id is None:
         return None
-    raw: Any = client.hgetall(keys.review(run_id, review_id))
-    return Review.from_hash(raw) if raw else None
+    stored = decode_review(client.hgetall(keys.review(run_id, review_id)))
+    return stored[0] if stored else None
 
 
 def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[Review]:
@@ -261,7 +286,7 @@ def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[R
     pipe = client.pipeline(transaction=False)
     for (_, review_id, _), run_id in zip(ids, run_ids, strict=True):
         pipe.hgetall(keys.review(as_text(run_id or b"-"), review_id))
-    return [Review.from_hash(raw) for raw in pipe.execute() if raw]
+    return [found[0] for raw in pipe.execute() if (found := decode_review(raw))]
 
 
 def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Decision, output: str | None = None,
@@ -294,10 +319,9 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
                  reason: str, *, now: float) -> tuple[int, str]:
     """Run the decide script; ``(code, detail)`` as ``lua/decide.lua`` returns them."""
     run_id = review.run_id
-    raw: Any = client.hmget(keys.review(run_id, review.review_id), ["msg", "prompt", "started", "finished", "tokens"])
-    msg, prompt, started, finished, tokens = raw
-    parked = decode(msg) if msg is not None else None
-    if not isinstance(parked, Task):
+    msg: Any = client.hget(keys.review(run_id, review.review_id), "msg")
+    parked = _parked(msg)
+    if parked is None:
         return -1, ""
     final = review.output if output is None else output
     reason = reason or ("rejected by the reviewer" if decision == "reject" else "")
@@ -308,9 +332,7 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
     verdict: dict[str, Value] = {"decision": decision, "decided_at": now, "reason": reason,
                                  "status": ReviewStatus.after(decision)}
     if decision == "approve":
-        cont = msgspec.structs.replace(parked, id=new_id(), created_at=now, review=ReviewDecision(
-            review_id=review.review_id, decision="approve", output=final, prompt=as_text(prompt or b""),
-            started=float(started or 0), finished=float(finished or 0), tokens=int(tokens or 0)))
+        cont = _continuation(parked, review, new_id(), now, final)
         verdict |= {"decided_output": final, "continuation_id": cont.id}
         record: dict[str, Value] = {"status": RunStatus.RUNNING, "role": review.role, "updated_at": now}
         target, payload = keys.run_stream(parked.workflow, review.role, run_id, parked.priority), encode(cont)

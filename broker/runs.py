@@ -16,9 +16,10 @@ from baton.broker.cache import PerClient
 from baton.broker.cluster import is_cluster
 from baton.broker.events import AsyncRedis, append_events
 from baton.broker.keys import Keys
+from baton.broker.pads import PadEntry, pad_rows
 from baton.broker.records import RunRecord, decode_run, run_metadata
 from baton.broker.scripts import LuaScript, is_missing, library
-from baton.broker.streams import ensure_group, entry_id_key
+from baton.broker.streams import ensure_group
 from baton.broker.tenants import stage_tenant_run
 from baton.broker.text import as_text
 from baton.protocol import Budget, Error, Queued, Result, RunStatus, Task, decode, encode
@@ -39,6 +40,7 @@ __all__ = [
     "run_metadata",
     "run_record",
     "run_records",
+    "run_scratchpads",
     "scratchpad",
     "scratchpads",
     "stage_submit",
@@ -110,7 +112,6 @@ def stage_submit(
     append_events(pipe, keys, task.run_id, [queued])
 
 
-_decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
 _groups_made: PerClient[tuple[str, str], bool] = PerClient(maxsize=1024)
@@ -198,14 +199,20 @@ def agents_in_run(client: redis.Redis, keys: Keys, run_id: str) -> list[str]:
     return [as_text(a) for a in client.zrange(keys.pads(run_id), 0, -1)]
 
 
-def scratchpad(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[dict[str, Any]]:
+def scratchpad(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[PadEntry]:
     """An agent's scratchpad entries in one run, oldest first."""
     return _pad_entries(client.hgetall(keys.pad(run_id, agent)))
 
 
+def run_scratchpads(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, list[PadEntry]]:
+    """Every agent's scratchpad entries in ``run_id``, by agent in the order they first wrote."""
+    agents = agents_in_run(client, keys, run_id)
+    return dict(zip(agents, scratchpads(client, keys, [(run_id, a) for a in agents]), strict=True))
+
+
 def scratchpads(
     client: redis.Redis, keys: Keys, pads: Sequence[tuple[str, str]]
-) -> list[list[dict[str, Any]]]:
+) -> list[list[PadEntry]]:
     """The scratchpads of several ``(run_id, agent)`` pairs in one pipelined round trip.
 
     Each result is what :func:`scratchpad` returns for that pair; a pair asked for twice is
@@ -228,7 +235,7 @@ def scratchpads(
 
 def cancelled_and_scratchpads(
     client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]]
-) -> tuple[list[bool], list[list[dict[str, Any]]]]:
+) -> tuple[list[bool], list[list[PadEntry]]]:
     """What a worker reads before running a batch, in one round trip: which of ``run_ids`` are
     cancelled, and the scratchpads of the ``(run_id, agent)`` pairs in ``pads``."""
     read = before_run(client, keys, run_ids, pads, budgets=False)
@@ -240,7 +247,7 @@ class BeforeRun:
     """What ``before_run`` read: cancelled flags and budget flags (by run id, in order) and scratchpads."""
 
     cancelled: list[bool]
-    pads: list[list[dict[str, Any]]]
+    pads: list[list[PadEntry]]
     limited: list[bool]
     """Runs whose model calls must be reserved first (``broker.budget.needs_reservation``); a run
     without model limits skips the reservation, and its usage is counted with its commit."""
@@ -278,7 +285,7 @@ def before_run(
 
 
 def _read_plain(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]],
-                fields: Sequence[str]) -> tuple[list[bool], list[list[dict[str, Any]]], dict[str, list[Any]]]:
+                fields: Sequence[str]) -> tuple[list[bool], list[list[PadEntry]], dict[str, list[Any]]]:
     """``before_run`` without events: SMISMEMBER per partition, HGETALL per scratchpad, HMGET per run."""
     pipe = client.pipeline(transaction=False)
     by_p = keys.by_partition(run_ids)
@@ -302,7 +309,7 @@ def _read_plain(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: S
 
 def _read_started(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]],
                   started: Sequence[bytes], fields: Sequence[str],
-                  ) -> tuple[list[bool], list[list[dict[str, Any]]], dict[str, list[Any]]]:
+                  ) -> tuple[list[bool], list[list[PadEntry]], dict[str, list[Any]]]:
     """``before_run`` with events: one ``started.lua`` call per partition reads the flags, the
     record fields and the scratchpads of its runs and writes their events (one command, not one
     per run and scratchpad); a scratchpad of a run outside ``run_ids`` is read on its own."""
@@ -338,7 +345,7 @@ def _read_started(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads:
             raise r
     flags: dict[str, bool] = {}
     records: dict[str, list[Any]] = {}
-    read_pads: list[list[dict[str, Any]]] = [[] for _ in pads]
+    read_pads: list[list[PadEntry]] = [[] for _ in pads]
     for (p, items), (call_flags, call_records, call_pads) in zip(by_p.items(), replies, strict=False):
         for (run_id, _), flag in zip(items, call_flags, strict=True):
             flags[run_id] = bool(flag)
@@ -367,12 +374,8 @@ def cancelled_flags(run_ids: Sequence[str], groups: list[list[str]], replies: li
     return [flags[r] for r in run_ids]
 
 
-def _pad_entries(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
-    if not raw:
-        return []
-    ordered = sorted(raw.items(), key=lambda kv: entry_id_key(as_text(kv[0])))
-    entries: list[dict[str, Any]] = [_decode_json(v) for _, v in ordered]
-    return entries
+def _pad_entries(raw: Mapping[Any, Any]) -> list[PadEntry]:
+    return [entry for _, entry in pad_rows(raw)] if raw else []
 
 
 def wait_for_runs(

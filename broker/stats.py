@@ -7,7 +7,6 @@ wheel) they are counted with exclusive XRANGE up to a cap, and ``lag_exact`` say
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ import msgspec
 import redis
 
 from baton.broker.keys import DEFAULT_LANE, Keys
+from baton.broker.pads import PadEntry, pad_rows
 from baton.broker.text import as_text
 
 __all__ = [
@@ -205,8 +205,7 @@ def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int | N
     return [(as_text(eid), fields.get(b"msg", b"")) for eid, fields in rows]
 
 
-def pad_entries(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[tuple[str, dict[str, Any]]]:
+def pad_entries(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[tuple[str, PadEntry]]:
     """An agent's scratchpad entries in a run with their input entry ids, oldest first."""
     raw: dict[Any, Any] = client.hgetall(keys.pad(run_id, agent))
-    rows = sorted(((as_text(k), v) for k, v in raw.items()), key=lambda kv: tuple(int(x) for x in kv[0].split("-")))
-    return [(entry_id, json.loads(value)) for entry_id, value in rows]
+    return pad_rows(raw)

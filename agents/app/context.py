@@ -30,7 +30,7 @@ from baton.agents.runtime.prompt import render_prompt
 from baton.agents.tools.loop import LoopResult, run_tool_loop
 from baton.agents.tools.runner import ToolOutcome
 from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Entry, Keys, Redis
+from baton.broker import Entry, Keys, Memory, Redis
 from baton.broker.journal import CallKind, hop_key
 from baton.broker.memory import read_shared, write_shared
 from baton.protocol import Custom, Task
@@ -56,7 +56,7 @@ class _Item(Protocol):
 
     entry: Entry
     task: Task
-    memory: list[dict[str, Any]] | None
+    memory: list[Memory] | None
 
 
 class _ToolRecord(msgspec.Struct, frozen=True):
@@ -171,8 +171,9 @@ class Context:
         return self._item.entry.deliveries
 
     @property
-    def memory(self) -> list[dict[str, Any]]:
-        """The agent's memory as the role's memory mode gives it (``task``/``response`` entries, oldest first)."""
+    def memory(self) -> list[Memory]:
+        """The agent's memory as the role's memory mode gives it (entries with ``task`` and ``response``,
+        oldest first)."""
         return list(self._item.memory or [])
 
     @property

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.table import Table
 
 from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
+from baton.agents.runtime.prompt import notebook_memory
 from baton.agents.workflow.loader import named
 from baton.broker import Keys, Redis, agents_in_run, latest_run, run_record, scratchpad
 from baton.broker.stats import discover_streams, stream_stats
@@ -62,11 +64,10 @@ def scratchpad_cmd(
         agents = [name]
     pads = {a: scratchpad(client, keys, run_id, a) for a in agents}
     if as_json:
-        out.print_json(json.dumps({"run_id": run_id, "scratchpads": pads}))
+        out.print_json(json.dumps({"run_id": run_id, "scratchpads": msgspec.to_builtins(pads)}))
         return
     for a, entries in pads.items():
-        memory = [{"task": e["task"], "response": e["response"]} for e in entries]
-        print(f"{a} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
+        print(f"{a} Scratchpad:\n", json.dumps(notebook_memory(entries), indent=2), "\n")
 
 
 def stream_rows(client: Redis, keys: Keys) -> list[dict[str, Any]]:

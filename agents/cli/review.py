@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -37,7 +36,7 @@ def review_list(
     client, keys = connect_checked(settings())
     reviews = list_reviews(client, keys, limit=limit)
     if as_json:
-        out.print_json(json.dumps([asdict(r) for r in reviews]))
+        out.print_json(json.dumps([r.view() for r in reviews]))
         return
     if not reviews:
         out.print("no pending reviews")
@@ -59,7 +58,7 @@ def _find(target: str) -> Review:
 @review_app.command("show")
 def review_show(target: Target) -> None:
     """Print one review in full as JSON: the role's input, the proposed output, the decision if any."""
-    out.print_json(json.dumps(asdict(_find(target))))
+    out.print_json(json.dumps(_find(target).view()))
 
 
 def _decide(target: str, decision: Decision, output: str | None, reason: str) -> Decided:

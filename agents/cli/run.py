@@ -31,6 +31,7 @@ from baton.agents.cli.common import (
     visible,
 )
 from baton.agents.cli.events import follow_events
+from baton.agents.runtime.prompt import notebook_memory
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow.spec import Workflow
@@ -149,10 +150,9 @@ def print_seed_report(client: Redis, keys: Keys, wf: Workflow, run_id: str) -> N
     pads = {r.agent: scratchpad(client, keys, run_id, r.agent) for r in specs}
     for r in specs:
         for entry in pads[r.agent]:
-            print(f"{r.display} output:\n{entry['response']}\n")
+            print(f"{r.display} output:\n{entry.response}\n")
     for r in specs:
-        memory = [{"task": e["task"], "response": e["response"]} for e in pads[r.agent]]
-        print(f"{r.display} Scratchpad:\n", json.dumps(memory, indent=2), "\n")
+        print(f"{r.display} Scratchpad:\n", json.dumps(notebook_memory(pads[r.agent]), indent=2), "\n")
 
 
 def _resolved_model_env(s: Settings) -> dict[str, str]:

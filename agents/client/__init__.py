@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from baton.agents.settings import Settings, SettingsError
     from baton.agents.workflow import SEED, Workflow, WorkflowError
     from baton.aio import AsyncClient, AsyncRun
+    from baton.broker import PadEntry
     from baton.client import Client, Run, RunInfo
     from baton.errors import (
         BacklogFull,
@@ -66,6 +67,7 @@ __all__ = [
     "Next",
     "NotReplicated",
     "Outcome",
+    "PadEntry",
     "ProtocolError",
     "RedisFull",
     "Result",
@@ -113,6 +115,7 @@ _HOME = {
     "SEED": "baton.agents.workflow",
     "Workflow": "baton.agents.workflow",
     "WorkflowError": "baton.agents.workflow",
+    "PadEntry": "baton.broker",
     "RunStatus": "baton.protocol",
     "Budget": "baton.protocol",
     "DeadLetter": "baton.protocol",

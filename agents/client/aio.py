@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 from baton.agents.settings import Settings
-from baton.broker import AsyncRedis, RunRecord, connect_async
+from baton.broker import AsyncRedis, PadEntry, RunRecord, connect_async
 from baton.broker.events import aiter_events, aread_events
 from baton.broker.runs import alist_runs, arun_record, arun_records
 from baton.broker.tenants import tenant_run_ids
@@ -156,7 +156,7 @@ class AsyncRun(BaseRun):
         """Cancel the run; return its status before, or None."""
         return await self._on_run(Run.cancel)
 
-    async def scratchpads(self) -> dict[str, list[dict[str, Any]]]:
+    async def scratchpads(self) -> dict[str, list[PadEntry]]:
         """Every agent's scratchpad entries in this run."""
         return await self._on_run(Run.scratchpads)
 

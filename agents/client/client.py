@@ -27,7 +27,7 @@ from baton.agents import webhooks as _webhooks
 from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
-from baton.broker import Keys, Redis, RunRecord, agents_in_run, connect, list_runs, run_record, run_records, scratchpad
+from baton.broker import Keys, PadEntry, Redis, RunRecord, connect, list_runs, run_record, run_records, run_scratchpads
 from baton.broker import webhooks as _webhooks_store
 from baton.broker.cancel import cancel_run
 from baton.broker.events import iter_events, read_events
@@ -252,10 +252,9 @@ class Run(BaseRun):
         """Cancel the run (workers stop it at its next hop); return its status before, or None."""
         return cancel_run(self.client.redis, self.client.keys, self.id)
 
-    def scratchpads(self) -> dict[str, list[dict[str, Any]]]:
+    def scratchpads(self) -> dict[str, list[PadEntry]]:
         """Every agent's scratchpad entries in this run, by agent, in order."""
-        c = self.client
-        return {agent: scratchpad(c.redis, c.keys, self.id, agent) for agent in agents_in_run(c.redis, c.keys, self.id)}
+        return run_scratchpads(self.client.redis, self.client.keys, self.id)
 
     def trace(self) -> Any:
         """The run's message flow hop by hop (a ``baton.agents.ops.trace.RunTrace``)."""

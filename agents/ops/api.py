@@ -37,11 +37,10 @@ from baton.agents.workflow.spec import Workflow, WorkflowError
 from baton.broker import (
     Keys,
     Redis,
-    agents_in_run,
     cancel_run,
     connect_async,
     list_runs,
-    scratchpads,
+    run_scratchpads,
 )
 from baton.broker.backpressure import RedisFull, SubmitRefused
 from baton.broker.events import AsyncRedis, aread_events
@@ -186,9 +185,8 @@ def runs_router(ctx: ApiContext) -> APIRouter:
     @router.get("/runs/{run_id}", summary="One run: record, result and tokens")
     def get_run_route(run_id: str) -> dict[str, Any]:
         rec = record_or_404(ctx, run_id)
-        pads = scratchpads(ctx.client, ctx.keys, [(run_id, a) for a in agents_in_run(ctx.client, ctx.keys, run_id)])
-        hops = [entry for pad in pads for entry in pad]
-        tokens = sum(int((e.get("meta") or {}).get("tokens", 0)) for e in hops)
+        hops = [entry for pad in run_scratchpads(ctx.client, ctx.keys, run_id).values() for entry in pad]
+        tokens = sum(e.meta.tokens for e in hops)
         return {"run_id": run_id, "status": rec.status, "result": rec.result or None, "error": rec.error or None,
                 "tokens": tokens, "hops": len(hops), "record": run_view(rec)}
 

@@ -47,7 +47,7 @@ from baton.agents.ops.webhooks_api import webhooks_router
 from baton.agents.settings import Settings
 from baton.agents.tenants import Directory
 from baton.agents.workflow.spec import Workflow
-from baton.broker import BrokerError, Redis, agents_in_run, connect, ping, run_record, scratchpad
+from baton.broker import BrokerError, Redis, connect, ping, run_record, run_scratchpads
 from baton.broker.dlq import count_dead, list_dead
 from baton.broker.tenants import publish_limits
 from baton.protocol import DEFAULT_WORKFLOW
@@ -210,8 +210,7 @@ def _dashboard_router(ctx: ApiContext, sampler: Sampler) -> APIRouter:
             tr = build_trace(client, keys, run_id)
         except RunNotFound as exc:
             raise HTTPException(404, str(exc)) from None
-        pads = {a: scratchpad(client, keys, run_id, a) for a in agents_in_run(client, keys, run_id)}
-        return {"trace": tr.to_builtins(), "scratchpads": pads}
+        return {"trace": tr.to_builtins(), "scratchpads": msgspec.to_builtins(run_scratchpads(client, keys, run_id))}
 
     @api.get("/dead", dependencies=[Depends(admin_only)])
     def api_dead(limit: int = 50) -> dict[str, Any]:

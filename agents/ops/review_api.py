@@ -9,7 +9,6 @@ run's latest review), as ``baton review`` names it.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -57,7 +56,7 @@ def review_router(ctx: ApiContext) -> APIRouter:
     @router.get("/reviews/{review_id}", tags=["reviews"], summary="One review (by its id or its run's id)")
     def show_route(review_id: str) -> dict[str, Any]:
         review = _review_or_404(ctx, review_id)
-        return {**asdict(review), "pending": review.pending}
+        return {**review.view(), "pending": review.pending}
 
     @router.post("/reviews/{review_id}", tags=["reviews"], summary="Approve (maybe edited) or reject a review",
                  openapi_extra=openapi_body(DecisionRequest),

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Keys, Redis, RunRecord, agents_in_run, parse_consumer, run_record
+from baton.broker import Keys, PadEntry, Redis, RunRecord, agents_in_run, parse_consumer, run_record
 from baton.broker.dlq import list_dead
 from baton.broker.stats import discover_streams, entries_from, pad_entries, stream_entries
 from baton.protocol import TERMINAL_STATUSES, Error, Hop, ProtocolError, Result, RunStatus, Task, decode
@@ -126,7 +126,7 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
     tag = keys.tag(p)
     workflow = (rec.workflow if rec else "") or "*"
     streams = [s for s in discover_streams(client, keys, workflow) if s.startswith(f"{tag}:")]
-    pads: list[tuple[str, str, dict[str, Any]]] = []
+    pads: list[tuple[str, str, PadEntry]] = []
     for agent in agents:
         pads += [(agent, entry_id, entry) for entry_id, entry in pad_entries(client, keys, run_id, agent)]
     wanted = [(s, eid) for _, eid, _ in pads for s in streams]
@@ -167,23 +167,21 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
     )
 
 
-def _hop(agent: str, entry_id: str, pad: dict[str, Any], tasks: dict[str, tuple[str, Task]]) -> TraceHop:
-    meta: dict[str, Any] = pad.get("meta") or {}
-    msg_id = str(meta.get("msg_id", ""))
-    stream, task = tasks.get(msg_id, ("", None))
-    started, finished = float(meta.get("started", 0.0)), float(meta.get("finished", 0.0))
+def _hop(agent: str, entry_id: str, pad: PadEntry, tasks: dict[str, tuple[str, Task]]) -> TraceHop:
+    meta = pad.meta
+    stream, task = tasks.get(meta.msg_id, ("", None))
+    started, finished = meta.started, meta.finished
     created = task.created_at if task else None
-    parsed = parse_consumer(str(meta.get("consumer", "")))
+    parsed = parse_consumer(meta.consumer)
     role = task.role if task else (parsed.role if parsed else "")
     return TraceHop(
-        hop=int(meta.get("hop", task.hop if task else 0)), role=role, agent=agent,
-        consumer=str(meta.get("consumer", "")), msg_id=msg_id, parent_id=task.parent_id if task else None,
+        hop=meta.hop, role=role, agent=agent,
+        consumer=meta.consumer, msg_id=meta.msg_id, parent_id=task.parent_id if task else None,
         stream=stream, entry_id=entry_id, sender="", receivers=[], created_at=created,
         started=started, finished=finished,
         wait_s=round(started - created, 6) if created is not None else None,
-        step_s=round(finished - started, 6), tokens=int(meta.get("tokens", 0)),
-        truncated=bool(meta.get("truncated", False)), task=str(pad.get("task", "")),
-        response=str(pad.get("response", "")),
+        step_s=round(finished - started, 6), tokens=meta.tokens,
+        truncated=meta.truncated, task=pad.task, response=pad.response,
     )
 
 

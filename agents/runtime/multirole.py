@@ -44,7 +44,7 @@ from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.upkeep import worker_upkeep
 from baton.agents.workflow.spec import Workflow
-from baton.broker import Entry, Redis, connect
+from baton.broker import Entry, PadBatch, Redis, connect
 
 if TYPE_CHECKING:
     from baton.agents.runtime.stages.handle import HandlerRunner
@@ -286,7 +286,7 @@ class MultiRoleWorker:
             names = [rt.spec.role for rt in runtimes if rt in involved]
             for _, item in called:
                 if item.ctx is not None:
-                    item.ctx.batch = {"roles": names, "size": len(called)}
+                    item.ctx.batch = PadBatch(roles=names, size=len(called))
             gens = call_model(backend, called, lead.max_new_tokens, stream_tokens=self.settings.stream_tokens,
                               roles=runtimes)
             for rt in runtimes:

@@ -5,21 +5,26 @@ Pure functions, no I/O: rendering must match the seed notebook character for cha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from baton.agents.workflow.spec import RoleSpec
+from baton.broker.pads import Memory
 
-__all__ = ["handoff_text", "render_memory", "render_prompt"]
+__all__ = ["handoff_text", "notebook_memory", "render_memory", "render_prompt"]
 
 
-def render_memory(entries: Sequence[Mapping[str, Any]], window: int = 3) -> str:
+def notebook_memory(entries: Sequence[Memory]) -> list[dict[str, str]]:
+    """Entries as the notebook's agents keep them: ``task`` and ``response``, oldest first."""
+    return [{"task": e.task, "response": e.response} for e in entries]
+
+
+def render_memory(entries: Sequence[Memory], window: int = 3) -> str:
     """Render the last ``window`` entries as the notebook's ``{self.memory[-3:]}`` does."""
-    memory = [{"task": e["task"], "response": e["response"]} for e in entries]
+    memory = notebook_memory(entries)
     return str(memory[-window:] if window > 0 else [])
 
 
-def render_prompt(spec: RoleSpec, task: str, memory: Sequence[Mapping[str, Any]]) -> str:
+def render_prompt(spec: RoleSpec, task: str, memory: Sequence[Memory]) -> str:
     """The prompt ``spec``'s agent sends to the model for ``task``."""
     return spec.prompt.format(
         title=spec.display,

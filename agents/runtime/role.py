@@ -22,6 +22,7 @@ from baton.agents.runtime.breaker import CircuitBreaker
 from baton.agents.runtime.budgets import BudgetGate
 from baton.agents.runtime.events import EventWriter
 from baton.agents.runtime.guards import RunGuard
+from baton.agents.runtime.handoff import HandoffBuilder
 from baton.agents.runtime.logs import bind
 from baton.agents.runtime.metrics import WorkerMetrics
 from baton.agents.runtime.outages import ModelCalls, ride_out_redis
@@ -31,7 +32,7 @@ from baton.agents.runtime.waits import HeldWait
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import Entry, Handoff, Outcome, Redis, RoleStreams, connect, consumer_name
-from baton.broker.commit import commit_batch
+from baton.broker.commit import Committer
 from baton.broker.replication import ReplicaWait
 
 T = TypeVar("T")
@@ -104,6 +105,9 @@ class RoleRuntime:
         self.metrics = WorkerMetrics(role)
         self.events = EventWriter(self.client, self.keys)
         self.steps = RoleSteps(self.client, self.keys, workflow, self.spec, events=self.events)
+        self.handoffs = HandoffBuilder(self.spec, self.keys, self.steps, self.consumer)
+        self.committer = Committer(self.client, self.keys, self.streams.group, self.consumer,
+                                   ReplicaWait(settings.wait_replicas, settings.wait_timeout_ms))
         self.budgets = BudgetGate(self.client, self.keys, self.spec, settings.max_new_tokens)
         self.breaker = CircuitBreaker(self.model, threshold=settings.breaker_threshold,
                                       base_s=settings.retry_backoff_s, cap_s=settings.breaker_cap_s)
@@ -149,14 +153,9 @@ class RoleRuntime:
         The events staged for their runs (``hop_started``, the last tokens) ride in the first
         commit of each run, before its own events."""
         handoffs = [self._with_staged(h) for h in handoffs]
-        s = self.settings
-        wait = ReplicaWait(s.wait_replicas, s.wait_timeout_ms)
-        committed = self.ride_out_redis(
-            lambda: commit_batch(self.client, self.keys, self.streams.group, self.consumer, handoffs, wait=wait),
-            "a commit",
-        )
-        outcomes = committed.outcomes
-        if committed.replicas is not None and committed.replicas < wait.replicas:
+        committed = self.ride_out_redis(lambda: self.committer.commit(handoffs), "a commit")
+        outcomes, wait = committed.outcomes, self.committer.wait
+        if committed.replicas is not None and wait is not None and committed.replicas < wait.replicas:
             self.metrics.replicas_short()
             log.warning("only %d of %d replicas acknowledged a commit within %d ms", committed.replicas,
                         wait.replicas, wait.timeout_ms)

@@ -32,6 +32,7 @@ from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import Keys, Redis
 from baton.broker.budget import count_tool_call
 from baton.broker.memory import agent_memory, read_shared, remember, write_shared
+from baton.broker.pads import Memory, PadBatch, PadTool
 from baton.protocol import KEY_SAFE_PATTERN, MAX_NAME_LENGTH, Task, ToolCalled, ToolReturned
 
 __all__ = ["RoleSteps", "StepContext", "render_shared"]
@@ -44,11 +45,11 @@ class StepContext:
     outcomes: list[ToolOutcome] = field(default_factory=list)
     shared: dict[str, str] = field(default_factory=dict)
     budget_exceeded: str = ""  # a tool step the run's budget refused: the hop fails with this reason
-    batch: dict[str, Any] = field(default_factory=dict)  # a cross-role model call's roles and size (multirole)
+    batch: PadBatch | None = None  # a cross-role model call's roles and size (multirole)
 
-    def tool_log(self) -> list[dict[str, Any]]:
+    def tool_log(self) -> list[PadTool]:
         """Every tool call and result, for the scratchpad entry's ``meta.tools``."""
-        return [o.as_dict() for o in self.outcomes]
+        return [o.as_call() for o in self.outcomes]
 
 
 REFUSED_BY_BUDGET = "budget"
@@ -88,11 +89,11 @@ class RoleSteps:
         """Whether the prompt shows the run's shared memory."""
         return "{shared}" in self.spec.prompt
 
-    def memories(self, tasks: Sequence[Task]) -> list[list[dict[str, Any]]] | None:
+    def memories(self, tasks: Sequence[Task]) -> list[list[Memory]] | None:
         """Long-term memory for ``memory = "agent"`` roles; ``None`` means: the worker's default."""
         if self.spec.memory != "agent" or self.client is None:
             return None
-        entries = agent_memory(self.client, self.keys, self.spec.agent, self.spec.memory_window)
+        entries: list[Memory] = [*agent_memory(self.client, self.keys, self.spec.agent, self.spec.memory_window)]
         return [entries for _ in tasks]
 
     def before(self, task: Task) -> StepContext:
@@ -110,7 +111,7 @@ class RoleSteps:
             ctx.shared = read_shared(self.client, self.keys, task.run_id)
         return ctx
 
-    def render(self, task: Task, memory: Sequence[Mapping[str, Any]], ctx: StepContext) -> str:
+    def render(self, task: Task, memory: Sequence[Memory], ctx: StepContext) -> str:
         """The prompt: the seed's rendering, plus ``{tools}``, ``{shared}``, ``{part}``... when used."""
         if not self._extra_fields:
             return render_prompt(self.spec, task.task, memory)
@@ -121,7 +122,8 @@ class RoleSteps:
         })
 
     def meta(self, task: Task, ctx: StepContext | None) -> dict[str, Any]:
-        """Extra scratchpad ``meta``: every tool call and result, the fan-out part; empty for the seed."""
+        """Extra scratchpad ``meta`` (``PadMeta`` fields): every tool call and result, the cross-role
+        batch, the fan-out part; empty for the seed."""
         extra: dict[str, Any] = {}
         if ctx is not None and ctx.outcomes:
             extra["tools"] = ctx.tool_log()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from baton.agents.backends import Generation
 from baton.agents.runtime.steps import StepContext
-from baton.broker import Entry, Handoff, Outcome
+from baton.broker import Entry, Handoff, Memory, Outcome
 from baton.protocol import Task
 
 __all__ = ["Batch", "Commit", "Stage", "WorkItem"]
@@ -37,7 +37,7 @@ class WorkItem:
     started: float = 0.0
     ctx: StepContext | None = None
     """Per-task state of the role's declared steps (tool outcomes, shared memory, batch info)."""
-    memory: list[dict[str, Any]] | None = None
+    memory: list[Memory] | None = None
     """The memory the prompt shows (read early with the cancelled flags for run-scoped memory)."""
     span: Any = None
     """The hop's OpenTelemetry span (None when tracing is off)."""

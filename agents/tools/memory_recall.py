@@ -38,8 +38,7 @@ class MemoryRecall:
         ]
         for agent in agents_in_run(ctx.client, ctx.keys, ctx.run_id):
             for entry in scratchpad(ctx.client, ctx.keys, ctx.run_id, agent):
-                found.append((f"{agent}.task", str(entry.get("task", ""))))
-                found.append((f"{agent}.response", str(entry.get("response", ""))))
+                found += [(f"{agent}.task", entry.task), (f"{agent}.response", entry.response)]
         scored = [(len(words & set(tokenize(text))), i, src, text) for i, (src, text) in enumerate(found)]
         best = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))[:k]
         if not best:

@@ -20,11 +20,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from baton.agents.runtime.tracing import traced_tool_call
 from baton.agents.tools.base import ToolContext, ToolError
 from baton.agents.tools.registry import UnknownTool, get_tool, known_tools
 from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
-from baton.broker import Keys, Redis
+from baton.broker import Keys, PadTool, Redis
 from baton.broker.toolcalls import blocking_client, send_call, wait_reply
 from baton.protocol import ProtocolError, ToolCall, ToolResult, decode, encode, new_id
 
@@ -45,10 +47,15 @@ class ToolOutcome:
     where: str = "inline"
     ms: float = 0.0
 
+    def as_call(self) -> PadTool:
+        """The call as a scratchpad entry stores it (``PadMeta.tools``)."""
+        return PadTool(tool=self.tool, args=dict(self.args), output=self.output, error=self.error,
+                       call_id=self.call_id, where=self.where, ms=round(self.ms, 2))
+
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        return {"tool": self.tool, "args": dict(self.args), "output": self.output, "error": self.error,
-                "call_id": self.call_id, "where": self.where, "ms": round(self.ms, 2)}
+        """A JSON-able dict (the stored call's fields)."""
+        out: dict[str, Any] = msgspec.to_builtins(self.as_call())
+        return out
 
 
 def run_tool(executor: ThreadPoolExecutor, name: str, args: Mapping[str, str], ctx: ToolContext,

@@ -7,6 +7,7 @@ import pytest
 from baton.agents.runtime.prompt import handoff_text, render_memory, render_prompt
 from baton.agents.settings import Settings, SettingsError
 from baton.agents.workflow.spec import SEED, RoleSpec, Workflow, WorkflowError
+from baton.broker import PadEntry, PadMeta
 
 
 class NotebookAgent:
@@ -25,13 +26,13 @@ class NotebookAgent:
 def test_prompt_matches_notebook_with_growing_memory(role: str, name: str, title: str) -> None:
     nb = NotebookAgent(name, title)
     spec = SEED.role(role)
-    memory: list[dict[str, str]] = []
+    memory: list[PadEntry] = []
     for i in range(5):
         task = f"task {i} with 'quotes', \"double\" and\nnewlines {{braces}}"
         assert render_prompt(spec, task, memory) == nb.prompt(task)
         entry = {"task": task, "response": f"resp {i} \\ back'slash"}
         nb.memory.append(entry)
-        memory.append({**entry, "meta": {"ignored": True}})
+        memory.append(PadEntry(**entry, meta=PadMeta(hop=i)))
 
 
 def test_handoff_templates_match_notebook() -> None:

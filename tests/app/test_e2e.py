@@ -22,7 +22,7 @@ def test_notebook_app_outputs_equal_the_toml_seed(workers: Workers, client: redi
         assert app.wait(timeout=240) == seed.wait(timeout=240)
     for agent in ("Alice", "Bob", "Eve"):
         mine, theirs = scratchpad(client, keys, app.id, agent), scratchpad(client, keys, seed.id, agent)
-        assert [(e["task"], e["response"]) for e in mine] == [(e["task"], e["response"]) for e in theirs]
+        assert [(e.task, e.response) for e in mine] == [(e.task, e.response) for e in theirs]
     # the app's hops ran as code (each journaled its model call), the seed's as templates
     assert sorted(client.hkeys(keys.journal_hops(app.id))) == [b"planner:0:0", b"researcher:1:0", b"summarizer:2:0"]
     assert not client.exists(keys.journal_hops(seed.id))

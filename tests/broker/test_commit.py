@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from baton.broker import Handoff, Keys, Outcome, RoleStreams, commit, scratchpad, submit
+from baton.broker import Handoff, Keys, Outcome, PadEntry, RoleStreams, commit, scratchpad, submit
 from baton.protocol import Task, decode
 
 
@@ -34,7 +34,7 @@ def test_commit_publishes_writes_and_acks_in_one_step(client: redis.Redis, keys:
     assert client.xpending(keys.stream("seed", "planner"), "planner")["pending"] == 0
     out = client.xrange(keys.stream("seed", "researcher"))
     assert len(out) == 1 and isinstance(decode(out[0][1][b"msg"]), Task)
-    assert scratchpad(client, keys, "run1", "Alice") == [{"task": "t", "response": "r"}]
+    assert scratchpad(client, keys, "run1", "Alice") == [PadEntry(task="t", response="r")]
     assert client.hget(keys.run("run1"), "status") == b"running"
 
 

@@ -103,9 +103,9 @@ def test_research_fanout_joins_in_every_partition(cclient: Redis, ckeys: Keys, c
     assert all(r["status"] == "done" for r in recs.values()), (recs, cworkers.logs())
     for run_id in run_ids:
         bob = scratchpad(cclient, ckeys, run_id, "Bob")
-        assert sorted(e["meta"]["part"] for e in bob) == [0, 1, 2]
+        assert sorted(e.meta.part for e in bob) == [0, 1, 2]
         (eve,) = scratchpad(cclient, ckeys, run_id, "Eve")
-        assert recs[run_id]["result"] == eve["response"]
+        assert recs[run_id]["result"] == eve.response
 
 
 def test_workers_shard_the_partitions(cclient: Redis, ckeys: Keys, cworkers: Workers,

@@ -108,7 +108,7 @@ def test_tokens_budget_with_the_twin_and_accounting(client: redis.Redis, keys: K
 
     info = infos[ok.id]
     pads = {role: scratchpad(client, keys, ok.id, AGENTS[role]) for role in ROLES}
-    per_role = {role: sum(e["meta"]["tokens"] for e in pads[role]) for role in ROLES}
+    per_role = {role: sum(e.meta.tokens for e in pads[role]) for role in ROLES}
     assert info.status == "done" and info.hops == 3
     assert info.usage.tokens_by_role == per_role and info.tokens == sum(per_role.values()) > 0
     assert info.usage.model_calls_by_role == {r: 1 for r in ROLES} and info.model_calls == 3
@@ -137,7 +137,7 @@ def test_tool_calls_budget_in_a_fanout(client: redis.Redis, keys: Keys, workers:
     assert (rec["tool_calls"], rec["tool_calls:researcher"]) == ("2", "2")
     bob = scratchpad(client, keys, run.id, "Bob")
     assert len(bob) < 3, (rec, workers.logs())  # the refused part wrote nothing (nor did parts of its batch)
-    assert all(e["meta"]["tools"][0]["tool"] == "kb_search" for e in bob)
+    assert all(e.meta.tools[0].tool == "kb_search" for e in bob)
     assert int(rec.get("model_calls:researcher", 0)) == len(bob)  # refused parts made no model call
     assert scratchpad(client, keys, run.id, "Eve") == []  # the summarizer never ran
     published = [decode(fields[b"msg"]) for _, fields in client.xrange(keys.results())]

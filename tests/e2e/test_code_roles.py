@@ -113,7 +113,7 @@ def test_outcomes_fan_out_join_handoff_and_finish_in_one_all_roles_process(
     assert set(agents_in_run(client, keys, run_id)) == {"splitter", "part", "gatherer", "closer"}
     assert len(scratchpad(client, keys, run_id, "part")) == 3
     (pad,) = scratchpad(client, keys, run_id, "closer")
-    assert pad["meta"]["scratchpad"] == {"seen": "X A | X B | X C"}
+    assert pad.meta.scratchpad == {"seen": "X A | X B | X C"}
 
 
 def test_the_run_budget_counts_a_handlers_model_calls(
@@ -138,7 +138,7 @@ def test_the_notebook_app_gives_the_seed_workflows_outputs(
     assert rec["status"] == "done", workers.logs()
     expected = notebook(twin)  # what the TOML seed workflow gives (tests/e2e/test_pipeline.py)
     for agent in ("Alice", "Bob", "Eve"):
-        assert [{"task": p["task"], "response": p["response"]} for p in scratchpad(client, keys, run_id, agent)] \
+        assert [{"task": p.task, "response": p.response} for p in scratchpad(client, keys, run_id, agent)] \
             == expected[agent]
     assert rec["result"] == expected["Eve"][0]["response"]
 

@@ -47,21 +47,21 @@ def test_seed_and_fanout_workers_share_one_redis_without_taking_each_others_task
         (alice,) = scratchpad(client, keys, run_id, "Alice")
         bob = scratchpad(client, keys, run_id, "Bob")
         (eve,) = scratchpad(client, keys, run_id, "Eve")
-        assert "List three research topics as numbered lines." in alice["response"]
-        assert sorted(e["meta"]["part"] for e in bob) == [0, 1, 2], bob
-        assert all("Knowledge base:" in e["response"] and "Shared memory:" in e["response"] for e in bob)
-        assert eve["task"].count(PART_SEPARATOR) == 2 and eve["response"].startswith(
+        assert "List three research topics as numbered lines." in alice.response
+        assert sorted(e.meta.part for e in bob) == [0, 1, 2], bob
+        assert all("Knowledge base:" in e.response and "Shared memory:" in e.response for e in bob)
+        assert eve.task.count(PART_SEPARATOR) == 2 and eve.response.startswith(
             "Summarizer agent named Eve. Task: Summarize key points:\nFindings on topic 1 of 3")
-        assert {_pid(e["meta"]["consumer"]) for e in [alice, *bob, eve]} <= fan_pids
+        assert {_pid(e.meta.consumer) for e in [alice, *bob, eve]} <= fan_pids
     for run_id in seed_runs:
         pads = {agent: scratchpad(client, keys, run_id, agent) for agent in ("Alice", "Bob", "Eve")}
         assert [len(p) for p in pads.values()] == [1, 1, 1], pads
         (alice,), (bob,), (eve,) = pads.values()
-        assert alice["response"].startswith(f"Planner agent named Alice. Task: Seed topic {run_id[-1]}\nMemory: ")
-        assert "List three research topics" not in alice["response"]
-        assert bob["task"].startswith("Research and elaborate: ") and "Knowledge base:" not in bob["response"]
-        assert eve["task"].startswith("Summarize key points: ")
-        assert {_pid(e["meta"]["consumer"]) for e in (alice, bob, eve)} <= seed_pids
+        assert alice.response.startswith(f"Planner agent named Alice. Task: Seed topic {run_id[-1]}\nMemory: ")
+        assert "List three research topics" not in alice.response
+        assert bob.task.startswith("Research and elaborate: ") and "Knowledge base:" not in bob.response
+        assert eve.task.startswith("Summarize key points: ")
+        assert {_pid(e.meta.consumer) for e in (alice, bob, eve)} <= seed_pids
 
     assert discover_streams(client, keys) == sorted(s for wf in ("seed", FANOUT) for role in ROLES
                                                     for s in keys.lane_streams(wf, role))

@@ -8,7 +8,7 @@ import signal
 
 import redis
 
-from baton.broker import Keys, get_run, parse_consumer, scratchpad, submit
+from baton.broker import Keys, PadEntry, get_run, parse_consumer, scratchpad, submit
 from baton.protocol import Task, decode
 from tests.cli import baton
 from tests.conftest import ROOT, Workers
@@ -25,7 +25,7 @@ def _submit(client: redis.Redis, keys: Keys, prefix: str, n: int) -> list[str]:
     return [submit(client, keys, Task(run_id=f"{prefix}-{i}", role="planner", task=f"Topic {i}")) for i in range(n)]
 
 
-def _hops(client: redis.Redis, keys: Keys, run_ids: list[str]) -> list[dict[str, object]]:
+def _hops(client: redis.Redis, keys: Keys, run_ids: list[str]) -> list[PadEntry]:
     """Every scratchpad entry of ``run_ids``, each agent's exactly once per run."""
     hops = []
     for run_id in run_ids:
@@ -36,9 +36,9 @@ def _hops(client: redis.Redis, keys: Keys, run_ids: list[str]) -> list[dict[str,
     return hops
 
 
-def _cross_role(hops: list[dict[str, object]]) -> list[dict[str, object]]:
+def _cross_role(hops: list[PadEntry]) -> list[PadEntry]:
     """The hops whose model call held prompts of more than one role."""
-    return [h for h in hops if len(h["meta"].get("batch", {}).get("roles", [])) > 1]  # type: ignore[attr-defined]
+    return [h for h in hops if h.meta.batch is not None and len(h.meta.batch.roles) > 1]
 
 
 def _assert_done(client: redis.Redis, keys: Keys, workers: Workers, run_ids: list[str], timeout: float = 120) -> None:
@@ -58,11 +58,11 @@ def test_one_process_serves_three_roles_with_cross_role_model_calls(
     run_ids = _submit(client, keys, "multi", 24)
     _assert_done(client, keys, workers, run_ids)
     hops = _hops(client, keys, run_ids)
-    pids = {parse_consumer(str(h["meta"]["consumer"])).pid for h in hops}  # type: ignore[index, union-attr]
+    pids = {parse_consumer(h.meta.consumer).pid for h in hops}  # type: ignore[union-attr]
     assert pids == {proc.pid}
     mixed = _cross_role(hops)
     assert mixed, workers.logs()  # planner and researcher prompts (at least) shared a generate call
-    assert all(h["meta"]["role"] in h["meta"]["batch"]["roles"] for h in mixed)  # type: ignore[index]
+    assert all(h.meta.batch is not None and h.meta.role in h.meta.batch.roles for h in mixed)
     log = "".join(p.read_text() for p in workers.log_dir.glob("worker-*.log"))
     assert re.search(r"model call: \d+ prompts of roles \w+,\w+", log)  # the per-call log line says so too
     for role in SEED_ROLES:  # each role still has its consumer: the health check sees it
@@ -77,7 +77,7 @@ def test_multi_role_process_with_the_twin_model(client: redis.Redis, keys: Keys,
     _assert_done(client, keys, workers, run_ids, timeout=240)
     hops = _hops(client, keys, run_ids)
     for h in hops:  # the real model continued each prompt
-        assert str(h["response"]).startswith(str(h["meta"]["role"]).capitalize())  # type: ignore[index]
+        assert h.response.startswith(h.meta.role.capitalize())
     assert _cross_role(hops), workers.logs()
     assert baton("worker", "--check", *SEED_ROLES, env=workers.env).returncode == 0
 
@@ -90,9 +90,9 @@ def test_all_roles_runs_the_fanout_workflow(client: redis.Redis, keys: Keys, wor
     recs = wait_runs(client, keys, run_ids, timeout=120)
     assert all(r["status"] == "done" for r in recs.values()), (recs, workers.logs())
     for run_id in run_ids:
-        assert sorted(e["meta"]["part"] for e in scratchpad(client, keys, run_id, "Bob")) == [0, 1, 2]
+        assert sorted(e.meta.part for e in scratchpad(client, keys, run_id, "Bob")) == [0, 1, 2]
         (eve,) = scratchpad(client, keys, run_id, "Eve")
-        assert get_run(client, keys, run_id)["result"] == eve["response"]  # type: ignore[index]
+        assert get_run(client, keys, run_id)["result"] == eve.response  # type: ignore[index]
     for role in SEED_ROLES:
         assert client.xpending(keys.stream("research_fanout", role), role)["pending"] == 0
 
@@ -129,5 +129,5 @@ def test_two_multi_role_processes_share_the_work(client: redis.Redis, keys: Keys
     run_ids = _submit(client, keys, "pair", 40)
     _assert_done(client, keys, workers, run_ids)
     hops = _hops(client, keys, run_ids)  # every hop ran exactly once
-    pids = {parse_consumer(str(h["meta"]["consumer"])).pid for h in hops}  # type: ignore[index, union-attr]
+    pids = {parse_consumer(h.meta.consumer).pid for h in hops}  # type: ignore[union-attr]
     assert pids == {p.pid for p in procs}, pids

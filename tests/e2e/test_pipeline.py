@@ -6,15 +6,16 @@ from pathlib import Path
 
 import redis
 
-from baton.broker import Keys, agents_in_run, get_run, scratchpad, submit
+from baton.agents.runtime.prompt import notebook_memory
+from baton.broker import Keys, PadEntry, agents_in_run, get_run, scratchpad, submit
 from baton.protocol import Task, decode
 from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
 from tests.waiting import wait_for
 
 
-def _strip(entries: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [{"task": e["task"], "response": e["response"]} for e in entries]
+def _strip(entries: list[PadEntry]) -> list[dict[str, str]]:
+    return notebook_memory(entries)
 
 
 def test_one_worker_consumes_writes_scratchpad_publishes_and_acks(
@@ -28,8 +29,8 @@ def test_one_worker_consumes_writes_scratchpad_publishes_and_acks(
     nxt = decode(fields[b"msg"])
     assert isinstance(nxt, Task) and nxt.role == "researcher" and nxt.hop == 1
     pad = scratchpad(client, keys, run_id, "Alice")
-    assert len(pad) == 1 and nxt.task == f"Research and elaborate: {pad[0]['response']}"
-    assert pad[0]["response"].startswith(f"Planner agent named Alice. Task: {SEED_TASK}\nMemory: []\nResponse:")
+    assert len(pad) == 1 and nxt.task == f"Research and elaborate: {pad[0].response}"
+    assert pad[0].response.startswith(f"Planner agent named Alice. Task: {SEED_TASK}\nMemory: []\nResponse:")
     assert client.xpending(keys.stream("seed", "planner"), "planner")["pending"] == 0
     assert get_run(client, keys, run_id)["role"] == "researcher"  # type: ignore[index]
 
@@ -68,7 +69,7 @@ def test_two_researchers_share_the_load_each_task_once(
     for run_id in run_ids:
         pad = scratchpad(client, keys, run_id, "Bob")
         assert len(pad) == 1
-        consumers.append(pad[0]["meta"]["consumer"])
+        consumers.append(pad[0].meta.consumer)
     assert len(set(consumers)) == 2, consumers
     results = [decode(f[b"msg"]).run_id for _, f in client.xrange(keys.results())]
     assert sorted(results) == sorted(run_ids)

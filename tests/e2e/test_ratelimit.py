@@ -45,7 +45,7 @@ def test_three_workers_share_one_model_limit_and_lose_no_run(
     recs = wait_runs(client, keys, run_ids, timeout=240)
     assert {r: rec["status"] for r, rec in recs.items()} == dict.fromkeys(run_ids, "done"), workers.logs()
 
-    hops = [e["meta"]["finished"] for r in run_ids for _, agent, _ in ROLES for e in scratchpad(client, keys, r, agent)]
+    hops = [e.meta.finished for r in run_ids for _, agent, _ in ROLES for e in scratchpad(client, keys, r, agent)]
     assert len(hops) == 3 * RUNS
     first, last = min(hops), max(hops)
     rate_per_min = (len(hops) - BURST) / (last - first) * 60  # GCRA: at most the burst + the rate over any window

@@ -59,8 +59,8 @@ def test_a_seed_run_logs_queued_then_each_hop_with_its_tokens_then_done(
         assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) >= 2
         assert all(c.msg_id == done.msg_id for c in chunks)
         (pad,) = scratchpad(client, keys, run_id, agent)
-        assert done.output == pad["response"] and done.tokens == pad["meta"]["tokens"]
-        assert pad["response"].endswith("".join(c.text for c in chunks))  # the chunks are the continuation
+        assert done.output == pad.response and done.tokens == pad.meta.tokens
+        assert pad.response.endswith("".join(c.text for c in chunks))  # the chunks are the continuation
     assert [type(e) for e in hops if not isinstance(e, Tokens)] == [HopStarted, HopFinished] * 3
 
     shown = baton("events", run_id, env=worker_env)

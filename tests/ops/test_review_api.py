@@ -73,7 +73,7 @@ def test_reviews_are_listed_decided_once_and_edited_output_reaches_the_next_role
         done = wait_status(http, first, "done")
         assert "EDITED PLAN: define, then compare." in done["result"]
         [researched] = scratchpad(client, keys, first, "Bob")
-        assert researched["task"] == "Research and elaborate: EDITED PLAN: define, then compare."
+        assert researched.task == "Research and elaborate: EDITED PLAN: define, then compare."
         decided = [e for e in _events(client, keys, first) if e["type"] == "review_decided"]
         assert [(e["decision"], e["output"]) for e in decided] == [("approve", "EDITED PLAN: define, then compare.")]
 
@@ -222,7 +222,7 @@ def test_page_review_queue_approves_an_edited_output(
         done = wait_status(http, run_id, "done")
     assert not errors, errors
     [researched] = scratchpad(client, keys, run_id, "Bob")
-    assert researched["task"] == f"Research and elaborate: {edited}"
+    assert researched.task == f"Research and elaborate: {edited}"
     assert edited in done["result"]
     decided = wait_for(lambda: [e for e in _events(client, keys, run_id) if e["type"] == "review_decided"], 10,
                        "the review_decided event")

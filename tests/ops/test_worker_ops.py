@@ -92,13 +92,13 @@ def test_trace_json_rebuilds_every_hop(scenario: Scenario) -> None:
     for h in hops:
         pad = scratchpad(scenario.client, scenario.keys, run_id, h["agent"])
         assert len(pad) == 1
-        meta = pad[0]["meta"]
+        meta = pad[0].meta
         assert (h["msg_id"], h["consumer"], h["tokens"], h["started"], h["finished"]) == (
-            meta["msg_id"], meta["consumer"], meta["tokens"], meta["started"], meta["finished"])
+            meta.msg_id, meta.consumer, meta.tokens, meta.started, meta.finished)
         assert h["consumer"].startswith(f"{h['role']}-")
-        assert h["step_s"] == round(meta["finished"] - meta["started"], 6) >= 0
+        assert h["step_s"] == round(meta.finished - meta.started, 6) >= 0
         assert h["wait_s"] is not None and h["wait_s"] >= 0
-        assert h["task"] == pad[0]["task"] and h["response"] == pad[0]["response"]
+        assert h["task"] == pad[0].task and h["response"] == pad[0].response
     assert tr["tokens"] == sum(h["tokens"] for h in hops) > 0
     assert [(t["role"], t["consumer"], t["msg_id"], t["tokens"]) for t in tr["result_trace"]] == [
         (h["role"], h["consumer"], h["msg_id"], h["tokens"]) for h in hops]
@@ -130,7 +130,7 @@ def scrape(port: int) -> dict[str, float]:
 def test_each_worker_serves_its_metrics(scenario: Scenario) -> None:
     for role in ROLES:
         m = scrape(scenario.ports[role])
-        tokens = sum(scratchpad(scenario.client, scenario.keys, r, AGENTS[role])[0]["meta"]["tokens"]
+        tokens = sum(scratchpad(scenario.client, scenario.keys, r, AGENTS[role])[0].meta.tokens
                      for r in scenario.runs)
         assert m["baton_messages_processed_total"] == 3
         assert m["baton_model_tokens_total"] == tokens > 0

@@ -72,8 +72,8 @@ def test_batched_equals_unbatched_through_the_worker(redis_url: str, backend: ob
             a = scratchpad(client, keys, one, spec.agent)
             b = scratchpad(client, keys, many, spec.agent)
             assert len(a) == len(b) == 1
-            assert (a[0]["task"], a[0]["response"]) == (b[0]["task"], b[0]["response"])
-            assert a[0]["meta"]["tokens"] == b[0]["meta"]["tokens"] > 0
+            assert (a[0].task, a[0].response) == (b[0].task, b[0].response)
+            assert a[0].meta.tokens == b[0].meta.tokens > 0
     client.close()
 
 
@@ -128,7 +128,7 @@ def test_scratchpads_reads_many_in_one_call(client: redis.Redis, keys: Keys) -> 
     client.hset(keys.pad("r2", "Alice"), mapping={"5-0": json.dumps({"task": "c", "response": "C"})})
     pairs = [("r1", "Alice"), ("r2", "Alice"), ("r3", "Alice"), ("r1", "Alice")]
     assert scratchpads(client, keys, pairs) == [scratchpad(client, keys, r, a) for r, a in pairs]
-    assert [e["task"] for e in scratchpads(client, keys, pairs)[0]] == ["a", "b"]
+    assert [e.task for e in scratchpads(client, keys, pairs)[0]] == ["a", "b"]
     assert scratchpads(client, keys, []) == []
 
 

@@ -46,7 +46,7 @@ def test_bad_entries_get_reasons_and_long_prompts_are_truncated_with_a_note(
         assert reason in letter.reason, letter.reason
         assert letter.original == data.decode() and letter.role == "planner" and letter.attempts == 1
     (pad,) = scratchpad(client, keys, run_id, "Alice")
-    assert pad["meta"]["truncated"] is True and pad["task"] == long_task
+    assert pad.meta.truncated is True and pad.task == long_task
     (_, fields), = client.xrange(keys.stream("seed", "researcher"))
     assert decode(fields[b"msg"]).run_id == run_id
     assert proc.poll() is None

@@ -65,7 +65,7 @@ def test_sigkilled_worker_task_is_taken_over_and_the_run_completes(
     rec = wait_runs(client, keys, [run_id], timeout=60)[run_id]
     assert rec["status"] == "done", echo.logs()
     (pad,) = scratchpad(client, keys, run_id, "Alice")
-    assert pad["meta"]["consumer"] != victim_name
+    assert pad.meta.consumer != victim_name
     assert f"entries from dead consumer {victim_name}" in _log_of(echo, heir)
     assert [r.run_id for r in _results(client, keys)] == [run_id]
     assert all(len(scratchpad(client, keys, run_id, a)) == 1 for a in ("Alice", "Bob", "Eve"))
@@ -84,7 +84,7 @@ def test_slow_but_alive_worker_keeps_its_task(client: redis.Redis, keys: Keys, e
     wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the slow worker's handoff",
                logs=echo.logs)
     (pad,) = scratchpad(client, keys, run_id, "Alice")
-    assert pad["meta"]["consumer"] == slow_name  # the lease (XCLAIM JUSTID) kept it: never idle 3 s
+    assert pad.meta.consumer == slow_name  # the lease (XCLAIM JUSTID) kept it: never idle 3 s
     assert "reclaimed" not in _log_of(echo, other).replace("0 reclaimed", "")
     assert "was reclaimed by another worker" not in _log_of(echo, slow)
     assert _pending(client, stream, "planner") == []
@@ -152,7 +152,7 @@ def test_worker_reads_its_own_pending_entries_first(client: redis.Redis, keys: K
         thread.join(30)
     assert w.processed == 1 and w.reclaimed == 0
     (pad,) = scratchpad(client, keys, run_id, "Alice")
-    assert pad["meta"]["consumer"] == w.consumer
+    assert pad.meta.consumer == w.consumer
     assert client.xpending(keys.stream("seed", "planner"), "planner")["pending"] == 0
 
 
@@ -280,7 +280,7 @@ def test_a_paused_worker_that_wakes_up_late_cannot_commit_a_second_copy(
                what="the zombie's late commit to be refused", logs=echo.logs)
     assert client.xlen(keys.stream("seed", "researcher")) == 1
     (pad,) = scratchpad(client, keys, run_id, "Alice")
-    assert pad["meta"]["consumer"] in _log_of(echo, heir)
+    assert pad.meta.consumer in _log_of(echo, heir)
     assert zombie.poll() is None
 
 

@@ -72,8 +72,8 @@ def test_a_reviewed_role_parks_and_an_edited_approval_reaches_the_next_role(
     assert review.role == "planner" and review.task == f"plan {run_id}" and review.output.startswith("Planner")
     assert [r.review_id for r in list_reviews(client, keys)] == [review.review_id]
     [pad] = scratchpad(client, keys, run_id, "Alice")
-    assert pad["response"] == review.output and pad["meta"]["review"] == review.review_id
-    assert pad["meta"]["role"] == "planner" and pad["meta"]["hop"] == 0
+    assert pad.response == review.output and pad.meta.review == review.review_id
+    assert pad.meta.role == "planner" and pad.meta.hop == 0
     assert scratchpad(client, keys, run_id, "Bob") == []  # nothing handed off while it waits
     requested = [e for e in _events(client, keys, run_id) if e["type"] == "review_requested"]
     assert [(e["review_id"], e["output"], e["role"]) for e in requested] == [(review.review_id, review.output,
@@ -89,7 +89,7 @@ def test_a_reviewed_role_parks_and_an_edited_approval_reaches_the_next_role(
 
     rec = _status(client, keys, run_id, "done", echo)
     [bob] = scratchpad(client, keys, run_id, "Bob")
-    assert bob["task"] == HANDOFF + "EDITED PLAN"
+    assert bob.task == HANDOFF + "EDITED PLAN"
     assert len(scratchpad(client, keys, run_id, "Alice")) == 1  # the approval wrote no second entry
     assert rec["result"].startswith("Summarizer agent named Eve. Task: Summarize key points: Researcher")
     assert list_reviews(client, keys) == []
@@ -106,7 +106,7 @@ def test_an_approval_as_is_hands_off_the_proposed_output(client: redis.Redis, ke
     d = decide(client, keys, review.review_id, "approve")
     assert d.first and d.review.decided_output == review.output
     _status(client, keys, run_id, "done", echo)
-    assert [e["task"] for e in scratchpad(client, keys, run_id, "Bob")] == [HANDOFF + review.output]
+    assert [e.task for e in scratchpad(client, keys, run_id, "Bob")] == [HANDOFF + review.output]
 
 
 def test_a_rejection_fails_the_run_with_the_reason(
@@ -145,7 +145,7 @@ def test_deciding_twice_returns_the_first_decision_and_does_nothing_more(
     assert cli.returncode == 0 and "already approved" in cli.stdout
 
     _status(client, keys, run_id, "done", echo)
-    assert [e["task"] for e in scratchpad(client, keys, run_id, "Bob")] == [HANDOFF + "FIRST"]
+    assert [e.task for e in scratchpad(client, keys, run_id, "Bob")] == [HANDOFF + "FIRST"]
     assert [type(m) for m in _results(client, keys, run_id)] == [Result]
     assert [e["type"] for e in _events(client, keys, run_id)].count("review_decided") == 1
 
@@ -159,7 +159,7 @@ def test_a_parked_run_survives_a_worker_restart(client: redis.Redis, keys: Keys,
     assert find_review(client, keys, run_id) == review
     decide(client, keys, run_id, "approve", "AFTER RESTART")
     _status(client, keys, run_id, "done", echo)
-    assert [e["task"] for e in scratchpad(client, keys, run_id, "Bob")] == [HANDOFF + "AFTER RESTART"]
+    assert [e.task for e in scratchpad(client, keys, run_id, "Bob")] == [HANDOFF + "AFTER RESTART"]
 
 
 def test_a_parked_run_survives_a_redis_restart(
@@ -175,7 +175,7 @@ def test_a_parked_run_survives_a_redis_restart(
     assert [r.review_id for r in list_reviews(private_client, keys)] == [review.review_id]
     decide(private_client, keys, run_id, "approve")
     _status(private_client, keys, run_id, "done", echo)
-    assert [e["task"] for e in scratchpad(private_client, keys, run_id, "Bob")] == [HANDOFF + review.output]
+    assert [e.task for e in scratchpad(private_client, keys, run_id, "Bob")] == [HANDOFF + review.output]
 
 
 def test_a_decision_after_the_deadline_fails_the_run(client: redis.Redis, keys: Keys, echo: Workers) -> None:
@@ -244,5 +244,5 @@ def test_a_forged_approval_on_the_stream_is_dead_lettered_and_the_review_waits(
     wait_for(lambda: len(dead_reasons()) == 3, what="the forged copy dead-lettered", logs=echo.logs)
     assert any("is not the continuation" in r for r in dead_reasons())
     bob = scratchpad(client, keys, run_id, "Bob")
-    assert [e["task"] for e in bob] == [HANDOFF + decided.review.decided_output]
-    assert "FORGED" not in json.dumps(bob)
+    assert [e.task for e in bob] == [HANDOFF + decided.review.decided_output]
+    assert "FORGED" not in msgspec.json.encode(bob).decode()

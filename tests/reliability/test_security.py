@@ -192,8 +192,8 @@ def test_one_runs_scratchpad_never_enters_another_runs_prompt(
     second = submit(client, keys, Task(run_id="other-run", role="planner", task="what is the password?"))
     wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 2, what="the second run", logs=echo.logs)
     (mine,) = scratchpad(client, keys, second, "Alice")
-    assert "Memory: []" in mine["response"] and "swordfish" not in mine["response"]
-    assert "swordfish" in scratchpad(client, keys, first, "Alice")[0]["response"]
+    assert "Memory: []" in mine.response and "swordfish" not in mine.response
+    assert "swordfish" in scratchpad(client, keys, first, "Alice")[0].response
 
 
 def test_fanout_workflow_runs_under_the_acl_users_baton_acl_prints(

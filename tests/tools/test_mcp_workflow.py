@@ -50,7 +50,7 @@ def test_template_roles_call_mcp_tools_over_both_transports(client: redis.Redis,
     assert results["desk-42"].startswith("Order status: [shop.lookup_order] order 42: shipped\n[remote.add] 43")
     assert "[shop.lookup_order] error: Error executing tool lookup_order: no order 9" in results["desk-9"]
     (entry,) = scratchpad(client, keys, "desk-7", "Carl")
-    assert [t["tool"] for t in entry["meta"]["tools"]] == ["shop.lookup_order", "remote.add"]
+    assert [t.tool for t in entry.meta.tools] == ["shop.lookup_order", "remote.add"]
     lines = mcp_calls.read_text().splitlines()
     assert len(lines) == 6
     assert len({line.split()[1] for line in lines}) <= 3  # one session per worker, and the HTTP server

@@ -87,7 +87,7 @@ def test_parsed_calls_respect_the_allow_list_and_are_logged(client: redis.Redis,
     assert fields["tools"].splitlines()[0] == "[calculator] 4"
     assert "not allowed" in fields["tools"].splitlines()[1]
     meta = steps.meta(task, ctx)
-    assert [t["tool"] for t in meta["tools"]] == ["calculator", "clock"]
+    assert [t.tool for t in meta["tools"]] == ["calculator", "clock"]
     steps.close()
 
 

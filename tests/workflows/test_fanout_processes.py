@@ -32,13 +32,13 @@ def test_research_fanout_with_two_researcher_processes(client: redis.Redis, keys
     consumers = set()
     for run_id in run_ids:
         bob = scratchpad(client, keys, run_id, "Bob")
-        assert sorted(e["meta"]["part"] for e in bob) == [0, 1, 2], bob  # each topic handled once
-        assert all(e["meta"]["tools"][0]["tool"] == "kb_search" for e in bob)
-        consumers |= {e["meta"]["consumer"] for e in bob}
+        assert sorted(e.meta.part for e in bob) == [0, 1, 2], bob  # each topic handled once
+        assert all(e.meta.tools[0].tool == "kb_search" for e in bob)
+        consumers |= {e.meta.consumer for e in bob}
         (eve,) = scratchpad(client, keys, run_id, "Eve")  # the join ran once, with all three parts
-        assert [p.split(":")[0] for p in eve["task"].split(PART_SEPARATOR)] == [
+        assert [p.split(":")[0] for p in eve.task.split(PART_SEPARATOR)] == [
             f"Findings on topic {i} of 3" for i in (1, 2, 3)]
-        assert get_run(client, keys, run_id)["result"] == eve["response"]  # type: ignore[index]
+        assert get_run(client, keys, run_id)["result"] == eve.response  # type: ignore[index]
     assert len(consumers) == 2, consumers  # both researcher processes took parts
     assert client.xlen(keys.results()) == 2
     for role in ("planner", "researcher", "summarizer"):

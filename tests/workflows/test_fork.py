@@ -27,7 +27,7 @@ def _original(inline: Inline, client: redis.Redis, keys: Keys) -> str:
 
 
 def _pads(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, list[tuple[str, str]]]:
-    return {a: [(e["task"], e["response"]) for e in scratchpad(client, keys, run_id, a)] for a in AGENTS}
+    return {a: [(e.task, e.response) for e in scratchpad(client, keys, run_id, a)] for a in AGENTS}
 
 
 def test_replay_reruns_with_the_same_inputs_and_greedy_outputs_match(
@@ -55,7 +55,7 @@ def test_a_fork_copies_earlier_hops_and_continues_from_the_role_with_its_origina
     rec = get_run(client, keys, forked) or {}
     assert rec["status"] == "done" and rec["result"] == (get_run(client, keys, source) or {})["result"]
     assert _pads(client, keys, forked) == _pads(client, keys, source)
-    assert [e["meta"]["hop"] for e in scratchpad(client, keys, forked, "Eve")] == [2]
+    assert [e.meta.hop for e in scratchpad(client, keys, forked, "Eve")] == [2]
 
 
 def test_a_fork_with_an_edited_task_gives_the_role_that_input(inline: Inline, client: redis.Redis, keys: Keys) -> None:
@@ -64,9 +64,9 @@ def test_a_fork_with_an_edited_task_gives_the_role_that_input(inline: Inline, cl
     inline.drain()
     assert (get_run(client, keys, forked) or {})["status"] == "done"
     [eve] = scratchpad(client, keys, forked, "Eve")
-    assert eve["task"] == "Summarize key points: a shorter text." and eve["meta"]["hop"] == 2
+    assert eve.task == "Summarize key points: a shorter text." and eve.meta.hop == 2
     assert _pads(client, keys, forked)["Bob"] == _pads(client, keys, source)["Bob"]
-    assert eve["response"] != scratchpad(client, keys, source, "Eve")[0]["response"]
+    assert eve.response != scratchpad(client, keys, source, "Eve")[0].response
 
 
 def test_fork_errors_name_the_problem(inline: Inline, client: redis.Redis, keys: Keys, redis_url: str) -> None:

@@ -81,5 +81,5 @@ def test_seed_workers_share_one_model_server(
     assert rec["status"] == "done", workers.logs()
     expected = notebook(twin)
     for agent in ("Alice", "Bob", "Eve"):
-        got = [{"task": e["task"], "response": e["response"]} for e in scratchpad(client, keys, run_id, agent)]
+        got = [{"task": e.task, "response": e.response} for e in scratchpad(client, keys, run_id, agent)]
         assert got == expected[agent]

@@ -35,16 +35,16 @@ def test_fanout_splits_runs_each_part_once_and_the_join_sees_all(
     assert rec is not None and rec["status"] == "done", rec
     assert agents_in_run(client, keys, run_id) == ["Alice", "Bob", "Eve"]
     bob = scratchpad(client, keys, run_id, "Bob")
-    assert sorted(e["meta"]["part"] for e in bob) == [0, 1, 2]
-    assert {e["meta"]["parts"] for e in bob} == {3}
-    assert all(e["task"].startswith(f"Research topic {e['meta']['part'] + 1} of 3: ") for e in bob)
+    assert sorted(e.meta.part for e in bob) == [0, 1, 2]
+    assert {e.meta.parts for e in bob} == {3}
+    assert all(e.task.startswith(f"Research topic {e.meta.part + 1} of 3: ") for e in bob)
     # the declared tool step ran before prompting; its call and result are in the scratchpad
     for e in bob:
-        (call,) = e["meta"]["tools"]
-        assert call["tool"] == "kb_search" and call["error"] == "" and call["args"]["query"] == e["task"]
-        assert f"Knowledge base:\n[kb_search] {call['output']}" in e["response"]
+        (call,) = e.meta.tools
+        assert call.tool == "kb_search" and call.error == "" and call.args["query"] == e.task
+        assert f"Knowledge base:\n[kb_search] {call.output}" in e.response
     (eve,) = scratchpad(client, keys, run_id, "Eve")
-    parts = eve["task"].split(PART_SEPARATOR)
+    parts = eve.task.split(PART_SEPARATOR)
     assert [p.split(":")[0] for p in parts] == [f"Findings on topic {i} of 3" for i in (1, 2, 3)]
     shared = read_shared(client, keys, run_id)
     assert shared["goal"] == "Explain the importance of supervised learning."
@@ -68,7 +68,7 @@ def test_join_is_idempotent_when_a_part_is_redelivered(client: redis.Redis, keys
     inline.drain()
     assert get_run(client, keys, run_id)["status"] == "done"  # type: ignore[index]
     (eve,) = scratchpad(client, keys, run_id, "Eve")
-    assert len(eve["task"].split(PART_SEPARATOR)) == 3
+    assert len(eve.task.split(PART_SEPARATOR)) == 3
     assert client.xlen(keys.results()) == 1
     client.xadd(first[0].stream, {"msg": first[0].data or b""})  # and once more after the join
     inline.drain()
@@ -86,8 +86,8 @@ def test_shared_memory_is_seen_across_agents_of_a_run_and_not_by_another_run(
     assert read_shared(client, keys, b)["goal"] == "Topic beta"
     for run_id, mine, other in ((a, "alpha", "beta"), (b, "beta", "alpha")):
         for e in scratchpad(client, keys, run_id, "Bob"):  # written by Alice, read by Bob
-            assert f"Shared memory: goal: Topic {mine}" in e["response"]
-            assert other not in e["response"]
+            assert f"Shared memory: goal: Topic {mine}" in e.response
+            assert other not in e.response
 
 
 ROUTED = workflows.loads(b'''
@@ -125,9 +125,9 @@ def test_conditional_routing_on_a_tool_result(client: redis.Redis, keys: Keys, i
     assert agents_in_run(client, keys, "r-err") == ["Carol"]  # routed to the end
     assert all(get_run(client, keys, r)["status"] == "done" for r in runs.values())  # type: ignore[index]
     (dan,) = scratchpad(client, keys, "r-four", "Dan")
-    assert dan["task"] == "[calculator] 4"
+    assert dan.task == "[calculator] 4"
     (carol,) = scratchpad(client, keys, "r-err", "Carol")
-    assert carol["meta"]["tools"][0]["error"] == "division by zero"
+    assert carol.meta.tools[0].error == "division by zero"
 
 
 LOOP = workflows.loads(b'''
@@ -169,7 +169,7 @@ def test_agent_memory_spans_runs_only_when_asked(client: redis.Redis, keys: Keys
     _run(client, keys, AGENT_MEMORY, "day-2", "second day")
     inline.drain()
     (entry,) = scratchpad(client, keys, "day-2", "Ann")
-    assert "'task': 'first day'" in entry["response"]  # run 1's entry is in run 2's prompt
+    assert "'task': 'first day'" in entry.response  # run 1's entry is in run 2's prompt
     assert client.hlen(keys.agent_pad("Ann")) == 2
     assert not client.exists(keys.agent_pad("Alice"))
 

@@ -39,7 +39,7 @@ def read_flags(rt: RoleRuntime, work: Sequence[WorkItem], *, start_at: float | N
     for w, event in zip(work, started, strict=False):
         w.announced = bool(event)
     for w, memory in zip(work if early else [], read.pads, strict=True):
-        w.memory = memory
+        w.memory = [*memory]
     for w, limited in zip(work, read.limited, strict=True):
         w.reserve = limited or bool(rt.spec.review)
     return read.cancelled

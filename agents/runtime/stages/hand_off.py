@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from baton.agents.backends import Generation
-from baton.agents.runtime.handoff import build_handoff
+from baton.agents.runtime.handoff import HopOutput
 from baton.agents.runtime.logs import bind
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.tracing import end_hop
@@ -36,12 +36,10 @@ class HandOff:
         rt, finished = self.rt, time.time()
         model = rt.backend.name if rt.backend else ""
         for item, g in batch.done:
-            handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=item.task,
-                                    prompt=item.prompt, ctx=item.ctx, started=item.started, output=g.text,
-                                    tokens=g.new_tokens, truncated=g.truncated, finished=finished, span=item.span,
-                                    decision=item.decision, notes=item.notes,
-                                    counts=usage_counts(rt.spec.role, model, g.new_tokens) if item.usage_at_commit
-                                    else None)
+            handoff = rt.handoffs.build(HopOutput(
+                item.entry, item.task, g.text, g.new_tokens, item.started, finished, prompt=item.prompt,
+                truncated=g.truncated, ctx=item.ctx, span=item.span, decision=item.decision, notes=item.notes,
+                counts=usage_counts(rt.spec.role, model, g.new_tokens) if item.usage_at_commit else None))
             batch.commits.append(Commit(handoff, self._handed_off(item, g, finished)))
 
     def _handed_off(self, item: WorkItem, g: Generation, finished: float) -> Callable[[Outcome], None]:

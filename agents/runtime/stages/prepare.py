@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.tracing import start_hop, use_hop
 from baton.agents.runtime.work import Batch
-from baton.broker import scratchpads
+from baton.broker import Memory, scratchpads
 from baton.protocol import HopStarted, Task
 
 __all__ = ["Prepare", "memories"]
 
 
-def memories(rt: RoleRuntime, tasks: Sequence[Task]) -> list[list[dict[str, Any]]]:
+def memories(rt: RoleRuntime, tasks: Sequence[Task]) -> list[list[Memory]]:
     """The memory each task's prompt shows: the agent's long-term memory, the run's scratchpads, or none."""
     if (long_term := rt.steps.memories(tasks)) is not None:
         return long_term
     if rt.spec.memory != "run":
         return [[] for _ in tasks]
-    return scratchpads(rt.client, rt.keys, [(t.run_id, rt.spec.agent) for t in tasks])
+    return [[*pad] for pad in scratchpads(rt.client, rt.keys, [(t.run_id, rt.spec.agent) for t in tasks])]
 
 
 class Prepare:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from baton.agents.backends import Generation
 from baton.agents.runtime.admission import dead_letter
-from baton.agents.runtime.handoff import build_handoff, hop_meta, pad_entry
+from baton.agents.runtime.handoff import HopOutput
 from baton.agents.runtime.logs import bind
 from baton.agents.runtime.role import RoleRuntime
 from baton.agents.runtime.stages.guard import read_flags
@@ -88,10 +88,8 @@ class Resume:
         if decision.decision != "approve":
             return rt.guard.halt(item.entry, task, RunStatus.FAILED, decision.reason or "rejected by the reviewer",
                                  now)
-        handoff = build_handoff(rt.spec, rt.keys, rt.steps, rt.consumer, entry=item.entry, task=task,
-                                prompt=decision.prompt, ctx=StepContext(), started=decision.started,
-                                output=decision.output, tokens=decision.tokens, truncated=False, finished=now,
-                                span=item.span)
+        handoff = rt.handoffs.build(HopOutput(item.entry, task, decision.output, decision.tokens, decision.started,
+                                              now, prompt=decision.prompt, ctx=StepContext(), span=item.span))
         return dataclasses.replace(handoff, pad=None)  # the scratchpad entry was written when it parked
 
     def _resumed(self, item: WorkItem) -> Callable[[Outcome], None]:
@@ -120,7 +118,7 @@ class Park:
         parks = [self._park(item, g, finished) for item, g in batch.done]
         rt.events.flush()  # the hops' last tokens go before their review_requested
         outcomes = rt.ride_out_redis(
-            lambda: park(rt.client, rt.keys, rt.streams.group, rt.consumer, parks),
+            lambda: park(rt.committer, parks),
             "parking for review",
         )
         for p, o in zip(parks, outcomes, strict=True):
@@ -136,9 +134,8 @@ class Park:
 
     def _park(self, item: WorkItem, g: Generation, finished: float) -> Parked:
         rt = self.rt
-        meta = hop_meta(rt.spec, rt.steps, rt.consumer, item.task, item.ctx, started=item.started,
-                        finished=finished, tokens=g.new_tokens, truncated=g.truncated,
-                        notes=item.notes) | {"review": item.task.id}
-        pad = (rt.spec.agent, item.entry.id, pad_entry(item.task, g.text, meta))
+        hop = HopOutput(item.entry, item.task, g.text, g.new_tokens, item.started, finished,
+                        truncated=g.truncated, ctx=item.ctx, notes=item.notes)
+        pad = rt.handoffs.pad(hop, review=item.task.id)
         return Parked(entry=item.entry, task=item.task, role=rt.spec.role, agent=rt.spec.agent, output=g.text,
                       pad=pad, prompt=item.prompt, started=item.started, finished=finished, tokens=g.new_tokens)
