@@ -39,7 +39,8 @@ from baton.agents.settings import SettingsError
 from baton.protocol.fields import KEY_SAFE_PATTERN
 from baton.protocol.tenants import TenantLimits
 
-__all__ = ["ADMIN", "Directory", "Principal", "Tenant", "TenantsError", "hash_token", "load_tenants", "new_token"]
+__all__ = ["ADMIN", "Directory", "Principal", "Tenant", "TenantsError", "bearer_token", "hash_token", "load_tenants",
+           "new_token"]
 
 HASH_PREFIX = "sha256:"
 
@@ -54,6 +55,14 @@ class TenantsError(SettingsError):
 def hash_token(token: str) -> str:
     """The stored form of ``token``: ``sha256:<hex>`` (tokens are random, so a fast hash is enough)."""
     return HASH_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (``None``: not one)."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
 
 
 def new_token() -> str:

@@ -4,8 +4,9 @@ The keys come from ``BATON_MODEL_API_KEYS`` (comma-separated) and ``--api-key``.
 a ``/v1`` request needs ``Authorization: Bearer <key>``; without it, or with another key, the
 answer is 401 with ``WWW-Authenticate: Bearer`` and OpenAI's error body (``type``
 ``invalid_request_error``, ``code`` ``invalid_api_key``), which the ``openai`` client raises as
-``AuthenticationError``. Each candidate is compared with every key in constant time
-(:class:`~baton.agents.ops.auth.BearerAuth`). With no keys every request passes.
+``AuthenticationError``. Each candidate is compared with every key in constant time (the keys
+are a :class:`~baton.agents.tenants.Directory` of admin tokens, as the dashboard's are). With no
+keys every request passes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse
 
-from baton.agents.ops.auth import BearerAuth
+from baton.agents.tenants import Directory, bearer_token
 
 __all__ = ["ApiKeyRequired", "require_api_keys"]
 
@@ -35,26 +36,21 @@ def _unauthorized(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, 401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _bearer(header: str) -> str | None:
-    scheme, _, value = header.strip().partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
-
-
 def require_api_keys(app: FastAPI, keys: Sequence[str]) -> list[DependsParam]:
     """The route dependencies that admit only requests carrying one of ``keys`` (none when ``keys`` is empty).
 
     Installs on ``app`` the handler that answers a refused request with 401 in OpenAI's error shape.
     """
-    auth = BearerAuth(keys)
+    auth = Directory(admin_tokens=tuple(k for k in keys if k))
     if not auth.enabled:
         return []
     app.add_exception_handler(ApiKeyRequired, _unauthorized)
 
     def check(request: Request) -> None:
-        candidate = _bearer(request.headers.get("authorization", ""))
+        candidate = bearer_token(request.headers.get("authorization", ""))
         if candidate is None:
             raise ApiKeyRequired("You didn't provide an API key: send it as 'Authorization: Bearer <key>'.")
-        if not auth.allows(candidate):
+        if auth.principal(candidate) is None:
             raise ApiKeyRequired("Incorrect API key provided.")
 
     return [Depends(check)]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from fastapi import HTTPException, Request
 
-from baton.agents.tenants import Directory, Principal
+from baton.agents.tenants import Directory, Principal, bearer_token
 
 __all__ = ["ACCESS_TOKEN_PARAM", "EVENT_STREAM_ROUTES", "BearerAuth", "bearer_token", "request_token"]
 
@@ -60,14 +60,6 @@ class BearerAuth:
             raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         if not self.allows(candidate):
             raise _unauthorized("the bearer token is not valid")
-
-
-def bearer_token(header: str) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header value (``None``: not one)."""
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
 
 
 def request_token(authorization: str, method: str, path: str, query_token: str | None) -> str | None:
