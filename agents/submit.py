@@ -24,6 +24,10 @@ run instead of starting another).
 A ``webhook`` URL (else the workflow's ``webhook``) is checked against ``BATON_WEBHOOK_ALLOW`` first
 (``agents/webhooks.py``, ``WebhookRefused``) and its delivery is stored before the run is written,
 so no run that ends can miss it.
+
+A ``thread`` makes the run a turn of that conversation (``broker/threads.py``): its id is chosen in
+the thread's partition, and the thread's policy (``thread_policy``, default the workflow's) says what
+happens while another turn runs; ``broker.threads.ThreadBusy`` when it refuses.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from baton.agents.runtime.tracing import trace_fields
 from baton.agents.settings import Settings
 from baton.agents.webhooks import check_url, forget_run, watch_run
 from baton.agents.workflow.spec import Workflow
-from baton.broker import Keys, Redis, idempotency, submit
+from baton.broker import Keys, Redis, idempotency, submit, threads
 from baton.broker.errors import BrokerError, OutOfMemoryError, TryAgainError, is_transient
 from baton.broker.replication import ReplicasBehind, ReplicaWait, confirm_run
 from baton.broker.tenants import check_quota
-from baton.protocol import Budget, Priority, ProtocolError, Task, new_id
+from baton.protocol import Budget, Priority, ProtocolError, Task, ThreadPolicy, new_id
+from baton.protocol.threads import check_thread
 
 __all__ = ["new_task", "retrying", "submit_run"]
 
@@ -95,7 +100,8 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
                deadline: float | None = None, metadata: Mapping[str, str] | None = None,
                run_id: str | None = None, budget: Budget | None = None, priority: Priority = "interactive",
                trace: Mapping[str, str] | None = None, idempotency_key: str | None = None,
-               webhook: str | None = None, tenant: str = "") -> str:
+               webhook: str | None = None, tenant: str = "", thread: str | None = None,
+               thread_policy: ThreadPolicy | None = None) -> str:
     """Start a run of ``wf`` on ``text`` (for ``tenant``, empty: none); return its id.
 
     Refused with ``broker.backpressure.SubmitRefused`` while the entry role is at its backlog limit
@@ -105,9 +111,18 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
     instead of a new one (see the module). Failovers are retried and replicas waited for as the
     module says (``ReplicasBehind``). ``webhook``: POST the run's end there (see the module). A
     tenant whose token quota is used up is refused with ``broker.tenants.QuotaExceeded``; its
-    idempotency keys are its own (another tenant's same key starts another run). See
+    idempotency keys are its own (another tenant's same key starts another run). ``thread``: the
+    run is a turn of that thread, under ``thread_policy`` (default: the workflow's). See
     :func:`new_task` for the rest.
     """
+    if thread is None and thread_policy is not None:
+        raise ProtocolError("a thread policy needs a thread")
+    if thread is not None:
+        check_thread(thread, thread_policy)
+        if run_id is not None and keys.partition(run_id) != keys.thread_partition(thread):
+            raise ProtocolError(f"run id {run_id} is not in the partition of thread {thread!r}")
+        run_id = run_id or threads.thread_run_id(keys, thread)
+    policy = thread_policy or wf.thread_policy
     run_id = run_id or new_id()
     hook = check_url(webhook or wf.webhook, settings.webhook_allow) if webhook or wf.webhook else None
     wait = ReplicaWait(settings.wait_replicas, settings.wait_timeout_ms) if settings.wait_replicas else None
@@ -133,7 +148,10 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
             return run_id  # an earlier attempt wrote it
         if hook is not None:
             watch_run(redis, keys, run_id, hook)
-        submit(redis, keys, task, metadata=metadata, budget=wf.run_budget(budget))
+        if thread is None:
+            submit(redis, keys, task, metadata=metadata, budget=wf.run_budget(budget))
+        else:
+            threads.submit_turn(redis, keys, task, thread, policy, metadata=metadata, budget=wf.run_budget(budget))
         if wait is not None and _confirm(redis, keys, run_id, wait) is None:
             raise TryAgainError(f"TRYAGAIN run {run_id} vanished before its replicas acknowledged it")
         return run_id

@@ -11,11 +11,12 @@ A worker of role R of workflow W needs, and gets, only:
   function names them as keys, and FCALL declares its keys read-write), its own role's record of
   deliveries spent waiting (``Keys.waits``), run
   records, scratchpads, idempotency markers, the results and dead-letter streams of every
-  partition, the runs index, heartbeats (write only its own role's), the cancelled-runs set
-  (read, and write to forget expired entries); with ``review``, the review hashes and indexes
-  (parking, reading a decision, its janitor failing reviews past their deadline); with
-  ``rate_limits``, the models' shared rate-limit hashes (``Keys.rate_limit``) and the commands
-  their script calls.
+  partition, the runs index, the threads (a run's end releases its thread and starts the thread's
+  next turn: give a role that ends runs its workflow's entry role among ``next_roles``), heartbeats
+  (write only its own role's), the cancelled-runs set (read, and write to forget expired entries);
+  with ``review``, the review hashes and indexes (parking, reading a decision, its janitor failing
+  reviews past their deadline); with ``rate_limits``, the models' shared rate-limit hashes
+  (``Keys.rate_limit``) and the commands their script calls.
 
 Everything else, other roles' and other workflows' streams, a role without review's review keys,
 FLUSHALL, CONFIG, KEYS, is refused
@@ -37,7 +38,7 @@ WORKER_COMMANDS = (
     "xgroup|create", "xgroup|delconsumer", "xadd", "xtrim", "xrange", "xlen",
     "hset", "hsetnx", "hget", "hmget", "hgetall", "hlen", "hdel", "hincrby", "expire", "exists", "get", "set", "del",
     "zadd", "zrange", "zrangebyscore", "zrem", "smismember", "sismember", "sscan", "srem",
-    "fcall",
+    "rpush", "lpop", "lrange", "fcall",
 )
 """Commands a worker issues (including its janitor sweep and the commit and budget scripts' calls).
 
@@ -110,7 +111,7 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
     rules += [f"~{tag}:wf:{workflow}:waits:{role}"]  # its deliveries spent waiting (broker/waits.py)
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
-                                         "events:*")]
+                                         "events:*", "threads", "thread:*")]
     rules += [f"~{tag}:{k}" for k in REVIEW_KEYS] if review else []
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{tag}:cancelled"]
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]

@@ -1,4 +1,5 @@
-"""Cancelling runs: the cancelled-runs set and the run record's ``cancelled`` status."""
+"""Cancelling runs: the cancelled-runs set and the run record's ``cancelled`` status; deleting a thread
+(which cancels its running and waiting turns)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from collections.abc import Sequence
 
 from redis.exceptions import WatchError
 
+from baton.broker.ends import runs_ended
 from baton.broker.errors import Redis
 from baton.broker.events import append_events
 from baton.broker.keys import Keys
 from baton.broker.runs import cancelled_flags
 from baton.broker.text import as_text
+from baton.broker.threads import ThreadInfo, get_thread
 from baton.protocol import TERMINAL_STATUSES, Cancelled, RunStatus
 
-__all__ = ["cancel_run", "cancelled"]
+__all__ = ["cancel_run", "cancelled", "delete_thread"]
 
 
 def cancelled(client: Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
@@ -54,6 +57,23 @@ def cancel_run(
                                             "cancelled_at": now})
                 append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")])
                 pipe.execute()
+                runs_ended(client, keys, [run_id])
                 return before
             except WatchError:
                 continue
+
+
+def delete_thread(client: Redis, keys: Keys, thread_id: str) -> ThreadInfo | None:
+    """Delete ``thread_id``'s state and cancel its running and waiting turns (their records stay, as
+    ``cancelled``); return what it was, or None when there was no such thread."""
+    info = get_thread(client, keys, thread_id)
+    if info is None:
+        return None
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.thread(thread_id), keys.thread_turns(thread_id), keys.thread_queue(thread_id))
+    pipe.zrem(keys.threads(keys.thread_partition(thread_id)), thread_id)
+    pipe.execute()
+    for run_id in [info.active, *info.queued]:
+        if run_id:
+            cancel_run(client, keys, run_id)
+    return info

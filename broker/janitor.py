@@ -14,7 +14,8 @@ Other state: run records, scratchpads and their index expire by TTL (``record_tt
 the commit script); the results stream keeps ``results_retention_s`` of history; the runs index
 and the cancelled-runs set drop runs whose record no longer exists. Runs parked for a human review
 past their deadline are failed (``broker.reviews.expire_reviews``). Dead letters are kept until
-``baton dlq purge``.
+``baton dlq purge``. Threads whose running turn ended unseen (a worker killed between its commit and
+the release) are released (``broker.threads.sweep``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from baton.broker.keys import Keys
 from baton.broker.reviews import expire_reviews
 from baton.broker.streams import entry_id_key
 from baton.broker.text import as_text
+from baton.broker.threads import sweep as sweep_threads
 
 __all__ = ["FORGET_PAGE", "FORGET_PAGES", "Janitor", "SweepReport", "trim_floor", "trim_stream"]
 
@@ -81,12 +83,13 @@ class SweepReport:
     runs_forgotten: int = 0
     cancelled_forgotten: int = 0
     reviews_expired: int = 0
+    threads_released: int = 0
 
     @property
     def total(self) -> int:
         """Everything removed, summed."""
         return (sum(self.trimmed.values()) + self.results_trimmed + self.runs_forgotten + self.cancelled_forgotten
-                + self.reviews_expired)
+                + self.reviews_expired + self.threads_released)
 
 
 class Janitor:
@@ -158,10 +161,12 @@ class Janitor:
         report.cancelled_forgotten = sum(self._forget_cancelled(p) for p in range(self.keys.partitions))
         if self.reviews:
             report.reviews_expired = expire_reviews(self.client, self.keys, now=now)
+        report.threads_released = sweep_threads(self.client, self.keys)
         if report.total:
             log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations, failed %d runs "
-                     "whose deadline passed in review", report.trimmed or "nothing", report.results_trimmed,
-                     report.runs_forgotten, report.cancelled_forgotten, report.reviews_expired)
+                     "whose deadline passed in review and released %d threads", report.trimmed or "nothing",
+                     report.results_trimmed, report.runs_forgotten, report.cancelled_forgotten, report.reviews_expired,
+                     report.threads_released)
         return report
 
     def _forget_runs(self, partition: int, older_than: float) -> int:

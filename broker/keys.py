@@ -285,6 +285,28 @@ class Keys:
         hashed, since the key is the caller's text."""
         return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    # threads -------------------------------------------------------------
+    def thread_partition(self, thread_id: str) -> int:
+        """The partition of a thread: its keys and every run of it live there (``broker/threads.py``)."""
+        return self.partition(thread_id)
+
+    def thread(self, thread_id: str) -> str:
+        """A thread's state hash (its running turn, times); ``:turns`` (finished turns) and ``:queue``
+        (waiting turns) are lists beside it, named by appending, as ``lua/library.lua`` does."""
+        return f"{self.tag(self.thread_partition(thread_id))}:thread:{thread_id}"
+
+    def thread_turns(self, thread_id: str) -> str:
+        """The list of a thread's finished turns (JSON ``protocol.Turn``), oldest first."""
+        return f"{self.thread(thread_id)}:turns"
+
+    def thread_queue(self, thread_id: str) -> str:
+        """The list of a thread's waiting turns (run id, task stream and task), first to start first."""
+        return f"{self.thread(thread_id)}:queue"
+
+    def threads(self, partition: int = 0) -> str:
+        """Sorted set of the partition's thread ids by their last write."""
+        return f"{self.tag(partition)}:threads"
+
     # schedules -----------------------------------------------------------
     def schedules(self) -> str:
         """Hash of schedule name -> its spec as JSON (``broker/schedules.py``)."""

@@ -23,6 +23,7 @@ import msgspec
 import redis
 
 from baton.broker.commit import Committer, Outcome
+from baton.broker.ends import runs_ended
 from baton.broker.keys import Keys
 from baton.broker.lenient import convert_lenient
 from baton.broker.scripts import LuaScript
@@ -348,6 +349,8 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
     args: list[Value] = [review.review_id, decision, kept.record_ttl_s, payload, kept.events_maxlen, kept.events_ttl_s,
                          *_pairs(verdict), *_pairs(record), *events]
     code, detail = _decide(client, script_keys, args)
+    if int(code) == 1 and decision == "reject":
+        runs_ended(client, keys, [run_id])
     return int(code), as_text(detail)
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "get_run",
     "latest_run",
     "list_runs",
+    "queued_event",
+    "run_fields",
     "run_metadata",
     "run_record",
     "run_records",
@@ -84,7 +86,24 @@ def stage_submit(
     decode(payload)
     stream = keys.run_stream(task.workflow, task.role, task.run_id, task.priority)
     p = keys.partition(task.run_id)
-    record: dict[Any, Any] = {
+    pipe.hset(keys.run(task.run_id), mapping=run_fields(task, metadata=metadata, budget=budget))
+    if keys.retention.record_ttl_s:
+        pipe.expire(keys.run(task.run_id), keys.retention.record_ttl_s)
+    pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
+    pipe.xadd(stream, {"msg": payload})
+    append_events(pipe, keys, task.run_id, [queued_event(task)])
+
+
+def queued_event(task: Task) -> Queued:
+    """The ``queued`` event of a run submitted with ``task``."""
+    return Queued(run_id=task.run_id, at=task.created_at, role=task.role, hop=task.hop, workflow=task.workflow,
+                  task=task.task)
+
+
+def run_fields(task: Task, *, metadata: Mapping[str, str] | None = None,
+               budget: Budget | None = None) -> dict[str, Any]:
+    """The fields of a new run's record (``queued``) for its first ``task``."""
+    record: dict[str, Any] = {
         "run_id": task.run_id,
         "task": task.task,
         "workflow": task.workflow,
@@ -102,14 +121,7 @@ def stage_submit(
     record.update(budget_fields(budget))
     if metadata:
         record["metadata"] = _encode_json(dict(metadata))
-    pipe.hset(keys.run(task.run_id), mapping=record)
-    if keys.retention.record_ttl_s:
-        pipe.expire(keys.run(task.run_id), keys.retention.record_ttl_s)
-    pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
-    pipe.xadd(stream, {"msg": payload})
-    queued = Queued(run_id=task.run_id, at=task.created_at, role=task.role, hop=task.hop, workflow=task.workflow,
-                    task=task.task)
-    append_events(pipe, keys, task.run_id, [queued])
+    return record
 
 
 _encode_json = msgspec.json.Encoder().encode

@@ -1,9 +1,9 @@
 """The one registry of baton's Lua: a Redis Functions library, loaded once per primary by an admin.
 
-Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started, wait) is a
-function of one library, rendered from ``lua/library.lua``: the shared vocabulary goes in as the
-Lua table ``C`` (``library_constants``: terminal run states, review decisions...), the shared
-checks (``claim``, ``is_terminal``) are written once there, and each step's body follows as a local
+Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started, wait,
+thread_submit, thread_end) is a function of one library, rendered from ``lua/library.lua``: the shared
+vocabulary goes in as the Lua table ``C`` (``library_constants``: terminal run states, review decisions...),
+the shared checks (``claim``, ``is_terminal``) are written once there, and each step's body follows as a local
 function of ``(KEYS, ARGV)``. The library's name carries a hash of its source
 (``baton_<12 hex>``), so two versions of baton can share a server during a rolling upgrade.
 
@@ -41,7 +41,8 @@ from baton.broker.errors import BrokerError
 __all__ = ["STEPS", "Library", "LibraryMissing", "LuaScript", "Mode", "check_library", "is_missing", "library",
            "library_constants", "render_library", "setup_library"]
 
-STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started", "wait")
+STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started", "wait", "thread_submit",
+         "thread_end")
 """The steps of the library, one ``lua/<step>.lua`` body each."""
 
 Arg = str | bytes | float | int

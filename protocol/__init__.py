@@ -50,10 +50,12 @@ from baton.protocol.messages import (
 )
 from baton.protocol.schema import schema
 from baton.protocol.states import DECISIONS, TERMINAL_STATUSES, Decision, ReviewStatus, RunStatus
+from baton.protocol.threads import DEFAULT_THREAD_POLICY, THREAD_POLICIES, ThreadPolicy, Turn
 
 __all__ = [
     "DEAD_LETTER_MAX_BYTES",
     "DECISIONS",
+    "DEFAULT_THREAD_POLICY",
     "DEFAULT_WORKFLOW",
     "KEY_SAFE_PATTERN",
     "MAX_HOPS",
@@ -66,6 +68,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
+    "THREAD_POLICIES",
     "Budget",
     "BudgetLimit",
     "Cancelled",
@@ -92,7 +95,9 @@ __all__ = [
     "ReviewStatus",
     "RunStatus",
     "Task",
+    "ThreadPolicy",
     "Tokens",
+    "Turn",
     "ToolCall",
     "ToolCalled",
     "ToolResult",

@@ -33,7 +33,8 @@ from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Entry, Keys, Memory, Redis
 from baton.broker.journal import CallKind, hop_key
 from baton.broker.memory import read_shared, write_shared
-from baton.protocol import Custom, Task
+from baton.broker.threads import run_history
+from baton.protocol import Custom, Task, Turn
 from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, NamedToolChoice
 
 __all__ = ["AppServices", "Context", "ToolFailed"]
@@ -131,8 +132,7 @@ class Context:
         self.outcome: Outcome | None = None
         self.scratchpad: dict[str, Any] = {}
         """Notes the handler keeps in this hop's scratchpad entry (``meta.scratchpad``)."""
-        self.history: list[Any] = []
-        """The conversation of the run's thread (empty: baton has no threads yet)."""
+        self._history: list[Turn] | None = None
         t = item.task
         self._calls = HopCalls(t.run_id, t.id, hop_key(spec.role, t.hop, t.part), services.journal)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +169,15 @@ class Context:
     def deliveries(self) -> int:
         """How many times this task has been delivered (1: the first time)."""
         return self._item.entry.deliveries
+
+    @property
+    def history(self) -> list[Turn]:
+        """The earlier turns of the run's thread, oldest first (``baton.protocol.Turn``: ``task``,
+        ``result``, ``status``); empty for a run of no thread. Read once, when first used."""
+        if self._history is None:
+            s = self._services
+            self._history = run_history(s.client, s.keys, self.run_id) if s.client is not None else []
+        return self._history
 
     @property
     def memory(self) -> list[Memory]:

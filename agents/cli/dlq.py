@@ -166,6 +166,8 @@ def acl(
     wf = named(workflow or s.workflow)
     spec = wf.role(role)
     nxt = sorted({spec.next, *(r.to for r in spec.routes)} - {"", "end"})
+    if not spec.next or any(r.to == "end" for r in spec.routes):  # it ends runs: a thread's next turn starts
+        nxt = sorted({*nxt, wf.entry} - {spec.role})
     features = []
     if spec.share or "{shared}" in spec.prompt or "memory_recall" in spec.tools:
         features.append("shared_memory")

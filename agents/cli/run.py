@@ -36,6 +36,7 @@ from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow.spec import Workflow
 from baton.broker import EmbeddedRedis, Keys, Redis, RunRecord, agents_in_run, run_record, scratchpad, wait_for_runs
+from baton.broker.threads import ThreadBusy
 from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority, ProtocolError, RunStatus
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
@@ -232,6 +233,11 @@ def submit_cmd(
         help="Submitting again with this key returns the run it started instead of a new one.")] = None,
     webhook: Annotated[str | None, typer.Option(
         help="POST the run's end here, signed (a URL BATON_WEBHOOK_ALLOW allows).")] = None,
+    thread: Annotated[str | None, typer.Option(
+        help="Make the run a turn of this thread: it sees the thread's earlier turns as history.")] = None,
+    thread_policy: Annotated[str | None, typer.Option(
+        "--policy", help="While the thread runs a turn: reject, enqueue, interrupt or rollback "
+                         "(default: the workflow's, else enqueue).")] = None,
 ) -> None:
     """Submit TASK to running workers; print the run id (and the result with --wait, its events with --follow)."""
     _check_task(task)
@@ -242,8 +248,9 @@ def submit_cmd(
     wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref, client=client, keys=keys)
     try:
         run_id = submit_run(client, keys, s, wf, task, deadline=deadline, budget=budget, priority=lane,
-                            idempotency_key=idempotency_key, webhook=webhook, tenant=s.tenant)
-    except ProtocolError as exc:
+                            idempotency_key=idempotency_key, webhook=webhook, tenant=s.tenant, thread=thread,
+                            thread_policy=thread_policy)  # type: ignore[arg-type]  # (checked there)
+    except (ProtocolError, ThreadBusy) as exc:
         raise CliError(str(exc)) from None
     out.print(run_id)
     if follow:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         RunFailed,
         RunNotFound,
         SubmitRefused,
+        ThreadBusy,
     )
     from baton.protocol import Budget, DeadLetter, Error, Message, ProtocolError, Result, RunStatus, Task
 
@@ -84,6 +85,7 @@ __all__ = [
     "SettingsError",
     "SubmitRefused",
     "Task",
+    "ThreadBusy",
     "WaitTimeout",
     "Workflow",
     "WorkflowError",
@@ -110,6 +112,7 @@ _HOME = {
     "RunEnded": "baton.errors",
     "RunFailed": "baton.errors",
     "RunNotFound": "baton.errors",
+    "ThreadBusy": "baton.errors",
     "Settings": "baton.agents.settings",
     "SettingsError": "baton.agents.settings",
     "SEED": "baton.agents.workflow",

@@ -18,8 +18,9 @@ from baton.broker import AsyncRedis, PadEntry, RunRecord, connect_async
 from baton.broker.events import aiter_events, aread_events
 from baton.broker.runs import alist_runs, arun_record, arun_records
 from baton.broker.tenants import tenant_run_ids
+from baton.broker.threads import ThreadInfo
 from baton.client import POLL_S, BaseClient, BaseRun, Client, Run, RunInfo, outcome
-from baton.protocol import Budget, Priority, RunStatus
+from baton.protocol import Budget, Priority, RunStatus, ThreadPolicy
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
 from baton.protocol.webhooks import Delivery
@@ -58,12 +59,26 @@ class AsyncClient(BaseClient):
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                      metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                      budget: Budget | None = None, priority: Priority = "interactive",
-                     idempotency_key: str | None = None, webhook: str | None = None) -> AsyncRun:
+                     idempotency_key: str | None = None, webhook: str | None = None,
+                     thread: str | None = None, thread_policy: ThreadPolicy | None = None) -> AsyncRun:
         """Start a run (see ``Client.submit``)."""
         run = await self._in_thread(lambda c: c.submit(task, workflow=workflow, deadline=deadline, metadata=metadata,
                                                        run_id=run_id, budget=budget, priority=priority,
-                                                       idempotency_key=idempotency_key, webhook=webhook))
+                                                       idempotency_key=idempotency_key, webhook=webhook,
+                                                       thread=thread, thread_policy=thread_policy))
         return AsyncRun(self, run.id)
+
+    async def thread(self, thread_id: str) -> ThreadInfo | None:
+        """A thread (see ``Client.thread``)."""
+        return await self._in_thread(lambda c: c.thread(thread_id))
+
+    async def threads(self, *, limit: int = 50) -> list[ThreadInfo]:
+        """The most recently active threads (see ``Client.threads``)."""
+        return await self._in_thread(lambda c: c.threads(limit=limit))
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        """Delete a thread (see ``Client.delete_thread``)."""
+        return await self._in_thread(lambda c: c.delete_thread(thread_id))
 
     async def run(self, run_id: str) -> AsyncRun:
         """An existing run; ``RunNotFound`` when there is none."""

@@ -29,15 +29,18 @@ from baton.agents.submit import submit_run
 from baton.agents.workflow import named
 from baton.broker import Keys, PadEntry, Redis, RunRecord, connect, list_runs, run_record, run_records, run_scratchpads
 from baton.broker import webhooks as _webhooks_store
+from baton.broker import threads as _threads
 from baton.broker.cancel import cancel_run
+from baton.broker.cancel import delete_thread as _delete_thread
 from baton.broker.events import iter_events, read_events
 from baton.broker.fork import fork_run, replay_run
 from baton.broker.reviews import decide
 from baton.broker.schedules import delete_schedule, list_schedules
 from baton.broker.tenants import tenant_run_ids
+from baton.broker.threads import ThreadInfo
 from baton.broker.timers import SignalRefused, send_signal
 from baton.errors import RunCancelled, RunEnded, RunFailed, RunNotFound
-from baton.protocol import Budget, Priority, RunStatus
+from baton.protocol import Budget, Priority, RunStatus, ThreadPolicy
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
 from baton.protocol.webhooks import Delivery
@@ -136,7 +139,8 @@ class Client(BaseClient):
     def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                budget: Budget | None = None, priority: Priority = "interactive",
-               idempotency_key: str | None = None, webhook: str | None = None) -> Run:
+               idempotency_key: str | None = None, webhook: str | None = None,
+               thread: str | None = None, thread_policy: ThreadPolicy | None = None) -> Run:
         """Start a run of ``workflow`` (default: ``BATON_WORKFLOW``, else the seed chain) on ``task``.
 
         ``deadline`` is in seconds from now; ``metadata`` is kept on the run record; ``budget``
@@ -147,12 +151,16 @@ class Client(BaseClient):
         one already made with that key (within its retention, even concurrently) returns the run
         that one started and starts nothing. With ``webhook``, baton POSTs the run's end to that URL,
         signed (``BATON_WEBHOOK_ALLOW`` must allow it, else ``ProtocolError``; the workflow's
-        ``webhook`` is the default).
+        ``webhook`` is the default). With ``thread``, the run is a turn of that conversation: it
+        sees the thread's earlier turns as history, and while another turn runs ``thread_policy``
+        (default: the workflow's, else ``enqueue``) says what happens: ``reject`` (``ThreadBusy``),
+        ``enqueue``, ``interrupt`` or ``rollback``.
         """
         wf = named(workflow or self.settings.workflow, client=self.redis, keys=self.keys)
         return Run(self, submit_run(self.redis, self.keys, self.settings, wf, task, deadline=deadline,
                                     metadata=metadata, run_id=run_id, budget=budget, priority=priority,
-                                    idempotency_key=idempotency_key, webhook=webhook, tenant=self.tenant))
+                                    idempotency_key=idempotency_key, webhook=webhook, tenant=self.tenant,
+                                    thread=thread, thread_policy=thread_policy))
 
     def run(self, run_id: str) -> Run:
         """An existing run; ``RunNotFound`` when there is none."""
@@ -166,6 +174,18 @@ class Client(BaseClient):
         ids = tenant_run_ids(self.redis, self.keys, self.tenant, window) if self.tenant else list_runs(
             self.redis, self.keys, window)
         return self._select(run_records(self.redis, self.keys, ids), wanted, limit)
+
+    def thread(self, thread_id: str) -> ThreadInfo | None:
+        """A thread: its running turn, waiting runs and finished turns; None when there is none."""
+        return _threads.get_thread(self.redis, self.keys, thread_id)
+
+    def threads(self, *, limit: int = 50) -> list[ThreadInfo]:
+        """The most recently active threads, newest first."""
+        return _threads.list_threads(self.redis, self.keys, limit)
+
+    def delete_thread(self, thread_id: str) -> bool:
+        """Delete a thread and cancel its running and waiting turns; whether it existed."""
+        return _delete_thread(self.redis, self.keys, thread_id) is not None
 
     def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                      catchup_s: float = 60.0) -> Schedule:

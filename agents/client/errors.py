@@ -8,6 +8,7 @@
     ├── RunCancelled       the run was cancelled
     ├── RunEnded           the run has ended: it takes no more signals
     ├── NotReplicated      a run is written but not yet on ``BATON_WAIT_REPLICAS`` replicas
+    ├── ThreadBusy         a thread runs a turn and the submit's policy is ``reject``
     └── SubmitRefused      a submit was refused for now: retry after ``retry_after_s`` seconds
         ├── BacklogFull    the entry role is ``backlog`` tasks behind, at or over ``limit``
         └── RedisFull      Redis is at ``maxmemory`` and refuses writes
@@ -18,7 +19,7 @@
 from __future__ import annotations
 
 __all__ = ["BacklogFull", "BatonError", "NotReplicated", "RedisFull", "RunCancelled", "RunEnded", "RunFailed",
-           "RunNotFound", "SubmitRefused"]
+           "RunNotFound", "SubmitRefused", "ThreadBusy"]
 
 
 class BatonError(Exception):
@@ -69,6 +70,16 @@ class NotReplicated(BatonError):
     def __init__(self, message: str, run_id: str) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+class ThreadBusy(BatonError):
+    """Thread ``thread_id`` runs run ``active`` and the submit's thread policy is ``reject``: nothing
+    was written."""
+
+    def __init__(self, message: str, thread_id: str, active: str) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
+        self.active = active
 
 
 class SubmitRefused(BatonError):

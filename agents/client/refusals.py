@@ -1,6 +1,7 @@
 """Broker refusals as the public errors: a submit the broker refuses (``baton.broker.backpressure``)
 reaches client code as a ``baton.SubmitRefused`` subclass (:mod:`baton.errors`), a submit short of
-its replicas (``BATON_WAIT_REPLICAS``) as ``baton.NotReplicated``."""
+its replicas (``BATON_WAIT_REPLICAS``) as ``baton.NotReplicated``, a busy thread's refusal as
+``baton.ThreadBusy``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import ParamSpec, TypeVar
 from baton import errors
 from baton.broker.backpressure import BacklogFull, RedisFull, SubmitRefused
 from baton.broker.replication import ReplicasBehind
+from baton.broker.threads import ThreadBusy
 
 __all__ = ["public_error", "public_refusals"]
 
@@ -38,4 +40,6 @@ def public_refusals(submit: Callable[P, T]) -> Callable[P, T]:
             raise public_error(exc) from exc
         except ReplicasBehind as exc:
             raise errors.NotReplicated(str(exc), exc.run_id) from exc
+        except ThreadBusy as exc:
+            raise errors.ThreadBusy(str(exc), exc.thread_id, exc.active) from exc
     return wrapper

@@ -48,6 +48,7 @@ from baton.broker.records import RunRecord
 from baton.broker.replication import ReplicasBehind
 from baton.broker.runs import run_record, run_records
 from baton.broker.tenants import tenant_run_ids
+from baton.broker.threads import ThreadBusy
 from baton.protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
 
 __all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
@@ -77,6 +78,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"description": "The entry role's backlog is at its limit (BATON_MAX_BACKLOG), or the tenant's token "
                         "quota is used up; see Retry-After"},
     503: {"description": "Redis is out of memory and refuses new runs; see Retry-After"},
+    409: {"description": "The thread runs a turn and the thread policy is reject"},
 }
 
 
@@ -140,11 +142,14 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
     try:
         return submit_run(ctx.client, ctx.keys, ctx.settings, wf, body.task.strip(), deadline=body.deadline,
                           metadata=body.metadata, budget=body.budget(), priority=body.priority, trace=trace,
-                          idempotency_key=idempotency_key, webhook=body.webhook, tenant=caller().tenant)
+                          idempotency_key=idempotency_key, webhook=body.webhook, tenant=caller().tenant,
+                          thread=body.thread, thread_policy=body.thread_policy)
     except WebhookRefused as exc:
         raise HTTPException(400, str(exc)) from None
     except ProtocolError as exc:
         raise HTTPException(422, str(exc)) from None
+    except ThreadBusy as exc:
+        raise HTTPException(409, str(exc)) from None
     except RedisFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except SubmitRefused as exc:  # the backlog limit or the tenant's quota

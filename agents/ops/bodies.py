@@ -16,8 +16,8 @@ from fastapi import HTTPException, Request
 from msgspec import Meta
 
 from baton.agents.ops.timeouts import read_capped
-from baton.protocol import Budget, BudgetLimit, Decision
-from baton.protocol.fields import Name, Priority
+from baton.protocol import Budget, BudgetLimit, Decision, ThreadPolicy
+from baton.protocol.fields import Id, Name, Priority
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -65,7 +65,8 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Start a run: ``task`` goes to the entry role of ``workflow`` (default: the served workflow).
     ``max_tokens``, ``max_model_calls`` and ``max_tool_calls`` are its budget (``baton.protocol.Budget``;
     unset ones come from the workflow's ``[budget]``). ``priority`` is its lane (``batch`` work
-    waits behind ``interactive`` work)."""
+    waits behind ``interactive`` work). ``thread`` makes the run a turn of that conversation, under
+    ``thread_policy`` while another turn runs."""
 
     task: TaskText
     workflow: Name | None = None
@@ -78,6 +79,10 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     webhook: Annotated[str, Meta(min_length=1, max_length=2048, description=(
         "POST the run's end (terminal event and result, HMAC-signed) to this URL; it must be allowed by "
         "BATON_WEBHOOK_ALLOW (else 400)."))] | None = None
+    thread: Annotated[Id, Meta(description="Make the run a turn of this thread (a conversation).")] | None = None
+    thread_policy: Annotated[ThreadPolicy, Meta(description="While the thread runs a turn: reject, enqueue, "
+                                                            "interrupt or rollback (default: the workflow's)")
+                             ] | None = None
 
     def budget(self) -> Budget | None:
         """The budget the body asks for (``None``: the workflow's own, if any)."""

@@ -41,6 +41,7 @@ from baton.agents.ops.review_api import review_router
 from baton.agents.ops.schedules_api import schedules_router
 from baton.agents.ops.tenancy import CallerMiddleware, admin_only, owns
 from baton.agents.ops.tenants_api import tenants_router
+from baton.agents.ops.threads_api import threads_router
 from baton.agents.ops.timers_api import timers_router
 from baton.agents.ops.trace import RunNotFound, build_trace
 from baton.agents.ops.webhooks_api import webhooks_router
@@ -147,6 +148,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
     app.include_router(webhooks_router(ctx))
     app.include_router(timers_router(ctx))
     app.include_router(tenants_router(ctx))
+    app.include_router(threads_router(ctx))
     mount_protocols(app, ctx)
     return app
 

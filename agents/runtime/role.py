@@ -33,7 +33,9 @@ from baton.agents.settings import Settings
 from baton.agents.workflow.spec import RoleSpec, Workflow
 from baton.broker import Entry, Handoff, Outcome, Redis, RoleStreams, connect, consumer_name
 from baton.broker.commit import Committer
+from baton.broker.ends import runs_ended
 from baton.broker.replication import ReplicaWait
+from baton.protocol import TERMINAL_STATUSES
 
 T = TypeVar("T")
 
@@ -159,6 +161,7 @@ class RoleRuntime:
             self.metrics.replicas_short()
             log.warning("only %d of %d replicas acknowledged a commit within %d ms", committed.replicas,
                         wait.replicas, wait.timeout_ms)
+        self._runs_ended(handoffs, outcomes)
         for h, o in zip(handoffs, outcomes, strict=True):
             if o is Outcome.COMMITTED:
                 continue
@@ -168,6 +171,14 @@ class RoleRuntime:
                 elif o is Outcome.DUPLICATE:
                     log.info("entry %s had already been handed off; acked the redelivery", h.entry.id)
         return list(outcomes)
+
+    def _runs_ended(self, handoffs: Sequence[Handoff], outcomes: Sequence[Outcome]) -> None:
+        """``broker.ends.runs_ended`` for the runs these commits ended (a redelivery's duplicate too: its
+        first commit may not have got that far)."""
+        ended = [h.run_id for h, o in zip(handoffs, outcomes, strict=True) if h.run_id
+                 and o in (Outcome.COMMITTED, Outcome.DUPLICATE) and h.record.get("status") in TERMINAL_STATUSES]
+        if ended:
+            self.ride_out_redis(lambda: runs_ended(self.client, self.keys, ended), "a run's end")
 
     def _with_staged(self, h: Handoff) -> Handoff:
         staged = self.events.take(h.run_id) if h.run_id else []

@@ -1,9 +1,9 @@
 """What a role does around its model call beyond the seed chain; the worker's hooks call this.
 
-Before the call: the declared tool steps run (results in ``{tools}``) and the run's shared
-memory is read (``{shared}``). Each tool call writes ``tool_call`` and ``tool_result`` run
-events (best effort). After it: tool calls written in the model's output are run when
-the role sets ``parse_tools``, the role's ``share`` fields are written to shared memory, the
+Before the call: the declared tool steps run (results in ``{tools}``), the run's shared
+memory is read (``{shared}``) and its thread's earlier turns (``{history}``). Each tool call writes
+``tool_call`` and ``tool_result`` run events (best effort). After it: tool calls written in the
+model's output are run when the role sets ``parse_tools``, the role's ``share`` fields are written to shared memory, the
 agent's long-term memory gets the entry (``memory = "agent"``), and the template fields of the
 handoff are assembled for ``baton.agents.runtime.routing``. For a role with none of these (the seed chain)
 nothing here touches Redis and the prompt is exactly ``baton.agents.runtime.prompt.render_prompt``'s.
@@ -33,7 +33,9 @@ from baton.broker import Keys, Redis
 from baton.broker.budget import count_tool_call
 from baton.broker.memory import agent_memory, read_shared, remember, write_shared
 from baton.broker.pads import Memory, PadBatch, PadTool
+from baton.broker.threads import run_history
 from baton.protocol import KEY_SAFE_PATTERN, MAX_NAME_LENGTH, Task, ToolCalled, ToolReturned
+from baton.protocol.threads import render_history
 
 __all__ = ["RoleSteps", "StepContext", "render_shared"]
 
@@ -46,6 +48,7 @@ class StepContext:
     shared: dict[str, str] = field(default_factory=dict)
     budget_exceeded: str = ""  # a tool step the run's budget refused: the hop fails with this reason
     batch: PadBatch | None = None  # a cross-role model call's roles and size (multirole)
+    history: str = ""  # the run's thread's earlier turns, for ``{history}``
 
     def tool_log(self) -> list[PadTool]:
         """Every tool call and result, for the scratchpad entry's ``meta.tools``."""
@@ -55,7 +58,7 @@ class StepContext:
 REFUSED_BY_BUDGET = "budget"
 """``ToolOutcome.where`` of a tool call the run's budget refused (its ``error`` is the reason)."""
 _TOOL_NAME = re.compile(KEY_SAFE_PATTERN)
-_EXTRA = frozenset({"tools", "shared", "part", "parts", "run_id"})
+_EXTRA = frozenset({"tools", "shared", "part", "parts", "run_id", "history"})
 
 
 def render_shared(shared: Mapping[str, str]) -> str:
@@ -109,6 +112,8 @@ class RoleSteps:
                     break
         if self.reads_shared and self.client is not None:
             ctx.shared = read_shared(self.client, self.keys, task.run_id)
+        if "history" in self._extra_fields and self.client is not None:
+            ctx.history = render_history(run_history(self.client, self.keys, task.run_id))
         return ctx
 
     def render(self, task: Task, memory: Sequence[Memory], ctx: StepContext) -> str:
@@ -119,6 +124,7 @@ class RoleSteps:
             "title": self.spec.display, "role": self.spec.role, "agent": self.spec.agent, "task": task.task,
             "memory": render_memory(memory, self.spec.memory_window) if self.spec.memory != "none" else "[]",
             "tools": render_outcomes(ctx.outcomes), "shared": render_shared(ctx.shared), **_part_fields(task),
+            "history": ctx.history,
         })
 
     def meta(self, task: Task, ctx: StepContext | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from baton.protocol import DEFAULT_WORKFLOW, Budget
+from baton.protocol import DEFAULT_THREAD_POLICY, DEFAULT_WORKFLOW, Budget, ThreadPolicy
 from baton.protocol.fields import Count, MaybeName, Name, PartCount, ToolTimeout
 
 __all__ = [
@@ -42,7 +42,8 @@ HandlerRef = Annotated[str, msgspec.Meta(pattern=HANDLER_PATTERN, max_length=400
 
 SEED_PROMPT = "{title} agent named {agent}. Task: {task}\nMemory: {memory}\nResponse:"
 
-PROMPT_FIELDS = frozenset({"title", "agent", "role", "task", "memory", "tools", "shared", "part", "parts", "run_id"})
+PROMPT_FIELDS = frozenset({"title", "agent", "role", "task", "memory", "tools", "shared", "part", "parts", "run_id",
+                           "history"})
 OUTPUT_FIELDS = frozenset({"output", "continuation", "tools", "task", "part", "parts", "agent", "role", "run_id"})
 STEP_FIELDS = frozenset({"task", "part", "parts", "agent", "role", "run_id"})
 SplitRule = Literal["lines", "sentences", "chunks", "copies"]
@@ -152,8 +153,9 @@ class RoleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     (results in ``{tools}``), ``parse_tools`` runs tool calls written in the model's output,
     ``split`` fans the output out to the next role's pool, ``join`` gathers all parts of a
     fan-out into one task, ``routes`` choose the next role by a pattern, and ``share`` writes
-    templated fields to the run's shared memory (``{shared}`` in prompts). ``memory = "agent"``
-    keeps the agent's memory across runs. ``review = "human"`` parks the run with the role's output
+    templated fields to the run's shared memory (``{shared}`` in prompts). ``{history}`` in a prompt is
+    the earlier turns of the run's thread (``User:``/``Assistant:`` lines; empty for a run of no thread).
+    ``memory = "agent"`` keeps the agent's memory across runs. ``review = "human"`` parks the run with the role's output
     until a person approves (maybe edits) or rejects it (``baton review``). ``rpm`` / ``tpm`` limit
     the requests (prompts) and tokens per minute of the role's model, shared with every worker calling
     that model (0: ``BATON_MODEL_RPM`` / ``BATON_MODEL_TPM``; see OPERATIONS.md, "Rate limits").
@@ -222,6 +224,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     budget: Budget | None = None
     webhook: str = ""
     """Each run's completion webhook URL unless its submit gives one (``agents/webhooks.py``)."""
+    thread_policy: ThreadPolicy = DEFAULT_THREAD_POLICY
+    """What a message to a thread does while the thread runs a turn, unless its submit says
+    (``protocol.ThreadPolicy``: reject, enqueue, interrupt, rollback)."""
     base_dir: str = ""
 
     def __post_init__(self) -> None:

@@ -31,3 +31,44 @@ local function claim(stream, marker, group, consumer, id, marker_ttl, run)
   end
   return nil
 end
+
+-- Threads (broker/threads.py): a thread's hash holds its running turn (``active``); the lists
+-- ``<thread>:turns`` (finished turns, JSON) and ``<thread>:queue`` (waiting turns: run id, run record
+-- key, task stream and task) sit beside it, and every run of a thread lives in the thread's
+-- partition, so each key named here is in the slot of the keys a step was given.
+local function thread_touch(thread, index, id, now, ttl)
+  redis.call('HSET', thread, 'id', id, 'updated_at', now)
+  redis.call('HSETNX', thread, 'created_at', now)
+  redis.call('ZADD', index, now, id)
+  if ttl > 0 then
+    redis.call('EXPIRE', thread, ttl)
+    redis.call('EXPIRE', thread .. ':turns', ttl)
+    redis.call('EXPIRE', thread .. ':queue', ttl)
+  end
+end
+
+-- Append the turn of ``run_id`` (its record ``run``) to the thread's history.
+local function thread_turn(thread, run, run_id, now)
+  local f = redis.call('HMGET', run, 'task', 'result', 'status', 'error')
+  redis.call('RPUSH', thread .. ':turns', cjson.encode({run_id = run_id, task = f[1] or '', result = f[2] or '',
+                                                       status = f[3] or '', error = f[4] or '', at = now}))
+end
+
+-- Start the first waiting turn that was not cancelled meanwhile (its task goes to its stream);
+-- the thread is idle when none is left. Returns the started run id or ''.
+local function thread_next(thread)
+  while true do
+    local item = redis.call('LPOP', thread .. ':queue')
+    if not item then
+      redis.call('HSET', thread, 'active', '')
+      return ''
+    end
+    local q = cjson.decode(item)
+    local status = redis.call('HGET', q.record, 'status')
+    if status and not is_terminal(status) then
+      redis.call('HSET', thread, 'active', q.run_id)
+      redis.call('XADD', q.stream, '*', 'msg', q.task)
+      return q.run_id
+    end
+  end
+end

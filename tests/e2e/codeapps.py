@@ -109,3 +109,13 @@ async def draft(ctx: Context, task: str) -> str:
 @reviewed.role()
 async def after(ctx: Context, task: str) -> object:
     return ctx.finish(f"final: {task}")
+
+
+chatty = App("chatty")
+"""Answers with the thread's earlier turns as ``ctx.history`` shows them, then the task."""
+
+
+@chatty.role()
+async def listener(ctx: Context, task: str) -> str:
+    seen = " | ".join(f"{t.task} -> {t.status}:{t.result}" for t in ctx.history)
+    return f"[{seen}] {task}"

@@ -1,0 +1,43 @@
+"""``/v1/threads``: list, show and delete threads (conversations of runs); runs join a thread with the
+``thread`` field of ``POST /v1/runs``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, HTTPException, Query
+
+from baton.agents.ops.api import ApiContext, v1_router
+from baton.broker.cancel import delete_thread
+from baton.broker.threads import ThreadInfo, get_thread, list_threads
+
+__all__ = ["thread_view", "threads_router"]
+
+
+def thread_view(info: ThreadInfo) -> dict[str, Any]:
+    """A thread as the API shows it: its running turn, waiting runs, finished turns and times."""
+    return msgspec.to_builtins(info)  # type: ignore[no-any-return]
+
+
+def threads_router(ctx: ApiContext) -> APIRouter:
+    """The ``/v1/threads`` routes."""
+    router = v1_router(ctx, tags=["threads"])
+
+    @router.get("/threads", summary="The most recently active threads, newest first")
+    def list_route(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        return {"threads": [thread_view(t) for t in list_threads(ctx.client, ctx.keys, limit)]}
+
+    @router.get("/threads/{thread_id}", summary="One thread: its running turn, waiting runs and history")
+    def show(thread_id: str) -> dict[str, Any]:
+        if (info := get_thread(ctx.client, ctx.keys, thread_id)) is None:
+            raise HTTPException(404, f"no thread {thread_id!r} (it never existed or it expired)")
+        return thread_view(info)
+
+    @router.delete("/threads/{thread_id}", summary="Delete a thread; its running and waiting turns are cancelled")
+    def delete(thread_id: str) -> dict[str, Any]:
+        if delete_thread(ctx.client, ctx.keys, thread_id) is None:
+            raise HTTPException(404, f"no thread {thread_id!r}")
+        return {"thread_id": thread_id, "deleted": True}
+
+    return router

@@ -1,0 +1,68 @@
+-- A message to a thread (broker/threads.py): start it when the thread is idle, else follow the
+-- policy: 'reject', 'enqueue' (wait in the thread's queue), 'interrupt' (cancel the running turn,
+-- which keeps a cancelled turn, and start this one) or 'rollback' (as interrupt, leaving no turn).
+-- Returns {what, active}: what is 'started', 'queued' or 'rejected'; 'moved' when the running turn is
+-- not the one the caller named (read it again), 'ended' when the running turn has ended but the
+-- thread was not yet released (the caller releases it, then tries again).
+--
+-- KEYS[1] thread  KEYS[2] threads index  KEYS[3] run record  KEYS[4] runs index  KEYS[5] task stream
+-- KEYS[6] run events  KEYS[7] cancelled set  KEYS[8] running turn's record  KEYS[9] running turn's events
+-- ARGV[1] thread id  ARGV[2] run id  ARGV[3] policy  ARGV[4] running turn the caller read ('' none)
+-- ARGV[5] now  ARGV[6] thread ttl (s, 0 = keep)  ARGV[7] record ttl (s, 0 = keep)  ARGV[8] events maxlen
+-- ARGV[9] events ttl (s)  ARGV[10] task  ARGV[11] queued event  ARGV[12] cancelled event of the
+-- running turn  ARGV[13] created_at  ARGV[14] n record pairs, pairs...
+local thread = KEYS[1]
+local active = redis.call('HGET', thread, 'active') or ''
+if active ~= ARGV[4] then
+  return {'moved', active}
+end
+local now = tonumber(ARGV[5])
+local policy = ARGV[3]
+if active ~= '' then
+  local status = redis.call('HGET', KEYS[8], 'status')
+  if not status or is_terminal(status) then
+    return {'ended', active}
+  end
+  if policy == 'reject' then
+    return {'rejected', active}
+  end
+end
+
+local record_ttl = tonumber(ARGV[7])
+local pairs = {}
+for j = 0, 2 * tonumber(ARGV[14]) - 1 do
+  pairs[#pairs + 1] = ARGV[15 + j]
+end
+redis.call('HSET', KEYS[3], unpack(pairs))
+redis.call('HSET', KEYS[3], 'thread', ARGV[1])
+if record_ttl > 0 then
+  redis.call('EXPIRE', KEYS[3], record_ttl)
+end
+redis.call('ZADD', KEYS[4], tonumber(ARGV[13]), ARGV[2])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', 'ev', ARGV[11])
+redis.call('EXPIRE', KEYS[6], tonumber(ARGV[9]))
+
+local what = 'started'
+if active ~= '' and policy == 'enqueue' then
+  redis.call('RPUSH', thread .. ':queue', cjson.encode({run_id = ARGV[2], record = KEYS[3], stream = KEYS[5],
+                                                        task = ARGV[10]}))
+  what = 'queued'
+else
+  if active ~= '' then  -- interrupt or rollback: the running turn is cancelled, as cancel_run does
+    redis.call('SADD', KEYS[7], active)
+    redis.call('HSET', KEYS[8], 'status', C.STATUS.CANCELLED, 'error', 'interrupted by run ' .. ARGV[2],
+               'updated_at', now, 'cancelled_at', now)
+    if record_ttl > 0 then
+      redis.call('EXPIRE', KEYS[8], record_ttl)
+    end
+    redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[8], '*', 'ev', ARGV[12])
+    redis.call('EXPIRE', KEYS[9], tonumber(ARGV[9]))
+    if policy == 'interrupt' then
+      thread_turn(thread, KEYS[8], active, now)
+    end
+  end
+  redis.call('HSET', thread, 'active', ARGV[2])
+  redis.call('XADD', KEYS[5], '*', 'msg', ARGV[10])
+end
+thread_touch(thread, KEYS[2], ARGV[1], now, tonumber(ARGV[6]))
+return {what, active}
