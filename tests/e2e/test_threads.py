@@ -65,8 +65,9 @@ def test_history_in_the_template_and_in_ctx_history(redis_url: str, client: redi
         assert "User: turn" not in first.split("User: turn 0")[0]  # the first turn has no history
         assert f"User: turn 0\nAssistant: {first}\nUser: turn 1" in second
         assert f"User: turn 0\nAssistant: {first}\nUser: turn 1\nAssistant: {second}\nUser: turn 2" in third
-        info = c.thread("conv")
-        assert info is not None and [t.run_id for t in info.turns] == ids and info.active == ""
+        info = wait_for(lambda: (t := c.thread("conv")) is not None and t.active == "" and t, 30,
+                        "the thread released after its last turn's commit")
+        assert [t.run_id for t in info.turns] == ids
 
         code = [_submit(c, f"say {i}", "code-conv", wf="chatty") for i in range(3)]
         recs = wait_runs(client, keys, code, timeout=120)
@@ -104,8 +105,9 @@ def test_each_policy_under_racing_submits_to_a_busy_thread(redis_url: str, clien
     accepted = [r for r in got if isinstance(r, str)]
     ids = [first, *accepted]
     recs = wait_runs(client, keys, ids, timeout=180)
-    info = get_thread(client, keys, "busy")
-    assert info is not None and info.active == "" and info.queued == [], workers.logs()
+    info = wait_for(lambda: (t := get_thread(client, keys, "busy")) is not None and t.active == "" and t, 30,
+                    "the thread released after its last turn's commit", logs=workers.logs)
+    assert info.queued == []
     status = {r: recs[r]["status"] for r in ids}
     turns = [(t.run_id, t.status) for t in info.turns]
     if policy == "reject":
@@ -143,7 +145,8 @@ def test_a_worker_killed_mid_turn_the_turn_is_redelivered_and_the_thread_goes_on
     workers.spawn("chat", "--workflow", wf, env=env)
     recs = wait_runs(client, keys, ids, timeout=120)
     assert [recs[r]["status"] for r in ids] == ["done"] * 3, workers.logs()
-    info = get_thread(client, keys, "survivor")
-    assert info is not None and [(t.run_id, t.status) for t in info.turns] == [(r, "done") for r in ids]
+    info = wait_for(lambda: (t := get_thread(client, keys, "survivor")) is not None and len(t.turns) == 3 and t, 30,
+                    "the thread released after its last turn's commit", logs=workers.logs)
+    assert [(t.run_id, t.status) for t in info.turns] == [(r, "done") for r in ids]
     assert f"User: turn 0\nAssistant: {recs[ids[0]]['result']}\nUser: turn 1" in recs[ids[1]]["result"]
     assert int(client.xlen(keys.stream("chat", "chat"))) == 3  # each turn started once
