@@ -90,6 +90,8 @@ def stage_submit(
     if keys.retention.record_ttl_s:
         pipe.expire(keys.run(task.run_id), keys.retention.record_ttl_s)
     pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
+    if task.tenant:
+        stage_tenant_run(pipe, keys, task.tenant, p, task.run_id, task.created_at)
     pipe.xadd(stream, {"msg": payload})
     append_events(pipe, keys, task.run_id, [queued_event(task)])
 
@@ -117,7 +119,6 @@ def run_fields(task: Task, *, metadata: Mapping[str, str] | None = None,
         record["trace_id"] = task.traceparent[3:35]
     if task.tenant:
         record["tenant"] = task.tenant
-        stage_tenant_run(pipe, keys, task.tenant, p, task.run_id, task.created_at)
     record.update(budget_fields(budget))
     if metadata:
         record["metadata"] = _encode_json(dict(metadata))

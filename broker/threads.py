@@ -31,6 +31,7 @@ from baton.broker.backpressure import refuse_when_full
 from baton.broker.keys import Keys
 from baton.broker.runs import ensure_group_once, queued_event, run_fields
 from baton.broker.scripts import LuaScript
+from baton.broker.tenants import stage_tenant_run
 from baton.broker.text import as_text
 from baton.protocol import TERMINAL_STATUSES, Budget, Cancelled, Task, ThreadPolicy, Turn, encode, encode_event, new_id
 
@@ -101,6 +102,10 @@ def submit_turn(client: redis.Redis, keys: Keys, task: Task, thread_id: str, pol
             [thread_id, task.run_id, policy, active, now, kept.marker_s, kept.record_ttl_s, kept.events_maxlen,
              kept.events_ttl_s, payload, encode_event(queued_event(task)), cancelled, task.created_at,
              len(pairs) // 2, *pairs]))
+        if what in ("started", "queued") and task.tenant:  # (the tenant's runs index, as a plain submit has)
+            pipe = client.pipeline(transaction=False)
+            stage_tenant_run(pipe, keys, task.tenant, p, task.run_id, task.created_at)
+            pipe.execute()
         if what == "rejected":
             raise ThreadBusy(thread_id, seen)
         if what == "ended":  # its end was not seen yet (a worker died in between): release it first

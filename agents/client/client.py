@@ -30,6 +30,7 @@ from baton.agents.workflow import named
 from baton.broker import Keys, PadEntry, Redis, RunRecord, connect, list_runs, run_record, run_records, run_scratchpads
 from baton.broker import webhooks as _webhooks_store
 from baton.broker import threads as _threads
+from baton.broker import webhooks as _webhooks_store
 from baton.broker.cancel import cancel_run
 from baton.broker.cancel import delete_thread as _delete_thread
 from baton.broker.events import iter_events, read_events
