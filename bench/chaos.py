@@ -21,6 +21,10 @@ the target with them is also 0 failed (exit code 1 otherwise):
 The report adds the seconds spent in outages and the longest run (submit to finish).
 ``--no-kills`` and ``--no-redis-restart`` leave out the default faults to isolate one kind.
 
+``--threads N`` submits the runs as turns of N threads (``enqueue``, round robin): one turn of a
+thread at a time, the next started by the end of the one before. The audit adds, per thread, turns
+missing from its history or in it twice, turns out of submission order, and threads left busy.
+
 ``--cluster`` runs on a local Redis Cluster of 3 primaries and 3 replicas
 (``cluster-node-timeout`` 2000 ms) with 6 partitions; the mid-run Redis fault is then a SIGKILL
 of the primary serving partition 0, never restarted: its replica takes over. The report adds
@@ -51,6 +55,7 @@ from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consu
 from baton.broker.dlq import list_dead
 from baton.broker.runs import run_records
 from baton.broker.stats import entries_from, pad_entries, stream_stats
+from baton.broker.threads import ThreadInfo, get_thread, submit_turn, thread_run_id
 from baton.protocol import ProtocolError, Result, RunStatus, Task, decode
 from bench.cluster_faults import ClusterTarget
 from bench.faults import Faults, ModelOutages, RedisOom
@@ -87,6 +92,7 @@ class ChaosConfig:
     oom_headroom_bytes: int = 64 * 1024
     cluster: bool = False
     partitions: int = 6
+    threads: int = 0
 
     @property
     def outages(self) -> bool:
@@ -131,12 +137,19 @@ class ChaosReport:
     appendfsync: str = ""
     cluster_primaries: int = 0
     failover_s: float = 0.0
+    threads: int = 0
+    thread_turns_missing: int = 0
+    thread_turns_duplicated: int = 0
+    thread_turns_out_of_order: int = 0
+    threads_stuck: int = 0
     lost_runs: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Nothing lost, nothing duplicated."""
-        return not (self.lost or self.duplicated_results or self.duplicated_pad_entries or self.missing_pad_entries)
+        return not (self.lost or self.duplicated_results or self.duplicated_pad_entries or self.missing_pad_entries
+                    or self.thread_turns_missing or self.thread_turns_duplicated or self.thread_turns_out_of_order
+                    or self.threads_stuck)
 
     @property
     def clean(self) -> bool:
@@ -225,10 +238,13 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         for spec in SEED.roles:
             for _ in range(cfg.workers):
                 pool.spawn(spec.role)
-        run_ids = [f"chaos-{i:04d}" for i in range(cfg.runs)]
+        run_ids = ([thread_run_id(keys, _thread_of(i, cfg.threads)) for i in range(cfg.runs)] if cfg.threads
+                   else [f"chaos-{i:04d}" for i in range(cfg.runs)])
         _shake(cfg, rng, server, pool, client, keys, run_ids, report, faults)
         report.seconds = time.monotonic() - started
         _audit(client, keys, run_ids, report)
+        if cfg.threads:
+            _audit_threads(client, keys, cfg.threads, run_ids, report)
     finally:
         _count_faults(faults, report)
         pool.stop()
@@ -277,7 +293,11 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | Cluster
             # runs arrive at submit_rate per second, so the kills spread over the whole run
             due = min(len(run_ids), 1 + int((time.monotonic() - started) * cfg.submit_rate))
             while report.submitted < due:  # a retried submit reuses its Task (and message id): no duplicate
-                submit(client, keys, tasks[report.submitted])
+                if cfg.threads:  # (a retried turn whose first call landed is not written again)
+                    submit_turn(client, keys, tasks[report.submitted], _thread_of(report.submitted, cfg.threads),
+                                "enqueue")
+                else:
+                    submit(client, keys, tasks[report.submitted])
                 report.submitted += 1
             done = _finished(client, keys, run_ids)
         except Exception:  # noqa: BLE001 - Redis may be restarting
@@ -384,6 +404,37 @@ def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> 
     report.duplicated_results += sum(n for run_id, n in results.items() if run_id not in wanted)
 
 
+def _thread_of(i: int, threads: int) -> str:
+    return f"chaos-t{i % threads}"
+
+
+def _audit_threads(client: Any, keys: Keys, threads: int, run_ids: list[str], report: ChaosReport) -> None:
+    """Each thread's history holds each of its runs once, in submission order, and the thread is idle."""
+    report.threads = threads
+    for t in range(threads):
+        mine = run_ids[t::threads]
+        info = wait_released(client, keys, _thread_of(t, threads))
+        if info is None:
+            report.thread_turns_missing += len(mine)
+            continue
+        seen = Counter(turn.run_id for turn in info.turns)
+        report.thread_turns_duplicated += sum(n - 1 for n in seen.values() if n > 1)
+        report.thread_turns_missing += sum(1 for r in mine if r not in seen)
+        order = [turn.run_id for turn in info.turns if turn.run_id in set(mine)]
+        report.thread_turns_out_of_order += int(order != [r for r in mine if r in seen])
+        report.threads_stuck += int(bool(info.active or info.queued))
+
+
+def wait_released(client: Any, keys: Keys, thread: str, timeout_s: float = 10.0) -> ThreadInfo | None:
+    """The thread once its last turn's end released it (that follows the run's commit), or as it is then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = get_thread(client, keys, thread)
+        if info is None or not (info.active or info.queued) or time.monotonic() > deadline:
+            return info
+        time.sleep(0.1)
+
+
 def _count_logs(work: Path, report: ChaosReport) -> None:
     for path in work.glob("worker-*.log"):
         text = path.read_text(errors="replace")
@@ -417,6 +468,8 @@ def cli(
         "--cluster", help="A local 3+3 Redis Cluster, 6 partitions; kill a primary mid-run instead.")] = False,
     wait_replicas: Annotated[int, typer.Option(
         help="BATON_WAIT_REPLICAS of the workers: WAIT for this many replicas after each commit.")] = 0,
+    threads: Annotated[int, typer.Option(
+        help="Submit the runs as turns of this many threads (enqueue); audit their histories.")] = 0,
 ) -> None:
     """Submit RUNS runs, SIGKILL workers, restart Redis and inject outages meanwhile, then audit."""
     from rich.console import Console
@@ -426,7 +479,7 @@ def cli(
     cfg = ChaosConfig(runs=runs, workers=workers, model=model, seed=seed, timeout_s=timeout, kill_every_s=kill_every,
                       appendfsync=appendfsync, submit_rate=submit_rate, kill_workers=kills,
                       redis_restart=redis_restart, model_outages=model_outages, redis_oom=redis_oom, cluster=cluster,
-                      env={"BATON_WAIT_REPLICAS": str(wait_replicas)} if wait_replicas else {})
+                      threads=threads, env={"BATON_WAIT_REPLICAS": str(wait_replicas)} if wait_replicas else {})
     report = run_chaos(cfg)
     table = Table("measure", "value", title=f"chaos: {runs} runs, {workers} workers per role, model {model}")
     for k, v in asdict(report).items():

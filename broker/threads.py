@@ -114,7 +114,7 @@ def submit_turn(client: redis.Redis, keys: Keys, task: Task, thread_id: str, pol
         elif what == "moved":
             active = seen
         else:
-            return what
+            return "queued" if what == "exists" else what
 
 
 def release(client: redis.Redis, keys: Keys, run_ids: Sequence[str], *, thread_id: str | None = None) -> list[str]:

@@ -1,7 +1,8 @@
 -- A message to a thread (broker/threads.py): start it when the thread is idle, else follow the
 -- policy: 'reject', 'enqueue' (wait in the thread's queue), 'interrupt' (cancel the running turn,
 -- which keeps a cancelled turn, and start this one) or 'rollback' (as interrupt, leaving no turn).
--- Returns {what, active}: what is 'started', 'queued' or 'rejected'; 'moved' when the running turn is
+-- Returns {what, active}: what is 'started', 'queued' or 'rejected' ('exists' when the run was written
+-- already: a retry); 'moved' when the running turn is
 -- not the one the caller named (read it again), 'ended' when the running turn has ended but the
 -- thread was not yet released (the caller releases it, then tries again).
 --
@@ -13,6 +14,9 @@
 -- running turn  ARGV[13] created_at  ARGV[14] n record pairs, pairs...
 local thread = KEYS[1]
 local active = redis.call('HGET', thread, 'active') or ''
+if redis.call('EXISTS', KEYS[3]) == 1 then  -- a retried submit whose first call landed: nothing again
+  return {'exists', active}
+end
 if active ~= ARGV[4] then
   return {'moved', active}
 end

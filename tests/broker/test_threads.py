@@ -18,8 +18,8 @@ from baton.broker import Keys, Retention, cancel_run, run_record
 from baton.broker.cancel import delete_thread
 from baton.broker.ends import runs_ended
 from baton.broker.janitor import Janitor
-from baton.broker.threads import ThreadBusy, get_thread, list_threads, release, sweep
-from baton.protocol import ProtocolError, ThreadPolicy
+from baton.broker.threads import ThreadBusy, get_thread, list_threads, release, submit_turn, sweep, thread_run_id
+from baton.protocol import ProtocolError, Task, ThreadPolicy
 
 RACERS = 12
 
@@ -170,3 +170,12 @@ def test_bad_thread_ids_and_policies_are_refused_before_anything_is_written(redi
     with pytest.raises(ProtocolError, match="thread policy"):
         submit_run(client, keys, settings, SEED, "x", thread="ok", thread_policy="later")  # type: ignore[arg-type]
     assert client.dbsize() == 0
+
+
+def test_a_retried_turn_whose_first_call_landed_is_not_written_again(client: redis.Redis, keys: Keys) -> None:
+    task = Task(run_id=thread_run_id(keys, "chat-7"), role=SEED.entry, task="once")
+    assert submit_turn(client, keys, task, "chat-7", "enqueue") == "started"
+    submit_turn(client, keys, task, "chat-7", "enqueue")  # the retry after a lost reply
+    info = get_thread(client, keys, "chat-7")
+    assert info is not None and info.active == task.run_id and info.queued == []
+    assert _stream_len(client, keys, "chat-7") == 1
