@@ -99,7 +99,7 @@ def test_each_policy_under_racing_submits_to_a_busy_thread(redis_url: str, clien
     workers.spawn("chat", "--workflow", wf, env={"BATON_MODEL": "echo", "BATON_FAULT_INJECTION": "1"})
     workers.wait_ready(client)
     with Client(settings=Settings(redis_url=redis_url)) as c:
-        first = _submit(c, "first [[fault:sleep:6]]", "busy", wf=wf)  # busy while the racers submit
+        first = _submit(c, "first [[fault:sleep:20]]", "busy", wf=wf)  # busy while the racers submit
         wait_for(lambda: _started(client, keys, first), 60, "the first turn to run", logs=workers.logs)
         got = _race(redis_url, "busy", policy, wf)
     accepted = [r for r in got if isinstance(r, str)]
