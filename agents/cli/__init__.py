@@ -27,9 +27,8 @@ from baton.agents.cli import run as _run  # noqa: E402,F401
 from baton.agents.cli import runs as _runs  # noqa: E402,F401
 from baton.agents.cli import schedule as _schedule  # noqa: E402,F401
 from baton.agents.cli import tenants as _tenants  # noqa: E402,F401
-from baton.agents.cli import timers as _timers  # noqa: E402,F401
-from baton.agents.cli import webhooks as _webhooks  # noqa: E402,F401
 from baton.agents.cli import threads as _threads  # noqa: E402,F401
+from baton.agents.cli import timers as _timers  # noqa: E402,F401
 from baton.agents.cli import webhooks as _webhooks  # noqa: E402,F401
 from baton.agents.cli import worker as _worker  # noqa: E402,F401
 from baton.agents.cli import workflow as _workflow  # noqa: E402,F401
