@@ -28,7 +28,6 @@ from baton.agents.settings import Settings
 from baton.agents.submit import submit_run
 from baton.agents.workflow import named
 from baton.broker import Keys, PadEntry, Redis, RunRecord, connect, list_runs, run_record, run_records, run_scratchpads
-from baton.broker import webhooks as _webhooks_store
 from baton.broker import threads as _threads
 from baton.broker import webhooks as _webhooks_store
 from baton.broker.cancel import cancel_run
