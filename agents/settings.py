@@ -80,7 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (a submit with wait_replicas waits as long, then raises ReplicasBehind: submit again with its run id)
     submit_retry_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # a submit retries a failover this long; 0: never
     journal: bool = True  # code roles record each call's result (a redelivered hop repeats none); 0: call again
-    worker_schedules: bool = True  # every worker process fires the schedules' due ticks too; 0: only `baton scheduler`
+    # every worker process (not one under a named Redis user) fires the due schedule ticks too; 0: only the scheduler
+    worker_schedules: bool = True
     worker_webhooks: bool = True  # every worker process (with a webhook_secret) delivers webhooks too; 0: off
     upkeep_poll_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # seconds between upkeep passes (schedules, webhooks)
     webhook_allow: str = ""  # hosts, *.domains, IP networks or `public` webhooks may call; empty: no webhooks

@@ -48,7 +48,7 @@ from baton.broker.errors import BrokerError, OutOfMemoryError, TryAgainError, is
 from baton.broker.replication import ReplicasBehind, ReplicaWait, confirm_run
 from baton.broker.tenants import check_quota
 from baton.protocol import Budget, Priority, ProtocolError, Task, ThreadPolicy, new_id
-from baton.protocol.threads import check_thread
+from baton.protocol.threads import check_thread, scoped_thread
 
 __all__ = ["new_task", "retrying", "submit_run"]
 
@@ -119,6 +119,7 @@ def submit_run(redis: Redis, keys: Keys, settings: Settings, wf: Workflow, text:
         raise ProtocolError("a thread policy needs a thread")
     if thread is not None:
         check_thread(thread, thread_policy)
+        thread = scoped_thread(tenant, thread)  # a tenant's threads are its own
         if run_id is not None and keys.partition(run_id) != keys.thread_partition(thread):
             raise ProtocolError(f"run id {run_id} is not in the partition of thread {thread!r}")
         run_id = run_id or threads.thread_run_id(keys, thread)

@@ -6,9 +6,11 @@ the completion webhooks that are due (``agents/webhooks.py``; one process at a t
 delivery); ``baton scheduler`` also wakes every role's due durable timers (``broker/timers.py``; a
 worker wakes its own role's on its reclaim timer). A worker runs each chore unless it is turned off
 (``BATON_WORKER_SCHEDULES=0``, ``BATON_WORKER_WEBHOOKS=0``, or no ``BATON_WEBHOOK_SECRET`` to sign
-with). A chore that Redis refuses with ``NOPERM`` (a worker under a least-privilege ACL user,
-``broker/acl.py``) is logged once and dropped for the life of the process: run ``baton scheduler``
-with a user that may. Any other error is logged and the chore is tried again at the next pass.
+with). A worker that connects as a named Redis user (the least-privilege users
+``baton acl`` makes, ``broker/acl.py``) runs none of these chores: its user may touch only its
+role's keys, so ``baton scheduler``, run as a user that may, fires and delivers for it. A chore that
+Redis still refuses with ``NOPERM`` is logged once and dropped for the life of the process. Any
+other error is logged and the chore is tried again at the next pass.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from baton.agents.schedules import fire_due
 from baton.agents.settings import Settings
@@ -25,7 +28,7 @@ from baton.broker import Keys, Redis
 from baton.broker.errors import NoPermission
 from baton.broker.timers import Timers
 
-__all__ = ["Upkeep", "worker_upkeep"]
+__all__ = ["Upkeep", "named_user", "worker_upkeep"]
 
 log = logging.getLogger("baton.upkeep")
 
@@ -84,5 +87,13 @@ class Upkeep:
 
 
 def worker_upkeep(redis: Redis, keys: Keys, settings: Settings, stop: threading.Event) -> Upkeep:
-    """A worker process's upkeep, as its settings say (``BATON_WORKER_SCHEDULES``, ``BATON_WORKER_WEBHOOKS``)."""
-    return Upkeep(redis, keys, settings, stop, schedules=settings.worker_schedules, webhooks=settings.worker_webhooks)
+    """A worker process's upkeep, as its settings say (``BATON_WORKER_SCHEDULES``, ``BATON_WORKER_WEBHOOKS``);
+    none for a worker under a named (least-privilege) Redis user."""
+    shared = not named_user(settings.redis_url)
+    return Upkeep(redis, keys, settings, stop, schedules=shared and settings.worker_schedules,
+                  webhooks=shared and settings.worker_webhooks)
+
+
+def named_user(redis_url: str) -> bool:
+    """Whether ``redis_url`` logs in as a named Redis user other than ``default``."""
+    return (urlsplit(redis_url).username or "default") != "default"

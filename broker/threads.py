@@ -34,9 +34,10 @@ from baton.broker.scripts import LuaScript
 from baton.broker.tenants import stage_tenant_run
 from baton.broker.text import as_text
 from baton.protocol import TERMINAL_STATUSES, Budget, Cancelled, Task, ThreadPolicy, Turn, encode, encode_event, new_id
+from baton.protocol.threads import unscoped_thread
 
 __all__ = ["ThreadBusy", "ThreadInfo", "get_thread", "history", "list_threads", "release",
-           "run_history", "submit_turn", "sweep", "thread_run_id"]
+           "run_history", "seen_by", "submit_turn", "sweep", "tenant_threads", "thread_run_id"]
 
 _submit = LuaScript("thread_submit.lua")
 _end = LuaScript("thread_end.lua")
@@ -163,6 +164,22 @@ def get_thread(client: redis.Redis, keys: Keys, thread_id: str) -> ThreadInfo | 
                       queued=[_queued.decode(q)["run_id"] for q in queue], turns=[_turns.decode(t) for t in turns],
                       created_at=float(fields.get("created_at", 0)), updated_at=float(fields.get("updated_at", 0)),
                       expires_in_s=int(ttl) if int(ttl) >= 0 else None)
+
+
+def seen_by(info: ThreadInfo | None, tenant: str) -> ThreadInfo | None:
+    """``info`` as ``tenant`` sees it (named by its unscoped id); None when it is not ``tenant``'s."""
+    if info is None or (name := unscoped_thread(tenant, info.thread_id)) is None:
+        return None
+    return msgspec.structs.replace(info, thread_id=name)
+
+
+def tenant_threads(client: redis.Redis, keys: Keys, tenant: str, limit: int = 50) -> list[ThreadInfo]:
+    """:func:`list_threads` of ``tenant`` alone, by their unscoped ids (among the newest 10,000
+    threads when ``tenant`` is set); every thread when ``tenant`` is empty."""
+    if not tenant:
+        return list_threads(client, keys, limit)
+    found = (seen_by(t, tenant) for t in list_threads(client, keys, 10_000))
+    return [t for t in found if t is not None][:limit]
 
 
 def list_threads(client: redis.Redis, keys: Keys, limit: int = 50) -> list[ThreadInfo]:

@@ -19,7 +19,8 @@ from baton.protocol.codec import ProtocolError
 from baton.protocol.fields import KEY_SAFE_PATTERN
 from baton.protocol.limits import MAX_ID_LENGTH
 
-__all__ = ["DEFAULT_THREAD_POLICY", "THREAD_POLICIES", "ThreadPolicy", "Turn", "check_thread", "render_history"]
+__all__ = ["DEFAULT_THREAD_POLICY", "THREAD_POLICIES", "ThreadPolicy", "Turn", "check_thread", "render_history",
+           "scoped_thread", "unscoped_thread"]
 
 ThreadPolicy = Literal["reject", "enqueue", "interrupt", "rollback"]
 """What a message to a busy thread does (see the module)."""
@@ -39,6 +40,21 @@ def check_thread(thread_id: str, policy: str | None = None) -> None:
                             "or '-', starting with a letter or digit")
     if policy is not None and policy not in THREAD_POLICIES:
         raise ProtocolError(f"thread policy {policy!r} is not one of {', '.join(THREAD_POLICIES)}")
+
+
+def scoped_thread(tenant: str, thread_id: str) -> str:
+    """The stored id of ``tenant``'s thread ``thread_id``: a tenant's threads are its own (another
+    tenant's same id is another thread, never this one); without a tenant, the id itself."""
+    return f"{tenant}:{thread_id}" if tenant else thread_id
+
+
+def unscoped_thread(tenant: str, stored: str) -> str | None:
+    """The id ``tenant`` knows the stored thread ``stored`` by; None when it is not ``tenant``'s
+    (without a tenant: every thread, by its stored id)."""
+    if not tenant:
+        return stored
+    prefix = f"{tenant}:"
+    return stored[len(prefix):] if stored.startswith(prefix) else None
 
 
 class Turn(msgspec.Struct, frozen=True, kw_only=True):

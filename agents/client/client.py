@@ -43,6 +43,7 @@ from baton.errors import RunCancelled, RunEnded, RunFailed, RunNotFound
 from baton.protocol import Budget, Priority, RunStatus, ThreadPolicy
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
+from baton.protocol.threads import scoped_thread
 from baton.protocol.webhooks import Delivery
 from baton.refusals import public_refusals
 
@@ -176,16 +177,18 @@ class Client(BaseClient):
         return self._select(run_records(self.redis, self.keys, ids), wanted, limit)
 
     def thread(self, thread_id: str) -> ThreadInfo | None:
-        """A thread: its running turn, waiting runs and finished turns; None when there is none."""
-        return _threads.get_thread(self.redis, self.keys, thread_id)
+        """A thread (the client's tenant's, if any): its running turn, waiting runs and finished
+        turns; None when there is none."""
+        stored = scoped_thread(self.tenant, thread_id)
+        return _threads.seen_by(_threads.get_thread(self.redis, self.keys, stored), self.tenant)
 
     def threads(self, *, limit: int = 50) -> list[ThreadInfo]:
-        """The most recently active threads, newest first."""
-        return _threads.list_threads(self.redis, self.keys, limit)
+        """The most recently active threads (the client's tenant's, if any), newest first."""
+        return _threads.tenant_threads(self.redis, self.keys, self.tenant, limit)
 
     def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and cancel its running and waiting turns; whether it existed."""
-        return _delete_thread(self.redis, self.keys, thread_id) is not None
+        return _delete_thread(self.redis, self.keys, scoped_thread(self.tenant, thread_id)) is not None
 
     def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                      catchup_s: float = 60.0) -> Schedule:

@@ -9,8 +9,10 @@ import msgspec
 from fastapi import APIRouter, HTTPException, Query
 
 from baton.agents.ops.api import ApiContext, v1_router
+from baton.agents.ops.tenancy import caller
 from baton.broker.cancel import delete_thread
-from baton.broker.threads import ThreadInfo, get_thread, list_threads
+from baton.broker.threads import ThreadInfo, get_thread, seen_by, tenant_threads
+from baton.protocol.threads import scoped_thread
 
 __all__ = ["thread_view", "threads_router"]
 
@@ -20,23 +22,30 @@ def thread_view(info: ThreadInfo) -> dict[str, Any]:
     return msgspec.to_builtins(info)  # type: ignore[no-any-return]
 
 
+def _tenant() -> str:
+    """Whose threads the caller names: its tenant's (by their own ids), or every one for an admin."""
+    who = caller()
+    return "" if who.admin else who.tenant
+
+
 def threads_router(ctx: ApiContext) -> APIRouter:
     """The ``/v1/threads`` routes."""
     router = v1_router(ctx, tags=["threads"])
 
-    @router.get("/threads", summary="The most recently active threads, newest first")
+    @router.get("/threads", summary="The most recently active threads (the caller's tenant's), newest first")
     def list_route(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-        return {"threads": [thread_view(t) for t in list_threads(ctx.client, ctx.keys, limit)]}
+        return {"threads": [thread_view(t) for t in tenant_threads(ctx.client, ctx.keys, _tenant(), limit)]}
 
     @router.get("/threads/{thread_id}", summary="One thread: its running turn, waiting runs and history")
     def show(thread_id: str) -> dict[str, Any]:
-        if (info := get_thread(ctx.client, ctx.keys, thread_id)) is None:
+        tenant = _tenant()
+        if (info := seen_by(get_thread(ctx.client, ctx.keys, scoped_thread(tenant, thread_id)), tenant)) is None:
             raise HTTPException(404, f"no thread {thread_id!r} (it never existed or it expired)")
         return thread_view(info)
 
     @router.delete("/threads/{thread_id}", summary="Delete a thread; its running and waiting turns are cancelled")
     def delete(thread_id: str) -> dict[str, Any]:
-        if delete_thread(ctx.client, ctx.keys, thread_id) is None:
+        if delete_thread(ctx.client, ctx.keys, scoped_thread(_tenant(), thread_id)) is None:
             raise HTTPException(404, f"no thread {thread_id!r}")
         return {"thread_id": thread_id, "deleted": True}
 

@@ -206,3 +206,12 @@ def test_cli_and_api(redis_url: str, client: redis.Redis, keys: Keys) -> None:
         assert [x["name"] for x in http.get("/v1/schedules").json()["schedules"]] == ["h"]
         assert http.delete("/v1/schedules/h").status_code == 200
         assert http.get("/v1/schedules/h").status_code == 404
+
+
+def test_workers_under_a_named_redis_user_leave_the_upkeep_to_the_scheduler() -> None:
+    from baton.agents.upkeep import named_user
+
+    assert not named_user("redis://localhost:6379/0")
+    assert not named_user("redis://default:pw@localhost:6379/0")
+    assert not named_user("redis://:pw@localhost:6379/0")
+    assert named_user("redis://planner:pw@localhost:6379/0")

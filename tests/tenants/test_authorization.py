@@ -34,6 +34,7 @@ SPANNING = {("GET", "/api/snapshot"), ("GET", "/api/events"), ("GET", "/api/dead
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/reviews/{review_id}"): {"decision": "approve"},
     ("POST", "/v1/runs/{run_id}/fork"): {"from_role": "planner"},
+    ("POST", "/v1/runs/{run_id}/signal"): {"name": "go", "data": {}},
 }
 """A valid body per route that takes one (so the answer is about the id, not the body)."""
 
@@ -73,8 +74,15 @@ def test_every_route_hides_another_tenants_objects(redis_url: str, client: redis
         review_id = http.get(f"/v1/reviews/{run_id}", headers=a).json()["review_id"]
         sched = http.post("/v1/schedules", json={"name": "acme-nightly", "cron": "0 3 * * *", "task": "t"}, headers=a)
         assert sched.status_code == 201, sched.text
-        ids = {"run_id": run_id, "review_id": review_id, "name": "acme-nightly"}
-        secrets = [run_id, review_id, "acme-nightly"]
+        turn = http.post("/v1/runs", json={"task": "hello", "thread": "acme-chat"}, headers=a)
+        assert turn.status_code == 201, turn.text
+        # B's message to a thread of the same name is B's own thread: it neither joins nor reads A's
+        own = http.post("/v1/runs", json={"task": "hi", "thread": "acme-chat", "thread_policy": "reject"}, headers=b)
+        assert own.status_code == 201, own.text
+        http.delete("/v1/threads/acme-chat", headers=b)
+        ids = {"run_id": run_id, "review_id": review_id, "name": "acme-nightly", "thread_id": "acme-chat"}
+        admin_ids = {**ids, "thread_id": "acme:acme-chat"}  # (the admin names a tenant's thread by its stored id)
+        secrets = [run_id, review_id, "acme-nightly", turn.json()["run_id"]]
 
         routes = _routes(app)
         assert ("GET", "/v1/runs/{run_id}", False) in routes and len(routes) > 15
@@ -100,7 +108,8 @@ def test_every_route_hides_another_tenants_objects(redis_url: str, client: redis
             assert status in want, f"{method} {url} as another tenant answered {status}, not {want}"
             if params and not sse and method == "GET":  # the id is real: its owner and the admin get it
                 assert http.get(url, headers=a).status_code == 200, f"{method} {url} as its tenant"
-                assert http.get(url, headers=admin).status_code == 200, f"{method} {url} as the admin"
+                as_admin = path.format(**admin_ids)
+                assert http.get(as_admin, headers=admin).status_code == 200, f"{method} {as_admin} as the admin"
 
         # creating with A's schedule name does not take A's schedule over
         taken = http.post("/v1/schedules", json={"name": "acme-nightly", "cron": "* * * * *", "task": "x"}, headers=b)
@@ -112,9 +121,12 @@ def test_every_route_hides_another_tenants_objects(redis_url: str, client: redis
         assert http.get("/v1/schedules/acme-nightly", headers=a).json()["paused"] is False
         # B's own run is B's: listed for B and the admin, not for A
         mine = http.post("/v1/runs", json={"task": "b's work"}, headers=b).json()["run_id"]
-        assert [r["run_id"] for r in http.get("/v1/runs", headers=b).json()["runs"]] == [mine]
-        assert [r["run_id"] for r in http.get("/v1/runs", headers=a).json()["runs"]] == [run_id]
-        assert {r["run_id"] for r in http.get("/v1/runs", headers=admin).json()["runs"]} == {run_id, mine}
+        a_turn, b_turn = turn.json()["run_id"], own.json()["run_id"]
+        assert {r["run_id"] for r in http.get("/v1/runs", headers=b).json()["runs"]} == {mine, b_turn}
+        assert {r["run_id"] for r in http.get("/v1/runs", headers=a).json()["runs"]} == {run_id, a_turn}
+        assert {r["run_id"] for r in http.get("/v1/runs", headers=admin).json()["runs"]} == {run_id, mine, a_turn, b_turn}
+        # A's thread is untouched by B's delete, and B's history never held A's turn
+        assert http.get("/v1/threads/acme-chat", headers=a).json()["active"] == a_turn
 
         # every state-changing call is audited: who, what, when, from where (the refused ones too)
         entries = read_audit(client, keys, limit=500)
@@ -122,7 +134,7 @@ def test_every_route_hides_another_tenants_objects(redis_url: str, client: redis
         assert refused and refused[0].status == 404 and refused[0].method == "POST" and refused[0].client
         assert refused[0].token and refused[0].token not in tenants.tokens["globex"]
         created = [e for e in entries if e.tenant == "acme" and e.path == "/v1/runs" and e.status == 201]
-        assert len(created) == 1 and created[0].at > 0
+        assert len(created) == 2 and created[0].at > 0  # (the reviewed run and the thread turn)
         shown = http.get("/v1/audit", headers=b).json()["entries"]
         assert shown and {e["tenant"] for e in shown} == {"globex"}
         assert {e["tenant"] for e in http.get("/v1/audit", headers=admin).json()["entries"]} >= {"acme", "globex"}
