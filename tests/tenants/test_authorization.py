@@ -124,7 +124,8 @@ def test_every_route_hides_another_tenants_objects(redis_url: str, client: redis
         a_turn, b_turn = turn.json()["run_id"], own.json()["run_id"]
         assert {r["run_id"] for r in http.get("/v1/runs", headers=b).json()["runs"]} == {mine, b_turn}
         assert {r["run_id"] for r in http.get("/v1/runs", headers=a).json()["runs"]} == {run_id, a_turn}
-        assert {r["run_id"] for r in http.get("/v1/runs", headers=admin).json()["runs"]} == {run_id, mine, a_turn, b_turn}
+        everyone = {run_id, mine, a_turn, b_turn}
+        assert {r["run_id"] for r in http.get("/v1/runs", headers=admin).json()["runs"]} == everyone
         # A's thread is untouched by B's delete, and B's history never held A's turn
         assert http.get("/v1/threads/acme-chat", headers=a).json()["active"] == a_turn
 
