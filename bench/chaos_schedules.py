@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 
@@ -36,7 +36,7 @@ from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, list_runs, live_workers, run_records
 from baton.broker.schedules import schedule_state
 
-__all__ = ["ScheduleChaosConfig", "ScheduleChaosReport", "run_schedule_chaos"]
+__all__ = ["ScheduleChaosConfig", "ScheduleChaosReport", "Shaken", "chaos_env", "run_schedule_chaos"]
 
 log = logging.getLogger("baton.chaos.schedules")
 
@@ -79,6 +79,22 @@ class ScheduleChaosReport:
         return not (self.lost_ticks or self.duplicated_ticks or self.unfinished_runs)
 
 
+class Shaken(Protocol):
+    """What :func:`_shake` counts on a report."""
+
+    kills: int
+    redis_restarts: int
+
+
+def chaos_env(redis_url: str, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of the chaos runs' processes: fast heartbeats, reclaims and upkeep, echo model."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")}, "REDIS_URL": redis_url,
+            "BATON_MODEL": "echo", "BATON_UPKEEP_POLL_S": "0.2", "BATON_BLOCK_MS": "300",
+            "BATON_HEARTBEAT_INTERVAL_S": "0.5", "BATON_HEARTBEAT_TTL_S": "2", "BATON_RECLAIM_INTERVAL_S": "0.5",
+            "BATON_LEASE_MS": "5000", "BATON_RETRY_BACKOFF_S": "0.1", "BATON_MAX_DELIVERIES": "8",
+            "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
 class _Procs:
     """The firing processes: role workers and schedulers, by kind."""
 
@@ -87,12 +103,15 @@ class _Procs:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logs: dict[int, Path] = {}
 
+    def command(self, kind: str) -> list[str]:
+        """The ``baton`` arguments that start a process of ``kind`` (a role's worker, or a scheduler)."""
+        return ["scheduler", "--poll", "0.2"] if kind == "scheduler" else ["worker", kind]
+
     def spawn(self, kind: str) -> None:
         self.spawned += 1
-        args = ["scheduler", "--poll", "0.2"] if kind == "scheduler" else ["worker", kind]
         path = self.log_dir / f"{kind}-{self.spawned}.log"
         with open(path, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "baton", *args], env=self.env, stdout=out,
+            proc = subprocess.Popen([sys.executable, "-m", "baton", *self.command(kind)], env=self.env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append((kind, proc))
         self.logs[proc.pid] = path
@@ -126,12 +145,7 @@ def run_schedule_chaos(cfg: ScheduleChaosConfig) -> ScheduleChaosReport:
     work = Path(cfg.workdir or tempfile.mkdtemp(prefix="baton-chaos-schedules-"))
     server = EmbeddedRedis(work / "redis", appendfsync="always").start()
     keys = Keys()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATON_")}, "REDIS_URL": server.url,
-           "BATON_MODEL": "echo", "BATON_UPKEEP_POLL_S": "0.2", "BATON_BLOCK_MS": "300",
-           "BATON_HEARTBEAT_INTERVAL_S": "0.5", "BATON_HEARTBEAT_TTL_S": "2", "BATON_RECLAIM_INTERVAL_S": "0.5",
-           "BATON_LEASE_MS": "5000", "BATON_RETRY_BACKOFF_S": "0.1", "BATON_MAX_DELIVERIES": "8",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **cfg.env}
-    procs = _Procs(env, work)
+    procs = _Procs(chaos_env(server.url, cfg.env), work)
     client = connect(server.url, retries=10)
     report = ScheduleChaosReport()
     try:
@@ -173,7 +187,7 @@ def _retry(call: Any, tries: int = 50) -> Any:
 
 
 def _shake(cfg: ScheduleChaosConfig, rng: random.Random, server: EmbeddedRedis, procs: _Procs, client: Any,
-           keys: Keys, report: ScheduleChaosReport) -> float:
+           keys: Keys, report: Shaken) -> float:
     """Kill and replace firing processes (and Redis once) for ``cfg.seconds``; return when it ended."""
     start = time.monotonic()
     end = start + cfg.seconds
