@@ -73,6 +73,7 @@ class TimerChaosReport:
     signals_kept: int = 0
     kills: int = 0
     redis_restarts: int = 0
+    seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -151,6 +152,7 @@ def _signal(client: Any, keys: Keys, p: _Planned, report: TimerChaosReport) -> N
 
 def run_timer_chaos(cfg: TimerChaosConfig) -> TimerChaosReport:
     """Run the scenario of ``cfg`` and return its audit."""
+    t0 = time.monotonic()
     rng = random.Random(cfg.seed)
     work = Path(cfg.workdir or tempfile.mkdtemp(prefix="baton-chaos-timers-"))
     server = EmbeddedRedis(work / "redis", appendfsync="always").start()
@@ -177,6 +179,7 @@ def run_timer_chaos(cfg: TimerChaosConfig) -> TimerChaosReport:
         client.close()
         feeder_client.close()
         server.stop()
+    report.seconds = round(time.monotonic() - t0, 1)
     log.info("timer chaos run in %s", work)
     return report
 
