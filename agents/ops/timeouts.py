@@ -18,11 +18,14 @@ from typing import Any
 from fastapi import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from baton.agents.settings import Settings
+from baton.agents.settings import Settings, SettingsError
 
 __all__ = ["BODY_TIMEOUT_S", "HEADER_TIMEOUT_S", "TimedH11Protocol", "read_within"]
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except SettingsError:  # (importing must not fail: whoever reads the settings next reports it in one line)
+    _settings = Settings()
 HEADER_TIMEOUT_S = _settings.http_header_timeout_s
 """How long a request's headers may take to arrive (``BATON_HTTP_HEADER_TIMEOUT_S``, default 10 s)."""
 

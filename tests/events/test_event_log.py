@@ -61,7 +61,7 @@ def test_schema_shows_the_event_union() -> None:
     s = schema()
     tags = set(s["events"]["discriminator"]["mapping"])  # type: ignore[index]
     assert tags == {"queued", "hop_started", "tokens", "hop_finished", "tool_call", "tool_result",
-                    "review_requested", "review_decided", "custom", "done", "failed", "cancelled"}
+                    "review_requested", "review_decided", "custom", "waiting", "woken", "done", "failed", "cancelled"}
     assert s["$defs"]["Tokens"]["properties"]["index"]["minimum"] == 0  # type: ignore[index]
     assert "Task" in s["$defs"]  # type: ignore[operator]
 
