@@ -162,3 +162,18 @@ def test_the_mcp_and_a2a_faces_are_an_admins(redis_url: str, tenants: Tenants) -
         assert http.post("/mcp", json=call, headers={**mcp, **tenants.headers("ops")}).status_code == 200
         assert http.post("/a2a/seed", json=call, headers=tenants.headers("acme")).status_code == 403
         assert http.post("/a2a/seed", json=call, headers=tenants.headers("ops")).status_code != 403
+
+
+def test_every_route_answers_401_without_a_token(redis_url: str, tenants: Tenants) -> None:
+    app = create_app(Settings(redis_url=redis_url, tenants_file=str(tenants.path)), SEED, interval=0.2)
+    with TestClient(app, base_url="http://localhost") as http:
+        for method, path, sse in _routes(app):
+            if (method, path) in SHARED:
+                continue
+            url = re.sub(r"{\w+}", "x", path)
+            if sse:
+                with http.stream(method, url) as res:
+                    status = res.status_code
+            else:
+                status = http.request(method, url, json={}).status_code
+            assert status == 401, f"{method} {path} without a token answered {status}"
