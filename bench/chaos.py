@@ -58,6 +58,7 @@ from baton.broker.stats import entries_from, pad_entries, stream_stats
 from baton.broker.threads import ThreadInfo, get_thread, submit_turn, thread_run_id
 from baton.protocol import ProtocolError, Result, RunStatus, Task, decode
 from bench.cluster_faults import ClusterTarget
+from bench.common import stop_procs
 from bench.faults import Faults, ModelOutages, RedisOom
 
 __all__ = ["ChaosConfig", "ChaosReport", "main", "run_chaos"]
@@ -190,14 +191,7 @@ class _Pool:
         return [(r, p) for r, p in self.procs if p.poll() is None]
 
     def stop(self) -> None:
-        for _, p in self.live():
-            p.send_signal(signal.SIGTERM)
-        for _, p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_procs([p for _, p in self.procs])
 
 
 def run_chaos(cfg: ChaosConfig) -> ChaosReport:

@@ -35,6 +35,7 @@ from baton.agents.schedules import add_schedule, set_paused
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, list_runs, live_workers, run_records
 from baton.broker.schedules import schedule_state
+from bench.common import stop_procs
 
 __all__ = ["ScheduleChaosConfig", "ScheduleChaosReport", "Shaken", "chaos_env", "run_schedule_chaos"]
 
@@ -129,14 +130,7 @@ class _Procs:
                 if (b"scheduler polling" in self.logs[p.pid].read_bytes() if k == "scheduler" else p.pid in beating)]
 
     def stop(self) -> None:
-        for _, p in self.live():
-            p.send_signal(signal.SIGTERM)
-        for _, p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_procs([p for _, p in self.procs])
 
 
 def run_schedule_chaos(cfg: ScheduleChaosConfig) -> ScheduleChaosReport:

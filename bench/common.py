@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,7 @@ __all__ = [
     "machine",
     "percentile",
     "rss_mib",
+    "stop_procs",
     "spread",
     "uss_mib",
     "task_text",
@@ -152,3 +154,16 @@ def machine() -> dict[str, str]:
         "redis-server": redis_v,
         **{k: v for k, v in versions.items()},
     }
+
+
+def stop_procs(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+    """SIGTERM every live process of ``procs``, wait ``grace_s`` for each, then SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
