@@ -6,12 +6,12 @@ classes exported here; they never import ``redis`` (tests/broker/test_only_broke
 The tests and the benchmarks outside ``baton`` may use redis-py directly.
 """
 
-from baton.broker.cancel import cancel_run, cancelled
-from baton.broker.commit import Handoff, Outcome, commit
-from baton.broker.connection import BrokerUnavailable, connect, connect_async, describe_url, ping
-from baton.broker.consumers import ConsumerName, consumer_name, parse_consumer
-from baton.broker.embedded import EmbeddedRedis, find_redis_server, free_port
-from baton.broker.errors import (
+from .cancel import cancel_run, cancelled
+from .commit import Handoff, Outcome, commit
+from .connection import BrokerUnavailable, connect, connect_async, describe_url, ping
+from .consumers import ConsumerName, consumer_name, parse_consumer
+from .embedded import EmbeddedRedis, find_redis_server, free_port
+from .errors import (
     UNREACHABLE,
     AuthenticationFailed,
     BrokerConnectionError,
@@ -22,7 +22,7 @@ from baton.broker.errors import (
     Redis,
     is_noperm,
 )
-from baton.broker.events import (
+from .events import (
     EVENT_FIELD,
     AsyncRedis,
     aiter_events,
@@ -32,17 +32,16 @@ from baton.broker.events import (
     iter_events,
     read_events,
 )
-from baton.broker.health import check_worker, live_workers
-from baton.broker.keys import Keys, Retention
-from baton.broker.loop import ConsumerLoop, backoff_delay
-from baton.broker.pads import Memory, MemoryEntry, PadBatch, PadEntry, PadMeta, PadTool
-from baton.broker.records import Heartbeat, RunRecord
-from baton.broker.runs import (
-    BeforeRun,
+from .health import check_worker, live_workers
+from .keys import Keys
+from .loop import ConsumerLoop, backoff_delay
+from .pads import Memory, MemoryEntry, PadBatch, PadEntry, PadMeta, PadTool
+from .prefetch import BeforeRun, before_run, cancelled_and_scratchpads
+from .records import Heartbeat, RunRecord
+from .retention import Retention
+from .runs import (
     RunView,
     agents_in_run,
-    before_run,
-    cancelled_and_scratchpads,
     get_run,
     latest_run,
     list_runs,
@@ -55,7 +54,7 @@ from baton.broker.runs import (
     submit,
     wait_for_runs,
 )
-from baton.broker.streams import Entry, GroupStreams, RoleStreams, ensure_group, entry_id_key
+from .streams import Entry, GroupStreams, RoleStreams, ensure_group, entry_id_key
 
 __all__ = [
     "EVENT_FIELD",

@@ -15,8 +15,10 @@ A worker of role R of workflow W needs, and gets, only:
   next turn: give a role that ends runs its workflow's entry role among ``next_roles``), heartbeats
   (write only its own role's), the cancelled-runs set (read, and write to forget expired entries);
   with ``review``, the review hashes and indexes (parking, reading a decision, its janitor failing
-  reviews past their deadline); with ``rate_limits``, the models' shared rate-limit hashes
-  (``Keys.rate_limit``) and the commands their script calls.
+  reviews past their deadline); with ``code`` (a code role: a Python handler), its runs' call journals
+  (``ctx.step``, ``ctx.generate``...), their parked waits and signal buffers and its own role's due
+  index of durable timers (``ctx.sleep``, ``ctx.wait_for``: ``CODE_KEYS``); with ``rate_limits``, the
+  models' shared rate-limit hashes (``Keys.rate_limit``) and the commands their script calls.
 
 Everything else, other roles' and other workflows' streams, a role without review's review keys,
 FLUSHALL, CONFIG, KEYS, is refused
@@ -27,10 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from baton.broker.keys import Keys
+from .keys import Keys
 
-__all__ = ["CLUSTER_COMMANDS", "FEATURE_COMMANDS", "FEATURE_KEYS", "RATE_LIMIT_COMMANDS", "REVIEW_KEYS",
-           "SCRIPT_COMMANDS", "TENANT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
+__all__ = ["CLUSTER_COMMANDS", "CODE_COMMANDS", "CODE_KEYS", "FEATURE_COMMANDS", "FEATURE_KEYS",
+           "RATE_LIMIT_COMMANDS", "REVIEW_KEYS", "SCRIPT_COMMANDS", "TENANT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -38,7 +40,7 @@ WORKER_COMMANDS = (
     "xgroup|create", "xgroup|delconsumer", "xadd", "xtrim", "xrange", "xlen",
     "hset", "hsetnx", "hget", "hmget", "hgetall", "hlen", "hdel", "hincrby", "expire", "exists", "get", "set", "del",
     "zadd", "zrange", "zrangebyscore", "zrem", "smismember", "sismember", "sscan", "srem",
-    "rpush", "lpop", "lrange", "fcall",
+    "rpush", "lpop", "lrange", "fcall", "smembers", "sadd", "scard", "llen",
 )
 """Commands a worker issues (including its janitor sweep and the commit and budget scripts' calls).
 
@@ -68,6 +70,13 @@ SCRIPT_COMMANDS = ("evalsha", "script|load", "script|exists")
 """What a role needs on a server without Functions (Redis < 7), where the steps run as scripts.
 With them the role can run any Lua of its own (and block the server with it): grant them only there."""
 
+CODE_KEYS = ("journal:*", "journals:*", "timer:*", "parked:*", "signal:*")
+"""Key patterns (in the partition's slot) of code roles: call journals (``broker/journal.py``) and
+durable waits (``broker/timers.py``); the role's own due index is granted beside them."""
+
+CODE_COMMANDS = ("llen",)
+"""What the wait step (``lua/wait.lua``) calls beyond the worker's own commands."""
+
 REVIEW_KEYS = ("review:*", "reviews", "reviewruns")
 """Key patterns (in the partition's slot) of human reviews: granted only to reviewed roles."""
 
@@ -82,7 +91,7 @@ RATE_LIMIT_COMMANDS = ("hincrby", "time")
 def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
              password: str | None = None, features: Sequence[str] = (),
              agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False,
-             scripts: bool = False, review: bool = False, tenant: str = "") -> list[str]:
+             scripts: bool = False, review: bool = False, tenant: str = "", code: bool = False) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
     The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
@@ -94,6 +103,7 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     ``scripts`` adds ``SCRIPT_COMMANDS`` for a server without Functions (Redis < 7).
     ``review``: the role has ``review = "human"`` (only such roles, and their workers' janitors, touch
     ``REVIEW_KEYS``).
+    ``code``: the role is a code role (``CODE_KEYS``, ``CODE_COMMANDS`` and its due index).
     ``tenant``: the workers serve that tenant's runs (``*``: every tenant's): the user is
     ``baton-<tenant>-<workflow>-<role>`` (``baton-<workflow>-<role>`` for ``*``) and may read the
     published tenant limits and count the tenant's tokens and rate limits (``TENANT_COMMANDS``), only
@@ -113,7 +123,12 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
                                          "events:*", "threads", "thread:*")]
     rules += [f"~{tag}:{k}" for k in REVIEW_KEYS] if review else []
+    if code:
+        rules += [*(f"~{tag}:{k}" for k in CODE_KEYS), f"~{tag}:due:{workflow}:{role}",
+                  *(f"+{c}" for c in CODE_COMMANDS)]
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{tag}:cancelled"]
+    rules += [f"%R~{tag}:tenantset", f"%R~{keys.tenants()}"]  # whose streams to read, by which weight
+    rules += [f"~{tag}:{k}" for k in ("tcaps", "trun:*", "tqueue:*")]  # capped tenants' runs (broker/tenants.py)
     rules += [f"+{c}" for feature in features for c in FEATURE_COMMANDS.get(feature, ())]
     rules += [f"+{c}" for c in CLUSTER_COMMANDS] if cluster else []
     rules += [f"+{c}" for c in SCRIPT_COMMANDS] if scripts else []
@@ -123,7 +138,7 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
         rules += [*(f"+{c}" for c in RATE_LIMIT_COMMANDS), f"~{keys.rate_limit_pattern()}"]
     if tenant:
         every = tenant == "*"
-        rules += [*(f"+{c}" for c in TENANT_COMMANDS), f"%R~{keys.tenants()}",
+        rules += [*(f"+{c}" for c in TENANT_COMMANDS),
                   f"~{keys.prefix}:tusage:{tenant}:*",
                   f"~{keys.rate_limit_pattern() if every else keys.rate_limit(f'tenant:{tenant}')}"]
     return rules

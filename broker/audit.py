@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.text import as_text
+from .keys import Keys
+from .text import as_text
 
 __all__ = ["AUDIT_MAXLEN", "AuditEntry", "read_audit", "write_audit"]
 

@@ -34,13 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-import redis
 from redis.exceptions import OutOfMemoryError
 
-from baton.broker.cache import PerClient
-from baton.broker.keys import Keys
-from baton.broker.stats import count_after
-from baton.broker.text import as_text
+from .cache import PerClient
+from .drive import Op, blocking
+from .fairshare import tenant_streams_op
+from .keys import Keys
+from .stats import COUNT_CAP, count_after_op
+from .text import as_text
 
 __all__ = [
     "BACKLOG_CACHE_S",
@@ -51,8 +52,11 @@ __all__ = [
     "RedisFull",
     "SubmitRefused",
     "check_backlog",
+    "check_backlog_op",
     "read_backlog",
+    "read_backlog_op",
     "refuse_when_full",
+    "refuse_when_full_op",
 ]
 
 BACKLOG_CACHE_S = 1.0
@@ -109,6 +113,19 @@ def refuse_when_full(submit: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+def refuse_when_full_op(make: Callable[P, Op[T]]) -> Callable[P, Op[T]]:
+    """``refuse_when_full`` for an op (``broker.drive``) that submits."""
+    @functools.wraps(make)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Op[T]:
+        try:
+            return (yield from make(*args, **kwargs))
+        except RedisFull:
+            raise
+        except OutOfMemoryError as exc:
+            raise RedisFull() from exc
+    return wrapper
+
+
 @dataclass(frozen=True, slots=True)
 class BacklogRead:
     """One read of a role's backlog: when, how many tasks undelivered, and how many ever delivered
@@ -119,17 +136,18 @@ class BacklogRead:
     delivered: int | None
 
 
-def read_backlog(client: redis.Redis, keys: Keys, workflow: str, role: str, cap: int = 0) -> BacklogRead:
-    """The backlog of ``role`` of ``workflow`` now: one pipelined ``XINFO GROUPS`` per stream.
+def read_backlog_op(keys: Keys, workflow: str, role: str, cap: int = 0) -> Op[BacklogRead]:
+    """The backlog of ``role`` of ``workflow`` now (its tenants' streams too): one pipelined ``XINFO
+    GROUPS`` per stream.
 
     Where Redis reports no lag, the undelivered entries are counted, at most ``cap`` (0: up to
     ``stats.COUNT_CAP``) per stream.
     """
-    streams = keys.streams(workflow, role)
-    pipe = client.pipeline(transaction=False)
+    streams = keys.streams(workflow, role) + (yield from tenant_streams_op(keys, workflow, role))
+    pipe = yield lambda c: c.pipeline(transaction=False)
     for stream in streams:
         pipe.xinfo_groups(stream)
-    replies: list[Any] = pipe.execute(raise_on_error=False)
+    replies: list[Any] = yield lambda _: pipe.execute(raise_on_error=False)
     group = keys.group(role)
     backlog, delivered = 0, 0
     known = True
@@ -142,7 +160,7 @@ def read_backlog(client: redis.Redis, keys: Keys, workflow: str, role: str, cap:
             lag = g.get("lag")
             if lag is None:
                 last = as_text(g.get("last-delivered-id", "0-0"))
-                lag = count_after(client, stream, last, cap=cap) if cap else count_after(client, stream, last)
+                lag = yield from count_after_op(stream, last, cap=cap or COUNT_CAP)
             backlog += int(lag)
             read = g.get("entries-read")
             if read is None:
@@ -150,6 +168,9 @@ def read_backlog(client: redis.Redis, keys: Keys, workflow: str, role: str, cap:
             else:
                 delivered += int(read)
     return BacklogRead(time.time(), backlog, delivered if known else None)
+
+
+read_backlog = blocking(read_backlog_op)
 
 
 RATE_WINDOW_S = 30.0
@@ -193,16 +214,23 @@ class _Gate:
 _gates: PerClient[tuple[str, str, str], _Gate] = PerClient(maxsize=1024)
 
 
-def check_backlog(client: redis.Redis, keys: Keys, workflow: str, role: str, limit: int) -> None:
+def check_backlog_op(keys: Keys, workflow: str, role: str, limit: int) -> Op[None]:
     """Raise :class:`BacklogFull` when the backlog of ``role`` of ``workflow`` is at or over ``limit``
-    (0: no limit, nothing read); otherwise count one more admitted submit."""
+    (0: no limit, nothing read); otherwise count one more admitted submit. The read is made outside
+    the gate's lock (an asyncio client awaits it), so racing submits may each read."""
     if limit <= 0:
         return
-    gate = _gates.get(client, (keys.prefix, workflow, role), _Gate)
+    gate: _Gate = yield lambda c: _gates.get(c, (keys.prefix, workflow, role), _Gate)
     with gate.lock:
         estimate = gate.estimate(time.time())
-        if estimate is None or estimate >= limit:
-            estimate = gate.record(read_backlog(client, keys, workflow, role, cap=limit)).backlog
+    if estimate is None or estimate >= limit:
+        read = yield from read_backlog_op(keys, workflow, role, cap=limit)
+        with gate.lock:
+            estimate = gate.record(read).backlog
             if estimate >= limit:
                 raise BacklogFull(workflow, role, estimate, limit, gate.retry_after(limit))
+    with gate.lock:
         gate.admitted += 1
+
+
+check_backlog = blocking(check_backlog_op)

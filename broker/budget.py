@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.scripts import LuaScript, is_missing, library
-from baton.broker.text import as_text
-from baton.protocol import Budget
+from ..protocol import Budget
+from .keys import Keys
+from .scripts import LuaScript, is_missing, library
+from .text import as_text
 
 __all__ = ["RESERVE_FIELDS", "ModelCall", "Usage", "budget_fields", "count_tool_call", "needs_reservation",
            "reserve_model_calls", "settle_model_calls", "usage", "usage_counts"]

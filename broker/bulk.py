@@ -6,11 +6,12 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import redis
 
-from baton.broker.backpressure import refuse_when_full
-from baton.broker.cluster import is_cluster
-from baton.broker.keys import Keys
-from baton.broker.runs import ensure_group_once, stage_submit, submit
-from baton.protocol import Task
+from ..protocol import Task
+from .backpressure import refuse_when_full
+from .cluster import is_cluster
+from .drive import run
+from .keys import Keys
+from .runs import ensure_group_once, stage_submit, staging_mode, submit, task_stream
 
 __all__ = ["SUBMIT_BATCH", "submit_many"]
 
@@ -35,10 +36,9 @@ def submit_many(
             continue
         pipe = client.pipeline(transaction=True)
         for task in chunk:
-            stage_submit(pipe, keys, task)
+            stage_submit(pipe, keys, task, mode=run(staging_mode(task), client))
         for task in chunk:
-            ensure_group_once(client, keys.run_stream(task.workflow, task.role, task.run_id, task.priority),
-                              keys.group(task.role))
+            ensure_group_once(client, task_stream(keys, task), keys.group(task.role))
         pipe.execute()
         ids += [t.run_id for t in chunk]
     return ids

@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis
 
@@ -31,17 +31,27 @@ class PerClient(Generic[K, V]):
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize
-        self._memos: weakref.WeakKeyDictionary[redis.Redis, OrderedDict[K, V]] = weakref.WeakKeyDictionary()
+        self._memos: weakref.WeakKeyDictionary[Any, OrderedDict[K, V]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def get(self, client: redis.Redis, key: K, make: Callable[[], V]) -> V:
         """The value remembered for ``key`` through ``client``; ``make()`` it (and remember it) if none is."""
+        found = self.find(client, key)
+        if found is not None:
+            return found
+        return self.put(client, key, make())  # made outside the lock: it may talk to Redis
+
+    def find(self, client: object, key: K) -> V | None:
+        """The value remembered for ``key`` through ``client`` (any client, asyncio too), or None."""
         with self._lock:
             memo = self._memos.get(client)
             if memo is not None and key in memo:
                 memo.move_to_end(key)
                 return memo[key]
-        value = make()  # outside the lock: it may talk to Redis
+        return None
+
+    def put(self, client: object, key: K, value: V) -> V:
+        """Remember ``value`` for ``key`` through ``client``; return it."""
         with self._lock:
             memo = self._memos.setdefault(client, OrderedDict())
             memo[key] = value
@@ -50,7 +60,7 @@ class PerClient(Generic[K, V]):
                 memo.popitem(last=False)
         return value
 
-    def forget(self, client: redis.Redis, key: K) -> None:
+    def forget(self, client: object, key: K) -> None:
         """Drop what is remembered for ``key`` through ``client`` (e.g. the server lost it)."""
         with self._lock:
             memo = self._memos.get(client)

@@ -8,16 +8,18 @@ from collections.abc import Sequence
 
 from redis.exceptions import WatchError
 
-from baton.broker.ends import runs_ended
-from baton.broker.errors import Redis
-from baton.broker.events import append_events
-from baton.broker.keys import Keys
-from baton.broker.runs import cancelled_flags
-from baton.broker.text import as_text
-from baton.broker.threads import ThreadInfo, get_thread
-from baton.protocol import TERMINAL_STATUSES, Cancelled, RunStatus
+from ..protocol import TERMINAL_STATUSES, Cancelled, RunStatus
+from .drive import Op, awaiting, blocking, execute
+from .ends import runs_ended_op
+from .errors import Redis
+from .events import append_events
+from .keys import Keys
+from .prefetch import cancelled_flags
+from .text import as_text
+from .threads import ThreadInfo, get_thread_op
 
-__all__ = ["cancel_run", "cancelled", "delete_thread"]
+__all__ = ["acancel_run", "adelete_thread", "cancel_op", "cancel_run", "cancelled", "delete_thread",
+           "delete_thread_op"]
 
 
 def cancelled(client: Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
@@ -31,8 +33,7 @@ def cancelled(client: Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
     return cancelled_flags(run_ids, list(groups.values()), pipe.execute())
 
 
-def cancel_run(
-    client: Redis, keys: Keys, run_id: str) -> str | None:
+def cancel_op(keys: Keys, run_id: str) -> Op[str | None]:
     """Cancel ``run_id``: workers stop it at its next hop. Returns its status before, or None.
 
     The run record is marked ``cancelled`` and its ``cancelled`` event written at once unless it
@@ -40,11 +41,12 @@ def cancel_run(
     not run (a worker that halts it writes no second terminal event).
     """
     run_key = keys.run(run_id)
-    with client.pipeline(transaction=True) as pipe:
+    pipe = yield lambda c: c.pipeline(transaction=True)
+    try:
         while True:
             try:
-                pipe.watch(run_key)  # type: ignore[no-untyped-call]  # a run ending now stays ended
-                raw = pipe.hget(run_key, "status")
+                yield lambda _: pipe.watch(run_key)  # a run ending now stays ended
+                raw = yield lambda _: pipe.hget(run_key, "status")
                 if raw is None:
                     return None
                 before = as_text(raw)
@@ -56,24 +58,35 @@ def cancel_run(
                 pipe.hset(run_key, mapping={"status": RunStatus.CANCELLED, "error": "run cancelled", "updated_at": now,
                                             "cancelled_at": now})
                 append_events(pipe, keys, run_id, [Cancelled(run_id=run_id, at=now, reason="run cancelled")])
-                pipe.execute()
-                runs_ended(client, keys, [run_id])
-                return before
+                yield lambda _: pipe.execute()
+                break
             except WatchError:
                 continue
+    finally:
+        yield lambda _: pipe.reset()
+    yield from runs_ended_op(keys, [run_id])
+    return before
 
 
-def delete_thread(client: Redis, keys: Keys, thread_id: str) -> ThreadInfo | None:
+cancel_run = blocking(cancel_op)
+acancel_run = awaiting(cancel_op)
+
+
+def delete_thread_op(keys: Keys, thread_id: str) -> Op[ThreadInfo | None]:
     """Delete ``thread_id``'s state and cancel its running and waiting turns (their records stay, as
     ``cancelled``); return what it was, or None when there was no such thread."""
-    info = get_thread(client, keys, thread_id)
+    info = yield from get_thread_op(keys, thread_id)
     if info is None:
         return None
-    pipe = client.pipeline(transaction=True)
+    pipe = yield lambda c: c.pipeline(transaction=True)
     pipe.delete(keys.thread(thread_id), keys.thread_turns(thread_id), keys.thread_queue(thread_id))
     pipe.zrem(keys.threads(keys.thread_partition(thread_id)), thread_id)
-    pipe.execute()
+    yield execute(pipe)
     for run_id in [info.active, *info.queued]:
         if run_id:
-            cancel_run(client, keys, run_id)
+            yield from cancel_op(keys, run_id)
     return info
+
+
+delete_thread = blocking(delete_thread_op)
+adelete_thread = awaiting(delete_thread_op)

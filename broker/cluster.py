@@ -33,7 +33,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 if TYPE_CHECKING:
-    from baton.broker.entry import Entry
+    from .entry import Entry
 
 __all__ = ["CLUSTER_SCHEMES", "CLUSTER_UNREACHABLE", "SlotFanIn", "connect_cluster", "connect_cluster_async",
            "is_cluster", "is_cluster_url", "slot_groups"]

@@ -21,11 +21,12 @@ from typing import Any
 import redis
 from redis.exceptions import AskError, MovedError, TryAgainError
 
-from baton.broker.cluster import is_cluster
-from baton.broker.keys import Keys
-from baton.broker.replication import ReplicaWait
-from baton.broker.scripts import is_missing, library
-from baton.broker.streams import Entry
+from . import direct
+from .cluster import is_cluster
+from .keys import Keys
+from .replication import ReplicaWait
+from .scripts import is_missing, library
+from .streams import Entry
 
 __all__ = ["Committed", "Committer", "Handoff", "Outcome", "commit", "commit_batch"]
 
@@ -69,6 +70,11 @@ class Handoff:
     """May write a run that has ended already (a cancelled run's halt); otherwise such a commit is ``ENDED``."""
     counts: Mapping[str, int] = field(default_factory=dict)
 
+    def after(self, events: Sequence[bytes]) -> Handoff:
+        """This handoff with ``events`` written before its own (``dataclasses.replace`` without its
+        per-call introspection: once per hop)."""
+        return Handoff(self.entry, self.run_id, self.msg_id, self.outputs, self.pad, self.record, self.partition,
+                       [*events, *self.events], self.ends_ended, self.counts)
 
 
 
@@ -146,22 +152,21 @@ def _run(
 ) -> tuple[list[Any], int | None]:
     """Run the commit calls; with ``wait``, end the same pipeline (one connection) with ``WAIT``."""
     lib = library()
-    if len(calls) == 1 and wait is None:  # a plain call costs less than a pipeline of one
-        try:
-            command = lib.command(client, "commit", *_split(calls[0]))
-            return [client.execute_command(*command)], None  # type: ignore[no-untyped-call]
-        except redis.ResponseError as exc:
-            return [exc], None
-    if wait is not None and is_cluster(client):
+    if wait is None:  # on the thread's held connection (broker/direct.py): one call, or a pipeline
+        commands = [lib.command(client, "commit", *_split(call)) for call in calls]
+        if len(commands) == 1:
+            try:
+                return [direct.execute(client, *commands[0])], None
+            except redis.ResponseError as exc:
+                return [exc], None
+        return direct.pipeline(client, commands), None
+    if is_cluster(client):
         return _run_per_node(client, calls, wait)
     pipe = client.pipeline(transaction=False)
-    for call in calls:  # raw: a cluster pipeline routes FCALL/EVALSHA by the first key
+    for call in calls:
         pipe.execute_command(*lib.command(client, "commit", *_split(call)))  # type: ignore[no-untyped-call]
-    if wait is not None:
-        pipe.wait(wait.replicas, wait.timeout_ms)
+    pipe.wait(wait.replicas, wait.timeout_ms)
     results = list(pipe.execute(raise_on_error=False))
-    if wait is None:
-        return results, None
     acked = results.pop()
     if isinstance(acked, Exception):
         raise acked

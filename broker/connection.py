@@ -16,9 +16,9 @@ import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from baton.broker.cluster import CLUSTER_UNREACHABLE, connect_cluster, connect_cluster_async, is_cluster_url
-from baton.broker.packing import packer_kwargs
-from baton.broker.sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
+from .cluster import CLUSTER_UNREACHABLE, connect_cluster, connect_cluster_async, is_cluster_url
+from .packing import packer_kwargs
+from .sentinel import connect_sentinel, connect_sentinel_async, is_sentinel_url
 
 __all__ = ["BrokerUnavailable", "connect", "connect_async", "describe_url", "ping"]
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.streams import entry_id_key
-from baton.broker.text import as_text
-from baton.protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, RunStatus, decode
+from ..protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, RunStatus, decode
+from .keys import Keys
+from .streams import entry_id_key
+from .text import as_text
 
 __all__ = [
     "DEAD_LETTER_LIMIT", "UNREADABLE_PREVIEW", "DeadEntry", "ReplayError", "count_dead", "find_dead", "is_entry_id",

@@ -5,23 +5,28 @@ commit stage (a last hop's result, a failure, a cancelled run's halt), ``cancel_
 expiry of reviews. Each feature that reacts to a run's end adds one line there. Every step must be
 idempotent (a run may be reported again, by a redelivery or the janitor), and anything that must
 happen even when the process dies right after the ending write needs a sweep of its own
-(threads: ``broker.threads.sweep`` in the janitor).
+(threads: ``broker.threads.sweep`` in the janitor; tenants' caps: ``broker.tenants.sweep_caps``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import redis
+from .drive import Op, blocking
+from .keys import Keys
+from .tenants import release_runs_op
+from .threads import release_op
 
-from baton.broker.keys import Keys
-from baton.broker.threads import release
-
-__all__ = ["runs_ended"]
+__all__ = ["runs_ended", "runs_ended_op"]
 
 
-def runs_ended(client: redis.Redis, keys: Keys, run_ids: Sequence[str]) -> None:
-    """React to the end of each of ``run_ids`` (each has a terminal status now)."""
+def runs_ended_op(keys: Keys, run_ids: Sequence[str], tenants: Mapping[str, str] | None = None) -> Op[None]:
+    """React to the end of each of ``run_ids`` (each has a terminal status now; ``tenants``: each
+    run's tenant, when the caller knows it)."""
     if not run_ids:
         return
-    release(client, keys, run_ids)  # threads: the turn joins the history, the next waiting turn starts
+    yield from release_op(keys, run_ids)  # threads: the turn joins the history, the next waiting turn starts
+    yield from release_runs_op(keys, run_ids, tenants)  # capped tenants: the next queued run starts
+
+
+runs_ended = blocking(runs_ended_op)

@@ -16,9 +16,10 @@ from typing import Any, TypeAlias
 import redis
 import redis.asyncio
 
-from baton.broker.keys import DEFAULT_EVENTS_MAXLEN, Keys
-from baton.broker.text import as_text
-from baton.protocol import Event, ProtocolError, decode_event, encode_event, is_terminal
+from ..protocol import Event, ProtocolError, decode_event, encode_event, is_terminal
+from .keys import Keys
+from .retention import DEFAULT_EVENTS_MAXLEN
+from .text import as_text
 
 __all__ = [
     "DEFAULT_EVENTS_MAXLEN",
@@ -45,7 +46,7 @@ EventEntry: TypeAlias = tuple[str, Event]
 
 
 def append_events(
-    client_or_pipeline: redis.Redis | redis.client.Pipeline,
+    client_or_pipeline: redis.Redis | redis.client.Pipeline | redis.asyncio.client.Pipeline,
     keys: Keys,
     run_id: str,
     events: Iterable[Event | bytes],
@@ -59,8 +60,8 @@ def append_events(
     payloads = [e if isinstance(e, bytes) else encode_event(e) for e in events]
     if not payloads:
         return
-    if isinstance(client_or_pipeline, redis.client.Pipeline):
-        pipe, own = client_or_pipeline, False
+    if isinstance(client_or_pipeline, redis.client.Pipeline | redis.asyncio.client.Pipeline):
+        pipe, own = client_or_pipeline, False  # (an asyncio pipeline of an op: its caller executes it)
     else:
         pipe, own = client_or_pipeline.pipeline(transaction=False), True
     key, kept = keys.events(run_id), keys.retention

@@ -18,18 +18,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
+from ..protocol import DEFAULT_WORKFLOW, Budget, Priority, RunStatus, Task, new_id
+from .drive import Op, awaiting, blocking
+from .journal import JOURNAL_FROM
+from .keys import Keys
+from .pads import decode_pad
+from .records import RunRecord
+from .runs import run_record_op, submit_op
+from .streams import entry_id_key
+from .text import as_text
 
-from baton.broker.journal import JOURNAL_FROM
-from baton.broker.keys import Keys
-from baton.broker.pads import decode_pad
-from baton.broker.records import RunRecord
-from baton.broker.runs import run_record, submit
-from baton.broker.streams import entry_id_key
-from baton.broker.text import as_text
-from baton.protocol import DEFAULT_WORKFLOW, Budget, Priority, RunStatus, Task, new_id
-
-__all__ = ["ForkError", "fork_run", "replay_run"]
+__all__ = ["ForkError", "afork_run", "areplay_run", "fork_op", "fork_run", "replay_op", "replay_run"]
 
 
 class ForkError(ValueError):
@@ -54,28 +53,28 @@ class _Entry:
         return self.entry.meta.role
 
 
-def _history(client: redis.Redis, keys: Keys, run_id: str) -> list[_Entry]:
+def _history(keys: Keys, run_id: str) -> Op[list[_Entry]]:
     """Every scratchpad entry of ``run_id`` with its agent, index score and field name, in write order."""
     found: list[_Entry] = []
-    rows: Any = client.zrange(keys.pads(run_id), 0, -1, withscores=True)
+    rows: Any = yield lambda c: c.zrange(keys.pads(run_id), 0, -1, withscores=True)
     for member, score in rows:
         agent = as_text(member)
-        raw: Any = client.hgetall(keys.pad(run_id, agent))
+        raw: Any = yield lambda c: c.hgetall(keys.pad(run_id, agent))  # noqa: B023 (called at once)
         found += [_Entry(agent, score, as_text(f), v) for f, v in raw.items()]
     found.sort(key=lambda e: entry_id_key(e.field))
     return found
 
 
-def _source(client: redis.Redis, keys: Keys, run_id: str) -> RunRecord:
-    rec = run_record(client, keys, run_id)
+def _source(keys: Keys, run_id: str) -> Op[RunRecord]:
+    rec = yield from run_record_op(keys, run_id)
     if rec is None:
         raise ForkError(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     return rec
 
 
-def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
-             deadline: float | None = None, max_hops: int | None = None, priority: Priority | None = None,
-             reuse_journal: bool = False) -> str:
+def fork_op(keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
+            deadline: float | None = None, max_hops: int | None = None, priority: Priority | None = None,
+            reuse_journal: bool = False) -> Op[str]:
     """A new run continuing ``run_id`` from ``from_role``'s (first) hop; returns the new run id.
 
     The new run gets the source's scratchpad entries of earlier hops, and starts with the role's
@@ -83,8 +82,8 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
     Its record says ``forked_from`` (the source run),
     ``forked_at`` (the role) and ``forked_hop``. ``ForkError`` when the run or role is unknown.
     """
-    rec = _source(client, keys, run_id)
-    history = _history(client, keys, run_id)
+    rec = yield from _source(keys, run_id)
+    history = yield from _history(keys, run_id)
     at_role = [e for e in history if e.role == from_role]
     if not at_role:
         ran = ", ".join(dict.fromkeys(e.role for e in history if e.role)) or "none"
@@ -101,20 +100,19 @@ def fork_run(client: redis.Redis, keys: Keys, run_id: str, from_role: str, task:
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
     if reuse_journal:
         label[JOURNAL_FROM] = run_id
-    return _start(client, keys, new, [e for e in history if e.hop < hop], label, rec.usage.budget)
+    return (yield from _start(keys, new, [e for e in history if e.hop < hop], label, rec.usage.budget))
 
 
-def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float | None = None,
-               max_hops: int | None = None, priority: Priority | None = None,
-               reuse_journal: bool = False) -> str:
+def replay_op(keys: Keys, run_id: str, *, deadline: float | None = None, max_hops: int | None = None,
+              priority: Priority | None = None, reuse_journal: bool = False) -> Op[str]:
     """A new run of ``run_id``'s workflow with the same task text, from its first role (in the
     source's lane unless ``priority`` says otherwise); returns its id.
 
     Its record says ``replayed_from``. ``ForkError`` when the run is unknown or its first hop left
     no trace of which role it started at.
     """
-    rec = _source(client, keys, run_id)
-    starts = [e for e in _history(client, keys, run_id) if e.hop == 0 and e.role]
+    rec = yield from _source(keys, run_id)
+    starts = [e for e in (yield from _history(keys, run_id)) if e.hop == 0 and e.role]
     if not starts:
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
     new = Task(run_id=new_id(), role=starts[0].role, task=rec.task, workflow=rec.workflow or DEFAULT_WORKFLOW,
@@ -122,14 +120,20 @@ def replay_run(client: redis.Redis, keys: Keys, run_id: str, *, deadline: float 
     label: dict[str, str | int] = {"replayed_from": run_id}
     if reuse_journal:
         label[JOURNAL_FROM] = run_id
-    return _start(client, keys, new, [], label, rec.usage.budget)
+    return (yield from _start(keys, new, [], label, rec.usage.budget))
 
 
-def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry], label: dict[str, str | int],
-           budget: Budget | None) -> str:
+fork_run = blocking(fork_op)
+afork_run = awaiting(fork_op)
+replay_run = blocking(replay_op)
+areplay_run = awaiting(replay_op)
+
+
+def _start(keys: Keys, task: Task, copied: Sequence[_Entry], label: dict[str, str | int],
+           budget: Budget | None) -> Op[str]:
     """Write the copied scratchpads and the record's label, then submit ``task`` (a new run) with
     the source run's ``budget`` (its counts start from zero)."""
-    pipe = client.pipeline(transaction=True)
+    pipe = yield lambda c: c.pipeline(transaction=True)
     for e in copied:
         pipe.hset(keys.pad(task.run_id, e.agent), e.field, e.raw)
         pipe.zadd(keys.pads(task.run_id), {e.agent: e.score}, nx=True)
@@ -139,5 +143,5 @@ def _start(client: redis.Redis, keys: Keys, task: Task, copied: Sequence[_Entry]
         for key in {keys.run(task.run_id), *(keys.pad(task.run_id, e.agent) for e in copied),
                     keys.pads(task.run_id)}:
             pipe.expire(key, ttl)
-    pipe.execute()
-    return submit(client, keys, task, budget=budget)
+    yield lambda _: pipe.execute()
+    return (yield from submit_op(keys, task, budget=budget))

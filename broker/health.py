@@ -10,12 +10,12 @@ import re
 import time
 from typing import Any
 
-from baton.broker.consumers import parse_consumer
-from baton.broker.errors import Redis
-from baton.broker.keys import Keys
-from baton.broker.records import Heartbeat, decode_heartbeat
-from baton.broker.stats import heartbeats
-from baton.broker.text import as_text
+from .consumers import parse_consumer
+from .errors import Redis
+from .keys import Keys
+from .records import Heartbeat, decode_heartbeat
+from .stats import heartbeats
+from .text import as_text
 
 __all__ = ["check_worker", "live_workers"]
 

@@ -29,11 +29,12 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.reviews import expire_reviews
-from baton.broker.streams import entry_id_key
-from baton.broker.text import as_text
-from baton.broker.threads import sweep as sweep_threads
+from .keys import Keys
+from .reviews import expire_reviews
+from .streams import entry_id_key
+from .tenants import sweep_caps
+from .text import as_text
+from .threads import sweep as sweep_threads
 
 __all__ = ["FORGET_PAGE", "FORGET_PAGES", "Janitor", "SweepReport", "trim_floor", "trim_stream"]
 
@@ -84,19 +85,22 @@ class SweepReport:
     cancelled_forgotten: int = 0
     reviews_expired: int = 0
     threads_released: int = 0
+    tenant_runs_started: int = 0
+    """Queued runs of capped tenants started (ends a crash hid, caps raised)."""
 
     @property
     def total(self) -> int:
         """Everything removed, summed."""
         return (sum(self.trimmed.values()) + self.results_trimmed + self.runs_forgotten + self.cancelled_forgotten
-                + self.reviews_expired + self.threads_released)
+                + self.reviews_expired + self.threads_released + self.tenant_runs_started)
 
 
 class Janitor:
     """Periodic clean-up of a deployment's streams and indexes.
 
     ``streams`` limits stream trimming to those task streams (a worker sweeps its own role's, so a
-    least-privilege ACL user suffices); ``None`` sweeps every task stream under the prefix.
+    least-privilege ACL user suffices; a list is kept as given, so streams its reader adds later,
+    such as a new tenant's, are swept too); ``None`` sweeps every task stream under the prefix.
     ``reviews``: also fail runs whose deadline passed in review (``expire_reviews``); a worker's
     janitor does it only for a role with review, whose ACL user alone may touch the review keys.
     """
@@ -112,7 +116,7 @@ class Janitor:
     ) -> None:
         self.client = client
         self.keys = keys
-        self.streams = list(streams) if streams is not None else None
+        self.streams = streams
         self.interval_s = interval_s
         self.reviews = reviews
         # the first sweep comes after one to one and a half intervals: workers started together spread out
@@ -162,11 +166,13 @@ class Janitor:
         if self.reviews:
             report.reviews_expired = expire_reviews(self.client, self.keys, now=now)
         report.threads_released = sweep_threads(self.client, self.keys)
+        report.tenant_runs_started = sweep_caps(self.client, self.keys)
         if report.total:
             log.info("janitor: trimmed %s, %d old results, forgot %d runs and %d cancellations, failed %d runs "
-                     "whose deadline passed in review and released %d threads", report.trimmed or "nothing",
-                     report.results_trimmed, report.runs_forgotten, report.cancelled_forgotten, report.reviews_expired,
-                     report.threads_released)
+                     "whose deadline passed in review, released %d threads and started %d queued tenant runs",
+                     report.trimmed or "nothing", report.results_trimmed, report.runs_forgotten,
+                     report.cancelled_forgotten, report.reviews_expired, report.threads_released,
+                     report.tenant_runs_started)
         return report
 
     def _forget_runs(self, partition: int, older_than: float) -> int:

@@ -11,28 +11,27 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.scripts import LuaScript
-from baton.broker.streams import Entry
+from ..protocol import Task, encode
+from .keys import Keys
+from .scripts import LuaScript
+from .streams import Entry
 
 __all__ = ["join_part"]
 
 _join = LuaScript("join.lua")
 
 
-def join_part(
-    client: redis.Redis, keys: Keys, group: str, consumer: str, entry: Entry, run_id: str, join_group: str,
-    part: int, parts: int, payload: bytes,
-) -> dict[int, bytes] | None:
-    """Record ``part`` of ``parts`` in ``join_group``.
+def join_part(client: redis.Redis, keys: Keys, group: str, consumer: str, entry: Entry,
+              task: Task) -> dict[int, bytes] | None:
+    """Record ``task``, part ``task.part`` of ``task.parts`` in its fan-out group ``task.group``.
 
-    Returns every part by index once all have arrived (the entry stays pending), ``None`` when
-    the part was parked (its entry acked), arrived after its group was gathered (a duplicate:
+    Returns every part (encoded) by index once all have arrived (the entry stays pending), ``None``
+    when the part was parked (its entry acked), arrived after its group was gathered (a duplicate:
     acked), or the entry is no longer this consumer's. The join hash lives as long as a handoff's
     idempotency marker after its last part (``keys.retention.marker_s``).
     """
-    reply: list[Any] = _join(client, [entry.stream, keys.join(run_id, join_group)],
-                             [group, consumer, entry.id, part, payload, parts, keys.retention.marker_s])
+    reply: list[Any] = _join(client, [entry.stream, keys.join(task.run_id, task.group)],
+                             [group, consumer, entry.id, task.part, encode(task), task.parts, keys.retention.marker_s])
     if int(reply[0]) != 1:
         return None
     flat = reply[1:]

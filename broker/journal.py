@@ -26,8 +26,8 @@ from typing import Any, Literal
 import msgspec
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.text import as_text
+from .keys import Keys
+from .text import as_text
 
 __all__ = [
     "JOURNAL_FROM",

@@ -5,11 +5,9 @@ idempotency markers, the event log, the cancellation set, the dead-letter and re
 share a Redis Cluster hash tag: the run's partition. A run id maps to a partition by CRC32, so the
 atomic commit of a handoff is a single-slot operation.
 
-The tag of partition ``N`` of ``P`` is ``{p<N>}`` when its CRC16 hash slot already falls in the
-middle of the partition's share of the 16384 slots (``N*16384/P`` up to ``(N+1)*16384/P``), else
-``{p<N>.<salt>}`` with the smallest salt that lands there. A cluster whose primaries own equal
-contiguous slot ranges (what ``redis-cli --cluster create`` makes) thus holds the partitions
-evenly: with ``P`` a multiple of the primary count, every primary serves ``P/primaries`` of them.
+The tag of each partition is chosen so that a cluster's primaries hold the partitions evenly
+(``broker/hashtags.py``). How long what the keys hold is kept travels with them
+(``broker/retention.py``).
 
 Task streams are per workflow: ``<prefix>:{p<N>}:wf:<workflow>:stream:<role>``, so any number of
 workflows share one Redis (and role names) without taking each other's tasks. Workflow and role
@@ -17,7 +15,9 @@ names are key-safe (``protocol/fields.py``): they hold no ``:``, and a stream ke
 
 Each role has one stream per priority lane (``protocol.PRIORITIES``): the ``interactive`` lane is
 the key above, the ``batch`` lane its sibling ``<prefix>:{p<N>}:wf:<workflow>:lane:batch:stream:<role>``
-in the same hash tag (a read over one partition's lanes is a single-slot command).
+in the same hash tag (a read over one partition's lanes is a single-slot command). A run of a tenant
+has its own streams beside those, ``...:wf:<workflow>:[lane:batch:]t:<tenant>:stream:<role>``, listed per
+partition in ``Keys.tenant_set`` (fair dispatch across tenants: ``broker/fairshare.py``).
 """
 
 from __future__ import annotations
@@ -27,73 +27,31 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from ..protocol import new_id
+from ..protocol.fields import PRIORITIES, Priority
+from .hashtags import partition_tags
+from .retention import Retention
 
-from baton.protocol.fields import PRIORITIES, Priority
-
-__all__ = ["DEFAULT_EVENTS_MAXLEN", "DEFAULT_LANE", "MARKER_TTL_S", "Keys", "Retention", "StreamName", "marker_ttl"]
-
-MARKER_TTL_S = 7 * 24 * 3600
-"""Lifetime of a handoff's idempotency marker and of a fan-in's join hash, and the default
-retention of finished results: longer than any redelivery can arrive late."""
-
-
-def marker_ttl(record_ttl_s: int, marker_ttl_s: int = MARKER_TTL_S) -> int:
-    """Lifetime of a handoff's idempotency marker and of a fan-in's join hash in a deployment whose
-    run records live ``record_ttl_s`` (0: forever) and markers ``marker_ttl_s`` (``BATON_MARKER_TTL_S``):
-    the shorter of the two, or ``marker_ttl_s`` when records are kept.
-
-    A marker that outlived its run would only guard a run nobody can see any more, and with one
-    written per hop a bounded deployment would otherwise hold a week of them.
-    """
-    return min(record_ttl_s, marker_ttl_s) if record_ttl_s > 0 else marker_ttl_s
-
-
-DEFAULT_EVENTS_MAXLEN = 10_000
-"""Events kept per run unless ``BATON_EVENTS_MAXLEN`` says otherwise (trimming is approximate)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long a deployment keeps what its runs leave behind (``Settings.keys()`` fills it from
-    ``BATON_*``). It travels with the key names (``Keys.retention``): every write that sets a TTL
-    or trims a stream reads it there, so no caller hands lifetimes over one by one."""
-
-    record_ttl_s: int = 0
-    """Lifetime of run records, scratchpads and reviews after their last write (0: kept)."""
-    events_maxlen: int = DEFAULT_EVENTS_MAXLEN
-    """Events kept per run (approximate trimming)."""
-    events_ttl_s: int = MARKER_TTL_S
-    """A run's event log outlives its last write by this."""
-    marker_ttl_s: int = MARKER_TTL_S
-    """Longest lifetime of a handoff's idempotency marker (see :attr:`marker_s`)."""
-    results_retention_s: int = MARKER_TTL_S
-    """Finished results are trimmed from the result streams after this."""
-
-    @property
-    def marker_s(self) -> int:
-        """Lifetime of a handoff's idempotency marker and of a fan-in's join hash (``marker_ttl``)."""
-        return marker_ttl(self.record_ttl_s, self.marker_ttl_s)
-
+__all__ = ["DEFAULT_LANE", "Keys", "StreamName"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DEFAULT_LANE: Priority = "interactive"
 """The lane whose stream keys carry no lane part (the keys baton had before lanes)."""
 
 _STREAM = re.compile(r"^(?P<prefix>.+):\{p(?P<partition>\d+)(?:\.\d+)?\}:wf:(?P<workflow>[^:]+):"
-                     r"(?:lane:(?P<lane>[^:]+):)?stream:(?P<role>[^:]+)$")
+                     r"(?:lane:(?P<lane>[^:]+):)?(?:t:(?P<tenant>[^:]+):)?stream:(?P<role>[^:]+)$")
 
 
 @dataclass(frozen=True, slots=True)
 class StreamName:
-    """What a task stream key says: its workflow, role, partition and priority lane."""
+    """What a task stream key says: its workflow, role, partition, priority lane and tenant."""
 
     workflow: str
     role: str
     partition: int
     lane: Priority = DEFAULT_LANE
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +81,13 @@ class Keys:
             return 0
         return zlib.crc32(run_id.encode()) % self.partitions
 
+    def run_id_in(self, partition: int) -> str:
+        """A fresh run id that lives in ``partition`` (a run kept in one slot with its thread or key)."""
+        while True:
+            run_id = new_id()
+            if self.partition(run_id) == partition:
+                return run_id
+
     def by_partition(self, run_ids: Iterable[str]) -> dict[int, list[str]]:
         """``run_ids`` (without duplicates) grouped by partition, for one command per hash slot."""
         groups: dict[int, list[str]] = {}
@@ -140,18 +105,21 @@ class Keys:
         return self._stems[self.partition(run_id)]
 
     # streams -------------------------------------------------------------
-    def stream(self, workflow: str, role: str, partition: int = 0, lane: Priority = DEFAULT_LANE) -> str:
-        """The task stream of ``role`` of ``workflow`` in ``partition`` and priority ``lane``."""
-        infix = "" if lane == DEFAULT_LANE else f"lane:{lane}:"
+    def stream(self, workflow: str, role: str, partition: int = 0, lane: Priority = DEFAULT_LANE,
+               tenant: str = "") -> str:
+        """The task stream of ``role`` of ``workflow`` in ``partition``, priority ``lane`` and ``tenant``."""
+        infix = ("" if lane == DEFAULT_LANE else f"lane:{lane}:") + (f"t:{tenant}:" if tenant else "")
         return f"{self.tag(partition)}:wf:{workflow}:{infix}stream:{role}"
 
-    def run_stream(self, workflow: str, role: str, run_id: str, lane: Priority = DEFAULT_LANE) -> str:
-        """The task stream of ``role`` of ``workflow`` in the partition of ``run_id``, in ``lane``."""
-        return self.stream(workflow, role, self.partition(run_id), lane)
+    def run_stream(self, workflow: str, role: str, run_id: str, lane: Priority = DEFAULT_LANE,
+                   tenant: str = "") -> str:
+        """The task stream of ``role`` of ``workflow`` in the partition of ``run_id``, in ``lane``, of ``tenant``."""
+        return self.stream(workflow, role, self.partition(run_id), lane, tenant)
 
-    def lane_streams(self, workflow: str, role: str, partition: int = 0) -> list[str]:
-        """The task streams of ``role`` of ``workflow`` in one partition, one per lane, most urgent first."""
-        return [self.stream(workflow, role, partition, lane) for lane in PRIORITIES]
+    def lane_streams(self, workflow: str, role: str, partition: int = 0, tenant: str = "") -> list[str]:
+        """The task streams of ``role`` of ``workflow`` (of ``tenant``) in one partition, one per lane,
+        most urgent first."""
+        return [self.stream(workflow, role, partition, lane, tenant) for lane in PRIORITIES]
 
     def streams(self, workflow: str, role: str, partitions: Iterable[int] | None = None) -> list[str]:
         """The task streams of ``role`` of ``workflow``: every lane of every partition (or of
@@ -172,7 +140,21 @@ class Keys:
         lane = m["lane"] or DEFAULT_LANE
         if lane == DEFAULT_LANE and m["lane"] or lane not in PRIORITIES:
             return None
-        return StreamName(m["workflow"], m["role"], int(m["partition"]), lane)
+        return StreamName(m["workflow"], m["role"], int(m["partition"]), lane, m["tenant"] or "")
+
+    def pattern(self) -> str:
+        """SCAN pattern matching every key of this prefix."""
+        return f"{self.prefix}:*"
+
+    def kind(self, key: str) -> str:
+        """What kind of key ``key`` (of this prefix) is: its name after the partition's hash tag
+        (``run``, ``events``, ``pad``, ``wf``...), or after the prefix for a key outside the
+        partitions (``hb``, ``workflows``...); ``?`` for a key of another prefix."""
+        head, sep, rest = key.partition(":")
+        if head != self.prefix or not sep:
+            return "?"
+        parts = rest.split(":")
+        return parts[1] if len(parts) > 1 and parts[0].startswith("{") else parts[0]
 
     def group(self, role: str) -> str:
         """The consumer group name of ``role`` (the same on every partition's stream)."""
@@ -280,9 +262,14 @@ class Keys:
         """Hash of workflow name -> its spec as JSON, registered by workers of apps (``broker/workflows.py``)."""
         return f"{self.prefix}:workflows"
 
-    def idempotency(self, key: str) -> str:
-        """A caller's idempotency key of a submit -> the run id it started (``broker/idempotency.py``);
-        hashed, since the key is the caller's text."""
+    def idempotency(self, key: str, partition: int) -> str:
+        """A caller's idempotency key of a submit -> the run id it started (``broker/idempotency.py``),
+        in the slot of that run's ``partition`` (written with the run); hashed, since the key is the
+        caller's text."""
+        return f"{self.tag(partition)}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def legacy_idempotency(self, key: str) -> str:
+        """Where versions before keys lived in their run's slot stored an idempotency key (read only)."""
         return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
     # threads -------------------------------------------------------------
@@ -346,6 +333,22 @@ class Keys:
         """Sorted set of one tenant's run ids in the partition, by creation time (``broker/tenants.py``)."""
         return f"{self.tag(partition)}:truns:{tenant}"
 
+    def tenant_set(self, partition: int = 0) -> str:
+        """Set of the tenants that submitted runs in the partition: whose task streams workers read."""
+        return f"{self.tag(partition)}:tenantset"
+
+    def tenant_caps(self, partition: int = 0) -> str:
+        """Hash of tenant -> the most runs it may run at once in the partition (its ``max_running`` share)."""
+        return f"{self.tag(partition)}:tcaps"
+
+    def tenant_running(self, tenant: str, partition: int = 0) -> str:
+        """Set of a capped tenant's running runs in the partition (``lua/tenant_admit.lua``)."""
+        return f"{self.tag(partition)}:trun:{tenant}"
+
+    def tenant_queue(self, tenant: str, partition: int = 0) -> str:
+        """List of a capped tenant's runs waiting for one of its running runs to end, oldest first."""
+        return f"{self.tag(partition)}:tqueue:{tenant}"
+
     def tenants(self) -> str:
         """Hash of tenant name -> its limits as JSON (``protocol.TenantLimits``), published from the tenants file."""
         return f"{self.prefix}:tenants"
@@ -370,23 +373,3 @@ class Keys:
     def rate_limit_pattern(self) -> str:
         """SCAN pattern matching every model's rate-limit key."""
         return f"{self.prefix}:rl:*"
-
-
-def slot_share(partition: int, partitions: int) -> range:
-    """The hash slots whose middle half partition ``partition`` of ``partitions`` aims its tag at."""
-    lo = partition * REDIS_CLUSTER_HASH_SLOTS // partitions
-    hi = (partition + 1) * REDIS_CLUSTER_HASH_SLOTS // partitions
-    quarter = (hi - lo) // 4
-    return range(lo + quarter, hi - quarter) if quarter else range(lo, hi)
-
-
-@lru_cache(maxsize=64)
-def partition_tags(partitions: int) -> tuple[str, ...]:
-    """The hash tag (without braces) of every partition: ``p<N>`` or ``p<N>.<salt>`` (see the module doc)."""
-    tags: list[str] = []
-    for n in range(partitions):
-        share, tag, salt = slot_share(n, partitions), f"p{n}", 0
-        while partitions > 1 and key_slot(tag.encode()) not in share:
-            tag, salt = f"p{n}.{salt}", salt + 1
-        tags.append(tag)
-    return tuple(tags)

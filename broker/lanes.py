@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from baton.broker.keys import DEFAULT_LANE, Keys
+from .keys import DEFAULT_LANE, Keys
 
 if TYPE_CHECKING:
-    from baton.broker.entry import Entry
+    from .entry import Entry
 
 __all__ = ["DEFAULT_BATCH_SHARE", "BatchShare", "ReadNew", "read_by_lane", "refill_streams", "split_lanes"]
 

@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from baton.broker.errors import UNREACHABLE, CommandRefused, is_noperm
-from baton.broker.streams import Entry, GroupStreams
+from .errors import UNREACHABLE, CommandRefused, is_noperm
+from .streams import Entry, GroupStreams
 
 __all__ = ["ConsumerLoop", "backoff_delay"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.pads import MemoryEntry, decode_memory, encode_memory
-from baton.broker.text import as_text
+from .keys import Keys
+from .pads import MemoryEntry, decode_memory, encode_memory
+from .text import as_text
 
 __all__ = ["agent_memory", "read_shared", "remember", "write_shared"]
 

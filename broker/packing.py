@@ -26,7 +26,8 @@ class FastPacker:
     def __init__(self) -> None:
         import hiredis
 
-        self._fallback = HiredisRespSerializer()
+        serializer: Any = HiredisRespSerializer  # untyped in some redis-py releases
+        self._fallback = serializer()
         self._pack = hiredis.pack_command
 
     def pack(self, *args: Any) -> list[bytes]:

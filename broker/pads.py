@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
-from baton.broker.entry import entry_id_key
-from baton.broker.lenient import convert_lenient
-from baton.broker.text import as_text
+from .entry import entry_id_key
+from .lenient import convert_lenient
+from .text import as_text
 
 __all__ = [
     "Memory",
@@ -31,6 +31,7 @@ __all__ = [
     "decode_pad",
     "encode_memory",
     "encode_pad",
+    "pad_entries",
     "pad_rows",
 ]
 
@@ -147,3 +148,8 @@ def pad_rows(raw: Mapping[Any, Any]) -> list[tuple[str, PadEntry]]:
     """A scratchpad hash as ``(input entry id, entry)`` rows, oldest first."""
     rows = sorted(((as_text(k), v) for k, v in raw.items()), key=lambda kv: entry_id_key(kv[0]))
     return [(entry_id, decode_pad(value)) for entry_id, value in rows]
+
+
+def pad_entries(raw: Mapping[Any, Any]) -> list[PadEntry]:
+    """A scratchpad hash's entries, oldest first (none for a missing hash)."""
+    return [entry for _, entry in pad_rows(raw)] if raw else []

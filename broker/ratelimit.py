@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baton.broker.errors import Redis
-from baton.broker.keys import Keys
-from baton.broker.scripts import LuaScript
-from baton.broker.text import as_text
+from .errors import Redis
+from .keys import Keys
+from .scripts import LuaScript
+from .text import as_text
 
 __all__ = ["STATE_TTL_S", "Grant", "ModelUsage", "reserve", "settle", "usage"]
 

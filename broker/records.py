@@ -9,17 +9,20 @@ broker reads attributes, never ``record.get("status")``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+import redis
 
-from baton.broker.budget import Usage, usage
-from baton.broker.lenient import convert_lenient
-from baton.broker.text import as_text
-from baton.protocol import TERMINAL_STATUSES, Priority, RunStatus
+from ..protocol import TERMINAL_STATUSES, Priority, RunStatus
+from .budget import Usage, usage
+from .keys import Keys
+from .lenient import decode_hash
+from .text import as_text
 
-__all__ = ["Heartbeat", "RunRecord", "decode_heartbeat", "decode_run", "encode_heartbeat", "run_metadata"]
+__all__ = ["Heartbeat", "RunRecord", "decode_heartbeat", "decode_run", "encode_heartbeat", "run_metadata", "runs_over",
+           "status_ended"]
 
 class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One run as its record says: where it stands, what it was given and what it produced."""
@@ -76,9 +79,6 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.usage.tool_calls
 
 
-_TYPED = frozenset(RunRecord.__struct_fields__) - {"fields"}
-
-
 def decode_run(run_id: str, raw: Mapping[Any, Any]) -> RunRecord | None:
     """The record of ``run_id`` from its hash (bytes or strings); None for an empty hash (no run).
 
@@ -86,9 +86,23 @@ def decode_run(run_id: str, raw: Mapping[Any, Any]) -> RunRecord | None:
     """
     if not raw:
         return None
-    fields = {as_text(k): as_text(v) for k, v in raw.items()}
-    typed: dict[str, Any] = {k: v for k, v in fields.items() if k in _TYPED and v != ""}
-    return convert_lenient(typed, RunRecord, {"run_id": run_id, "fields": fields})
+    return decode_hash(raw, RunRecord, {"run_id": run_id, "fields": {as_text(k): as_text(v) for k, v in raw.items()}})
+
+
+def status_ended(status: bytes | str | None) -> bool:
+    """Whether a run record's stored ``status`` (None: no record, it expired) says the run is over."""
+    return status is None or as_text(status) in TERMINAL_STATUSES
+
+
+def runs_over(client: redis.Redis, keys: Keys, run_ids: Sequence[str]) -> list[bool]:
+    """For each of ``run_ids``, whether its run has ended or its record expired (one pipelined round
+    trip): what the sweeps of reviews, waits, threads and tenants' caps ask before they let go."""
+    if not run_ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.hget(keys.run(run_id), "status")
+    return [status_ended(s) for s in pipe.execute()]
 
 
 _decode_metadata = msgspec.json.Decoder(dict[str, str]).decode

@@ -24,9 +24,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from baton.broker.cluster import is_cluster
+from .cluster import is_cluster
+from .drive import Op, run
 
-__all__ = ["ReplicaWait", "ReplicasBehind", "confirm_run", "wait_replicas"]
+__all__ = ["ReplicaWait", "ReplicasBehind", "confirm_op", "confirm_run", "wait_replicas"]
 
 PROBE_TTL_MS = 60_000
 """How long a submit's replication probe key lives."""
@@ -84,17 +85,14 @@ def confirm_run(client: redis.Redis | RedisCluster, record_key: str, probe_key: 
     how many replicas hold it: ``SET probe_key``, then ``WAIT``, on one connection of the node that
     owns the record (``probe_key`` must hash to the same slot). Without ``wait`` the count is 0.
     """
-    if wait is None or not wait.on:  # a cluster client routes it, following a failover itself
-        return 0 if client.exists(record_key) else None
-    if not is_cluster(client):
-        assert isinstance(client, redis.Redis)
-        return _probe(client, record_key, probe_key, run_id, wait)
+    if wait is None or not wait.on or not is_cluster(client):
+        return run(confirm_op(record_key, probe_key, run_id, wait), client)
     cluster: Any = client
     node = cluster.get_node_from_key(record_key)
     if node is None or node.redis_connection is None:
         raise redis.ConnectionError(f"no cluster node owns the slot of {record_key!r}")
     try:
-        return _probe(node.redis_connection, record_key, probe_key, run_id, wait)
+        return run(_probe(record_key, probe_key, run_id, wait), node.redis_connection)
     except (redis.exceptions.MovedError, redis.ConnectionError, redis.TimeoutError) as exc:
         with contextlib.suppress(redis.RedisError, RedisClusterException):  # moved or died: learn the map again
             cluster.nodes_manager.initialize()
@@ -103,10 +101,21 @@ def confirm_run(client: redis.Redis | RedisCluster, record_key: str, probe_key: 
         raise
 
 
-def _probe(target: redis.Redis, record_key: str, probe_key: str, run_id: str, wait: ReplicaWait) -> int | None:
-    pipe = target.pipeline(transaction=False)
+def confirm_op(record_key: str, probe_key: str, run_id: str, wait: ReplicaWait | None) -> Op[int | None]:
+    """``confirm_run`` as an op (``broker.drive``); on Redis Cluster with ``wait`` on, only the
+    synchronous client routes the probe to the record's node (``confirm_run``)."""
+    if wait is None or not wait.on:  # a cluster client routes it, following a failover itself
+        return 0 if (yield lambda c: c.exists(record_key)) else None
+    if (yield is_cluster):
+        confirmed: int | None = yield lambda c: confirm_run(c, record_key, probe_key, run_id, wait)
+        return confirmed
+    return (yield from _probe(record_key, probe_key, run_id, wait))
+
+
+def _probe(record_key: str, probe_key: str, run_id: str, wait: ReplicaWait) -> Op[int | None]:
+    pipe = yield lambda c: c.pipeline(transaction=False)
     pipe.exists(record_key)
     pipe.set(probe_key, run_id, px=PROBE_TTL_MS)
     pipe.wait(wait.replicas, wait.timeout_ms)
-    exists, _, acked = pipe.execute()
+    exists, _, acked = yield lambda _: pipe.execute()
     return int(acked) if exists else None

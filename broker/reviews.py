@@ -22,16 +22,8 @@ from typing import Any, Literal
 import msgspec
 import redis
 
-from baton.broker.commit import Committer, Outcome
-from baton.broker.ends import runs_ended
-from baton.broker.keys import Keys
-from baton.broker.lenient import convert_lenient
-from baton.broker.scripts import LuaScript
-from baton.broker.streams import Entry
-from baton.broker.text import as_text
-from baton.protocol import (
+from ..protocol import (
     DECISIONS,
-    TERMINAL_STATUSES,
     Decision,
     Error,
     ProtocolError,
@@ -43,7 +35,16 @@ from baton.protocol import (
     encode,
     new_id,
 )
-from baton.protocol.events import Failed, ReviewDecided, ReviewRequested, encode_event
+from ..protocol.events import Failed, ReviewDecided, ReviewRequested, encode_event
+from .commit import Committer, Outcome
+from .drive import Op, awaiting, blocking, run
+from .ends import runs_ended_op
+from .keys import Keys
+from .lenient import decode_hash
+from .records import runs_over
+from .scripts import LuaScript
+from .streams import Entry
+from .text import as_text
 
 __all__ = [
     "Decided",
@@ -51,11 +52,14 @@ __all__ = [
     "Review",
     "ReviewError",
     "VIEW_FIELDS",
+    "adecide",
     "continuations",
     "decide",
+    "decide_op",
     "decode_review",
     "expire_reviews",
     "find_review",
+    "find_review_op",
     "list_reviews",
     "park",
 ]
@@ -109,7 +113,6 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
 
 VIEW_FIELDS = Review.__struct_fields__[: Review.__struct_fields__.index("decided_at") + 1]
 """The fields a review's views show, in order."""
-_TYPED = frozenset(Review.__struct_fields__)
 
 
 def decode_review(raw: Mapping[Any, Any]) -> tuple[Review, Task | None] | None:
@@ -121,9 +124,8 @@ def decode_review(raw: Mapping[Any, Any]) -> tuple[Review, Task | None] | None:
     if not raw:
         return None
     data = {as_text(k): v for k, v in raw.items()}
-    typed = {k: as_text(v) for k, v in data.items() if k in _TYPED and v not in (b"", "")}
-    base = {"review_id": typed.get("review_id", ""), "run_id": typed.get("run_id", "")}
-    return convert_lenient(typed, Review, base), _parked(data.get("msg"))
+    base = {name: as_text(data.get(name, b"")) for name in ("review_id", "run_id")}
+    return decode_hash(data, Review, base), _parked(data.get("msg"))
 
 
 def _parked(msg: bytes | str | None) -> Task | None:
@@ -251,23 +253,27 @@ def _continuation(parked: Task, review: Review, task_id: str, at: float, output:
         started=review.started, finished=review.finished, tokens=review.tokens))
 
 
-def find_review(client: redis.Redis, keys: Keys, review_id_or_run: str) -> Review | None:
+def find_review_op(keys: Keys, review_id_or_run: str) -> Op[Review | None]:
     """The review named by its id, or the latest review of a run named by its id; None if neither."""
     run_id = review_id = None
-    latest: Any = client.hget(keys.run(review_id_or_run), "review")
+    latest: Any = yield lambda c: c.hget(keys.run(review_id_or_run), "review")
     if latest is not None:
         run_id, review_id = review_id_or_run, as_text(latest)
     else:
-        pipe = client.pipeline(transaction=False)
+        pipe = yield lambda c: c.pipeline(transaction=False)
         for p in range(keys.partitions):
             pipe.hget(keys.review_runs(p), review_id_or_run)
-        found = [as_text(r) for r in pipe.execute() if r is not None]
+        found = [as_text(r) for r in (yield lambda _: pipe.execute()) if r is not None]
         if found:
             run_id, review_id = found[0], review_id_or_run
     if run_id is None or review_id is None:
         return None
-    stored = decode_review(client.hgetall(keys.review(run_id, review_id)))
+    review_key = keys.review(run_id, review_id)
+    stored = decode_review((yield lambda c: c.hgetall(review_key)))
     return stored[0] if stored else None
+
+
+find_review = blocking(find_review_op)
 
 
 def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[Review]:
@@ -290,8 +296,8 @@ def list_reviews(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[R
     return [found[0] for raw in pipe.execute() if (found := decode_review(raw))]
 
 
-def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Decision, output: str | None = None,
-           reason: str = "", *, now: float | None = None) -> Decided:
+def decide_op(keys: Keys, review_id_or_run: str, decision: Decision, output: str | None = None,
+              reason: str = "", *, now: float | None = None) -> Op[Decided]:
     """Decide a review (by its id, or the latest review of a run) once.
 
     ``approve`` hands the output off (``output`` replaces the proposed one when given): a
@@ -301,26 +307,31 @@ def decide(client: redis.Redis, keys: Keys, review_id_or_run: str, decision: Dec
     """
     if decision not in DECISIONS:
         raise ReviewError(f"unknown decision {decision!r} (use {' or '.join(DECISIONS)})")
-    review = find_review(client, keys, review_id_or_run)
+    review = yield from find_review_op(keys, review_id_or_run)
     if review is None:
         raise ReviewError(f"no review or run with a review named {review_id_or_run!r}")
     if review.decision:
         return Decided(review, first=False)
-    code, detail = _decide_once(client, keys, review, decision, output, reason, now=time.time() if now is None else now)
+    code, detail = yield from _decide_once(keys, review, decision, output, reason,
+                                           now=time.time() if now is None else now)
     if code == -2:
         raise ReviewError(f"run {review.run_id} is {detail or 'gone'}: review {review.review_id} can no longer "
                           "be decided")
-    after = find_review(client, keys, review.review_id)
+    after = yield from find_review_op(keys, review.review_id)
     if after is None:
         raise ReviewError(f"review {review.review_id} of run {review.run_id} expired")
     return Decided(after, first=code == 1)
 
 
-def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Decision, output: str | None,
-                 reason: str, *, now: float) -> tuple[int, str]:
+decide = blocking(decide_op)
+adecide = awaiting(decide_op)
+
+
+def _decide_once(keys: Keys, review: Review, decision: Decision, output: str | None,
+                 reason: str, *, now: float) -> Op[tuple[int, str]]:
     """Run the decide script; ``(code, detail)`` as ``lua/decide.lua`` returns them."""
     run_id = review.run_id
-    msg: Any = client.hget(keys.review(run_id, review.review_id), "msg")
+    msg: Any = yield lambda c: c.hget(keys.review(run_id, review.review_id), "msg")
     parked = _parked(msg)
     if parked is None:
         return -1, ""
@@ -336,7 +347,8 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
         cont = _continuation(parked, review, new_id(), now, final)
         verdict |= {"decided_output": final, "continuation_id": cont.id}
         record: dict[str, Value] = {"status": RunStatus.RUNNING, "role": review.role, "updated_at": now}
-        target, payload = keys.run_stream(parked.workflow, review.role, run_id, parked.priority), encode(cont)
+        target, payload = keys.run_stream(parked.workflow, review.role, run_id, parked.priority,
+                                          parked.tenant), encode(cont)
     else:
         err = Error(run_id=run_id, role=review.role, reason=reason, parent_id=parked.id, hop=parked.hop,
                     trace=parked.trace)
@@ -348,9 +360,9 @@ def _decide_once(client: redis.Redis, keys: Keys, review: Review, decision: Deci
     kept = keys.retention
     args: list[Value] = [review.review_id, decision, kept.record_ttl_s, payload, kept.events_maxlen, kept.events_ttl_s,
                          *_pairs(verdict), *_pairs(record), *events]
-    code, detail = _decide(client, script_keys, args)
+    code, detail = yield from _decide.op(script_keys, args)
     if int(code) == 1 and decision == "reject":
-        runs_ended(client, keys, [run_id])
+        yield from runs_ended_op(keys, [run_id])
     return int(code), as_text(detail)
 
 
@@ -364,7 +376,7 @@ def expire_reviews(client: redis.Redis, keys: Keys, *, now: float | None = None,
             continue
         reason = (f"deadline passed {now - review.deadline:.1f}s ago while the output of role {review.role!r} "
                   "waited for review")
-        code, _ = _decide_once(client, keys, review, "reject", None, reason, now=now)
+        code, _ = run(_decide_once(keys, review, "reject", None, reason, now=now), client)
         failed += code == 1
     _forget_unparked(client, keys, limit)
     return failed
@@ -378,10 +390,7 @@ def _forget_unparked(client: redis.Redis, keys: Keys, limit: int) -> None:
         pipe = client.pipeline(transaction=False)
         for review_id in ids:
             pipe.hget(keys.review_runs(p), review_id)
-        runs = [as_text(r) if r is not None else "" for r in pipe.execute()]
-        pipe = client.pipeline(transaction=False)
-        for run_id in runs:
-            pipe.hget(keys.run(run_id or "-"), "status")
-        gone = [i for i, s in zip(ids, pipe.execute(), strict=True) if s is None or as_text(s) in TERMINAL_STATUSES]
+        runs = [as_text(r) if r is not None else "-" for r in pipe.execute()]
+        gone = [i for i, over in zip(ids, runs_over(client, keys, runs), strict=True) if over]
         if gone:
             client.zrem(keys.reviews(p), *gone)

@@ -1,39 +1,44 @@
-"""Run records, scratchpads and results: submitting a run and reading what it produced."""
+"""Run records, scratchpads and results: submitting a run and reading what it produced.
+
+What a worker reads before running a batch (cancel flags, scratchpads, budgets, in one round
+trip) is ``broker/prefetch.py``."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import redis
+from redis.exceptions import ResponseError
 
-from baton.broker.backpressure import refuse_when_full
-from baton.broker.budget import RESERVE_FIELDS, budget_fields, needs_reservation
-from baton.broker.cache import PerClient
-from baton.broker.cluster import is_cluster
-from baton.broker.events import AsyncRedis, append_events
-from baton.broker.keys import Keys
-from baton.broker.pads import PadEntry, pad_rows
-from baton.broker.records import RunRecord, decode_run, run_metadata
-from baton.broker.scripts import LuaScript, is_missing, library
-from baton.broker.streams import ensure_group
-from baton.broker.tenants import stage_tenant_run
-from baton.broker.text import as_text
-from baton.protocol import Budget, Error, Queued, Result, RunStatus, Task, decode, encode
+from ..protocol import Budget, Queued, RunStatus, Task, decode, encode, encode_event
+from . import direct
+from .backpressure import refuse_when_full_op
+from .budget import budget_fields
+from .cache import PerClient
+from .cluster import is_cluster
+from .drive import Call, Op, awaiting, blocking, is_async, run
+from .events import AsyncRedis, append_events
+from .keys import Keys
+from .pads import PadEntry, pad_entries
+from .records import RunRecord, decode_run, run_metadata
+from .results import ResultsReader
+from .scripts import Mode, is_missing, library
+from .tenants import stage_admit, stage_tenant_run
+from .text import as_text
 
 __all__ = [
-    "BeforeRun",
     "RunRecord",
     "RunView",
     "agents_in_run",
+    "agents_in_run_op",
     "alist_runs",
+    "arun_scratchpads",
     "arun_record",
     "arun_records",
-    "before_run",
-    "cancelled_and_scratchpads",
+    "asubmit",
     "get_run",
     "latest_run",
     "list_runs",
@@ -41,12 +46,18 @@ __all__ = [
     "run_fields",
     "run_metadata",
     "run_record",
+    "run_record_op",
     "run_records",
     "run_scratchpads",
+    "run_scratchpads_op",
     "scratchpad",
     "scratchpads",
+    "scratchpads_op",
     "stage_submit",
+    "staging_mode",
     "submit",
+    "submit_op",
+    "task_stream",
     "wait_for_runs",
 ]
 
@@ -54,13 +65,12 @@ __all__ = [
 RunView = dict[str, str]
 
 
-@refuse_when_full
-def submit(
-    client: redis.Redis, keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = None,
-    budget: Budget | None = None,
-) -> str:
+@refuse_when_full_op
+def submit_op(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = None,
+              budget: Budget | None = None) -> Op[str]:
     """Create the run record, its ``queued`` event and its first task on its workflow's stream (in
-    the task's ``priority`` lane, kept on the record), in one MULTI; return the run id.
+    the task's ``priority`` lane, kept on the record), in one step (the ``submit`` function; a
+    tenant's run, or any on a Redis Cluster, in one MULTI); return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
     written): a task built in Python is not validated until it is decoded. A task with a
@@ -69,22 +79,54 @@ def submit(
     ``metadata`` field; :func:`run_metadata` reads it back. ``budget``'s limits become record
     fields (``broker.budget``).
     """
-    pipe = client.pipeline(transaction=True)
-    stage_submit(pipe, keys, task, metadata=metadata, budget=budget)
-    ensure_group_once(client, keys.run_stream(task.workflow, task.role, task.run_id, task.priority),
-                      keys.group(task.role))
-    pipe.execute()
-    return task.run_id
+    if task.tenant or (yield is_cluster):  # a tenant's admission, or a MULTI routed by a cluster pipeline
+        mode = yield from staging_mode(task)
+        pipe = yield lambda c: c.pipeline(transaction=True)
+        stage_submit(pipe, keys, task, mode=mode, metadata=metadata, budget=budget)
+        yield from ensure_group_op(task_stream(keys, task), keys.group(task.role))
+        yield lambda _: pipe.execute()
+        return task.run_id
+    payload = encode(task)
+    decode(payload)
+    stream = task_stream(keys, task)
+    yield from ensure_group_op(stream, keys.group(task.role))
+    kept, fields = keys.retention, run_fields(task, metadata=metadata, budget=budget)
+    script_keys = [keys.run(task.run_id), keys.runs(keys.partition(task.run_id)), stream, keys.events(task.run_id)]
+    args = [kept.record_ttl_s, task.created_at, task.run_id, payload, kept.events_maxlen, kept.events_ttl_s,
+            encode_event(queued_event(task)), *(x for pair in fields.items() for x in pair)]
+    lib = library()
+    for retry in (False, True):  # one FCALL, not a MULTI of seven commands; a lost library is loaded again
+        mode = yield from lib.mode_op()
+        try:
+            yield _held(lib.command_in(mode, "submit", script_keys, args))
+            return task.run_id
+        except ResponseError as exc:
+            if retry or not is_missing(exc):
+                raise
+        yield lib.forget
+    raise AssertionError("unreachable")
+
+
+def _held(command: list[Any]) -> Call:
+    """A call sending ``command`` on a synchronous client's held connection (``broker/direct.py``:
+    past redis-py's per-command layers), as it is on an asyncio client."""
+    return lambda c: c.execute_command(*command) if is_async(c) else direct.execute(c, *command)
+
+
+submit = blocking(submit_op)
+asubmit = awaiting(submit_op)
 
 
 def stage_submit(
-    pipe: Any, keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = None, budget: Budget | None = None,
+    pipe: Any, keys: Keys, task: Task, *, mode: Mode, metadata: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> None:
-    """Queue on ``pipe`` the writes of :func:`submit` for ``task`` (checked first; the caller executes
-    the pipeline and has made sure the task stream's group exists)."""
+    """Queue on ``pipe`` the writes of :func:`submit` for ``task`` (checked first; the caller executes the
+    pipeline and has made sure the task stream's group exists; ``mode``: :func:`staging_mode`). A tenant's task
+    waits in the tenant's queue instead while its running runs fill its cap (``broker.tenants.stage_admit``)."""
     payload = encode(task)
     decode(payload)
-    stream = keys.run_stream(task.workflow, task.role, task.run_id, task.priority)
+    stream = task_stream(keys, task)
     p = keys.partition(task.run_id)
     pipe.hset(keys.run(task.run_id), mapping=run_fields(task, metadata=metadata, budget=budget))
     if keys.retention.record_ttl_s:
@@ -92,8 +134,22 @@ def stage_submit(
     pipe.zadd(keys.runs(p), {task.run_id: task.created_at})
     if task.tenant:
         stage_tenant_run(pipe, keys, task.tenant, p, task.run_id, task.created_at)
-    pipe.xadd(stream, {"msg": payload})
+    if task.tenant:
+        stage_admit(pipe, mode, keys, task.tenant, task.run_id, stream, payload)
+    else:
+        pipe.xadd(stream, {"msg": payload})
     append_events(pipe, keys, task.run_id, [queued_event(task)])
+
+
+def staging_mode(task: Task) -> Op[Mode]:
+    """The ``mode`` :func:`stage_submit` needs for ``task`` (the library is checked only for a tenant's run,
+    whose task is admitted by a Lua step)."""
+    return (yield from library().mode_op()) if task.tenant else Mode.FUNCTIONS
+
+
+def task_stream(keys: Keys, task: Task) -> str:
+    """The stream ``task`` goes to: its role's, in its run's partition, priority lane and tenant."""
+    return keys.run_stream(task.workflow, task.role, task.run_id, task.priority, task.tenant)
 
 
 def queued_event(task: Task) -> Queued:
@@ -137,11 +193,19 @@ def ensure_group_once(client: redis.Redis, stream: str, group: str) -> None:
     (a Redis restart without persistence), workers re-create it from id 0 on their next read,
     so entries published in between are still delivered.
     """
-    def make() -> bool:
-        ensure_group(client, stream, group)
-        return True
+    run(ensure_group_op(stream, group), client)
 
-    _groups_made.get(client, (stream, group), make)
+
+def ensure_group_op(stream: str, group: str) -> Op[None]:
+    """``ensure_group_once`` as an op (``broker.drive``)."""
+    if (yield lambda c: _groups_made.find(c, (stream, group))):
+        return
+    try:
+        yield lambda c: c.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    yield lambda c: _groups_made.put(c, (stream, group), True)
 
 
 def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:
@@ -151,14 +215,13 @@ def get_run(client: redis.Redis, keys: Keys, run_id: str) -> RunView | None:
     return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
 
-def run_record(client: redis.Redis, keys: Keys, run_id: str) -> RunRecord | None:
+def run_record_op(keys: Keys, run_id: str) -> Op[RunRecord | None]:
     """The run's record, decoded; None when there is no such run (or it expired)."""
-    return decode_run(run_id, client.hgetall(keys.run(run_id)))
+    return decode_run(run_id, (yield lambda c: c.hgetall(keys.run(run_id))))
 
 
-async def arun_record(aclient: AsyncRedis, keys: Keys, run_id: str) -> RunRecord | None:
-    """``run_record`` for a ``redis.asyncio`` client."""
-    return decode_run(run_id, await aclient.hgetall(keys.run(run_id)))
+run_record = blocking(run_record_op)
+arun_record = awaiting(run_record_op)
 
 
 def run_records(client: redis.Redis, keys: Keys, run_ids: Iterable[str]) -> list[RunRecord | None]:
@@ -207,25 +270,30 @@ def latest_run(client: redis.Redis, keys: Keys) -> str | None:
     return runs[0] if runs else None
 
 
-def agents_in_run(client: redis.Redis, keys: Keys, run_id: str) -> list[str]:
+def agents_in_run_op(keys: Keys, run_id: str) -> Op[list[str]]:
     """Agents that wrote a scratchpad in ``run_id``, in the order they first wrote."""
-    return [as_text(a) for a in client.zrange(keys.pads(run_id), 0, -1)]
+    return [as_text(a) for a in (yield lambda c: c.zrange(keys.pads(run_id), 0, -1))]
+
+
+agents_in_run = blocking(agents_in_run_op)
 
 
 def scratchpad(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[PadEntry]:
     """An agent's scratchpad entries in one run, oldest first."""
-    return _pad_entries(client.hgetall(keys.pad(run_id, agent)))
+    return pad_entries(client.hgetall(keys.pad(run_id, agent)))
 
 
-def run_scratchpads(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, list[PadEntry]]:
+def run_scratchpads_op(keys: Keys, run_id: str) -> Op[dict[str, list[PadEntry]]]:
     """Every agent's scratchpad entries in ``run_id``, by agent in the order they first wrote."""
-    agents = agents_in_run(client, keys, run_id)
-    return dict(zip(agents, scratchpads(client, keys, [(run_id, a) for a in agents]), strict=True))
+    agents = yield from agents_in_run_op(keys, run_id)
+    return dict(zip(agents, (yield from scratchpads_op(keys, [(run_id, a) for a in agents])), strict=True))
 
 
-def scratchpads(
-    client: redis.Redis, keys: Keys, pads: Sequence[tuple[str, str]]
-) -> list[list[PadEntry]]:
+run_scratchpads = blocking(run_scratchpads_op)
+arun_scratchpads = awaiting(run_scratchpads_op)
+
+
+def scratchpads_op(keys: Keys, pads: Sequence[tuple[str, str]]) -> Op[list[list[PadEntry]]]:
     """The scratchpads of several ``(run_id, agent)`` pairs in one pipelined round trip.
 
     Each result is what :func:`scratchpad` returns for that pair; a pair asked for twice is
@@ -234,161 +302,19 @@ def scratchpads(
     if not pads:
         return []
     if len(pads) == 1:  # a plain call costs less than a pipeline of one
-        return [scratchpad(client, keys, *pads[0])]
+        return [pad_entries((yield lambda c: c.hgetall(keys.pad(*pads[0]))))]
     unique = list(dict.fromkeys(pads))
-    pipe = client.pipeline(transaction=False)
+    pipe = yield lambda c: c.pipeline(transaction=False)
     for run_id, agent in unique:
         pipe.hgetall(keys.pad(run_id, agent))
-    found = dict(zip(unique, pipe.execute(), strict=True))
+    found = dict(zip(unique, (yield lambda _: pipe.execute()), strict=True))
     if len(unique) == len(pads):
-        return [_pad_entries(found[p]) for p in pads]
-    parsed = {p: _pad_entries(raw) for p, raw in found.items()}
+        return [pad_entries(found[p]) for p in pads]
+    parsed = {p: pad_entries(raw) for p, raw in found.items()}
     return [list(parsed[p]) for p in pads]
 
 
-def cancelled_and_scratchpads(
-    client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]]
-) -> tuple[list[bool], list[list[PadEntry]]]:
-    """What a worker reads before running a batch, in one round trip: which of ``run_ids`` are
-    cancelled, and the scratchpads of the ``(run_id, agent)`` pairs in ``pads``."""
-    read = before_run(client, keys, run_ids, pads, budgets=False)
-    return read.cancelled, read.pads
-
-
-@dataclass(frozen=True, slots=True)
-class BeforeRun:
-    """What ``before_run`` read: cancelled flags and budget flags (by run id, in order) and scratchpads."""
-
-    cancelled: list[bool]
-    pads: list[list[PadEntry]]
-    limited: list[bool]
-    """Runs whose model calls must be reserved first (``broker.budget.needs_reservation``); a run
-    without model limits skips the reservation, and its usage is counted with its commit."""
-    tenants: list[str | None] = field(default_factory=list)
-    """Each run's tenant as its record says (``""``: none or no record), when asked for (``tenants``)."""
-
-
-def before_run(
-    client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]], *, budgets: bool = True,
-    started: Sequence[bytes] = (), tenants: bool = False,
-) -> BeforeRun:
-    """Everything a worker reads before running a batch, in one round trip: which of ``run_ids``
-    are cancelled, the scratchpads of the ``(run_id, agent)`` pairs in ``pads`` and (``budgets``)
-    which runs have model-call limits (``limited``; all False without ``budgets``).
-
-    ``started`` (one encoded event per run id, ``b""`` for none) are the hops' ``hop_started``
-    events: each is appended to its run's log in the same round trip unless the run is cancelled
-    (``lua/started.lua``, one call per partition), so a hop is seen starting before its model call
-    without a write of its own, and a cancelled run's log gets none. ``tenants``: read each run's
-    tenant from its record too (what a worker checks an entry's ``tenant`` against).
-    """
-    if not run_ids and not pads:
-        return BeforeRun([], [], [])
-    if started and len(started) != len(run_ids):
-        raise ValueError("before_run: one started event (or b'') per run id")
-    fields = (*RESERVE_FIELDS, "tenant") if budgets or tenants else ()
-    if started:
-        flags, read_pads, records = _read_started(client, keys, run_ids, pads, started, fields)
-    else:
-        flags, read_pads, records = _read_plain(client, keys, run_ids, pads, fields)
-    limited = {r: budgets and needs_reservation(v[:-1]) for r, v in records.items()}
-    owner = {r: as_text(v[-1] or b"") for r, v in records.items()}
-    return BeforeRun(flags, read_pads, [limited.get(r, False) for r in run_ids],
-                     [owner.get(r, "") for r in run_ids] if tenants else [])
-
-
-def _read_plain(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]],
-                fields: Sequence[str]) -> tuple[list[bool], list[list[PadEntry]], dict[str, list[Any]]]:
-    """``before_run`` without events: SMISMEMBER per partition, HGETALL per scratchpad, HMGET per run."""
-    pipe = client.pipeline(transaction=False)
-    by_p = keys.by_partition(run_ids)
-    for p, ids in by_p.items():
-        pipe.smismember(keys.cancelled(p), ids)
-    groups = list(by_p.values())
-    for run_id, agent in pads:
-        pipe.hgetall(keys.pad(run_id, agent))
-    unique = list(dict.fromkeys(run_ids)) if fields else []
-    for run_id in unique:
-        pipe.hmget(keys.run(run_id), fields)
-    replies = pipe.execute(raise_on_error=False)
-    for r in replies:
-        if isinstance(r, Exception):
-            raise r
-    flags = cancelled_flags(run_ids, groups, replies[: len(groups)])
-    n = len(groups) + len(pads)
-    read_pads = [_pad_entries(raw) for raw in replies[len(groups) : n]]
-    return flags, read_pads, dict(zip(unique, (list(r) for r in replies[n:]), strict=True))
-
-
-def _read_started(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads: Sequence[tuple[str, str]],
-                  started: Sequence[bytes], fields: Sequence[str],
-                  ) -> tuple[list[bool], list[list[PadEntry]], dict[str, list[Any]]]:
-    """``before_run`` with events: one ``started.lua`` call per partition reads the flags, the
-    record fields and the scratchpads of its runs and writes their events (one command, not one
-    per run and scratchpad); a scratchpad of a run outside ``run_ids`` is read on its own."""
-    _started.ensure_loaded(client)
-    by_p: dict[int, list[tuple[str, bytes]]] = {}
-    for run_id, event in zip(run_ids, started, strict=True):
-        by_p.setdefault(keys.partition(run_id), []).append((run_id, event))
-    pads_of: dict[int, list[int]] = {p: [] for p in by_p}
-    apart: list[int] = []
-    for j, (run_id, _) in enumerate(pads):
-        p = keys.partition(run_id)
-        pads_of.get(p, apart).append(j)
-    kept = keys.retention
-    calls: list[tuple[list[str], list[str | bytes | int]]] = []
-    for p, items in by_p.items():
-        mine = [keys.pad(*pads[j]) for j in pads_of[p]]
-        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items),
-                       *mine]
-        calls.append((script_keys, [kept.events_maxlen, kept.events_ttl_s, len(fields), len(mine), *fields,
-                                    *(r for r, _ in items), *(e for _, e in items)]))
-    pipe = client.pipeline(transaction=False)
-    for script_keys, args in calls:
-        _started.queue(pipe, client, script_keys, args)
-    for j in apart:
-        pipe.hgetall(keys.pad(*pads[j]))
-    replies = pipe.execute(raise_on_error=False)
-    for i, (script_keys, args) in enumerate(calls):
-        if is_missing(replies[i]):  # the server lost the library: one call loads it again
-            library().forget(client)
-            replies[i] = _started(client, script_keys, args)
-    for r in replies:
-        if isinstance(r, Exception):
-            raise r
-    flags: dict[str, bool] = {}
-    records: dict[str, list[Any]] = {}
-    read_pads: list[list[PadEntry]] = [[] for _ in pads]
-    for (p, items), (call_flags, call_records, call_pads) in zip(by_p.items(), replies, strict=False):
-        for (run_id, _), flag in zip(items, call_flags, strict=True):
-            flags[run_id] = bool(flag)
-        for (run_id, _), values in zip(items, call_records if fields else [], strict=bool(fields)):
-            records[run_id] = list(values)
-        for j, raw in zip(pads_of[p], call_pads, strict=True):
-            read_pads[j] = _pad_entries(_pairs(raw))
-    for j, raw in zip(apart, replies[len(calls):], strict=True):
-        read_pads[j] = _pad_entries(raw)
-    return [flags[r] for r in run_ids], read_pads, records
-
-
-def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
-    """A hash from a script's flat HGETALL reply (field, value, field, value...)."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-_started = LuaScript("started.lua")
-
-
-def cancelled_flags(run_ids: Sequence[str], groups: list[list[str]], replies: list[Any]) -> list[bool]:
-    """The flags of ``run_ids`` in order, from one SMISMEMBER reply per group of ids."""
-    flags: dict[str, bool] = {}
-    for ids, reply in zip(groups, replies, strict=True):
-        flags.update(zip(ids, (bool(f) for f in reply), strict=True))
-    return [flags[r] for r in run_ids]
-
-
-def _pad_entries(raw: Mapping[Any, Any]) -> list[PadEntry]:
-    return [entry for _, entry in pad_rows(raw)] if raw else []
+scratchpads = blocking(scratchpads_op)
 
 
 def wait_for_runs(
@@ -405,7 +331,7 @@ def wait_for_runs(
     pending = set(run_ids)
     finished: dict[str, RunRecord] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
-    cursors = {keys.results(p): "$" for p in range(keys.partitions)}
+    results = ResultsReader(client, keys)
     check: set[str] = set(pending)
     while True:
         for rec in _records(client, keys, check):
@@ -417,20 +343,8 @@ def wait_for_runs(
         remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
         if remaining <= 0:
             return finished
-        replies = _read_results(client, cursors, max(1, int(remaining * 1000)))
-        check = set() if replies else set(pending)
-        for stream, items in replies:
-            for entry_id, fields in items:
-                cursors[as_text(stream)] = as_text(entry_id)
-                data = fields.get(b"msg")
-                if data is None:
-                    continue
-                try:
-                    msg = decode(data)
-                except ValueError:
-                    continue
-                if isinstance(msg, Result | Error) and msg.run_id in pending:
-                    check.add(msg.run_id)
+        reported = results.read(max(1, int(remaining * 1000)))
+        check = {msg.run_id for msg in reported if msg.run_id in pending} if results.arrived else set(pending)
 
 
 def _records(client: redis.Redis, keys: Keys, run_ids: Iterable[str], page: int = 1000) -> list[RunRecord]:
@@ -438,17 +352,3 @@ def _records(client: redis.Redis, keys: Keys, run_ids: Iterable[str], page: int 
     ids = list(run_ids)
     return [rec for start in range(0, len(ids), page)
             for rec in run_records(client, keys, ids[start:start + page]) if rec is not None]
-
-
-def _read_results(client: redis.Redis, cursors: dict[str, str], block_ms: int) -> list[Any]:
-    """XREAD the results streams; on a cluster one stream at a time (each in its own slot),
-    sharing out the wait."""
-    if not is_cluster(client) or len(cursors) == 1:
-        reply: Any = client.xread(cursors, block=block_ms)  # type: ignore[arg-type]
-        return list(reply or [])
-    share = max(1, block_ms // len(cursors))
-    got: list[Any] = []
-    for stream, cursor in cursors.items():
-        part: Any = client.xread({stream: cursor}, block=None if got else share)
-        got += part or []
-    return got

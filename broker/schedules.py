@@ -17,12 +17,18 @@ from typing import Any
 import msgspec
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.text import as_text
-from baton.protocol.schedules import Schedule
+from ..protocol.schedules import Schedule
+from .drive import Op, awaiting, blocking, execute, run
+from .keys import Keys
+from .lenient import decode_hash
+from .text import as_text
 
-__all__ = ["ScheduleState", "buffer_tick", "delete_schedule", "get_schedule", "hold_schedule", "list_schedules",
-           "mark_tick", "record_run", "release_schedule", "save_schedule", "schedule_state", "take_buffered"]
+__all__ = [
+    "ScheduleState", "adelete_schedule", "alist_schedules", "buffer_tick", "delete_schedule", "delete_schedule_op",
+    "get_schedule", "get_schedule_op", "hold_schedule", "list_schedules", "list_schedules_op", "mark_tick",
+    "mark_tick_op", "record_run", "release_schedule", "save_schedule", "save_schedule_op", "schedule_state",
+    "take_buffered",
+]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Schedule).decode
@@ -37,64 +43,81 @@ class ScheduleState(msgspec.Struct, frozen=True, kw_only=True):
     buffered: float = 0.0
 
 
-def save_schedule(client: redis.Redis, keys: Keys, schedule: Schedule) -> None:
+def save_schedule_op(keys: Keys, schedule: Schedule) -> Op[None]:
     """Create or replace ``schedule``."""
-    client.hset(keys.schedules(), schedule.name, _encode(schedule))
+    yield lambda c: c.hset(keys.schedules(), schedule.name, _encode(schedule))
 
 
-def get_schedule(client: redis.Redis, keys: Keys, name: str) -> Schedule | None:
+def get_schedule_op(keys: Keys, name: str) -> Op[Schedule | None]:
     """The schedule called ``name``, if any."""
-    raw: Any = client.hget(keys.schedules(), name)
+    raw: Any = yield lambda c: c.hget(keys.schedules(), name)
     return None if raw is None else _decode(raw)
 
 
-def list_schedules(client: redis.Redis, keys: Keys) -> list[Schedule]:
+def list_schedules_op(keys: Keys) -> Op[list[Schedule]]:
     """Every schedule, by name."""
-    raw: Any = client.hgetall(keys.schedules())
+    raw: Any = yield lambda c: c.hgetall(keys.schedules())
     return sorted((_decode(v) for v in raw.values()), key=lambda s: s.name)
 
 
-def delete_schedule(client: redis.Redis, keys: Keys, name: str) -> bool:
+def delete_schedule_op(keys: Keys, name: str) -> Op[bool]:
     """Delete ``name`` and its state; whether it existed."""
-    pipe = client.pipeline(transaction=True)
+    pipe = yield lambda c: c.pipeline(transaction=True)
     pipe.hdel(keys.schedules(), name)
     pipe.delete(keys.schedule_state(name))
-    return bool(pipe.execute()[0])
+    return bool((yield execute(pipe))[0])
+
+
+save_schedule = blocking(save_schedule_op)
+get_schedule = blocking(get_schedule_op)
+list_schedules = blocking(list_schedules_op)
+alist_schedules = awaiting(list_schedules_op)
+delete_schedule = blocking(delete_schedule_op)
+adelete_schedule = awaiting(delete_schedule_op)
 
 
 def schedule_state(client: redis.Redis, keys: Keys, name: str) -> ScheduleState:
     """The firing state of ``name`` (zeros before its first tick)."""
     raw: Any = client.hgetall(keys.schedule_state(name))
-    fields = {as_text(k): as_text(v) for k, v in raw.items()}
-    return ScheduleState(last_tick=float(fields.get("last_tick") or 0), last_run=fields.get("last_run", ""),
-                         last_run_tick=float(fields.get("last_run_tick") or 0),
-                         buffered=float(fields.get("buffered") or 0))
+    return decode_hash(raw, ScheduleState)
 
 
-def _update(client: redis.Redis, keys: Keys, name: str, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+def _update(keys: Keys, name: str, change: Callable[[dict[str, str]], dict[str, str]]) -> Op[None]:
+    """Change the state of ``name`` as ``change`` says (given its fields; ``""`` drops one), in a ``WATCH``ed
+    transaction."""
     key = keys.schedule_state(name)
+    pipe = yield lambda c: c.pipeline(transaction=True)
+    try:
+        while True:
+            try:
+                yield lambda _: pipe.watch(key)
+                fields = {as_text(k): as_text(v) for k, v in (yield lambda _: pipe.hgetall(key)).items()}
+                new = change(fields)
+                pipe.multi()
+                if kept := {k: v for k, v in new.items() if v != ""}:
+                    pipe.hset(key, mapping=kept)
+                if dropped := [k for k, v in new.items() if v == ""]:
+                    pipe.hdel(key, *dropped)
+                yield execute(pipe)
+                return
+            except redis.WatchError:
+                continue
+    finally:
+        yield lambda _: pipe.reset()
 
-    def apply(pipe: Any) -> None:
-        fields = {as_text(k): as_text(v) for k, v in pipe.hgetall(key).items()}
-        new = change(fields)
-        pipe.multi()
-        if kept := {k: v for k, v in new.items() if v != ""}:
-            pipe.hset(key, mapping=kept)
-        if dropped := [k for k, v in new.items() if v == ""]:
-            pipe.hdel(key, *dropped)
 
-    client.transaction(apply, key)
-
-
-def mark_tick(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
+def mark_tick_op(keys: Keys, name: str, tick: float) -> Op[None]:
     """Raise ``last_tick`` to ``tick`` (never lowers it)."""
-    _update(client, keys, name, lambda f: {"last_tick": repr(tick)} if tick > float(f.get("last_tick") or 0) else {})
+    yield from _update(keys, name, lambda f: {"last_tick": repr(tick)} if tick > float(f.get("last_tick") or 0) else {})
+
+
+mark_tick = blocking(mark_tick_op)
 
 
 def record_run(client: redis.Redis, keys: Keys, name: str, tick: float, run_id: str) -> None:
     """Note that ``tick`` started ``run_id``, if no newer tick started one already."""
-    _update(client, keys, name, lambda f: {"last_run": run_id, "last_run_tick": repr(tick)}
-            if tick >= float(f.get("last_run_tick") or 0) else {})
+    run(_update(keys, name, lambda f: {"last_run": run_id, "last_run_tick": repr(tick)}
+                if tick >= float(f.get("last_run_tick") or 0) else {}), client)
 
 
 def buffer_tick(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
@@ -104,7 +127,7 @@ def buffer_tick(client: redis.Redis, keys: Keys, name: str, tick: float) -> None
 
 def take_buffered(client: redis.Redis, keys: Keys, name: str, tick: float) -> None:
     """Drop the held tick if it is still ``tick``."""
-    _update(client, keys, name, lambda f: {"buffered": ""} if f.get("buffered") == repr(tick) else {})
+    run(_update(keys, name, lambda f: {"buffered": ""} if f.get("buffered") == repr(tick) else {}), client)
 
 
 def _lease(keys: Keys, name: str) -> str:

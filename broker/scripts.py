@@ -1,8 +1,9 @@
 """The one registry of baton's Lua: a Redis Functions library, loaded once per primary by an admin.
 
-Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started, wait,
-thread_submit, thread_end) is a function of one library, rendered from ``lua/library.lua``: the shared
-vocabulary goes in as the Lua table ``C`` (``library_constants``: terminal run states, review decisions...),
+Every atomic step (``broker/lua/<step>.lua``: commit, park, decide, join, budget, ratelimit, started, submit, wait,
+thread_submit, thread_end, tenant_admit, tenant_end) is a function of one library, rendered from
+``lua/library.lua``: the shared vocabulary goes in as the Lua table ``C`` (``library_constants``: terminal run
+states, review decisions...),
 the shared checks (``claim``, ``is_terminal``) are written once there, and each step's body follows as a local
 function of ``(KEYS, ARGV)``. The library's name carries a hash of its source
 (``baton_<12 hex>``), so two versions of baton can share a server during a rolling upgrade.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import weakref
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -34,15 +36,16 @@ from typing import Any
 import redis
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from baton.broker.cache import PerClient
-from baton.broker.cluster import is_cluster
-from baton.broker.errors import BrokerError
+from .cache import PerClient
+from .cluster import is_cluster
+from .drive import Call, Op, arun, is_async, run
+from .errors import BrokerError
 
 __all__ = ["STEPS", "Library", "LibraryMissing", "LuaScript", "Mode", "check_library", "is_missing", "library",
            "library_constants", "render_library", "setup_library"]
 
-STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started", "wait", "thread_submit",
-         "thread_end")
+STEPS = ("commit", "park", "decide", "join", "budget", "ratelimit", "started", "submit", "wait", "thread_submit",
+         "thread_end", "tenant_admit", "tenant_end")
 """The steps of the library, one ``lua/<step>.lua`` body each."""
 
 Arg = str | bytes | float | int
@@ -66,7 +69,7 @@ def library_constants() -> dict[str, LuaValue]:
     ``TERMINAL_STATUSES`` is a set (``C.TERMINAL_STATUSES[s] == true``), ``DECISIONS`` a list, ``STATUS``
     the run statuses by name (``C.STATUS.WAITING``).
     """
-    from baton.protocol import DECISIONS, TERMINAL_STATUSES, RunStatus
+    from ..protocol import DECISIONS, TERMINAL_STATUSES, RunStatus
 
     return {"TERMINAL_STATUSES": frozenset(s.value for s in TERMINAL_STATUSES), "DECISIONS": list(DECISIONS),
             "STATUS": {s.name: s.value for s in RunStatus}}
@@ -110,6 +113,7 @@ class Library:
         self.source = source
         self.name = source.split("\n", 1)[0].removeprefix("#!lua name=").strip()
         self._modes: PerClient[str, Mode] = PerClient(maxsize=1)
+        self._last: tuple[weakref.ref[redis.Redis], Mode] | None = None
         self._scripts = {s: self._script(s) for s in STEPS}
 
     def _script(self, step: str) -> tuple[str, str]:
@@ -137,6 +141,7 @@ class Library:
         else:
             self._load_one(client, args)
             count = 1
+        self._last = None
         self._modes.forget(client, self.name)
         return count
 
@@ -149,55 +154,106 @@ class Library:
                 raise
 
     def mode(self, client: redis.Redis) -> Mode:
-        """How ``client``'s server runs the steps, checked once per client (one round trip)."""
-        return self._modes.get(client, self.name, lambda: self._check(client))
+        """How ``client``'s server runs the steps, checked once per client (one round trip). The
+        last client's answer is kept at hand (a hop asks several times)."""
+        last = self._last
+        if last is not None and last[0]() is client:
+            return last[1]
+        mode = self._modes.get(client, self.name, lambda: run(self._check(), client))
+        self._last = (weakref.ref(client), mode)
+        return mode
 
-    def _check(self, client: redis.Redis) -> Mode:
+    async def amode(self, aclient: Any) -> Mode:
+        """``mode`` for a ``redis.asyncio`` client."""
+        found = self._modes.find(aclient, self.name)
+        if found is None:
+            found = self._modes.put(aclient, self.name, await arun(self._check(), aclient))
+        return found
+
+    def _mode_of(self, client: Any) -> Any:
+        """A call: the mode of either kind of client."""
+        return self.amode(client) if is_async(client) else self.mode(client)
+
+    def _check(self) -> Op[Mode]:
+        text = ""
         try:
-            client.execute_command("FCALL", self.function("version"), 0)  # type: ignore[no-untyped-call]
+            yield _command("FCALL", self.function("version"), 0)
             return Mode.FUNCTIONS
         except ResponseError as exc:
             text = str(exc).lower()
-            if "unknown command" in text:
-                for sha, src in self._scripts.values():
-                    if not client.script_exists(sha)[0]:
-                        client.script_load(src)
-                return Mode.SCRIPTS
-            if "function not found" not in text:
+            if "unknown command" not in text and "function not found" not in text:
                 raise
-        self._load_or_explain(client)
-        return Mode.FUNCTIONS
-
-    def _load_or_explain(self, client: redis.Redis) -> None:
+        if "unknown command" in text:
+            for sha, src in self._scripts.values():
+                exists = yield _command("SCRIPT", "EXISTS", sha)
+                if not exists[0]:
+                    yield _command("SCRIPT", "LOAD", src)
+            return Mode.SCRIPTS
         try:
-            self.load(client, replace=False)
+            yield self._load_call
         except NoPermissionError:
             raise LibraryMissing(f"Redis has no Functions library {self.name} and this user may not load it: "
                                  "run `baton setup` with an admin REDIS_URL (compose runs it as the setup job)"
                                  ) from None
+        return Mode.FUNCTIONS
 
-    def forget(self, client: redis.Redis) -> None:
+    def _load_call(self, client: Any) -> Any:
+        """A call: load the library (keeping one already there) on either kind of client."""
+        if not is_async(client):
+            return self.load(client, replace=False)
+
+        async def aload() -> None:
+            try:
+                await client.execute_command("FUNCTION", "LOAD", self.source)
+            except ResponseError as exc:
+                if "already exists" not in str(exc):
+                    raise
+        return aload()
+
+    def forget(self, client: Any) -> None:
         """Check the server again on the next call (it restarted, flushed, or moved)."""
+        self._last = None
         self._modes.forget(client, self.name)
 
     # --- calling -------------------------------------------------------------------------------
 
     def command(self, client: redis.Redis, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> list[Arg]:
         """The raw command (``FCALL`` or ``EVALSHA``) of one call, for pipelines."""
-        if self.mode(client) is Mode.SCRIPTS:
+        return self.command_in(self.mode(client), step, keys, args)
+
+    def command_in(self, mode: Mode, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> list[Arg]:
+        """The raw command of one call on a server that runs the steps as ``mode`` says."""
+        if mode is Mode.SCRIPTS:
             return ["EVALSHA", self._scripts[step][0], len(keys), *keys, *args]
         return ["FCALL", self.function(step), len(keys), *keys, *args]
 
-    def call(self, client: redis.Redis, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """Run ``step`` with ``keys`` and ``args``; return its reply. A server that lost the library
+    def mode_op(self) -> Op[Mode]:
+        """The server's mode as an op (checked once per client), before queueing calls on a pipeline."""
+        mode: Mode = yield self._mode_of
+        return mode
+
+    def call_op(self, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Op[Any]:
+        """Run ``step`` with ``keys`` and ``args``; its reply. A server that lost the library
         (restart without persistence, flush) is checked again and the call retried once."""
-        try:
-            return client.execute_command(*self.command(client, step, keys, args))  # type: ignore[no-untyped-call]
-        except (NoScriptError, ResponseError) as exc:
-            if not is_missing(exc):
-                raise
-            self.forget(client)
-            return client.execute_command(*self.command(client, step, keys, args))  # type: ignore[no-untyped-call]
+        for retry in (False, True):
+            mode = yield self._mode_of
+            command = self.command_in(mode, step, keys, args)
+            try:
+                return (yield _command(*command))
+            except (NoScriptError, ResponseError) as exc:
+                if retry or not is_missing(exc):
+                    raise
+            yield self.forget
+        raise AssertionError("unreachable")
+
+    def call(self, client: redis.Redis, step: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """``call_op`` on ``client``."""
+        return run(self.call_op(step, keys, args), client)
+
+
+def _command(*command: Arg) -> Call:
+    """A call that sends ``command`` as it is."""
+    return lambda c: c.execute_command(*command)
 
 
 def is_missing(exc: BaseException) -> bool:
@@ -244,6 +300,18 @@ class LuaScript:
     def queue(self, pipe: Any, client: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> None:
         """Add one call to a pipeline of ``client`` (sent raw: a cluster pipeline routes it by its first key)."""
         pipe.execute_command(*library().command(client, self.step, keys, args))
+
+    def mode_op(self) -> Op[Mode]:
+        """The server's mode as an op (checked once per client), before ``queue_in``."""
+        return library().mode_op()
+
+    def queue_in(self, pipe: Any, mode: Mode, keys: Sequence[Arg], args: Sequence[Arg]) -> None:
+        """Add one call to a pipeline of a server whose mode is ``mode`` (``library().mode_op()``)."""
+        pipe.execute_command(*library().command_in(mode, self.step, keys, args))
+
+    def op(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Op[Any]:
+        """The step as an op (``broker.drive``): for a sync or an asyncio client."""
+        return library().call_op(self.step, keys, args)
 
     def __call__(self, client: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run the step with ``keys`` and ``args``; return its reply."""

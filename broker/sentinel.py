@@ -29,7 +29,7 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from baton.broker.packing import packer_kwargs
+from .packing import packer_kwargs
 
 __all__ = ["SCHEMES", "SentinelURL", "connect_sentinel", "connect_sentinel_async", "is_sentinel_url", "parse"]
 

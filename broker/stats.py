@@ -7,25 +7,29 @@ wheel) they are counted with exclusive XRANGE up to a cap, and ``lag_exact`` say
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import redis
 
-from baton.broker.keys import DEFAULT_LANE, Keys
-from baton.broker.pads import PadEntry, pad_rows
-from baton.broker.text import as_text
+from .drive import Op, blocking
+from .keys import DEFAULT_LANE, Keys
+from .pads import PadEntry, pad_rows
+from .text import as_text
 
 __all__ = [
     "COUNT_CAP",
     "ConsumerStats",
     "GroupStats",
+    "KeyCensus",
     "StreamStats",
     "count_after",
     "discover_streams",
     "entries_from",
     "heartbeats",
+    "key_census",
     "pad_entries",
     "run_statuses",
     "server_version",
@@ -90,12 +94,15 @@ def discover_streams(client: redis.Redis, keys: Keys, workflow: str = "*") -> li
     return sorted({name for k in found if keys.parse_stream(name := as_text(k)) is not None})
 
 
-def count_after(client: redis.Redis, stream: str, after_id: str, upto_id: str = "+", cap: int = COUNT_CAP) -> int:
+def count_after_op(stream: str, after_id: str, upto_id: str = "+", cap: int = COUNT_CAP) -> Op[int]:
     """How many entries lie in ``(after_id, upto_id]``, counting at most ``cap`` (Redis 6.2+)."""
     if after_id == upto_id:
         return 0
-    rows: Any = client.xrange(stream, f"({after_id}", upto_id, count=cap)
+    rows: Any = yield lambda c: c.xrange(stream, f"({after_id}", upto_id, count=cap)
     return len(rows)
+
+
+count_after = blocking(count_after_op)
 
 
 def stream_stats(client: redis.Redis, keys: Keys, streams: Sequence[str]) -> list[StreamStats]:
@@ -209,3 +216,31 @@ def pad_entries(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> lis
     """An agent's scratchpad entries in a run with their input entry ids, oldest first."""
     raw: dict[Any, Any] = client.hgetall(keys.pad(run_id, agent))
     return pad_rows(raw)
+
+
+class KeyCensus(msgspec.Struct, kw_only=True):
+    """How many keys of each kind (``Keys.kind``) a deployment holds, and its runs' event logs."""
+
+    kinds: dict[str, int]
+    event_logs: int
+    """Run event logs (keys of kind ``events``)."""
+    events_len: int
+    """Entries in them all."""
+
+
+def key_census(client: redis.Redis, keys: Keys) -> KeyCensus:
+    """Count the deployment's keys by kind and its event logs' entries (SCAN: a benchmark's or an
+    operator's occasional look, not a hot path)."""
+    kinds: Counter[str] = Counter()
+    event_keys: list[Any] = []
+    for raw in client.scan_iter(match=keys.pattern(), count=2000):
+        kind = keys.kind(as_text(raw))
+        kinds[kind] += 1
+        if kind == "events":
+            event_keys.append(raw)
+    pipe = client.pipeline(transaction=False)
+    for k in event_keys:
+        pipe.xlen(k)
+    lengths = pipe.execute(raise_on_error=False)
+    return KeyCensus(kinds=dict(kinds), event_logs=len(event_keys),
+                     events_len=sum(int(n) for n in lengths if isinstance(n, int)))

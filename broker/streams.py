@@ -16,16 +16,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from redis.exceptions import OutOfMemoryError
+from redis.crc import key_slot
+from redis.exceptions import DataError, OutOfMemoryError
 
-from baton.broker.cluster import SlotFanIn, is_cluster, slot_groups
-from baton.broker.entry import Entry, entry_id_key
-from baton.broker.errors import CommandRefused, Redis
-from baton.broker.keys import Keys
-from baton.broker.lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
-from baton.broker.records import Heartbeat, encode_heartbeat
-from baton.broker.text import as_text
-from baton.protocol import Name
+from ..protocol import Name
+from . import direct
+from .cluster import SlotFanIn, is_cluster, slot_groups
+from .entry import Entry, entry_id_key
+from .errors import CommandRefused, Redis
+from .fairshare import FairRead, TenantStreams
+from .keys import Keys
+from .lanes import DEFAULT_BATCH_SHARE, BatchShare, read_by_lane, refill_streams
+from .records import Heartbeat, encode_heartbeat
+from .reserve import ReservedRead
+from .tenants import all_limits
+from .text import as_text
 
 __all__ = ["Entry", "GroupStreams", "RoleStreams", "ensure_group", "entry_id_key"]
 
@@ -87,12 +92,13 @@ class GroupStreams:
                      retry: bool = True) -> list[Entry]:
         """``read`` over some of the group's ``streams`` only. A missing group (on any of them, such
         as a lane nobody wrote to yet) is re-created, then the read is tried once more."""
-        ids: dict[Any, Any] = dict.fromkeys(streams, "0" if pending else ">")
+        if count < 1 or (block_ms is not None and block_ms < 0):
+            raise DataError("XREADGROUP count must be a positive integer and block non-negative")
+        block = [] if pending or block_ms is None else ["BLOCK", block_ms]
         reply: Any
-        try:
-            reply = self.client.xreadgroup(
-                self.group, self.consumer, ids, count=count, block=None if pending else block_ms
-            )
+        try:  # redis-py's xreadgroup, sent on the thread's held connection (broker/direct.py)
+            reply = direct.execute(self.client, "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+                                   *block, "STREAMS", *streams, *(["0" if pending else ">"] * len(streams)))
         except CommandRefused as exc:
             if not _is_nogroup(exc):
                 raise
@@ -153,7 +159,7 @@ class GroupStreams:
         ``max_deliveries`` whether it came from a reclaim or a retry. Returns how many were claimed.
         """
         claimed = 0
-        for stream in self.streams:
+        for stream in self.reclaimable():
             try:
                 consumers = self.client.xinfo_consumers(stream, self.group)
             except CommandRefused as exc:
@@ -185,6 +191,10 @@ class GroupStreams:
                 claimed += len(msgs)
                 log.info("reclaimed %d entries idle past the %d ms lease", len(msgs), lease_ms)
         return claimed
+
+    def reclaimable(self) -> list[str]:
+        """The streams whose dead or stalled entries this consumer takes over (all of them)."""
+        return self.streams
 
     # heartbeats -------------------------------------------------------------
     def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
@@ -226,11 +236,15 @@ def ensure_group(client: Redis, stream: str, group: str) -> None:
 class RoleStreams(GroupStreams):
     """The partition and lane streams and consumer group of one role of one workflow, seen by one
     consumer. New work is read interactive lane first, with ``batch_share`` of the slots kept for
-    the batch lane, and reads of batch work alone capped at ``batch_count`` (0: no cap; ``broker.lanes``)."""
+    the batch lane, and reads of batch work alone capped at ``batch_count`` (0: no cap; ``broker.lanes``);
+    within a lane, tenants share the slots by weight, each taking at most ``tenant_count`` (0: no cap)
+    while several are busy (``broker.fairshare``: the tenants' streams are added to ``streams`` as
+    their tenants appear). A ``reserved`` consumer reads only the interactive lane of tenants not
+    flooding, a few entries of each (``broker.reserve``)."""
 
     def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str,
                  partitions: Sequence[int] | None = None, *, batch_share: float = DEFAULT_BATCH_SHARE,
-                 batch_count: int = 0) -> None:
+                 batch_count: int = 0, tenant_count: int = 0, reserved: bool = False) -> None:
         for what, name in (("workflow", workflow), ("role", role)):
             try:
                 msgspec.convert(name, Name)
@@ -241,31 +255,63 @@ class RoleStreams(GroupStreams):
         super().__init__(client, keys, keys.streams(workflow, role, partitions), keys.group(role), consumer)
         self.workflow = workflow
         self.role = role
+        self.tenants = TenantStreams(client, keys, workflow, role, partitions, weights=self._weights)
+        self.fair = FairRead(self._read_new, keys, tenant_count=tenant_count)
+        self.reserved = ReservedRead(self._read_new, keys) if reserved else None
 
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         """Own pending entries of every lane, or new ones by lane (``broker.lanes.read_by_lane``; on
-        a cluster, by lane within each partition's slot)."""
+        a cluster, by lane within each partition's slot), tenants by weight within a lane."""
+        if not pending:
+            self.add_tenants()
         return super().read(pending=pending, count=count, block_ms=block_ms)
+
+    def add_tenants(self) -> None:
+        """Read the streams of tenants new in the role's partitions too (a look-up at most every
+        ``fairshare.REFRESH_S``), and the tenants' weights."""
+        new = self.tenants.new_streams()
+        if self.tenants.weights is not None:
+            self.fair.weights = self.tenants.weights
+        for stream in new:
+            ensure_group(self.client, stream, self.group)
+            self.streams.append(stream)
+            if self._fan is not None:  # a tenant's streams share their partition's slot
+                slot = key_slot(stream.encode())
+                next(g for g in self._fan.groups if key_slot(g[0].encode()) == slot).append(stream)
 
     def _read_slot(self, streams: list[str], pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         if pending:
             return self.read_streams(streams, pending=True, count=count, block_ms=block_ms)
-        return read_by_lane(self._read_new, self.keys, streams, count=count, block_ms=block_ms, share=self.share,
+        if self.reserved is not None:
+            return self.reserved(streams, count, block_ms)
+        return read_by_lane(self.fair, self.keys, streams, count=count, block_ms=block_ms, share=self.share,
                             batch_count=self.batch_count)
 
     @property
     def idle(self) -> bool:
         """The last read of new work found every lane empty, so the next one blocks at once
         (``BatchShare.drained``): no work of this role is on its way."""
-        return self.share.drained
+        return self.reserved is not None or self.share.drained  # a reserved read blocks whenever nothing waits
 
     def read_more(self, entries: Sequence[Entry], count: int) -> list[Entry]:
         """Up to ``count`` new entries to top up ``entries`` without blocking: interactive ones only
         when ``entries`` hold interactive work (``broker.lanes.refill_streams``)."""
+        if self.reserved is not None or self.fair.crowded():  # a short read on purpose (reserve, fairshare)
+            return []
         only = refill_streams(self.keys, self.streams, entries)
         if only is None:
             return self.read(pending=False, count=count, block_ms=None)
         return self.read_each_slot(only, count)
+
+    def reclaimable(self) -> list[str]:
+        """A reserved consumer takes over interactive entries only (a dead shared worker's batch of a
+        flood is the shared workers' to finish)."""
+        if self.reserved is None:
+            return self.streams
+        return [s for s in self.streams if self.reserved.eligible(s)]
+
+    def _weights(self) -> dict[str, int]:
+        return {name: lim.weight for name, lim in all_limits(self.client, self.keys).items()}
 
     def _read_new(self, streams: Sequence[str], count: int, block_ms: int | None) -> list[Entry]:
         return self.read_streams(streams, pending=False, count=count, block_ms=block_ms)

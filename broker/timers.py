@@ -9,7 +9,8 @@ waits in memory: the worker is free, and worker or Redis restarts (with its data
 
 Waking (``wake_due``) is one pass of a ticker (every worker of the role, on its reclaim timer, and
 ``baton scheduler``) over an index: each due member is woken by whichever ticker's ``ZREM`` removes
-it, so a wait wakes exactly once however many tick. Waking writes the wait's result into the hop's
+it, and only while its record is still the wait that ticker read (a woken task that parks its next
+wait reuses the member), so a wait wakes exactly once however many tick. Waking writes the wait's result into the hop's
 call journal (``broker/journal.py``: ``null`` for a sleep, ``{"timed_out": true}`` for a wait past its
 timeout; nothing when the run's deadline woke it, which the guard then fails) and puts the same task
 back on its stream: the handler runs again from the start, its earlier calls replay from the
@@ -32,18 +33,22 @@ from typing import Any, Literal
 import msgspec
 import redis
 
-from baton.broker.entry import Entry
-from baton.broker.errors import NoPermission
-from baton.broker.journal import Recorded
-from baton.broker.keys import Keys
-from baton.broker.scripts import LuaScript
-from baton.broker.text import as_text
-from baton.protocol import TERMINAL_STATUSES, Task, encode
-from baton.protocol.events import Waiting, Woken, encode_event
-from baton.protocol.fields import Name
+from ..protocol import Task, encode
+from ..protocol.events import Waiting, Woken, encode_event
+from ..protocol.fields import Name
+from .drive import Op, awaiting, blocking
+from .entry import Entry
+from .errors import NoPermission
+from .journal import Recorded
+from .keys import Keys
+from .lenient import decode_hash
+from .records import runs_over, status_ended
+from .scripts import LuaScript
+from .text import as_text
 
-__all__ = ["ParkedWait", "SignalRefused", "Timers", "WaitPark", "WaitResult", "forget_ended", "list_waits",
-           "park_waits", "send_signal", "wait_indexes", "wake_due"]
+__all__ = ["DueWait", "ParkedWait", "SignalRefused", "Timers", "WaitPark", "WaitRecord", "WaitResult", "asend_signal",
+           "decode_wait", "due_waits", "forget_ended", "list_waits", "park_waits", "send_signal", "send_signal_op",
+           "wait_indexes", "wake_due", "wake_waits"]
 
 log = logging.getLogger("baton.timers")
 
@@ -52,7 +57,6 @@ WakeReason = Literal["timer", "signal", "timeout", "deadline"]
 Value = str | bytes | float | int
 
 _wait = LuaScript("wait.lua")
-TERMINAL = frozenset(str(s) for s in TERMINAL_STATUSES)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -103,6 +107,40 @@ class ParkedWait:
     deadline: float | None
     requested_at: float
     hop: int
+
+
+class WaitRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A parked wait as its record (``Keys.timer``) holds it, decoded once (:func:`decode_wait`)."""
+
+    workflow: str = ""
+    role: str = ""
+    kind: WaitKind = "sleep"
+    name: str = ""
+    """The signal waited for (empty for a sleep)."""
+    until: float | None = None
+    deadline: float | None = None
+    requested_at: float = 0.0
+    task_hop: int = 0
+    stream: str = ""
+    """The task's stream (empty: none stored, the partition's placeholder stands in)."""
+    done_value: bytes = b""
+    """The journal record a timer that runs out writes."""
+    stamp: tuple[str, str] = ("", "")
+    """The journal ``seq`` and ``requested_at`` as stored: a wake goes on only while they are unchanged."""
+
+
+def decode_wait(raw: Mapping[Any, Any]) -> WaitRecord | None:
+    """A wait record from its hash (bytes or strings); None for an empty hash (no wait)."""
+    if not raw:
+        return None
+    fields = {as_text(k): v for k, v in raw.items()}
+    stamp = (as_text(fields.get("seq", b"")), as_text(fields.get("requested_at", b"")))
+    done = fields.get("done_value", b"")
+    return decode_hash(fields, WaitRecord, {"stamp": stamp, "done_value": done.encode() if isinstance(done, str)
+                                            else bytes(done)})
+
+
+_NO_WAIT = WaitRecord()
 
 
 def _member(run_id: str, msg_id: str) -> str:
@@ -168,39 +206,61 @@ def wait_indexes(client: redis.Redis, keys: Keys) -> list[str]:
     return sorted(as_text(k) for k in found)
 
 
-def wake_due(client: redis.Redis, keys: Keys, index: str, *, now: float | None = None, limit: int = 200) -> int:
-    """Wake the waits of ``index`` that are due at ``now``; how many this call woke (a wait another
-    ticker took is not counted, nor one whose run has ended: that one is dropped)."""
-    at = time.time() if now is None else now
-    members = [as_text(m) for m in client.zrangebyscore(index, "-inf", at, start=0, num=limit)]
-    if not members:
-        return 0
+@dataclass(frozen=True, slots=True)
+class DueWait:
+    """A due member of a wait index as one ticker read it: the wait's record at that moment (empty
+    when it had none). Waking it (:func:`wake_waits`) acts only while the record is still this one."""
+
+    run_id: str
+    msg_id: str
+    record: WaitRecord | None
+
+
+def due_waits(client: redis.Redis, keys: Keys, index: str, *, now: float, limit: int = 200) -> list[DueWait]:
+    """The waits of ``index`` due at ``now`` (at most ``limit``) and their records (two round trips)."""
+    members = [as_text(m) for m in client.zrangebyscore(index, "-inf", now, start=0, num=limit)]
     ids = [m.split(" ", 1) for m in members if " " in m]
+    if not ids:
+        return []
     pipe = client.pipeline(transaction=False)
     for run_id, msg_id in ids:
         pipe.hgetall(keys.timer(run_id, msg_id))
+    return [DueWait(run_id, msg_id, decode_wait(raw))
+            for (run_id, msg_id), raw in zip(ids, pipe.execute(), strict=True)]
+
+
+def wake_waits(client: redis.Redis, keys: Keys, index: str, due: Sequence[DueWait], *, now: float) -> int:
+    """Wake each of ``due`` (read by :func:`due_waits`) in one atomic step: how many this call woke.
+
+    The member ``"run_id msg_id"`` names a task, not one wait: a woken task whose handler parks its
+    next wait is indexed under the same member. So the step goes on only while the wait's record is
+    still the one read (its journal ``seq`` and ``requested_at``) and its ``ZREM`` removes it: a
+    ticker whose read is stale (another woke that wait, the task parked again) wakes nothing."""
     woken = 0
-    for (run_id, msg_id), raw in zip(ids, pipe.execute(), strict=True):
-        rec = {as_text(k): v for k, v in (raw or {}).items()}
-        until = as_text(rec.get("until", b""))
-        timer_ran_out = bool(until) and at >= float(until)
-        kind: WaitKind = "signal" if as_text(rec.get("kind", b"")) == "signal" else "sleep"
-        why: WakeReason = ("timer" if kind == "sleep" else "timeout") if timer_ran_out else "deadline"
-        role = as_text(rec.get("role", b""))
-        event = encode_event(Woken(run_id=run_id, role=role, agent=role, hop=int(rec.get("task_hop") or 0), at=at,
-                                   kind=kind, name=as_text(rec.get("name", b"")), why=why, msg_id=msg_id))
-        stream = as_text(rec["stream"]) if "stream" in rec else keys.placeholder(keys.partition(run_id))
+    for d in due:
+        rec, run_id, msg_id = d.record or _NO_WAIT, d.run_id, d.msg_id
+        timer_ran_out = rec.until is not None and now >= rec.until
+        why: WakeReason = ("timer" if rec.kind == "sleep" else "timeout") if timer_ran_out else "deadline"
+        event = encode_event(Woken(run_id=run_id, role=rec.role, agent=rec.role, hop=rec.task_hop, at=now,
+                                   kind=rec.kind, name=rec.name, why=why, msg_id=msg_id))
+        stream = rec.stream or keys.placeholder(keys.partition(run_id))
         script_keys: list[Value] = [keys.timer(run_id, msg_id), index, keys.run(run_id), stream,
                                     keys.journal(run_id, msg_id), keys.journal_hops(run_id), keys.events(run_id),
                                     keys.placeholder(keys.partition(run_id)), keys.run_timers(run_id)]
-        value = rec.get("done_value", b"") if timer_ran_out else b""
-        args: list[Value] = ["wake", *_common(keys, at), _member(run_id, msg_id), msg_id, value, event]
+        value = rec.done_value if timer_ran_out else b""
+        args: list[Value] = ["wake", *_common(keys, now), _member(run_id, msg_id), msg_id, value, event, *rec.stamp]
         woken += int(_wait(client, script_keys, args)) == 1
     return woken
 
 
-def send_signal(client: redis.Redis, keys: Keys, run_id: str, name: str, data: Any = None, *,
-                now: float | None = None) -> bool:
+def wake_due(client: redis.Redis, keys: Keys, index: str, *, now: float | None = None, limit: int = 200) -> int:
+    """Wake the waits of ``index`` that are due at ``now``; how many this call woke (a wait another
+    ticker took is not counted, nor one whose run has ended: that one is dropped)."""
+    at = time.time() if now is None else now
+    return wake_waits(client, keys, index, due_waits(client, keys, index, now=at, limit=limit), now=at)
+
+
+def send_signal_op(keys: Keys, run_id: str, name: str, data: Any = None, *, now: float | None = None) -> Op[bool]:
     """Send signal ``name`` with ``data`` (any JSON value) to ``run_id``: True when a wait took it now,
     False when it is buffered for a later wait. ``SignalRefused`` for an unknown (404) or ended (409)
     run; ``ValueError`` for a bad name."""
@@ -211,31 +271,32 @@ def send_signal(client: redis.Redis, keys: Keys, run_id: str, name: str, data: A
     at = time.time() if now is None else now
     payload = _encode(data)
     partition = keys.partition(run_id)
-    waiting: Any = client.hgetall(keys.run_timers(run_id))
+    waiting: Any = yield lambda c: c.hgetall(keys.run_timers(run_id))
     msg_id = next((as_text(k) for k, v in sorted(waiting.items()) if as_text(v) == name), "")
-    rec: dict[str, Any] = {}
-    if msg_id:
-        found: Any = client.hgetall(keys.timer(run_id, msg_id))
-        rec = {as_text(k): v for k, v in found.items()}
-    if not rec:
+    found = decode_wait((yield lambda c: c.hgetall(keys.timer(run_id, msg_id)))) if msg_id else None
+    rec = found or _NO_WAIT
+    if found is None:
         msg_id = ""
-    role, workflow = as_text(rec.get("role", b"")), as_text(rec.get("workflow", b""))
-    stream = as_text(rec["stream"]) if "stream" in rec else keys.placeholder(partition)
-    index = keys.timers(workflow, role, partition) if msg_id else keys.placeholder(partition)
-    event = encode_event(Woken(run_id=run_id, role=role, agent=role, hop=int(rec.get("task_hop") or 0), at=at,
+    stream = rec.stream or keys.placeholder(partition)
+    index = keys.timers(rec.workflow, rec.role, partition) if msg_id else keys.placeholder(partition)
+    event = encode_event(Woken(run_id=run_id, role=rec.role, agent=rec.role, hop=rec.task_hop, at=at,
                                kind="signal", name=name, why="signal", msg_id=msg_id))
     script_keys: list[Value] = [keys.timer(run_id, msg_id or "-"), index, keys.run(run_id), stream,
                                 keys.journal(run_id, msg_id or "-"), keys.journal_hops(run_id), keys.events(run_id),
                                 keys.signals(run_id, name), keys.run_timers(run_id)]
     args: list[Value] = ["signal", *_common(keys, at), _member(run_id, msg_id) if msg_id else "", msg_id or "-",
                          payload, name, event]
-    code = int(_wait(client, script_keys, args))
+    code = int((yield from _wait.op(script_keys, args)))
     if code == -1:
         raise SignalRefused(404, f"no run {run_id!r} (it never existed or its record expired)")
     if code == -2:
-        status = as_text(client.hget(keys.run(run_id), "status") or b"")
+        status = as_text((yield lambda c: c.hget(keys.run(run_id), "status")) or b"")
         raise SignalRefused(409, f"run {run_id!r} has ended ({status}): it takes no more signals")
     return code == 1
+
+
+send_signal = blocking(send_signal_op)
+asend_signal = awaiting(send_signal_op)
 
 
 def list_waits(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[ParkedWait]:
@@ -255,15 +316,12 @@ def list_waits(client: redis.Redis, keys: Keys, *, limit: int = 100) -> list[Par
     replies = pipe.execute()
     out: list[ParkedWait] = []
     for (run_id, msg_id), raw, status in zip(ids, replies[0::2], replies[1::2], strict=True):
-        if not raw or status is None or as_text(status) in TERMINAL:
+        rec = decode_wait(raw)
+        if rec is None or status_ended(status):
             continue
-        r = {as_text(k): as_text(v) for k, v in raw.items() if k not in (b"msg", b"done_value", b"sig_prefix",
-                                                                          b"sig_suffix")}
-        out.append(ParkedWait(run_id=run_id, msg_id=msg_id, workflow=r.get("workflow", ""), role=r.get("role", ""),
-                              kind=r.get("kind", ""), name=r.get("name", ""),
-                              until=float(r["until"]) if r.get("until") else None,
-                              deadline=float(r["deadline"]) if r.get("deadline") else None,
-                              requested_at=float(r.get("requested_at") or 0), hop=int(r.get("task_hop") or 0)))
+        out.append(ParkedWait(run_id=run_id, msg_id=msg_id, workflow=rec.workflow, role=rec.role, kind=rec.kind,
+                              name=rec.name, until=rec.until, deadline=rec.deadline, requested_at=rec.requested_at,
+                              hop=rec.task_hop))
     return out
 
 
@@ -274,10 +332,7 @@ def forget_ended(client: redis.Redis, keys: Keys, index: str, *, limit: int = 10
     ids = [m.split(" ", 1) for m in members if " " in m]
     if not ids:
         return 0
-    pipe = client.pipeline(transaction=False)
-    for run_id, _ in ids:
-        pipe.hget(keys.run(run_id), "status")
-    gone = [(r, m) for (r, m), s in zip(ids, pipe.execute(), strict=True) if s is None or as_text(s) in TERMINAL]
+    gone = [(r, m) for (r, m), over in zip(ids, runs_over(client, keys, [r for r, _ in ids]), strict=True) if over]
     for run_id, msg_id in gone:
         if client.zrem(index, _member(run_id, msg_id)):
             client.delete(keys.timer(run_id, msg_id))

@@ -12,9 +12,9 @@ from typing import Any
 
 import redis
 
-from baton.broker.cluster import is_cluster
-from baton.broker.keys import Keys
-from baton.broker.streams import GroupStreams, ensure_group
+from .cluster import is_cluster
+from .keys import Keys
+from .streams import GroupStreams, ensure_group
 
 __all__ = [
     "REPLY_TTL_S",

@@ -18,6 +18,11 @@ anything runs, so a message that kills its worker while it runs still uses one d
 attempt. A mark that could not be written (Redis refused it) counts the delivery, as before.
 The hash lives as long as the idempotency markers (``Retention.marker_s``) after its last mark:
 it holds one short field per entry and kill during a wait (a kill while running leaves none).
+
+Each mark also renews the lifetime of the waiting runs' state when records expire
+(``BATON_RECORD_TTL_S``): the record, the scratchpads and the code-role journals. A commit renews
+them at every hop; a run held through an outage longer than the TTL would otherwise lose its record
+and earlier scratchpads mid-run.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from baton.broker.entry import Entry
-from baton.broker.errors import Redis
-from baton.broker.keys import Keys
+from .entry import Entry
+from .errors import Redis
+from .keys import Keys
+from .text import as_text
 
-__all__ = ["mark_running", "mark_waiting", "waited_deliveries"]
+__all__ = ["keep_runs", "mark_running", "mark_waiting", "waited_deliveries"]
 
 
 def _field(entry: Entry, delivery: int) -> str:
@@ -49,8 +55,10 @@ def _by_key(keys: Keys, entries: Sequence[Entry]) -> dict[str, list[Entry]]:
     return groups
 
 
-def mark_waiting(client: Redis, keys: Keys, entries: Sequence[Entry]) -> None:
-    """Record that the current delivery of each of ``entries`` is spent waiting (one round trip)."""
+def mark_waiting(client: Redis, keys: Keys, entries: Sequence[Entry], run_ids: Sequence[str] = ()) -> None:
+    """Record that the current delivery of each of ``entries`` is spent waiting (one round trip),
+    and renew the state of their runs ``run_ids`` (:func:`keep_runs`)."""
+    keep_runs(client, keys, run_ids)
     groups = _by_key(keys, entries)
     if not groups:
         return
@@ -59,6 +67,28 @@ def mark_waiting(client: Redis, keys: Keys, entries: Sequence[Entry]) -> None:
     for key, group in groups.items():
         pipe.hset(key, mapping={_field(e, e.deliveries): now for e in group})
         pipe.expire(key, keys.retention.marker_s)
+    pipe.execute()
+
+
+def keep_runs(client: Redis, keys: Keys, run_ids: Sequence[str]) -> None:
+    """Give the record, scratchpads and journals of ``run_ids`` a full ``record_ttl_s`` again (two
+    round trips; nothing when records are kept). Keys that already expired stay gone."""
+    ttl = keys.retention.record_ttl_s
+    run_ids = list(dict.fromkeys(run_ids))
+    if ttl <= 0 or not run_ids:
+        return
+    pipe = client.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.zrange(keys.pads(run_id), 0, -1)
+        pipe.hvals(keys.journal_hops(run_id))
+    found = pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for i, run_id in enumerate(run_ids):
+        names = [keys.run(run_id), keys.pads(run_id), keys.journal_hops(run_id)]
+        names += [keys.pad(run_id, as_text(agent)) for agent in found[2 * i]]
+        names += [keys.journal(run_id, as_text(msg_id)) for msg_id in found[2 * i + 1]]
+        for name in names:
+            pipe.expire(name, ttl)
     pipe.execute()
 
 

@@ -19,12 +19,15 @@ from typing import Any
 import msgspec
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.text import as_text
-from baton.protocol.webhooks import Delivery
+from ..protocol.webhooks import Delivery
+from .drive import Op, awaiting, blocking
+from .keys import Keys
+from .text import as_text
 
-__all__ = ["due", "failed", "forget", "get_delivery", "get_deliveries", "hold", "postpone", "release", "save",
-           "watch"]
+__all__ = [
+    "afailed", "due", "failed", "failed_op", "forget", "forget_op", "get_deliveries", "get_delivery", "hold",
+    "postpone", "release", "save", "watch", "watch_op",
+]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Delivery).decode
@@ -34,12 +37,15 @@ def _key(keys: Keys, part: str) -> str:
     return f"{keys.prefix}:{{webhooks}}:{part}"
 
 
-def watch(client: redis.Redis, keys: Keys, delivery: Delivery, at: float) -> None:
+def watch_op(keys: Keys, delivery: Delivery, at: float) -> Op[None]:
     """Store ``delivery`` and queue it to be looked at ``at``."""
-    pipe = client.pipeline(transaction=True)
+    pipe = yield lambda c: c.pipeline(transaction=True)
     pipe.set(_key(keys, f"d:{delivery.run_id}"), _encode(delivery))
     pipe.zadd(_key(keys, "due"), {delivery.run_id: at})
-    pipe.execute()
+    yield lambda _: pipe.execute()
+
+
+watch = blocking(watch_op)
 
 
 def due(client: redis.Redis, keys: Keys, now: float, limit: int) -> list[str]:
@@ -48,12 +54,15 @@ def due(client: redis.Redis, keys: Keys, now: float, limit: int) -> list[str]:
     return [as_text(r) for r in raw]
 
 
-def get_deliveries(client: redis.Redis, keys: Keys, run_ids: list[str]) -> list[Delivery | None]:
+def get_deliveries_op(keys: Keys, run_ids: list[str]) -> Op[list[Delivery | None]]:
     """The deliveries of ``run_ids`` (None where there is none)."""
     if not run_ids:
         return []
-    raw: Any = client.mget([_key(keys, f"d:{r}") for r in run_ids])
+    raw: Any = yield lambda c: c.mget([_key(keys, f"d:{r}") for r in run_ids])
     return [None if v is None else _decode(v) for v in raw]
+
+
+get_deliveries = blocking(get_deliveries_op)
 
 
 def get_delivery(client: redis.Redis, keys: Keys, run_id: str) -> Delivery | None:
@@ -67,15 +76,18 @@ def postpone(client: redis.Redis, keys: Keys, later: Mapping[str, float]) -> Non
         client.zadd(_key(keys, "due"), dict(later), xx=True)
 
 
-def forget(client: redis.Redis, keys: Keys, run_ids: Iterable[str]) -> None:
+def forget_op(keys: Keys, run_ids: Iterable[str]) -> Op[None]:
     """Drop these deliveries altogether (their run was never submitted)."""
     ids = list(run_ids)
     if ids:
-        pipe = client.pipeline(transaction=True)
+        pipe = yield lambda c: c.pipeline(transaction=True)
         pipe.zrem(_key(keys, "due"), *ids)
         pipe.zrem(_key(keys, "failed"), *ids)
         pipe.delete(*(_key(keys, f"d:{r}") for r in ids))
-        pipe.execute()
+        yield lambda _: pipe.execute()
+
+
+forget = blocking(forget_op)
 
 
 def hold(client: redis.Redis, keys: Keys, run_id: str, token: str, lease_ms: int) -> bool:
@@ -116,7 +128,11 @@ def save(client: redis.Redis, keys: Keys, delivery: Delivery) -> None:
     pipe.execute()
 
 
-def failed(client: redis.Redis, keys: Keys, limit: int = 100) -> list[Delivery]:
+def failed_op(keys: Keys, limit: int = 100) -> Op[list[Delivery]]:
     """The failed deliveries, newest failure first."""
-    raw: Any = client.zrevrange(_key(keys, "failed"), 0, limit - 1)
-    return [d for d in get_deliveries(client, keys, [as_text(r) for r in raw]) if d is not None]
+    raw: Any = yield lambda c: c.zrevrange(_key(keys, "failed"), 0, limit - 1)
+    return [d for d in (yield from get_deliveries_op(keys, [as_text(r) for r in raw])) if d is not None]
+
+
+failed = blocking(failed_op)
+afailed = awaiting(failed_op)

@@ -13,10 +13,12 @@ from typing import Any
 
 import redis
 
-from baton.broker.keys import Keys
-from baton.broker.text import as_text
+from .drive import Op, blocking
+from .keys import Keys
+from .text import as_text
 
-__all__ = ["register_workflow", "registered_workflow", "registered_workflows"]
+__all__ = ["register_workflow", "registered_workflow", "registered_workflow_op", "registered_workflows",
+           "registered_workflows_op"]
 
 
 def register_workflow(client: redis.Redis, keys: Keys, name: str, spec: bytes) -> None:
@@ -24,13 +26,17 @@ def register_workflow(client: redis.Redis, keys: Keys, name: str, spec: bytes) -
     client.hset(keys.workflows(), name, spec)
 
 
-def registered_workflow(client: redis.Redis, keys: Keys, name: str) -> bytes | None:
+def registered_workflow_op(keys: Keys, name: str) -> Op[bytes | None]:
     """The spec registered as ``name``, or None."""
-    raw: Any = client.hget(keys.workflows(), name)
+    raw: Any = yield lambda c: c.hget(keys.workflows(), name)
     return bytes(raw) if raw is not None else None
 
 
-def registered_workflows(client: redis.Redis, keys: Keys) -> list[str]:
+def registered_workflows_op(keys: Keys) -> Op[list[str]]:
     """The names of every registered workflow, sorted."""
-    raw: Any = client.hkeys(keys.workflows())
+    raw: Any = yield lambda c: c.hkeys(keys.workflows())
     return sorted(as_text(n) for n in raw)
+
+
+registered_workflow = blocking(registered_workflow_op)
+registered_workflows = blocking(registered_workflows_op)

@@ -1,8 +1,8 @@
 """Baton's wire format: msgspec Structs, codecs and limits. No I/O lives here."""
 
-from baton.protocol.budget import Budget, BudgetLimit
-from baton.protocol.codec import ProtocolError, decode, encode, peek_ids
-from baton.protocol.events import (
+from .budget import Budget, BudgetLimit
+from .codec import ProtocolError, decode, encode, peek_ids
+from .events import (
     TERMINAL_EVENTS,
     Cancelled,
     Custom,
@@ -23,8 +23,8 @@ from baton.protocol.events import (
     encode_event,
     is_terminal,
 )
-from baton.protocol.fields import KEY_SAFE_PATTERN, PRIORITIES, Id, Name, Priority
-from baton.protocol.limits import (
+from .fields import KEY_SAFE_PATTERN, PRIORITIES, Id, Name, Priority
+from .limits import (
     DEAD_LETTER_MAX_BYTES,
     MAX_HOPS,
     MAX_ID_LENGTH,
@@ -33,7 +33,7 @@ from baton.protocol.limits import (
     MAX_PARTS,
     MAX_TOOL_TIMEOUT_S,
 )
-from baton.protocol.messages import (
+from .messages import (
     DEFAULT_WORKFLOW,
     PROTOCOL_VERSION,
     DeadLetter,
@@ -48,9 +48,9 @@ from baton.protocol.messages import (
     new_id,
     now,
 )
-from baton.protocol.schema import schema
-from baton.protocol.states import DECISIONS, TERMINAL_STATUSES, Decision, ReviewStatus, RunStatus
-from baton.protocol.threads import DEFAULT_THREAD_POLICY, THREAD_POLICIES, ThreadPolicy, Turn
+from .schema import schema
+from .states import DECISIONS, TERMINAL_STATUSES, Decision, ReviewStatus, RunStatus
+from .threads import DEFAULT_THREAD_POLICY, THREAD_POLICIES, ThreadPolicy, Turn
 
 __all__ = [
     "DEAD_LETTER_MAX_BYTES",

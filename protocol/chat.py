@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from baton.protocol.codec import ProtocolError, decode_json
+from .codec import ProtocolError, decode_json
 
 __all__ = [
     "ChatMessage",

@@ -13,9 +13,9 @@ from typing import TypeVar
 
 import msgspec
 
-from baton.protocol.fields import Id
-from baton.protocol.limits import MAX_MESSAGE_BYTES
-from baton.protocol.messages import PROTOCOL_VERSION, Message
+from .fields import Id
+from .limits import MAX_MESSAGE_BYTES
+from .messages import PROTOCOL_VERSION, Message
 
 __all__ = ["ProtocolError", "decode", "decode_json", "encode", "peek_ids"]
 

@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-from baton.protocol.codec import ProtocolError, decode_json
-from baton.protocol.fields import Count, HopCount, Id, MaybeId, MaybeName, Name
-from baton.protocol.limits import MAX_MESSAGE_BYTES
-from baton.protocol.messages import now
-from baton.protocol.states import TERMINAL_STATUSES, Decision
+from .codec import ProtocolError, decode_json
+from .fields import Count, HopCount, Id, MaybeId, MaybeName, Name
+from .limits import MAX_MESSAGE_BYTES
+from .messages import now
+from .states import TERMINAL_STATUSES, Decision
 
 __all__ = [
     "TERMINAL_EVENTS",

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, get_args
 
 from msgspec import Meta
 
-from baton.protocol.limits import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_PARTS, MAX_TOOL_TIMEOUT_S
+from .limits import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_PARTS, MAX_TOOL_TIMEOUT_S
 
 __all__ = [
     "KEY_SAFE_PATTERN",

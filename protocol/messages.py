@@ -15,7 +15,7 @@ import uuid
 
 import msgspec
 
-from baton.protocol.fields import (
+from .fields import (
     Count,
     HopCount,
     HopLimit,
@@ -30,7 +30,7 @@ from baton.protocol.fields import (
     TraceParent,
     TraceState,
 )
-from baton.protocol.states import Decision
+from .states import Decision
 
 __all__ = [
     "DEFAULT_WORKFLOW",

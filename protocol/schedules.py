@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from baton.protocol.fields import Name
+from .fields import Name
 
 __all__ = ["OVERLAPS", "Overlap", "Schedule"]
 

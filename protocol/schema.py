@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from baton.protocol.budget import Budget
-from baton.protocol.events import Event
-from baton.protocol.messages import Message
+from .budget import Budget
+from .events import Event
+from .messages import Message
 
 __all__ = ["schema"]
 

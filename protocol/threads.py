@@ -15,9 +15,9 @@ from typing import Literal, get_args
 
 import msgspec
 
-from baton.protocol.codec import ProtocolError
-from baton.protocol.fields import KEY_SAFE_PATTERN
-from baton.protocol.limits import MAX_ID_LENGTH
+from .codec import ProtocolError
+from .fields import KEY_SAFE_PATTERN
+from .limits import MAX_ID_LENGTH
 
 __all__ = ["DEFAULT_THREAD_POLICY", "THREAD_POLICIES", "ThreadPolicy", "Turn", "check_thread", "render_history",
            "scoped_thread", "unscoped_thread"]

@@ -12,10 +12,22 @@
 -- ARGV[9] record ttl (s, 0 = keep)  ARGV[10] events maxlen  ARGV[11] events ttl (s)  ARGV[12] n events
 -- ARGV[13] '1' = may write an ended run  ARGV[14] n record pairs, pairs..., then one payload per output,
 -- then one payload per event,
--- then (optional) n counts and that many (field, increment) pairs added to the run record (HINCRBY)
-local claimed = claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[13] ~= '1' and KEYS[3])
+-- then (optional) n counts and that many (field, increment) pairs added to the run record: read with
+-- the status check (one HMGET) and written with the record's fields (one HSET), not one HINCRBY each.
+local n = tonumber(ARGV[14])
+local at = 15 + 2 * n + (#KEYS - 6) + tonumber(ARGV[12])
+local counts = tonumber(ARGV[at] or '0')
+local fields = {}
+for c = 1, counts do
+  fields[c] = ARGV[at + 2 * c - 1]
+end
+local ended_ok = ARGV[13] == '1'
+local claimed, values = claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], not ended_ok and KEYS[3], fields)
 if claimed then
   return claimed
+end
+if counts > 0 and ended_ok then
+  values = {false, unpack(redis.call('HMGET', KEYS[3], unpack(fields)))}
 end
 local ttl = tonumber(ARGV[9])
 if ARGV[5] ~= '' then
@@ -26,34 +38,26 @@ if ARGV[5] ~= '' then
     redis.call('EXPIRE', KEYS[5], ttl)
   end
 end
-local n = tonumber(ARGV[14])
 local i = 15
-if n > 0 then
-  local pairs = {}
-  for j = 0, 2 * n - 1 do
-    pairs[#pairs + 1] = ARGV[i + j]
-  end
+local pairs = {}
+for j = 0, 2 * n - 1 do
+  pairs[j + 1] = ARGV[i + j]
+end
+i = i + 2 * n
+for c = 1, counts do
+  pairs[#pairs + 1] = fields[c]
+  pairs[#pairs + 1] = (tonumber(values[c + 1]) or 0) + tonumber(ARGV[at + 2 * c])
+end
+if #pairs > 0 then
   redis.call('HSET', KEYS[3], unpack(pairs))
   if ttl > 0 then
     redis.call('EXPIRE', KEYS[3], ttl)
   end
-  i = i + 2 * n
 end
 for k = 7, #KEYS do
   redis.call('XADD', KEYS[k], '*', 'msg', ARGV[i])
   i = i + 1
 end
-local events = tonumber(ARGV[12])
-if events > 0 then
-  for _ = 1, events do
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', 'ev', ARGV[i])
-    i = i + 1
-  end
-  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[11]))
-end
-local counts = tonumber(ARGV[i] or '0')
-for c = 1, counts do
-  redis.call('HINCRBY', KEYS[3], ARGV[i + 2 * c - 1], ARGV[i + 2 * c])
-end
+log_events(KEYS[6], ARGV[10], ARGV[11], {unpack(ARGV, i, i + tonumber(ARGV[12]) - 1)})
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1

@@ -19,24 +19,12 @@ local status = redis.call('HGET', KEYS[3], 'status')
 if not status or is_terminal(status) then
   return {-2, status or ''}
 end
-local i = 7
-for _, key in ipairs({KEYS[1], KEYS[3]}) do
-  local n = tonumber(ARGV[i])
-  local pairs = {}
-  for j = 1, 2 * n do
-    pairs[j] = ARGV[i + j]
-  end
-  redis.call('HSET', key, unpack(pairs))
-  i = i + 2 * n + 1
-end
+local i = hset_counted(KEYS[3], ARGV, hset_counted(KEYS[1], ARGV, 7))
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'msg', ARGV[4])
-for k = i, #ARGV do
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', tonumber(ARGV[5]), '*', 'ev', ARGV[k])
-end
-redis.call('EXPIRE', KEYS[5], tonumber(ARGV[6]))
+log_events(KEYS[5], ARGV[5], ARGV[6], {unpack(ARGV, i)})
 return {1, ARGV[2]}

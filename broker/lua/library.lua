@@ -9,25 +9,51 @@ local function is_terminal(status)
   return status ~= nil and status ~= false and C.TERMINAL_STATUSES[status] == true
 end
 
+-- HSET on ``key`` the pairs counted at ``argv[i]`` (n, then n field/value pairs); the index after them.
+local function hset_counted(key, argv, i)
+  local n = tonumber(argv[i])
+  if n > 0 then
+    redis.call('HSET', key, unpack(argv, i + 1, i + 2 * n))
+  end
+  return i + 2 * n + 1
+end
+
+-- Append ``events`` (a list of encoded events) to a run's event log, trimmed to about ``maxlen``
+-- entries and expiring ``ttl`` seconds after its last write (broker/events.py); nothing when empty.
+local function log_events(stream, maxlen, ttl, events)
+  if #events == 0 then
+    return
+  end
+  for _, ev in ipairs(events) do
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'ev', ev)
+  end
+  redis.call('EXPIRE', stream, tonumber(ttl))
+end
+
 -- The opening checks of every step that consumes a stream entry: 0 when the entry is no longer
 -- pending for this consumer (reclaimed or acked: write nothing), -1 when the idempotency marker
 -- says this message already committed (the entry is acked again), 2 when ``run`` (a run record
 -- key, or nil) holds a terminal status (write nothing, leave the entry pending), nil to go on
--- (marker now set).
-local function claim(stream, marker, group, consumer, id, marker_ttl, run)
+-- (marker now set). Going on with a ``run``, the second result holds its record's ``status`` and
+-- then the values of ``fields`` (one HMGET: a step reads what it adds to with the status check).
+local function claim(stream, marker, group, consumer, id, marker_ttl, run, fields)
   local owned = redis.call('XPENDING', stream, group, id, id, 1, consumer)
   if #owned == 0 then
     return 0
   end
-  if marker and redis.call('EXISTS', marker) == 1 then
+  if marker and not redis.call('SET', marker, '1', 'NX', 'EX', tonumber(marker_ttl)) then
     redis.call('XACK', stream, group, id)
     return -1
   end
-  if run and is_terminal(redis.call('HGET', run, 'status')) then
-    return 2
-  end
-  if marker then
-    redis.call('SET', marker, '1', 'EX', tonumber(marker_ttl))
+  if run then
+    local values = redis.call('HMGET', run, 'status', unpack(fields or {}))
+    if is_terminal(values[1]) then
+      if marker then
+        redis.call('DEL', marker)
+      end
+      return 2
+    end
+    return nil, values
   end
   return nil
 end

@@ -17,16 +17,7 @@ end
 local ttl = tonumber(ARGV[9])
 redis.call('HSETNX', KEYS[4], ARGV[5], ARGV[6])
 redis.call('ZADD', KEYS[5], 'NX', tonumber(ARGV[8]), ARGV[7])
-local i = 16
-for _, key in ipairs({KEYS[6], KEYS[3]}) do
-  local n = tonumber(ARGV[i])
-  local pairs = {}
-  for j = 1, 2 * n do
-    pairs[j] = ARGV[i + j]
-  end
-  redis.call('HSET', key, unpack(pairs))
-  i = i + 2 * n + 1
-end
+hset_counted(KEYS[3], ARGV, hset_counted(KEYS[6], ARGV, 16))
 if ttl > 0 then
   for k = 3, 6 do
     redis.call('EXPIRE', KEYS[k], ttl)
@@ -34,7 +25,6 @@ if ttl > 0 then
 end
 redis.call('ZADD', KEYS[7], tonumber(ARGV[12]), ARGV[10])
 redis.call('HSET', KEYS[8], ARGV[10], ARGV[11])
-redis.call('XADD', KEYS[9], 'MAXLEN', '~', tonumber(ARGV[14]), '*', 'ev', ARGV[13])
-redis.call('EXPIRE', KEYS[9], tonumber(ARGV[15]))
+log_events(KEYS[9], ARGV[14], ARGV[15], {ARGV[13]})
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1

@@ -8,7 +8,8 @@
 -- ARGV[1] events maxlen  ARGV[2] events ttl (s)  ARGV[3] k record fields  ARGV[4] m scratchpads
 -- ARGV[4 + f] record field f (f = 1..k)  ARGV[4 + k + i] run i's id  ARGV[4 + k + n + i] its event ('' = none)
 -- Returns {flags, records, pads}: one flag per run (1 cancelled, nothing written; 0 not, its event
--- appended), the k fields of each run's record (HMGET; none when k is 0), each scratchpad's HGETALL.
+-- appended), the k fields of each run's record (none when k is 0), each scratchpad's HGETALL. One HMGET
+-- per run reads its status (for the event) with those fields.
 local k = tonumber(ARGV[3])
 local m = tonumber(ARGV[4])
 local n = (#KEYS - 1 - m) / 2
@@ -19,18 +20,16 @@ for f = 1, k do
 end
 local flags, records, pads = {}, {}, {}
 for i = 1, n do
-  if redis.call('SISMEMBER', KEYS[1], ARGV[base + i]) == 1 then
-    flags[i] = 1
-  else
-    flags[i] = 0
-    local ev = ARGV[base + n + i]
-    if ev ~= '' and not is_terminal(redis.call('HGET', KEYS[1 + n + i], 'status')) then
-      redis.call('XADD', KEYS[1 + i], 'MAXLEN', '~', ARGV[1], '*', 'ev', ev)
-      redis.call('EXPIRE', KEYS[1 + i], tonumber(ARGV[2]))
-    end
+  local cancelled = redis.call('SISMEMBER', KEYS[1], ARGV[base + i]) == 1
+  flags[i] = cancelled and 1 or 0
+  local ev = ARGV[base + n + i]
+  local values = (k > 0 or (ev ~= '' and not cancelled)) and redis.call('HMGET', KEYS[1 + n + i], 'status', unpack(fields))
+  if not cancelled and ev ~= '' and not is_terminal(values[1]) then
+    log_events(KEYS[1 + i], ARGV[1], ARGV[2], {ev})
   end
   if k > 0 then
-    records[i] = redis.call('HMGET', KEYS[1 + n + i], unpack(fields))
+    table.remove(values, 1)
+    records[i] = values
   end
 end
 for j = 1, m do

@@ -2,7 +2,8 @@
 -- policy: 'reject', 'enqueue' (wait in the thread's queue), 'interrupt' (cancel the running turn,
 -- which keeps a cancelled turn, and start this one) or 'rollback' (as interrupt, leaving no turn).
 -- Returns {what, active}: what is 'started', 'queued' or 'rejected' ('exists' when the run was written
--- already: a retry); 'moved' when the running turn is
+-- already: a retry; 'claimed' with the run id the idempotency key names instead: nothing written);
+-- 'moved' when the running turn is
 -- not the one the caller named (read it again), 'ended' when the running turn has ended but the
 -- thread was not yet released (the caller releases it, then tries again).
 --
@@ -12,7 +13,16 @@
 -- ARGV[5] now  ARGV[6] thread ttl (s, 0 = keep)  ARGV[7] record ttl (s, 0 = keep)  ARGV[8] events maxlen
 -- ARGV[9] events ttl (s)  ARGV[10] task  ARGV[11] queued event  ARGV[12] cancelled event of the
 -- running turn  ARGV[13] created_at  ARGV[14] n record pairs, pairs...
+-- With an idempotency key (broker/idempotency.py): KEYS[10] the key, ARGV[15 + 2n] its ttl (s); the
+-- key is set to the run id in the same step that writes the turn.
 local thread = KEYS[1]
+local idem = KEYS[10]
+if idem then
+  local named = redis.call('GET', idem)
+  if named and named ~= ARGV[2] then
+    return {'claimed', named}
+  end
+end
 local active = redis.call('HGET', thread, 'active') or ''
 if redis.call('EXISTS', KEYS[3]) == 1 then  -- a retried submit whose first call landed: nothing again
   return {'exists', active}
@@ -33,18 +43,16 @@ if active ~= '' then
 end
 
 local record_ttl = tonumber(ARGV[7])
-local pairs = {}
-for j = 0, 2 * tonumber(ARGV[14]) - 1 do
-  pairs[#pairs + 1] = ARGV[15 + j]
+local after = hset_counted(KEYS[3], ARGV, 14)
+if idem then
+  redis.call('SET', idem, ARGV[2], 'EX', tonumber(ARGV[after]))
 end
-redis.call('HSET', KEYS[3], unpack(pairs))
 redis.call('HSET', KEYS[3], 'thread', ARGV[1])
 if record_ttl > 0 then
   redis.call('EXPIRE', KEYS[3], record_ttl)
 end
 redis.call('ZADD', KEYS[4], tonumber(ARGV[13]), ARGV[2])
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', 'ev', ARGV[11])
-redis.call('EXPIRE', KEYS[6], tonumber(ARGV[9]))
+log_events(KEYS[6], ARGV[8], ARGV[9], {ARGV[11]})
 
 local what = 'started'
 if active ~= '' and policy == 'enqueue' then
@@ -59,8 +67,7 @@ else
     if record_ttl > 0 then
       redis.call('EXPIRE', KEYS[8], record_ttl)
     end
-    redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[8], '*', 'ev', ARGV[12])
-    redis.call('EXPIRE', KEYS[9], tonumber(ARGV[9]))
+    log_events(KEYS[9], ARGV[8], ARGV[9], {ARGV[12]})
     if policy == 'interrupt' then
       thread_turn(thread, KEYS[8], active, now)
     end

@@ -2,12 +2,14 @@
 --   park:   the handler of the entry's task sleeps or waits for a signal. Ack the entry and store the
 --           wait (record, due index, the run's waits, run status 'waiting', a 'waiting' event); a
 --           signal already buffered for it resumes the task at once instead.
---   wake:   a ticker found the wait due. Only the caller whose ZREM removes it goes on: the journal
---           gets the wait's result (when given), the task goes back on its stream, the wait is gone.
+--   wake:   a ticker found the wait due. Only while the wait's record is still the one the ticker read
+--           (seq and requested_at: a woken task parks its next wait under the same member), and only
+--           the caller whose ZREM removes it goes on: the journal gets the wait's result (when
+--           given), the task goes back on its stream, the wait is gone.
 --   signal: buffer the signal; when a wait of the run asks for it (and no ticker took it first),
 --           take the oldest buffered signal of that name and resume the task with it.
 -- Returns: park 1 parked, 3 resumed at once, 0 entry not ours, 2 run ended (entry acked);
---          wake 1 woken, 0 taken by another ticker, 2 run ended (wait dropped);
+--          wake 1 woken, 0 taken by another ticker (or no longer the wait it read), 2 run ended (dropped);
 --          signal 1 delivered, 0 buffered, -1 no such run, -2 run ended.
 --
 -- KEYS[1] wait record  KEYS[2] due index  KEYS[3] run record  KEYS[4] task stream  KEYS[5] journal
@@ -16,13 +18,13 @@
 -- ARGV[6] index member  ARGV[7] the task's id
 -- park:   ARGV[8] group ARGV[9] consumer ARGV[10] entry id ARGV[11] due score ARGV[12] signal name ('' = sleep)
 --         ARGV[13] 'waiting' event ARGV[14] 'woken' event ARGV[15] n record pairs, pairs...
--- wake:   ARGV[8] journal value ('' = none) ARGV[9] 'woken' event
+-- wake:   ARGV[8] journal value ('' = none) ARGV[9] 'woken' event ARGV[10] the record's seq and
+--         ARGV[11] requested_at as the ticker read them ('' = it read no record)
 -- signal: ARGV[8] data ARGV[9] signal name ARGV[10] 'woken' event
 local op, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local function event(ev)
-  redis.call('XADD', KEYS[7], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'ev', ev)
-  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[5]))
+  log_events(KEYS[7], ARGV[4], ARGV[5], {ev})
 end
 
 local function resume(value, ev)
@@ -88,6 +90,10 @@ if op == 'park' then
 end
 
 if op == 'wake' then
+  local read = redis.call('HMGET', KEYS[1], 'seq', 'requested_at')
+  if (read[1] or '') ~= ARGV[10] or (read[2] or '') ~= ARGV[11] then
+    return 0
+  end
   if redis.call('ZREM', KEYS[2], ARGV[6]) == 0 then
     return 0
   end
