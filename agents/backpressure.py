@@ -8,12 +8,13 @@ The limit of a workflow is its entry role's ``max_backlog`` when the workflow fi
 
 from __future__ import annotations
 
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import Workflow
-from baton.broker import Keys, Redis
-from baton.broker.backpressure import check_backlog
+from ..broker import Keys
+from ..broker.backpressure import check_backlog_op
+from ..broker.drive import Op, blocking
+from .settings import Settings
+from .workflow.spec import Workflow
 
-__all__ = ["backlog_limit", "check_submit"]
+__all__ = ["backlog_limit", "check_submit", "check_submit_op"]
 
 def backlog_limit(wf: Workflow, settings: Settings) -> int:
     """The backlog limit of ``wf``'s entry role (0: none)."""
@@ -21,6 +22,9 @@ def backlog_limit(wf: Workflow, settings: Settings) -> int:
     return settings.max_backlog if own is None else own
 
 
-def check_submit(client: Redis, keys: Keys, settings: Settings, wf: Workflow) -> None:
+def check_submit_op(keys: Keys, settings: Settings, wf: Workflow) -> Op[None]:
     """Refuse (``broker.backpressure.BacklogFull``) a new run of ``wf`` while its entry role is at its limit."""
-    check_backlog(client, keys, wf.name, wf.entry, backlog_limit(wf, settings))
+    yield from check_backlog_op(keys, wf.name, wf.entry, backlog_limit(wf, settings))
+
+
+check_submit = blocking(check_submit_op)

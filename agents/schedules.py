@@ -23,15 +23,18 @@ from collections.abc import Iterator
 import msgspec
 from croniter import croniter
 
-from baton.agents.settings import Settings
-from baton.agents.submit import submit_run
-from baton.agents.workflow import named
-from baton.broker import Keys, Redis, run_record
-from baton.broker import schedules as store
-from baton.protocol import ProtocolError, new_id
-from baton.protocol.schedules import OVERLAPS, Overlap, Schedule
+from ..broker import Keys, Redis, run_record
+from ..broker import schedules as store
+from ..broker.drive import Op, awaiting, blocking
+from ..protocol import ProtocolError, new_id
+from ..protocol.schedules import OVERLAPS, Overlap, Schedule
+from .settings import Settings
+from .submit import submit_run
+from .workflow import named
+from .workflow.loader import named_op
 
-__all__ = ["GRACE_S", "LEASE_MS", "add_schedule", "fire_due", "parse_duration", "set_paused", "ticks"]
+__all__ = ["GRACE_S", "LEASE_MS", "aadd_schedule", "add_schedule", "add_schedule_op", "aset_paused", "fire_due",
+           "parse_duration", "set_paused", "set_paused_op", "ticks"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,8 @@ def ticks(cron: str, after: float, until: float) -> Iterator[float]:
         yield tick
 
 
-def add_schedule(redis: Redis, keys: Keys, name: str, cron: str, *, task: str, workflow: str = "",
-                 overlap: Overlap = "skip", catchup_s: float = 60.0, tenant: str = "") -> Schedule:
+def add_schedule_op(keys: Keys, name: str, cron: str, *, task: str, workflow: str = "",
+                    overlap: Overlap = "skip", catchup_s: float = 60.0, tenant: str = "") -> Op[Schedule]:
     """Create or replace the schedule ``name`` (its firing state is kept); ``ProtocolError`` when the
     cron expression, the workflow, the policy or the name is wrong."""
     if not croniter.is_valid(cron):
@@ -69,10 +72,10 @@ def add_schedule(redis: Redis, keys: Keys, name: str, cron: str, *, task: str, w
     if overlap not in OVERLAPS:
         raise ProtocolError(f"overlap must be one of {', '.join(OVERLAPS)}, not {overlap!r}")
     try:
-        named(workflow or None, client=redis, keys=keys)
+        yield from named_op(workflow or None, keys=keys)
     except Exception as exc:  # noqa: BLE001 - the lookup's own message is the reason
         raise ProtocolError(str(exc)) from None
-    old = store.get_schedule(redis, keys, name)
+    old = yield from store.get_schedule_op(keys, name)
     try:
         schedule = msgspec.convert({"name": name, "cron": cron, "workflow": workflow, "task": task,
                                     "overlap": overlap, "catchup_s": catchup_s,
@@ -81,21 +84,27 @@ def add_schedule(redis: Redis, keys: Keys, name: str, cron: str, *, task: str, w
                                    Schedule)
     except msgspec.ValidationError as exc:
         raise ProtocolError(str(exc)) from None
-    store.save_schedule(redis, keys, schedule)
+    yield from store.save_schedule_op(keys, schedule)
     return schedule
 
 
-def set_paused(redis: Redis, keys: Keys, name: str, paused: bool) -> Schedule | None:
+def set_paused_op(keys: Keys, name: str, paused: bool) -> Op[Schedule | None]:
     """Pause or resume ``name``; ``None`` when there is none. A resumed schedule fires only ticks
     from now on (ticks while paused are skipped)."""
-    old = store.get_schedule(redis, keys, name)
+    old = yield from store.get_schedule_op(keys, name)
     if old is None:
         return None
     new = msgspec.structs.replace(old, paused=paused)
-    store.save_schedule(redis, keys, new)
+    yield from store.save_schedule_op(keys, new)
     if not paused:
-        store.mark_tick(redis, keys, name, time.time())
+        yield from store.mark_tick_op(keys, name, time.time())
     return new
+
+
+add_schedule = blocking(add_schedule_op)
+aadd_schedule = awaiting(add_schedule_op)
+set_paused = blocking(set_paused_op)
+aset_paused = awaiting(set_paused_op)
 
 
 def _running(redis: Redis, keys: Keys, run_id: str) -> bool:

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
-from baton.agents.backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
-from baton.broker.keys import DEFAULT_EVENTS_MAXLEN, MARKER_TTL_S, Keys, Retention
-from baton.broker.lanes import DEFAULT_BATCH_SHARE
-from baton.protocol import MAX_HOPS
+from ..broker.keys import Keys
+from ..broker.lanes import DEFAULT_BATCH_SHARE
+from ..broker.retention import DEFAULT_EVENTS_MAXLEN, MARKER_TTL_S, Retention
+from ..protocol import MAX_HOPS
+from .backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
 
 __all__ = ["DEFAULT_MODEL", "Settings", "SettingsError"]
 
@@ -40,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_deliveries: int = 3
     batch_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = DEFAULT_BATCH_SHARE  # batch lane share of read slots
     batch_lane_size: Annotated[int, msgspec.Meta(ge=0)] = 0  # most batch tasks per model call (0: batch_size)
+    tenant_batch_size: Annotated[int, msgspec.Meta(ge=0)] = 0  # most tasks of one tenant per read while others are busy
+    worker_reserve: Literal["", "interactive"] = ""  # interactive: serve quiet tenants' interactive runs only
+    worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 0  # CPU priority this much lower while serving a backlog
     lease_ms: int = 30000
     reclaim_interval_s: float = 5.0
     heartbeat_interval_s: float = 2.0
@@ -52,7 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_s: float = 0.5
     outage_budget_s: float = 600.0  # how long a run waits out a model or Redis outage before it fails
     breaker_threshold: int = 3  # consecutive transient model failures that open the endpoint's breaker
-    breaker_cap_s: float = 30.0  # longest back-off between probes of a down endpoint
+    breaker_cap_s: float = 4.0  # longest back-off between probes of a down endpoint (found back within it)
     api_tokens: str = ""  # comma-separated bearer tokens of the HTTP API; empty: no authentication
     tenants_file: str = ""  # TOML file of tenants: hashed tokens and limits (``agents/tenants.py``); empty: none
     tenant: str = ""  # the tenant the client and CLI submit as at the Redis level (the API takes it from the token)

@@ -35,9 +35,9 @@ from typing import Annotated
 
 import msgspec
 
-from baton.agents.settings import SettingsError
-from baton.protocol.fields import KEY_SAFE_PATTERN
-from baton.protocol.tenants import TenantLimits
+from ..protocol.fields import KEY_SAFE_PATTERN
+from ..protocol.tenants import TenantLimits
+from .settings import SettingsError
 
 __all__ = ["ADMIN", "Directory", "Principal", "Tenant", "TenantsError", "bearer_token", "hash_token", "load_tenants",
            "new_token"]

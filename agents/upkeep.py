@@ -9,8 +9,9 @@ worker wakes its own role's on its reclaim timer). A worker runs each chore unle
 with). A worker that connects as a named Redis user (the least-privilege users
 ``baton acl`` makes, ``broker/acl.py``) runs none of these chores: its user may touch only its
 role's keys, so ``baton scheduler``, run as a user that may, fires and delivers for it. A chore that
-Redis still refuses with ``NOPERM`` is logged once and dropped for the life of the process. Any
-other error is logged and the chore is tried again at the next pass.
+Redis still refuses with ``NOPERM`` is logged once and dropped for the life of the process. An
+outage is logged in one line, any other error with its traceback, and the chore is tried again at
+the next pass.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from baton.agents.schedules import fire_due
-from baton.agents.settings import Settings
-from baton.agents.webhooks import deliver_due
-from baton.broker import Keys, Redis
-from baton.broker.errors import NoPermission
-from baton.broker.timers import Timers
+from ..broker import Keys, Redis
+from ..broker.errors import NoPermission, is_transient
+from ..broker.timers import Timers
+from .schedules import fire_due
+from .settings import Settings
+from .webhooks import deliver_due
 
 __all__ = ["Upkeep", "named_user", "worker_upkeep"]
 
@@ -61,8 +62,11 @@ class Upkeep:
             log.warning("upkeep: %s turned off in this process, Redis refused it: %s", name, exc)
             del self.chores[name]
             return False
-        except Exception:  # noqa: BLE001 - an outage or a bad item must not end the upkeep
-            log.exception("upkeep: %s pass failed", name)
+        except Exception as exc:  # noqa: BLE001 - an outage or a bad item must not end the upkeep
+            if is_transient(exc):  # an outage: one line, and the next pass tries again
+                log.warning("upkeep: %s pass waits for Redis (%s)", name, exc)
+            else:
+                log.exception("upkeep: %s pass failed", name)
         return True
 
     def _loop(self, name: str) -> None:

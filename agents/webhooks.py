@@ -37,12 +37,12 @@ from typing import Any
 import httpx
 import msgspec
 
-from baton.agents.settings import Settings
-from baton.broker import Keys, Redis, RunRecord, run_records
-from baton.broker import webhooks as store
-from baton.broker.events import last_event
-from baton.protocol import ProtocolError, new_id
-from baton.protocol.webhooks import (
+from ..broker import Keys, Redis, RunRecord, run_records
+from ..broker import webhooks as store
+from ..broker.drive import Op, blocking
+from ..broker.events import last_event
+from ..protocol import ProtocolError, new_id
+from ..protocol.webhooks import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
     MAX_URL_LENGTH,
@@ -51,8 +51,10 @@ from baton.protocol.webhooks import (
     Delivery,
     sign,
 )
+from .settings import Settings
 
-__all__ = ["AllowList", "WebhookRefused", "check_url", "deliver_due", "forget_run", "payload", "resend", "watch_run"]
+__all__ = ["AllowList", "WebhookRefused", "check_url", "deliver_due", "forget_run", "forget_run_op", "payload",
+           "resend", "watch_run", "watch_run_op"]
 
 log = logging.getLogger("baton.webhooks")
 
@@ -174,15 +176,19 @@ def check_url(url: str, allow: str) -> str:
     return url
 
 
-def watch_run(redis: Redis, keys: Keys, run_id: str, url: str) -> None:
+def watch_run_op(keys: Keys, run_id: str, url: str) -> Op[None]:
     """Give ``run_id`` a delivery to ``url`` (already checked), looked at from now on."""
     now = time.time()
-    store.watch(redis, keys, Delivery(run_id=run_id, url=url, created_at=now, next_at=now), now)
+    yield from store.watch_op(keys, Delivery(run_id=run_id, url=url, created_at=now, next_at=now), now)
 
 
-def forget_run(redis: Redis, keys: Keys, run_id: str) -> None:
+def forget_run_op(keys: Keys, run_id: str) -> Op[None]:
     """Drop ``run_id``'s delivery (its submit failed: there is no run to report on)."""
-    store.forget(redis, keys, [run_id])
+    yield from store.forget_op(keys, [run_id])
+
+
+watch_run = blocking(watch_run_op)
+forget_run = blocking(forget_run_op)
 
 
 def resend(redis: Redis, keys: Keys, run_id: str) -> Delivery | None:

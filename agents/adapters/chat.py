@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, ToolDef, from_openai, to_openai
+from ...protocol.chat import ChatMessage, ChatRequest, ChatResult, ToolDef, from_openai, to_openai
 
 __all__ = ["chat_message", "chat_request", "completion_message"]
 

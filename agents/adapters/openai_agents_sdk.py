@@ -2,7 +2,7 @@
 
     from agents import Agent, function_tool          # the OpenAI Agents SDK
     from baton import App
-    from baton.agents.adapters.openai_agents_sdk import agent_role
+    from .openai_agents_sdk import agent_role
 
     app = App("support")
     triage = Agent(name="triage", instructions="...", tools=[lookup_order], handoffs=[billing])
@@ -37,10 +37,11 @@ from agents.items import ModelResponse
 from agents.models.chatcmpl_converter import Converter
 from agents.models.interface import Model
 from agents.tool_context import ToolContext as SdkToolContext
-from baton.agents.adapters.chat import chat_request, completion_message
-from baton.agents.app import App, Context
-from baton.agents.tools.base import ToolContext
-from baton.agents.tools.registry import get_tool, register
+
+from ..app import App, Context
+from ..tools.base import ToolContext
+from ..tools.registry import get_tool, register
+from .chat import chat_request, completion_message
 
 __all__ = ["BatonModel", "SdkTool", "agent_handler", "agent_role"]
 

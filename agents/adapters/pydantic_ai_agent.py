@@ -2,7 +2,7 @@
 
     from pydantic_ai import Agent
     from baton import App
-    from baton.agents.adapters.pydantic_ai_agent import pydantic_role
+    from .pydantic_ai_agent import pydantic_role
 
     app = App("notes")
     pydantic_role(app, "summarize", Agent(instructions="Summarize in one line."))
@@ -24,8 +24,8 @@ from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from baton.agents.adapters.transport import openai_client
-from baton.agents.app import App, Context
+from ..app import App, Context
+from .transport import openai_client
 
 __all__ = ["baton_model", "pydantic_handler", "pydantic_role"]
 

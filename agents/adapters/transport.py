@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from baton.agents.adapters.chat import chat_request, completion_message
-from baton.agents.app import Context
+from ..app import Context
+from .chat import chat_request, completion_message
 
 __all__ = ["BASE_URL", "ChatTransport", "openai_client"]
 

@@ -1,14 +1,14 @@
 """Agents written in Python: ``App``, its ``@app.role`` / ``@app.tool`` decorators, the ``Context`` a
 handler gets, the outcomes it may choose, ``Retry``, and ``load_app`` for workers and clients."""
 
-from baton.agents.app.app import App
-from baton.agents.app.context import AppServices, Context, ToolFailed
-from baton.agents.app.failures import Retry, failure_reason, is_transient
-from baton.agents.app.handler import run_handler
-from baton.agents.app.loader import app_workflow, load_app
-from baton.agents.app.outcome import BadReturn, Fail, FanOut, Finish, Handoff, Next, Outcome, as_outcome
-from baton.agents.app.runner import AppRunner
-from baton.agents.app.waits import WaitTimeout
+from .app import App
+from .context import AppServices, Context, ToolFailed
+from .failures import Retry, failure_reason, is_transient
+from .handler import run_handler
+from .loader import app_workflow, load_app
+from .outcome import BadReturn, Fail, FanOut, Finish, Handoff, Next, Outcome, as_outcome
+from .runner import AppRunner
+from .waits import WaitTimeout
 
 __all__ = [
     "App",

@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from baton.agents.app.tooldefs import tool_name
-from baton.agents.tools.schema import FunctionTool, function_tool
-from baton.agents.workflow.handlers import register_handler
-from baton.agents.workflow.spec import RoleSpec, Route, Split, ToolConfig, Workflow, WorkflowError
-from baton.protocol import Budget
+from ...protocol import Budget
+from ..tools.schema import FunctionTool, function_tool
+from ..workflow.handlers import register_handler
+from ..workflow.spec import RoleSpec, Route, Split, ToolConfig, Workflow, WorkflowError
+from .tooldefs import tool_name
 
 __all__ = ["App"]
 
@@ -115,7 +115,7 @@ class App:
         schema comes from its type hints. The function stays callable as before."""
 
         def decorate(f: F) -> F:
-            from baton.agents.tools.registry import register
+            from ..tools.registry import register
 
             t = function_tool(f, name=name, description=description)
             register(t, replace=True)

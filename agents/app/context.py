@@ -19,23 +19,23 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from baton.agents.app import waits
-from baton.agents.app.journal import CallJournal, HopCalls, fingerprint
-from baton.agents.app.outcome import Fail, FanOut, Finish, Handoff, Outcome
-from baton.agents.app.tooldefs import tool_defs, tool_name
-from baton.agents.backends import Generation
-from baton.agents.runtime.events import EventWriter
-from baton.agents.runtime.gateway import Gateway
-from baton.agents.runtime.prompt import render_prompt
-from baton.agents.tools.loop import LoopResult, run_tool_loop
-from baton.agents.tools.runner import ToolOutcome
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Entry, Keys, Memory, Redis
-from baton.broker.journal import CallKind, hop_key
-from baton.broker.memory import read_shared, write_shared
-from baton.broker.threads import run_history
-from baton.protocol import Custom, Task, Turn
-from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, NamedToolChoice
+from ...broker import Entry, Keys, Memory, Redis
+from ...broker.journal import CallKind, hop_key
+from ...broker.memory import read_shared, write_shared
+from ...broker.threads import run_history
+from ...protocol import Custom, Task, Turn
+from ...protocol.chat import ChatMessage, ChatRequest, ChatResult, NamedToolChoice
+from ..backends import Generation
+from ..runtime.events import EventWriter
+from ..runtime.gateway import Gateway
+from ..runtime.prompt import render_prompt
+from ..tools.loop import LoopResult, run_tool_loop
+from ..tools.runner import ToolOutcome
+from ..workflow.spec import RoleSpec
+from . import waits
+from .journal import CallJournal, HopCalls, fingerprint
+from .outcome import Fail, FanOut, Finish, Handoff, Outcome
+from .tooldefs import tool_defs, tool_name
 
 __all__ = ["AppServices", "Context", "ToolFailed"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import traceback
 
-from baton.agents.app.outcome import BadReturn
-from baton.agents.app.waits import WaitTimeout
-from baton.agents.runtime import failures as runtime_failures
+from ..runtime import failures as runtime_failures
+from .outcome import BadReturn
+from .waits import WaitTimeout
 
 __all__ = ["Retry", "failure_reason", "is_transient"]
 

@@ -13,9 +13,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from baton.agents.app.context import Context
-from baton.agents.app.outcome import Outcome, as_outcome
-from baton.agents.app.waits import Routed
+from .context import Context
+from .outcome import Outcome, as_outcome
+from .waits import Routed
 
 __all__ = ["run_handler"]
 

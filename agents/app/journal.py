@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Redis
-from baton.broker.journal import CallKind, HopJournal, JournalWrite, Recorded, read_journals, write_journal
-from baton.broker.keys import Keys
+from ...broker import Redis
+from ...broker.journal import CallKind, HopJournal, JournalWrite, Recorded, read_journals, write_journal
+from ...broker.keys import Keys
 
 __all__ = ["CallJournal", "HopCalls", "fingerprint"]
 

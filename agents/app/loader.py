@@ -11,9 +11,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from baton.agents.app.app import App
-from baton.agents.workflow.handlers import import_object, resolve_handlers
-from baton.agents.workflow.spec import Workflow, WorkflowError
+from ..workflow.handlers import import_object, resolve_handlers
+from ..workflow.spec import Workflow, WorkflowError
+from .app import App
 
 __all__ = ["app_workflow", "load_app"]
 

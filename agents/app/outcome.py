@@ -7,7 +7,7 @@ the run's result when the role is last) or one of these, or calls ``ctx.handoff`
 
 from __future__ import annotations
 
-from baton.agents.runtime.outcome import OUTCOMES, Fail, FanOut, Finish, Handoff, Next, Outcome
+from ..runtime.outcome import OUTCOMES, Fail, FanOut, Finish, Handoff, Next, Outcome
 
 __all__ = ["BadReturn", "FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome", "as_outcome"]
 # The outcome Structs live in the runtime (its hand-off stage matches on them); the app re-exports them.

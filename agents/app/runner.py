@@ -11,14 +11,14 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from baton.agents.app.context import AppServices, Context
-from baton.agents.app.failures import failure_reason, is_transient
-from baton.agents.app.handler import run_handler
-from baton.agents.runtime.events import EventWriter
-from baton.agents.settings import Settings
-from baton.agents.workflow.handlers import resolve_handler
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import connect
+from ...broker import connect
+from ..runtime.events import EventWriter
+from ..settings import Settings
+from ..workflow.handlers import resolve_handler
+from ..workflow.spec import RoleSpec
+from .context import AppServices, Context
+from .failures import failure_reason, is_transient
+from .handler import run_handler
 
 __all__ = ["AppRunner"]
 

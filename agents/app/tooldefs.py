@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from baton.agents.tools.registry import get_tool
-from baton.agents.tools.schema import tool_def
-from baton.protocol.chat import ToolDef
+from ...protocol.chat import ToolDef
+from ..tools.registry import get_tool
+from ..tools.schema import tool_def
 
 __all__ = ["tool_defs", "tool_name"]
 

@@ -25,13 +25,13 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from baton.agents.app.journal import HopCalls, fingerprint
-from baton.agents.app.outcome import Handoff, Outcome
-from baton.agents.runtime.timers import Suspend, WaitRequest
-from baton.broker.journal import CallKind
-from baton.broker.timers import WaitResult
-from baton.protocol import Task
-from baton.protocol.fields import Name
+from ...broker.journal import CallKind
+from ...broker.timers import WaitResult
+from ...protocol import Task
+from ...protocol.fields import Name
+from ..runtime.timers import Suspend, WaitRequest
+from .journal import HopCalls, fingerprint
+from .outcome import Handoff, Outcome
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from baton.protocol.chat import ChatRequest, ChatResult
+from ...protocol.chat import ChatRequest, ChatResult
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "DEFAULT_MODEL", "ECHO_MODEL", "Generation", "ModelBackend", "is_http_model"]
 

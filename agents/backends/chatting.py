@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, FinishReason
+from ...protocol.chat import ChatMessage, ChatRequest, ChatResult, FinishReason
 
 __all__ = ["OnTokens", "StopFilter", "chat_result", "cut_at_stop", "render_chat"]
 

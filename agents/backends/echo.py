@@ -26,8 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from baton.protocol.chat import ChatRequest, ChatResult
-
+from ...protocol.chat import ChatRequest, ChatResult
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
 from .chatting import chat_result, cut_at_stop
 

@@ -1,10 +1,15 @@
 """A backend on a Hugging Face ``text-generation`` pipeline, generating a batch at a time.
 
-The model is loaded with ``transformers.pipeline("text-generation", model=...)``, as in the seed
-notebook. :meth:`HFPipelineBackend.generate` then calls the pipeline's model directly with one
-left-padded batch (the pipeline wrapper costs 7-18% per call on tiny-gpt2, and it generates one
-prompt at a time). Decoding is greedy, so a prompt's text is the same whether it is generated
-alone or in a batch, and the same as ``pipe(prompt, max_new_tokens=n, do_sample=False)``.
+The tokenizer and model are loaded with ``AutoTokenizer`` and ``AutoModelForCausalLM``, the
+objects ``transformers.pipeline("text-generation", model=...)`` of the seed notebook loads (the
+pipeline module itself costs seconds of CPU to import in every worker; :attr:`pipeline` builds
+one on these objects when asked). :meth:`HFPipelineBackend.generate` calls the model directly
+with one left-padded batch (the pipeline wrapper costs 7-18% per call on tiny-gpt2, and it
+generates one prompt at a time). Decoding is greedy, so a prompt's text is the same whether it is generated
+alone or in a batch, and the same as ``pipe(prompt, max_new_tokens=n, do_sample=False)``. For a
+plain greedy model (the twin, tiny-gpt2) the backend runs its own decoding loop over the model's
+forward instead of ``generate()`` (:mod:`.greedy`: the same forward calls and tokens, ~1.8x less
+CPU per prompt at batch 32); any other model goes through ``generate()``.
 
 Left padding and GPT-2 positions: ``generate()`` in transformers 5 derives ``position_ids`` from
 the attention mask (``cumsum - 1``), so the first real token of a left-padded prompt gets
@@ -20,20 +25,20 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from baton.protocol.chat import ChatRequest, ChatResult
-
+from ...protocol.chat import ChatRequest, ChatResult
 from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Generation
 from .chatting import StopFilter, chat_result, cut_at_stop, render_chat
 from .errors import ModelRejected
+from .greedy import greedy_decode, plain_greedy
 from .resolve import resolve_model
-from .streaming import BatchStreamer
+from .streaming import BatchStreamer, batch_decoder
 from .twin import quiet_transformers
 
-__all__ = ["EncodedBatch", "HFPipelineBackend", "configure_torch_threads", "release_free_memory"]
+__all__ = ["EncodedBatch", "HFPipelineBackend", "configure_torch_threads", "preload", "release_free_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +101,8 @@ class HFPipelineBackend:
 
     Attributes:
         name: the model name as asked for; ``resolved`` is what was actually loaded.
-        pipeline: the ``transformers`` text-generation pipeline (``tokenizer`` and ``model`` are
-            its own).
+        tokenizer, model: what ``transformers.pipeline("text-generation", model=resolved)``
+            would load (the tokenizer padding on the left, as the pipeline sets it).
     """
 
     def __init__(
@@ -115,15 +120,13 @@ class HFPipelineBackend:
         if threads == 1:
             # The Rust tokenizer would otherwise start its own thread pool (and warn after fork).
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from transformers import pipeline
-
         self.name = model
         self.threads = threads
         self.resolved = resolve_model(model)
-        with quiet_transformers():
-            self.pipeline: Any = cast(Any, pipeline("text-generation", model=self.resolved))
-        self.tokenizer: Any = self.pipeline.tokenizer
-        self.model: Any = self.pipeline.model.eval()
+        self.tokenizer: Any
+        self.model: Any
+        self.tokenizer, self.model = _preloaded.pop(self.resolved, None) or _load(self.resolved)
+        self._pipeline: Any = None
 
         gen_config = self.model.generation_config
         eos = gen_config.eos_token_id
@@ -155,7 +158,21 @@ class HFPipelineBackend:
             "do_sample": False,
             "pad_token_id": self.pad_token_id,
         }
+        # The same tokens as generate(), without its per-step overhead (greedy.py), when it can.
+        self.fast_greedy: bool = plain_greedy(self.model)
+        self._decode_rows = batch_decoder(self.tokenizer)
         release_free_memory()
+
+    @property
+    def pipeline(self) -> Any:
+        """A ``transformers`` text-generation pipeline on this backend's tokenizer and model, built
+        on first use (importing the pipeline module is the slow part of loading)."""
+        if self._pipeline is None:
+            from transformers import pipeline
+
+            with quiet_transformers():
+                self._pipeline = pipeline("text-generation", model=self.model, tokenizer=self.tokenizer)
+        return self._pipeline
 
     def __repr__(self) -> str:
         return (
@@ -252,19 +269,25 @@ class HFPipelineBackend:
         new_ids: list[list[int]] = [[] for _ in prompts]
         if max_new_tokens > 0:
             stopping = StopFilter(on_tokens, stops) if on_tokens is not None and any(stops) else None
-            with torch.inference_mode():
-                output = self.model.generate(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.attention_mask,
-                    max_new_tokens=max_new_tokens,
-                    streamer=self._streamer(len(prompts), stopping or on_tokens),
-                    **self._generate_kwargs,
-                )
+            streamer = self._streamer(len(prompts), stopping or on_tokens)
+            if self.fast_greedy:
+                rows = greedy_decode(self.model, batch.input_ids, batch.attention_mask, max_new_tokens=max_new_tokens,
+                                     pad_token_id=self.pad_token_id, eos_token_ids=self.eos_token_ids,
+                                     streamer=streamer)
+            else:
+                with torch.inference_mode():
+                    output = self.model.generate(
+                        input_ids=batch.input_ids,
+                        attention_mask=batch.attention_mask,
+                        max_new_tokens=max_new_tokens,
+                        streamer=streamer,
+                        **self._generate_kwargs,
+                    )
+                rows = output[:, batch.input_ids.shape[1]:].tolist()
             if stopping is not None:
                 stopping.close()
-            width = batch.input_ids.shape[1]
-            new_ids = [self._until_eos(row) for row in output[:, width:].tolist()]
-        continuations: list[str] = self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+            new_ids = [self._until_eos(row) for row in rows]
+        continuations = self._decode_rows(new_ids)
         return batch, new_ids, continuations
 
     def _streamer(self, size: int, on_tokens: Callable[[int, str], None] | None) -> BatchStreamer | None:
@@ -279,6 +302,29 @@ class HFPipelineBackend:
             if token in self.eos_token_ids:
                 return tokens[: index + 1]
         return tokens
+
+
+_preloaded: dict[str, tuple[Any, Any]] = {}
+
+
+def preload(model: str) -> None:
+    """Load ``model``'s tokenizer and weights now, for the first backend on it in each process
+    forked from this one later (a fork server's warm-up; each child owns its copy-on-write copy)."""
+    resolved = resolve_model(model)
+    _preloaded[resolved] = _load(resolved)
+
+
+def _load(resolved: str) -> tuple[Any, Any]:
+    """The tokenizer (padding on the left, as the text-generation pipeline sets it for a decoder)
+    and the model in eval mode, as ``transformers.pipeline("text-generation", model=resolved)``
+    would load them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        model = AutoModelForCausalLM.from_pretrained(resolved).eval()
+    tokenizer.padding_side = "left"
+    return tokenizer, model
 
 
 def _model_positions(config: Any) -> int | None:

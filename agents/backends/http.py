@@ -42,9 +42,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
-from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, FinishReason, from_openai, to_openai
-from baton.protocol.codec import ProtocolError
-
+from ...protocol.chat import ChatMessage, ChatRequest, ChatResult, FinishReason, from_openai, to_openai
+from ...protocol.codec import ProtocolError
 from .base import DEFAULT_MAX_NEW_TOKENS, Generation
 from .errors import PERMANENT_STATUS, TRANSIENT_STATUS, ModelError, ModelRejected, ModelUnavailable, parse_retry_after
 

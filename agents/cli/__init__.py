@@ -15,30 +15,30 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer with click as a dependency
     from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
-from baton.agents.backends.local import LocalModelsMissing
-from baton.agents.cli import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
-from baton.agents.cli import dlq as _dlq  # noqa: E402,F401
-from baton.agents.cli import events as _events  # noqa: E402,F401
-from baton.agents.cli import inspect as _inspect  # noqa: E402,F401
-from baton.agents.cli import mcp_stdio as _mcp_stdio  # noqa: E402,F401
-from baton.agents.cli import monitor as _monitor  # noqa: E402,F401
-from baton.agents.cli import review as _review  # noqa: E402,F401
-from baton.agents.cli import run as _run  # noqa: E402,F401
-from baton.agents.cli import runs as _runs  # noqa: E402,F401
-from baton.agents.cli import schedule as _schedule  # noqa: E402,F401
-from baton.agents.cli import tenants as _tenants  # noqa: E402,F401
-from baton.agents.cli import threads as _threads  # noqa: E402,F401
-from baton.agents.cli import timers as _timers  # noqa: E402,F401
-from baton.agents.cli import webhooks as _webhooks  # noqa: E402,F401
-from baton.agents.cli import worker as _worker  # noqa: E402,F401
-from baton.agents.cli import workflow as _workflow  # noqa: E402,F401
-from baton.agents.cli.common import CliError, app
-from baton.agents.settings import SettingsError
-from baton.agents.workflow.spec import WorkflowError
-from baton.broker import AuthenticationFailed, BrokerConnectionError, BrokerTimeout, BrokerUnavailable, CommandRefused
-from baton.broker.backpressure import SubmitRefused
-from baton.broker.replication import ReplicasBehind
-from baton.broker.scripts import LibraryMissing
+from ...broker import AuthenticationFailed, BrokerConnectionError, BrokerTimeout, BrokerUnavailable, CommandRefused
+from ...broker.backpressure import SubmitRefused
+from ...broker.replication import ReplicasBehind
+from ...broker.scripts import LibraryMissing
+from ..backends.local import LocalModelsMissing
+from ..settings import SettingsError
+from ..workflow.spec import WorkflowError
+from . import dashboard as _dashboard  # noqa: E402,F401  (registers commands)
+from . import dlq as _dlq  # noqa: E402,F401
+from . import events as _events  # noqa: E402,F401
+from . import inspect as _inspect  # noqa: E402,F401
+from . import mcp_stdio as _mcp_stdio  # noqa: E402,F401
+from . import monitor as _monitor  # noqa: E402,F401
+from . import review as _review  # noqa: E402,F401
+from . import run as _run  # noqa: E402,F401
+from . import runs as _runs  # noqa: E402,F401
+from . import schedule as _schedule  # noqa: E402,F401
+from . import tenants as _tenants  # noqa: E402,F401
+from . import threads as _threads  # noqa: E402,F401
+from . import timers as _timers  # noqa: E402,F401
+from . import webhooks as _webhooks  # noqa: E402,F401
+from . import worker as _worker  # noqa: E402,F401
+from . import workflow as _workflow  # noqa: E402,F401
+from .common import CliError, app
 
 __all__ = ["CliError", "app", "main"]
 

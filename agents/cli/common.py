@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import Workflow
-from baton.broker import Keys, Redis, connect, ping
+from ...broker import Keys, Redis, connect, ping
+from ..settings import Settings
+from ..workflow.spec import Workflow
 
 __all__ = ["AppOption", "CliError", "app", "app_or_named", "connect_checked", "err", "out", "settings", "visible"]
 
@@ -67,9 +67,9 @@ def app_or_named(workflow: str | None, app_ref: str | None, *, client: Redis | N
     if app_ref:
         if workflow:
             raise CliError("give --app or --workflow, not both", 2)
-        from baton.agents.app.loader import app_workflow  # imported lazily: imports the user's module
+        from ..app.loader import app_workflow  # imported lazily: imports the user's module
 
         return app_workflow(app_ref)
-    from baton.agents.workflow.loader import named
+    from ..workflow.loader import named
 
     return named(workflow, client=client, keys=keys)

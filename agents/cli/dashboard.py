@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from baton.agents.cli.common import CliError, app, connect_checked, err, settings
-from baton.agents.runtime.logs import setup_logging
-from baton.agents.workflow.loader import named
+from ..runtime.logs import setup_logging
+from ..workflow.loader import named
+from .common import CliError, app, connect_checked, err, settings
 
 __all__ = ["dashboard", "is_loopback", "openapi"]
 
@@ -46,8 +46,8 @@ def dashboard(
     """
     import uvicorn
 
-    from baton.agents.ops.dashboard import create_app
-    from baton.agents.ops.timeouts import TimedH11Protocol
+    from ..ops.dashboard import create_app
+    from ..ops.timeouts import TimedH11Protocol
 
     s = settings()
     if not s.api_token_list() and not s.tenants_file and not is_loopback(host) and not allow_anonymous:
@@ -67,8 +67,8 @@ def openapi(
     workflow: Annotated[str | None, typer.Option(help="Workflow TOML file (default: the seed chain).")] = None,
 ) -> None:
     """Print the OpenAPI document of the dashboard and HTTP API (docs/openapi.json is this output)."""
-    from baton.agents.ops.dashboard import create_app
-    from baton.agents.settings import Settings
+    from ..ops.dashboard import create_app
+    from ..settings import Settings
 
     doc = create_app(Settings(), named(workflow)).openapi()  # the client connects on first use: never here
     typer.echo(json.dumps(doc, indent=2, sort_keys=True))

@@ -13,16 +13,15 @@ import msgspec
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.agents.workflow.loader import named
-from baton.broker import cancel_run
-from baton.broker.acl import role_acl
-from baton.broker.cluster import is_cluster_url
-from baton.broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
-from baton.broker.janitor import Janitor
-from baton.broker.scripts import library, setup_library
-from baton.protocol import TERMINAL_STATUSES
-from baton.protocol.fields import KEY_SAFE_PATTERN
+from ...broker import cancel_run
+from ...broker.acl import role_acl
+from ...broker.cluster import is_cluster_url
+from ...broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
+from ...broker.janitor import Janitor
+from ...broker.scripts import library, setup_library
+from ...protocol import TERMINAL_STATUSES
+from ...protocol.fields import KEY_SAFE_PATTERN
+from .common import AppOption, CliError, app, app_or_named, connect_checked, out, settings
 
 __all__ = ["acl", "cancel", "setup", "dlq_list", "dlq_purge", "dlq_replay", "dlq_show", "janitor"]
 
@@ -156,6 +155,7 @@ def acl(
     tenant: Annotated[str, typer.Option(
         help="The tenant whose own workers these are (its quota and limits only), or '*' for workers that "
              "serve every tenant.")] = "",
+    app_ref: AppOption = None,
 ) -> None:
     """Print the least-privilege ``ACL SETUSER`` command for ROLE's workers (see docs/RELIABILITY.md).
 
@@ -163,7 +163,7 @@ def acl(
     if tenant and tenant != "*" and not re.match(KEY_SAFE_PATTERN, tenant):
         raise CliError(f"bad tenant name {tenant!r}: letters, digits, '_', '.' and '-' only (or '*')")
     s = settings(workflow=workflow)
-    wf = named(workflow or s.workflow)
+    wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref)
     spec = wf.role(role)
     nxt = sorted({spec.next, *(r.to for r in spec.routes)} - {"", "end"})
     if not spec.next or any(r.to == "end" for r in spec.routes):  # it ends runs: a thread's next turn starts
@@ -179,7 +179,7 @@ def acl(
     rules = role_acl(s.keys(), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
                      features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
                      rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts,
-                     review=bool(spec.review), tenant=tenant)
+                     review=bool(spec.review), tenant=tenant, code=spec.is_code)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))
 
 

@@ -10,9 +10,8 @@ import msgspec
 import typer
 from rich.markup import escape
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
-from baton.broker import Keys, Redis, iter_events, read_events, run_record
-from baton.protocol import (
+from ...broker import Keys, Redis, iter_events, read_events, run_record
+from ...protocol import (
     Cancelled,
     Custom,
     Done,
@@ -29,6 +28,7 @@ from baton.protocol import (
     Waiting,
     Woken,
 )
+from .common import CliError, app, connect_checked, out, settings, visible
 
 __all__ = ["EventPrinter", "events_cmd", "follow_events"]
 

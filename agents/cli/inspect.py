@@ -9,13 +9,13 @@ import msgspec
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings, visible
-from baton.agents.runtime.prompt import notebook_memory
-from baton.agents.workflow.loader import named
-from baton.broker import Keys, Redis, agents_in_run, latest_run, run_record, scratchpad
-from baton.broker.stats import discover_streams, stream_stats
-from baton.protocol import RunStatus
-from baton.protocol import schema as protocol_schema
+from ...broker import Keys, Redis, agents_in_run, latest_run, run_record, scratchpad
+from ...broker.stats import discover_streams, stream_stats
+from ...protocol import RunStatus
+from ...protocol import schema as protocol_schema
+from ..runtime.prompt import notebook_memory
+from ..workflow.loader import named
+from .common import CliError, app, connect_checked, out, settings, visible
 
 __all__ = ["result", "schema", "scratchpad_cmd", "stream_rows", "streams"]
 
@@ -105,7 +105,7 @@ def schema(
     if workflow:
         import msgspec
 
-        from baton.agents.workflow.spec import Workflow
+        from ..workflow.spec import Workflow
 
         print(json.dumps(msgspec.json.schema(Workflow), indent=2))
         return
@@ -120,6 +120,6 @@ def model_build(
     """Build the offline twin of sshleifer/tiny-gpt2 and print its path."""
     from pathlib import Path
 
-    from baton.agents.backends.twin import build_twin
+    from ..backends.twin import build_twin
 
     print(build_twin(Path(path) if path else None, force=force))

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from baton.agents.cli.common import app, connect_checked, settings
-from baton.agents.runtime.logs import setup_logging
-from baton.agents.workflow.loader import named
+from ..runtime.logs import setup_logging
+from ..workflow.loader import named
+from .common import app, connect_checked, settings
 
 __all__ = ["mcp"]
 
@@ -27,10 +27,10 @@ def mcp(
     import anyio
     from mcp.server.stdio import stdio_server
 
-    from baton.agents.ops.api import ApiContext
-    from baton.agents.ops.auth import BearerAuth
-    from baton.agents.ops.interop.mcp_server import mcp_server
-    from baton.agents.ops.interop.runs import Runs
+    from ..ops.api import ApiContext
+    from ..ops.auth import BearerAuth
+    from ..ops.interop.mcp_server import mcp_server
+    from ..ops.interop.runs import Runs
 
     s = settings()
     setup_logging(s.log_format, s.log_level)

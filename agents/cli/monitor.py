@@ -13,12 +13,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.agents.ops.monitor import Monitor, Snapshot
-from baton.agents.ops.trace import RunNotFound, RunTrace, build_trace
-from baton.agents.workflow.loader import named
-from baton.broker import latest_run
-from baton.protocol import RunStatus
+from ...broker import latest_run
+from ...protocol import RunStatus
+from ..ops.monitor import Monitor, Snapshot
+from ..ops.trace import RunNotFound, RunTrace, build_trace
+from ..workflow.loader import named
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["monitor", "render_snapshot", "render_trace", "trace"]
 

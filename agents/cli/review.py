@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.table import Column, Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.broker.fork import ForkError, fork_run, replay_run
-from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
-from baton.protocol import Decision
+from ...broker import Keys, Redis
+from ...broker.fork import ForkError, fork_run, replay_run
+from ...broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
+from ...protocol import Decision
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["fork", "replay", "review_approve", "review_list", "review_reject", "review_show"]
 
@@ -107,13 +109,8 @@ def fork(
         "--reuse-journal", help="Code roles get the source run's recorded calls back while they match.")] = False,
 ) -> None:
     """Start a new run from RUN's history: scratchpads up to ROLE's hop, then ROLE with its input; print its id."""
-    s = settings()
-    client, keys = connect_checked(s)
-    try:
-        out.print(fork_run(client, keys, run_id, from_role, task, max_hops=s.max_hops,
-                           reuse_journal=reuse_journal))
-    except ForkError as exc:
-        raise CliError(str(exc)) from None
+    _new_run(lambda client, keys, hops: fork_run(client, keys, run_id, from_role, task, max_hops=hops,
+                                                 reuse_journal=reuse_journal))
 
 
 @app.command()
@@ -123,10 +120,15 @@ def replay(
         "--reuse-journal", help="Code roles get the source run's recorded calls back while they match.")] = False,
 ) -> None:
     """Re-run RUN from the start with the same workflow and task; print the new run's id."""
+    _new_run(lambda client, keys, hops: replay_run(client, keys, run_id, max_hops=hops, reuse_journal=reuse_journal))
+
+
+def _new_run(start: Callable[[Redis, Keys, int], str]) -> None:
+    """Print the id of the run ``start`` makes (with this process's ``BATON_MAX_HOPS``); a ``ForkError``
+    is the command's one-line error."""
     s = settings()
     client, keys = connect_checked(s)
     try:
-        out.print(replay_run(client, keys, run_id, max_hops=s.max_hops,
-                             reuse_journal=reuse_journal))
+        out.print(start(client, keys, s.max_hops))
     except ForkError as exc:
         raise CliError(str(exc)) from None

@@ -19,7 +19,14 @@ import platformdirs
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from baton.agents.cli.common import (
+from ...broker import EmbeddedRedis, Keys, Redis, RunRecord, agents_in_run, run_record, scratchpad, wait_for_runs
+from ...broker.threads import ThreadBusy
+from ...protocol import PRIORITIES, Budget, Cancelled, Failed, Priority, ProtocolError, RunStatus
+from ..runtime.prompt import notebook_memory
+from ..settings import Settings
+from ..submit import submit_run
+from ..workflow.spec import Workflow
+from .common import (
     AppOption,
     CliError,
     app,
@@ -30,14 +37,7 @@ from baton.agents.cli.common import (
     settings,
     visible,
 )
-from baton.agents.cli.events import follow_events
-from baton.agents.runtime.prompt import notebook_memory
-from baton.agents.settings import Settings
-from baton.agents.submit import submit_run
-from baton.agents.workflow.spec import Workflow
-from baton.broker import EmbeddedRedis, Keys, Redis, RunRecord, agents_in_run, run_record, scratchpad, wait_for_runs
-from baton.broker.threads import ThreadBusy
-from baton.protocol import PRIORITIES, Budget, Cancelled, Failed, Priority, ProtocolError, RunStatus
+from .events import follow_events
 
 __all__ = ["WorkerPool", "run", "run_budget", "submit_cmd"]
 
@@ -159,8 +159,8 @@ def print_seed_report(client: Redis, keys: Keys, wf: Workflow, run_id: str) -> N
 def _resolved_model_env(s: Settings) -> dict[str, str]:
     """Resolve the model once here (building the twin if needed, saying so in one line), so
     the workers neither race to build it nor each probe the hub."""
-    from baton.agents.backends import ECHO_MODEL, is_http_model, resolve_model
-    from baton.agents.runtime.logs import setup_logging
+    from ..backends import ECHO_MODEL, is_http_model, resolve_model
+    from ..runtime.logs import setup_logging
 
     setup_logging(level="WARNING")
     if is_http_model(s.model) or s.model == ECHO_MODEL:

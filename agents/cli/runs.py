@@ -10,9 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
 from baton.client import Client, RunInfo
-from baton.protocol import TERMINAL_STATUSES, RunStatus
+
+from ...protocol import TERMINAL_STATUSES, RunStatus
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["run_row", "runs"]
 

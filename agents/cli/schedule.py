@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import threading
 from typing import Annotated
 
@@ -11,12 +10,13 @@ import msgspec
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, err, out, settings
-from baton.agents.schedules import add_schedule, parse_duration, set_paused
-from baton.agents.upkeep import Upkeep
-from baton.broker.schedules import delete_schedule, list_schedules, schedule_state
-from baton.protocol import ProtocolError
-from baton.protocol.schedules import OVERLAPS
+from ...broker.schedules import delete_schedule, list_schedules, schedule_state
+from ...protocol import ProtocolError
+from ...protocol.schedules import OVERLAPS
+from ..runtime.lifecycle import install_signal_handlers
+from ..schedules import add_schedule, parse_duration, set_paused
+from ..upkeep import Upkeep
+from .common import CliError, app, connect_checked, err, out, settings
 
 __all__ = ["schedule_add", "schedule_delete", "schedule_list", "schedule_pause", "schedule_resume", "scheduler"]
 
@@ -102,7 +102,6 @@ def scheduler(
     s = settings()
     client, keys = connect_checked(s)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    install_signal_handlers(stop, s.shutdown_grace_s)  # as a worker's: a second signal or the grace period ends it
     err.print(f"scheduler polling every {poll:g}s")
     Upkeep(client, keys, s, stop, timers=True, poll_s=poll).run()

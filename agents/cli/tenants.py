@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.agents.ops.tenants_api import tenant_views
-from baton.agents.tenants import Directory, hash_token, new_token
-from baton.broker.audit import read_audit
-from baton.broker.tenants import publish_limits
-from baton.protocol.fields import KEY_SAFE_PATTERN
+from ...broker.audit import read_audit
+from ...broker.tenants import publish_limits
+from ...protocol.fields import KEY_SAFE_PATTERN
+from ..ops.tenants_api import tenant_views
+from ..tenants import Directory, hash_token, new_token
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["audit", "tenants_apply", "tenants_show", "tenants_token"]
 

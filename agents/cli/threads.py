@@ -11,9 +11,9 @@ import msgspec
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.broker.cancel import delete_thread
-from baton.broker.threads import ThreadInfo, get_thread, list_threads
+from ...broker.cancel import delete_thread
+from ...broker.threads import ThreadInfo, get_thread, list_threads
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["threads_delete", "threads_list", "threads_show"]
 

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.broker.timers import SignalRefused, list_waits, send_signal
+from ...broker.timers import SignalRefused, list_waits, send_signal
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["signal", "waits"]
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from baton.agents.cli.common import CliError
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import Workflow
+from ..settings import Settings
+from ..workflow.spec import Workflow
+from .common import CliError
 
 __all__ = ["tool_names", "tool_worker"]
 
 
 def tool_names(raw: list[str]) -> list[str]:
     """Tool names from ``--tools`` values (repeated, space- or comma-separated), checked and deduplicated."""
-    from baton.agents.tools import known_tools
+    from ..tools import known_tools
 
     names = list(dict.fromkeys(n.strip() for item in raw for n in item.split(",") if n.strip()))
     unknown = [n for n in names if n not in known_tools()]
@@ -23,8 +23,8 @@ def tool_names(raw: list[str]) -> list[str]:
 
 def tool_worker(s: Settings, wf: Workflow, raw: list[str]) -> int:
     """Run a tool worker until SIGTERM; return its exit code."""
-    from baton.agents.runtime.logs import context, setup_logging
-    from baton.agents.tools.worker import ToolWorker
+    from ..runtime.logs import context, setup_logging
+    from ..tools.worker import ToolWorker
 
     names = tool_names(raw)
     setup_logging(s.log_format, s.log_level)

@@ -10,9 +10,9 @@ import msgspec
 import typer
 from rich.table import Table
 
-from baton.agents.cli.common import CliError, app, connect_checked, out, settings
-from baton.agents.webhooks import resend
-from baton.broker.webhooks import failed, get_delivery
+from ...broker.webhooks import failed, get_delivery
+from ..webhooks import resend
+from .common import CliError, app, connect_checked, out, settings
 
 __all__ = ["webhooks_failed", "webhooks_resend", "webhooks_show"]
 

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.agents.cli.common import AppOption, CliError, app, app_or_named, connect_checked, out, settings
-from baton.agents.runtime.logs import context, setup_logging
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import RoleSpec, Workflow
-from baton.broker import BrokerError, Keys, check_worker, connect
-from baton.broker.scripts import check_library
+from ...broker import BrokerError, Keys, check_worker, connect
+from ...broker.reserve import RESERVES
+from ...broker.scripts import check_library
+from ..runtime.logs import context, setup_logging
+from ..settings import Settings
+from ..workflow.spec import RoleSpec, Workflow
+from .common import AppOption, CliError, app, app_or_named, connect_checked, out, settings
 
 if TYPE_CHECKING:
-    from baton.agents.runtime.stages.handle import HandlerRunner
+    from ..runtime.stages.handle import HandlerRunner
 
 log = logging.getLogger("baton.worker")
 
@@ -47,13 +48,24 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(
         min=1, max=1024, help="Code roles: handlers run at once (entries read together; default: the batch size)."
     )] = None,
+    reserve: Annotated[str | None, typer.Option(
+        "--reserve", metavar="interactive",
+        help="Serve only interactive runs of tenants without a backlog (capacity a flood never holds)."
+    )] = None,
+    nice: Annotated[int | None, typer.Option(
+        min=0, max=19,
+        help="Lower the CPU priority by N while serving a backlog's batch (shared workers beside reserved ones)."
+    )] = None,
 ) -> None:
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
-    s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions)
+    if reserve is not None and reserve not in RESERVES:
+        raise CliError(f"--reserve takes {', '.join(RESERVES)}, not {reserve!r}", 2)
+    s = settings(batch_size=batch_size, workflow=workflow, worker_partitions=partitions, worker_reserve=reserve,
+                 worker_nice=nice)
     s.worker_partition_list()  # a bad --partitions fails here, before the model loads
     wf = app_or_named(workflow or (None if app_ref else s.workflow), app_ref)
     if tools:  # the extra positional words are more tool names
-        from baton.agents.cli.tools import tool_worker
+        from .tools import tool_worker
 
         names = [*tools, *([role] if role else []), *ctx.args]
         raise typer.Exit(_check(s, "tools") if check else tool_worker(s, wf, names))
@@ -73,7 +85,7 @@ def worker(
         raise typer.Exit(_check(s, spec.role))
     check_library(connect_checked(s)[0])  # LibraryMissing: one line, before the model loads
     setup_logging(s.log_format, s.log_level)
-    from baton.agents.runtime.worker import Worker  # imported here: loads torch only for real workers
+    from ..runtime.worker import Worker  # imported here: loads torch only for real workers
 
     w = Worker(s, wf, spec.role, runner=runner, concurrency=concurrency)
     context(role=spec.role, consumer=w.consumer)
@@ -85,14 +97,14 @@ def _prepare_code_roles(s: Settings, wf: Workflow, specs: list[RoleSpec], *, pub
     """Resolve the served code roles' handlers (a bad one is a one-line error now, not at the first
     task) and, for an app, register its workflow so clients can submit to it by name (best effort:
     a worker starting before Redis rides the outage out in its loop)."""
-    from baton.agents.workflow.handlers import resolve_handler
+    from ..workflow.handlers import resolve_handler
 
     for spec in specs:
         if spec.handler:
             resolve_handler(spec, search=wf.base_dir)
     if not published:
         return
-    from baton.agents.workflow.registry import publish_workflow
+    from ..workflow.registry import publish_workflow
 
     try:
         publish_workflow(connect(s.redis_url), Keys(s.prefix, s.partitions), wf)
@@ -104,8 +116,8 @@ def _runner(s: Settings, wf: Workflow, specs: list[RoleSpec], app_ref: str | Non
     """The code roles' handler runner (None when every role served is a template role)."""
     if not any(spec.handler for spec in specs):
         return None
-    from baton.agents.app.loader import load_app
-    from baton.agents.app.runner import AppRunner
+    from ..app.loader import load_app
+    from ..app.runner import AppRunner
 
     retryable = load_app(app_ref).retryable if app_ref else ()
     return AppRunner.for_settings(s, retryable=retryable, search=wf.base_dir)
@@ -119,7 +131,7 @@ def _multi(s: Settings, wf: Workflow, roles: list[str], check: bool, runner: Han
         return max(_check(s, spec.role) for spec in specs)
     check_library(connect_checked(s)[0])
     setup_logging(s.log_format, s.log_level)
-    from baton.agents.runtime.multirole import MultiRoleWorker  # imported here: loads torch only for real workers
+    from ..runtime.multirole import MultiRoleWorker  # imported here: loads torch only for real workers
 
     w = MultiRoleWorker(s, wf, [spec.role for spec in specs], runner=runner, concurrency=concurrency)
     context(role=",".join(w.roles), consumer=",".join(x.consumer for x in w.workers))

@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH
-from baton.agents.cli.common import CliError, app, out, settings
-from baton.agents.workflow.loader import named
-from baton.agents.workflow.spec import Workflow
+from ..serving.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH
+from ..workflow.loader import named
+from ..workflow.spec import Workflow
+from .common import CliError, app, out, settings
 
 __all__ = ["check", "list_workflows", "serve_model"]
 
@@ -47,7 +47,7 @@ def check(
 @workflow_app.command("list")
 def list_workflows() -> None:
     """The workflows shipped with baton."""
-    from baton.agents.workflow import loader as workflows
+    from ..workflow import loader as workflows
 
     for name, path in sorted(workflows.packaged().items()):
         out.print(f"{name}\t{path}")
@@ -77,10 +77,10 @@ def serve_model(
     With API keys (BATON_MODEL_API_KEYS, --api-key) the /v1 routes need `Authorization: Bearer <key>`;
     workers send theirs from OPENAI_API_KEY.
     """
-    from baton.agents.backends import is_http_model
-    from baton.agents.backends.server import default_replicas, serve
-    from baton.agents.cli.dashboard import is_loopback
-    from baton.agents.runtime.logs import setup_logging
+    from ..backends import is_http_model
+    from ..runtime.logs import setup_logging
+    from ..serving.server import default_replicas, serve
+    from .dashboard import is_loopback
 
     s = settings()
     target = model or s.model

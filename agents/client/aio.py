@@ -1,10 +1,13 @@
 """The asyncio client: the same methods as ``baton.Client``, awaitable.
 
-It speaks ``redis.asyncio`` natively for everything it reads: records, listings, waits (blocking
-reads of the run's event log) and events, with no thread held. The writes that are one atomic
-step on the broker's synchronous path (submit, with its backlog check; cancel; review decisions;
-fork and replay) and the trace and scratchpad views run that same code in a worker thread, over a
-synchronous connection made on first use, so there is one submit path for every caller.
+It speaks ``redis.asyncio`` natively, with no thread and no synchronous connection, for runs
+(submit, with its backlog and quota checks, idempotency keys, threads and webhooks; records,
+listings, waits, events, scratchpads; cancel, review decisions, fork and replay), threads, signals,
+schedules and failed webhooks: each broker step is written once as an op (``baton.broker.drive``) that the
+sync client runs on ``redis.Redis`` and this one awaits on ``redis.asyncio``, so there is one submit
+path (``baton.agents.submit.submit_run_op``) and one call of each Lua step for both. Webhook
+resends and the trace view still run the sync client's code in a worker thread, over a
+synchronous connection made on first use.
 """
 
 from __future__ import annotations
@@ -13,17 +16,30 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
+from baton.agents.schedules import aadd_schedule, aset_paused
 from baton.agents.settings import Settings
+from baton.agents.submit import asubmit_run
+from baton.agents.workflow.loader import named_op
 from baton.broker import AsyncRedis, PadEntry, RunRecord, connect_async
+from baton.broker import threads as _threads
+from baton.broker.cancel import acancel_run, adelete_thread
+from baton.broker.drive import arun
 from baton.broker.events import aiter_events, aread_events
-from baton.broker.runs import alist_runs, arun_record, arun_records
-from baton.broker.tenants import tenant_run_ids
+from baton.broker.fork import afork_run, areplay_run
+from baton.broker.reviews import adecide
+from baton.broker.runs import alist_runs, arun_record, arun_records, arun_scratchpads
+from baton.broker.schedules import adelete_schedule, alist_schedules
+from baton.broker.tenants import atenant_run_ids
 from baton.broker.threads import ThreadInfo
+from baton.broker.timers import SignalRefused, asend_signal
+from baton.broker.webhooks import afailed
 from baton.client import POLL_S, BaseClient, BaseRun, Client, Run, RunInfo, outcome
 from baton.protocol import Budget, Priority, RunStatus, ThreadPolicy
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
+from baton.protocol.threads import scoped_thread
 from baton.protocol.webhooks import Delivery
+from baton.refusals import apublic_refusals
 
 __all__ = ["AsyncClient", "AsyncRun"]
 
@@ -56,29 +72,31 @@ class AsyncClient(BaseClient):
             self._sync = Client(settings=self.settings, tenant=self.tenant)
         return await asyncio.to_thread(call, self._sync)
 
+    @apublic_refusals
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
                      metadata: Mapping[str, str] | None = None, run_id: str | None = None,
                      budget: Budget | None = None, priority: Priority = "interactive",
                      idempotency_key: str | None = None, webhook: str | None = None,
                      thread: str | None = None, thread_policy: ThreadPolicy | None = None) -> AsyncRun:
-        """Start a run (see ``Client.submit``)."""
-        run = await self._in_thread(lambda c: c.submit(task, workflow=workflow, deadline=deadline, metadata=metadata,
-                                                       run_id=run_id, budget=budget, priority=priority,
-                                                       idempotency_key=idempotency_key, webhook=webhook,
-                                                       thread=thread, thread_policy=thread_policy))
-        return AsyncRun(self, run.id)
+        """Start a run (see ``Client.submit``): the same submit, awaited."""
+        wf = await arun(named_op(workflow or self.settings.workflow, keys=self.keys), self.aredis)
+        return AsyncRun(self, await asubmit_run(self.aredis, self.keys, self.settings, wf, task, deadline=deadline,
+                                                metadata=metadata, run_id=run_id, budget=budget, priority=priority,
+                                                idempotency_key=idempotency_key, webhook=webhook, tenant=self.tenant,
+                                                thread=thread, thread_policy=thread_policy))
 
     async def thread(self, thread_id: str) -> ThreadInfo | None:
         """A thread (see ``Client.thread``)."""
-        return await self._in_thread(lambda c: c.thread(thread_id))
+        stored = scoped_thread(self.tenant, thread_id)
+        return _threads.seen_by(await arun(_threads.get_thread_op(self.keys, stored), self.aredis), self.tenant)
 
     async def threads(self, *, limit: int = 50) -> list[ThreadInfo]:
         """The most recently active threads (see ``Client.threads``)."""
-        return await self._in_thread(lambda c: c.threads(limit=limit))
+        return await arun(_threads.tenant_threads_op(self.keys, self.tenant, limit), self.aredis)
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread (see ``Client.delete_thread``)."""
-        return await self._in_thread(lambda c: c.delete_thread(thread_id))
+        return await adelete_thread(self.aredis, self.keys, scoped_thread(self.tenant, thread_id)) is not None
 
     async def run(self, run_id: str) -> AsyncRun:
         """An existing run; ``RunNotFound`` when there is none."""
@@ -90,7 +108,7 @@ class AsyncClient(BaseClient):
         """The newest runs, newest first (see ``Client.runs``)."""
         wanted, window = self._window(status, limit)
         if self.tenant:
-            ids = await self._in_thread(lambda c: tenant_run_ids(c.redis, c.keys, self.tenant, window))
+            ids = await atenant_run_ids(self.aredis, self.keys, self.tenant, window)
         else:
             ids = await alist_runs(self.aredis, self.keys, window)
         return self._select(await arun_records(self.aredis, self.keys, ids), wanted, limit)
@@ -98,32 +116,36 @@ class AsyncClient(BaseClient):
     async def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                            catchup_s: float = 60.0) -> Schedule:
         """Create or replace a cron schedule (see ``Client.add_schedule``)."""
-        return await self._in_thread(lambda c: c.add_schedule(name, cron, task=task, workflow=workflow,
-                                                              overlap=overlap, catchup_s=catchup_s))
+        return await aadd_schedule(self.aredis, self.keys, name, cron, task=task, workflow=workflow, overlap=overlap,
+                                   catchup_s=catchup_s)
 
     async def schedules(self) -> list[Schedule]:
         """Every schedule, by name."""
-        return await self._in_thread(Client.schedules)
+        return await alist_schedules(self.aredis, self.keys)
 
     async def pause_schedule(self, name: str) -> bool:
         """Stop firing ``name``; whether it exists."""
-        return await self._in_thread(lambda c: c.pause_schedule(name))
+        return await aset_paused(self.aredis, self.keys, name, True) is not None
 
     async def resume_schedule(self, name: str) -> bool:
         """Fire ``name`` again from its next tick; whether it exists."""
-        return await self._in_thread(lambda c: c.resume_schedule(name))
+        return await aset_paused(self.aredis, self.keys, name, False) is not None
 
     async def delete_schedule(self, name: str) -> bool:
         """Delete ``name``; whether it existed."""
-        return await self._in_thread(lambda c: c.delete_schedule(name))
+        return await adelete_schedule(self.aredis, self.keys, name)
 
     async def signal(self, run_id: str, name: str, data: Any = None) -> bool:
         """Send signal ``name`` with ``data`` to ``run_id`` (see ``Client.signal``)."""
-        return await self._in_thread(lambda c: c.signal(run_id, name, data))
+        await self.run(run_id)  # RunNotFound (also for another tenant's run)
+        try:
+            return await asend_signal(self.aredis, self.keys, run_id, name, data)
+        except SignalRefused as exc:
+            raise self._signal_refused(run_id, exc) from None
 
     async def failed_webhooks(self, limit: int = 100) -> list[Delivery]:
         """Failed webhook deliveries (see ``Client.failed_webhooks``)."""
-        return await self._in_thread(lambda c: c.failed_webhooks(limit))
+        return await afailed(self.aredis, self.keys, limit)
 
     async def resend_webhook(self, run_id: str) -> bool:
         """Send a run's webhook again (see ``Client.resend_webhook``)."""
@@ -169,11 +191,11 @@ class AsyncRun(BaseRun):
 
     async def cancel(self) -> str | None:
         """Cancel the run; return its status before, or None."""
-        return await self._on_run(Run.cancel)
+        return await acancel_run(self.client.aredis, self.client.keys, self.id)
 
     async def scratchpads(self) -> dict[str, list[PadEntry]]:
         """Every agent's scratchpad entries in this run."""
-        return await self._on_run(Run.scratchpads)
+        return await arun_scratchpads(self.client.aredis, self.client.keys, self.id)
 
     async def trace(self) -> Any:
         """The run's message flow hop by hop."""
@@ -181,16 +203,18 @@ class AsyncRun(BaseRun):
 
     async def approve(self, output: str | None = None) -> None:
         """Approve the run's pending human review."""
-        await self._on_run(lambda r: r.approve(output))
+        await adecide(self.client.aredis, self.client.keys, self.id, "approve", output)
 
     async def reject(self, reason: str) -> None:
         """Reject the run's pending human review."""
-        await self._on_run(lambda r: r.reject(reason))
+        await adecide(self.client.aredis, self.client.keys, self.id, "reject", reason=reason)
 
     async def fork(self, from_role: str, task: str | None = None) -> AsyncRun:
         """A new run forked from this one at ``from_role``."""
-        return AsyncRun(self.client, (await self._on_run(lambda r: r.fork(from_role, task))).id)
+        c = self.client
+        return AsyncRun(c, await afork_run(c.aredis, c.keys, self.id, from_role, task, max_hops=c.settings.max_hops))
 
     async def replay(self) -> AsyncRun:
         """A new run with this run's inputs, from the start."""
-        return AsyncRun(self.client, (await self._on_run(Run.replay)).id)
+        c = self.client
+        return AsyncRun(c, await areplay_run(c.aredis, c.keys, self.id, max_hops=c.settings.max_hops))

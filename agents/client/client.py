@@ -81,6 +81,11 @@ class BaseClient:
 
 
     @staticmethod
+    def _signal_refused(run_id: str, exc: SignalRefused) -> RunNotFound | RunEnded:
+        """The public error of a refused signal."""
+        return RunNotFound(run_id) if exc.status == 404 else RunEnded(run_id, exc.reason)
+
+    @staticmethod
     def _window(status: str | None, limit: int) -> tuple[RunStatus | None, int]:
         """The status asked for, and how many of the newest runs to read to find ``limit`` of them."""
         wanted = RunStatus(status) if status else None
@@ -223,9 +228,7 @@ class Client(BaseClient):
         try:
             return send_signal(self.redis, self.keys, run_id, name, data)
         except SignalRefused as exc:
-            if exc.status == 404:
-                raise RunNotFound(run_id) from None
-            raise RunEnded(run_id, exc.reason) from None
+            raise self._signal_refused(run_id, exc) from None
 
     def failed_webhooks(self, limit: int = 100) -> list[Delivery]:
         """Completion webhook deliveries that failed, newest first."""

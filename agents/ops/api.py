@@ -21,20 +21,10 @@ from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from baton.agents.ops.auth import BearerAuth
-from baton.agents.ops.bodies import SubmitRequest, json_body, openapi_body
-from baton.agents.ops.slots import Slot, StreamSlots
-from baton.agents.ops.tenancy import caller, owns
-from baton.agents.runtime.tracing import fields_from_headers
-from baton.agents.settings import Settings
-from baton.agents.submit import submit_run
-from baton.agents.webhooks import WebhookRefused
-from baton.agents.workflow.loader import named
-from baton.agents.workflow.spec import Workflow, WorkflowError
-from baton.broker import (
+from ...broker import (
     Keys,
     Redis,
     cancel_run,
@@ -42,16 +32,27 @@ from baton.broker import (
     list_runs,
     run_scratchpads,
 )
-from baton.broker.backpressure import RedisFull, SubmitRefused
-from baton.broker.events import AsyncRedis, aread_events
-from baton.broker.records import RunRecord
-from baton.broker.replication import ReplicasBehind
-from baton.broker.runs import run_record, run_records
-from baton.broker.tenants import tenant_run_ids
-from baton.broker.threads import ThreadBusy
-from baton.protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
+from ...broker.backpressure import RedisFull, SubmitRefused
+from ...broker.errors import describe, is_transient
+from ...broker.events import AsyncRedis, aread_events
+from ...broker.records import RunRecord
+from ...broker.replication import ReplicasBehind
+from ...broker.runs import run_record, run_records
+from ...broker.tenants import tenant_run_ids
+from ...broker.threads import ThreadBusy
+from ...protocol import TERMINAL_STATUSES, ProtocolError, RunStatus, is_terminal
+from ..runtime.tracing import fields_from_headers
+from ..settings import Settings
+from ..submit import submit_run
+from ..webhooks import WebhookRefused
+from ..workflow.loader import named
+from ..workflow.spec import Workflow, WorkflowError
+from .auth import BearerAuth
+from .bodies import SubmitRequest, json_body, openapi_body
+from .slots import Slot, StreamSlots
+from .tenancy import caller, owns
 
-__all__ = ["ApiContext", "record_or_404", "run_view", "runs_router", "submit_request", "v1_router"]
+__all__ = ["ApiContext", "record_or_404", "redis_error", "run_view", "runs_router", "submit_request", "v1_router"]
 
 log = logging.getLogger("baton.api")
 
@@ -77,7 +78,9 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Body too large"},
     429: {"description": "The entry role's backlog is at its limit (BATON_MAX_BACKLOG), or the tenant's token "
                         "quota is used up; see Retry-After"},
-    503: {"description": "Redis is out of memory and refuses new runs; see Retry-After"},
+    503: {"description": "Redis is out of memory and refuses new runs, or is unavailable for longer than "
+                        "BATON_SUBMIT_RETRY_S (a failover), or the run is not yet on BATON_WAIT_REPLICAS replicas; "
+                        "see Retry-After"},
     409: {"description": "The thread runs a turn and the thread policy is reject"},
 }
 
@@ -156,6 +159,17 @@ def submit_request(ctx: ApiContext, body: SubmitRequest, *, trace: Mapping[str, 
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except ReplicasBehind as exc:  # written, not yet on BATON_WAIT_REPLICAS replicas
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+
+
+def redis_error(_: Request, exc: Exception) -> JSONResponse:
+    """A Redis error a route could not ride out, as an answer with its reason: 503 with ``Retry-After``
+    while Redis is out (a failover that outlasted ``BATON_SUBMIT_RETRY_S``, a restart), else 500."""
+    if is_transient(exc):
+        log.warning("Redis unavailable: %s", describe(exc))
+        return JSONResponse({"detail": f"Redis is unavailable ({describe(exc)}); retry"}, status_code=503,
+                            headers={"Retry-After": "1"})
+    log.error("Redis error: %s", exc)
+    return JSONResponse({"detail": f"Redis error: {exc}"}, status_code=500)
 
 
 def run_view(record: RunRecord) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from fastapi import HTTPException, Request
 
-from baton.agents.tenants import Directory, Principal, bearer_token
+from ..tenants import Directory, Principal, bearer_token
 
 __all__ = ["ACCESS_TOKEN_PARAM", "EVENT_STREAM_ROUTES", "BearerAuth", "bearer_token", "request_token"]
 

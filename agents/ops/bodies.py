@@ -15,9 +15,9 @@ import msgspec
 from fastapi import HTTPException, Request
 from msgspec import Meta
 
-from baton.agents.ops.timeouts import read_capped
-from baton.protocol import Budget, BudgetLimit, Decision, ThreadPolicy
-from baton.protocol.fields import Id, Name, Priority
+from ...protocol import Budget, BudgetLimit, Decision, ThreadPolicy
+from ...protocol.fields import Id, Name, Priority
+from .timeouts import read_capped
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from baton.agents.ops.monitor import Snapshot
+from .monitor import Snapshot
 
 __all__ = ["LABELS", "SnapshotCollector"]
 

@@ -31,27 +31,27 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.background import BackgroundTask
 
-from baton.agents.ops.api import SSE_HEADERS, ApiContext, runs_router
-from baton.agents.ops.auth import BearerAuth
-from baton.agents.ops.collectors import SnapshotCollector
-from baton.agents.ops.guard import BrowserGuard, content_security_policy
-from baton.agents.ops.interop import mount_protocols
-from baton.agents.ops.monitor import Monitor, Snapshot, dead_letter_views
-from baton.agents.ops.review_api import review_router
-from baton.agents.ops.schedules_api import schedules_router
-from baton.agents.ops.tenancy import CallerMiddleware, admin_only, owns
-from baton.agents.ops.tenants_api import tenants_router
-from baton.agents.ops.threads_api import threads_router
-from baton.agents.ops.timers_api import timers_router
-from baton.agents.ops.trace import RunNotFound, build_trace
-from baton.agents.ops.webhooks_api import webhooks_router
-from baton.agents.settings import Settings
-from baton.agents.tenants import Directory
-from baton.agents.workflow.spec import Workflow
-from baton.broker import BrokerError, Redis, connect, ping, run_record, run_scratchpads
-from baton.broker.dlq import count_dead, list_dead
-from baton.broker.tenants import publish_limits
-from baton.protocol import DEFAULT_WORKFLOW
+from ...broker import BrokerError, Redis, connect, ping, run_record, run_scratchpads
+from ...broker.dlq import count_dead, list_dead
+from ...broker.tenants import publish_limits
+from ...protocol import DEFAULT_WORKFLOW
+from ..settings import Settings
+from ..tenants import Directory
+from ..workflow.spec import Workflow
+from .api import SSE_HEADERS, ApiContext, redis_error, runs_router
+from .auth import BearerAuth
+from .collectors import SnapshotCollector
+from .guard import BrowserGuard, content_security_policy
+from .interop import mount_protocols
+from .monitor import Monitor, Snapshot, dead_letter_views
+from .review_api import review_router
+from .schedules_api import schedules_router
+from .tenancy import CallerMiddleware, admin_only, owns
+from .tenants_api import tenants_router
+from .threads_api import threads_router
+from .timers_api import timers_router
+from .trace import RunNotFound, build_trace
+from .webhooks_api import webhooks_router
 
 __all__ = ["Sampler", "create_app"]
 
@@ -136,6 +136,7 @@ def create_app(settings: Settings, workflow: Workflow, *, interval: float = 1.0,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.sampler = sampler
     app.state.api = ctx
+    app.add_exception_handler(BrokerError, redis_error)  # past a submit's retries: 503 with Retry-After
     page = _page()
     app.add_middleware(BrowserGuard, auth=ctx.auth, allowed_hosts=settings.allowed_host_list(),
                        csp=content_security_policy(page))

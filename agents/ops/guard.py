@@ -27,7 +27,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from baton.agents.ops.auth import BearerAuth, bearer_token
+from .auth import BearerAuth, bearer_token
 
 __all__ = ["LOOPBACK_HOSTS", "BrowserGuard", "content_security_policy", "is_loopback_host"]
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Heartbeat, Keys, Redis, live_workers
-from baton.broker.dlq import DeadEntry, count_dead, list_dead
-from baton.broker.ratelimit import usage
-from baton.broker.stats import (
+from ...broker import Heartbeat, Keys, Redis, live_workers
+from ...broker.dlq import DeadEntry, count_dead, list_dead
+from ...broker.ratelimit import usage
+from ...broker.stats import (
     ConsumerStats,
     StreamStats,
     count_after,
@@ -31,7 +31,7 @@ from baton.broker.stats import (
     server_version,
     stream_stats,
 )
-from baton.protocol import RunStatus
+from ...protocol import RunStatus
 
 __all__ = ["ORIGINAL_SHOWN", "DeadLetterView", "ModelLimitFigures", "Monitor", "RoleFigures", "Snapshot",
            "dead_letter_views"]

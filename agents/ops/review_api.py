@@ -13,12 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from baton.agents.ops.api import ApiContext, record_or_404, v1_router
-from baton.agents.ops.bodies import DecisionRequest, ForkRequest, json_body, openapi_body
-from baton.agents.ops.tenancy import owns
-from baton.broker.fork import ForkError, fork_run, replay_run
-from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
-from baton.broker.runs import run_record, run_records
+from ...broker.fork import ForkError, fork_run, replay_run
+from ...broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
+from ...broker.runs import run_record, run_records
+from .api import ApiContext, record_or_404, v1_router
+from .bodies import DecisionRequest, ForkRequest, json_body, openapi_body
+from .tenancy import owns
 
 __all__ = ["decided_view", "review_router", "review_view"]
 

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException
 
-from baton.agents.ops.api import ApiContext, v1_router
-from baton.agents.ops.bodies import json_body, openapi_body
-from baton.agents.ops.tenancy import caller, owns
-from baton.agents.schedules import add_schedule, set_paused
-from baton.broker.schedules import delete_schedule, get_schedule, list_schedules, schedule_state
-from baton.protocol import ProtocolError
-from baton.protocol.schedules import Overlap, Schedule
+from ...broker.schedules import delete_schedule, get_schedule, list_schedules, schedule_state
+from ...protocol import ProtocolError
+from ...protocol.schedules import Overlap, Schedule
+from ..schedules import add_schedule, set_paused
+from .api import ApiContext, v1_router
+from .bodies import json_body, openapi_body
+from .tenancy import caller, owns
 
 __all__ = ["ScheduleRequest", "schedules_router"]
 

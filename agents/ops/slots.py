@@ -14,7 +14,7 @@ from collections import Counter
 
 from fastapi import HTTPException, Request
 
-from baton.agents.ops.auth import ACCESS_TOKEN_PARAM, bearer_token
+from .auth import ACCESS_TOKEN_PARAM, bearer_token
 
 __all__ = ["MAX_STREAMS_PER_CLIENT", "Slot", "StreamSlots"]
 

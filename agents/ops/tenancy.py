@@ -23,10 +23,10 @@ from urllib.parse import parse_qs
 
 from fastapi import HTTPException
 
-from baton.agents.ops.auth import ACCESS_TOKEN_PARAM, BearerAuth, request_token
-from baton.agents.tenants import ADMIN, Principal
-from baton.broker import Keys, Redis
-from baton.broker.audit import write_audit
+from ...broker import Keys, Redis
+from ...broker.audit import write_audit
+from ..tenants import ADMIN, Principal
+from .auth import ACCESS_TOKEN_PARAM, BearerAuth, request_token
 
 __all__ = ["ANONYMOUS", "CallerMiddleware", "admin_only", "caller", "owns"]
 

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Query
 
-from baton.agents.ops.api import ApiContext, v1_router
-from baton.agents.ops.tenancy import caller
-from baton.broker import Keys, Redis
-from baton.broker.audit import read_audit
-from baton.broker.tenants import all_limits, count_runs, quota_state
-from baton.protocol.tenants import TenantLimits
+from ...broker import Keys, Redis
+from ...broker.audit import read_audit
+from ...broker.tenants import all_limits, count_runs, quota_state
+from ...protocol.tenants import TenantLimits
+from .api import ApiContext, v1_router
+from .tenancy import caller
 
 __all__ = ["tenant_views", "tenants_router"]
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, HTTPException, Query
 
-from baton.agents.ops.api import ApiContext, v1_router
-from baton.agents.ops.tenancy import caller
-from baton.broker.cancel import delete_thread
-from baton.broker.threads import ThreadInfo, get_thread, seen_by, tenant_threads
-from baton.protocol.threads import scoped_thread
+from ...broker.cancel import delete_thread
+from ...broker.threads import ThreadInfo, get_thread, seen_by, tenant_threads
+from ...protocol.threads import scoped_thread
+from .api import ApiContext, v1_router
+from .tenancy import caller
 
 __all__ = ["thread_view", "threads_router"]
 

@@ -5,7 +5,7 @@ rest of a request's headers, so a client that sends half a request line holds a 
 its file descriptor) open. ``TimedH11Protocol`` answers 408 and closes the connection when a
 request's headers are not complete ``HEADER_TIMEOUT_S`` after its first byte (or after the
 connection opened). A body is read by the route (``agents/ops/bodies.py``,
-``agents/backends/limits.py``) within ``BODY_TIMEOUT_S``, else 408. A reverse proxy in front
+``agents/serving/limits.py``) within ``BODY_TIMEOUT_S``, else 408. A reverse proxy in front
 should add its own limits (see docs/RELIABILITY.md, Security).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from baton.agents.settings import Settings, SettingsError
+from ..settings import Settings, SettingsError
 
 __all__ = ["BODY_TIMEOUT_S", "HEADER_TIMEOUT_S", "TimedH11Protocol", "read_within"]
 

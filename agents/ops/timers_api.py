@@ -14,12 +14,12 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from baton.agents.ops.api import ApiContext, record_or_404, v1_router
-from baton.agents.ops.bodies import json_body, openapi_body
-from baton.agents.ops.tenancy import owns
-from baton.broker.runs import run_records
-from baton.broker.timers import SignalRefused, list_waits, send_signal
-from baton.protocol.fields import Name
+from ...broker.runs import run_records
+from ...broker.timers import SignalRefused, list_waits, send_signal
+from ...protocol.fields import Name
+from .api import ApiContext, record_or_404, v1_router
+from .bodies import json_body, openapi_body
+from .tenancy import owns
 
 __all__ = ["SignalRequest", "timers_router"]
 

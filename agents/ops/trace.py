@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from baton.broker import Keys, PadEntry, Redis, RunRecord, agents_in_run, parse_consumer, run_record
-from baton.broker.dlq import list_dead
-from baton.broker.stats import discover_streams, entries_from, pad_entries, stream_entries
-from baton.protocol import TERMINAL_STATUSES, Error, Hop, ProtocolError, Result, RunStatus, Task, decode
+from ...broker import Keys, PadEntry, Redis, RunRecord, agents_in_run, parse_consumer, run_record
+from ...broker.dlq import list_dead
+from ...broker.stats import discover_streams, entries_from, pad_entries, stream_entries
+from ...protocol import TERMINAL_STATUSES, Error, Hop, ProtocolError, Result, RunStatus, Task, decode
 
 __all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
 

@@ -7,11 +7,11 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, HTTPException
 
-from baton.agents.ops.api import ApiContext, record_or_404, v1_router
-from baton.agents.ops.tenancy import owns
-from baton.agents.webhooks import resend
-from baton.broker.runs import run_records
-from baton.broker.webhooks import failed, get_delivery
+from ...broker.runs import run_records
+from ...broker.webhooks import failed, get_delivery
+from ..webhooks import resend
+from .api import ApiContext, record_or_404, v1_router
+from .tenancy import owns
 
 __all__ = ["webhooks_router"]
 

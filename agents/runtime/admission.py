@@ -11,12 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from baton.agents.runtime.events import failed_events
-from baton.agents.runtime.logs import bind
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Entry, Handoff, Keys
-from baton.protocol import (
+from ...broker import Entry, Handoff, Keys
+from ...protocol import (
     DEAD_LETTER_MAX_BYTES,
     DeadLetter,
     Error,
@@ -27,6 +23,10 @@ from baton.protocol import (
     encode,
     peek_ids,
 )
+from ..settings import Settings
+from ..workflow.spec import RoleSpec
+from .events import failed_events
+from .logs import bind
 
 __all__ = ["admit", "dead_letter"]
 

@@ -4,8 +4,12 @@
 transient failure makes the next try wait a jittered exponential back-off (or the server's
 ``Retry-After``, whichever is longer). After ``threshold`` consecutive transient failures the
 breaker opens: the worker stops reading new work and only probes the endpoint, one call per
-back-off, half-open while the probe runs. A success closes it. ``opened_at`` (wall clock) says
-since when the endpoint is down, ``open_seconds`` how long it was down in all.
+back-off, half-open while the probe runs. A success closes it. The back-off is capped low
+(``cap_s``, 4 s by default): however long the outage was, an endpoint that is back is found
+within a few seconds, not after a long back-off that can miss a short recovery (a probe of a down
+endpoint is cheap: a refused connection or a 503; ``Retry-After`` still lengthens a wait).
+``opened_at`` (wall clock) says since when the endpoint is down, ``open_seconds`` how long it was
+down in all.
 
 :class:`OutageBudget` tracks one outage a batch is waiting on and says when a run must fail for
 it: after ``BATON_OUTAGE_BUDGET_S`` of outage, or at the task's deadline, whichever comes first.
@@ -38,14 +42,14 @@ class CircuitBreaker:
         endpoint: what it guards (a model URL or name), for messages.
         threshold: consecutive transient failures that open it.
         base_s: the first back-off; each further failure doubles it.
-        cap_s: the longest back-off.
+        cap_s: the longest back-off (so the longest an endpoint that is back goes unnoticed).
         jitter: the fraction of a back-off drawn at random (0.5: between half and all of it).
         clock: monotonic seconds, for waits.
         wall: epoch seconds, for ``opened_at``.
         rng: the jitter's random source.
     """
 
-    def __init__(self, endpoint: str, *, threshold: int = 3, base_s: float = 0.5, cap_s: float = 30.0,
+    def __init__(self, endpoint: str, *, threshold: int = 3, base_s: float = 0.5, cap_s: float = 4.0,
                  jitter: float = 0.5, clock: Clock = time.monotonic, wall: Clock = time.time,
                  rng: random.Random | None = None) -> None:
         if threshold < 1 or base_s <= 0 or cap_s < base_s or not 0 <= jitter <= 1:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-from baton.agents.backends import Generation
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Keys, Redis
-from baton.broker.budget import ModelCall, reserve_model_calls, settle_model_calls
-from baton.protocol import Task
+from ...broker import Keys, Redis
+from ...broker.budget import ModelCall, reserve_model_calls, settle_model_calls
+from ...protocol import Task
+from ..backends import Generation
+from ..workflow.spec import RoleSpec
 
 __all__ = ["BudgetGate"]
 

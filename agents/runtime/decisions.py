@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from baton.agents.runtime.outcome import FanOut, Finish, Handoff, Outcome
-from baton.agents.runtime.routing import PART_SEPARATOR
-from baton.agents.workflow.spec import Workflow
-from baton.broker import Keys
-from baton.protocol import Result, RunStatus, Task, encode
+from ...broker import Keys
+from ...protocol import Result, RunStatus, Task, encode
+from ..workflow.spec import Workflow
+from .outcome import FanOut, Finish, Handoff, Outcome
+from .routing import PART_SEPARATOR
 
 __all__ = ["check_decision", "decided_output", "plan_decision"]
 
@@ -46,7 +46,7 @@ def plan_decision(decision: Handoff | FanOut | Finish, task: Task, keys: Keys, c
             "status": RunStatus.DONE, "role": "", "result": decision.result, "finished_at": finished}
     base: dict[str, Any] = {"role": decision.role, "workflow": task.workflow, "deadline": task.deadline,
                             "max_hops": task.max_hops, "priority": task.priority, **carry}
-    stream = keys.run_stream(task.workflow, decision.role, task.run_id, task.priority)
+    stream = keys.run_stream(task.workflow, decision.role, task.run_id, task.priority, task.tenant)
     if isinstance(decision, Handoff):
         nxt = Task(task=decision.task, **base, **common)
         return [(stream, encode(nxt))], {"status": RunStatus.RUNNING, "role": decision.role}

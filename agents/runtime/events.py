@@ -16,9 +16,9 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import BrokerError, Keys, Redis, append_batch
-from baton.protocol import Done, Event, Failed, HopFinished, RunStatus, Task, encode_event
+from ...broker import BrokerError, Keys, Redis, append_batch
+from ...protocol import Done, Event, Failed, HopFinished, RunStatus, Task, encode_event
+from ..workflow.spec import RoleSpec
 
 __all__ = ["EventWriter", "failed_events", "hop_events"]
 

@@ -14,9 +14,9 @@ from typing import Literal
 
 import msgspec
 
-from baton.agents.backends.errors import ModelError, ModelRejected, ModelUnavailable
-from baton.broker import errors as broker_errors
-from baton.protocol import ProtocolError
+from ...broker import errors as broker_errors
+from ...protocol import ProtocolError
+from ..backends.errors import ModelError, ModelRejected, ModelUnavailable
 
 __all__ = ["Failure", "classify", "describe", "retry_after"]
 

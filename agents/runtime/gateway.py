@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from baton.agents.backends import Generation
-    from baton.agents.runtime.work import WorkItem
-    from baton.agents.tools.runner import ToolOutcome
-    from baton.protocol.chat import ChatRequest, ChatResult
+    from ...protocol.chat import ChatRequest, ChatResult
+    from ..backends import Generation
+    from ..tools.runner import ToolOutcome
+    from .work import WorkItem
 
 __all__ = ["Gateway"]
 

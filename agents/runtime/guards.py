@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from baton.agents.runtime.events import failed_events
-from baton.broker import Entry, Handoff, Keys, Redis
-from baton.broker import cancelled as _cancelled
-from baton.protocol import Error, RunStatus, Task, encode
+from ...broker import Entry, Handoff, Keys, Redis
+from ...broker import cancelled as _cancelled
+from ...protocol import Error, RunStatus, Task, encode
+from .events import failed_events
 
 __all__ = ["RunGuard"]
 

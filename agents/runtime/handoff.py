@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baton.agents.runtime.decisions import plan_decision
-from baton.agents.runtime.events import hop_events
-from baton.agents.runtime.outcome import FanOut, Finish
-from baton.agents.runtime.outcome import Handoff as HandTo
-from baton.agents.runtime.prompt import handoff_text
-from baton.agents.runtime.routing import needs_routing, plan_outputs
-from baton.agents.runtime.steps import RoleSteps, StepContext
-from baton.agents.runtime.tracing import hop_fields, use_hop
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import Entry, Handoff, Keys, PadEntry, PadMeta
-from baton.broker.pads import encode_pad
-from baton.protocol import Hop, Result, RunStatus, Task, encode
+from ...broker import Entry, Handoff, Keys, PadEntry, PadMeta
+from ...broker.pads import encode_pad
+from ...protocol import Hop, Result, RunStatus, Task, encode
+from ..workflow.spec import RoleSpec
+from .decisions import plan_decision
+from .events import hop_events
+from .outcome import FanOut, Finish
+from .outcome import Handoff as HandTo
+from .prompt import handoff_text
+from .routing import needs_routing, plan_outputs
+from .steps import RoleSteps, StepContext
+from .tracing import hop_fields, use_hop
 
 __all__ = ["HandoffBuilder", "HopOutput"]
 
@@ -95,7 +95,8 @@ class HandoffBuilder:
         elif spec.next:
             nxt = Task(role=spec.next, task=handoff_text(spec, output), workflow=task.workflow,
                        deadline=task.deadline, max_hops=task.max_hops, priority=task.priority, **carry, **common)
-            outputs = [(keys.run_stream(task.workflow, spec.next, task.run_id, task.priority), encode(nxt))]
+            stream = keys.run_stream(task.workflow, spec.next, task.run_id, task.priority, task.tenant)
+            outputs = [(stream, encode(nxt))]
             record |= {"status": RunStatus.RUNNING, "role": spec.next}
         else:
             result = Result(role=spec.role, output=output, **common)

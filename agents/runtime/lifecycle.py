@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from baton.broker import BrokerError, Entry, GroupStreams, Heartbeat
+from ...broker import BrokerError, Entry, GroupStreams, Heartbeat
 
 __all__ = ["heartbeat", "heartbeat_loop", "install_signal_handlers", "torch_threads"]
 

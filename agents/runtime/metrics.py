@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from baton.agents.settings import SettingsError
+from ..settings import SettingsError
 
 __all__ = ["OUTAGE_DEPENDENCIES", "PORT_SPAN", "WorkerMetrics"]
 
@@ -75,6 +75,9 @@ class WorkerMetrics:
         self._step_role = self._step.labels(role)
         self._tokens_role = self._tokens.labels(role)
         self._in_flight_role = self._in_flight.labels(role)
+        self._retried_role = self._retried.labels(role)
+        self._breaker_open_role = self._breaker_open.labels(role)
+        self._breaker_since_role = self._breaker_since.labels(role)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - scraped from other hosts
         """Serve ``/metrics`` on ``port`` or the next free port above it; return the port bound.
@@ -104,8 +107,9 @@ class WorkerMetrics:
         self._failed.labels(self.role).inc(n)
 
     def retried(self, n: int = 1) -> None:
-        """Count redelivered messages read again."""
-        self._retried.labels(self.role).inc(n)
+        """Count redelivered messages read again (every batch calls it: none costs nothing)."""
+        if n:
+            self._retried_role.inc(n)
 
     def replicas_short(self, n: int = 1) -> None:
         """Count commit batches that fewer replicas than asked acknowledged in time."""
@@ -136,8 +140,8 @@ class WorkerMetrics:
 
     def breaker(self, is_open: bool, opened_at: float | None = None) -> None:
         """Show the model endpoint's breaker: open (since ``opened_at``, epoch seconds) or closed."""
-        self._breaker_open.labels(self.role).set(1 if is_open else 0)
-        self._breaker_since.labels(self.role).set((opened_at or 0.0) if is_open else 0.0)
+        self._breaker_open_role.set(1 if is_open else 0)
+        self._breaker_since_role.set((opened_at or 0.0) if is_open else 0.0)
 
     def outage_waited(self, seconds: float, dependency: str = "model") -> None:
         """Add ``seconds`` spent waiting on an outage of ``dependency`` (``"model"`` or ``"redis"``)."""

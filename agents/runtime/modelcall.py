@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from baton.agents.backends import Generation, ModelBackend
-from baton.agents.runtime.ratelimits import Reservation
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.tokens import TokenStream
-from baton.agents.runtime.tracing import traced_model_call
-from baton.agents.runtime.work import WorkItem
+from ..backends import Generation, ModelBackend
+from .ratelimits import Reservation
+from .role import RoleRuntime
+from .tokens import TokenStream
+from .tracing import traced_model_call
+from .work import WorkItem
 
 __all__ = ["call_model"]
 

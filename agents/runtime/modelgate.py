@@ -23,17 +23,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.agents.backends import Generation
-from baton.agents.backends.errors import ModelUnavailable
-from baton.agents.runtime.modelcall import call_model
-from baton.agents.runtime.ratelimits import Reservation
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.tokens import TokenStream
-from baton.agents.runtime.tracing import traced_model_call
-from baton.agents.runtime.work import WorkItem
-from baton.agents.tools.runner import ToolOutcome
-from baton.broker.budget import ModelCall, reserve_model_calls, settle_model_calls
-from baton.protocol.chat import ChatRequest, ChatResult
+from ...broker.budget import ModelCall, reserve_model_calls, settle_model_calls
+from ...protocol.chat import ChatRequest, ChatResult
+from ..backends import Generation
+from ..backends.errors import ModelUnavailable
+from ..tools.runner import ToolOutcome
+from .modelcall import call_model
+from .ratelimits import Reservation
+from .role import RoleRuntime
+from .tokens import TokenStream
+from .tracing import traced_model_call
+from .work import WorkItem
 
 __all__ = ["CallRefused", "RoleGateway"]
 
@@ -187,8 +187,9 @@ class RoleGateway:
             return answers
         calls = [group[i] for i in asking]
         self.backend_calls += 1
+        held = rt.held([c.item.entry for c in calls], [c.item.task.run_id for c in calls])
         out = rt.model_calls.run(lambda todo: self._backend([calls[i] for i in todo]),
-                                 [c.item.task.deadline for c in calls], rt.held([c.item.entry for c in calls]))
+                                 [c.item.task.deadline for c in calls], held)
         for i, g in out.generated.items():
             answers[asking[i]] = g.result if isinstance(g, _Chatted) else g
         for i, reason in out.rejected.items():

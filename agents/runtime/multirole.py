@@ -33,21 +33,21 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 
-from baton.agents.backends import Generation, ModelBackend, load_backend
-from baton.agents.runtime.lifecycle import install_signal_handlers
-from baton.agents.runtime.modelcall import call_model
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.stages.generate import Generate, sort_outcome
-from baton.agents.runtime.tracing import configure
-from baton.agents.runtime.work import Batch, Commit
-from baton.agents.runtime.worker import Worker
-from baton.agents.settings import Settings
-from baton.agents.upkeep import worker_upkeep
-from baton.agents.workflow.spec import Workflow
-from baton.broker import Entry, PadBatch, Redis, connect
+from ...broker import Entry, PadBatch, Redis, connect
+from ..backends import Generation, ModelBackend, load_backend
+from ..settings import Settings
+from ..upkeep import worker_upkeep
+from ..workflow.spec import Workflow
+from .lifecycle import install_signal_handlers
+from .modelcall import call_model
+from .role import RoleRuntime
+from .stages.generate import Generate, sort_outcome
+from .tracing import configure
+from .work import Batch, Commit
+from .worker import Worker
 
 if TYPE_CHECKING:
-    from baton.agents.runtime.stages.handle import HandlerRunner
+    from .stages.handle import HandlerRunner
 
 __all__ = ["MultiRoleWorker"]
 
@@ -231,6 +231,7 @@ class MultiRoleWorker:
     # processing ---------------------------------------------------------------
     def _serve(self, reads: list[_Read]) -> None:
         """Every role's stages before the work, one model call per model, every role's stages after it."""
+        self.workers[0].cpu.serve([e for r in reads for e in r.entries])  # this thread's CPU priority
         staged = [r for r in reads if self._guarded(r, self._before)]
         groups: dict[tuple[str, int], list[_Read]] = {}
         for r in staged:
@@ -296,7 +297,8 @@ class MultiRoleWorker:
             return gens
 
         out = lead.model_calls.run(call, [item.task.deadline for _, (_, item) in members],
-                                   lead.held([item.entry for _, (_, item) in members]))
+                                   lead.held([item.entry for _, (_, item) in members],
+                                             [item.task.run_id for _, (_, item) in members]))
         sort_outcome(out, members)
 
     def _after(self, r: _Read) -> None:

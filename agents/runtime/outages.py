@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from baton.agents.backends import Generation
-from baton.agents.runtime.breaker import CircuitBreaker, OutageBudget
-from baton.agents.runtime.failures import classify, describe, retry_after
-from baton.agents.runtime.metrics import WorkerMetrics
-from baton.agents.runtime.waits import HeldWait, holding, running, waiting
-from baton.broker.errors import BrokerError, is_transient
-from baton.broker.loop import backoff_delay
+from ...broker.errors import BrokerError, is_transient
+from ...broker.loop import backoff_delay
+from ..backends import Generation
+from .breaker import CircuitBreaker, OutageBudget
+from .failures import classify, describe, retry_after
+from .metrics import WorkerMetrics
+from .waits import HeldWait, holding, running, waiting
 
 __all__ = ["BatchOutcome", "CallHeld", "ModelCalls", "ride_out_redis"]
 
@@ -62,6 +62,8 @@ class ModelCalls:
         self.budget_s = budget_s
         self.stopping = stopping
         self.metrics = metrics
+        self._shown = False
+        """This role's breaker gauges were set since the breaker last closed (they need closing too)."""
 
     def run(self, call: Call, deadlines: Sequence[float | None], held: HeldWait | None = None) -> BatchOutcome:
         """Generate for every prompt of a batch: ``call`` gets the indices of the prompts to
@@ -115,6 +117,7 @@ class ModelCalls:
             if classify(exc) == "transient":
                 self.breaker.record_failure(describe(exc), retry_after(exc))
                 self.metrics.breaker(True, self.breaker.opened_at)
+                self._shown = True
                 return False
         self._answered()
         return True
@@ -147,6 +150,7 @@ class ModelCalls:
         self.breaker.record_failure(describe(exc), retry_after(exc))
         budget.note(describe(exc))
         self.metrics.breaker(self.breaker.is_open, self.breaker.opened_at)
+        self._shown = True
         if self.breaker.is_open and not was_open:
             log.warning("model endpoint %s is down (%s): circuit breaker open, batch held",
                         self.breaker.endpoint, describe(exc))
@@ -155,10 +159,13 @@ class ModelCalls:
                      describe(exc), self.breaker.wait_s())
 
     def _answered(self) -> None:
+        if not (self.breaker.is_open or self.breaker.failures or self._shown):  # closed, and its gauges say so
+            return
         if self.breaker.is_open:
             log.warning("model endpoint %s is back after %.0f s", self.breaker.endpoint, self.breaker.open_seconds)
         self.breaker.record_success()
         self.metrics.breaker(False, None)
+        self._shown = False
 
 
 def ride_out_redis(step: Callable[[], T], *, budget_s: float, base_s: float, stopping: threading.Event,

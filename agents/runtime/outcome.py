@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from baton.protocol.fields import Name
+from ...protocol.fields import Name
 
 __all__ = ["OUTCOMES", "FanOut", "Fail", "Finish", "Handoff", "Next", "Outcome"]
 

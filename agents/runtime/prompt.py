@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker.pads import Memory
+from ...broker.pads import Memory
+from ..workflow.spec import RoleSpec
 
 __all__ = ["handoff_text", "notebook_memory", "render_memory", "render_prompt"]
 

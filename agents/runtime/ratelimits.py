@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from baton.agents.runtime.metrics import WorkerMetrics
-from baton.agents.runtime.outages import CallHeld, ride_out_redis
-from baton.agents.runtime.waits import running, waiting
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import RoleSpec
-from baton.broker import BrokerError, Keys, Redis
-from baton.broker.ratelimit import reserve, settle
+from ...broker import BrokerError, Keys, Redis
+from ...broker.ratelimit import reserve, settle
+from ..settings import Settings
+from ..workflow.spec import RoleSpec
+from .metrics import WorkerMetrics
+from .outages import CallHeld, ride_out_redis
+from .waits import running, waiting
 
 __all__ = ["ModelLimiter", "Reservation"]
 

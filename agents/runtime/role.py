@@ -9,7 +9,6 @@ Stages get it when they are built; drivers (``Worker``, ``MultiRoleWorker``) own
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,25 +16,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from baton.agents.backends import ModelBackend
-from baton.agents.runtime.breaker import CircuitBreaker
-from baton.agents.runtime.budgets import BudgetGate
-from baton.agents.runtime.events import EventWriter
-from baton.agents.runtime.guards import RunGuard
-from baton.agents.runtime.handoff import HandoffBuilder
-from baton.agents.runtime.logs import bind
-from baton.agents.runtime.metrics import WorkerMetrics
-from baton.agents.runtime.outages import ModelCalls, ride_out_redis
-from baton.agents.runtime.ratelimits import ModelLimiter
-from baton.agents.runtime.steps import RoleSteps
-from baton.agents.runtime.waits import HeldWait
-from baton.agents.settings import Settings
-from baton.agents.workflow.spec import RoleSpec, Workflow
-from baton.broker import Entry, Handoff, Outcome, Redis, RoleStreams, connect, consumer_name
-from baton.broker.commit import Committer
-from baton.broker.ends import runs_ended
-from baton.broker.replication import ReplicaWait
-from baton.protocol import TERMINAL_STATUSES
+from ...broker import Entry, Handoff, Outcome, Redis, RoleStreams, connect, consumer_name
+from ...broker.commit import Committer
+from ...broker.ends import runs_ended
+from ...broker.replication import ReplicaWait
+from ...protocol import TERMINAL_STATUSES
+from ..backends import ModelBackend
+from ..settings import Settings
+from ..workflow.spec import RoleSpec, Workflow
+from .breaker import CircuitBreaker
+from .budgets import BudgetGate
+from .events import EventWriter
+from .guards import RunGuard
+from .handoff import HandoffBuilder
+from .logs import bind
+from .metrics import WorkerMetrics
+from .outages import ModelCalls, ride_out_redis
+from .ratelimits import ModelLimiter
+from .steps import RoleSteps
+from .waits import HeldWait
 
 T = TypeVar("T")
 
@@ -97,7 +96,8 @@ class RoleRuntime:
         self.consumer = consumer_name(role)
         self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
                                    settings.worker_partition_list(), batch_share=settings.batch_share,
-                                   batch_count=settings.batch_lane_size)
+                                   batch_count=settings.batch_lane_size, tenant_count=settings.tenant_batch_size,
+                                   reserved=settings.worker_reserve == "interactive")
         self.partition_of = {s: n.partition for s in self.streams.streams if (n := self.keys.parse_stream(s))}
         self.backend = backend
         self.stopping = stopping or threading.Event()  # shared by the roles of one multi-role process
@@ -134,12 +134,16 @@ class RoleRuntime:
         self.model_calls.breaker = breaker
 
     def partition(self, entry: Entry) -> int:
-        """The partition of the stream ``entry`` was read from."""
-        return self.partition_of.get(entry.stream, 0)
+        """The partition of the stream ``entry`` was read from (a tenant's stream found later is parsed once)."""
+        part = self.partition_of.get(entry.stream)
+        if part is None:
+            name = self.keys.parse_stream(entry.stream)
+            part = self.partition_of[entry.stream] = name.partition if name is not None else 0
+        return part
 
-    def held(self, entries: Sequence[Entry]) -> HeldWait:
-        """The hook a model call for ``entries`` marks them with while it waits (``waits``)."""
-        return HeldWait(self.client, self.keys, entries, self.ride_out_redis)
+    def held(self, entries: Sequence[Entry], run_ids: Sequence[str] = ()) -> HeldWait:
+        """The hook a model call for ``entries`` (of runs ``run_ids``) marks them with while it waits (``waits``)."""
+        return HeldWait(self.client, self.keys, entries, self.ride_out_redis, run_ids)
 
     def retry_backoff(self, attempts: int) -> float:
         """Seconds to wait before entries delivered ``attempts`` times are read again."""
@@ -175,11 +179,18 @@ class RoleRuntime:
     def _runs_ended(self, handoffs: Sequence[Handoff], outcomes: Sequence[Outcome]) -> None:
         """``broker.ends.runs_ended`` for the runs these commits ended (a redelivery's duplicate too: its
         first commit may not have got that far)."""
-        ended = [h.run_id for h, o in zip(handoffs, outcomes, strict=True) if h.run_id
+        ended = [h for h, o in zip(handoffs, outcomes, strict=True) if h.run_id
                  and o in (Outcome.COMMITTED, Outcome.DUPLICATE) and h.record.get("status") in TERMINAL_STATUSES]
         if ended:
-            self.ride_out_redis(lambda: runs_ended(self.client, self.keys, ended), "a run's end")
+            ids = [h.run_id for h in ended if h.run_id]
+            tenants = {h.run_id: self.stream_tenant(h.entry.stream) for h in ended if h.run_id}
+            self.ride_out_redis(lambda: runs_ended(self.client, self.keys, ids, tenants), "a run's end")
+
+    def stream_tenant(self, stream: str) -> str:
+        """The tenant whose task stream ``stream`` is (``""``: runs of no tenant)."""
+        name = self.keys.parse_stream(stream)
+        return name.tenant if name is not None else ""
 
     def _with_staged(self, h: Handoff) -> Handoff:
         staged = self.events.take(h.run_id) if h.run_id else []
-        return dataclasses.replace(h, events=[*staged, *h.events]) if staged else h
+        return h.after(staged) if staged else h

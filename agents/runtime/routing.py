@@ -20,10 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from baton.agents.workflow.spec import END, RoleSpec, Split
-from baton.broker import Entry, Keys, Redis
-from baton.broker.join import join_part
-from baton.protocol import Result, RunStatus, Task, decode, encode
+from ...broker import Entry, Keys, Redis
+from ...broker.join import join_part
+from ...protocol import Result, RunStatus, Task, decode, encode
+from ..workflow.spec import END, RoleSpec, Split
 
 __all__ = ["PART_SEPARATOR", "choose_target", "continuation", "gather", "needs_routing", "plan_outputs", "split_text"]
 
@@ -96,7 +96,7 @@ def plan_outputs(
         result = Result(role=spec.role, output=output, **common)
         return [(keys.results(keys.partition(task.run_id)), encode(result))], {
             "status": RunStatus.DONE, "role": "", "result": output, "finished_at": finished}
-    stream = keys.run_stream(task.workflow, target, task.run_id, task.priority)
+    stream = keys.run_stream(task.workflow, target, task.run_id, task.priority, task.tenant)
     base: dict[str, Any] = {"role": target, "workflow": task.workflow, "deadline": task.deadline,
                             "max_hops": task.max_hops, "priority": task.priority, **(carry or {})}
     if spec.split:
@@ -134,7 +134,7 @@ def gather(client: Redis, keys: Keys, group: str, consumer: str, work: Sequence[
         if t.parts <= 1 or not t.group:
             ready.append(w)
             continue
-        parts = join_part(client, keys, group, consumer, w.entry, t.run_id, t.group, t.part, t.parts, encode(t))
+        parts = join_part(client, keys, group, consumer, w.entry, t)
         if parts is None:
             continue
         tasks = [decode(parts[i]) for i in sorted(parts)]

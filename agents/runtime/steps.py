@@ -23,19 +23,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.agents.runtime.events import EventWriter
-from baton.agents.runtime.prompt import render_memory, render_prompt
-from baton.agents.runtime.routing import continuation
-from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes
-from baton.agents.tools.syntax import parse_calls
-from baton.agents.workflow.spec import RoleSpec, Workflow
-from baton.broker import Keys, Redis
-from baton.broker.budget import count_tool_call
-from baton.broker.memory import agent_memory, read_shared, remember, write_shared
-from baton.broker.pads import Memory, PadBatch, PadTool
-from baton.broker.threads import run_history
-from baton.protocol import KEY_SAFE_PATTERN, MAX_NAME_LENGTH, Task, ToolCalled, ToolReturned
-from baton.protocol.threads import render_history
+from ...broker import Keys, Redis
+from ...broker.budget import count_tool_call
+from ...broker.memory import agent_memory, read_shared, remember, write_shared
+from ...broker.pads import Memory, PadBatch, PadTool
+from ...broker.threads import run_history
+from ...protocol import KEY_SAFE_PATTERN, MAX_NAME_LENGTH, Task, ToolCalled, ToolReturned
+from ...protocol.threads import render_history
+from ..tools.runner import ToolOutcome, ToolRunner, render_outcomes
+from ..tools.syntax import parse_calls
+from ..workflow.spec import RoleSpec, Workflow
+from .events import EventWriter
+from .prompt import render_memory, render_prompt
+from .routing import continuation
 
 __all__ = ["RoleSteps", "StepContext", "render_shared"]
 

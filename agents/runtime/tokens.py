@@ -16,8 +16,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from baton.agents.runtime.events import EventWriter
-from baton.protocol import Task, Tokens
+from ...protocol import Task, Tokens
+from .events import EventWriter
 
 __all__ = ["TokenStream"]
 

@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from baton.protocol import Task
+from ...protocol import Task
 
 __all__ = [
     "OTLP_ENDPOINT_VARIABLES",
@@ -115,7 +115,7 @@ def configure(service_name: str, *, span_file: str = "") -> bool:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if span_file:
-        from baton.agents.runtime.spanfile import JsonLinesSpanExporter
+        from .spanfile import JsonLinesSpanExporter
 
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(span_file)))
     trace.set_tracer_provider(provider)

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from baton.broker import BrokerError, Entry, Keys, Redis
-from baton.broker.waits import mark_running, mark_waiting
+from ...broker import BrokerError, Entry, Keys, Redis
+from ...broker.waits import mark_running, mark_waiting
 
 __all__ = ["HeldWait", "holding", "running", "waiting"]
 
@@ -32,20 +32,23 @@ RideOut = Callable[[Callable[[], T], str], T]
 class HeldWait:
     """The entries one model call holds, and whether their deliveries are marked as waiting."""
 
-    def __init__(self, client: Redis, keys: Keys, entries: Sequence[Entry], ride_out: RideOut[None]) -> None:
+    def __init__(self, client: Redis, keys: Keys, entries: Sequence[Entry], ride_out: RideOut[None],
+                 run_ids: Sequence[str] = ()) -> None:
         self.client = client
         self.keys = keys
         self.entries = list(entries)
+        self.run_ids = list(run_ids)
+        """The entries' runs: each wait renews their record's lifetime (``BATON_RECORD_TTL_S``)."""
         self.ride_out = ride_out
         self.marked = False
 
     def waiting(self) -> None:
-        """Mark the entries' deliveries as spent waiting (once per wait). A mark Redis refuses is
-        skipped: the delivery then counts, as it did before marks existed."""
+        """Mark the entries' deliveries as spent waiting (once per wait) and renew their runs'
+        records. A mark Redis refuses is skipped: the delivery then counts, as it did before marks existed."""
         if self.marked or not self.entries:
             return
         try:
-            mark_waiting(self.client, self.keys, self.entries)
+            mark_waiting(self.client, self.keys, self.entries, self.run_ids)
         except BrokerError as exc:
             log.warning("could not mark %d held entries as waiting (%s): a kill now uses a delivery",
                         len(self.entries), exc)

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from baton.agents.backends import Generation
-from baton.agents.runtime.steps import StepContext
-from baton.broker import Entry, Handoff, Memory, Outcome
-from baton.protocol import Task
+from ...broker import Entry, Handoff, Memory, Outcome
+from ...protocol import Task
+from ..backends import Generation
+from .steps import StepContext
 
 __all__ = ["Batch", "Commit", "Stage", "WorkItem"]
 

@@ -22,22 +22,23 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from baton.agents.backends import ModelBackend, load_backend
-from baton.agents.runtime.lifecycle import heartbeat, heartbeat_loop, install_signal_handlers, torch_threads
-from baton.agents.runtime.logs import context
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.stages import Pipeline, pipeline_for
-from baton.agents.runtime.tracing import configure
-from baton.agents.runtime.work import Batch
+from ...broker import BrokerError, ConsumerLoop, Entry, Redis
+from ...broker.janitor import Janitor
+from ...broker.timers import Timers
+from ..backends import ModelBackend, load_backend
+from ..settings import Settings
+from ..upkeep import worker_upkeep
+from ..workflow.spec import Workflow
+from .cpu import BacklogNice
+from .lifecycle import heartbeat, heartbeat_loop, install_signal_handlers, torch_threads
+from .logs import context
+from .role import RoleRuntime
+from .stages import Pipeline, pipeline_for
+from .tracing import configure
+from .work import Batch
 
 if TYPE_CHECKING:
-    from baton.agents.runtime.stages.handle import HandlerRunner
-from baton.agents.settings import Settings
-from baton.agents.upkeep import worker_upkeep
-from baton.agents.workflow.spec import Workflow
-from baton.broker import BrokerError, ConsumerLoop, Entry, Redis
-from baton.broker.janitor import Janitor
-from baton.broker.timers import Timers
+    from .stages.handle import HandlerRunner
 
 __all__ = ["Worker"]
 
@@ -77,6 +78,8 @@ class Worker:
         """A code role's ticker of its durable timers (``ctx.sleep``, ``ctx.wait_for`` timeouts)."""
         self.last_read = 0
         """Entries the previous read returned (lingering for more is for busy workers)."""
+        self.cpu = BacklogNice(self.keys, settings.worker_nice)
+        """The batch thread's CPU priority, lower while it serves a backlog (``BATON_WORKER_NICE``)."""
 
     @property
     def backend(self) -> ModelBackend | None:
@@ -201,6 +204,7 @@ class Worker:
         A Redis outage in any stage (out of memory, a failover, a lost connection) is ridden out
         here: the same entries run the stages again once Redis answers, without a new delivery.
         """
+        self.cpu.serve(entries)
         with self.rt.in_flight.holding(entries), self.metrics.in_flight(len(entries)):
             batch = self.rt.ride_out_redis(lambda: self.pipeline.run(Batch(entries)), "a batch")
             if batch.backoff is None:

@@ -7,12 +7,12 @@ tool worker pool, ``schema`` for Python functions as tools (JSON schema from typ
 ``loop`` for the OpenAI tool-calling loop, ``mcp`` for MCP tool servers (imported on use).
 """
 
-from baton.agents.tools.base import Tool, ToolContext, ToolError
-from baton.agents.tools.loop import LoopResult, ToolRoundsExceeded, run_tool_loop
-from baton.agents.tools.registry import UnknownTool, get_tool, known_tools, register
-from baton.agents.tools.runner import ToolOutcome, ToolRunner, render_outcomes, run_tool
-from baton.agents.tools.schema import FunctionTool, function_tool, tool_def
-from baton.agents.tools.syntax import ParsedCall, format_call, parse_calls
+from .base import Tool, ToolContext, ToolError
+from .loop import LoopResult, ToolRoundsExceeded, run_tool_loop
+from .registry import UnknownTool, get_tool, known_tools, register
+from .runner import ToolOutcome, ToolRunner, render_outcomes, run_tool
+from .schema import FunctionTool, function_tool, tool_def
+from .syntax import ParsedCall, format_call, parse_calls
 
 __all__ = [
     "FunctionTool",

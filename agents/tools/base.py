@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from baton.broker import Keys, Redis
+from ...broker import Keys, Redis
 
 __all__ = ["Tool", "ToolContext", "ToolError"]
 

@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 
-from baton.agents.tools.base import ToolContext, ToolError
+from .base import ToolContext, ToolError
 
 __all__ = ["MAX_EXPONENT", "MAX_LENGTH", "Calculator", "calculate"]
 

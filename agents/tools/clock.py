@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 
-from baton.agents.tools.base import ToolContext, ToolError
+from .base import ToolContext, ToolError
 
 __all__ = ["Clock"]
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from baton.agents.tools.base import ToolContext, ToolError
-from baton.agents.tools.semantic import SemanticRanker
+from .base import ToolContext, ToolError
+from .semantic import SemanticRanker
 
 __all__ = ["BM25", "KbSearch", "tokenize"]
 

@@ -37,10 +37,10 @@ from typing import Any
 
 import msgspec
 
-from baton.agents.tools.base import Tool, ToolContext, ToolError
-from baton.agents.tools.runner import ToolOutcome
-from baton.agents.tools.schema import wire_name
-from baton.protocol.chat import ChatMessage, ChatRequest, ChatResult, ToolCall, tool_calls_of
+from ...protocol.chat import ChatMessage, ChatRequest, ChatResult, ToolCall, tool_calls_of
+from .base import Tool, ToolContext, ToolError
+from .runner import ToolOutcome
+from .schema import wire_name
 
 __all__ = ["DEFAULT_MAX_TOOL_ROUNDS", "LoopResult", "ToolRoundsExceeded", "local_tools", "run_tool_loop"]
 

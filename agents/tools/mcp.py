@@ -31,12 +31,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from baton.agents.tools.base import ToolContext, ToolError
-from baton.agents.tools.registry import register
-from baton.agents.tools.schema import wire_name
-from baton.agents.workflow.spec import MCPServerSpec
-from baton.protocol.chat import FunctionDef, ToolDef
-from baton.protocol.limits import MAX_NAME_LENGTH
+from ...protocol.chat import FunctionDef, ToolDef
+from ...protocol.limits import MAX_NAME_LENGTH
+from ..workflow.spec import MCPServerSpec
+from .base import ToolContext, ToolError
+from .registry import register
+from .schema import wire_name
 
 __all__ = ["MCPConnection", "MCPError", "MCPTool", "close_all", "connect", "connect_servers"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from baton.agents.tools.base import ToolContext, ToolError
-from baton.agents.tools.kb_search import tokenize
-from baton.broker import agents_in_run, scratchpad
-from baton.broker.memory import read_shared
+from ...broker import agents_in_run, scratchpad
+from ...broker.memory import read_shared
+from .base import ToolContext, ToolError
+from .kb_search import tokenize
 
 __all__ = ["MemoryRecall"]
 

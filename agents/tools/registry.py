@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from baton.agents.tools.base import Tool
-from baton.agents.tools.calculator import Calculator
-from baton.agents.tools.clock import Clock
-from baton.agents.tools.kb_search import KbSearch
-from baton.agents.tools.memory_recall import MemoryRecall
+from .base import Tool
+from .calculator import Calculator
+from .clock import Clock
+from .kb_search import KbSearch
+from .memory_recall import MemoryRecall
 
 __all__ = ["BUILTIN", "UnknownTool", "get_tool", "known_tools", "register"]
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import msgspec
 
-from baton.agents.runtime.tracing import traced_tool_call
-from baton.agents.tools.base import ToolContext, ToolError
-from baton.agents.tools.registry import UnknownTool, get_tool, known_tools
-from baton.agents.workflow.spec import RoleSpec, ToolConfig, Workflow
-from baton.broker import Keys, PadTool, Redis
-from baton.broker.toolcalls import blocking_client, send_call, wait_reply
-from baton.protocol import ProtocolError, ToolCall, ToolResult, decode, encode, new_id
+from ...broker import Keys, PadTool, Redis
+from ...broker.toolcalls import blocking_client, send_call, wait_reply
+from ...protocol import ProtocolError, ToolCall, ToolResult, decode, encode, new_id
+from ..runtime.tracing import traced_tool_call
+from ..workflow.spec import RoleSpec, ToolConfig, Workflow
+from .base import ToolContext, ToolError
+from .registry import UnknownTool, get_tool, known_tools
 
 __all__ = ["ToolOutcome", "ToolRunner", "render_outcomes", "run_tool"]
 
@@ -101,7 +101,7 @@ class ToolRunner:
     def _connect_mcp(self) -> None:
         """Connect the workflow's MCP servers this role uses (their tools get registered); a server
         that cannot be reached makes its tools' calls fail with the reason, it does not stop the worker."""
-        from baton.agents.tools.mcp import MCPError, connect
+        from .mcp import MCPError, connect
 
         self._mcp_error = ""
         used = {t.split(".", 1)[0] for t in self.spec.tools}

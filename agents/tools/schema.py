@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from baton.agents.tools.base import Tool, ToolContext, ToolError
-from baton.protocol.chat import FunctionDef, ToolDef
+from ...protocol.chat import FunctionDef, ToolDef
+from .base import Tool, ToolContext, ToolError
 
 __all__ = ["FunctionTool", "function_tool", "tool_def", "wire_name"]
 

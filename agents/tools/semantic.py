@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from baton.agents.tools.base import ToolError
+from .base import ToolError
 
 __all__ = ["SemanticRanker"]
 

@@ -18,15 +18,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from baton.agents.runtime.lifecycle import heartbeat, heartbeat_loop, install_signal_handlers
-from baton.agents.settings import Settings
-from baton.agents.tools.base import ToolContext
-from baton.agents.tools.registry import get_tool
-from baton.agents.tools.runner import run_tool
-from baton.agents.workflow.spec import SEED, ToolConfig, Workflow
-from baton.broker import BrokerError, ConsumerLoop, Entry, Redis, connect, consumer_name
-from baton.broker.toolcalls import TOOL_GROUP, dead_letter_call, ensure_tool_group, reply, tool_streams
-from baton.protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
+from ...broker import BrokerError, ConsumerLoop, Entry, Redis, connect, consumer_name
+from ...broker.toolcalls import TOOL_GROUP, dead_letter_call, ensure_tool_group, reply, tool_streams
+from ...protocol import DeadLetter, ProtocolError, ToolCall, ToolResult, decode, encode
+from ..runtime.lifecycle import heartbeat, heartbeat_loop, install_signal_handlers
+from ..settings import Settings
+from ..workflow.spec import SEED, ToolConfig, Workflow
+from .base import ToolContext
+from .registry import get_tool
+from .runner import run_tool
 
 __all__ = ["ToolWorker"]
 

@@ -1,7 +1,7 @@
 """Workflows as data: the spec (msgspec Structs), the TOML loader and the workflows shipped with baton."""
 
-from baton.agents.workflow.loader import load, loads, named, packaged, validate_tools
-from baton.agents.workflow.spec import (
+from .loader import load, loads, named, packaged, validate_tools
+from .spec import (
     END,
     SEED,
     SEED_PROMPT,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from baton.agents.workflow.spec import RoleSpec, Workflow, WorkflowError
+from .spec import RoleSpec, Workflow, WorkflowError
 
 __all__ = ["check_handler", "handler_ref", "import_object", "register_handler", "resolve_handler",
            "resolve_handlers"]

@@ -17,17 +17,19 @@ from pathlib import Path
 import msgspec
 import msgspec.inspect as mi
 
-from baton.agents.workflow.spec import SEED, Workflow, WorkflowError
-from baton.broker import Keys, Redis
-from baton.protocol import DEFAULT_WORKFLOW
+from ...broker import Keys, Redis
+from ...broker.drive import Op, run
+from ...broker.workflows import registered_workflow_op, registered_workflows_op
+from ...protocol import DEFAULT_WORKFLOW
+from .spec import SEED, Workflow, WorkflowError
 
-__all__ = ["load", "loads", "named", "packaged", "validate_tools"]
+__all__ = ["load", "loads", "named", "named_op", "packaged", "validate_tools"]
 
 
 def validate_tools(wf: Workflow, *, source: str = "<workflow>") -> Workflow:
     """Check that every tool ``wf`` names (allow-lists, steps, tool settings) is registered; tools of
     the workflow's MCP servers (``SERVER.TOOL``) are known only once connected, so they pass here."""
-    from baton.agents.tools.registry import known_tools  # imported lazily: tools import workflow Structs
+    from ..tools.registry import known_tools  # imported lazily: tools import workflow Structs
 
     known = known_tools()
     named = {t for r in wf.roles for t in r.tools} | set(wf.tools)
@@ -110,6 +112,11 @@ def load(path: Path) -> Workflow:
 
 
 def named(name: str | None, *, files: bool = True, client: Redis | None = None, keys: Keys | None = None) -> Workflow:
+    """The workflow ``name`` names (see :func:`named_op`; ``client`` and ``keys``: look registered ones up too)."""
+    return run(named_op(name, files=files, keys=keys if client is not None else None), client)
+
+
+def named_op(name: str | None, *, files: bool = True, keys: Keys | None = None) -> Op[Workflow]:
     """The workflow ``name`` names: the seed chain (no name, or ``seed``), a shipped workflow's name,
     (``files``) a TOML file's path, or (with ``client``) a workflow an app's workers registered
     (``baton worker --app``; ``agents/workflow/registry.py``). ``WorkflowError`` when there is none:
@@ -117,6 +124,8 @@ def named(name: str | None, *, files: bool = True, client: Redis | None = None, 
 
     Every caller that takes a workflow by name (the client, the HTTP API, the CLI) looks it up here.
     """
+    if False:  # (an op: the registry's reads below are yielded to its driver)
+        yield
     if not name or name == DEFAULT_WORKFLOW:
         return SEED
     shipped = packaged()
@@ -124,15 +133,16 @@ def named(name: str | None, *, files: bool = True, client: Redis | None = None, 
     is_file = files and (path.exists() or path.suffix == ".toml" or path.parent != Path("."))
     if is_file or name in shipped:
         return load(path if is_file else shipped[name])
-    if client is not None and keys is not None:
-        from baton.agents.workflow.registry import registered, registered_names
+    if keys is not None:
+        from .registry import decoded
 
-        found = registered(client, keys, name)
+        found = decoded((yield from registered_workflow_op(keys, name)))
         if found is not None:
             return found
+        names = yield from registered_workflows_op(keys)
         raise WorkflowError(f"unknown workflow {name!r}: {'no such file, ' if files else ''}not shipped "
                             f"({', '.join(sorted(shipped))}) and no app's worker registered it (registered: "
-                            f"{', '.join(registered_names(client, keys)) or 'none'})")
+                            f"{', '.join(names) or 'none'})")
     if files:
         return load(path)  # the file's own error (not found, with the shipped names)
     raise WorkflowError(f"unknown workflow {name!r} (shipped workflows: {', '.join(sorted(shipped))})")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import msgspec
 
-from baton.agents.workflow.spec import Workflow, WorkflowError
-from baton.broker import Keys, Redis
-from baton.broker.workflows import register_workflow, registered_workflow, registered_workflows
+from ...broker import Keys, Redis
+from ...broker.workflows import register_workflow, registered_workflow, registered_workflows
+from .spec import Workflow, WorkflowError
 
-__all__ = ["publish_workflow", "registered", "registered_names"]
+__all__ = ["decoded", "publish_workflow", "registered", "registered_names"]
 
 _decode = msgspec.json.Decoder(Workflow).decode
 _encode = msgspec.json.Encoder().encode
@@ -27,7 +27,11 @@ def publish_workflow(client: Redis, keys: Keys, wf: Workflow) -> None:
 
 def registered(client: Redis, keys: Keys, name: str) -> Workflow | None:
     """The workflow registered as ``name`` (None when none is, or its spec no longer decodes)."""
-    raw = registered_workflow(client, keys, name)
+    return decoded(registered_workflow(client, keys, name))
+
+
+def decoded(raw: bytes | None) -> Workflow | None:
+    """A registered spec as a workflow (None when there is none, or it no longer decodes)."""
     if raw is None:
         return None
     try:

@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from baton.protocol import DEFAULT_THREAD_POLICY, DEFAULT_WORKFLOW, Budget, ThreadPolicy
-from baton.protocol.fields import Count, MaybeName, Name, PartCount, ToolTimeout
+from ...protocol import DEFAULT_THREAD_POLICY, DEFAULT_WORKFLOW, Budget, ThreadPolicy
+from ...protocol.fields import Count, MaybeName, Name, PartCount, ToolTimeout
 
 __all__ = [
     "HANDLER_PATTERN",

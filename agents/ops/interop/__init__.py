@@ -11,9 +11,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from baton.agents.ops.api import ApiContext
-from baton.agents.ops.auth import BearerAuth
-from baton.agents.ops.tenancy import admin_only
+from ..api import ApiContext
+from ..auth import BearerAuth
+from ..tenancy import admin_only
 
 __all__ = ["MCP_PATH", "mount_protocols"]
 
@@ -45,10 +45,10 @@ def mount_protocols(app: FastAPI, ctx: ApiContext) -> None:
     OpenAI-compatible routes, the A2A agents and MCP over Streamable HTTP at ``/mcp``."""
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    from baton.agents.ops.interop.a2a_server import a2a_router
-    from baton.agents.ops.interop.mcp_server import mcp_server
-    from baton.agents.ops.interop.openai_face import openai_router
-    from baton.agents.ops.interop.runs import Runs
+    from .a2a_server import a2a_router
+    from .mcp_server import mcp_server
+    from .openai_face import openai_router
+    from .runs import Runs
 
     app.include_router(openai_router(ctx))
     app.include_router(a2a_router(ctx))

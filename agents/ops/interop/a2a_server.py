@@ -62,20 +62,21 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from google.protobuf.json_format import MessageToDict
 
-from baton.agents.ops.api import ApiContext
-from baton.agents.ops.interop.a2a_tasks import (
+from ....broker import RunRecord, list_runs, run_records
+from ....protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested
+from ..api import ApiContext
+from ..tenancy import admin_only
+from .a2a_tasks import (
     CONTEXT_KEY,
     MESSAGE_KEY,
+    STOPPED,
     A2AEvent,
     a2a_events,
     context_of,
     snapshot,
     state_of,
 )
-from baton.agents.ops.interop.runs import RunRefused, Runs
-from baton.agents.ops.tenancy import admin_only
-from baton.broker import RunRecord, list_runs, run_records
-from baton.protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested
+from .runs import RunRefused, Runs
 
 __all__ = ["RunTaskHandler", "a2a_router", "agent_card"]
 
@@ -85,9 +86,6 @@ CARD_PATH = "/.well-known/agent-card.json"
 LIST_WINDOW = 500
 """How many of the newest runs ``ListTasks`` looks through."""
 
-INTERRUPTED = (TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED)
-TERMINAL = (TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED,
-            TaskState.TASK_STATE_REJECTED)
 
 
 def agent_card(runs: Runs, workflow: str, base_url: str) -> AgentCard:
@@ -211,12 +209,12 @@ class RunTaskHandler(RequestHandler):
         """The task as it stands, then the run's later events in A2A, until it ends or waits for a person."""
         first, after = await self._task(run_id, context)
         yield first
-        if first.status.state in (*TERMINAL, *INTERRUPTED):
+        if first.status.state in STOPPED:
             return
         async for _, event in self.runs.follow(run_id, after):
             for update in a2a_events(run_id, first.context_id, event):
                 yield update
-                if isinstance(update, TaskStatusUpdateEvent) and update.status.state in (*TERMINAL, *INTERRUPTED):
+                if isinstance(update, TaskStatusUpdateEvent) and update.status.state in STOPPED:
                     return
 
     async def on_get_task(self, params: Any, context: ServerCallContext) -> Task | None:

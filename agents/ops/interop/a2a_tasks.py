@@ -29,8 +29,9 @@ from a2a.types import (
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from baton.broker import RunRecord
-from baton.protocol import (
+from ....broker import RunRecord
+from ....protocol import (
+    TERMINAL_STATUSES,
     Cancelled,
     Done,
     Event,
@@ -45,7 +46,8 @@ from baton.protocol import (
     ToolReturned,
 )
 
-__all__ = ["CONTEXT_KEY", "MESSAGE_KEY", "REVIEW_HELP", "A2AEvent", "a2a_events", "message", "snapshot", "state_of"]
+__all__ = ["CONTEXT_KEY", "MESSAGE_KEY", "REVIEW_HELP", "STOPPED", "A2AEvent", "a2a_events", "message",
+           "snapshot", "state_of"]
 
 A2AEvent = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent | Message
 
@@ -61,6 +63,13 @@ REVIEW_HELP = ("Reply on this task to decide: 'approve', 'approve: <edited outpu
 _STATES = {RunStatus.QUEUED: TaskState.TASK_STATE_SUBMITTED, RunStatus.RUNNING: TaskState.TASK_STATE_WORKING,
            RunStatus.REVIEW: TaskState.TASK_STATE_INPUT_REQUIRED, RunStatus.DONE: TaskState.TASK_STATE_COMPLETED,
            RunStatus.FAILED: TaskState.TASK_STATE_FAILED, RunStatus.CANCELLED: TaskState.TASK_STATE_CANCELED}
+
+_PAUSED = frozenset({TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED})
+"""The A2A states of a task that waits for a person (a stream of it stops there)."""
+
+STOPPED = frozenset({_STATES[s] for s in TERMINAL_STATUSES} | {TaskState.TASK_STATE_REJECTED} | _PAUSED)
+"""The A2A states at which a task's stream stops: a run's terminal statuses (``protocol.TERMINAL_STATUSES``),
+a refused task, and waiting for a person."""
 
 
 def state_of(record: RunRecord) -> TaskState.ValueType:

@@ -31,10 +31,9 @@ from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from baton.agents.ops.interop.runs import RunRefused, Runs
-from baton.broker import RunRecord
-from baton.broker.runs import alist_runs, arun_records
-from baton.protocol import (
+from ....broker import RunRecord
+from ....broker.runs import alist_runs, arun_records
+from ....protocol import (
     TERMINAL_STATUSES,
     HopFinished,
     HopStarted,
@@ -43,6 +42,7 @@ from baton.protocol import (
     ToolCalled,
     is_terminal,
 )
+from .runs import RunRefused, Runs
 
 __all__ = ["RUN_URI", "mcp_server"]
 

@@ -28,11 +28,11 @@ import msgspec
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from baton.agents.ops.api import SSE_HEADERS, SUBMIT_RESPONSES, ApiContext, v1_router
-from baton.agents.ops.bodies import json_body
-from baton.agents.ops.interop.runs import HISTORY_KEY, RunRefused, Runs, fit_history, inlined_body, terminal_roles
-from baton.broker import RunRecord
-from baton.protocol import Cancelled, Done, Failed, Tokens
+from ....broker import RunRecord
+from ....protocol import Cancelled, Done, Failed, Tokens
+from ..api import SSE_HEADERS, SUBMIT_RESPONSES, ApiContext, v1_router
+from ..bodies import json_body
+from .runs import HISTORY_KEY, RunRefused, Runs, fit_history, inlined_body, terminal_roles
 
 __all__ = ["MODEL_PREFIX", "ChatCompletionRequest", "openai_router"]
 

@@ -19,15 +19,15 @@ from typing import Any
 import msgspec
 from fastapi import HTTPException
 
-from baton.agents.ops.api import ApiContext, submit_request
-from baton.agents.ops.bodies import MAX_METADATA_VALUE, SubmitRequest
-from baton.agents.workflow.spec import Workflow
-from baton.broker import RunRecord, cancel_run
-from baton.broker.events import aread_events
-from baton.broker.reviews import Decided, Review, ReviewError, decide, find_review
-from baton.broker.runs import arun_record
-from baton.broker.workflows import registered_workflows
-from baton.protocol import DEFAULT_WORKFLOW, Event, is_terminal
+from ....broker import RunRecord, cancel_run
+from ....broker.events import aread_events
+from ....broker.reviews import Decided, Review, ReviewError, decide, find_review
+from ....broker.runs import arun_record
+from ....broker.workflows import registered_workflows
+from ....protocol import DEFAULT_WORKFLOW, Event, is_terminal
+from ...workflow.spec import Workflow
+from ..api import ApiContext, submit_request
+from ..bodies import MAX_METADATA_VALUE, SubmitRequest
 
 __all__ = ["FOLLOW_BLOCK_MS", "HISTORY_KEY", "RunRefused", "Runs", "fit_history", "inlined_body",
            "terminal_roles"]
@@ -72,7 +72,7 @@ class Runs:
     def workflow_names(self) -> list[str]:
         """Every workflow a caller can start here: the served one first, then the shipped ones and the
         ones apps' workers registered (``baton worker --app``)."""
-        from baton.agents.workflow import loader
+        from ...workflow import loader
 
         served = self.api.workflow.name
         apps = registered_workflows(self.api.client, self.api.keys)

@@ -16,22 +16,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.stages.admit import Admit
-from baton.agents.runtime.stages.budget import Reserve, Settle
-from baton.agents.runtime.stages.commit import CommitAll
-from baton.agents.runtime.stages.gather import Gather
-from baton.agents.runtime.stages.generate import Generate
-from baton.agents.runtime.stages.guard import Guard
-from baton.agents.runtime.stages.hand_off import HandOff
-from baton.agents.runtime.stages.prepare import Prepare
-from baton.agents.runtime.stages.reject import Reject, RetryLater
-from baton.agents.runtime.stages.review import Park, Resume
-from baton.agents.runtime.stages.tenant import TenantQuota, TenantUsage
-from baton.agents.runtime.work import Batch, Stage
+from ..role import RoleRuntime
+from ..work import Batch, Stage
+from .admit import Admit
+from .budget import Reserve, Settle
+from .commit import CommitAll
+from .gather import Gather
+from .generate import Generate
+from .guard import Guard
+from .hand_off import HandOff
+from .prepare import Prepare
+from .reject import Reject, RetryLater
+from .review import Park, Resume
+from .tenant import TenantQuota, TenantUsage
 
 if TYPE_CHECKING:
-    from baton.agents.runtime.stages.handle import HandlerRunner
+    from .handle import HandlerRunner
 
 __all__ = ["Pipeline", "code_pipeline", "pipeline_for", "template_pipeline"]
 
@@ -74,8 +74,8 @@ def template_pipeline(rt: RoleRuntime) -> Pipeline:
 def code_pipeline(rt: RoleRuntime, runner: HandlerRunner) -> Pipeline:
     """The pipeline of a code role: its handler (``runner``) in the work slot; no prompt is rendered
     and budgets are reserved per model call (the gateway), not per hop."""
-    from baton.agents.runtime.stages.handle import Handle  # only code roles load the gateway
-    from baton.agents.runtime.stages.wait import ParkWaits
+    from .handle import Handle  # only code roles load the gateway
+    from .wait import ParkWaits
 
     return Pipeline(
         before=(Admit(rt), Resume(rt), Guard(rt), Gather(rt), Prepare(rt, render=False),

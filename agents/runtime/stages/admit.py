@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from baton.agents.runtime.admission import admit, dead_letter
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch, Commit, WorkItem
-from baton.broker import Entry, Outcome
-from baton.broker.waits import waited_deliveries
+from ....broker import Entry, Outcome
+from ....broker.waits import waited_deliveries
+from ..admission import admit, dead_letter
+from ..role import RoleRuntime
+from ..work import Batch, Commit, WorkItem
 
 __all__ = ["Admit"]
 

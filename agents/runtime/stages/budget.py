@@ -8,8 +8,8 @@ calls did not use and counts the real tokens (``BudgetGate``). Tasks of runs wit
 
 from __future__ import annotations
 
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch
+from ..role import RoleRuntime
+from ..work import Batch
 
 __all__ = ["Reserve", "Settle"]
 

@@ -10,10 +10,10 @@ nothing is left, and that costs no round trip.
 
 from __future__ import annotations
 
-from baton.agents.runtime.admission import dead_letter
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch
-from baton.broker import Handoff, Outcome
+from ....broker import Handoff, Outcome
+from ..admission import dead_letter
+from ..role import RoleRuntime
+from ..work import Batch
 
 __all__ = ["CommitAll"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.routing import gather
-from baton.agents.runtime.work import Batch
+from ..role import RoleRuntime
+from ..routing import gather
+from ..work import Batch
 
 __all__ = ["Gather"]
 

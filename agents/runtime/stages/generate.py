@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from baton.agents.runtime.modelcall import Member, call_model
-from baton.agents.runtime.outages import BatchOutcome
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch
+from ..modelcall import Member, call_model
+from ..outages import BatchOutcome
+from ..role import RoleRuntime
+from ..work import Batch
 
 __all__ = ["Generate", "sort_outcome"]
 
@@ -47,5 +47,6 @@ class Generate:
         out = rt.model_calls.run(
             lambda todo: call_model(backend, [members[i][1] for i in todo], rt.max_new_tokens,
                                     stream_tokens=rt.settings.stream_tokens),
-            [item.task.deadline for item in batch.work], rt.held([item.entry for item in batch.work]))
+            [item.task.deadline for item in batch.work],
+            rt.held([item.entry for item in batch.work], [item.task.run_id for item in batch.work]))
         sort_outcome(out, members)

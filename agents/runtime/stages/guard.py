@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from baton.agents.runtime.admission import dead_letter
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch, Commit, WorkItem
-from baton.broker import before_run
-from baton.protocol import HopStarted, encode_event
+from ....broker import before_run
+from ....protocol import HopStarted, encode_event
+from ..admission import dead_letter
+from ..role import RoleRuntime
+from ..work import Batch, Commit, WorkItem
 
 __all__ = ["Guard", "read_flags"]
 

@@ -9,14 +9,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from baton.agents.backends import Generation
-from baton.agents.runtime.handoff import HopOutput
-from baton.agents.runtime.logs import bind
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.tracing import end_hop
-from baton.agents.runtime.work import Batch, Commit, WorkItem
-from baton.broker import Outcome
-from baton.broker.budget import usage_counts
+from ....broker import Outcome
+from ....broker.budget import usage_counts
+from ...backends import Generation
+from ..handoff import HopOutput
+from ..logs import bind
+from ..role import RoleRuntime
+from ..tracing import end_hop
+from ..work import Batch, Commit, WorkItem
 
 __all__ = ["HandOff"]
 
@@ -51,7 +51,8 @@ class HandOff:
                 rt.counts.processed += 1
                 rt.metrics.processed()
                 rt.metrics.step(finished - item.started, g.new_tokens)
-                with bind(run_id=item.task.run_id, msg_id=item.task.id):
-                    log.info("hop %d handed to %s: %d tokens in %.3fs", item.task.hop, rt.spec.next or "results",
-                             g.new_tokens, finished - item.started)
+                if log.isEnabledFor(logging.INFO):  # no log context built for a line nobody keeps
+                    with bind(run_id=item.task.run_id, msg_id=item.task.id):
+                        log.info("hop %d handed to %s: %d tokens in %.3fs", item.task.hop,
+                                 rt.spec.next or "results", g.new_tokens, finished - item.started)
         return then

@@ -28,16 +28,16 @@ from typing import Any, Protocol
 
 import msgspec
 
-from baton.agents.backends import Generation
-from baton.agents.runtime.decisions import check_decision, decided_output
-from baton.agents.runtime.logs import bind
-from baton.agents.runtime.modelgate import CallRefused, RoleGateway
-from baton.agents.runtime.outages import CallHeld
-from baton.agents.runtime.outcome import OUTCOMES, Fail, Next
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.timers import Suspend
-from baton.agents.runtime.work import Batch, WorkItem
-from baton.agents.workflow.spec import RoleSpec
+from ...backends import Generation
+from ...workflow.spec import RoleSpec
+from ..decisions import check_decision, decided_output
+from ..logs import bind
+from ..modelgate import CallRefused, RoleGateway
+from ..outages import CallHeld
+from ..outcome import OUTCOMES, Fail, Next
+from ..role import RoleRuntime
+from ..timers import Suspend
+from ..work import Batch, WorkItem
 
 __all__ = ["Handle", "HandlerRunner"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.tracing import start_hop, use_hop
-from baton.agents.runtime.work import Batch
-from baton.broker import Memory, scratchpads
-from baton.protocol import HopStarted, Task
+from ....broker import Memory, scratchpads
+from ....protocol import HopStarted, Task
+from ..role import RoleRuntime
+from ..tracing import start_hop, use_hop
+from ..work import Batch
 
 __all__ = ["Prepare", "memories"]
 

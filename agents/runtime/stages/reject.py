@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from baton.agents.runtime.admission import dead_letter
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.tracing import end_hop
-from baton.agents.runtime.work import Batch, Commit
-from baton.broker import Outcome
+from ....broker import Outcome
+from ..admission import dead_letter
+from ..role import RoleRuntime
+from ..tracing import end_hop
+from ..work import Batch, Commit
 
 __all__ = ["Reject", "RetryLater"]
 

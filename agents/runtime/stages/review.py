@@ -19,18 +19,18 @@ import logging
 import time
 from collections.abc import Callable
 
-from baton.agents.backends import Generation
-from baton.agents.runtime.admission import dead_letter
-from baton.agents.runtime.handoff import HopOutput
-from baton.agents.runtime.logs import bind
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.stages.guard import read_flags
-from baton.agents.runtime.steps import StepContext
-from baton.agents.runtime.work import Batch, Commit, WorkItem
-from baton.broker import Handoff, Outcome
-from baton.broker.reviews import Park as Parked
-from baton.broker.reviews import continuations, park
-from baton.protocol import RunStatus, Task
+from ....broker import Handoff, Outcome
+from ....broker.reviews import Park as Parked
+from ....broker.reviews import continuations, park
+from ....protocol import RunStatus, Task
+from ...backends import Generation
+from ..admission import dead_letter
+from ..handoff import HopOutput
+from ..logs import bind
+from ..role import RoleRuntime
+from ..steps import StepContext
+from ..work import Batch, Commit, WorkItem
+from .guard import read_flags
 
 __all__ = ["Park", "Resume"]
 

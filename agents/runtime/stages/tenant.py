@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from baton.agents.runtime.ratelimits import ModelLimiter, Reservation
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch
-from baton.broker.tenants import add_tokens, all_limits, quota_state
+from ....broker.tenants import add_tokens, all_limits, quota_state
+from ..ratelimits import ModelLimiter, Reservation
+from ..role import RoleRuntime
+from ..work import Batch
 
 __all__ = ["TenantQuota", "TenantUsage"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from baton.agents.runtime.logs import bind
-from baton.agents.runtime.role import RoleRuntime
-from baton.agents.runtime.work import Batch
-from baton.broker.timers import WaitPark, park_waits
+from ....broker.timers import WaitPark, park_waits
+from ..logs import bind
+from ..role import RoleRuntime
+from ..work import Batch
 
 __all__ = ["ParkWaits"]
 

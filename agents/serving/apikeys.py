@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse
 
-from baton.agents.tenants import Directory, bearer_token
+from ..tenants import Directory, bearer_token
 
 __all__ = ["ApiKeyRequired", "require_api_keys"]
 

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from baton.agents.ops.timeouts import read_capped
+from ..ops.timeouts import read_capped
 
 __all__ = ["MAX_BODY_BYTES", "MAX_PROMPTS", "BodyTooLarge", "install", "read_body"]
 

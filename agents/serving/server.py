@@ -4,7 +4,7 @@ Many workers (``BATON_MODEL=http://host:port/v1``) can then share one loaded mod
 ``POST /v1/completions`` (``prompt`` a string or a list), ``POST /v1/chat/completions``
 (messages joined with newlines, or the tokenizer's chat template when it has one),
 ``GET /v1/models`` and ``GET /health``. With API keys (``BATON_MODEL_API_KEYS``, ``--api-key``)
-every ``/v1`` route needs ``Authorization: Bearer <key>`` (:mod:`~baton.agents.backends.apikeys`);
+every ``/v1`` route needs ``Authorization: Bearer <key>`` (:mod:`~baton.agents.serving.apikeys`);
 ``/health`` stays open, it accepts no work. Decoding is greedy, as in the workers; the ``text``
 returned is the continuation only, as the OpenAI API does.
 
@@ -15,10 +15,10 @@ chunk). Text models render the messages with the chat template of
 :mod:`~baton.agents.backends.chatting` and never call tools. ``stop`` on completions cuts each
 continuation at the first stop string.
 
-Concurrent requests are batched (:class:`~baton.agents.backends.batcher.Batcher`): those that
+Concurrent requests are batched (:class:`~baton.agents.serving.batcher.Batcher`): those that
 arrive within ``batch_wait_ms`` of each other share one generate call of up to ``max_batch``
 prompts, with the same texts as alone. ``"stream": true`` answers with server-sent events as the
-OpenAI API does (:mod:`~baton.agents.backends.sse`): chunks as tokens are generated, a last chunk
+OpenAI API does (:mod:`~baton.agents.serving.sse`): chunks as tokens are generated, a last chunk
 per choice with its ``finish_reason``, a usage chunk when ``stream_options.include_usage``, then
 ``data: [DONE]``. Each completion choice also carries ``completion_tokens`` (its own count; the
 ``usage`` block sums them), which :class:`~baton.agents.backends.http.HTTPBackend` reads.
@@ -41,15 +41,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton.agents.backends import ModelBackend, ModelRejected, ModelUnavailable, is_http_model, load_backend
-from baton.agents.backends.apikeys import require_api_keys
-from baton.agents.backends.base import Generation
-from baton.agents.backends.batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
-from baton.agents.backends.chatting import OnTokens, StopFilter, cut_at_stop
-from baton.agents.backends.limits import MAX_BODY_BYTES, MAX_PROMPTS, install, read_body
-from baton.agents.backends.sse import DONE, Row, StreamShape, usage
-from baton.protocol import chat
-from baton.protocol.codec import ProtocolError
+from ...protocol import chat
+from ...protocol.codec import ProtocolError
+from ..backends import ModelBackend, ModelRejected, ModelUnavailable, is_http_model, load_backend
+from ..backends.base import Generation
+from ..backends.chatting import OnTokens, StopFilter, cut_at_stop
+from .apikeys import require_api_keys
+from .batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
+from .limits import MAX_BODY_BYTES, MAX_PROMPTS, install, read_body
+from .sse import DONE, Row, StreamShape, usage
 
 __all__ = ["ChatRequest", "CompletionRequest", "app_from_env", "create_app", "serve"]
 
@@ -254,7 +254,7 @@ def create_app(backend: ModelBackend, served_name: str | None = None, *, max_bat
     app = FastAPI(title="baton model server", docs_url=None, redoc_url=None)
     app.state.batcher = batcher
     guard = require_api_keys(app, api_keys)
-    install(app)  # bodies are read in the handlers, after the key check (agents/backends/limits.py)
+    install(app)  # bodies are read in the handlers, after the key check (agents/serving/limits.py)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -348,7 +348,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name:
     log.info("serving %s on http://%s:%d/v1 (%d replica(s), batches of up to %d prompts, %g ms wait, %s)",
              model, host, port, replicas, max_batch, batch_wait_ms,
              f"{len(api_keys)} API key(s) required" if api_keys else "no authentication")
-    from baton.agents.ops.timeouts import TimedH11Protocol  # slow clients get 408 (headers, bodies)
+    from ..ops.timeouts import TimedH11Protocol  # slow clients get 408 (headers, bodies)
 
     if replicas == 1:
         uvicorn.run(app_from_env(), host=host, port=port, log_level="warning", http=TimedH11Protocol)

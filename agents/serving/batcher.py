@@ -28,9 +28,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.protocol.chat import ChatRequest, ChatResult
-
-from .base import Generation, ModelBackend
+from ...protocol.chat import ChatRequest, ChatResult
+from ..backends.base import Generation, ModelBackend
 
 __all__ = ["DEFAULT_BATCH_WAIT_MS", "DEFAULT_MAX_BATCH", "Batcher", "Request"]
 
