@@ -26,6 +26,7 @@ from baton.broker import EmbeddedRedis, Keys, live_workers
 from tests.flaky_model import FlakyModelServer
 from tests.mcp_server import start_http, stdio_spec
 from tests.scripted_model import ScriptedModel, Turn
+from tests.zygote import session_zygote, stop_session_zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,7 @@ LONG_MODULES = (
     "tests/ops/test_worker_ops.py",
     "tests/workflows/test_fanout_processes.py",
     "tests/perf/test_batching.py",
-    "tests/workflows/test_model_server.py",
+    "tests/serving/test_model_server.py",
     "tests/e2e/test_budgets.py",
 )
 """Modules with tests of tens of seconds (``--durations``): collected first, so that under
@@ -70,6 +71,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if shared is not None:
             item.add_marker(pytest.mark.xdist_group(shared))
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in LONG_MODULES)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the worker zygote of this (xdist worker) process, if one was started."""
+    stop_session_zygote()
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +138,14 @@ def twin(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_twin(run_root(tmp_path_factory) / "models" / "tiny-gpt2-twin")
 
 
+@pytest.fixture(scope="session")
+def twin_backend(twin: Path) -> Any:
+    """The twin model loaded once in the test process (one load per xdist process)."""
+    from baton.agents.backends import load_backend
+
+    return load_backend(str(twin))
+
+
 @pytest.fixture
 def worker_env(redis_url: str, twin: Path, cache_dir: Path, tmp_path: Path) -> dict[str, str]:
     """Environment for worker subprocesses: the test Redis, the twin, fast timings."""
@@ -163,12 +177,20 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, role: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start ``baton worker ROLE ARGS...`` as a separate process."""
-        with open(self.log_dir / f"worker-{role}-{len(self.procs)}.log", "wb") as log:  # the child keeps its copy
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "baton", "worker", role, *args],
-                env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            )
+        """Start ``baton worker ROLE ARGS...`` as a separate process: forked from the session's
+        preloading zygote (``tests/zygote.py``) when it can be, else ``python -m baton``."""
+        path = self.log_dir / f"worker-{role}-{len(self.procs)}.log"
+        full_env = {**self.env, **(env or {})}
+        model = full_env.get("BATON_MODEL", "")
+        zygote = session_zygote(model if os.path.isdir(model) else None)
+        proc: subprocess.Popen[bytes]
+        if zygote is not None and zygote.accepts(full_env):
+            path.write_bytes(b"")
+            proc = zygote.spawn(["worker", role, *args], full_env, ROOT, path)
+        else:
+            with open(path, "wb") as log:  # the child keeps its copy
+                proc = subprocess.Popen([sys.executable, "-m", "baton", "worker", role, *args],
+                                        env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.procs.append(proc)
         return proc
 
@@ -185,8 +207,12 @@ class Workers:
             time.sleep(0.1)
 
     def logs(self) -> str:
-        """All worker logs (for failure messages)."""
+        """The tail of every worker log (for failure messages)."""
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("worker-*.log")))
+
+    def logged(self, text: str) -> bool:
+        """Whether any worker log, read whole, holds ``text``."""
+        return any(text in p.read_text() for p in self.log_dir.glob("worker-*.log"))
 
     def stop_all(self) -> None:
         """SIGKILL whatever still runs."""

@@ -114,3 +114,29 @@ def test_the_checks_can_fail() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert layer("baton.agents.runtime.worker") < layer("baton") < layer("baton.agents.cli.runs")
     assert layer("baton.protocol.codec") < layer("baton.broker") < layer("baton.agents.backpressure")
+
+
+def absolute_inside(modules: dict[str, Path]) -> list[str]:
+    """``from baton.<lower> import`` lines inside the lower layers, which should be relative.
+
+    The folders map onto the namespace (agents/ is ``baton.agents``, broker/ ``baton.broker``,
+    protocol/ ``baton.protocol``), so a relative import there names the file a reader opens. The
+    public face (``baton``, in agents/client/) sits above them in the namespace but beside them on
+    disk: its imports of the layers below, and the CLI's of the public face, stay absolute.
+    """
+    found = []
+    for name, path in modules.items():
+        if not name.startswith(LOWER_TO_TOP):  # the public face's folder, and ``python -m baton`` in it
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith(LOWER_TO_TOP):
+                found.append(f"{name}:{node.lineno} from {node.module}")
+    return found
+
+
+def test_imports_inside_the_package_are_relative(tmp_path: Path) -> None:
+    assert absolute_inside(_modules()) == []
+    # the check can fail
+    odd = tmp_path / "odd.py"
+    odd.write_text("from baton.broker import Keys\nfrom .codec import decode\nfrom baton import Client\n")
+    assert absolute_inside({"baton.broker.odd": odd}) == ["baton.broker.odd:1 from baton.broker"]

@@ -8,6 +8,7 @@ still works. These checks read the tree, not a built wheel (``make packaging-tes
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,29 @@ def test_every_data_file_is_package_data(setuptools_cfg: dict[str, Any]) -> None
         if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts
     }
     assert sorted(p.relative_to(ROOT).as_posix() for p in data - covered) == []
+
+
+
+def infrastructure_imports(source: str) -> list[str]:
+    """What ``source`` imports of the repository's test or bench infrastructure (``tests``, ``bench``:
+    not in the wheel)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.append(node.module or "")
+    return [name for name in found if name.split(".")[0] in {"tests", "bench"}]
+
+
+def test_test_and_bench_infrastructure_does_not_ship() -> None:
+    shipped = [p for base in SOURCE_ROOTS for p in (ROOT / base).rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(shipped) > 50 and (ROOT / "bench" / "localcluster.py").is_file()
+    assert [p.relative_to(ROOT).as_posix() for p in shipped if p.stem == "localcluster"] == []
+    found = {p.relative_to(ROOT).as_posix(): names for p in shipped if (names := infrastructure_imports(p.read_text()))}
+    assert found == {}
+
+
+def test_the_infrastructure_check_can_fail() -> None:
+    source = "from bench.localcluster import LocalCluster\nimport tests.waiting\nfrom .bench import x\nimport benches\n"
+    assert infrastructure_imports(source) == ["bench.localcluster", "tests.waiting"]

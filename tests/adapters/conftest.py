@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.serving import serve_model
+from tests.serving.process import serve_model
 
 
 @pytest.fixture(scope="session")

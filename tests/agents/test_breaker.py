@@ -68,6 +68,30 @@ def test_back_off_doubles_with_jitter_and_is_capped() -> None:
     assert [exact.backoff_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
 
 
+def test_an_endpoint_back_after_a_long_outage_is_found_within_a_few_seconds() -> None:
+    """A worker's breaker (its default settings) keeps probing a down endpoint every few seconds,
+    however long the outage: ten minutes of refused probes do not stretch the back-off to where a
+    recovery goes unnoticed for half a minute (or is missed when it is short)."""
+    s = Settings.from_env({})
+    clock = Clock()
+    b = CircuitBreaker("http://model/v1", threshold=s.breaker_threshold, base_s=s.retry_backoff_s,
+                       cap_s=s.breaker_cap_s, clock=clock, wall=clock, rng=random.Random(3))
+    back_at = clock.now + 600.0
+    probes: list[float] = []
+    while True:
+        clock.advance(b.wait_s())
+        assert b.allow()
+        probes.append(clock.now)
+        if clock.now >= back_at:
+            b.record_success()
+            break
+        b.record_failure("connection refused")
+    assert b.state is BreakerState.CLOSED and b.open_seconds >= 600.0
+    assert probes[-1] - back_at <= 4.0  # found back within BATON_BREAKER_CAP_S
+    assert max(later - earlier for earlier, later in zip(probes, probes[1:], strict=False)) <= 4.0
+    assert len(probes) >= 600 / 4.0
+
+
 def test_retry_after_lengthens_the_wait() -> None:
     clock = Clock()
     b = breaker(clock, base_s=0.5, cap_s=4.0)

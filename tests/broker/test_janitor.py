@@ -89,7 +89,8 @@ def test_janitor_command_and_index_clean_up(client: redis.Redis, keys: Keys, wor
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report == {"trimmed": {keys.stream("seed", "planner"): 1}, "results_trimmed": 1, "runs_forgotten": 1,
-                      "cancelled_forgotten": 1, "reviews_expired": 0, "threads_released": 0}
+                      "cancelled_forgotten": 1, "reviews_expired": 0, "threads_released": 0,
+                      "tenant_runs_started": 0}
     assert client.zscore(keys.runs(), "old") is not None  # the fresh run stays indexed
     unread = client.xadd(keys.stream("seed", "planner"), {"msg": b"x"})
     assert Janitor(client, keys).sweep().trimmed == {}  # not yet delivered: kept

@@ -55,3 +55,11 @@ def test_stream_keys_name_their_workflow_and_parse_back() -> None:
     assert keys.parse_stream(keys.dead(0)) is None and Keys("other").parse_stream(fan) is None
     assert keys.stream_pattern() == "app:x:{p*}:wf:*:*stream:*"
     assert keys.stream_pattern("seed", "planner") == "app:x:{p*}:wf:seed:*stream:planner"
+
+
+def test_a_key_names_its_kind() -> None:
+    keys = Keys("app", partitions=4)
+    assert [keys.kind(k) for k in (keys.run("r1"), keys.events("r1"), keys.pad("r1", "Alice"), keys.dead(2),
+                                   keys.stream("seed", "planner", 3), keys.heartbeat("w1"), keys.workflows())] == [
+        "run", "events", "pad", "dead", "wf", "hb", "workflows"]
+    assert keys.kind("other:{p0}:run:r1") == "?" and keys.kind("app") == "?"

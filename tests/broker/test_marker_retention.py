@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 
 from baton.broker import Keys, Retention, submit
-from baton.broker.keys import MARKER_TTL_S
+from baton.broker.retention import MARKER_TTL_S
 from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import wait_runs

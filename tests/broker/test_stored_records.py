@@ -8,7 +8,11 @@ import redis
 from baton.broker import Keys, PadEntry, PadMeta, PadTool, scratchpad
 from baton.broker.memory import agent_memory, remember
 from baton.broker.pads import decode_pad, encode_pad
+from baton.broker.records import runs_over
 from baton.broker.reviews import VIEW_FIELDS, decode_review, find_review
+from baton.broker.schedules import ScheduleState, schedule_state
+from baton.broker.threads import get_thread
+from baton.broker.timers import WaitRecord, decode_wait
 from baton.protocol import ReviewStatus, Task, encode
 
 
@@ -47,3 +51,32 @@ def test_a_review_hash_decodes_typed_with_its_parked_task(client: redis.Redis, k
     found = decode_review(client.hgetall(keys.review("r9", "rv1")))
     assert found is not None and found[1] == task
     assert decode_review({}) is None
+
+
+def test_a_wait_record_decodes_typed_keeping_its_stamp_as_stored() -> None:
+    rec = decode_wait({b"role": b"waiter", b"kind": b"signal", b"name": b"go", b"until": b"", b"deadline": b"99.5",
+                       b"task_hop": b"two", b"seq": b"3", b"requested_at": b"12.250", b"done_value": b"[1]"})
+    assert rec is not None
+    assert (rec.role, rec.kind, rec.name, rec.until, rec.deadline, rec.task_hop) == ("waiter", "signal", "go", None,
+                                                                                      99.5, 0)
+    assert rec.stamp == ("3", "12.250") and rec.requested_at == 12.25 and rec.done_value == b"[1]"
+    assert decode_wait({}) is None
+    assert decode_wait({b"kind": b"nap"}) == WaitRecord()  # an unknown kind keeps the default
+
+
+def test_runs_over_says_which_runs_ended_or_expired(client: redis.Redis, keys: Keys) -> None:
+    client.hset(keys.run("live"), "status", "running")
+    client.hset(keys.run("gone"), "status", "cancelled")
+    assert runs_over(client, keys, ["live", "gone", "never"]) == [False, True, True]
+    assert runs_over(client, keys, []) == []
+
+
+def test_a_schedule_state_and_a_thread_decode_typed_keeping_what_converts(client: redis.Redis, keys: Keys) -> None:
+    client.hset(keys.schedule_state("nightly"), mapping={"last_tick": "12.5", "last_run": "r1", "last_run_tick": "x",
+                                                         "buffered": ""})
+    assert schedule_state(client, keys, "nightly") == ScheduleState(last_tick=12.5, last_run="r1")
+    client.hset(keys.thread("t1"), mapping={"id": "t1", "active": "r2", "created_at": "3", "updated_at": "soon"})
+    info = get_thread(client, keys, "t1")
+    assert info is not None and (info.thread_id, info.active, info.created_at, info.updated_at) == ("t1", "r2", 3.0,
+                                                                                                    0.0)
+    assert info.turns == [] and info.queued == [] and info.expires_in_s is None

@@ -119,11 +119,12 @@ def test_wait_replicas_confirms_a_submit_or_says_it_is_not_replicated(own_cluste
         try:
             same_slot = next(r for r in (f"r{i}" for i in range(10_000))
                              if key_slot(keys.run(r).encode()) == key_slot(keys.run(first.id).encode()))
-            with pytest.raises(NotReplicated) as caught:
-                api.submit("not replicated yet", run_id=same_slot, idempotency_key="k1")
+            key = next(k for k in (f"k{i}" for i in range(10_000)) if keys.partition(k) == keys.partition(same_slot))
+            with pytest.raises(NotReplicated) as caught:  # (a key stored with its run: in its partition)
+                api.submit("not replicated yet", run_id=same_slot, idempotency_key=key)
         finally:
             os.kill(frozen.proc.pid, signal.SIGCONT)
         assert caught.value.run_id == same_slot
-        assert api.submit("not replicated yet", idempotency_key="k1").id == same_slot  # confirmed now
+        assert api.submit("not replicated yet", idempotency_key=key).id == same_slot  # confirmed now
         entries = api.redis.xrange(keys.run_stream("seed", "planner", same_slot))
         assert [decode(f[b"msg"]).run_id for _, f in entries].count(same_slot) == 1  # written once

@@ -6,7 +6,7 @@ import pytest
 from redis.crc import key_slot
 
 from baton.broker import Keys
-from baton.broker.keys import slot_share
+from baton.broker.hashtags import slot_share
 
 
 @pytest.mark.parametrize("partitions", [2, 3, 6, 12, 64])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from pathlib import Path
 
 from baton import App, Context, Retry
 
@@ -119,3 +121,26 @@ chatty = App("chatty")
 async def listener(ctx: Context, task: str) -> str:
     seen = " | ".join(f"{t.task} -> {t.status}:{t.result}" for t in ctx.history)
     return f"[{seen}] {task}"
+
+
+once = App("once")
+"""A step whose body notes each attempt, waits for the file ``$BATON_GATE`` and then makes its effect
+idempotent by its key (``ctx.idempotency_key`` and the step's name): the pattern OPERATIONS advises."""
+
+
+def _charge(key: str) -> str:
+    path = os.environ["BATON_TEST_FILE"]
+    _append(path, f"attempt {key}")
+    while not os.path.exists(os.environ["BATON_GATE"]):
+        time.sleep(0.05)
+    effects = path + ".effects"
+    done = Path(effects).read_text(encoding="utf-8").split() if os.path.exists(effects) else []
+    if key not in done:  # the external system's dedupe on the key (an Idempotency-Key, a unique row)
+        _append(effects, key)
+    return key
+
+
+@once.role()
+async def charger(ctx: Context, task: str) -> str:
+    key = f"{ctx.idempotency_key}:charge"
+    return f"charged {await ctx.step('charge', lambda: _charge(key))}"

@@ -47,6 +47,31 @@ def test_a_crash_mid_handler_repeats_nothing_that_finished(
     assert flaky_model.answered == 4  # not 7: the redelivered handler replayed 3 calls from the journal
 
 
+def test_a_step_killed_before_its_result_is_recorded_runs_again_with_the_same_key(
+    client: redis.Redis, keys: Keys, workers: Workers, tmp_path: Path
+) -> None:
+    """The documented guarantee of ``ctx.step`` (OPERATIONS, "Steps run at least once"): a worker
+    SIGKILLed inside a step's body, before its result is journaled, leaves the step unrecorded, and
+    the redelivered task runs it again, with the same ``ctx.idempotency_key``; a body that dedupes
+    on that key has its effect once. Recorded, it never runs again (the test above)."""
+    lines, gate = tmp_path / "attempts.txt", tmp_path / "gate"
+    env = {"BATON_MODEL": "echo", "BATON_TEST_FILE": str(lines), "BATON_GATE": str(gate), "BATON_LEASE_MS": "1000"}
+    first = workers.spawn("charger", "--app", f"{APPS}:once", env=env)
+    run_id = submit(client, keys, Task(run_id="once-1", role="charger", task="t", workflow="once"))
+    wait_for(lambda: lines.exists() and lines.read_text(), 120, "the step's first attempt", logs=workers.logs)
+    first.kill()  # SIGKILL inside the step's body: nothing journaled for it
+    first.wait()
+    gate.touch()
+    workers.spawn("charger", "--app", f"{APPS}:once", env=env)
+    recs = wait_runs(client, keys, [run_id], timeout=120)
+    attempts = lines.read_text().splitlines()
+    key = attempts[0].removeprefix("attempt ")
+    assert attempts == [f"attempt {key}"] * 2, workers.logs()  # at least once: twice, with one key
+    assert key.startswith(f"{run_id}.") and key.endswith(":charge")
+    assert (tmp_path / "attempts.txt.effects").read_text().splitlines() == [key]  # the effect once
+    assert recs[run_id]["status"] == "done" and recs[run_id]["result"] == f"charged {key}"
+
+
 def test_a_handler_exception_dead_letters_with_type_message_and_frame(
     client: redis.Redis, keys: Keys, workers: Workers
 ) -> None:
@@ -149,7 +174,7 @@ def test_retry_and_the_apps_retryable_types_deliver_again(client: redis.Redis, k
     rec = wait_runs(client, keys, [run_id], timeout=60)[run_id]
     assert (rec["status"], rec["result"]) == ("done", "ok after 3 deliveries"), workers.logs()
     assert _dead_letters(client, keys) == []
-    assert "will be retried: Retry('not yet')" in workers.logs()
+    assert workers.logged("will be retried: Retry('not yet')"), workers.logs()
 
 
 def test_a_code_roles_output_waits_for_review_then_goes_on(client: redis.Redis, keys: Keys, workers: Workers) -> None:

@@ -54,4 +54,4 @@ def test_three_workers_share_one_model_limit_and_lose_no_run(
     (model,) = usage(client, keys)
     assert (model.model, model.rpm) == ("echo", RPM)
     assert model.total_requests >= 3 * RUNS  # every prompt went through the shared limit
-    assert "at its rate limit" in workers.logs()  # the workers did wait on it
+    assert workers.logged("at its rate limit"), workers.logs()  # the workers did wait on it

@@ -278,3 +278,52 @@ def test_dashboard_in_chromium_shows_what_runs_wait_for(
         assert client.hget(keys.run(asking), "status") == b"waiting"
         browser.close()
     assert not errors, errors
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it as root)")
+def test_dashboard_in_chromium_lists_failed_webhooks_resends_one_and_submits_with_a_key(
+    redis_url: str, client: redis.Redis, keys: Keys, dashboard_url: str
+) -> None:
+    """The failed completion webhooks (``baton webhooks failed``) with a Re-send button, and the submit
+    form's idempotency key (a repeat gets the first run back)."""
+    from playwright.sync_api import sync_playwright
+
+    from baton import Client
+    from baton.agents.webhooks import deliver_due
+    from baton.broker import cancel_run
+    from baton.broker.webhooks import get_delivery
+
+    with Client(settings=Settings(redis_url=redis_url, webhook_allow="127.0.0.0/8")) as c:
+        run_id = c.submit("hooked", webhook="http://127.0.0.2:9/hook").id
+    cancel_run(client, keys, run_id)
+    deliver_due(client, keys, Settings(redis_url=redis_url, webhook_allow="127.0.0.1"))  # refused: failed at once
+    before = get_delivery(client, keys, run_id)
+    assert before is not None and before.status == "failed", before
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(dashboard_url)
+        page.wait_for_selector("#conn.live", timeout=30_000)
+        row = f"#webhooks tr[data-run-id='{run_id}']"
+        page.wait_for_selector(row, timeout=30_000)
+        assert "BATON_WEBHOOK_ALLOW" in (page.text_content(f"{row} .why") or "")
+        page.click(f"{row} .resend")
+        page.wait_for_selector("#webhook-note:has-text('re-sending')", timeout=30_000)
+        after = get_delivery(client, keys, run_id)
+        assert after is not None and after.retry_from > before.retry_from  # a new retry window opened
+        ids = []
+        for _ in range(2):
+            page.fill("#task-input", "keyed task")
+            page.fill("#idem-input", "dash-key-1")
+            page.click("#submit-btn")
+            page.wait_for_selector("#submit-note:has-text('submitted run')", timeout=30_000)
+            ids.append((page.text_content("#submit-note") or "").split()[-1])
+            page.eval_on_selector("#submit-note", "e => { e.textContent = ''; }")
+        assert ids[0] == ids[1] and client.exists(keys.run(ids[0]))
+        keyed = [r for r in list_runs(client, keys, 100) if client.hget(keys.run(r), "task") == b"keyed task"]
+        assert keyed == [ids[0]]  # one run for the two submits
+        browser.close()
+    assert not errors, errors

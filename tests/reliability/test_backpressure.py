@@ -149,7 +149,7 @@ def test_a_full_redis_refuses_submits_and_keeps_every_accepted_run(
         assert answer.status_code == 503, answer.text
         assert int(answer.headers["Retry-After"]) >= 1 and "out of memory" in answer.json()["detail"]
         _one_line_error(baton_cli("submit", "no room", env=echo.env), "out of memory", "retry in")
-        wait_for(lambda: "waits for Redis" in echo.logs(), what="a worker to wait on Redis", logs=echo.logs)
+        wait_for(lambda: echo.logged("waits for Redis"), what="a worker to wait on Redis", logs=echo.logs)
         assert [p.poll() for p in procs] == [None, None, None], echo.logs()
 
         private_client.config_set("maxmemory", 0)

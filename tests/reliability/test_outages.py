@@ -7,12 +7,15 @@ private ``redis-server`` whose ``maxmemory`` the test lowers and raises.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.broker import EmbeddedRedis, Heartbeat, Keys, free_port, get_run, live_workers, submit
+from baton.agents.workflow.spec import SEED
+from baton.broker import EmbeddedRedis, Heartbeat, Keys, Retention, free_port, get_run, live_workers, submit
+from baton.broker.stats import pad_entries
 from baton.protocol import DeadLetter, Task, decode
 from tests.cli import baton
 from tests.conftest import Workers
@@ -40,7 +43,7 @@ def test_503s_with_retry_after_cost_time_not_the_run(
     assert _status(client, keys, run_id) == "done", workers.logs()
     assert _dead(client, keys) == []
     assert flaky_model.completions == 3 + 3  # three 503s, then one answer per role
-    assert "unavailable (HTTP 503: warming up)" in workers.logs()
+    assert workers.logged("unavailable (HTTP 503: warming up)"), workers.logs()
 
 
 def test_a_400_dead_letters_at_once_with_the_servers_reason(
@@ -120,9 +123,37 @@ def test_redis_at_maxmemory_delays_accepted_runs_but_fails_none(
         except redis.exceptions.OutOfMemoryError:
             break
     assert 0 < len(accepted) < 300  # Redis refused some submits: it really was full
-    wait_for(lambda: "waits for Redis" in workers.logs(), what="a worker to wait on Redis", logs=workers.logs)
+    wait_for(lambda: workers.logged("waits for Redis"), what="a worker to wait on Redis", logs=workers.logs)
     private_client.config_set("maxmemory", 0)
     wait_for(lambda: all(_status(private_client, keys, r) in {"done", "failed"} for r in accepted),
                what="every accepted run to end", logs=workers.logs)
     assert [r for r in accepted if _status(private_client, keys, r) != "done"] == []
     assert _dead(private_client, keys) == []
+
+
+def test_a_run_held_through_an_outage_longer_than_the_record_ttl_keeps_its_record_and_scratchpads(
+    client: redis.Redis, keys: Keys, workers: Workers, flaky_model: FlakyModelServer
+) -> None:
+    ttl = 3
+    env = {"BATON_MODEL": flaky_model.url, "BATON_RECORD_TTL_S": str(ttl), "BATON_BREAKER_THRESHOLD": "1",
+           "BATON_BREAKER_CAP_S": "0.5"}
+    kept = Keys(keys.prefix, keys.partitions, Retention(record_ttl_s=ttl))
+    planner = next(r.agent for r in SEED.roles if r.role == "planner")
+    workers.spawn("planner", env=env)
+    run_id = submit(client, kept, Task(run_id="held-ttl", role="planner", task="Explain supervised learning."))
+    wait_for(lambda: (get_run(client, keys, run_id) or {}).get("role") == "researcher",
+             what="the planner's hop to be handed on", logs=workers.logs)
+    flaky_model.stop()
+    workers.spawn("researcher", env=env)
+    wait_for(lambda: workers.logged("unavailable ("), what="the researcher to wait out the outage",
+             logs=workers.logs)
+    time.sleep(3 * ttl)  # the outage outlasts the record TTL (a commit would renew it; none comes)
+    assert (get_run(client, keys, run_id) or {}).get("created_at"), "the held run's record expired"
+    assert len(pad_entries(client, keys, run_id, planner)) == 1, "the planner's scratchpad expired"
+
+    flaky_model.start()
+    workers.spawn("summarizer", env=env)
+    wait_for(lambda: _status(client, keys, run_id) in {"done", "failed"}, what="the run to end", logs=workers.logs)
+    record = get_run(client, keys, run_id) or {}
+    assert record.get("status") == "done" and record.get("created_at"), record
+    assert 0 < int(client.ttl(keys.run(run_id))) <= ttl

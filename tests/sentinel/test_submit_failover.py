@@ -1,18 +1,25 @@
-"""Submits ride over a SIGKILL of the Sentinel group's primary: a thread submits continuously
-through the client; no submit fails, and every run whose submit returned exists after the
-failover and finishes."""
+"""Submits ride over a SIGKILL of the Sentinel group's primary: threads submit continuously
+through the client, the HTTP API (a ``baton dashboard`` process) and ``baton submit``; no submit
+fails, and every run whose submit returned exists after the failover and finishes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import traceback
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import redis
 
 from baton import Client
 from baton.agents.settings import Settings
-from baton.broker import Keys, connect, get_run
-from tests.conftest import Workers
+from baton.broker import Keys, connect, free_port, get_run
+from tests.cli import baton
+from tests.conftest import ROOT, Workers
+from tests.ops.conftest import dashboard_env
 from tests.sentinel.conftest import SentinelGroup
 from tests.waiting import wait_for
 
@@ -25,34 +32,73 @@ def _done(url: str, keys: Keys, run_ids: list[str]) -> int:
         return 0
 
 
-def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, workers: Workers) -> None:
+TOKEN = "sentinel-submit-token-0b7e"
+
+
+def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, workers: Workers, tmp_path: Path) -> None:
     env = {"REDIS_URL": sentinel_group.url, "BATON_MODEL": "echo"}
     for role in ("planner", "researcher", "summarizer"):
         workers.spawn(role, env=env)
     with connect(sentinel_group.url) as c:
         workers.wait_ready(c, 3, timeout=120)
-    accepted: list[str] = []
+    port = free_port()
+    with open(tmp_path / "dashboard.log", "wb") as log:
+        dashboard = subprocess.Popen([sys.executable, "-m", "baton", "dashboard", "--port", str(port)], cwd=ROOT,
+                                     env=dashboard_env(sentinel_group.url, BATON_API_TOKENS=TOKEN),
+                                     stdout=log, stderr=subprocess.STDOUT)
+    accepted: dict[str, list[str]] = {"client": [], "api": [], "cli": []}
     errors: list[BaseException] = []
     stop = threading.Event()
 
-    def submit_forever() -> None:
-        with Client(settings=Settings.from_env({}, redis_url=sentinel_group.url)) as api:
-            while not stop.is_set():
-                try:
-                    accepted.append(api.submit(f"topic {len(accepted)}").id)
-                except BaseException as exc:  # noqa: BLE001 - any failed submit is the test's failure
-                    errors.append(exc)
-                    return
+    def api_submit(http: httpx.Client) -> str:
+        resp = http.post("/v1/runs", json={"task": "through the API"})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["run_id"])
 
-    thread = threading.Thread(target=submit_forever, daemon=True)
-    thread.start()
-    wait_for(lambda: len(accepted) >= 20 or errors, 60, "submits before the kill")
-    at_kill = len(accepted)
-    sentinel_group.kill_primary()  # SIGKILL; returns once a replica is promoted
-    wait_for(lambda: len(accepted) >= at_kill + 20 or errors, 90, "submits after the failover")
-    stop.set()
-    thread.join(60)
+    def cli_submit() -> str:
+        done = baton("submit", "through the CLI", env=dashboard_env(sentinel_group.url))
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def submit_forever(name: str, submit: Callable[[], str]) -> None:
+        while not stop.is_set():
+            try:
+                accepted[name].append(submit())
+            except BaseException as exc:  # noqa: BLE001 - any failed submit is the test's failure
+                errors.append(exc)
+                return
+
+    try:
+        wait_for(lambda: _up(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard to start", interval=0.2)
+        with Client(settings=Settings.from_env({}, redis_url=sentinel_group.url)) as api, \
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                             headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            threads = [threading.Thread(target=submit_forever, args=("client", lambda: api.submit("topic").id)),
+                       threading.Thread(target=submit_forever, args=("api", lambda: api_submit(http))),
+                       threading.Thread(target=submit_forever, args=("cli", cli_submit))]
+            for t in threads:
+                t.start()
+            wait_for(lambda: len(accepted["client"]) >= 20 and len(accepted["api"]) >= 5 and accepted["cli"] or errors,
+                     90, "submits before the kill")
+            at_kill = {name: len(ids) for name, ids in accepted.items()}
+            sentinel_group.kill_primary()  # SIGKILL; returns once a replica is promoted
+            wait_for(lambda: all(len(accepted[n]) >= at_kill[n] + 2 for n in accepted) or errors, 120,
+                     "submits of each kind after the failover")
+            stop.set()
+            for t in threads:
+                t.join(120)
+    finally:
+        stop.set()
+        dashboard.terminate()
+        dashboard.wait(10)
     assert errors == [], "".join(traceback.format_exception(errors[0]))
-    run_ids = list(accepted)
+    run_ids = [r for ids in accepted.values() for r in ids]
     wait_for(lambda: _done(sentinel_group.url, Keys(), run_ids) == len(run_ids), 120, "every accepted run done",
              logs=workers.logs)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -64,4 +64,4 @@ def test_a_lone_server_has_no_replica_the_hop_goes_on_and_the_shortfall_is_count
     wait_for(lambda: client.xlen(keys.stream("seed", "researcher")) == 1, what="the planner's handoff",
              logs=workers.logs)
     assert wait_for(lambda: _short_waits(port), what="the short wait to be counted", logs=workers.logs) >= 1
-    assert "only 0 of 1 replicas acknowledged a commit within 50 ms" in workers.logs()
+    assert workers.logged("only 0 of 1 replicas acknowledged a commit within 50 ms"), workers.logs()

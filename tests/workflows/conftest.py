@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +18,6 @@ import redis
 from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import Workflow
-
-
-@pytest.fixture(scope="session")
-def twin_backend(twin: Path) -> Any:
-    """The twin model loaded once in the test process."""
-    from baton.agents.backends import load_backend
-
-    return load_backend(str(twin))
 
 
 class Inline:

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from baton.agents.backends.http import HTTPBackend
-from baton.agents.backends.server import create_app
+from baton.agents.serving.server import create_app
 from baton.broker import free_port
 from tests.scripted_model import ScriptedModel, call, say
 

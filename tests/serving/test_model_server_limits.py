@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from baton.agents.backends.limits import MAX_BODY_BYTES, MAX_PROMPTS
-from tests.workflows.serving import serve_model
+from baton.agents.serving.limits import MAX_BODY_BYTES, MAX_PROMPTS
+from tests.serving.process import serve_model
 
 KEY = "limits-key-5551234"
 MAX_BATCH = 8

@@ -19,14 +19,14 @@ import pytest
 import redis
 
 from baton.agents.backends import ECHO_SUFFIX
-from baton.agents.backends.batcher import Batcher
 from baton.agents.backends.http import HTTPBackend
+from baton.agents.serving.batcher import Batcher
 from baton.broker import Keys, free_port, live_workers, submit
 from baton.protocol import Task
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
+from tests.serving.process import serve_model
 from tests.waiting import wait_for
-from tests.workflows.serving import serve_model
 
 MAX_BATCH = 6
 PROMPTS = ["Planner agent named Alice. Task: Explain supervised learning.\nResponse:", "Hello world", "",
@@ -240,7 +240,7 @@ def test_replicas_default_to_half_the_usable_cores(monkeypatch: pytest.MonkeyPat
                                                    replicas: int) -> None:
     import os
 
-    from baton.agents.backends.server import default_replicas
+    from baton.agents.serving.server import default_replicas
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
     assert default_replicas() == replicas

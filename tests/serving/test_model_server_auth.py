@@ -21,8 +21,8 @@ from baton.protocol import Task
 from tests.cli import baton
 from tests.conftest import ROOT, Workers
 from tests.e2e.helpers import SEED_TASK, wait_runs
+from tests.serving.process import serve_model
 from tests.waiting import wait_for
-from tests.workflows.serving import serve_model
 
 ENV_KEY = "env-key-0123456789"
 CLI_KEY = "cli-key-9876543210"
