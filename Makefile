@@ -35,7 +35,7 @@ demo: $(LINKED)
 
 # The suite in TEST_JOBS processes (pytest-xdist): each has its own redis-server, ports, data dirs
 # and cache dir (tests/conftest.py); tests of one xdist_group share a process (and its fixtures).
-TEST_JOBS ?= 4
+TEST_JOBS ?= 6
 test: $(LINKED) browser-deps
 	$(BIN)/pytest -q -n $(TEST_JOBS) --dist loadgroup
 

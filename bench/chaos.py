@@ -2,19 +2,20 @@
 
 ``python -m bench.chaos --runs 200`` (``make chaos``) starts its own ``redis-server`` (AOF,
 ``appendfsync everysec``), two worker processes per role, submits the runs (5 per second), SIGKILLs a ready
-worker every few seconds (one holding pending entries when there is one) and starts a
-replacement, kills and restarts Redis once mid-run, with the workers' janitors trimming streams
-every 2 s; waits for every run to finish, then counts: submitted, completed, lost (never
-finished, not dead-lettered; a pending entry trimmed away would show up here), duplicated (a
-run with more than one result, or an agent with more than one scratchpad entry in a run),
-dead-lettered, kills and restarts. Exit code 1 if anything was lost or duplicated.
+worker every few seconds (one holding pending entries when there is one; one worker of a role at a
+time, the next kill of that role once its replacement is ready) and starts a replacement, kills
+and restarts Redis once mid-run, with the workers' janitors trimming streams every 2 s; waits for
+every run to finish, then counts: submitted, completed, lost (never finished, not dead-lettered;
+a pending entry trimmed away would show up here), duplicated (a run with more than one result, or
+an agent with more than one scratchpad entry in a run), dead-lettered, kills and restarts. Exit
+code 1 if anything was lost or duplicated.
 
 Two outage faults can be added (see :mod:`bench.faults`); neither is the message's fault, so
 the target with them is also 0 failed (exit code 1 otherwise):
 
 - ``--model-outages``: the workers use ``BATON_MODEL=http://127.0.0.1:PORT/v1`` against a
-  ``baton serve-model`` process (twin or echo) that is SIGKILLed every few seconds and started
-  again after up to 12 s (down up to about 15 s with its start-up).
+  ``baton serve-model`` process (twin or echo) that is SIGKILLed every few seconds and answers
+  again after 1-12 s, or after its start-up when that is longer (see :mod:`bench.faults`).
 - ``--redis-oom``: ``maxmemory`` is lowered to just above the memory in use (``noeviction``:
   writes are refused with OOM) for up to 15 s at a time, then raised again.
 
@@ -38,12 +39,10 @@ import logging
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,11 +51,11 @@ import typer
 
 from baton.agents.workflow.spec import SEED
 from baton.broker import EmbeddedRedis, Keys, connect, live_workers, parse_consumer, submit
-from baton.broker.dlq import list_dead
 from baton.broker.runs import run_records
-from baton.broker.stats import entries_from, pad_entries, stream_stats
-from baton.broker.threads import ThreadInfo, get_thread, submit_turn, thread_run_id
-from baton.protocol import ProtocolError, Result, RunStatus, Task, decode
+from baton.broker.stats import stream_stats
+from baton.broker.threads import submit_turn, thread_run_id
+from baton.protocol import Task
+from bench.chaos_audit import ChaosReport, audit_runs, audit_threads, count_logs, thread_of
 from bench.cluster_faults import ClusterTarget
 from bench.common import stop_procs
 from bench.faults import Faults, ModelOutages, RedisOom
@@ -99,63 +98,6 @@ class ChaosConfig:
     def outages(self) -> bool:
         """Whether an outage fault is on (then a failed run is a failure of the harness's target)."""
         return self.model_outages or self.redis_oom
-
-
-@dataclass(slots=True)
-class ChaosReport:
-    """The audit of one chaos run."""
-
-    submitted: int = 0
-    completed: int = 0
-    failed: int = 0
-    lost: int = 0
-    duplicated_results: int = 0
-    duplicated_pad_entries: int = 0
-    missing_pad_entries: int = 0
-    dead_lettered: int = 0
-    kills: int = 0
-    kills_mid_task: int = 0
-    restarts: int = 0
-    worker_crashes: int = 0
-    redis_restarts: int = 0
-    stale_commits_refused: int = 0
-    duplicate_commits_acked: int = 0
-    reclaim_events: int = 0
-    janitor_trims: int = 0
-    model_outages: int = 0
-    model_down_s: float = 0.0
-    longest_model_outage_s: float = 0.0
-    redis_oom_episodes: int = 0
-    redis_oom_s: float = 0.0
-    longest_redis_oom_s: float = 0.0
-    outage_s: float = 0.0
-    longest_run_s: float = 0.0
-    p50_run_s: float = 0.0
-    runs_per_s: float = 0.0
-    wait_replicas: int = 0
-    seconds: float = 0.0
-    model: str = ""
-    appendfsync: str = ""
-    cluster_primaries: int = 0
-    failover_s: float = 0.0
-    threads: int = 0
-    thread_turns_missing: int = 0
-    thread_turns_duplicated: int = 0
-    thread_turns_out_of_order: int = 0
-    threads_stuck: int = 0
-    lost_runs: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing lost, nothing duplicated."""
-        return not (self.lost or self.duplicated_results or self.duplicated_pad_entries or self.missing_pad_entries
-                    or self.thread_turns_missing or self.thread_turns_duplicated or self.thread_turns_out_of_order
-                    or self.threads_stuck)
-
-    @property
-    def clean(self) -> bool:
-        """Nothing lost, duplicated or failed, no worker crashed: the target under outages (no run's fault)."""
-        return self.ok and not self.failed and not self.worker_crashes
 
 
 def _model(name: str) -> str:
@@ -232,19 +174,19 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         for spec in SEED.roles:
             for _ in range(cfg.workers):
                 pool.spawn(spec.role)
-        run_ids = ([thread_run_id(keys, _thread_of(i, cfg.threads)) for i in range(cfg.runs)] if cfg.threads
+        run_ids = ([thread_run_id(keys, thread_of(i, cfg.threads)) for i in range(cfg.runs)] if cfg.threads
                    else [f"chaos-{i:04d}" for i in range(cfg.runs)])
         _shake(cfg, rng, server, pool, client, keys, run_ids, report, faults)
         report.seconds = time.monotonic() - started
-        _audit(client, keys, run_ids, report)
+        audit_runs(client, keys, run_ids, report)
         if cfg.threads:
-            _audit_threads(client, keys, cfg.threads, run_ids, report)
+            audit_threads(client, keys, cfg.threads, run_ids, report)
     finally:
         _count_faults(faults, report)
         pool.stop()
         if faults.model is not None:
             faults.model.stop()
-        _count_logs(work, report)
+        count_logs(work, report)
         client.close()
         server.stop()
         if isinstance(server, ClusterTarget):
@@ -288,7 +230,7 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | Cluster
             due = min(len(run_ids), 1 + int((time.monotonic() - started) * cfg.submit_rate))
             while report.submitted < due:  # a retried submit reuses its Task (and message id): no duplicate
                 if cfg.threads:  # (a retried turn whose first call landed is not written again)
-                    submit_turn(client, keys, tasks[report.submitted], _thread_of(report.submitted, cfg.threads),
+                    submit_turn(client, keys, tasks[report.submitted], thread_of(report.submitted, cfg.threads),
                                 "enqueue")
                 else:
                     submit(client, keys, tasks[report.submitted])
@@ -318,7 +260,7 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | Cluster
             report.redis_restarts += 1
             redis_restarted = True
             log.info("restarted Redis after %d of %d runs", done, len(run_ids))
-        ready = [(r, p) for r, p in pool.live() if p.pid in ready_pids] if cfg.kill_workers else []
+        ready = _killable(pool, ready_pids, cfg.workers) if cfg.kill_workers else []
         if now >= next_kill and ready:  # only workers past start-up: killing loaders proves nothing
             busy = _busy_pids(client, keys)
             holding = [(r, p) for r, p in ready if p.pid in busy]
@@ -339,6 +281,16 @@ def _shake(cfg: ChaosConfig, rng: random.Random, server: EmbeddedRedis | Cluster
     faults.settle(client, time.monotonic())  # timed out: leave the model up and Redis writable for the audit
 
 
+def _killable(pool: _Pool, ready_pids: set[int], per_role: int) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    """Ready workers of the roles whose every worker is ready: a role loses one worker at a time and
+    its replacement is up before the next kill, as in a rolling update. (Killing whichever worker
+    holds the work as soon as it is ready, while the role's other worker still starts, kept a role
+    from doing anything on a loaded machine: at load 30 a start-up took longer than two kills.)"""
+    ready = [(r, p) for r, p in pool.live() if p.pid in ready_pids]
+    full = {role for role, _ in ready if sum(r == role for r, _ in ready) >= per_role}
+    return [(r, p) for r, p in ready if r in full]
+
+
 def _ready_pids(client: Any, keys: Keys) -> set[int]:
     """Pids of workers with a heartbeat (they finished loading the model)."""
     try:
@@ -355,87 +307,6 @@ def _busy_pids(client: Any, keys: Keys) -> set[int]:
         return set()
     holders = [parse_consumer(c.name) for s in stats for g in s.groups for c in g.consumers if c.pending > 0]
     return {h.pid for h in holders if h is not None}
-
-
-def _audit(client: Any, keys: Keys, run_ids: list[str], report: ChaosReport) -> None:
-    wanted = set(run_ids)
-    results: Counter[str] = Counter()
-    rows = [row for p in range(keys.partitions) for row in entries_from(client, keys.results(p), 0, count=None)]
-    for _, raw in rows:
-        try:
-            msg = decode(raw)
-        except ProtocolError:
-            continue
-        if isinstance(msg, Result):
-            results[msg.run_id] += 1
-    dead_runs = set()
-    for dead in list_dead(client, keys, limit=0):
-        if dead.readable:
-            report.dead_lettered += 1
-            dead_runs.add(dead.letter.run_id)
-    agents = [r.agent for r in SEED.roles]
-    durations: list[float] = []
-    for run_id, rec in zip(run_ids, run_records(client, keys, run_ids), strict=True):
-        status = rec.status if rec is not None else ""
-        created, finished_at = (rec.created_at, rec.finished_at or rec.updated_at) if rec is not None else (0.0, 0.0)
-        if status in (RunStatus.DONE, RunStatus.FAILED) and created and finished_at:
-            report.longest_run_s = max(report.longest_run_s, finished_at - created)
-            durations.append(finished_at - created)
-        if status == RunStatus.DONE:
-            report.completed += 1
-            for agent in agents:
-                n = len(pad_entries(client, keys, run_id, agent))
-                report.duplicated_pad_entries += max(0, n - 1)
-                report.missing_pad_entries += int(n == 0)
-        elif status == RunStatus.FAILED:
-            report.failed += 1
-        if status != RunStatus.DONE and run_id not in dead_runs:
-            report.lost += 1
-            report.lost_runs.append(run_id)
-    report.p50_run_s = statistics.median(durations) if durations else 0.0
-    report.runs_per_s = report.completed / report.seconds if report.seconds else 0.0
-    report.duplicated_results = sum(n - 1 for run_id, n in results.items() if run_id in wanted and n > 1)
-    report.duplicated_results += sum(n for run_id, n in results.items() if run_id not in wanted)
-
-
-def _thread_of(i: int, threads: int) -> str:
-    return f"chaos-t{i % threads}"
-
-
-def _audit_threads(client: Any, keys: Keys, threads: int, run_ids: list[str], report: ChaosReport) -> None:
-    """Each thread's history holds each of its runs once, in submission order, and the thread is idle."""
-    report.threads = threads
-    for t in range(threads):
-        mine = run_ids[t::threads]
-        info = wait_released(client, keys, _thread_of(t, threads))
-        if info is None:
-            report.thread_turns_missing += len(mine)
-            continue
-        seen = Counter(turn.run_id for turn in info.turns)
-        report.thread_turns_duplicated += sum(n - 1 for n in seen.values() if n > 1)
-        report.thread_turns_missing += sum(1 for r in mine if r not in seen)
-        order = [turn.run_id for turn in info.turns if turn.run_id in set(mine)]
-        report.thread_turns_out_of_order += int(order != [r for r in mine if r in seen])
-        report.threads_stuck += int(bool(info.active or info.queued))
-
-
-def wait_released(client: Any, keys: Keys, thread: str, timeout_s: float = 10.0) -> ThreadInfo | None:
-    """The thread once its last turn's end released it (that follows the run's commit), or as it is then."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        info = get_thread(client, keys, thread)
-        if info is None or not (info.active or info.queued) or time.monotonic() > deadline:
-            return info
-        time.sleep(0.1)
-
-
-def _count_logs(work: Path, report: ChaosReport) -> None:
-    for path in work.glob("worker-*.log"):
-        text = path.read_text(errors="replace")
-        report.stale_commits_refused += text.count("was reclaimed by another worker")
-        report.duplicate_commits_acked += text.count("had already been handed off")
-        report.reclaim_events += text.count("entries from dead consumer") + text.count("entries idle past the")
-        report.janitor_trims += text.count("janitor: trimmed {")
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -88,6 +88,7 @@ class BatonCluster:
     def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1,
                  roles: tuple[str, ...] = (), all_roles: int = 0) -> None:
         from baton.broker import Keys
+        from baton.broker.results import ResultsReader
 
         self.roles = roles
         self.all_roles = all_roles
@@ -99,7 +100,7 @@ class BatonCluster:
         self.procs = _Procs(log_dir)
         self.extra_pids: list[int] = []
         """Other processes whose CPU time the throughput burst counts (a model server)."""
-        self._cursor = "0-0"
+        self._results = ResultsReader(self.client, self.keys, start="0-0")
 
     def start(self, m: Measure, timeout: float = 120) -> None:
         """Spawn the workers, submit one run at once; record spawn->heartbeat and ->first result."""
@@ -144,23 +145,18 @@ class BatonCluster:
 
     def _wait(self, run_ids: set[str], timeout: float = 300) -> int:
         """Read the results stream until every run in ``run_ids`` reported; return errors."""
-        from baton.protocol import Error, decode
+        from baton.protocol import Error
 
         pending, errors = set(run_ids), 0
         deadline = time.monotonic() + timeout
-        stream = self.keys.results(0)
         while pending:
-            reply: Any = self.client.xread({stream: self._cursor}, block=1000, count=1000)
-            for _, items in reply or []:
-                for entry_id, fields in items:
-                    self._cursor = entry_id
-                    msg = decode(fields[b"msg"])
-                    if msg.run_id in pending:
-                        pending.discard(msg.run_id)
-                        errors += isinstance(msg, Error)
+            for msg in self._results.read(1000, count=1000):
+                if msg.run_id in pending:
+                    pending.discard(msg.run_id)
+                    errors += isinstance(msg, Error)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(pending)} baton runs unfinished")
-            if not reply:
+            if not self._results.arrived:
                 self.procs.check_alive()
         return errors
 
@@ -176,24 +172,20 @@ class BatonCluster:
     def sustained(self, m: Measure, *, in_flight: int, seconds: float, warmup_s: float) -> None:
         """Steady state: a closed loop keeping ``in_flight`` runs outstanding (a new run per result);
         runs/s = results in the ``seconds`` after ``warmup_s`` seconds of the same load."""
-        from baton.protocol import Error, decode
+        from baton.protocol import Error
 
-        stream, n = self.keys.results(0), 0
+        n = 0
         outstanding = {self._submit(task_text(n := n + 1)) for _ in range(in_flight)}
         start = time.monotonic()
         window, done = (start + warmup_s, start + warmup_s + seconds), 0
         while time.monotonic() < window[1]:
-            reply: Any = self.client.xread({stream: self._cursor}, block=1000, count=1000)
-            for _, items in reply or []:
-                for entry_id, fields in items:
-                    self._cursor = entry_id
-                    msg = decode(fields[b"msg"])
-                    if msg.run_id in outstanding:
-                        outstanding.discard(msg.run_id)
-                        m.errors += isinstance(msg, Error)
-                        done += window[0] <= time.monotonic()
-                        outstanding.add(self._submit(task_text(n := n + 1)))
-            if not reply:
+            for msg in self._results.read(1000, count=1000):
+                if msg.run_id in outstanding:
+                    outstanding.discard(msg.run_id)
+                    m.errors += isinstance(msg, Error)
+                    done += window[0] <= time.monotonic()
+                    outstanding.add(self._submit(task_text(n := n + 1)))
+            if not self._results.arrived:
                 self.procs.check_alive()
         m.runs_per_s = done / seconds
         self._wait(outstanding)

@@ -93,7 +93,7 @@ class _RawSame:
         self.pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
 
     def run(self, start: int, n: int) -> None:
-        from baton.broker.keys import MARKER_TTL_S
+        from baton.broker.retention import MARKER_TTL_S
 
         client, keys, group, consumer, stream = self.client, self.keys, self.group, self.consumer, self.stream
         for i in range(start, start + n):

@@ -12,6 +12,10 @@ Instruction counts that repeat on a shared machine (only the hops are instrument
     BENCH_CALLGRIND=1 valgrind --tool=callgrind --instr-atstart=no .venv/bin/python -m bench.hotprof burst 512
 
 then ``Collected`` / N is the instructions per hop (the counting wrapper is off under callgrind).
+Redis' own instructions over the same hops: put a ``redis-server`` first on ``PATH`` that runs
+``exec valgrind --tool=callgrind --instr-atstart=no /usr/bin/redis-server "$@"`` and set
+``BENCH_CALLGRIND_REDIS=1`` (its ``Collected`` / N when the server exits).
+``--profile`` sorts by ``BENCH_SORT`` (default ``tottime``; ``cumulative``...) and prints the top ``BENCH_TOP`` (30).
 Not a test: a measurement (bench/NOTES.md, "The hot path, profiled a third time").
 """
 
@@ -32,6 +36,8 @@ import redis
 import redis.connection as rc
 
 CALLGRIND = bool(os.environ.get("BENCH_CALLGRIND"))
+REDIS_CALLGRIND = bool(os.environ.get("BENCH_CALLGRIND_REDIS"))
+"""Toggle the instrumentation of the ``redis-server`` too (one started under callgrind: see the module)."""
 
 
 class _Counter:
@@ -65,9 +71,11 @@ class _Counter:
         self.commands.clear()
 
 
-def _instrument(on: bool) -> None:
-    if CALLGRIND:
-        subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], capture_output=True,
+def _instrument(on: bool, redis_pid: int | None) -> None:
+    pids = [os.getpid()] if CALLGRIND else []
+    pids += [redis_pid] if REDIS_CALLGRIND and redis_pid else []
+    for pid in pids:
+        subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(pid)], capture_output=True,
                        check=False)
 
 
@@ -77,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("mode", choices=("burst", "one", "lone"))
     p.add_argument("n", type=int)
     p.add_argument("--profile", action="store_true", help="cProfile the hops (process time)")
+    p.add_argument("--model", default="echo", help="echo (default) or a model to load in-process, e.g. the twin's path")
     args = p.parse_args(argv)
 
     counter = _Counter()
     if not CALLGRIND:
         counter.install()
-    from baton.agents.backends import EchoBackend
+    from baton.agents.backends import EchoBackend, load_backend
     from baton.agents.runtime.worker import Worker
     from baton.agents.settings import Settings
     from baton.agents.workflow.spec import SEED
@@ -93,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     server = EmbeddedRedis(work / "redis").start()
     try:
         settings = Settings(redis_url=server.url, **({"batch_size": 1} if args.mode == "one" else {}))
-        worker = Worker(settings, SEED, "researcher", backend=EchoBackend())
+        worker = Worker(settings, SEED, "researcher", backend=EchoBackend() if args.model == "echo" else
+                        load_backend(args.model, threads=1))
         worker.load()
         worker.streams.ensure_groups()
         driver = redis.Redis.from_url(server.url)
@@ -118,17 +128,18 @@ def main(argv: list[str] | None = None) -> int:
                 publish(i)
         counter.clear()
         driver.config_resetstat()
+        redis0: Any = driver.info("cpu")
         cpu0, t0 = time.process_time(), time.perf_counter()
         while hops < args.n:
             if args.mode == "lone":
                 publish(hops)
-            _instrument(True)
+            _instrument(True, server.proc.pid if server.proc else None)
             if prof:
                 prof.enable()
             hops += drain()
             if prof:
                 prof.disable()
-            _instrument(False)
+            _instrument(False, server.proc.pid if server.proc else None)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stats: Any = driver.info("commandstats")
         redis_cpu: Any = driver.info("cpu")
@@ -137,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         if not CALLGRIND:
             print(f"round trips per hop {counter.round_trips / hops:.3f}, commands per hop "
                   f"{sum(counter.commands.values()) / hops:.2f}: {dict(counter.commands.most_common())}")
-        print(f"redis-server CPU per hop: {(redis_cpu['used_cpu_user'] + redis_cpu['used_cpu_sys']) / hops * 1e6:.0f}"
-              " us (user + system)")
+        redis_s = sum(redis_cpu[k] - redis0[k] for k in ("used_cpu_user", "used_cpu_sys"))
+        print(f"redis-server CPU per hop: {redis_s / hops * 1e6:.0f} us (user + system, over the hops"
+              f"{' and their submits' if args.mode == 'lone' else ''})")
         for name, s in sorted(stats.items(), key=lambda kv: -kv[1]["usec"])[:10]:
             print(f"  {name}: {s['calls']} calls, {s['usec_per_call']} us per call")
         if prof:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            order, top = os.environ.get("BENCH_SORT", "tottime"), int(os.environ.get("BENCH_TOP", "30"))
+            pstats.Stats(prof).sort_stats(order).print_stats(top)
     finally:
         server.stop()
     return 0

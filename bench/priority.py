@@ -45,19 +45,36 @@ class Figures:
     idle: list[list[float]] = field(default_factory=list)
     loaded: list[list[float]] = field(default_factory=list)
     left: list[int] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    """The backlog's runs finished per second while the loaded runs went through (its price)."""
+
+    def latency(self) -> tuple[float, str]:
+        """The pooled p50 ratio (loaded / idle) and the table cells: p50 and p95 of both conditions
+        in ms, then the ratio with its per-round spread."""
+        idle = [s for r in self.idle for s in r]
+        loaded = [s for r in self.loaded for s in r]
+        ratio = percentile(loaded, 50) / percentile(idle, 50)
+        lo, _, hi = spread([percentile(b, 50) / percentile(a, 50) for a, b in zip(self.idle, self.loaded, strict=True)])
+        return ratio, (f"{percentile(idle, 50) * 1000:.1f} | {percentile(loaded, 50) * 1000:.1f} "
+                       f"| {percentile(idle, 95) * 1000:.1f} | {percentile(loaded, 95) * 1000:.1f} "
+                       f"| **{ratio:.2f}** ({lo:.2f}–{hi:.2f})")
 
 
 class Cluster:
-    """One worker process per role on a fresh Redis."""
+    """One worker process per role on a fresh Redis, and ``reserved`` more per role started with
+    ``--reserve interactive`` (without the shared workers' ``BATON_WORKER_NICE``)."""
 
-    def __init__(self, url: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, url: str, env: dict[str, str], log: Path, reserved: int = 0) -> None:
         self.client: Redis = connect(url)
         self.keys = Keys()
         self.client.flushall()
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.procs = [subprocess.Popen([sys.executable, "-m", "baton", "worker", role], env=env, cwd=ROOT,
-                                       stdout=self._log, stderr=self._log) for role in ROLES]
-        while len(live_workers(self.client, self.keys)) < len(ROLES):
+        mine = {k: v for k, v in env.items() if k != "BATON_WORKER_NICE"}
+        self.procs = [subprocess.Popen([sys.executable, "-m", "baton", "worker", role, *extra], env=e, cwd=ROOT,
+                                       stdout=self._log, stderr=self._log)
+                      for extra, e, n in (((), env, 1), (("--reserve", "interactive"), mine, reserved))
+                      for _ in range(n) for role in ROLES]
+        while len(live_workers(self.client, self.keys)) < len(self.procs):
             if any(p.poll() is not None for p in self.procs):
                 raise RuntimeError(f"a worker exited; see {log}")
             time.sleep(0.1)
@@ -126,40 +143,45 @@ class Cluster:
 
 
 def measure(label: str, url: str, env: dict[str, str], log: Path, *, rounds: int, runs: int,
-            backlog: int) -> Figures:
+            backlog: int, reserved: int = 0) -> Figures:
     """Alternate idle and backlogged rounds on one cluster."""
     figures = Figures(label)
-    cluster = Cluster(url, env, log)
+    cluster = Cluster(url, env, log, reserved)
     try:
         cluster.single_runs(2)  # warm-up: first model calls, connections
         for r in range(rounds):
             figures.idle.append(cluster.single_runs(runs))
             batch = cluster.queue_batch(backlog)
+            t0 = time.perf_counter()
             figures.loaded.append(cluster.single_runs(runs))
+            figures.rates.append(len(cluster.done.intersection(batch)) / (time.perf_counter() - t0))
             figures.left.append(cluster.waiting_batch())
             print(f"{label} round {r + 1}: idle p50 {percentile(figures.idle[-1], 50) * 1000:.1f} ms, with backlog "
-                  f"p50 {percentile(figures.loaded[-1], 50) * 1000:.1f} ms ({figures.left[-1]} batch tasks "
-                  "still unread)", flush=True)
+                  f"p50 {percentile(figures.loaded[-1], 50) * 1000:.1f} ms, batch {figures.rates[-1]:.1f} runs/s "
+                  f"({figures.left[-1]} batch tasks still unread)", flush=True)
             cluster.drain(batch)
     finally:
         cluster.stop()
     return figures
 
 
+def reserve_label(reserved: int, nice: int) -> str:
+    """A row's label for ``reserved`` interactive workers per role beside shared ones niced by ``nice``."""
+    if not reserved:
+        return ""
+    niced = f", shared workers BATON_WORKER_NICE={nice}" if nice else ""
+    return f", + {reserved} reserved worker(s) per role{niced}"
+
+
 def rows(results: list[Figures]) -> list[str]:
     """The markdown table of the results."""
     out = ["| model, settings | idle p50, ms | p50 with the batch backlog, ms | idle p95, ms | backlog p95, ms "
-           "| p50 ratio (per-round min–max) | batch tasks still queued at the planner after the backlog runs "
-           "| within 2x |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| p50 ratio (per-round min–max) | batch runs/s meanwhile "
+           "| batch tasks still queued at the planner after the backlog runs | within 2x |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for f in results:
-        idle = [s for r in f.idle for s in r]
-        loaded = [s for r in f.loaded for s in r]
-        ratio = percentile(loaded, 50) / percentile(idle, 50)
-        lo, _, hi = spread([percentile(b, 50) / percentile(a, 50) for a, b in zip(f.idle, f.loaded, strict=True)])
-        out.append(f"| {f.model} | {percentile(idle, 50) * 1000:.1f} | {percentile(loaded, 50) * 1000:.1f} "
-                   f"| {percentile(idle, 95) * 1000:.1f} | {percentile(loaded, 95) * 1000:.1f} "
-                   f"| **{ratio:.2f}** ({lo:.2f}–{hi:.2f}) | {min(f.left)}–{max(f.left)} "
+        ratio, cells = f.latency()
+        out.append(f"| {f.model} | {cells} | {min(f.rates):.1f}–{max(f.rates):.1f} | {min(f.left)}–{max(f.left)} "
                    f"| {'yes' if ratio <= TARGET else '**no**'} |")
     return out
 
@@ -171,6 +193,10 @@ def main(
     models: Annotated[str, typer.Option(help="Comma-separated: echo, twin.")] = "echo,twin",
     lane_sizes: Annotated[str, typer.Option(help="Comma-separated BATON_BATCH_LANE_SIZE values to measure "
                                                  "(0: the batch size, no cap).")] = "0",
+    reserved: Annotated[str, typer.Option(help="Comma-separated counts of reserved interactive workers per role "
+                                               "(baton worker --reserve interactive) to measure.")] = "0",
+    nice: Annotated[int, typer.Option(help="BATON_WORKER_NICE of the shared workers in rows with reserved "
+                                           "workers.")] = 0,
     write: Annotated[bool, typer.Option("--write", help="Write the section into BENCHMARKS.md.")] = False,
 ) -> None:
     """Measure interactive single-run latency with and without a batch backlog."""
@@ -186,12 +212,13 @@ def main(
                      "TOKENIZERS_PARALLELISM": "false"})
         for name in filter(None, models.split(",")):
             model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))
-            for size in (int(v) for v in lane_sizes.split(",")):
+            for size, n in ((int(v), int(r)) for v in lane_sizes.split(",") for r in reserved.split(",")):
                 label = ("echo" if name == "echo" else "twin of tiny-gpt2 (default model)") + (
-                    f", BATON_BATCH_LANE_SIZE={size}" if size else ", defaults")
-                env = {**base, "BATON_MODEL": model, "BATON_BATCH_LANE_SIZE": str(size)}
-                results.append(measure(label, server.url, env, Path(tmp) / f"{name}-{size}.log", rounds=rounds,
-                                       runs=runs, backlog=backlog))
+                    (f", BATON_BATCH_LANE_SIZE={size}" if size else "") + reserve_label(n, nice) or ", defaults")
+                env = {**base, "BATON_MODEL": model, "BATON_BATCH_LANE_SIZE": str(size),
+                       **({"BATON_WORKER_NICE": str(nice)} if n and nice else {})}
+                results.append(measure(label, server.url, env, Path(tmp) / f"{name}-{size}-{n}.log", rounds=rounds,
+                                       runs=runs, backlog=backlog, reserved=n))
     table = rows(results)
     print("\n".join(table))
     if not write:
@@ -201,16 +228,20 @@ def main(
     write_section(ROOT / "BENCHMARKS.md", SECTION, [
         SECTION, "",
         f"Rows from `python -m bench.priority --backlog {backlog} --runs {runs} --rounds {rounds} --models {models}"
-        f" --lane-sizes {lane_sizes} --write` ({when}, {(time.time() - started) / 60:.1f} min, "
+        f" --lane-sizes {lane_sizes} --reserved {reserved} --nice {nice} --write` "
+        f"({when}, {(time.time() - started) / 60:.1f} min, "
         f"1-min load {load_before[0]:.2f} before, "
-        f"{la[0]:.2f} after, on {os.cpu_count()} cores shared with other work). One worker per role, baton "
+        f"{la[0]:.2f} after, on {os.cpu_count()} cores shared with other work). One shared worker per role "
+        "(rows with reserved workers: as many more per "
+        "role started with `--reserve interactive`, the shared ones with the row's `BATON_WORKER_NICE`), baton "
         "defaults (batch size 32, `BATON_BATCH_SHARE=0.1`, no cap on batch-only reads) unless the row says "
         "otherwise. Each round: "
         f"{runs} interactive single runs one at a time on the idle system, then {backlog} batch runs queued "
         f"(the planner paused while they are submitted) and {runs} more interactive single runs while they wait, "
         f"then the backlog is cancelled and drains; {rounds} rounds "
         "alternate the two conditions on the same workers. Latency = submit → result seen by the client; "
-        "percentiles pool every round's samples.",
+        "percentiles pool every round's samples. \"batch runs/s meanwhile\": batch runs finished per second while "
+        "the interactive runs went through (what the interactive runs' latency costs the batch lane).",
         "",
         *table,
     ])

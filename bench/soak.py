@@ -26,32 +26,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import psutil
 import typer
 
 from baton.agents.settings import Settings
 from baton.agents.workflow.loader import load
-from baton.agents.workflow.spec import SEED, Workflow
-from baton.broker import BrokerError, EmbeddedRedis, Keys, connect, live_workers
-from baton.broker.stats import stream_stats
-from baton.protocol import TERMINAL_STATUSES
-from bench.common import ROOT, percentile
+from baton.broker import BrokerError, EmbeddedRedis, Keys, connect, live_workers, run_records
+from baton.broker.dlq import count_dead
+from baton.broker.stats import discover_streams, key_census, stream_stats
+from bench.common import percentile
 from bench.soak_faults import SoakFaults
+from bench.soak_workers import FANOUT, Meter, WorkerPool, start_pool
 
 __all__ = ["SoakConfig", "Sample", "main", "run_soak"]
 
 log = logging.getLogger("baton.soak")
-FANOUT = ROOT / "agents" / "workflow" / "shipped" / "research_fanout.toml"
 
 
 @dataclass(slots=True)
@@ -107,110 +102,6 @@ class _Run:
     finished_wall: float = 0.0
 
 
-@dataclass(slots=True)
-class _Slot:
-    name: str
-    workflow: Workflow
-    role: str
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    spawned: int = 0
-
-
-@dataclass(slots=True)
-class _Pool:
-    log_dir: Path
-    slots: list[_Slot] = field(default_factory=list)
-    stopping: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    restarts: int = 0
-    crashes: int = 0
-
-    def spawn(self, slot: _Slot) -> None:
-        slot.spawned += 1
-        args = [sys.executable, "-m", "baton", "worker", slot.role]
-        if slot.workflow is not SEED:
-            args += ["--workflow", str(FANOUT)]
-        with open(self.log_dir / f"worker-{slot.name}-{slot.spawned}.log", "wb") as out:
-            slot.proc = subprocess.Popen(args, env=slot.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-
-    def restart(self, slot: _Slot) -> None:
-        """SIGTERM the slot's worker (it finishes its batch and leaves) and start its replacement now."""
-        if slot.proc is not None and slot.proc.poll() is None:
-            slot.proc.send_signal(signal.SIGTERM)
-            self.stopping.append(slot.proc)
-        self.restarts += 1
-        self.spawn(slot)
-
-    def kill_one(self, index: int) -> str:
-        """SIGKILL a worker (the ``index``-th of a rotation apart from the restarts') and start its
-        replacement now; return its slot's name."""
-        slot = self.slots[(index * 5 + 1) % len(self.slots)]
-        if slot.proc is not None and slot.proc.poll() is None:
-            slot.proc.kill()
-            slot.proc.wait()
-        self.spawn(slot)
-        return slot.name
-
-    def reap(self) -> None:
-        self.stopping = [p for p in self.stopping if p.poll() is None]
-        for slot in self.slots:
-            if slot.proc is not None and slot.proc.poll() is not None:
-                log.warning("worker %s exited on its own with %s; restarted", slot.name, slot.proc.returncode)
-                self.crashes += 1
-                self.spawn(slot)
-
-    def pids(self) -> dict[str, int]:
-        return {s.name: s.proc.pid for s in self.slots if s.proc is not None and s.proc.poll() is None}
-
-    def stop(self) -> None:
-        procs = [s.proc for s in self.slots if s.proc is not None] + self.stopping
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(40)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-class _Meter:
-    """Worker RSS and CPU, remembering each process so a CPU delta survives restarts."""
-
-    def __init__(self) -> None:
-        self.procs: dict[int, psutil.Process] = {}
-        self.cpu: dict[int, float] = {}
-
-    def rss(self, pids: dict[str, int]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, pid in pids.items():
-            try:
-                out[name] = self._proc(pid).memory_info().rss / 2**20
-            except psutil.Error:
-                continue
-        return out
-
-    def cpu_delta(self, pids: list[int]) -> float:
-        total = 0.0
-        for pid in set(pids) | set(self.cpu):
-            try:
-                t = self._proc(pid).cpu_times()
-                now = t.user + t.system
-            except psutil.Error:
-                self.cpu.pop(pid, None)
-                continue
-            total += now - self.cpu.get(pid, 0.0)
-            self.cpu[pid] = now
-        return total
-
-    def _proc(self, pid: int) -> psutil.Process:
-        if pid not in self.procs:
-            self.procs[pid] = psutil.Process(pid)
-        return self.procs[pid]
-
-
 def _settings_env(cfg: SoakConfig, url: str) -> dict[str, str]:
     ret = str(cfg.retention_s)
     return {"REDIS_URL": url, "BATON_RECORD_TTL_S": ret, "BATON_RESULTS_RETENTION_S": ret,
@@ -218,88 +109,45 @@ def _settings_env(cfg: SoakConfig, url: str) -> dict[str, str]:
             "BATON_JANITOR_INTERVAL_S": str(cfg.janitor_interval_s), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _twin() -> str:
-    from baton.agents.backends import DEFAULT_MODEL, resolve_model
-
-    return resolve_model(DEFAULT_MODEL)
-
-
-def _pool(cfg: SoakConfig, work: Path, env: dict[str, str], fanout: Workflow, fanout_model: str) -> _Pool:
-    pool = _Pool(work)
-    for wf, model in ((SEED, _twin()), (fanout, fanout_model)):
-        for spec in wf.roles:
-            for i in range(cfg.workers):
-                name = f"{'seed' if wf is SEED else 'fanout'}.{spec.role}.{i}"
-                pool.slots.append(_Slot(name, wf, spec.role, {**env, "BATON_MODEL": model}))
-    for slot in pool.slots:
-        pool.spawn(slot)
-    return pool
-
-
-def _streams(client: Any, keys: Keys) -> list[str]:
-    return sorted(k.decode() if isinstance(k, bytes) else k
-                  for k in client.scan_iter(match=keys.stream_pattern(), count=1000, _type="stream"))
-
-
-def _key_kinds(client: Any, prefix: str) -> tuple[Counter[str], int, int]:
-    """Keys by kind (the segment after the hash tag), event log count and their total length."""
-    kinds: Counter[str] = Counter()
-    event_keys: list[bytes] = []
-    for raw in client.scan_iter(match=f"{prefix}:*", count=2000):
-        parts = raw.decode().split(":")
-        kind = parts[2] if len(parts) > 2 and parts[1].startswith("{") else parts[1] if len(parts) > 1 else "?"
-        kinds[kind] += 1
-        if kind == "events":
-            event_keys.append(raw)
-    pipe = client.pipeline(transaction=False)
-    for k in event_keys:
-        pipe.xlen(k)
-    return kinds, len(event_keys), sum(int(n) for n in pipe.execute(raise_on_error=False) if isinstance(n, int))
-
-
 def _poll_runs(client: Any, keys: Keys, runs: dict[str, _Run], open_ids: set[str]) -> None:
     """Note the runs that reached a terminal status since the last poll."""
     ids = list(open_ids)
-    pipe = client.pipeline(transaction=False)
-    for run_id in ids:
-        pipe.hmget(keys.run(run_id), "status", "created_at", "finished_at", "updated_at")
-    for run_id, (status, created, finished, updated) in zip(ids, pipe.execute(), strict=True):
-        status = status.decode() if status else ""
-        if status in TERMINAL_STATUSES:
-            run = runs[run_id]
-            run.status = status
-            end = float(finished or updated or time.time())
+    for rec in run_records(client, keys, ids):
+        if rec is not None and rec.ended:
+            run = runs[rec.run_id]
+            run.status = str(rec.status)
+            end = rec.finished_at or rec.updated_at or time.time()
             # a record that expired mid-run (a hop waited past the retention) is written again by the
             # run's last commit without ``created_at``: the submit time stands in
-            run.latency_s = end - (float(created) if created else run.submitted_at)
+            run.latency_s = end - (rec.created_at or run.submitted_at)
             run.finished_wall = end
-            open_ids.discard(run_id)
+            open_ids.discard(rec.run_id)
 
 
-def _sample(t: float, client: Any, keys: Keys, pool: _Pool, meter: _Meter, runs: dict[str, _Run],
+def _sample(t: float, client: Any, keys: Keys, pool: WorkerPool, meter: Meter, runs: dict[str, _Run],
             since: float, dt: float) -> Sample:
     pids = pool.pids()
     rss = meter.rss(pids)
     cpu = meter.cpu_delta([*pids.values(), *(p.pid for p in pool.stopping)])
     info = client.info("memory")
-    kinds, event_logs, events_len = _key_kinds(client, keys.prefix)
-    stats = stream_stats(client, keys, _streams(client, keys))
+    census = key_census(client, keys)
+    stats = stream_stats(client, keys, discover_streams(client, keys))
     window = [r.latency_s for r in runs.values() if r.status and since <= r.finished_wall]
     statuses = Counter(r.status for r in runs.values())
     return Sample(
         t=t, rss_mib=rss, rss_total_mib=sum(rss.values()), cpu_share=cpu / (dt * (os.cpu_count() or 1)),
-        used_memory_mib=int(info["used_memory"]) / 2**20, keys=int(client.dbsize()), key_kinds=dict(kinds),
+        used_memory_mib=int(info["used_memory"]) / 2**20, keys=int(client.dbsize()), key_kinds=census.kinds,
         task_len=sum(s.length for s in stats),
         results_len=sum(client.xlen(keys.results(p)) for p in range(keys.partitions)),
-        dead_len=sum(client.xlen(keys.dead(p)) for p in range(keys.partitions)), events_len=events_len,
-        event_logs=event_logs, pending=sum(g.pending for s in stats for g in s.groups),
+        dead_len=count_dead(client, keys), events_len=census.events_len,
+        event_logs=census.event_logs, pending=sum(g.pending for s in stats for g in s.groups),
         submitted=len(runs), done=statuses["done"], failed=statuses["failed"] + statuses["cancelled"],
         finished_in_window=len(window), p50_s=percentile(window, 50), p99_s=percentile(window, 99),
         loadavg=os.getloadavg()[0],
     )
 
 
-def _wait_ready(client: Any, keys: Keys, pool: _Pool, timeout: float = 300.0) -> None:
+def _wait_ready(client: Any, keys: Keys, pool: WorkerPool, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     want = len(pool.slots)
     while time.monotonic() < deadline:
@@ -325,8 +173,8 @@ def run_soak(cfg: SoakConfig, on_sample: Any = None) -> dict[str, Any]:
         faults.model = SoakFaults.model_outage(work, env, cfg.model_outage_at * cfg.minutes * 60, cfg.model_outage_s)
         faults.model.start()
         faults.model.wait_healthy()
-    pool = _pool(cfg, work, env, fanout, faults.model.url if faults.model else "echo")
-    meter = _Meter()
+    pool = start_pool(cfg.workers, work, env, fanout, faults.model.url if faults.model else "echo")
+    meter = Meter()
     runs: dict[str, _Run] = {}
     open_ids: set[str] = set()
     samples: list[Sample] = []
