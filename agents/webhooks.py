@@ -39,7 +39,7 @@ import msgspec
 
 from ..broker import Keys, Redis, RunRecord, run_records
 from ..broker import webhooks as store
-from ..broker.drive import Op, blocking
+from ..broker.drive import Op, awaiting, blocking
 from ..broker.events import last_event
 from ..protocol import ProtocolError, new_id
 from ..protocol.webhooks import (
@@ -53,8 +53,8 @@ from ..protocol.webhooks import (
 )
 from .settings import Settings
 
-__all__ = ["AllowList", "WebhookRefused", "check_url", "deliver_due", "forget_run", "forget_run_op", "payload",
-           "resend", "watch_run", "watch_run_op"]
+__all__ = ["AllowList", "WebhookRefused", "aresend", "check_url", "deliver_due", "forget_run", "forget_run_op",
+           "payload", "resend", "resend_op", "watch_run", "watch_run_op"]
 
 log = logging.getLogger("baton.webhooks")
 
@@ -191,16 +191,20 @@ watch_run = blocking(watch_run_op)
 forget_run = blocking(forget_run_op)
 
 
-def resend(redis: Redis, keys: Keys, run_id: str) -> Delivery | None:
+def resend_op(keys: Keys, run_id: str) -> Op[Delivery | None]:
     """Send ``run_id``'s delivery again now, with a fresh retry window; None when it has none."""
-    d = store.get_delivery(redis, keys, run_id)
+    (d,) = yield from store.get_deliveries_op(keys, [run_id])
     if d is None:
         return None
     now = time.time()
     d = msgspec.structs.replace(d, status="pending" if d.status != "waiting" else "waiting", retry_from=now,
                                 next_at=now, last_error="")
-    store.save(redis, keys, d)
+    yield from store.save_op(keys, d)
     return d
+
+
+resend = blocking(resend_op)
+aresend = awaiting(resend_op)
 
 
 _encode = msgspec.json.Encoder().encode

@@ -20,13 +20,13 @@ import msgspec
 import redis
 
 from ..protocol.webhooks import Delivery
-from .drive import Op, awaiting, blocking
+from .drive import Op, awaiting, blocking, execute
 from .keys import Keys
 from .text import as_text
 
 __all__ = [
     "afailed", "due", "failed", "failed_op", "forget", "forget_op", "get_deliveries", "get_delivery", "hold",
-    "postpone", "release", "save", "watch", "watch_op",
+    "postpone", "release", "save", "save_op", "watch", "watch_op",
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -107,11 +107,11 @@ def release(client: redis.Redis, keys: Keys, run_id: str, token: str) -> None:
     client.transaction(apply, key)
 
 
-def save(client: redis.Redis, keys: Keys, delivery: Delivery) -> None:
+def save_op(keys: Keys, delivery: Delivery) -> Op[None]:
     """Write ``delivery`` and its place: queued at ``next_at`` while waiting or pending, among the
     failed ones once failed, out of both (and expiring with the idempotency markers) once delivered."""
     key, run_id = _key(keys, f"d:{delivery.run_id}"), delivery.run_id
-    pipe = client.pipeline(transaction=True)
+    pipe = yield lambda c: c.pipeline(transaction=True)
     if delivery.status == "delivered":
         pipe.set(key, _encode(delivery), ex=keys.retention.marker_s)
     else:
@@ -125,7 +125,10 @@ def save(client: redis.Redis, keys: Keys, delivery: Delivery) -> None:
             pipe.zadd(_key(keys, "failed"), {run_id: delivery.next_at})
         else:
             pipe.zrem(_key(keys, "failed"), run_id)
-    pipe.execute()
+    yield execute(pipe)
+
+
+save = blocking(save_op)
 
 
 def failed_op(keys: Keys, limit: int = 100) -> Op[list[Delivery]]:
