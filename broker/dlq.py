@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 import redis
 
 from ..protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, RunStatus, decode
+from .drive import Op, blocking
 from .keys import Keys
 from .streams import entry_id_key
 from .text import as_text
 
 __all__ = [
     "DEAD_LETTER_LIMIT", "UNREADABLE_PREVIEW", "DeadEntry", "ReplayError", "count_dead", "find_dead", "is_entry_id",
-    "list_dead", "parse_dead", "purge_dead", "replay_dead",
+    "list_dead", "list_dead_op", "parse_dead", "purge_dead", "replay_dead",
 ]
 
 
@@ -89,34 +90,57 @@ def parse_dead(key: str, entry_id: Any, raw: bytes | None) -> DeadEntry:
     return DeadEntry(key, eid, placeholder, readable=False)
 
 
-def _partition(client: redis.Redis, key: str, newest_first: bool) -> Iterator[DeadEntry]:
-    """Every dead letter of one partition's stream, read page by page in id order."""
-    lo, hi = "-", "+"
-    while True:
-        rows: Any = (client.xrevrange(key, max=hi, min="-", count=_PAGE) if newest_first
-                     else client.xrange(key, min=lo, max="+", count=_PAGE))
-        for entry_id, fields in rows:
-            yield parse_dead(key, entry_id, fields.get(b"msg"))
-        if len(rows) < _PAGE:
-            return
-        last = as_text(rows[-1][0])
-        hi, lo = f"({last}", f"({last}"
+class _Pages:
+    """One partition's dead letters, read page by page in id order (newest first if ``newest_first``)."""
+
+    def __init__(self, key: str, newest_first: bool) -> None:
+        self.key, self.newest_first = key, newest_first
+        self.rows: deque[DeadEntry] = deque()
+        self.bound: str | None = "+" if newest_first else "-"
+        """Where the next page starts; None once the stream is read to its end."""
+
+    def next_op(self) -> Op[DeadEntry | None]:
+        """The next dead letter (a page read when the last one is used up); None after the last."""
+        if not self.rows and (bound := self.bound) is not None:
+            key = self.key
+            rows: Any = yield ((lambda c: c.xrevrange(key, max=bound, min="-", count=_PAGE)) if self.newest_first
+                               else (lambda c: c.xrange(key, min=bound, max="+", count=_PAGE)))
+            self.rows.extend(parse_dead(key, entry_id, fields.get(b"msg")) for entry_id, fields in rows)
+            self.bound = f"({as_text(rows[-1][0])}" if len(rows) == _PAGE else None
+        return self.rows.popleft() if self.rows else None
 
 
-def list_dead(
-    client: redis.Redis, keys: Keys, *, role: str | None = None, run_id: str | None = None, limit: int = 100,
-    newest_first: bool = False,
-) -> list[DeadEntry]:
+def list_dead_op(
+    keys: Keys, *, role: str | None = None, run_id: str | None = None, limit: int = 100, newest_first: bool = False,
+) -> Op[list[DeadEntry]]:
     """Dead letters of every partition in id order (oldest first unless ``newest_first``).
 
     At most ``limit`` (0 = all) of those of ``role`` and ``run_id`` (when given). Every reader of
-    dead letters (the CLI, the monitor, the dashboard, traces) goes through here.
+    dead letters (the CLI, the monitor, the dashboard, traces) goes through here. The partitions
+    are merged as they are read: a page is read only when its partition's next letter is wanted.
     """
-    streams = [_partition(client, keys.dead(p), newest_first) for p in range(keys.partitions)]
-    merged = heapq.merge(*streams, key=lambda d: entry_id_key(d.id), reverse=newest_first)
-    wanted = (d for d in merged if (role is None or d.letter.role == role)
-              and (run_id is None or d.letter.run_id == run_id))
-    return list(islice(wanted, limit)) if limit > 0 else list(wanted)
+    def order(d: DeadEntry) -> tuple[int, int]:
+        ms, seq = entry_id_key(d.id)
+        return (-ms, -seq) if newest_first else (ms, seq)
+
+    parts = [_Pages(keys.dead(p), newest_first) for p in range(keys.partitions)]
+    heap: list[tuple[tuple[int, int], int, DeadEntry]] = []
+    for i, part in enumerate(parts):
+        if (first := (yield from part.next_op())) is not None:
+            heapq.heappush(heap, (order(first), i, first))
+    out: list[DeadEntry] = []
+    while heap:
+        _, i, d = heapq.heappop(heap)
+        if (role is None or d.letter.role == role) and (run_id is None or d.letter.run_id == run_id):
+            out.append(d)
+            if len(out) == limit:
+                break
+        if (following := (yield from parts[i].next_op())) is not None:
+            heapq.heappush(heap, (order(following), i, following))
+    return out
+
+
+list_dead = blocking(list_dead_op)
 
 
 def count_dead(client: redis.Redis, keys: Keys) -> int:

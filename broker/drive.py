@@ -31,7 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 import redis
 import redis.asyncio
 
-__all__ = ["Call", "Op", "arun", "awaiting", "blocking", "execute", "is_async", "pause", "run"]
+__all__ = ["Call", "Op", "arun", "awaiting", "blocking", "execute", "is_async", "pause", "run", "scan"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -112,3 +112,17 @@ def pause(seconds: float) -> Call:
         return asyncio.sleep(seconds) if is_async(client) else time.sleep(seconds)
 
     return wait
+
+
+def scan(**options: Any) -> Call:
+    """A call whose reply is every key ``scan_iter(**options)`` finds (all SCAN pages; every node's
+    on a cluster), as a list."""
+    def keys(client: Any) -> Any:
+        if is_async(client):
+            async def collect() -> list[Any]:
+                return [k async for k in client.scan_iter(**options)]
+
+            return collect()
+        return list(client.scan_iter(**options))
+
+    return keys

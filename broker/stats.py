@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import redis
 
-from .drive import Op, blocking
+from .drive import Op, blocking, execute, scan
 from .keys import DEFAULT_LANE, Keys
 from .pads import PadEntry, pad_rows
 from .text import as_text
@@ -27,13 +27,17 @@ __all__ = [
     "StreamStats",
     "count_after",
     "discover_streams",
+    "discover_streams_op",
     "entries_from",
+    "entries_from_op",
     "heartbeats",
     "key_census",
     "pad_entries",
+    "pad_entries_op",
     "run_statuses",
     "server_version",
     "stream_entries",
+    "stream_entries_op",
     "stream_stats",
 ]
 
@@ -84,14 +88,17 @@ def server_version(client: redis.Redis) -> tuple[int, ...]:
     return tuple(int(p) for p in str(info.get("redis_version", "0")).split(".") if p.isdigit())
 
 
-def discover_streams(client: redis.Redis, keys: Keys, workflow: str = "*") -> list[str]:
+def discover_streams_op(keys: Keys, workflow: str = "*") -> Op[list[str]]:
     """Every task stream of ``workflow`` (default: of every workflow) that exists.
 
     SCAN: call it rarely on big keyspaces. Keys that merely match the pattern but do not parse as
     task streams of this prefix are left out.
     """
-    found = client.scan_iter(match=keys.stream_pattern(workflow), count=1000, _type="stream")
+    found = yield scan(match=keys.stream_pattern(workflow), count=1000, _type="stream")
     return sorted({name for k in found if keys.parse_stream(name := as_text(k)) is not None})
+
+
+discover_streams = blocking(discover_streams_op)
 
 
 def count_after_op(stream: str, after_id: str, upto_id: str = "+", cap: int = COUNT_CAP) -> Op[int]:
@@ -193,29 +200,34 @@ def run_statuses(client: redis.Redis, keys: Keys, limit: int = COUNT_CAP) -> dic
 
 
 
-def stream_entries(client: redis.Redis, wanted: Sequence[tuple[str, str]]) -> list[bytes | None]:
+def stream_entries_op(wanted: Sequence[tuple[str, str]]) -> Op[list[bytes | None]]:
     """The ``msg`` field of each ``(stream, entry id)``, None where the entry is gone."""
     if not wanted:
         return []
-    pipe = client.pipeline(transaction=False)
+    pipe = yield lambda c: c.pipeline(transaction=False)
     for stream, entry_id in wanted:
         pipe.xrange(stream, entry_id, entry_id, count=1)
     out: list[bytes | None] = []
-    for rows in pipe.execute(raise_on_error=False):
+    for rows in (yield execute(pipe, raise_on_error=False)):
         out.append(rows[0][1].get(b"msg") if rows and not isinstance(rows, Exception) else None)
     return out
 
 
-def entries_from(client: redis.Redis, stream: str, start_ms: int, count: int | None = 500) -> list[tuple[str, bytes]]:
+def entries_from_op(stream: str, start_ms: int, count: int | None = 500) -> Op[list[tuple[str, bytes]]]:
     """Up to ``count`` (None: all) entries of ``stream`` added at or after ``start_ms`` (ms since the epoch)."""
-    rows: Any = client.xrange(stream, f"{max(0, start_ms)}-0", "+", count=count)
+    rows: Any = yield lambda c: c.xrange(stream, f"{max(0, start_ms)}-0", "+", count=count)
     return [(as_text(eid), fields.get(b"msg", b"")) for eid, fields in rows]
 
 
-def pad_entries(client: redis.Redis, keys: Keys, run_id: str, agent: str) -> list[tuple[str, PadEntry]]:
+def pad_entries_op(keys: Keys, run_id: str, agent: str) -> Op[list[tuple[str, PadEntry]]]:
     """An agent's scratchpad entries in a run with their input entry ids, oldest first."""
-    raw: dict[Any, Any] = client.hgetall(keys.pad(run_id, agent))
+    raw: dict[Any, Any] = yield lambda c: c.hgetall(keys.pad(run_id, agent))
     return pad_rows(raw)
+
+
+stream_entries = blocking(stream_entries_op)
+entries_from = blocking(entries_from_op)
+pad_entries = blocking(pad_entries_op)
 
 
 class KeyCensus(msgspec.Struct, kw_only=True):

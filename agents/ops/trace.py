@@ -14,12 +14,14 @@ from typing import Any
 
 import msgspec
 
-from ...broker import Keys, PadEntry, Redis, RunRecord, agents_in_run, parse_consumer, run_record
-from ...broker.dlq import list_dead
-from ...broker.stats import discover_streams, entries_from, pad_entries, stream_entries
+from ...broker import Keys, PadEntry, RunRecord, parse_consumer
+from ...broker.dlq import list_dead_op
+from ...broker.drive import Op, awaiting, blocking
+from ...broker.runs import agents_in_run_op, run_record_op
+from ...broker.stats import discover_streams_op, entries_from_op, pad_entries_op, stream_entries_op
 from ...protocol import TERMINAL_STATUSES, Error, Hop, ProtocolError, Result, RunStatus, Task, decode
 
-__all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "build_trace"]
+__all__ = ["RunNotFound", "RunTrace", "TraceHop", "Waiting", "abuild_trace", "build_trace", "build_trace_op"]
 
 EXPIRED = "expired"
 """The status a trace shows for a run whose record expired (its scratchpads remain)."""
@@ -112,25 +114,25 @@ def _decode(raw: bytes | None) -> Any:
         return None
 
 
-def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -> RunTrace:
+def build_trace_op(keys: Keys, run_id: str, *, search: int = 2000) -> Op[RunTrace]:
     """Rebuild the flow of ``run_id``; ``RunNotFound`` when Redis knows nothing of it.
 
     ``search`` bounds how many entries are read from the results, dead-letter and task streams
     when looking for the run's messages by time.
     """
-    rec = run_record(client, keys, run_id)
-    agents = agents_in_run(client, keys, run_id)
+    rec = yield from run_record_op(keys, run_id)
+    agents = yield from agents_in_run_op(keys, run_id)
     if rec is None and not agents:
         raise RunNotFound(f"no run {run_id!r} (check the id, BATON_PREFIX and REDIS_URL)")
     p = keys.partition(run_id)
     tag = keys.tag(p)
     workflow = (rec.workflow if rec else "") or "*"
-    streams = [s for s in discover_streams(client, keys, workflow) if s.startswith(f"{tag}:")]
+    streams = [s for s in (yield from discover_streams_op(keys, workflow)) if s.startswith(f"{tag}:")]
     pads: list[tuple[str, str, PadEntry]] = []
     for agent in agents:
-        pads += [(agent, entry_id, entry) for entry_id, entry in pad_entries(client, keys, run_id, agent)]
+        pads += [(agent, entry_id, entry) for entry_id, entry in (yield from pad_entries_op(keys, run_id, agent))]
     wanted = [(s, eid) for _, eid, _ in pads for s in streams]
-    found = stream_entries(client, wanted)
+    found = yield from stream_entries_op(wanted)
     tasks: dict[str, tuple[str, Task]] = {}
     for (stream, _), raw in zip(wanted, found, strict=True):
         msg = _decode(raw)
@@ -141,13 +143,13 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
     role_of = {h.msg_id: h.role for h in hops}
     for h in hops:
         h.sender = role_of.get(h.parent_id or "", SUBMIT_SOURCE if h.hop == 0 else "?")
-    waiting = _waiting(client, keys, rec, run_id, streams, hops, role_of, search)
+    waiting = yield from _waiting(keys, rec, run_id, streams, hops, role_of, search)
     children: dict[str, list[str]] = {}
     for h in hops:
         children.setdefault(h.parent_id or "", []).append(h.role)
     for w in waiting:
         children.setdefault(w.parent_id or "", []).append(w.role)
-    final = _final_message(client, keys, rec, run_id, search)
+    final = yield from _final_message(keys, rec, run_id, search)
     for h in hops:
         h.receivers = children.get(h.msg_id, [])
         if not h.receivers and isinstance(final, Result) and final.parent_id == h.msg_id:
@@ -163,8 +165,12 @@ def build_trace(client: Redis, keys: Keys, run_id: str, *, search: int = 2000) -
         tokens=sum(h.tokens for h in hops), hops=hops, waiting=waiting,
         result=rec.result or None if rec else None, error=rec.error or None if rec else None,
         result_trace=list(final.trace) if isinstance(final, Result | Error) else [],
-        dead_letters=_dead(client, keys, run_id, search),
+        dead_letters=(yield from _dead(keys, run_id, search)),
     )
+
+
+build_trace = blocking(build_trace_op)
+abuild_trace = awaiting(build_trace_op)
 
 
 def _hop(agent: str, entry_id: str, pad: PadEntry, tasks: dict[str, tuple[str, Task]]) -> TraceHop:
@@ -185,8 +191,8 @@ def _hop(agent: str, entry_id: str, pad: PadEntry, tasks: dict[str, tuple[str, T
     )
 
 
-def _waiting(client: Redis, keys: Keys, rec: RunRecord | None, run_id: str, streams: list[str],
-             hops: list[TraceHop], role_of: dict[str, str], search: int) -> list[Waiting]:
+def _waiting(keys: Keys, rec: RunRecord | None, run_id: str, streams: list[str],
+             hops: list[TraceHop], role_of: dict[str, str], search: int) -> Op[list[Waiting]]:
     if rec is None or rec.status not in {RunStatus.QUEUED, RunStatus.RUNNING}:
         return []
     role = rec.role
@@ -197,7 +203,7 @@ def _waiting(client: Redis, keys: Keys, rec: RunRecord | None, run_id: str, stre
         name = keys.parse_stream(stream)
         if role and (name is None or name.role != role):
             continue
-        for entry_id, raw in entries_from(client, stream, int(since * 1000) - 2000, search):
+        for entry_id, raw in (yield from entries_from_op(stream, int(since * 1000) - 2000, search)):
             msg = _decode(raw)
             if isinstance(msg, Task) and msg.run_id == run_id and msg.id not in done:
                 out.append(Waiting(role=msg.role, msg_id=msg.id, parent_id=msg.parent_id, stream=stream,
@@ -207,18 +213,19 @@ def _waiting(client: Redis, keys: Keys, rec: RunRecord | None, run_id: str, stre
     return out
 
 
-def _final_message(client: Redis, keys: Keys, rec: RunRecord | None, run_id: str, search: int) -> Any:
+def _final_message(keys: Keys, rec: RunRecord | None, run_id: str, search: int) -> Op[Any]:
     if rec is None or not rec.ended:
         return None
     at = rec.finished_at or rec.updated_at
-    for _, raw in entries_from(client, keys.results(keys.partition(run_id)), int(at * 1000) - 5000, search):
+    for _, raw in (yield from entries_from_op(keys.results(keys.partition(run_id)), int(at * 1000) - 5000, search)):
         msg = _decode(raw)
         if isinstance(msg, Result | Error) and msg.run_id == run_id:
             return msg
     return None
 
 
-def _dead(client: Redis, keys: Keys, run_id: str, search: int) -> list[dict[str, Any]]:
+def _dead(keys: Keys, run_id: str, search: int) -> Op[list[dict[str, Any]]]:
+    dead = yield from list_dead_op(keys, run_id=run_id, limit=search, newest_first=True)
     return [{"entry_id": d.id, "role": d.letter.role, "reason": d.letter.reason, "attempts": d.letter.attempts,
              "created_at": d.letter.created_at}
-            for d in list_dead(client, keys, run_id=run_id, limit=search, newest_first=True)]
+            for d in dead]

@@ -7,7 +7,10 @@ API all show it with its reason; an entry that is no dead letter at all is shown
 
 from __future__ import annotations
 
+import asyncio
+
 import redis
+import redis.asyncio
 from fastapi.testclient import TestClient
 
 from baton.agents.backends import load_backend
@@ -18,7 +21,8 @@ from baton.agents.runtime.worker import Worker
 from baton.agents.settings import Settings
 from baton.agents.workflow.spec import SEED
 from baton.broker import Keys, ensure_group, get_run
-from baton.broker.dlq import ReplayError, count_dead, find_dead, list_dead, replay_dead
+from baton.broker.dlq import ReplayError, count_dead, find_dead, list_dead, list_dead_op, replay_dead
+from baton.broker.drive import arun
 from baton.protocol import MAX_MESSAGE_BYTES, DeadLetter, Task, encode
 from tests.cli import baton
 from tests.conftest import Workers
@@ -87,19 +91,26 @@ def test_an_entry_that_is_no_dead_letter_is_shown_as_unreadable_and_not_replayed
     assert count_dead(client, keys) == 2
 
 
-def test_list_dead_pages_merges_partitions_and_filters(client: redis.Redis) -> None:
+def test_list_dead_pages_merges_partitions_and_filters(redis_url: str, client: redis.Redis) -> None:
     keys = Keys(partitions=3)
     ids = []  # explicit ids: partitions number their entries independently, so ids could tie
-    for i in range(250):
+    for i in range(400):  # over a page (100) in each partition
         letter = DeadLetter(run_id=f"r{i}", role="planner" if i % 2 else "researcher", reason=f"bad {i}",
                             original="{}")
         ids.append(client.xadd(keys.dead(i % 3), {"msg": encode(letter)}, id=f"{1000 + i}-0").decode())
     assert [d.id for d in list_dead(client, keys, limit=0)] == ids
     assert [d.id for d in list_dead(client, keys, limit=5, newest_first=True)] == ids[::-1][:5]
     planner = list_dead(client, keys, role="planner", limit=0)
-    assert [d.letter.reason for d in planner] == [f"bad {i}" for i in range(1, 250, 2)]
+    assert [d.letter.reason for d in planner] == [f"bad {i}" for i in range(1, 400, 2)]
     assert [d.letter.reason for d in list_dead(client, keys, run_id="r201")] == ["bad 201"]
-    assert count_dead(client, keys) == 250
+    assert [d.id for d in list_dead(client, keys, role="researcher", limit=150, newest_first=True)] == ids[-2::-2][:150]
+    assert count_dead(client, keys) == 400
+
+    async def newest_first() -> list[str]:  # the same op, on redis.asyncio
+        async with redis.asyncio.Redis.from_url(redis_url) as aclient:
+            return [d.id for d in await arun(list_dead_op(keys, limit=0, newest_first=True), aclient)]
+
+    assert asyncio.run(newest_first()) == ids[::-1]
 
 
 def test_dlq_purge_by_id_and_all_from_the_cli(client: redis.Redis, keys: Keys, workers: Workers) -> None:
