@@ -2,23 +2,22 @@
 
 It speaks ``redis.asyncio`` natively, with no thread and no synchronous connection, for runs
 (submit, with its backlog and quota checks, idempotency keys, threads and webhooks; records,
-listings, waits, events, scratchpads; cancel, review decisions, fork and replay), threads, signals,
-schedules and failed webhooks: each broker step is written once as an op (``baton.broker.drive``) that the
-sync client runs on ``redis.Redis`` and this one awaits on ``redis.asyncio``, so there is one submit
-path (``baton.agents.submit.submit_run_op``) and one call of each Lua step for both. Webhook
-resends and the trace view still run the sync client's code in a worker thread, over a
-synchronous connection made on first use.
+listings, waits, events, scratchpads, traces; cancel, review decisions, fork and replay), threads,
+signals, schedules, failed webhooks and their resends: each broker step is written once as an op
+(``baton.broker.drive``) that the sync client runs on ``redis.Redis`` and this one awaits on
+``redis.asyncio``, so there is one submit path (``baton.agents.submit.submit_run_op``), one trace
+(``baton.agents.ops.trace.build_trace_op``) and one call of each Lua step for both.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from baton.agents.schedules import aadd_schedule, aset_paused
 from baton.agents.settings import Settings
 from baton.agents.submit import asubmit_run
+from baton.agents.webhooks import aresend
 from baton.agents.workflow.loader import named_op
 from baton.broker import AsyncRedis, PadEntry, RunRecord, connect_async
 from baton.broker import threads as _threads
@@ -33,7 +32,7 @@ from baton.broker.tenants import atenant_run_ids
 from baton.broker.threads import ThreadInfo
 from baton.broker.timers import SignalRefused, asend_signal
 from baton.broker.webhooks import afailed
-from baton.client import POLL_S, BaseClient, BaseRun, Client, Run, RunInfo, outcome
+from baton.client import POLL_S, BaseClient, BaseRun, RunInfo, outcome
 from baton.protocol import Budget, Priority, RunStatus, ThreadPolicy
 from baton.protocol.events import Event, is_terminal
 from baton.protocol.schedules import Overlap, Schedule
@@ -43,8 +42,6 @@ from baton.refusals import apublic_refusals
 
 __all__ = ["AsyncClient", "AsyncRun"]
 
-T = TypeVar("T")
-
 
 class AsyncClient(BaseClient):
     """``baton.Client`` for asyncio code."""
@@ -52,25 +49,16 @@ class AsyncClient(BaseClient):
     def __init__(self, url: str | None = None, *, settings: Settings | None = None, tenant: str = "") -> None:
         super().__init__(url, settings=settings, tenant=tenant)
         self.aredis: AsyncRedis = connect_async(self.settings.redis_url, socket_timeout=POLL_S + 10)
-        self._sync: Client | None = None
 
     async def close(self) -> None:
-        """Close the connections."""
+        """Close the connection."""
         await self.aredis.aclose()
-        if self._sync is not None:
-            self._sync.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def _in_thread(self, call: Callable[[Client], T]) -> T:
-        """Run ``call`` on the synchronous client (made on first use) in a worker thread."""
-        if self._sync is None:
-            self._sync = Client(settings=self.settings, tenant=self.tenant)
-        return await asyncio.to_thread(call, self._sync)
 
     @apublic_refusals
     async def submit(self, task: str, *, workflow: str | None = None, deadline: float | None = None,
@@ -149,7 +137,7 @@ class AsyncClient(BaseClient):
 
     async def resend_webhook(self, run_id: str) -> bool:
         """Send a run's webhook again (see ``Client.resend_webhook``)."""
-        return await self._in_thread(lambda c: c.resend_webhook(run_id))
+        return await aresend(self.aredis, self.keys, run_id) is not None
 
 
 class AsyncRun(BaseRun):
@@ -158,9 +146,6 @@ class AsyncRun(BaseRun):
     def __init__(self, client: AsyncClient, run_id: str) -> None:
         super().__init__(run_id)
         self.client = client
-
-    async def _on_run(self, call: Callable[[Run], T]) -> T:
-        return await self.client._in_thread(lambda c: call(Run(c, self.id)))
 
     async def record(self) -> RunRecord:
         """The run record."""
@@ -198,8 +183,10 @@ class AsyncRun(BaseRun):
         return await arun_scratchpads(self.client.aredis, self.client.keys, self.id)
 
     async def trace(self) -> Any:
-        """The run's message flow hop by hop."""
-        return await self._on_run(Run.trace)
+        """The run's message flow hop by hop (see ``Run.trace``)."""
+        from baton.agents.ops.trace import abuild_trace
+
+        return await abuild_trace(self.client.aredis, self.client.keys, self.id)
 
     async def approve(self, output: str | None = None) -> None:
         """Approve the run's pending human review."""
