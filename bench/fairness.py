@@ -4,7 +4,8 @@
 seed chain, for the echo model and for the twin (the default model). Each round measures
 ``--runs`` single runs of tenant ``globex`` one at a time on the idle system, then queues
 ``--backlog`` runs of tenant ``acme`` (the first role's worker is paused with SIGSTOP while they are
-submitted, so all of them wait) and measures as many ``globex`` runs while that backlog waits, then
+submitted, so all of them wait), waits until the workers hand on its first tasks (the flood is
+served, not only queued) and measures as many ``globex`` runs while that backlog waits, then
 cancels the backlog and lets it drain. Rounds alternate the two conditions on the same workers.
 Latency = submit -> result seen by the client. ``acme``'s throughput while ``globex``'s runs went
 through (its runs finished per second over that phase) is the price of the fair share, so it is
@@ -66,6 +67,15 @@ class Tenants(Cluster):
             total += sum(int(g["lag"] or 0) + int(g["pending"]) for g in groups)
         return total
 
+    def flowing(self, backlog: int, timeout: float = 10) -> None:
+        """Wait until the workers hand on acme's first tasks: the flood is being served, not only queued.
+
+        A worker finds a tenant's new streams on its once-a-second look-up; runs measured before
+        that would see a queue nobody reads yet, not a flood."""
+        deadline = time.monotonic() + timeout
+        while self.waiting_batch() >= backlog and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def drain(self, run_ids: list[str], timeout: float = 900) -> None:
         for run_id in run_ids:
             cancel_run(self.client, self.keys, run_id)
@@ -86,6 +96,7 @@ def measure(label: str, url: str, env: dict[str, str], log: Path, *, rounds: int
         for r in range(rounds):
             figures.idle.append(cluster.single_runs(runs))
             flood = cluster.queue_batch(backlog)
+            cluster.flowing(backlog)
             t0 = time.perf_counter()
             figures.loaded.append(cluster.single_runs(runs))
             rates.append(len(cluster.done.intersection(flood)) / (time.perf_counter() - t0))
