@@ -27,12 +27,13 @@ with NOPERM and shows up in ``ACL LOG``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .keys import Keys
 
 __all__ = ["CLUSTER_COMMANDS", "CODE_COMMANDS", "CODE_KEYS", "FEATURE_COMMANDS", "FEATURE_KEYS",
-           "RATE_LIMIT_COMMANDS", "REVIEW_KEYS", "SCRIPT_COMMANDS", "TENANT_COMMANDS", "WORKER_COMMANDS", "role_acl"]
+           "RATE_LIMIT_COMMANDS", "REVIEW_KEYS", "SCRIPT_COMMANDS", "TENANT_COMMANDS", "WORKER_COMMANDS", "RoleNeeds",
+           "role_acl"]
 
 WORKER_COMMANDS = (
     "ping",
@@ -88,27 +89,44 @@ RATE_LIMIT_COMMANDS = ("hincrby", "time")
 """Commands ``lua/ratelimit.lua`` calls beyond the worker's own (the script runs as the worker's user)."""
 
 
-def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *, user: str | None = None,
-             password: str | None = None, features: Sequence[str] = (),
-             agent_memory: Sequence[str] = (), rate_limits: bool = False, cluster: bool = False,
-             scripts: bool = False, review: bool = False, tenant: str = "", code: bool = False) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class RoleNeeds:
+    """What one role's workers touch beyond every worker's own keys and commands (``role_acl``).
+    The defaults are a role that hands off to nobody and uses no optional feature."""
+
+    next_roles: tuple[str, ...] = ()
+    """The roles this role hands off to (routes included; a role that ends runs: its workflow's
+    entry role too, for a thread's next turn)."""
+    features: tuple[str, ...] = ()
+    """Entries of ``FEATURE_KEYS`` the role needs (shared memory, joins, tools)."""
+    agent_memory: tuple[str, ...] = ()
+    """Agents whose long-term scratchpad the role keeps."""
+    rate_limits: bool = False
+    """The role's model has a shared rate limit (``BATON_MODEL_RPM``/``TPM``, role ``rpm``/``tpm``)."""
+    review: bool = False
+    """The role has ``review = "human"`` (only such roles, and their workers' janitors, touch ``REVIEW_KEYS``)."""
+    code: bool = False
+    """The role is a code role (``CODE_KEYS``, ``CODE_COMMANDS`` and its due index)."""
+    tenant: str = ""
+    """The workers serve that tenant's runs (``*``: every tenant's; ``""``: no tenant's)."""
+
+
+def role_acl(keys: Keys, workflow: str, role: str, needs: RoleNeeds = RoleNeeds(), *, user: str | None = None,
+             password: str | None = None, cluster: bool = False, scripts: bool = False) -> list[str]:
     """The ``ACL SETUSER`` arguments (user name first) for the workers of ``role`` of ``workflow``.
 
-    The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``next_roles`` are the
-    roles this role hands off to (routes included). ``features`` names
-    entries of ``FEATURE_KEYS`` the role needs (shared memory, joins, tools); ``agent_memory``
-    lists agents whose long-term scratchpad the role keeps. The seed roles need neither.
-    ``rate_limits``: the role's model has a shared rate limit (``BATON_MODEL_RPM``/``TPM``, role ``rpm``/``tpm``).
+    The user is ``baton-<workflow>-<role>`` unless ``user`` is given. ``needs`` says what the role
+    touches beyond every worker's keys and commands (``RoleNeeds``): the roles it hands off to, its
+    workflow features and agents' long-term scratchpads (the seed roles need neither), a shared
+    model rate limit, human review, a code role's journals and waits, a tenant.
     ``cluster`` adds what a Redis Cluster client reads on connect (set the user on every node).
     ``scripts`` adds ``SCRIPT_COMMANDS`` for a server without Functions (Redis < 7).
-    ``review``: the role has ``review = "human"`` (only such roles, and their workers' janitors, touch
-    ``REVIEW_KEYS``).
-    ``code``: the role is a code role (``CODE_KEYS``, ``CODE_COMMANDS`` and its due index).
-    ``tenant``: the workers serve that tenant's runs (``*``: every tenant's): the user is
-    ``baton-<tenant>-<workflow>-<role>`` (``baton-<workflow>-<role>`` for ``*``) and may read the
-    published tenant limits and count the tenant's tokens and rate limits (``TENANT_COMMANDS``), only
-    that tenant's. A worker whose user lacks them fails its tenant tasks' quota checks with NOPERM.
+    With ``needs.tenant`` the user is ``baton-<tenant>-<workflow>-<role>`` (``baton-<workflow>-<role>``
+    for ``*``) and may read the published tenant limits and count the tenant's tokens and rate limits
+    (``TENANT_COMMANDS``), only that tenant's. A worker whose user lacks them fails its tenant tasks'
+    quota checks with NOPERM.
     """
+    features, tenant = needs.features, needs.tenant
     unknown = set(features) - FEATURE_KEYS.keys()
     if unknown:
         raise ValueError(f"unknown ACL features {sorted(unknown)}; known: {sorted(FEATURE_KEYS)}")
@@ -118,12 +136,12 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
              "resetchannels", "-@all", *(f"+{c}" for c in WORKER_COMMANDS),
              f"~{keys.stream_pattern(workflow, role)}"]
     # FCALL declares its keys read-write, so the next roles' streams cannot be write-only (%W~)
-    rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in next_roles]
+    rules += [f"~{keys.stream_pattern(workflow, nxt)}" for nxt in needs.next_roles]
     rules += [f"~{tag}:wf:{workflow}:waits:{role}"]  # its deliveries spent waiting (broker/waits.py)
     rules += [f"~{tag}:{k}" for k in ("results", "dead", "runs", "run:*", "pad:*", "pads:*", "done:*", "-",
                                          "events:*", "threads", "thread:*")]
-    rules += [f"~{tag}:{k}" for k in REVIEW_KEYS] if review else []
-    if code:
+    rules += [f"~{tag}:{k}" for k in REVIEW_KEYS] if needs.review else []
+    if needs.code:
         rules += [*(f"~{tag}:{k}" for k in CODE_KEYS), f"~{tag}:due:{workflow}:{role}",
                   *(f"+{c}" for c in CODE_COMMANDS)]
     rules += [f"%R~{keys.prefix}:hb:*", f"~{keys.heartbeat(role)}-*", f"~{tag}:cancelled"]
@@ -133,8 +151,8 @@ def role_acl(keys: Keys, workflow: str, role: str, next_roles: Sequence[str], *,
     rules += [f"+{c}" for c in CLUSTER_COMMANDS] if cluster else []
     rules += [f"+{c}" for c in SCRIPT_COMMANDS] if scripts else []
     rules += [f"~{tag}:{k}" for feature in features for k in FEATURE_KEYS[feature]]
-    rules += [f"~{keys.agent_pad(agent)}" for agent in agent_memory]
-    if rate_limits:
+    rules += [f"~{keys.agent_pad(agent)}" for agent in needs.agent_memory]
+    if needs.rate_limits:
         rules += [*(f"+{c}" for c in RATE_LIMIT_COMMANDS), f"~{keys.rate_limit_pattern()}"]
     if tenant:
         every = tenant == "*"

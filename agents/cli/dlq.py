@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from ...broker import cancel_run
-from ...broker.acl import role_acl
+from ...broker.acl import RoleNeeds, role_acl
 from ...broker.cluster import is_cluster_url
 from ...broker.dlq import DeadEntry, ReplayError, find_dead, is_entry_id, list_dead, purge_dead, replay_dead
 from ...broker.janitor import Janitor
@@ -176,10 +176,11 @@ def acl(
     if spec.tools or spec.steps or spec.parse_tools:
         features.append("tools")
     agents = [spec.agent] if spec.memory == "agent" else []
-    rules = role_acl(s.keys(), wf.name, spec.role, nxt, password=password or "CHANGE-ME",
-                     features=features, agent_memory=agents, cluster=is_cluster_url(s.redis_url),
-                     rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm), scripts=scripts,
-                     review=bool(spec.review), tenant=tenant, code=spec.is_code)
+    needs = RoleNeeds(next_roles=tuple(nxt), features=tuple(features), agent_memory=tuple(agents),
+                      rate_limits=bool(spec.rpm or spec.tpm or s.model_rpm or s.model_tpm),
+                      review=bool(spec.review), code=spec.is_code, tenant=tenant)
+    rules = role_acl(s.keys(), wf.name, spec.role, needs, password=password or "CHANGE-ME",
+                     cluster=is_cluster_url(s.redis_url), scripts=scripts)
     print("ACL SETUSER " + " ".join(shlex.quote(r) for r in rules))
 
 

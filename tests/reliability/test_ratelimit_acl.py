@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from baton.broker import EmbeddedRedis, Keys, get_run, submit
-from baton.broker.acl import role_acl
+from baton.broker.acl import RoleNeeds, role_acl
 from baton.broker.ratelimit import usage
 from baton.broker.scripts import setup_library
 from baton.protocol import Task
@@ -17,7 +17,7 @@ def test_a_rate_limited_worker_runs_under_its_acl_user(
     private_redis: EmbeddedRedis, private_client: redis.Redis, keys: Keys, echo: Workers
 ) -> None:
     admin = private_client
-    rules = role_acl(keys, "seed", "planner", ["researcher"], password="pw", rate_limits=True)
+    rules = role_acl(keys, "seed", "planner", RoleNeeds(next_roles=("researcher",), rate_limits=True), password="pw")
     admin.execute_command("ACL", "SETUSER", *rules)
     setup_library(admin)
     admin.acl_log_reset()

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from baton.broker import EmbeddedRedis, Keys, RoleStreams, free_port, get_run, scratchpad, submit
-from baton.broker.acl import role_acl
+from baton.broker.acl import RoleNeeds, role_acl
 from baton.broker.dlq import list_dead
 from baton.broker.reviews import decide, find_review
 from baton.broker.scripts import library, setup_library
@@ -27,7 +27,7 @@ from tests.waiting import wait_for
 
 def _acl_user(admin: redis.Redis, keys: Keys, role: str, nxt: list[str], password: str) -> str:
     """A role user, with baton's Functions library loaded by the admin (as ``baton setup`` does)."""
-    rules = role_acl(keys, "seed", role, nxt, password=password)
+    rules = role_acl(keys, "seed", role, RoleNeeds(next_roles=tuple(nxt)), password=password)
     admin.execute_command("ACL", "SETUSER", *rules)
     setup_library(admin)
     return rules[0]
@@ -47,7 +47,7 @@ def test_role_users_call_batons_functions_and_cannot_load_code(
     """A role's credentials cannot load a busy loop (``BUSY`` for everyone): only the admin loads code,
     with ``baton setup``; before it a role's worker stops with a one-line error saying so."""
     admin = private_client
-    rules = role_acl(keys, "seed", "planner", ["researcher"], password="pw")
+    rules = role_acl(keys, "seed", "planner", RoleNeeds(next_roles=("researcher",)), password="pw")
     admin.execute_command("ACL", "SETUSER", *rules)
     url = f"redis://{rules[0]}:pw@127.0.0.1:{private_redis.port}/0"
     as_role = redis.Redis.from_url(url)
