@@ -14,6 +14,7 @@ import msgspec
 from ..broker.keys import Keys
 from ..broker.lanes import DEFAULT_BATCH_SHARE
 from ..broker.retention import DEFAULT_EVENTS_MAXLEN, MARKER_TTL_S, Retention
+from ..broker.streams import ReadOptions
 from ..protocol import MAX_HOPS
 from .backends.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL
 
@@ -118,6 +119,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Retention(record_ttl_s=self.record_ttl_s, events_maxlen=self.events_maxlen,
                          events_ttl_s=self.events_ttl_s, marker_ttl_s=self.marker_ttl_s,
                          results_retention_s=self.results_retention_s)
+
+    @property
+    def read_options(self) -> ReadOptions:
+        """How a worker shares its reads of new work between lanes and tenants."""
+        return ReadOptions(batch_share=self.batch_share, batch_count=self.batch_lane_size,
+                           tenant_count=self.tenant_batch_size, reserved=self.worker_reserve == "interactive")
 
     def keys(self) -> Keys:
         """The deployment's key names (``prefix``, ``partitions``) with its ``retention``: what every

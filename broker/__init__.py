@@ -54,7 +54,7 @@ from .runs import (
     submit,
     wait_for_runs,
 )
-from .streams import Entry, GroupStreams, RoleStreams, ensure_group, entry_id_key
+from .streams import Entry, GroupStreams, ReadOptions, RoleStreams, ensure_group, entry_id_key
 
 __all__ = [
     "EVENT_FIELD",
@@ -83,6 +83,7 @@ __all__ = [
     "PadEntry",
     "PadMeta",
     "PadTool",
+    "ReadOptions",
     "Redis",
     "Retention",
     "RoleStreams",

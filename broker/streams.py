@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -32,7 +33,7 @@ from .reserve import ReservedRead
 from .tenants import all_limits
 from .text import as_text
 
-__all__ = ["Entry", "GroupStreams", "RoleStreams", "ensure_group", "entry_id_key"]
+__all__ = ["Entry", "GroupStreams", "ReadOptions", "RoleStreams", "ensure_group", "entry_id_key"]
 
 log = logging.getLogger("baton.broker")
 
@@ -233,31 +234,46 @@ def ensure_group(client: Redis, stream: str, group: str) -> None:
             raise
 
 
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How a role's consumer shares its reads of new work between lanes and tenants (``RoleStreams``;
+    a worker's come from its settings, ``Settings.read_options``). The defaults read as a shared
+    worker with no caps."""
+
+    batch_share: float = DEFAULT_BATCH_SHARE
+    """Share of the read slots kept for the batch lane (``broker.lanes``)."""
+    batch_count: int = 0
+    """Most entries of a read of batch work alone (0: no cap)."""
+    tenant_count: int = 0
+    """Most entries of one tenant per read while several are busy (0: no cap; ``broker.fairshare``)."""
+    reserved: bool = False
+    """Read only the interactive lane of tenants not flooding, a few entries of each (``broker.reserve``)."""
+
+
 class RoleStreams(GroupStreams):
     """The partition and lane streams and consumer group of one role of one workflow, seen by one
-    consumer. New work is read interactive lane first, with ``batch_share`` of the slots kept for
-    the batch lane, and reads of batch work alone capped at ``batch_count`` (0: no cap; ``broker.lanes``);
-    within a lane, tenants share the slots by weight, each taking at most ``tenant_count`` (0: no cap)
-    while several are busy (``broker.fairshare``: the tenants' streams are added to ``streams`` as
-    their tenants appear). A ``reserved`` consumer reads only the interactive lane of tenants not
-    flooding, a few entries of each (``broker.reserve``)."""
+    consumer, reading as ``options`` say (``ReadOptions``). New work is read interactive lane first,
+    with ``batch_share`` of the slots kept for the batch lane, and reads of batch work alone capped at
+    ``batch_count`` (0: no cap; ``broker.lanes``); within a lane, tenants share the slots by weight,
+    each taking at most ``tenant_count`` (0: no cap) while several are busy (``broker.fairshare``: the
+    tenants' streams are added to ``streams`` as their tenants appear). A ``reserved`` consumer reads
+    only the interactive lane of tenants not flooding, a few entries of each (``broker.reserve``)."""
 
     def __init__(self, client: Redis, keys: Keys, workflow: str, role: str, consumer: str,
-                 partitions: Sequence[int] | None = None, *, batch_share: float = DEFAULT_BATCH_SHARE,
-                 batch_count: int = 0, tenant_count: int = 0, reserved: bool = False) -> None:
+                 partitions: Sequence[int] | None = None, *, options: ReadOptions = ReadOptions()) -> None:
         for what, name in (("workflow", workflow), ("role", role)):
             try:
                 msgspec.convert(name, Name)
             except msgspec.ValidationError:
                 raise ValueError(f"{what} name {name!r} is not key-safe (letters, digits, _ . -)") from None
-        self.share = BatchShare(batch_share)
-        self.batch_count = batch_count
+        self.share = BatchShare(options.batch_share)
+        self.batch_count = options.batch_count
         super().__init__(client, keys, keys.streams(workflow, role, partitions), keys.group(role), consumer)
         self.workflow = workflow
         self.role = role
         self.tenants = TenantStreams(client, keys, workflow, role, partitions, weights=self._weights)
-        self.fair = FairRead(self._read_new, keys, tenant_count=tenant_count)
-        self.reserved = ReservedRead(self._read_new, keys) if reserved else None
+        self.fair = FairRead(self._read_new, keys, tenant_count=options.tenant_count)
+        self.reserved = ReservedRead(self._read_new, keys) if options.reserved else None
 
     def read(self, *, pending: bool, count: int, block_ms: int | None) -> list[Entry]:
         """Own pending entries of every lane, or new ones by lane (``broker.lanes.read_by_lane``; on

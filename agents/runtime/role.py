@@ -95,9 +95,7 @@ class RoleRuntime:
         self.client = client or connect(settings.redis_url, socket_timeout=settings.block_ms / 1000 + 10)
         self.consumer = consumer_name(role)
         self.streams = RoleStreams(self.client, self.keys, workflow.name, role, self.consumer,
-                                   settings.worker_partition_list(), batch_share=settings.batch_share,
-                                   batch_count=settings.batch_lane_size, tenant_count=settings.tenant_batch_size,
-                                   reserved=settings.worker_reserve == "interactive")
+                                   settings.worker_partition_list(), options=settings.read_options)
         self.partition_of = {s: n.partition for s in self.streams.streams if (n := self.keys.parse_stream(s))}
         self.backend = backend
         self.stopping = stopping or threading.Event()  # shared by the roles of one multi-role process

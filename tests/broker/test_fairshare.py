@@ -6,7 +6,7 @@ import fnmatch
 
 import redis
 
-from baton.broker import Keys, RoleStreams, submit
+from baton.broker import Keys, ReadOptions, RoleStreams, submit
 from baton.broker.backpressure import read_backlog
 from baton.broker.cancel import cancel_run
 from baton.broker.ends import runs_ended
@@ -166,7 +166,7 @@ def test_a_partitions_share_of_max_running() -> None:
 def test_a_tenant_batch_cap_applies_only_while_several_tenants_are_busy(client: redis.Redis, keys: Keys) -> None:
     for i in range(50):
         _submit(client, keys, f"a{i}", "acme")
-    reader = RoleStreams(client, keys, "seed", "planner", "w1", tenant_count=4)
+    reader = RoleStreams(client, keys, "seed", "planner", "w1", options=ReadOptions(tenant_count=4))
     reader.ensure_groups()
     assert _tenants(keys, reader.read(pending=False, count=16, block_ms=None)) == ["acme"] * 16  # alone: no cap
     for i in range(50):

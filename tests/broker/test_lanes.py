@@ -7,7 +7,7 @@ import threading
 import pytest
 import redis
 
-from baton.broker import Keys, RoleStreams, submit
+from baton.broker import Keys, ReadOptions, RoleStreams, submit
 from baton.broker.lanes import BatchShare
 from baton.protocol import PRIORITIES, ProtocolError, Task, decode
 
@@ -70,7 +70,7 @@ def test_interactive_work_is_read_first_and_batch_gets_its_share(client: redis.R
         _submit(client, keys, f"b{i}", "batch")
     for i in range(40):
         _submit(client, keys, f"i{i}", "interactive")
-    reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.25)
+    reader = RoleStreams(client, keys, "seed", "planner", "c", options=ReadOptions(batch_share=0.25))
     reader.ensure_groups()
     first = reader.read(pending=False, count=8, block_ms=None)
     assert _lanes(keys, first).count("batch") == 2 and len(first) == 8  # a quarter of the slots
@@ -89,7 +89,7 @@ def test_with_a_share_of_one_read_in_ten_a_single_slot_reader_still_serves_batch
         _submit(client, keys, f"b{i}", "batch")
     for i in range(30):
         _submit(client, keys, f"i{i}", "interactive")
-    reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.1)
+    reader = RoleStreams(client, keys, "seed", "planner", "c", options=ReadOptions(batch_share=0.1))
     reader.ensure_groups()
     seen = [lane for _ in range(20) for lane in _lanes(keys, reader.read(pending=False, count=1, block_ms=None))]
     assert seen.count("batch") == 2 and seen.index("batch") == 9
@@ -136,7 +136,7 @@ def test_a_top_up_read_beside_interactive_work_takes_interactive_work_only(clien
     for i in range(4):
         _submit(client, keys, f"b{i}", "batch")
     _submit(client, keys, "i0", "interactive")
-    reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.0)
+    reader = RoleStreams(client, keys, "seed", "planner", "c", options=ReadOptions(batch_share=0.0))
     reader.ensure_groups()
     first = reader.read(pending=False, count=8, block_ms=None)
     assert _lanes(keys, first) == ["interactive"]
@@ -150,7 +150,7 @@ def test_a_top_up_read_beside_interactive_work_takes_interactive_work_only(clien
 
 def test_an_idle_reader_blocks_at_once_and_orders_lanes_again_once_a_backlog_builds(client: redis.Redis,
                                                                                     keys: Keys) -> None:
-    reader = RoleStreams(client, keys, "seed", "planner", "c", batch_share=0.25)
+    reader = RoleStreams(client, keys, "seed", "planner", "c", options=ReadOptions(batch_share=0.25))
     reader.ensure_groups()
     assert not reader.idle
     assert reader.read(pending=False, count=8, block_ms=10) == []  # both lanes found empty

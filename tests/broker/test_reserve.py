@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from baton.broker import Keys, RoleStreams, submit
+from baton.broker import Keys, ReadOptions, RoleStreams, submit
 from baton.broker.reserve import PROBE, ReservedRead
 from baton.protocol import Task, decode
 
@@ -17,7 +17,7 @@ def _submit(client: redis.Redis, keys: Keys, run_id: str, tenant: str = "", prio
 
 def _reserved(client: redis.Redis, keys: Keys, name: str = "r1") -> tuple[RoleStreams, list[float]]:
     """A reserved reader whose clock the test moves (``now[0]``)."""
-    streams = RoleStreams(client, keys, "seed", "planner", name, reserved=True)
+    streams = RoleStreams(client, keys, "seed", "planner", name, options=ReadOptions(reserved=True))
     streams.ensure_groups()
     now = [100.0]
     assert streams.reserved is not None
