@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import DEFAULT_WORKFLOW, Budget, Priority, RunStatus, Task, new_id
@@ -28,11 +29,26 @@ from .runs import run_record_op, submit_op
 from .streams import entry_id_key
 from .text import as_text
 
-__all__ = ["ForkError", "afork_run", "areplay_run", "fork_op", "fork_run", "replay_op", "replay_run"]
+__all__ = ["ForkError", "ForkOptions", "afork_run", "areplay_run", "fork_op", "fork_run", "replay_op", "replay_run"]
 
 
 class ForkError(ValueError):
     """A run that cannot be forked as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForkOptions:
+    """How the new run of a fork or a replay runs (``fork_op``, ``replay_op``); the defaults: no
+    deadline, the workers' hop limit, the source run's lane, every call made again."""
+
+    deadline: float | None = None
+    """The new run's deadline (a Unix time), if any."""
+    max_hops: int | None = None
+    """The new run's hop limit (None: the worker's ``BATON_MAX_HOPS``)."""
+    priority: Priority | None = None
+    """The new run's lane (None: the source run's)."""
+    reuse_journal: bool = False
+    """Code roles get the source run's recorded calls back while their calls match (``broker/journal.py``)."""
 
 
 class _Entry:
@@ -73,12 +89,12 @@ def _source(keys: Keys, run_id: str) -> Op[RunRecord]:
 
 
 def fork_op(keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
-            deadline: float | None = None, max_hops: int | None = None, priority: Priority | None = None,
-            reuse_journal: bool = False) -> Op[str]:
+            options: ForkOptions = ForkOptions()) -> Op[str]:
     """A new run continuing ``run_id`` from ``from_role``'s (first) hop; returns the new run id.
 
     The new run gets the source's scratchpad entries of earlier hops, and starts with the role's
-    original input, or ``task`` when given, in the source's lane unless ``priority`` says otherwise.
+    original input, or ``task`` when given, in the source's lane unless ``options.priority`` says
+    otherwise (``ForkOptions``).
     Its record says ``forked_from`` (the source run),
     ``forked_at`` (the role) and ``forked_hop``. ``ForkError`` when the run or role is unknown.
     """
@@ -96,17 +112,17 @@ def fork_op(keys: Keys, run_id: str, from_role: str, task: str | None = None, *,
         raise ForkError(f"role {from_role!r} ran as {meta.parts} fan-out parts in run {run_id}; fork from the "
                         "role before it, or give --task")
     new = Task(run_id=new_id(), role=from_role, task=text, workflow=rec.workflow or DEFAULT_WORKFLOW, hop=hop,
-               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority, tenant=rec.tenant)
+               deadline=options.deadline, max_hops=options.max_hops, priority=options.priority or rec.priority,
+               tenant=rec.tenant)
     label: dict[str, str | int] = {"forked_from": run_id, "forked_at": from_role, "forked_hop": hop}
-    if reuse_journal:
+    if options.reuse_journal:
         label[JOURNAL_FROM] = run_id
     return (yield from _start(keys, new, [e for e in history if e.hop < hop], label, rec.usage.budget))
 
 
-def replay_op(keys: Keys, run_id: str, *, deadline: float | None = None, max_hops: int | None = None,
-              priority: Priority | None = None, reuse_journal: bool = False) -> Op[str]:
+def replay_op(keys: Keys, run_id: str, *, options: ForkOptions = ForkOptions()) -> Op[str]:
     """A new run of ``run_id``'s workflow with the same task text, from its first role (in the
-    source's lane unless ``priority`` says otherwise); returns its id.
+    source's lane unless ``options.priority`` says otherwise); returns its id.
 
     Its record says ``replayed_from``. ``ForkError`` when the run is unknown or its first hop left
     no trace of which role it started at.
@@ -116,9 +132,10 @@ def replay_op(keys: Keys, run_id: str, *, deadline: float | None = None, max_hop
     if not starts:
         raise ForkError(f"run {run_id} has no scratchpad entry of its first hop to replay from")
     new = Task(run_id=new_id(), role=starts[0].role, task=rec.task, workflow=rec.workflow or DEFAULT_WORKFLOW,
-               deadline=deadline, max_hops=max_hops, priority=priority or rec.priority, tenant=rec.tenant)
+               deadline=options.deadline, max_hops=options.max_hops, priority=options.priority or rec.priority,
+               tenant=rec.tenant)
     label: dict[str, str | int] = {"replayed_from": run_id}
-    if reuse_journal:
+    if options.reuse_journal:
         label[JOURNAL_FROM] = run_id
     return (yield from _start(keys, new, [], label, rec.usage.budget))
 

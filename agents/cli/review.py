@@ -10,7 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from ...broker import Keys, Redis
-from ...broker.fork import ForkError, fork_run, replay_run
+from ...broker.fork import ForkError, ForkOptions, fork_run, replay_run
 from ...broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
 from ...protocol import Decision
 from .common import CliError, app, connect_checked, out, settings
@@ -109,8 +109,8 @@ def fork(
         "--reuse-journal", help="Code roles get the source run's recorded calls back while they match.")] = False,
 ) -> None:
     """Start a new run from RUN's history: scratchpads up to ROLE's hop, then ROLE with its input; print its id."""
-    _new_run(lambda client, keys, hops: fork_run(client, keys, run_id, from_role, task, max_hops=hops,
-                                                 reuse_journal=reuse_journal))
+    _new_run(lambda client, keys, hops: fork_run(client, keys, run_id, from_role, task,
+                                                 options=ForkOptions(max_hops=hops, reuse_journal=reuse_journal)))
 
 
 @app.command()
@@ -120,7 +120,8 @@ def replay(
         "--reuse-journal", help="Code roles get the source run's recorded calls back while they match.")] = False,
 ) -> None:
     """Re-run RUN from the start with the same workflow and task; print the new run's id."""
-    _new_run(lambda client, keys, hops: replay_run(client, keys, run_id, max_hops=hops, reuse_journal=reuse_journal))
+    _new_run(lambda client, keys, hops: replay_run(client, keys, run_id,
+                                                   options=ForkOptions(max_hops=hops, reuse_journal=reuse_journal)))
 
 
 def _new_run(start: Callable[[Redis, Keys, int], str]) -> None:

@@ -24,7 +24,7 @@ from baton.broker import threads as _threads
 from baton.broker.cancel import acancel_run, adelete_thread
 from baton.broker.drive import arun
 from baton.broker.events import aiter_events, aread_events
-from baton.broker.fork import afork_run, areplay_run
+from baton.broker.fork import ForkOptions, afork_run, areplay_run
 from baton.broker.reviews import adecide
 from baton.broker.runs import alist_runs, arun_record, arun_records, arun_scratchpads
 from baton.broker.schedules import adelete_schedule, alist_schedules
@@ -199,9 +199,11 @@ class AsyncRun(BaseRun):
     async def fork(self, from_role: str, task: str | None = None) -> AsyncRun:
         """A new run forked from this one at ``from_role``."""
         c = self.client
-        return AsyncRun(c, await afork_run(c.aredis, c.keys, self.id, from_role, task, max_hops=c.settings.max_hops))
+        return AsyncRun(c, await afork_run(c.aredis, c.keys, self.id, from_role, task,
+                                           options=ForkOptions(max_hops=c.settings.max_hops)))
 
     async def replay(self) -> AsyncRun:
         """A new run with this run's inputs, from the start."""
         c = self.client
-        return AsyncRun(c, await areplay_run(c.aredis, c.keys, self.id, max_hops=c.settings.max_hops))
+        options = ForkOptions(max_hops=c.settings.max_hops)
+        return AsyncRun(c, await areplay_run(c.aredis, c.keys, self.id, options=options))

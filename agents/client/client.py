@@ -33,7 +33,7 @@ from baton.broker import webhooks as _webhooks_store
 from baton.broker.cancel import cancel_run
 from baton.broker.cancel import delete_thread as _delete_thread
 from baton.broker.events import iter_events, read_events
-from baton.broker.fork import fork_run, replay_run
+from baton.broker.fork import ForkOptions, fork_run, replay_run
 from baton.broker.reviews import decide
 from baton.broker.schedules import delete_schedule, list_schedules
 from baton.broker.tenants import tenant_run_ids
@@ -300,9 +300,10 @@ class Run(BaseRun):
         """A new run that copies this one up to ``from_role``'s hop and continues from there
         (with ``task`` as that hop's input when given)."""
         c = self.client
-        return Run(c, fork_run(c.redis, c.keys, self.id, from_role, task, max_hops=c.settings.max_hops))
+        options = ForkOptions(max_hops=c.settings.max_hops)
+        return Run(c, fork_run(c.redis, c.keys, self.id, from_role, task, options=options))
 
     def replay(self) -> Run:
         """A new run with this run's workflow and input, from the start."""
         c = self.client
-        return Run(c, replay_run(c.redis, c.keys, self.id, max_hops=c.settings.max_hops))
+        return Run(c, replay_run(c.redis, c.keys, self.id, options=ForkOptions(max_hops=c.settings.max_hops)))

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from ...broker.fork import ForkError, fork_run, replay_run
+from ...broker.fork import ForkError, ForkOptions, fork_run, replay_run
 from ...broker.reviews import Decided, Review, ReviewError, decide, find_review, list_reviews
 from ...broker.runs import run_record, run_records
 from .api import ApiContext, record_or_404, v1_router
@@ -81,8 +81,8 @@ def review_router(ctx: ApiContext) -> APIRouter:
         record_or_404(ctx, run_id)
         s = ctx.settings
         try:
-            new = fork_run(ctx.client, ctx.keys, run_id, body.from_role, body.task, max_hops=s.max_hops,
-                           reuse_journal=body.reuse_journal)
+            new = fork_run(ctx.client, ctx.keys, run_id, body.from_role, body.task,
+                           options=ForkOptions(max_hops=s.max_hops, reuse_journal=body.reuse_journal))
         except ForkError as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("run %s forked from %s at %s over the API", new, run_id, body.from_role)
@@ -98,8 +98,8 @@ def review_router(ctx: ApiContext) -> APIRouter:
         record_or_404(ctx, run_id)
         s = ctx.settings
         try:
-            new = replay_run(ctx.client, ctx.keys, run_id, max_hops=s.max_hops,
-                             reuse_journal=reuse_journal)
+            new = replay_run(ctx.client, ctx.keys, run_id,
+                             options=ForkOptions(max_hops=s.max_hops, reuse_journal=reuse_journal))
         except ForkError as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("run %s replays %s over the API", new, run_id)

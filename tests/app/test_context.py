@@ -17,7 +17,7 @@ from baton.agents.backends.errors import ModelUnavailable
 from baton.agents.runtime.events import EventWriter
 from baton.agents.workflow.spec import RoleSpec
 from baton.broker import Keys, read_events
-from baton.broker.fork import replay_run
+from baton.broker.fork import ForkOptions, replay_run
 from baton.broker.journal import JOURNAL_FROM
 from baton.protocol import Custom, Task
 from tests.app.gateway import EchoGateway, item
@@ -117,7 +117,7 @@ def test_replay_with_reuse_journal_reuses_the_source_hop(client: redis.Redis, ke
     asyncio.run(run_handler(handler, Context(gw, item(source), SPEC, svc), "x"))
     assert (len(gw.generated), gw.tools) == (1, ["calculator"])
     for reuse in (True, False):
-        new_id = replay_run(client, keys, "src-run", reuse_journal=reuse)
+        new_id = replay_run(client, keys, "src-run", options=ForkOptions(reuse_journal=reuse))
         assert (client.hget(keys.run(new_id), JOURNAL_FROM) == b"src-run") is reuse
         new = Task(role="writer", task="x", run_id=new_id)
         ctx = Context(gw, item(new), SPEC, svc)
