@@ -3,8 +3,8 @@
 --           wait (record, due index, the run's waits, run status 'waiting', a 'waiting' event); a
 --           signal already buffered for it resumes the task at once instead.
 --   wake:   a ticker found the wait due. Only while the wait's record is still the one the ticker read
---           (seq and requested_at: a woken task parks its next wait under the same member), and only
---           the caller whose ZREM removes it goes on: the journal gets the wait's result (when
+--           (seq and requested_at: a woken task parks its next wait under the same member), while it is
+--           still due at the ticker's time, and only the caller whose ZREM removes it goes on: the journal gets the wait's result (when
 --           given), the task goes back on its stream, the wait is gone.
 --   signal: buffer the signal; when a wait of the run asks for it (and no ticker took it first),
 --           take the oldest buffered signal of that name and resume the task with it.
@@ -94,9 +94,13 @@ if op == 'wake' then
   if (read[1] or '') ~= ARGV[10] or (read[2] or '') ~= ARGV[11] then
     return 0
   end
-  if redis.call('ZREM', KEYS[2], ARGV[6]) == 0 then
+  -- still due: the record and the index are read in two round trips, so a ticker may read the
+  -- record of the next wait parked under the member after it read the woken one's due score
+  local due = redis.call('ZSCORE', KEYS[2], ARGV[6])
+  if not due or tonumber(due) > tonumber(now) then
     return 0
   end
+  redis.call('ZREM', KEYS[2], ARGV[6])
   if redis.call('EXISTS', KEYS[1]) == 0 or is_terminal(redis.call('HGET', KEYS[3], 'status'))
       or redis.call('EXISTS', KEYS[3]) == 0 then
     forget()

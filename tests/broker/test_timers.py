@@ -14,7 +14,7 @@ import redis
 from baton.broker import Keys, submit
 from baton.broker.entry import Entry
 from baton.broker.journal import hop_key
-from baton.broker.timers import WaitPark, due_waits, list_waits, park_waits, wake_due, wake_waits
+from baton.broker.timers import DueWait, WaitPark, decode_wait, due_waits, list_waits, park_waits, wake_due, wake_waits
 from baton.protocol import Task, decode
 from tests.waiting import wait_for
 
@@ -73,6 +73,26 @@ def test_a_stale_ticker_does_not_wake_the_next_wait_of_a_woken_task(client: redi
     for run_id in run_ids:
         assert [(e["kind"], e["why"]) for e in _woken(client, keys, run_id)] == [("sleep", "timer")]
         assert client.hget(keys.journal(run_id, resumed[0].id), "1") is None  # the signal wait holds no result
+
+
+def test_a_ticker_that_reads_the_next_waits_record_does_not_wake_it_before_it_is_due(
+        client: redis.Redis, keys: Keys) -> None:
+    """A ticker reads the due members, then their records (two round trips). Between the two, another
+    ticker wakes the sleep and the replayed handler parks its next wait (due in an hour) under the
+    same member: the record the slow ticker reads is the new wait's, so only the due score tells."""
+    now = time.time()
+    run_ids = _sleeping(client, keys, 3, now - 1)
+    index = keys.timers(WF, ROLE, 0)
+    members = [(d.run_id, d.msg_id) for d in due_waits(client, keys, index, now=now)]  # B's first read
+    assert wake_due(client, keys, index, now=now) == 3  # A wakes them
+    for entry in _read(client, keys, run_ids):
+        assert _park(client, keys, entry, seq=1, until=now + 3600, name="go") == 1
+    late = [DueWait(r, m, decode_wait(client.hgetall(keys.timer(r, m)))) for r, m in members]  # B's second read
+    assert all(d.record is not None and d.record.kind == "signal" for d in late)
+    assert wake_waits(client, keys, index, late, now=now) == 0  # not due: B wakes nothing
+    assert _read(client, keys, run_ids) == []
+    for run_id in run_ids:
+        assert [(e["kind"], e["why"]) for e in _woken(client, keys, run_id)] == [("sleep", "timer")]
 
 
 def test_concurrent_tickers_wake_each_wait_once(redis_url: str, client: redis.Redis, keys: Keys) -> None:
