@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import httpx
 from baton.broker import free_port
 from tests.conftest import ROOT
 from tests.waiting import wait_for
+from tests.zygote import session_zygote
 
 
 @contextmanager
@@ -20,9 +22,20 @@ def serve_model(args: list[str], log: Path, *, env: dict[str, str] | None = None
                 timeout: float = 60) -> Iterator[str]:
     """``baton serve-model --port <free> ARGS`` until healthy; yields its ``/v1`` base URL, then stops it."""
     port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "baton", "serve-model", "--port", str(port), *args],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    argv = ["serve-model", "--port", str(port), *args]
+    full_env = dict(os.environ if env is None else env)
+    model = args[args.index("--model") + 1] if "--model" in args else ""
+    # forked from the session's preloading zygote (tests/zygote.py) when it can be: the twin and
+    # torch are loaded there once; with one replica the server runs in the forked process itself
+    zygote = session_zygote(model if os.path.isdir(model) else None)
+    proc: subprocess.Popen[bytes]
+    if zygote is not None and zygote.accepts(full_env):
+        log.write_bytes(b"")
+        proc = zygote.spawn(argv, full_env, ROOT, log)
+    else:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "baton", *argv], env=full_env, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=ROOT)
 
     def healthy() -> bool:
         assert proc.poll() is None, log.read_text()
