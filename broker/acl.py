@@ -75,7 +75,7 @@ CODE_KEYS = ("journal:*", "journals:*", "timer:*", "parked:*", "signal:*")
 """Key patterns (in the partition's slot) of code roles: call journals (``broker/journal.py``) and
 durable waits (``broker/timers.py``); the role's own due index is granted beside them."""
 
-CODE_COMMANDS = ("llen",)
+CODE_COMMANDS = ("llen", "zscore")
 """What the wait step (``lua/wait.lua``) calls beyond the worker's own commands."""
 
 REVIEW_KEYS = ("review:*", "reviews", "reviewruns")
