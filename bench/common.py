@@ -14,7 +14,9 @@ from pathlib import Path
 __all__ = [
     "ROOT",
     "TOPICS",
+    "bench_model",
     "cpu_seconds",
+    "worker_base_env",
     "machine",
     "percentile",
     "rss_mib",
@@ -167,3 +169,23 @@ def stop_procs(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 20.0) 
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def worker_base_env(redis_url: str, tmp: str | Path) -> dict[str, str]:
+    """The environment a bench's worker processes start from: this process's without ``BATON_*``,
+    on ``redis_url``, offline, with the model cache of ``BATON_CACHE_DIR`` (else under ``tmp``)."""
+    cache = os.environ.get("BATON_CACHE_DIR") or str(Path(tmp) / "cache")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env.update({"REDIS_URL": redis_url, "BATON_CACHE_DIR": cache, "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false"})
+    return env
+
+
+def bench_model(name: str, env: dict[str, str]) -> str:
+    """``BATON_MODEL`` for a bench's model ``name``: ``echo``, else the twin of tiny-gpt2 (built
+    offline into ``env``'s model cache on first use)."""
+    if name == "echo":
+        return "echo"
+    from baton.agents.backends.twin import build_twin  # torch: only when the twin is asked for
+
+    return str(build_twin(Path(env["BATON_CACHE_DIR"]) / "models" / "tiny-gpt2-twin"))

@@ -30,7 +30,7 @@ from baton.broker import EmbeddedRedis
 from baton.broker.bulk import submit_many
 from baton.broker.cancel import cancel_run
 from baton.protocol import Task
-from bench.common import ROOT, percentile, task_text
+from bench.common import ROOT, bench_model, percentile, task_text, worker_base_env
 from bench.priority import ROLES, TARGET, Cluster, Figures, reserve_label
 from bench.sections import write_section
 
@@ -136,18 +136,13 @@ def main(
     write: Annotated[bool, typer.Option("--write", help="Write the section into BENCHMARKS.md.")] = False,
 ) -> None:
     """Measure one tenant's single-run latency with and without another tenant's backlog."""
-    from baton.agents.backends.twin import build_twin
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started, load_before = time.time(), os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-fairness-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
-        base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        base.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                     "TOKENIZERS_PARALLELISM": "false"})
+        base = worker_base_env(server.url, tmp)
         for name in filter(None, models.split(",")):
-            model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))
+            model = bench_model(name, base)
             for i, (setting, n) in enumerate((a, int(b)) for a in settings.split(";") for b in reserved.split(",")):
                 extra = dict(kv.split("=", 1) for kv in filter(None, setting.split(",")))
                 label = ("echo" if name == "echo" else "twin of tiny-gpt2 (default model)") + (

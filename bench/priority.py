@@ -28,7 +28,7 @@ import typer
 from baton.broker import EmbeddedRedis, Keys, Redis, connect, live_workers, submit
 from baton.broker.cancel import cancel_run
 from baton.protocol import Error, Task, decode
-from bench.common import ROOT, percentile, spread, task_text
+from bench.common import ROOT, bench_model, percentile, spread, task_text, worker_base_env
 from bench.sections import write_section
 
 SECTION = "## Priority lanes"
@@ -200,18 +200,13 @@ def main(
     write: Annotated[bool, typer.Option("--write", help="Write the section into BENCHMARKS.md.")] = False,
 ) -> None:
     """Measure interactive single-run latency with and without a batch backlog."""
-    from baton.agents.backends.twin import build_twin
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the workers on the way out
     started, load_before = time.time(), os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-priority-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
-        base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        base.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                     "TOKENIZERS_PARALLELISM": "false"})
+        base = worker_base_env(server.url, tmp)
         for name in filter(None, models.split(",")):
-            model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))
+            model = bench_model(name, base)
             for size, n in ((int(v), int(r)) for v in lane_sizes.split(",") for r in reserved.split(",")):
                 label = ("echo" if name == "echo" else "twin of tiny-gpt2 (default model)") + (
                     (f", BATON_BATCH_LANE_SIZE={size}" if size else "") + reserve_label(n, nice) or ", defaults")

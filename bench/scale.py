@@ -36,7 +36,7 @@ import typer
 from baton.broker import EmbeddedRedis, Keys, Redis, Retention, connect, live_workers
 from baton.broker.bulk import submit_many
 from baton.protocol import Error, Task, decode
-from bench.common import ROOT, cpu_seconds, percentile, task_text
+from bench.common import ROOT, bench_model, cpu_seconds, percentile, task_text, worker_base_env
 from bench.sections import write_section
 
 SECTION = "## Scale curve"
@@ -261,20 +261,16 @@ def main(
     write: Annotated[bool, typer.Option("--write", help="Write BENCHMARKS.md's section and docs/scale.png.")] = False,
 ) -> None:
     """Measure the scale curve."""
-    from baton.agents.backends.twin import build_twin
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     kept = [Row(**{"cpu_ms_per_run": float("nan"), **r}) for r in json.loads(out.read_text())] if out.exists() else []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
-        base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        base.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                     "TOKENIZERS_PARALLELISM": "false", "BATON_RECORD_TTL_S": str(retention),
+        base = worker_base_env(server.url, tmp)
+        base.update({"BATON_RECORD_TTL_S": str(retention),
                      "BATON_EVENTS_TTL_S": str(retention), "BATON_MARKER_TTL_S": str(retention),
                      "BATON_RESULTS_RETENTION_S": str(retention), "BATON_JANITOR_INTERVAL_S": "2",
                      "BATON_HEARTBEAT_TTL_S": "600", "BATON_STREAM_TOKENS": "false"})
         for name in filter(None, models.split(",")):
-            model = "echo" if name == "echo" else str(build_twin(cache / "models" / "tiny-gpt2-twin"))
+            model = bench_model(name, base)
             label = "echo" if name == "echo" else "twin"
             counts = sizes if name == "echo" else twin_sizes
             for n in (int(v) for v in counts.split(",") if v):

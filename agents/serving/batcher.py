@@ -116,12 +116,7 @@ class Batcher:
         if not req.prompts:
             req.future.set_result([])
             return req.future
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the batcher is closed")
-            self._queue.append(req)
-            self._cond.notify()
-        return req.future
+        return self._enqueue(req)
 
     def _submit_split(self, prompts: list[str], max_new_tokens: int,
                       on_tokens: OnTokens | None) -> Future[list[Generation]]:
@@ -149,7 +144,10 @@ class Batcher:
     def submit_chat(self, request: ChatRequest, on_tokens: OnTokens | None = None) -> Future[ChatResult]:
         """Queue a chat request; the future resolves to its ``ChatResult`` (or the backend's error).
         ``on_tokens(0, text)`` receives the answer's text as it is generated."""
-        req = Request([""], request.max_new_tokens or 0, on_tokens, chat=request)
+        return self._enqueue(Request([""], request.max_new_tokens or 0, on_tokens, chat=request))
+
+    def _enqueue(self, req: Request) -> Future[Any]:
+        """Queue ``req`` for the batching thread; its future."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is closed")

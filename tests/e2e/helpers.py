@@ -10,7 +10,7 @@ from baton.broker import Keys, get_run
 from bench.notebook import SEED_TASK, run_notebook
 from tests.waiting import wait_for
 
-__all__ = ["SEED_TASK", "notebook", "wait_runs"]
+__all__ = ["SEED_TASK", "all_done", "notebook", "wait_runs"]
 
 
 def notebook(model_path: Path, initial_task: str = SEED_TASK) -> dict[str, list[dict[str, str]]]:
@@ -31,3 +31,11 @@ def wait_runs(client: redis.Redis, keys: Keys, run_ids: list[str], timeout: floa
 
     return wait_for(all_final, timeout, "runs to finish",
                     logs=lambda: str({r: rec.get("status") for r, rec in seen.items()}))
+
+
+def all_done(client: redis.Redis, keys: Keys, run_ids: list[str]) -> bool:
+    """Whether every run of ``run_ids`` is ``done`` (one pipelined round trip: for polling many runs)."""
+    pipe = client.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.hget(keys.run(run_id), "status")
+    return all(s == b"done" for s in pipe.execute())

@@ -16,6 +16,7 @@ from baton.broker.tenants import publish_limits
 from baton.protocol import Task
 from baton.protocol.tenants import TenantLimits
 from tests.conftest import Workers
+from tests.e2e.helpers import all_done
 from tests.waiting import wait_for
 
 ROLES = ("planner", "researcher", "summarizer")
@@ -41,22 +42,15 @@ def _id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def _done(client: redis.Redis, keys: Keys, run_ids: list[str]) -> bool:
-    pipe = client.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(keys.run(run_id), "status")
-    return all(s == b"done" for s in pipe.execute())
-
-
 def test_a_tenants_run_is_not_starved_by_another_tenants_backlog(
         client: redis.Redis, keys: Keys, workers: Workers) -> None:
     flood = [Task(run_id=f"a{i:04d}", role="planner", task=f"flood {i}", tenant="acme") for i in range(300)]
     submit_many(client, keys, flood)
     submit_many(client, keys, [Task(run_id="g1", role="planner", task="mine", tenant="globex")])
     _start(workers, client, BATON_BATCH_SIZE="8")
-    wait_for(lambda: _done(client, keys, ["g1"]), 120, "globex's run to finish")
+    wait_for(lambda: all_done(client, keys, ["g1"]), 120, "globex's run to finish")
     _, g_done = _span(client, keys, "g1")
-    wait_for(lambda: _done(client, keys, [t.run_id for t in flood]), 300, "acme's flood to finish")
+    wait_for(lambda: all_done(client, keys, [t.run_id for t in flood]), 300, "acme's flood to finish")
     before = sum(1 for t in flood if _span(client, keys, t.run_id)[1] < g_done)
     # first-come would finish all 300 of acme's runs first; fair reads take globex's with the first batches
     assert before <= 40, f"{before} of acme's 300 runs finished before globex's single run"
@@ -70,7 +64,7 @@ def test_max_running_caps_a_tenants_runs_and_queues_the_rest(
     assert client.llen(keys.tenant_queue("acme")) == 10  # queued, not failed
     assert all(client.hget(keys.run(t.run_id), "status") == b"queued" for t in runs)
     _start(workers, client)
-    wait_for(lambda: _done(client, keys, [t.run_id for t in runs]), 300, "every capped run to finish")
+    wait_for(lambda: all_done(client, keys, [t.run_id for t in runs]), 300, "every capped run to finish")
     # each run's events are a stream of their own: ids of two streams order by their millisecond
     # only (the sequence part counts within one stream), and within one millisecond an end sorts
     # before a start (the next run is admitted by the end of the one before)

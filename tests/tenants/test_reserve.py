@@ -20,6 +20,7 @@ from baton.broker.reserve import PROBE
 from baton.protocol import Task
 from tests.cli import baton
 from tests.conftest import Workers
+from tests.e2e.helpers import all_done
 from tests.waiting import wait_for
 
 ROLES = ("planner", "researcher", "summarizer")
@@ -44,26 +45,19 @@ def _servers(client: redis.Redis, keys: Keys, run_id: str) -> list[int]:
     return out
 
 
-def _done(client: redis.Redis, keys: Keys, run_ids: list[str]) -> bool:
-    pipe = client.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(keys.run(run_id), "status")
-    return all(s == b"done" for s in pipe.execute())
-
-
 def test_reserved_workers_serve_interactive_runs_and_leave_the_batch_lane_to_the_shared_ones(
         client: redis.Redis, keys: Keys, workers: Workers) -> None:
     batch = [Task(run_id=f"b{i:02d}", role="planner", task=f"batch {i}", priority="batch") for i in range(20)]
     submit_many(client, keys, batch)
     reserved = _start(workers, client, "--reserve", "interactive")
     submit_many(client, keys, [Task(run_id="i1", role="planner", task="mine")])
-    wait_for(lambda: _done(client, keys, ["i1"]), 120, "the interactive run to finish")
+    wait_for(lambda: all_done(client, keys, ["i1"]), 120, "the interactive run to finish")
     assert set(_servers(client, keys, "i1")) <= reserved and len(_servers(client, keys, "i1")) == 3
     assert not any(_servers(client, keys, t.run_id) for t in batch)  # not one batch hop started
     group, = client.xinfo_groups(keys.stream("seed", "planner", 0, "batch"))
     assert group["lag"] == 20 and group["pending"] == 0
     shared = _start(workers, client)
-    wait_for(lambda: _done(client, keys, [t.run_id for t in batch]), 180, "the batch runs to finish")
+    wait_for(lambda: all_done(client, keys, [t.run_id for t in batch]), 180, "the batch runs to finish")
     assert all(set(_servers(client, keys, t.run_id)) <= shared for t in batch)
 
 
@@ -74,13 +68,13 @@ def test_reserved_workers_leave_a_flooding_tenant_to_the_shared_workers(
     reserved = _start(workers, client, "--reserve", "interactive")
     for n in range(3):  # globex's runs one at a time, with acme's 300 runs waiting all along
         submit_many(client, keys, [Task(run_id=f"g{n}", role="planner", task="mine", tenant="globex")])
-        wait_for(lambda n=n: _done(client, keys, [f"g{n}"]), 120, f"globex's run g{n} to finish")
+        wait_for(lambda n=n: all_done(client, keys, [f"g{n}"]), 120, f"globex's run g{n} to finish")
         assert set(_servers(client, keys, f"g{n}")) <= reserved
     started = [t.run_id for t in flood if _servers(client, keys, t.run_id)]
     # a probe of PROBE tasks per role every few seconds: far from the 300 a shared worker would take
     assert PROBE <= len(started) <= 100, f"{len(started)} of acme's runs started on reserved workers"
     shared = _start(workers, client)
-    wait_for(lambda: _done(client, keys, [t.run_id for t in flood]), 300, "acme's flood to finish")
+    wait_for(lambda: all_done(client, keys, [t.run_id for t in flood]), 300, "acme's flood to finish")
     by_shared = sum(1 for t in flood if set(_servers(client, keys, t.run_id)) & shared)
     assert by_shared >= 200  # the flood is the shared workers' work
 

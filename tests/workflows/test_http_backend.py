@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,9 @@ from baton.agents.backends.http import HTTPBackend
 from baton.agents.runtime.failures import classify
 from baton.broker import Keys, free_port, scratchpad, submit
 from baton.protocol import Task
-from tests.conftest import ROOT, Workers
+from tests.conftest import Workers
 from tests.e2e.helpers import SEED_TASK, notebook, wait_runs
-from tests.waiting import wait_for
+from tests.serving.process import serve_model
 
 PROMPTS = ["Planner agent named Alice. Task: Explain the importance of supervised learning.\nMemory: []\nResponse:",
            "Hello world", ""]
@@ -28,27 +26,9 @@ PROMPTS = ["Planner agent named Alice. Task: Explain the importance of supervise
 @pytest.fixture(scope="module")
 def server(twin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``baton serve-model`` on the twin, on a free port; yields its base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton", "serve-model", "--model", str(twin), "--port", str(port),
-             "--name", "tiny-twin"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/v1"
-
-    def healthy() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 120, "the model server", logs=log.read_text, interval=0.2)
+    with serve_model(["--model", str(twin), "--name", "tiny-twin"], log, timeout=120) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_completions_and_chat_match_the_local_model(server: str, twin_backend: Any) -> None:
