@@ -8,7 +8,9 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,6 +29,24 @@ from tests.waiting import wait_for
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@contextmanager
+def live_dashboard(url: str) -> Iterator[Any]:
+    """A headless Chromium page on the dashboard at ``url``, once its live feed is connected; on
+    leaving, the browser is closed and the page must have raised no script error."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url)
+        page.wait_for_selector("#conn.live", timeout=30_000)
+        yield page
+        browser.close()
+    assert not errors, errors
 
 
 def test_api_submits_lists_traces_and_exports_backlog(redis_url: str, client: redis.Redis, keys: Keys) -> None:
@@ -93,18 +113,10 @@ def dashboard_url(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 def test_dashboard_in_chromium_submits_a_task_and_draws_its_trace(
     client: redis.Redis, workers: Workers, dashboard_url: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     for role in ("planner", "researcher", "summarizer"):
         workers.spawn(role)
     workers.wait_ready(client, 3, timeout=120)
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(dashboard_url)
-        page.wait_for_selector("#conn.live", timeout=30_000)
+    with live_dashboard(dashboard_url) as page:
         page.wait_for_selector("#streams tbody tr[data-role='summarizer']", timeout=30_000)
         page.fill("#task-input", SEED_TASK)
         page.click("#submit-btn")
@@ -123,8 +135,6 @@ def test_dashboard_in_chromium_submits_a_task_and_draws_its_trace(
         assert live.startswith("1/1 live")
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
-    assert not errors, errors
     assert shot.stat().st_size > 10_000
     if os.environ.get("BATON_UPDATE_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "dashboard.png")
@@ -194,22 +204,14 @@ def test_dashboard_in_chromium_refuses_cross_origin_writes_and_rebound_hosts(
 def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
     client: redis.Redis, workers: Workers, dashboard_url: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     from baton.broker.runs import run_metadata
     from baton.broker.schedules import get_schedule
 
     workers.spawn("planner", env={"BATON_MODEL": "echo", "BATON_UPKEEP_POLL_S": "0.2"})  # its upkeep fires ticks
     workers.wait_ready(client, 1, timeout=120)
     keys = Keys()
-    errors: list[str] = []
     row = "#schedules tr[data-name='every2']"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(dashboard_url)
-        page.wait_for_selector("#conn.live", timeout=30_000)
+    with live_dashboard(dashboard_url) as page:
         assert page.is_visible("#schedules-empty")
         page.fill("#schedule-name", "bad")
         page.fill("#schedule-cron", "61 * * * *")
@@ -241,8 +243,6 @@ def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
         page.click(f"{row} button.delete")
         page.wait_for_selector(row, state="detached", timeout=30_000)
         assert get_schedule(client, keys, "every2") is None
-        browser.close()
-    assert not errors, errors
 
 
 @pytest.mark.browser
@@ -250,8 +250,6 @@ def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
 def test_dashboard_in_chromium_shows_what_runs_wait_for(
     client: redis.Redis, keys: Keys, workers: Workers, dashboard_url: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     env = {"BATON_MODEL": "echo", "BATON_RECLAIM_INTERVAL_S": "0.2", "BATON_TEST_FILE": str(tmp_path / "notes"),
            "NAP_S": "3600"}
     workers.spawn("--app", "tests.e2e.waitapps:timers", "--all-roles", env=env)
@@ -259,13 +257,7 @@ def test_dashboard_in_chromium_shows_what_runs_wait_for(
     asking = submit(client, keys, Task(run_id="dash-ask", role="approver", task="t", workflow="timers"))
     wait_for(lambda: {(get_run(client, keys, r) or {}).get("status") for r in (asleep, asking)} == {"waiting"},
              what="two parked runs", logs=workers.logs)
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(dashboard_url)
-        page.wait_for_selector("#conn.live", timeout=30_000)
+    with live_dashboard(dashboard_url) as page:
         page.wait_for_selector("#waits tr[data-run-id='dash-ask']", timeout=30_000)
         rows = page.eval_on_selector_all(
             "#waits tbody tr[data-run-id]",
@@ -276,8 +268,6 @@ def test_dashboard_in_chromium_shows_what_runs_wait_for(
         assert until["dash-ask"] == "no timeout" and until["dash-nap"] not in ("", "no timeout")
         page.wait_for_selector("#runs tr[data-run-id='dash-ask'] .badge.waiting", timeout=30_000)
         assert client.hget(keys.run(asking), "status") == b"waiting"
-        browser.close()
-    assert not errors, errors
 
 
 @pytest.mark.browser
@@ -287,8 +277,6 @@ def test_dashboard_in_chromium_lists_failed_webhooks_resends_one_and_submits_wit
 ) -> None:
     """The failed completion webhooks (``baton webhooks failed``) with a Re-send button, and the submit
     form's idempotency key (a repeat gets the first run back)."""
-    from playwright.sync_api import sync_playwright
-
     from baton import Client
     from baton.agents.webhooks import deliver_due
     from baton.broker import cancel_run
@@ -300,13 +288,7 @@ def test_dashboard_in_chromium_lists_failed_webhooks_resends_one_and_submits_wit
     deliver_due(client, keys, Settings(redis_url=redis_url, webhook_allow="127.0.0.1"))  # refused: failed at once
     before = get_delivery(client, keys, run_id)
     assert before is not None and before.status == "failed", before
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(dashboard_url)
-        page.wait_for_selector("#conn.live", timeout=30_000)
+    with live_dashboard(dashboard_url) as page:
         row = f"#webhooks tr[data-run-id='{run_id}']"
         page.wait_for_selector(row, timeout=30_000)
         assert "BATON_WEBHOOK_ALLOW" in (page.text_content(f"{row} .why") or "")
@@ -325,5 +307,3 @@ def test_dashboard_in_chromium_lists_failed_webhooks_resends_one_and_submits_wit
         assert ids[0] == ids[1] and client.exists(keys.run(ids[0]))
         keyed = [r for r in list_runs(client, keys, 100) if client.hget(keys.run(r), "task") == b"keyed task"]
         assert keyed == [ids[0]]  # one run for the two submits
-        browser.close()
-    assert not errors, errors

@@ -19,7 +19,7 @@ from baton.broker import Keys
 from tests.cli import baton
 from tests.conftest import Workers
 from tests.ops.conftest import TOKENS, Server
-from tests.ops.test_dashboard import CHROMIUM, CHROMIUM_ARGS, dashboard_url  # noqa: F401  (a fixture)
+from tests.ops.test_dashboard import CHROMIUM, dashboard_url, live_dashboard  # noqa: F401  (a fixture)
 
 
 def test_thread_routes_submit_show_refuse_and_delete(redis_url: str, client: redis.Redis, keys: Keys) -> None:
@@ -74,18 +74,10 @@ def test_cli_submits_turns_and_lists_shows_and_deletes_threads(redis_url: str) -
 def test_dashboard_in_chromium_shows_a_threads_turns(client: redis.Redis, workers: Workers,
                                                      dashboard_url: str,  # noqa: F811
                                                      tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     for role in ("planner", "researcher", "summarizer"):
         workers.spawn(role, env={"BATON_MODEL": "echo"})
     workers.wait_ready(client, 3, timeout=120)
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(dashboard_url)
-        page.wait_for_selector("#conn.live", timeout=30_000)
+    with live_dashboard(dashboard_url) as page:
         for text in ("What is a thread?", "And a turn?"):
             page.fill("#task-input", text)
             page.fill("#thread-input", "ui-chat")
@@ -98,5 +90,3 @@ def test_dashboard_in_chromium_shows_a_threads_turns(client: redis.Redis, worker
         assert turns == ["What is a thread?", "And a turn?"]
         row = page.text_content("#threads tr[data-thread-id='ui-chat']") or ""
         assert row.startswith("ui-chat2idle0")
-        browser.close()
-    assert not errors, errors
