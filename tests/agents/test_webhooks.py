@@ -113,6 +113,9 @@ def test_signed_delivery_with_retries_from_workers(redis_url: str, client: redis
     body = got[0]["body"]
     assert (body["run_id"], body["status"], body["result"]) == (run.id, "done", result)
     assert body["event"]["type"] == "done" and body["event"]["output"] == result
+    # the receiver answers before the deliverer records the answer: wait for the record to settle
+    wait_for(lambda: (r := get_delivery(client, keys, run.id)) is not None and r.status != "pending", timeout=30,
+             what="the delivery's record")
     d = get_delivery(client, keys, run.id)
     assert d is not None and (d.status, d.attempts, d.last_code) == ("delivered", 3, 204)
 
