@@ -87,7 +87,7 @@ class BatonCluster:
 
     def __init__(self, url: str, env: dict[str, str], log_dir: Path, *, per_role: int = 1,
                  roles: tuple[str, ...] = (), all_roles: int = 0) -> None:
-        from baton.broker import Keys
+        from baton.broker import Keys, connect
         from baton.broker.results import ResultsReader
 
         self.roles = roles
@@ -96,7 +96,7 @@ class BatonCluster:
         self.env = env
         self.per_role = per_role
         self.keys = Keys()
-        self.client = redis.Redis.from_url(url)
+        self.client = connect(url)  # the connection ``baton.Client`` holds (its packer, its timeouts)
         self.procs = _Procs(log_dir)
         self.extra_pids: list[int] = []
         """Other processes whose CPU time the throughput burst counts (a model server)."""

@@ -101,9 +101,16 @@ def connect_cluster_async(url: str, *, socket_timeout: float) -> redis.asyncio.R
     return cast(redis.asyncio.Redis, client)
 
 
+_CLUSTER: dict[type, bool] = {}
+
+
 def is_cluster(client: object) -> bool:
-    """Whether ``client`` talks to a Redis Cluster."""
-    return isinstance(client, RedisCluster | redis.asyncio.cluster.RedisCluster)
+    """Whether ``client`` talks to a Redis Cluster (answered once per class, as ``drive.is_async``)."""
+    kind = type(client)
+    known = _CLUSTER.get(kind)
+    if known is None:
+        known = _CLUSTER[kind] = issubclass(kind, RedisCluster | redis.asyncio.cluster.RedisCluster)
+    return known
 
 
 def slot_groups(keys: Sequence[str]) -> list[list[str]]:

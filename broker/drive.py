@@ -43,9 +43,18 @@ Op: TypeAlias = Generator[Call, Any, T]
 """A broker step without I/O: yields calls, is sent their replies, returns its result."""
 
 
+_ASYNC: dict[type, bool] = {}
+
+
 def is_async(client: object) -> bool:
-    """Whether ``client`` is a ``redis.asyncio`` client (or pipeline)."""
-    return isinstance(client, redis.asyncio.Redis | redis.asyncio.RedisCluster | redis.asyncio.client.Pipeline)
+    """Whether ``client`` is a ``redis.asyncio`` client (or pipeline). Answered once per class: the
+    check goes through ``typing``'s protocol machinery (redis-py's classes), a cost on every submit."""
+    kind = type(client)
+    known = _ASYNC.get(kind)
+    if known is None:
+        known = _ASYNC[kind] = issubclass(kind, redis.asyncio.Redis | redis.asyncio.RedisCluster
+                                          | redis.asyncio.client.Pipeline)
+    return known
 
 
 def run(op: Op[T], client: redis.Redis | Any) -> T:
