@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
+from .drive import Op, blocking
 from .keys import Keys
+from .pages import PAGE, StreamPages
 from .text import as_text
 
-__all__ = ["AUDIT_MAXLEN", "AuditEntry", "read_audit", "write_audit"]
+__all__ = ["AUDIT_MAXLEN", "AuditEntry", "read_audit", "read_audit_op", "write_audit"]
 
 AUDIT_MAXLEN = 100_000
 """Audit entries kept (the stream is trimmed approximately past this)."""
@@ -46,22 +47,18 @@ def write_audit(client: redis.Redis, keys: Keys, entry: Mapping[str, str | int |
     return as_text(client.xadd(keys.audit(), fields, maxlen=AUDIT_MAXLEN, approximate=True))  # type: ignore[arg-type]
 
 
-def read_audit(client: redis.Redis, keys: Keys, *, limit: int = 50, tenant: str | None = None) -> list[AuditEntry]:
+def read_audit_op(keys: Keys, *, limit: int = 50, tenant: str | None = None) -> Op[list[AuditEntry]]:
     """The newest ``limit`` entries, newest first (only ``tenant``'s when given)."""
+    pages = StreamPages(keys.audit(), lambda eid, raw: _entry(eid, {as_text(k): as_text(v) for k, v in raw.items()}),
+                        newest_first=True, page=max(limit, PAGE))
     out: list[AuditEntry] = []
-    last = "+"
-    while len(out) < limit:
-        rows: Any = client.xrevrange(keys.audit(), last, "-", count=max(limit, 100))
-        if not rows:
-            break
-        for entry_id, raw in rows:
-            e = _entry(as_text(entry_id), {as_text(k): as_text(v) for k, v in raw.items()})
-            if tenant is None or e.tenant == tenant:
-                out.append(e)
-        last = "(" + as_text(rows[-1][0])
-        if tenant is None:
-            break
-    return out[:limit]
+    while len(out) < limit and (e := (yield from pages.next_op())) is not None:
+        if tenant is None or e.tenant == tenant:
+            out.append(e)
+    return out
+
+
+read_audit = blocking(read_audit_op)
 
 
 def _entry(entry_id: str, f: Mapping[str, str]) -> AuditEntry:

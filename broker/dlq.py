@@ -13,10 +13,10 @@ handled like a new one.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ import redis
 from ..protocol import DEAD_LETTER_MAX_BYTES, DeadLetter, ProtocolError, RunStatus, decode
 from .drive import Op, blocking
 from .keys import Keys
+from .pages import StreamPages
 from .streams import entry_id_key
 from .text import as_text
 
@@ -35,7 +36,6 @@ __all__ = [
 
 
 _ENTRY_ID = re.compile(r"\d+-\d+")
-_PAGE = 100
 
 DEAD_LETTER_LIMIT = DEAD_LETTER_MAX_BYTES
 """Dead letters keep oversize originals whole, so they are read with this larger limit."""
@@ -90,24 +90,8 @@ def parse_dead(key: str, entry_id: Any, raw: bytes | None) -> DeadEntry:
     return DeadEntry(key, eid, placeholder, readable=False)
 
 
-class _Pages:
-    """One partition's dead letters, read page by page in id order (newest first if ``newest_first``)."""
-
-    def __init__(self, key: str, newest_first: bool) -> None:
-        self.key, self.newest_first = key, newest_first
-        self.rows: deque[DeadEntry] = deque()
-        self.bound: str | None = "+" if newest_first else "-"
-        """Where the next page starts; None once the stream is read to its end."""
-
-    def next_op(self) -> Op[DeadEntry | None]:
-        """The next dead letter (a page read when the last one is used up); None after the last."""
-        if not self.rows and (bound := self.bound) is not None:
-            key = self.key
-            rows: Any = yield ((lambda c: c.xrevrange(key, max=bound, min="-", count=_PAGE)) if self.newest_first
-                               else (lambda c: c.xrange(key, min=bound, max="+", count=_PAGE)))
-            self.rows.extend(parse_dead(key, entry_id, fields.get(b"msg")) for entry_id, fields in rows)
-            self.bound = f"({as_text(rows[-1][0])}" if len(rows) == _PAGE else None
-        return self.rows.popleft() if self.rows else None
+def _parse_row(key: str, entry_id: str, fields: Mapping[bytes, bytes]) -> DeadEntry:
+    return parse_dead(key, entry_id, fields.get(b"msg"))
 
 
 def list_dead_op(
@@ -123,7 +107,8 @@ def list_dead_op(
         ms, seq = entry_id_key(d.id)
         return (-ms, -seq) if newest_first else (ms, seq)
 
-    parts = [_Pages(keys.dead(p), newest_first) for p in range(keys.partitions)]
+    parts = [StreamPages(key, functools.partial(_parse_row, key), newest_first=newest_first)
+             for key in (keys.dead(p) for p in range(keys.partitions))]
     heap: list[tuple[tuple[int, int], int, DeadEntry]] = []
     for i, part in enumerate(parts):
         if (first := (yield from part.next_op())) is not None:
