@@ -17,6 +17,7 @@ import redis
 import redis.asyncio
 
 from ..protocol import Event, ProtocolError, decode_event, encode_event, is_terminal
+from . import direct
 from .keys import Keys
 from .retention import DEFAULT_EVENTS_MAXLEN
 from .text import as_text
@@ -77,16 +78,22 @@ def append_batch(
     keys: Keys,
     events: Sequence[Event],
 ) -> None:
-    """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip."""
+    """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip
+    (a generating worker's token chunks: on the held connection, ``broker.direct``); the first
+    command refused is raised."""
     by_run: dict[str, list[Event]] = {}
     for event in events:
         by_run.setdefault(event.run_id, []).append(event)
-    if not by_run:
-        return
-    pipe = client.pipeline(transaction=False)
+    kept = keys.retention
+    commands: list[tuple[str | int | bytes, ...]] = []
     for run_id, run_events in by_run.items():
-        append_events(pipe, keys, run_id, run_events)
-    pipe.execute()
+        key = keys.events(run_id)
+        commands += [("XADD", key, "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD, encode_event(e))
+                     for e in run_events]
+        commands.append(("EXPIRE", key, kept.events_ttl_s))
+    for reply in direct.pipeline(client, commands) if commands else ():
+        if isinstance(reply, Exception):
+            raise reply
 
 
 class _Read:
