@@ -54,7 +54,8 @@ def worker(
     )] = None,
     nice: Annotated[int | None, typer.Option(
         min=0, max=19,
-        help="Lower the CPU priority by N while serving a backlog's batch (shared workers beside reserved ones: 19 measured best)."
+        help="Lower the CPU priority by N while serving a backlog's batch (shared workers beside reserved "
+             "ones: 19 measured best)."
     )] = None,
 ) -> None:
     """Run a worker for ROLE (or a tool worker with --tools NAME...) until SIGTERM."""
