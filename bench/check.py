@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.clusters import BatonCluster, CeleryCluster, Measure
-from bench.common import ROOT, percentile
+from bench.common import ROOT, bench_model, percentile, worker_base_env
 from bench.sections import write_section
 
 __all__ = ["RATIOS", "SECTION", "Ratio", "main"]
@@ -123,21 +123,17 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"put the table, the command and the load into BENCHMARKS.md (section {SECTION!r})")
     args = p.parse_args(argv)
 
-    from baton.agents.backends.twin import build_twin
     from baton.broker import EmbeddedRedis
 
     work = Path(tempfile.mkdtemp(prefix="baton-check-"))
-    cache = Path(os.environ.get("BATON_CACHE_DIR") or work / "cache")
-    model = str(build_twin(cache / "models" / "tiny-gpt2-twin"))
     server = EmbeddedRedis(work / "redis").start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-    env.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                "BENCH_CELERY_URL": server.url, "TOKENIZERS_PARALLELISM": "false", "BATON_MODEL": model})
-    echo_env = {**env, "BATON_MODEL": "echo"}
-    os.environ["BENCH_CELERY_URL"] = server.url
-    load_before, started = os.getloadavg(), time.monotonic()
     repeats: list[dict[str, Measure]] = []
     try:
+        env = worker_base_env(server.url, work)
+        model = env["BATON_MODEL"] = bench_model("twin", env)
+        env["BENCH_CELERY_URL"] = os.environ["BENCH_CELERY_URL"] = server.url
+        echo_env = {**env, "BATON_MODEL": "echo"}
+        load_before, started = os.getloadavg(), time.monotonic()
         for rep in range(args.repeats):
             logs = work / f"logs-{rep}"
             logs.mkdir()

@@ -16,7 +16,6 @@ __all__ = [
     "TOPICS",
     "bench_model",
     "cpu_seconds",
-    "worker_base_env",
     "machine",
     "percentile",
     "rss_mib",
@@ -24,6 +23,7 @@ __all__ = [
     "spread",
     "uss_mib",
     "task_text",
+    "worker_base_env",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

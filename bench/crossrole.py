@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.__main__ import _ceiling
 from bench.clusters import BatonCluster, Measure
-from bench.common import ROOT, percentile, spread
+from bench.common import ROOT, bench_model, percentile, spread, worker_base_env
 from bench.sections import write_section
 
 __all__ = ["main"]
@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s", datefmt="%H:%M:%S")
-    from baton.agents.backends.twin import build_twin
     from baton.agents.settings import Settings
     from baton.broker import EmbeddedRedis
 
@@ -91,11 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Measure]] = {c: [] for c in CONFIGS}
     batch = Settings().batch_size
     with tempfile.TemporaryDirectory(prefix="bench-crossrole-") as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        cache = Path(os.environ.get("BATON_CACHE_DIR") or Path(tmp) / "cache")
-        model = str(build_twin(cache / "models" / "tiny-gpt2-twin"))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        env.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-                    "TOKENIZERS_PARALLELISM": "false", "BATON_MODEL": model})
+        env = worker_base_env(server.url, tmp)
+        model = env["BATON_MODEL"] = bench_model("twin", env)
         guess = _ceiling(model, 64, batch, env, os.cpu_count() or 1).runs_per_s  # sizes the first ceiling
         for rep in range(args.repeats):
             for cfg in CONFIGS:

@@ -46,6 +46,25 @@ AsyncRedis: TypeAlias = redis.asyncio.Redis
 EventEntry: TypeAlias = tuple[str, Event]
 
 
+Command: TypeAlias = tuple[str | int | bytes, ...]
+
+
+def _log_commands(keys: Keys, run_id: str, payloads: Sequence[bytes]) -> list[Command]:
+    """The commands that append ``payloads`` to ``run_id``'s log: an ``XADD`` each (trimmed), then
+    the log's ``EXPIRE``."""
+    key, kept = keys.events(run_id), keys.retention
+    return [*(("XADD", key, "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD, p) for p in payloads),
+            ("EXPIRE", key, kept.events_ttl_s)]
+
+
+def _send(client: redis.Redis, commands: Sequence[Command]) -> None:
+    """``commands`` in one pipelined round trip on the held connection (``broker.direct``); the
+    first one refused is raised."""
+    for reply in direct.pipeline(client, commands) if commands else ():
+        if isinstance(reply, Exception):
+            raise reply
+
+
 def append_events(
     client_or_pipeline: redis.Redis | redis.client.Pipeline | redis.asyncio.client.Pipeline,
     keys: Keys,
@@ -61,16 +80,12 @@ def append_events(
     payloads = [e if isinstance(e, bytes) else encode_event(e) for e in events]
     if not payloads:
         return
+    commands = _log_commands(keys, run_id, payloads)
     if isinstance(client_or_pipeline, redis.client.Pipeline | redis.asyncio.client.Pipeline):
-        pipe, own = client_or_pipeline, False  # (an asyncio pipeline of an op: its caller executes it)
+        for command in commands:  # (an asyncio pipeline of an op: its caller executes it)
+            client_or_pipeline.execute_command(*command)
     else:
-        pipe, own = client_or_pipeline.pipeline(transaction=False), True
-    key, kept = keys.events(run_id), keys.retention
-    for payload in payloads:
-        pipe.xadd(key, {EVENT_FIELD: payload}, maxlen=kept.events_maxlen, approximate=True)
-    pipe.expire(key, kept.events_ttl_s)
-    if own:
-        pipe.execute()
+        _send(client_or_pipeline, commands)
 
 
 def append_batch(
@@ -79,21 +94,11 @@ def append_batch(
     events: Sequence[Event],
 ) -> None:
     """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip
-    (a generating worker's token chunks: on the held connection, ``broker.direct``); the first
-    command refused is raised."""
-    by_run: dict[str, list[Event]] = {}
+    (a generating worker's token chunks: on the held connection)."""
+    by_run: dict[str, list[bytes]] = {}
     for event in events:
-        by_run.setdefault(event.run_id, []).append(event)
-    kept = keys.retention
-    commands: list[tuple[str | int | bytes, ...]] = []
-    for run_id, run_events in by_run.items():
-        key = keys.events(run_id)
-        commands += [("XADD", key, "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD, encode_event(e))
-                     for e in run_events]
-        commands.append(("EXPIRE", key, kept.events_ttl_s))
-    for reply in direct.pipeline(client, commands) if commands else ():
-        if isinstance(reply, Exception):
-            raise reply
+        by_run.setdefault(event.run_id, []).append(encode_event(event))
+    _send(client, [c for run_id, payloads in by_run.items() for c in _log_commands(keys, run_id, payloads)])
 
 
 class _Read:

@@ -3,9 +3,10 @@
 --           wait (record, due index, the run's waits, run status 'waiting', a 'waiting' event); a
 --           signal already buffered for it resumes the task at once instead.
 --   wake:   a ticker found the wait due. Only while the wait's record is still the one the ticker read
---           (seq and requested_at: a woken task parks its next wait under the same member), while it is
---           still due at the ticker's time, and only the caller whose ZREM removes it goes on: the journal gets the wait's result (when
---           given), the task goes back on its stream, the wait is gone.
+--           (seq and requested_at: a woken task parks its next wait under the same member) and the
+--           wait is still due at the ticker's time, and only the caller whose ZREM removes it goes on:
+--           the journal gets the wait's result (when given), the task goes back on its stream, the
+--           wait is gone.
 --   signal: buffer the signal; when a wait of the run asks for it (and no ticker took it first),
 --           take the oldest buffered signal of that name and resume the task with it.
 -- Returns: park 1 parked, 3 resumed at once, 0 entry not ours, 2 run ended (entry acked);
