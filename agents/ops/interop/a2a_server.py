@@ -63,7 +63,7 @@ from fastapi.responses import JSONResponse, Response
 from google.protobuf.json_format import MessageToDict
 
 from ....broker import RunRecord, list_runs, run_records
-from ....protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested
+from ....protocol import DECISIONS, DEFAULT_WORKFLOW, TERMINAL_STATUSES, Decision, ReviewRequested, RunStatus
 from ..api import ApiContext
 from ..tenancy import admin_only
 from .a2a_tasks import (
@@ -150,6 +150,9 @@ class RunTaskHandler(RequestHandler):
         await self._record(run_id, context)
         events = await self.runs.events(run_id)
         rec = await self._record(run_id, context)
+        if rec.status is RunStatus.REVIEW and not any(
+                isinstance(e, ReviewRequested) and e.review_id == rec.review for _, e in events):
+            events = await self.runs.events(run_id)  # parked between the reads: one atomic step wrote both
         task = snapshot(run_id, rec, events, history_length=history_length)
         return task, events[-1][0] if events else None
 
