@@ -146,7 +146,9 @@ class RunTaskHandler(RequestHandler):
     async def _task(self, run_id: str, context: ServerCallContext,
                     history_length: int | None = None) -> tuple[Task, str | None]:
         """The task as it stands and the id of the last event it includes. The log is read before
-        the record, so a record newer than the log shows the later state, never an older one."""
+        the record, so a record newer than the log shows the later state, never an older one; a
+        record in review whose request the log lacks was parked between the two reads, and the log
+        is read again (the park wrote the record and the event in one step)."""
         await self._record(run_id, context)
         events = await self.runs.events(run_id)
         rec = await self._record(run_id, context)
