@@ -197,7 +197,7 @@ class Client(BaseClient):
 
     def add_schedule(self, name: str, cron: str, *, task: str, workflow: str = "", overlap: Overlap = "skip",
                      catchup_s: float = 60.0) -> Schedule:
-        """Create or replace a cron schedule (UTC; 6 fields for seconds) that runs ``workflow`` on
+        """Create or replace a cron schedule (UTC; 5 fields, or 6 with seconds last) that runs ``workflow`` on
         ``task``, fired by ``baton scheduler`` (each tick one run); ``ProtocolError`` when it is wrong.
         ``overlap``: ``skip``, ``buffer_one`` or ``allow`` while the last run goes on; ``catchup_s``:
         after downtime, missed ticks at most this old fire once each."""

@@ -221,13 +221,13 @@ def test_dashboard_in_chromium_adds_pauses_resumes_and_deletes_a_schedule(
                                timeout=30_000)
         assert "cron" in (page.text_content("#schedule-note") or "")
         page.fill("#schedule-name", "every2")
-        page.fill("#schedule-cron", "*/2 * * * * *")
+        page.fill("#schedule-cron", "* * * * * */2")  # seconds last: every 2 s
         page.fill("#schedule-task", "nightly report")
         page.select_option("#schedule-overlap", "allow")
         page.click("#schedule-add")
         page.wait_for_selector(row, timeout=30_000)
         s = get_schedule(client, keys, "every2")
-        assert s is not None and (s.cron, s.task, s.overlap) == ("*/2 * * * * *", "nightly report", "allow")
+        assert s is not None and (s.cron, s.task, s.overlap) == ("* * * * * */2", "nightly report", "allow")
         page.wait_for_selector(f"{row} a.run-link", timeout=60_000)  # the worker fired a tick; its run shows
         shown = page.text_content(f"{row} a.run-link") or ""
         fired = [r for r in list_runs(client, keys, 1000)
