@@ -34,7 +34,7 @@ from .workflow import named
 from .workflow.loader import named_op
 
 __all__ = ["GRACE_S", "LEASE_MS", "aadd_schedule", "add_schedule", "add_schedule_op", "aset_paused", "fire_due",
-           "parse_duration", "set_paused", "set_paused_op", "ticks"]
+           "next_ticks", "parse_duration", "set_paused", "set_paused_op", "ticks"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,13 @@ def ticks(cron: str, after: float, until: float) -> Iterator[float]:
     it = croniter(cron, after)
     while (tick := float(it.get_next(float))) <= until:
         yield tick
+
+
+def next_ticks(cron: str, count: int = 3, after: float | None = None) -> list[float]:
+    """The next ``count`` ticks of ``cron`` (UTC) after ``after`` (default: now): what a person
+    checks a new schedule against (a 6th field is seconds, last: ``"* * * * * */10"`` is every 10 s)."""
+    it = croniter(cron, time.time() if after is None else after)
+    return [float(it.get_next(float)) for _ in range(count)]
 
 
 def add_schedule_op(keys: Keys, name: str, cron: str, *, task: str, workflow: str = "",

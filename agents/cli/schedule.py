@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Annotated
 
 import msgspec
@@ -14,7 +15,7 @@ from ...broker.schedules import delete_schedule, list_schedules, schedule_state
 from ...protocol import ProtocolError
 from ...protocol.schedules import OVERLAPS
 from ..runtime.lifecycle import install_signal_handlers
-from ..schedules import add_schedule, parse_duration, set_paused
+from ..schedules import add_schedule, next_ticks, parse_duration, set_paused
 from ..upkeep import Upkeep
 from .common import CliError, app, connect_checked, err, out, settings
 
@@ -46,7 +47,8 @@ def schedule_add(
                      catchup_s=window)
     except (ProtocolError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    out.print(f"schedule {name} added")
+    when = ", ".join(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) for t in next_ticks(cron))
+    out.print(f"schedule {name} added; next ticks (UTC): {when}")
 
 
 @schedule_app.command("list")

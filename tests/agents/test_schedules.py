@@ -4,8 +4,10 @@ passes at chosen instants, and real processes stopped and restarted), and the CL
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,6 +189,12 @@ def test_cli_and_api(redis_url: str, client: redis.Redis, keys: Keys) -> None:
     done = baton("schedule", "add", "nightly", "0 3 * * *", "--task", "report", "--overlap", "buffer_one",
                  "--catchup", "10m", env=env)
     assert done.returncode == 0, done.stderr
+    assert re.findall(r"\d\d:\d\d:\d\d", done.stdout) == ["03:00:00"] * 3  # the next ticks, to check it by
+    every10 = baton("schedule", "add", "every10", "* * * * * */10", "--task", "t", env=env)
+    shown = [sum(int(x) * m for x, m in zip(t.split(":"), (3600, 60, 1), strict=True))
+             for t in re.findall(r"\d\d:\d\d:\d\d", every10.stdout)]
+    assert every10.returncode == 0 and [(b - a) % 86400 for a, b in itertools.pairwise(shown)] == [10, 10]
+    assert baton("schedule", "delete", "every10", env=env).returncode == 0
     s = get_schedule(client, keys, "nightly")
     assert s is not None and (s.cron, s.overlap, s.catchup_s, s.task) == ("0 3 * * *", "buffer_one", 600, "report")
     bad = baton("schedule", "add", "x", "61 * * * *", "--task", "t", env=env)
