@@ -1,12 +1,15 @@
 """Submits ride over a SIGKILL of the Sentinel group's primary: threads submit continuously
 through the client, the HTTP API (a ``baton dashboard`` process) and ``baton submit``; no submit
-fails, and every run whose submit returned exists after the failover and finishes."""
+fails, and every run whose submit returned finishes, but for what replication is documented to
+lose without ``BATON_WAIT_REPLICAS`` (docs/RELIABILITY.md): runs the old primary acknowledged in
+the moment before it died, which its replica had not received yet."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +49,7 @@ def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, work
         dashboard = subprocess.Popen([sys.executable, "-m", "baton", "dashboard", "--port", str(port)], cwd=ROOT,
                                      env=dashboard_env(sentinel_group.url, BATON_API_TOKENS=TOKEN),
                                      stdout=log, stderr=subprocess.STDOUT)
-    accepted: dict[str, list[str]] = {"client": [], "api": [], "cli": []}
+    accepted: dict[str, list[tuple[float, str]]] = {"client": [], "api": [], "cli": []}
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -63,7 +66,8 @@ def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, work
     def submit_forever(name: str, submit: Callable[[], str]) -> None:
         while not stop.is_set():
             try:
-                accepted[name].append(submit())
+                run_id = submit()
+                accepted[name].append((time.monotonic(), run_id))
             except BaseException as exc:  # noqa: BLE001 - any failed submit is the test's failure
                 errors.append(exc)
                 return
@@ -81,7 +85,9 @@ def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, work
             wait_for(lambda: len(accepted["client"]) >= 20 and len(accepted["api"]) >= 5 and accepted["cli"] or errors,
                      90, "submits before the kill")
             at_kill = {name: len(ids) for name, ids in accepted.items()}
+            killed = time.monotonic()
             sentinel_group.kill_primary()  # SIGKILL; returns once a replica is promoted
+            promoted = time.monotonic()
             wait_for(lambda: all(len(accepted[n]) >= at_kill[n] + 2 for n in accepted) or errors, 120,
                      "submits of each kind after the failover")
             stop.set()
@@ -92,8 +98,15 @@ def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, work
         dashboard.terminate()
         dashboard.wait(10)
     assert errors == [], "".join(traceback.format_exception(errors[0]))
-    run_ids = [r for ids in accepted.values() for r in ids]
-    wait_for(lambda: _done(sentinel_group.url, Keys(), run_ids) == len(run_ids), 120, "every accepted run done",
+    keys = Keys()
+    with connect(sentinel_group.url) as c:
+        lost = [(at, r) for ids in accepted.values() for at, r in ids if not c.exists(keys.run(r))]
+    # only a write of the last moment before the kill may be missing from the promoted replica:
+    # a run accepted earlier, or after the promotion, is never lost
+    assert all(killed - 2.0 <= at <= promoted for at, _ in lost), (killed, promoted, lost)
+    run_ids = [r for ids in accepted.values() for at, r in ids if (at, r) not in lost]
+    assert len(run_ids) > len(lost)
+    wait_for(lambda: _done(sentinel_group.url, keys, run_ids) == len(run_ids), 120, "every accepted run done",
              logs=workers.logs)
 
 
