@@ -15,7 +15,9 @@ grace, so a scheduler killed while holding it costs no tick); the others skip it
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -66,8 +68,7 @@ def ticks(cron: str, after: float, until: float) -> Iterator[float]:
 def next_ticks(cron: str, count: int = 3, after: float | None = None) -> list[float]:
     """The next ``count`` ticks of ``cron`` (UTC) after ``after`` (default: now): what a person
     checks a new schedule against (a 6th field is seconds, last: ``"* * * * * */10"`` is every 10 s)."""
-    it = croniter(cron, time.time() if after is None else after)
-    return [float(it.get_next(float)) for _ in range(count)]
+    return list(itertools.islice(ticks(cron, time.time() if after is None else after, math.inf), count))
 
 
 def add_schedule_op(keys: Keys, name: str, cron: str, *, task: str, workflow: str = "",

@@ -11,9 +11,8 @@ Three configurations of the seed chain with the twin of tiny-gpt2, interleaved i
 The two baton configurations run a closed loop keeping ``--in-flight`` runs outstanding (a new
 run is submitted as each result arrives; by default 8 batches' worth, so that two processes find a
 full batch of each of the three roles with more queued behind, as the ceiling's batches are always
-full; 96 left the batches part-empty: 0.60x the ceiling, against 0.77-0.81x with 256) and count
-the results of ``--seconds`` seconds after ``--warmup`` seconds of the same load: steady state,
-not a burst. Then ``--latency-runs``
+full: BENCHMARKS.md, "Cross-role batching") and count the results of ``--seconds`` seconds after
+``--warmup`` seconds of the same load: steady state, not a burst. Then ``--latency-runs``
 sequential single runs (one outstanding at a time) measure what each mode adds to a lone run:
 through ONE all-roles process (its cluster is started for that alone) and through the one-role
 workers. ``--write`` puts the table into BENCHMARKS.md (section "Cross-role batching"). Not a

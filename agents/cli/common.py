@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -11,7 +12,8 @@ from ...broker import Keys, Redis, connect, ping
 from ..settings import Settings
 from ..workflow.spec import Workflow
 
-__all__ = ["AppOption", "CliError", "app", "app_or_named", "connect_checked", "err", "out", "settings", "visible"]
+__all__ = ["AppOption", "CliError", "app", "app_or_named", "connect_checked", "err", "out", "settings", "utc_time",
+           "visible"]
 
 _BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 _VISIBLE = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
@@ -23,6 +25,11 @@ def visible(text: str) -> str:
     (``\\x1b``, ``\\x07``, ``\\u202e``): printed to a terminal it cannot move the cursor, recolour,
     retitle, ring or reorder anything. Newlines and tabs stay."""
     return text.translate(_VISIBLE)
+
+
+def utc_time(at: float) -> str:
+    """``at`` (epoch seconds) as ``YYYY-MM-DD HH:MM:SS`` in UTC, as every CLI table shows a time."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 app = typer.Typer(
     name="baton",

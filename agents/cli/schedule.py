@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Annotated
 
 import msgspec
@@ -17,7 +16,7 @@ from ...protocol.schedules import OVERLAPS
 from ..runtime.lifecycle import install_signal_handlers
 from ..schedules import add_schedule, next_ticks, parse_duration, set_paused
 from ..upkeep import Upkeep
-from .common import CliError, app, connect_checked, err, out, settings
+from .common import CliError, app, connect_checked, err, out, settings, utc_time
 
 __all__ = ["schedule_add", "schedule_delete", "schedule_list", "schedule_pause", "schedule_resume", "scheduler"]
 
@@ -47,7 +46,7 @@ def schedule_add(
                      catchup_s=window)
     except (ProtocolError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    when = ", ".join(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) for t in next_ticks(cron))
+    when = ", ".join(utc_time(t) for t in next_ticks(cron))
     out.print(f"schedule {name} added; next ticks (UTC): {when}")
 
 

@@ -4,7 +4,6 @@ limits), ``baton tenants token NAME`` (a new token and the hash line for the ten
 
 from __future__ import annotations
 
-import datetime
 import json
 from dataclasses import asdict
 from typing import Annotated
@@ -17,7 +16,7 @@ from ...broker.tenants import publish_limits
 from ...protocol.fields import KEY_SAFE_PATTERN
 from ..ops.tenants_api import tenant_views
 from ..tenants import Directory, hash_token, new_token
-from .common import CliError, app, connect_checked, out, settings
+from .common import CliError, app, connect_checked, out, settings, utc_time
 
 __all__ = ["audit", "tenants_apply", "tenants_show", "tenants_token"]
 
@@ -82,10 +81,6 @@ def tenants_apply() -> None:
     out.print(f"published the limits of {len(directory.tenants)} tenants")
 
 
-def _when(at: float) -> str:
-    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @app.command()
 def audit(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
@@ -100,5 +95,5 @@ def audit(
         return
     table = Table("when (UTC)", "who", "token", "call", "status", "from")
     for e in entries:
-        table.add_row(_when(e.at), e.who, e.token, f"{e.method} {e.path}", str(e.status), e.client)
+        table.add_row(utc_time(e.at), e.who, e.token, f"{e.method} {e.path}", str(e.status), e.client)
     out.print(table)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ...broker.timers import SignalRefused, list_waits, send_signal
-from .common import CliError, app, connect_checked, out, settings
+from .common import CliError, app, connect_checked, out, settings, utc_time
 
 __all__ = ["signal", "waits"]
 
@@ -38,7 +37,7 @@ def signal(
 
 
 def _when(at: float | None) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+    return utc_time(at) if at else "-"
 
 
 @app.command()

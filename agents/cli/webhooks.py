@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from rich.table import Table
 
 from ...broker.webhooks import failed, get_delivery
 from ..webhooks import resend
-from .common import CliError, app, connect_checked, out, settings
+from .common import CliError, app, connect_checked, out, settings, utc_time
 
 __all__ = ["webhooks_failed", "webhooks_resend", "webhooks_show"]
 
@@ -23,7 +22,7 @@ RunArg = Annotated[str, typer.Argument(help="The run id (a run's delivery id).")
 
 
 def _when(at: float) -> str:
-    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S") if at else ""
+    return utc_time(at) if at else ""
 
 
 @webhooks_app.command("failed")

@@ -90,7 +90,8 @@ def test_no_submit_fails_over_a_primary_kill_and_every_accepted_run_finishes(
             lost = [(at, r) for at, r in accepted if not c.exists(keys.run(r))]
         # only a write of the last moment before the kill may be missing from the promoted replica
         assert all(killed - 2.0 <= at <= recovered for at, _ in lost), (killed, recovered, lost)
-        run_ids = [r for at, r in accepted if (at, r) not in lost]
+        missing = {r for _, r in lost}
+        run_ids = [r for _, r in accepted if r not in missing]
         assert len(run_ids) > len(lost)
         wait_for(lambda: _statuses(own_cluster.url, keys, run_ids).count("done") == len(run_ids), 120,
                  "every accepted run done", logs=workers.logs)

@@ -104,7 +104,8 @@ def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, work
     # only a write of the last moment before the kill may be missing from the promoted replica:
     # a run accepted earlier, or after the promotion, is never lost
     assert all(killed - 2.0 <= at <= promoted for at, _ in lost), (killed, promoted, lost)
-    run_ids = [r for ids in accepted.values() for at, r in ids if (at, r) not in lost]
+    missing = {r for _, r in lost}
+    run_ids = [r for ids in accepted.values() for _, r in ids if r not in missing]
     assert len(run_ids) > len(lost)
     wait_for(lambda: _done(sentinel_group.url, keys, run_ids) == len(run_ids), 120, "every accepted run done",
              logs=workers.logs)
