@@ -15,7 +15,8 @@ then ``Collected`` / N is the instructions per hop (the counting wrapper is off 
 Redis' own instructions over the same hops: put a ``redis-server`` first on ``PATH`` that runs
 ``exec valgrind --tool=callgrind --instr-atstart=no /usr/bin/redis-server "$@"`` and set
 ``BENCH_CALLGRIND_REDIS=1`` (its ``Collected`` / N when the server exits).
-``--profile`` sorts by ``BENCH_SORT`` (default ``tottime``; ``cumulative``...) and prints the top ``BENCH_TOP`` (30).
+``--profile`` sorts by ``BENCH_SORT`` (default ``tottime``; ``cumulative``...) and prints the top ``BENCH_TOP`` (30);
+``BENCH_PROFILE_OUT=FILE`` also writes the stats there (``pstats``).
 Not a test: a measurement (bench/NOTES.md, "The hot path, profiled a third time").
 """
 
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         if prof:
             order, top = os.environ.get("BENCH_SORT", "tottime"), int(os.environ.get("BENCH_TOP", "30"))
             pstats.Stats(prof).sort_stats(order).print_stats(top)
+            if out := os.environ.get("BENCH_PROFILE_OUT"):
+                prof.dump_stats(out)
     finally:
         server.stop()
     return 0
