@@ -5,6 +5,7 @@ trip) is ``broker/prefetch.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -75,17 +76,22 @@ def submit_op(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = No
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
     written): a task built in Python is not validated until it is decoded. A task with a
     ``traceparent`` gets its trace id in the record (``trace_id``), to find the run's trace.
+    A run a submit already wrote (its record's ``run_id``) is not written again, so a submit that
+    redis-py sends a second time (its reply lost to a failover) cannot reset a run that went on
+    meanwhile; on a Redis Cluster the MULTI has no such check (``docs/RELIABILITY.md``).
     ``metadata`` (a small map of the caller's own labels) is stored on the record as JSON in its
     ``metadata`` field; :func:`run_metadata` reads it back. ``budget``'s limits become record
     fields (``broker.budget``).
     """
-    if task.tenant or (yield is_cluster):  # a tenant's admission, or a MULTI routed by a cluster pipeline
+    if (yield is_cluster):  # a MULTI routed by a cluster pipeline
         mode = yield from staging_mode(task)
         pipe = yield lambda c: c.pipeline(transaction=True)
         stage_submit(pipe, keys, task, mode=mode, metadata=metadata, budget=budget)
         yield from ensure_group_op(task_stream(keys, task), keys.group(task.role))
         yield lambda _: pipe.execute()
         return task.run_id
+    if task.tenant:  # a tenant's admission: a MULTI under WATCH of the record, which redis-py never sends twice
+        return (yield from _submit_watched(keys, task, metadata=metadata, budget=budget))
     payload = encode(task)
     decode(payload)
     stream = task_stream(keys, task)
@@ -105,6 +111,28 @@ def submit_op(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = No
                 raise
         yield lib.forget
     raise AssertionError("unreachable")
+
+
+def _submit_watched(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None,
+                    budget: Budget | None) -> Op[str]:
+    """``submit_op``'s MULTI for a tenant's run, with the run's record ``WATCH``ed: a run a submit already
+    wrote is not written again (a retry whose first attempt landed), and a connection lost while
+    watching is raised, not resent by redis-py, so the caller's retry looks for the record first."""
+    yield from ensure_group_op(task_stream(keys, task), keys.group(task.role))
+    mode = yield from staging_mode(task)
+    record = keys.run(task.run_id)
+    pipe = yield lambda c: c.pipeline(transaction=True)
+    try:
+        yield lambda _: pipe.watch(record)
+        if (yield lambda _: pipe.hexists(record, "run_id")):
+            return task.run_id
+        pipe.multi()
+        stage_submit(pipe, keys, task, mode=mode, metadata=metadata, budget=budget)
+        with contextlib.suppress(redis.WatchError):  # the record changed meanwhile: nothing of ours written
+            yield lambda _: pipe.execute()
+        return task.run_id
+    finally:
+        yield lambda _: pipe.reset()
 
 
 def _held(command: list[Any]) -> Call:

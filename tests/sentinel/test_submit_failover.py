@@ -108,7 +108,27 @@ def test_no_submit_fails_over_a_primary_kill(sentinel_group: SentinelGroup, work
     run_ids = [r for ids in accepted.values() for _, r in ids if r not in missing]
     assert len(run_ids) > len(lost)
     wait_for(lambda: _done(sentinel_group.url, keys, run_ids) == len(run_ids), 120, "every accepted run done",
-             logs=workers.logs)
+             logs=lambda: _stuck(sentinel_group.url, keys, run_ids, accepted, killed, promoted) + workers.logs())
+
+
+def _stuck(url: str, keys: Keys, run_ids: list[str], accepted: dict[str, list[tuple[float, str]]],
+           killed: float, promoted: float) -> str:
+    """What a run that did not finish looks like: its record and when its submit returned, and what
+    each role's stream holds pending (for the failure message)."""
+    when = {r: (name, at) for name, ids in accepted.items() for at, r in ids}
+    lines = [f"killed at {killed:.2f}, replica promoted at {promoted:.2f}"]
+    with connect(url) as c:
+        for r in run_ids:
+            rec = get_run(c, keys, r) or {}
+            if rec.get("status") != "done":
+                name, at = when[r]
+                lines.append(f"run {r} ({name}, accepted at {at:.2f}): "
+                             + str({k: rec.get(k) for k in ("status", "role", "hops", "error")}))
+        for role in ("planner", "researcher", "summarizer"):
+            for stream in keys.streams("seed", role):
+                if c.exists(stream):
+                    lines.append(f"{stream}: length {c.xlen(stream)}, pending {c.xpending(stream, keys.group(role))}")
+    return "\n".join(lines) + "\n"
 
 
 def _up(url: str) -> bool:
