@@ -71,26 +71,19 @@ def submit_op(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = No
               budget: Budget | None = None) -> Op[str]:
     """Create the run record, its ``queued`` event and its first task on its workflow's stream (in
     the task's ``priority`` lane, kept on the record), in one step (the ``submit`` function; a
-    tenant's run, or any on a Redis Cluster, in one MULTI); return the run id.
+    tenant's run, or any on a Redis Cluster, in one MULTI under ``WATCH``); return the run id.
 
     The task is checked against the protocol's constraints first (``ProtocolError``, nothing
     written): a task built in Python is not validated until it is decoded. A task with a
     ``traceparent`` gets its trace id in the record (``trace_id``), to find the run's trace.
     A run a submit already wrote (its record's ``run_id``) is not written again, so a submit that
     redis-py sends a second time (its reply lost to a failover) cannot reset a run that went on
-    meanwhile; on a Redis Cluster the MULTI has no such check (``docs/RELIABILITY.md``).
+    meanwhile (``docs/RELIABILITY.md``).
     ``metadata`` (a small map of the caller's own labels) is stored on the record as JSON in its
     ``metadata`` field; :func:`run_metadata` reads it back. ``budget``'s limits become record
     fields (``broker.budget``).
     """
-    if (yield is_cluster):  # a MULTI routed by a cluster pipeline
-        mode = yield from staging_mode(task)
-        pipe = yield lambda c: c.pipeline(transaction=True)
-        stage_submit(pipe, keys, task, mode=mode, metadata=metadata, budget=budget)
-        yield from ensure_group_op(task_stream(keys, task), keys.group(task.role))
-        yield lambda _: pipe.execute()
-        return task.run_id
-    if task.tenant:  # a tenant's admission: a MULTI under WATCH of the record, which redis-py never sends twice
+    if task.tenant or (yield is_cluster):  # a tenant's admission, or a MULTI routed by a cluster pipeline
         return (yield from _submit_watched(keys, task, metadata=metadata, budget=budget))
     payload = encode(task)
     decode(payload)
@@ -115,9 +108,10 @@ def submit_op(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None = No
 
 def _submit_watched(keys: Keys, task: Task, *, metadata: Mapping[str, str] | None,
                     budget: Budget | None) -> Op[str]:
-    """``submit_op``'s MULTI for a tenant's run, with the run's record ``WATCH``ed: a run a submit already
-    wrote is not written again (a retry whose first attempt landed), and a connection lost while
-    watching is raised, not resent by redis-py, so the caller's retry looks for the record first."""
+    """``submit_op``'s MULTI for a tenant's run or on a Redis Cluster, with the run's record ``WATCH``ed:
+    a run a submit already wrote is not written again (a retry whose first attempt landed), and a
+    connection lost while watching is raised, not resent by redis-py, so the caller's retry looks for
+    the record first."""
     yield from ensure_group_op(task_stream(keys, task), keys.group(task.role))
     mode = yield from staging_mode(task)
     record = keys.run(task.run_id)
