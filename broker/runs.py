@@ -5,7 +5,6 @@ trip) is ``broker/prefetch.py``."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -117,14 +116,17 @@ def _submit_watched(keys: Keys, task: Task, *, metadata: Mapping[str, str] | Non
     record = keys.run(task.run_id)
     pipe = yield lambda c: c.pipeline(transaction=True)
     try:
-        yield lambda _: pipe.watch(record)
-        if (yield lambda _: pipe.hexists(record, "run_id")):
-            return task.run_id
-        pipe.multi()
-        stage_submit(pipe, keys, task, mode=mode, metadata=metadata, budget=budget)
-        with contextlib.suppress(redis.WatchError):  # the record changed meanwhile: nothing of ours written
-            yield lambda _: pipe.execute()
-        return task.run_id
+        while True:
+            try:
+                yield lambda _: pipe.watch(record)
+                if (yield lambda _: pipe.hexists(record, "run_id")):
+                    return task.run_id
+                pipe.multi()
+                stage_submit(pipe, keys, task, mode=mode, metadata=metadata, budget=budget)
+                yield lambda _: pipe.execute()
+                return task.run_id
+            except redis.WatchError:
+                continue  # the record changed between our read and EXEC: read it again
     finally:
         yield lambda _: pipe.reset()
 
