@@ -8,8 +8,10 @@ stays its own consumer of its own group: a reader thread per role runs the role'
 ones, so an idle process polls nothing), and hands each batch it read to the coordinator
 instead of processing it. The coordinator takes what every role has ready, runs each role's
 ``before`` stages (admit, review, guard, gather, prepare, budget), groups the prompts of all
-roles by ``(model, max_new_tokens)``, makes ONE ``backend.generate`` call per group in place of
-each role's ``work`` stage, and runs each role's ``after`` stages (settle, hand off to its own
+roles by ``(model, max_new_tokens)``, makes the group's ``backend.generate`` calls in place of
+each role's ``work`` stage (``plan_calls``: roles' batches share a call while it stays within the
+batch size, shortest prompts first, so small batches fill one call and full ones are not padded to
+another role's longer prompts), and runs each role's ``after`` stages (settle, hand off to its own
 next stream, dead letters, retries, commit). Everything per role stays per
 role: leases (each role's heartbeat thread renews its entries), reclaim, dead letters,
 metrics (one registry per role), rate limits (each role's limiter reserves its prompts of the
@@ -49,7 +51,7 @@ from .worker import Worker
 if TYPE_CHECKING:
     from .stages.handle import HandlerRunner
 
-__all__ = ["MultiRoleWorker"]
+__all__ = ["MultiRoleWorker", "plan_calls"]
 
 log = logging.getLogger("baton.worker")
 
@@ -230,7 +232,7 @@ class MultiRoleWorker:
 
     # processing ---------------------------------------------------------------
     def _serve(self, reads: list[_Read]) -> None:
-        """Every role's stages before the work, one model call per model, every role's stages after it."""
+        """Every role's stages before the work, the model calls of each model, every role's stages after it."""
         self.workers[0].cpu.serve([e for r in reads for e in r.entries])  # this thread's CPU priority
         staged = [r for r in reads if self._guarded(r, self._before)]
         groups: dict[tuple[str, int], list[_Read]] = {}
@@ -246,14 +248,20 @@ class MultiRoleWorker:
             except BaseException as exc:  # noqa: BLE001 - the reader's loop sorts it out
                 self._finish(r, exc)
         for group in groups.values():
-            try:
-                self._generate(group)
-            except BaseException as exc:  # noqa: BLE001 - the readers' loops sort it out
-                for r in group:
-                    self._finish(r, exc)
+            for call in self._calls(group):
+                try:
+                    self._generate(call)
+                except BaseException as exc:  # noqa: BLE001 - the readers' loops sort it out
+                    for r in call:
+                        self._finish(r, exc)
         for r in staged:
             if not r.done.done():
                 self._guarded(r, self._after)
+
+    def _calls(self, group: list[_Read]) -> list[list[_Read]]:
+        """The model calls for one model's batches (``plan_calls``)."""
+        prompts = [[item.prompt for item in r.batch.work] if r.batch is not None else [] for r in group]
+        return [[group[i] for i in call] for call in plan_calls(prompts, self.settings.batch_size)]
 
     def _guarded(self, r: _Read, step: Callable[[_Read], None]) -> bool:
         """Run ``step`` riding out Redis outages; on failure its reader gets the error."""
@@ -319,3 +327,22 @@ class MultiRoleWorker:
             r.done.set_exception(exc)
         else:
             r.done.set_result(backoff)
+
+
+def plan_calls(batches: Sequence[Sequence[str]], size: int) -> list[list[int]]:
+    """The model calls for the prompt batches of one model (each a role's batch), as lists of
+    indices into ``batches``: shortest prompts first, a call takes the next batch whole while it
+    stays within ``size`` prompts (the batch size: the most prompts per call); a batch that does
+    not fit starts the next call. Small batches of several roles share a call (the point of
+    cross-role batching); full ones are not padded to another role's longer prompts (BENCHMARKS.md,
+    "Cross-role batching": three full batches of the seed chain in one call cost the model a fifth
+    more per prompt than three calls)."""
+    calls: list[list[int]] = []
+    held = 0
+    for i in sorted(range(len(batches)), key=lambda i: max(map(len, batches[i]), default=0)):
+        if not calls or held + len(batches[i]) > size:
+            calls.append([])
+            held = 0
+        calls[-1].append(i)
+        held += len(batches[i])
+    return calls

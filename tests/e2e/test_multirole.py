@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 
 import redis
 
@@ -23,6 +24,16 @@ ECHO = {"BATON_MODEL": "echo"}
 
 def _submit(client: redis.Redis, keys: Keys, prefix: str, n: int) -> list[str]:
     return [submit(client, keys, Task(run_id=f"{prefix}-{i}", role="planner", task=f"Topic {i}")) for i in range(n)]
+
+
+def _trickle(client: redis.Redis, keys: Keys, prefix: str, n: int, gap_s: float) -> list[str]:
+    """``n`` runs ``gap_s`` apart: each role's batch is short when the next role's work arrives, so
+    roles' batches share model calls (full ones would not: ``plan_calls``)."""
+    run_ids = []
+    for i in range(n):
+        run_ids.append(submit(client, keys, Task(run_id=f"{prefix}-{i}", role="planner", task=f"Topic {i}")))
+        time.sleep(gap_s)
+    return run_ids
 
 
 def _hops(client: redis.Redis, keys: Keys, run_ids: list[str]) -> list[PadEntry]:
@@ -53,9 +64,9 @@ def _assert_done(client: redis.Redis, keys: Keys, workers: Workers, run_ids: lis
 def test_one_process_serves_three_roles_with_cross_role_model_calls(
     client: redis.Redis, keys: Keys, workers: Workers
 ) -> None:
-    proc = workers.spawn(*SEED_ROLES, env={**ECHO, "BATON_BATCH_SIZE": "4"})
+    proc = workers.spawn(*SEED_ROLES, env={**ECHO, "BATON_BATCH_SIZE": "8"})
     workers.wait_ready(client, 3)  # one heartbeat per role
-    run_ids = _submit(client, keys, "multi", 24)
+    run_ids = _trickle(client, keys, "multi", 24, 0.003)
     _assert_done(client, keys, workers, run_ids)
     hops = _hops(client, keys, run_ids)
     pids = {parse_consumer(h.meta.consumer).pid for h in hops}  # type: ignore[union-attr]
@@ -65,15 +76,17 @@ def test_one_process_serves_three_roles_with_cross_role_model_calls(
     assert all(h.meta.batch is not None and h.meta.role in h.meta.batch.roles for h in mixed)
     log = "".join(p.read_text() for p in workers.log_dir.glob("worker-*.log"))
     assert re.search(r"model call: \d+ prompts of roles \w+,\w+", log)  # the per-call log line says so too
+    sizes = [int(n) for n in re.findall(r"model call: (\d+) prompts", log)]
+    assert sizes and max(sizes) <= 8, sizes  # roles' batches share a call only within the batch size
     for role in SEED_ROLES:  # each role still has its consumer: the health check sees it
         check = baton("worker", role, "--check", env=workers.env)
         assert check.returncode == 0 and check.stdout.startswith(f"ok: {role}-"), check
 
 
 def test_multi_role_process_with_the_twin_model(client: redis.Redis, keys: Keys, workers: Workers) -> None:
-    workers.spawn(*SEED_ROLES, env={"BATON_BATCH_SIZE": "2"})
+    workers.spawn(*SEED_ROLES, env={"BATON_BATCH_SIZE": "8"})
     workers.wait_ready(client, 3, timeout=120)
-    run_ids = _submit(client, keys, "twin", 8)
+    run_ids = _trickle(client, keys, "twin", 8, 0.01)
     _assert_done(client, keys, workers, run_ids, timeout=240)
     hops = _hops(client, keys, run_ids)
     for h in hops:  # the real model continued each prompt
