@@ -74,7 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = MARKER_TTL_S  # a run's event log outlives its last write by this
     marker_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = MARKER_TTL_S  # a handoff's idempotency marker is kept this long
     stream_tokens: bool = True  # write ``tokens`` events while the model generates
-    token_flush_tokens: Annotated[int, msgspec.Meta(ge=1)] = 8  # a prompt's chunk is sent after this many tokens
+    token_flush_tokens: Annotated[int, msgspec.Meta(ge=1)] = 16  # a prompt's chunk is sent after this many tokens
     token_flush_ms: Annotated[int, msgspec.Meta(ge=0)] = 50  # ... or this long after the chunk began
     model_rpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # prompts per minute to the model, all workers; 0 = no limit
     model_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0  # tokens per minute (reserved at max_new_tokens); 0 = no limit

@@ -2,7 +2,10 @@
 
 Every write trims the stream (``XADD ... MAXLEN ~ events_maxlen``) and renews its lifetime (``EXPIRE
 events_ttl_s``), both from ``Keys.retention``, so a log is bounded in length and outlives its run by
-``events_ttl_s`` at most. The entry id is
+``events_ttl_s`` at most. A generating worker's token chunks (``append_batch``) are the exception:
+they go only to a log that exists (``NOMKSTREAM``) and leave its lifetime as the hop's
+``hop_started``, just before them, and its commit, just after, set it (one command per chunk
+instead of two; a chunk never creates a log without a lifetime). The entry id is
 the event id: readers resume with ``after=<id>``. Hop and terminal events are also written by the
 commit script (``broker/lua/commit.lua``) with the same field, trimming and expiry.
 """
@@ -94,11 +97,11 @@ def append_batch(
     events: Sequence[Event],
 ) -> None:
     """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip
-    (a generating worker's token chunks: on the held connection)."""
-    by_run: dict[str, list[bytes]] = {}
-    for event in events:
-        by_run.setdefault(event.run_id, []).append(encode_event(event))
-    _send(client, [c for run_id, payloads in by_run.items() for c in _log_commands(keys, run_id, payloads)])
+    (a generating worker's token chunks: on the held connection). A chunk is added only to a log
+    that exists, and does not renew its lifetime (the module's docstring says why)."""
+    kept = keys.retention.events_maxlen
+    _send(client, [("XADD", keys.events(e.run_id), "NOMKSTREAM", "MAXLEN", "~", kept, "*", EVENT_FIELD,
+                    encode_event(e)) for e in events])
 
 
 class _Read:

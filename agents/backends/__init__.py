@@ -53,7 +53,7 @@ __all__ = [
 
 
 def load_backend(
-    model: str, *, threads: int = 1, max_positions: int | None = None, flush_tokens: int = 8, flush_ms: float = 50,
+    model: str, *, threads: int = 1, max_positions: int | None = None, flush_tokens: int = 16, flush_ms: float = 50,
 ) -> ModelBackend:
     """Create the backend for ``model``.
 

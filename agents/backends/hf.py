@@ -111,7 +111,7 @@ class HFPipelineBackend:
         *,
         threads: int = 1,
         max_positions: int | None = None,
-        flush_tokens: int = 8,
+        flush_tokens: int = 16,
         flush_ms: float = 50,
     ) -> None:
         configure_torch_threads(threads)

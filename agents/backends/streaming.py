@@ -46,7 +46,7 @@ class BatchStreamer(BaseStreamer):  # type: ignore[misc]
     """A streamer for a batch of ``size`` prompts generated together."""
 
     def __init__(self, tokenizer: Any, size: int, on_tokens: OnTokens, *, eos_token_ids: Collection[int] = (),
-                 flush_tokens: int = 8, flush_ms: float = 50) -> None:
+                 flush_tokens: int = 16, flush_ms: float = 50) -> None:
         self.tokenizer = tokenizer
         self._decode = batch_decoder(tokenizer)
         self.on_tokens = on_tokens

@@ -16,6 +16,7 @@ from baton.broker import (
     Retention,
     RoleStreams,
     aiter_events,
+    append_batch,
     append_events,
     aread_events,
     cancel_run,
@@ -121,6 +122,19 @@ def test_retention_trims_and_expires_every_log(client: redis.Redis, keys: Keys) 
     assert _types(read_events(client, keys, "r5")) == ["Queued"]
     (_, queued), = read_events(client, keys, "r5")
     assert isinstance(queued, Queued) and queued.task == "t" and queued.role == "planner"
+
+
+def test_token_chunks_join_a_log_that_exists_and_keep_its_lifetime(client: redis.Redis, keys: Keys) -> None:
+    kept = Keys(keys.prefix, keys.partitions, Retention(events_maxlen=50, events_ttl_s=90))
+    chunks = [Tokens(run_id=r, text=f"{r}{i}", index=i) for i in range(3) for r in ("t1", "t2")]
+    append_batch(client, kept, chunks)  # neither log exists: a chunk creates none (none without a lifetime)
+    assert not client.exists(keys.events("t1"), keys.events("t2"))
+    append_events(client, kept, "t1", [Queued(run_id="t1", role="planner", task="t")])
+    client.expire(keys.events("t1"), 30)  # as the hop's hop_started set it, some time ago
+    append_batch(client, kept, chunks)
+    assert [e.text for _, e in read_events(client, keys, "t1") if isinstance(e, Tokens)] == ["t10", "t11", "t12"]
+    assert 0 < client.ttl(keys.events("t1")) <= 30  # the chunks left the lifetime to the hop's own events
+    assert not client.exists(keys.events("t2"))
 
 
 def _one_entry(client: redis.Redis, keys: Keys, consumer: str) -> object:
