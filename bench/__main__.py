@@ -69,7 +69,7 @@ def _ceiling(model: str, runs: int, batch: int, env: dict[str, str], procs: int)
         (Path(sync) / "go").touch()
         outs = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
     elapsed = max(o["end"] for o in outs) - min(o["start"] for o in outs)
-    return Measure(runs_per_s=runs / elapsed)
+    return Measure(runs_per_s=runs / elapsed, cpu_s_per_run=sum(o["cpu"] for o in outs) / runs)
 
 
 def _cluster(kind: str, url: str, env: dict[str, str], log_dir: Path, runs: int, lat_runs: int,

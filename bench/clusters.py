@@ -37,6 +37,8 @@ class Measure:
     errors: int = 0
     server_rss_mib: list[float] = field(default_factory=list)
     cpu_s_per_run: float = float("nan")
+    broker_cpu_s_per_run: float = float("nan")
+    """``redis-server``'s and the driver's CPU per run in a steady state (``BatonCluster.sustained``)."""
 
 
 class _Procs:
@@ -169,16 +171,22 @@ class BatonCluster:
         m.runs_per_s = runs / (time.perf_counter() - t0)
         m.cpu_s_per_run = (cpu_seconds(pids) - cpu0) / runs
 
-    def sustained(self, m: Measure, *, in_flight: int, seconds: float, warmup_s: float) -> None:
+    def sustained(self, m: Measure, *, in_flight: int, seconds: float, warmup_s: float, server_pid: int = 0) -> None:
         """Steady state: a closed loop keeping ``in_flight`` runs outstanding (a new run per result);
-        runs/s = results in the ``seconds`` after ``warmup_s`` seconds of the same load."""
+        runs/s = results in the ``seconds`` after ``warmup_s`` seconds of the same load. CPU per run
+        over the same window: the workers' (``m.cpu_s_per_run``), and the ``redis-server`` of
+        ``server_pid`` with this driver's (``m.broker_cpu_s_per_run``)."""
         from baton.protocol import Error
 
         n = 0
         outstanding = {self._submit(task_text(n := n + 1)) for _ in range(in_flight)}
         start = time.monotonic()
         window, done = (start + warmup_s, start + warmup_s + seconds), 0
+        workers = [p.pid for p in self.procs.procs]
+        cpu0: tuple[float, float, float] | None = None
         while time.monotonic() < window[1]:
+            if cpu0 is None and time.monotonic() >= window[0]:
+                cpu0 = (cpu_seconds(workers), cpu_seconds([server_pid] if server_pid else []), time.process_time())
             for msg in self._results.read(1000, count=1000):
                 if msg.run_id in outstanding:
                     outstanding.discard(msg.run_id)
@@ -188,6 +196,11 @@ class BatonCluster:
             if not self._results.arrived:
                 self.procs.check_alive()
         m.runs_per_s = done / seconds
+        if cpu0 is not None and done:
+            m.cpu_s_per_run = (cpu_seconds(workers) - cpu0[0]) / done
+            if server_pid:
+                server = cpu_seconds([server_pid]) - cpu0[1]
+                m.broker_cpu_s_per_run = (server + time.process_time() - cpu0[2]) / done
         self._wait(outstanding)
 
     def latency(self, m: Measure, runs: int) -> None:

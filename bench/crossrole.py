@@ -15,8 +15,11 @@ full: BENCHMARKS.md, "Cross-role batching") and count the results of ``--seconds
 ``--warmup`` seconds of the same load: steady state, not a burst. Then ``--latency-runs``
 sequential single runs (one outstanding at a time) measure what each mode adds to a lone run:
 through ONE all-roles process (its cluster is started for that alone) and through the one-role
-workers. ``--write`` puts the table into BENCHMARKS.md (section "Cross-role batching"). Not a
-test: a measurement.
+workers. CPU per run over the same window (``/proc``): the baton workers', and ``redis-server``'s
+with the driver's; the ceiling's is its processes' CPU over their batches (the model alone). The
+ceiling's CPU per run over a configuration's is the ratio it could reach if the cores did nothing
+else: the share the broker and the runtime cost, whatever the machine's load. ``--write`` puts the
+table into BENCHMARKS.md (section "Cross-role batching"). Not a test: a measurement.
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ CONFIGS = {
 }
 
 
-def _baton(cfg: str, url: str, env: dict[str, str], log_dir: Path, args: argparse.Namespace) -> Measure:
+def _baton(cfg: str, url: str, env: dict[str, str], log_dir: Path, args: argparse.Namespace,
+           server_pid: int) -> Measure:
     m = Measure()
     cluster = BatonCluster(url, env, log_dir, all_roles=2 if cfg == "all-roles" else 0)
     try:
         cluster.start(m)
-        cluster.sustained(m, in_flight=args.in_flight, seconds=args.seconds, warmup_s=args.warmup)
+        cluster.sustained(m, in_flight=args.in_flight, seconds=args.seconds, warmup_s=args.warmup,
+                          server_pid=server_pid)
         if cfg == "one-role":
             cluster.latency(m, args.latency_runs)
     finally:
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                     m = _ceiling_steady(model, env, batch, args.seconds, guess)
                     guess = m.runs_per_s
                 else:
-                    m = _baton(cfg, server.url, env, log_dir, args)
+                    assert server.proc is not None
+                    m = _baton(cfg, server.url, env, log_dir, args, server.proc.pid)
                 log.info("%s: %.1f runs/s", cfg, m.runs_per_s)
                 results[cfg].append(m)
     table = _table(results)
@@ -135,16 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cpu(ms: list[Measure]) -> str:
+    """The CPU per run of a configuration, ms (medians): the workers' (the ceiling's model), then Redis' and
+    the driver's."""
+    work = spread([m.cpu_s_per_run * 1000 for m in ms])[1]
+    broker = spread([m.broker_cpu_s_per_run * 1000 for m in ms])[1]
+    return f"{work:.2f}" + (f" + {broker:.2f}" if broker == broker else "")
+
+
 def _table(results: dict[str, list[Measure]]) -> list[str]:
-    rows = ["| configuration | runs/s | ÷ ceiling (same repeat) | single-run p50, ms | p50 ÷ one-role p50 |",
-            "|---|---|---|---|---|"]
+    rows = ["| configuration | runs/s | ÷ ceiling (same repeat) | CPU per run, ms: workers (ceiling: model) + Redis "
+            "and driver | ceiling's CPU per run ÷ this one's | single-run p50, ms | p50 ÷ one-role p50 |",
+            "|---|---|---|---|---|---|---|"]
     ceil = [m.runs_per_s for m in results["ceiling"]]
+    ceil_cpu = [m.cpu_s_per_run for m in results["ceiling"]]
     base = [percentile(m.latencies, 50) for m in results["one-role"]]
     for cfg, label in CONFIGS.items():
         rates = [m.runs_per_s for m in results[cfg]]
         lo, mid, hi = spread(rates)
-        ratio = p50 = vs = "–"
+        ratio = p50 = vs = bound = "–"
         if cfg != "ceiling":
+            blo, bmid, bhi = spread([c / (m.cpu_s_per_run + m.broker_cpu_s_per_run)
+                                     for m, c in zip(results[cfg], ceil_cpu, strict=True)])
+            bound = f"{bmid:.2f} ({blo:.2f}–{bhi:.2f})"
             rlo, rmid, rhi = spread([r / c for r, c in zip(rates, ceil, strict=True)])
             ratio = f"**{rmid:.2f}** ({rlo:.2f}–{rhi:.2f})"
             lat = [percentile(m.latencies, 50) for m in results[cfg]]
@@ -153,7 +172,8 @@ def _table(results: dict[str, list[Measure]]) -> list[str]:
                 p50 = f"**{pmid:.0f}** ({plo:.0f}–{phi:.0f})"
                 vlo, vmid, vhi = spread([x / b for x, b in zip(lat, base, strict=True)])
                 vs = f"**{vmid:.2f}** ({vlo:.2f}–{vhi:.2f})"
-        rows.append(f"| {label} | **{mid:.1f}** ({lo:.1f}–{hi:.1f}) | {ratio} | {p50} | {vs} |")
+        cpu = _cpu(results[cfg])
+        rows.append(f"| {label} | **{mid:.1f}** ({lo:.1f}–{hi:.1f}) | {ratio} | {cpu} | {bound} | {p50} | {vs} |")
     return rows
 
 

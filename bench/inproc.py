@@ -61,7 +61,7 @@ def ceiling(model: str, runs: int, offset: int, batch: int, sync_dir: str) -> di
     (sync / f"ready-{os.getpid()}").touch()
     while not (sync / "go").exists():
         time.sleep(0.005)
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     tasks = [task_text(offset + i) for i in range(runs)]
     for spec in roles:
         outputs: list[str] = []
@@ -69,7 +69,7 @@ def ceiling(model: str, runs: int, offset: int, batch: int, sync_dir: str) -> di
             prompts = [render_prompt(spec, t, []) for t in tasks[i : i + batch]]
             outputs += [g.text for g in backend.generate(prompts, max_new_tokens=40)]
         tasks = [handoff_text(spec, o) for o in outputs] if spec.next else outputs
-    return {"runs": runs, "start": start, "end": time.time()}
+    return {"runs": runs, "start": start, "end": time.time(), "cpu": time.process_time() - cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
