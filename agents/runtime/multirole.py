@@ -9,9 +9,9 @@ ones, so an idle process polls nothing), and hands each batch it read to the coo
 instead of processing it. The coordinator takes what every role has ready, runs each role's
 ``before`` stages (admit, review, guard, gather, prepare, budget), groups the prompts of all
 roles by ``(model, max_new_tokens)``, makes the group's ``backend.generate`` calls in place of
-each role's ``work`` stage (``plan_calls``: roles' batches share a call while it stays within the
-batch size, shortest prompts first, so small batches fill one call and full ones are not padded to
-another role's longer prompts), and runs each role's ``after`` stages (settle, hand off to its own
+each role's ``work`` stage (``plan_calls``: shortest prompts first, a call takes other roles'
+batches while it holds less than a full batch, so small batches share one call and full ones go
+alone), and runs each role's ``after`` stages (settle, hand off to its own
 next stream, dead letters, retries, commit). Everything per role stays per
 role: leases (each role's heartbeat thread renews its entries), reclaim, dead letters,
 metrics (one registry per role), rate limits (each role's limiter reserves its prompts of the
@@ -332,15 +332,15 @@ class MultiRoleWorker:
 def plan_calls(batches: Sequence[Sequence[str]], size: int) -> list[list[int]]:
     """The model calls for the prompt batches of one model (each a role's batch), as lists of
     indices into ``batches``: shortest prompts first, a call takes the next batch whole while it
-    stays within ``size`` prompts (the batch size: the most prompts per call); a batch that does
-    not fit starts the next call. Small batches of several roles share a call (the point of
-    cross-role batching); full ones are not padded to another role's longer prompts (BENCHMARKS.md,
-    "Cross-role batching": three full batches of the seed chain in one call cost the model a fifth
-    more per prompt than three calls)."""
+    holds fewer than ``size`` prompts (the batch size), so a call is topped up to a full batch and
+    no further. Small batches of several roles share a call (the point of cross-role batching);
+    full ones go alone, neither padded to another role's longer prompts nor made into one call of
+    three batches (``python -m bench.crosscalls``: three full seed-chain batches of 32 in one call cost
+    the twin 1.1-2x the model CPU of three calls; three batches of 12 cost 0.6x in one call)."""
     calls: list[list[int]] = []
-    held = 0
+    held = size
     for i in sorted(range(len(batches)), key=lambda i: max(map(len, batches[i]), default=0)):
-        if not calls or held + len(batches[i]) > size:
+        if held >= size:
             calls.append([])
             held = 0
         calls[-1].append(i)

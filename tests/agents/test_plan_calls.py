@@ -16,8 +16,9 @@ def test_full_batches_each_get_their_own_call_shortest_prompts_first() -> None:
     assert plan_calls(batches, size=32) == [[2], [1], [0]]
 
 
-def test_a_call_takes_whole_batches_while_it_stays_within_the_batch_size() -> None:
-    batches = [[SHORT] * 20, [MID] * 12, [LONG] * 5]
-    assert plan_calls(batches, size=32) == [[0, 1], [2]]
-    assert plan_calls([[SHORT] * 40], size=32) == [[0]]  # a batch is never split (a read holds at most the size)
+def test_a_call_is_topped_up_to_a_full_batch_with_whole_batches() -> None:
+    assert plan_calls([[SHORT] * 20, [MID] * 20, [LONG] * 20], size=32) == [[0, 1], [2]]
+    assert plan_calls([[LONG] * 5, [MID] * 12, [SHORT] * 20], size=32) == [[2, 1], [0]]
+    assert plan_calls([[SHORT] * 16, [MID] * 16, [LONG] * 16], size=32) == [[0, 1], [2]]
+    assert plan_calls([[SHORT] * 40], size=32) == [[0]]  # a batch is never split
     assert plan_calls([], size=32) == []

@@ -28,7 +28,7 @@ def _submit(client: redis.Redis, keys: Keys, prefix: str, n: int) -> list[str]:
 
 def _trickle(client: redis.Redis, keys: Keys, prefix: str, n: int, gap_s: float) -> list[str]:
     """``n`` runs ``gap_s`` apart: each role's batch is short when the next role's work arrives, so
-    roles' batches share model calls (full ones would not: ``plan_calls``)."""
+    roles' batches share model calls (a full one would go alone: ``plan_calls``)."""
     run_ids = []
     for i in range(n):
         run_ids.append(submit(client, keys, Task(run_id=f"{prefix}-{i}", role="planner", task=f"Topic {i}")))
@@ -77,7 +77,7 @@ def test_one_process_serves_three_roles_with_cross_role_model_calls(
     log = "".join(p.read_text() for p in workers.log_dir.glob("worker-*.log"))
     assert re.search(r"model call: \d+ prompts of roles \w+,\w+", log)  # the per-call log line says so too
     sizes = [int(n) for n in re.findall(r"model call: (\d+) prompts", log)]
-    assert sizes and max(sizes) <= 8, sizes  # roles' batches share a call only within the batch size
+    assert sizes and max(sizes) < 16, sizes  # a call is topped up to a full batch (8) and no further
     for role in SEED_ROLES:  # each role still has its consumer: the health check sees it
         check = baton("worker", role, "--check", env=workers.env)
         assert check.returncode == 0 and check.stdout.startswith(f"ok: {role}-"), check
