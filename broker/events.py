@@ -2,10 +2,10 @@
 
 Every write trims the stream (``XADD ... MAXLEN ~ events_maxlen``) and renews its lifetime (``EXPIRE
 events_ttl_s``), both from ``Keys.retention``, so a log is bounded in length and outlives its run by
-``events_ttl_s`` at most. A generating worker's token chunks (``append_batch``) are the exception:
-they go only to a log that exists (``NOMKSTREAM``) and leave its lifetime as the hop's
-``hop_started``, just before them, and its commit, just after, set it (one command per chunk
-instead of two; a chunk never creates a log without a lifetime). The entry id is
+``events_ttl_s`` at most. A generating worker's token chunks (``Tokens`` through ``append_batch``)
+are the exception: they go only to a log that exists (``NOMKSTREAM``) and leave its lifetime as
+the hop's ``hop_started``, just before them, and its commit, just after, set it (one command per
+chunk instead of two; a chunk never creates a log without a lifetime). The entry id is
 the event id: readers resume with ``after=<id>``. Hop and terminal events are also written by the
 commit script (``broker/lua/commit.lua``) with the same field, trimming and expiry.
 """
@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 import redis
 import redis.asyncio
 
-from ..protocol import Event, ProtocolError, decode_event, encode_event, is_terminal
+from ..protocol import Event, ProtocolError, Tokens, decode_event, encode_event, is_terminal
 from . import direct
 from .keys import Keys
 from .retention import DEFAULT_EVENTS_MAXLEN
@@ -97,11 +97,21 @@ def append_batch(
     events: Sequence[Event],
 ) -> None:
     """Append ``events`` of any runs (each to its own run's log, in order) in one pipelined round trip
-    (a generating worker's token chunks: on the held connection). A chunk is added only to a log
-    that exists, and does not renew its lifetime (the module's docstring says why)."""
-    kept = keys.retention.events_maxlen
-    _send(client, [("XADD", keys.events(e.run_id), "NOMKSTREAM", "MAXLEN", "~", kept, "*", EVENT_FIELD,
-                    encode_event(e)) for e in events])
+    (a worker's live events: on the held connection). Token chunks (``Tokens``) are added only to a
+    log that exists and do not renew its lifetime (the module's docstring says why); the other
+    events renew it, as ``append_events`` does."""
+    kept = keys.retention
+    commands: list[Command] = []
+    renewed: dict[str, None] = {}
+    for event in events:
+        key = keys.events(event.run_id)
+        if isinstance(event, Tokens):
+            commands.append(("XADD", key, "NOMKSTREAM", "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD,
+                             encode_event(event)))
+        else:
+            commands.append(("XADD", key, "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD, encode_event(event)))
+            renewed[key] = None
+    _send(client, [*commands, *(("EXPIRE", key, kept.events_ttl_s) for key in renewed)])
 
 
 class _Read:

@@ -135,6 +135,9 @@ def test_token_chunks_join_a_log_that_exists_and_keep_its_lifetime(client: redis
     assert [e.text for _, e in read_events(client, keys, "t1") if isinstance(e, Tokens)] == ["t10", "t11", "t12"]
     assert 0 < client.ttl(keys.events("t1")) <= 30  # the chunks left the lifetime to the hop's own events
     assert not client.exists(keys.events("t2"))
+    append_batch(client, kept, [Queued(run_id="t2", role="planner", task="t"), *chunks])  # other events: as ever
+    assert [type(e).__name__ for _, e in read_events(client, keys, "t2")] == ["Queued", "Tokens", "Tokens", "Tokens"]
+    assert 30 < client.ttl(keys.events("t2")) <= 90
 
 
 def _one_entry(client: redis.Redis, keys: Keys, consumer: str) -> object:
