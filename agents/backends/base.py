@@ -54,7 +54,12 @@ class Generation:
 
 @runtime_checkable
 class ModelBackend(Protocol):
-    """A text generator that workers call with a batch of prompts."""
+    """A text generator that workers call with a batch of prompts.
+
+    Optional: ``probe()`` (asked while the circuit breaker is open: does the endpoint answer?) and
+    ``pads`` (True when a call is one padded batch in this process, as the Hugging Face backend's:
+    an all-roles process then gives each full batch its own call rather than one call for every role).
+    """
 
     name: str
     """The model name the backend was asked for (e.g. ``"sshleifer/tiny-gpt2"``)."""

@@ -160,6 +160,9 @@ class HFPipelineBackend:
         }
         # The same tokens as generate(), without its per-step overhead (greedy.py), when it can.
         self.fast_greedy: bool = plain_greedy(self.model)
+        self.pads = True
+        """A call is one padded batch in this process: its cost grows with its size times its longest
+        prompt (an all-roles process splits its roles' batches for it: ``multirole.plan_calls``)."""
         self._decode_rows = batch_decoder(self.tokenizer)
         release_free_memory()
 

@@ -9,11 +9,11 @@ ones, so an idle process polls nothing), and hands each batch it read to the coo
 instead of processing it. The coordinator takes what every role has ready, runs each role's
 ``before`` stages (admit, review, guard, gather, prepare, budget), groups the prompts of all
 roles by ``(model, max_new_tokens)``, makes the group's ``backend.generate`` calls in place of
-each role's ``work`` stage (``plan_calls``: shortest prompts first, a call takes other roles'
-batches while it holds less than a full batch, so small batches share one call and full ones go
-alone), and runs each role's ``after`` stages (settle, hand off to its own
-next stream, dead letters, retries, commit). Everything per role stays per
-role: leases (each role's heartbeat thread renews its entries), reclaim, dead letters,
+each role's ``work`` stage (one call per group for a remote model; for one generated in this
+process, ``plan_calls``: shortest prompts first, a call takes other roles' batches while it holds
+less than a full batch, so small batches share one call and full ones go alone), and runs each
+role's ``after`` stages (settle, hand off to its own next stream, dead letters, retries, commit).
+Everything per role stays per role: leases (each role's heartbeat thread renews its entries), reclaim, dead letters,
 metrics (one registry per role), rate limits (each role's limiter reserves its prompts of the
 shared call), budgets, heartbeats (``baton worker --check ROLE`` sees each role's consumer).
 
@@ -259,7 +259,10 @@ class MultiRoleWorker:
                 self._guarded(r, self._after)
 
     def _calls(self, group: list[_Read]) -> list[list[_Read]]:
-        """The model calls for one model's batches (``plan_calls``)."""
+        """The model calls for one model's batches: one for a remote model (its server batches them), as
+        ``plan_calls`` says for a backend that pads a batch in this process."""
+        if not getattr(group[0].rt.backend, "pads", False):
+            return [group]
         prompts = [[item.prompt for item in r.batch.work] if r.batch is not None else [] for r in group]
         return [[group[i] for i in call] for call in plan_calls(prompts, self.settings.batch_size)]
 
