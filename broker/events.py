@@ -52,12 +52,17 @@ EventEntry: TypeAlias = tuple[str, Event]
 Command: TypeAlias = tuple[str | int | bytes, ...]
 
 
+def _xadd(keys: Keys, key: str, payload: bytes, *, existing: bool = False) -> Command:
+    """The trimmed ``XADD`` of ``payload`` to the log ``key``; ``existing``: only if the log exists."""
+    return ("XADD", key, *(("NOMKSTREAM",) if existing else ()), "MAXLEN", "~", keys.retention.events_maxlen, "*",
+            EVENT_FIELD, payload)
+
+
 def _log_commands(keys: Keys, run_id: str, payloads: Sequence[bytes]) -> list[Command]:
     """The commands that append ``payloads`` to ``run_id``'s log: an ``XADD`` each (trimmed), then
     the log's ``EXPIRE``."""
-    key, kept = keys.events(run_id), keys.retention
-    return [*(("XADD", key, "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD, p) for p in payloads),
-            ("EXPIRE", key, kept.events_ttl_s)]
+    key = keys.events(run_id)
+    return [*(_xadd(keys, key, p) for p in payloads), ("EXPIRE", key, keys.retention.events_ttl_s)]
 
 
 def _send(client: redis.Redis, commands: Sequence[Command]) -> None:
@@ -100,18 +105,15 @@ def append_batch(
     (a worker's live events: on the held connection). Token chunks (``Tokens``) are added only to a
     log that exists and do not renew its lifetime (the module's docstring says why); the other
     events renew it, as ``append_events`` does."""
-    kept = keys.retention
     commands: list[Command] = []
     renewed: dict[str, None] = {}
     for event in events:
         key = keys.events(event.run_id)
-        if isinstance(event, Tokens):
-            commands.append(("XADD", key, "NOMKSTREAM", "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD,
-                             encode_event(event)))
-        else:
-            commands.append(("XADD", key, "MAXLEN", "~", kept.events_maxlen, "*", EVENT_FIELD, encode_event(event)))
+        chunk = isinstance(event, Tokens)
+        commands.append(_xadd(keys, key, encode_event(event), existing=chunk))
+        if not chunk:
             renewed[key] = None
-    _send(client, [*commands, *(("EXPIRE", key, kept.events_ttl_s) for key in renewed)])
+    _send(client, [*commands, *(("EXPIRE", key, keys.retention.events_ttl_s) for key in renewed)])
 
 
 class _Read:

@@ -341,9 +341,9 @@ def plan_calls(batches: Sequence[Sequence[str]], size: int) -> list[list[int]]:
     three batches (``python -m bench.crosscalls``: three full seed-chain batches of 32 in one call cost
     the twin 1.1-2x the model CPU of three calls; three batches of 12 cost 0.6x in one call)."""
     calls: list[list[int]] = []
-    held = size
+    held = 0
     for i in sorted(range(len(batches)), key=lambda i: max(map(len, batches[i]), default=0)):
-        if held >= size:
+        if not calls or held >= size:
             calls.append([])
             held = 0
         calls[-1].append(i)
