@@ -76,8 +76,6 @@ def test_one_process_serves_three_roles_with_cross_role_model_calls(
     assert all(h.meta.batch is not None and h.meta.role in h.meta.batch.roles for h in mixed)
     log = "".join(p.read_text() for p in workers.log_dir.glob("worker-*.log"))
     assert re.search(r"model call: \d+ prompts of roles \w+,\w+", log)  # the per-call log line says so too
-    sizes = [int(n) for n in re.findall(r"model call: (\d+) prompts", log)]
-    assert sizes and max(sizes) < 16, sizes  # a call is topped up to a full batch (8) and no further
     for role in SEED_ROLES:  # each role still has its consumer: the health check sees it
         check = baton("worker", role, "--check", env=workers.env)
         assert check.returncode == 0 and check.stdout.startswith(f"ok: {role}-"), check
