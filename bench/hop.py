@@ -1,10 +1,11 @@
 """The price of one broker hop, measured in the driver process, one message at a time.
 
 - ``raw``: redis-py issuing XADD -> XREADGROUP (COUNT 1) -> XACK, the plainest hop;
-- ``raw-same``: redis-py issuing exactly the commands a baton worker issues for one message of
-  the seed chain, in the same round trips (XADD of the task; XREADGROUP; SMISMEMBER of the
-  cancelled set pipelined with HGETALL of the scratchpad; EVALSHA of the commit script with
-  ready-made arguments), without baton's Python around them;
+- ``raw-same``: redis-py issuing the commands a baton worker issues for one message of the seed
+  chain, in the same round trips (XADD of the task; XREADGROUP; the ``started`` function: the
+  cancelled flag, ``hop_started``, the record's budget fields and the scratchpad; the ``commit``
+  function, its arguments built beforehand by baton's own builders), without baton's Python
+  around them;
 - ``baton``: baton's own code path: the task is published, then an in-process
   :class:`agents.worker.Worker` (echo backend) reads it and processes it (decode, memory read,
   prompt, handoff, atomic commit).
@@ -76,40 +77,52 @@ class _Baton:
 
 
 class _RawSame:
-    """The baton worker's commands in the same round trips, arguments built beforehand."""
+    """The commands a baton worker sends for one message, in the same round trips, with their
+    arguments built beforehand by baton's own builders (``broker.prefetch.started_call``,
+    ``broker.commit.commit_call``): the Redis side of a hop without the worker's Python around it."""
 
     def __init__(self, url: str, total: int) -> None:
+        from baton.broker import Entry, Handoff
+        from baton.broker.budget import RESERVE_FIELDS, usage_counts
+        from baton.broker.commit import commit_call
+        from baton.broker.prefetch import started_call
         from baton.broker.scripts import library
-        from baton.protocol import encode
+        from baton.protocol import HopFinished, HopStarted, Tokens, encode, encode_event
 
         worker = _baton_worker(url)
         self.client: redis.Redis = worker.client
-        self.keys, self.group, self.consumer = worker.keys, worker.streams.group, worker.consumer
-        self.stream, self.out = worker.streams.streams[0], self.keys.stream(worker.workflow.name, "summarizer")
+        keys, group, consumer = worker.keys, worker.streams.group, worker.consumer
+        self.group, self.consumer = group, consumer
+        self.stream = worker.streams.streams[0] + ":raw-same"  # its own stream: entry ids chosen here
+        self.client.xgroup_create(self.stream, group, id="0", mkstream=True)
+        out = keys.stream(worker.workflow.name, "summarizer")
         self.lib = library()
         self.lib.mode(self.client)  # loads the Functions library once, as a worker's first commit does
-        self.tasks = [encode(_task(f"r{i}")) for i in range(total)]
-        self.next = encode(_task("next"))
-        self.pad_value = b'{"task": "t", "response": "' + b"y" * 300 + b'"}'
+        self.calls: list[tuple[str, bytes, Any, Any]] = []
+        output = "Research and elaborate: " + "y" * 300
+        for i in range(total):
+            run_id, entry_id, task = f"r{i}", f"{i + 1}-0", _task(f"r{i}")
+            common = {"run_id": run_id, "at": 1.0, "role": "researcher", "agent": "Bob", "hop": 1, "msg_id": task.id}
+            started = started_call(keys, keys.partition(run_id), [(run_id, encode_event(HopStarted(
+                consumer=consumer, **common)))], [(run_id, "Bob")], (*RESERVE_FIELDS, "tenant"))
+            handoff = Handoff(
+                entry=Entry(self.stream, entry_id, encode(task)), run_id=run_id, msg_id=task.id,
+                outputs=[(out, encode(_task(run_id)))], pad=("Bob", entry_id, b'{"task": "t", "response": "'
+                                                                + b"y" * 300 + b'"}'),
+                record={"updated_at": 1.0, "hops": 2, "status": RunStatus.RUNNING.value, "role": "summarizer"},
+                partition=keys.partition(run_id),
+                events=[encode_event(Tokens(text=output, **common)),
+                        encode_event(HopFinished(consumer=consumer, tokens=40, output=output, **common))],
+                counts=usage_counts("researcher", "echo", 40))
+            self.calls.append((entry_id, encode(task), started, commit_call(keys, group, consumer, handoff)))
 
     def run(self, start: int, n: int) -> None:
-        from baton.broker.retention import MARKER_TTL_S
-
-        client, keys, group, consumer, stream = self.client, self.keys, self.group, self.consumer, self.stream
-        for i in range(start, start + n):
-            run_id = f"r{i}"
-            client.xadd(stream, {"msg": self.tasks[i]})
-            reply: Any = client.xreadgroup(group, consumer, {stream: ">"}, count=1)
-            entry_id = reply[0][1][0][0].decode()
-            pipe = client.pipeline(transaction=False)
-            pipe.smismember(keys.cancelled(), [run_id])
-            pipe.hgetall(keys.pad(run_id, "Bob"))
-            pipe.execute()
-            script_keys = [stream, keys.done(run_id, run_id), keys.run(run_id), keys.pad(run_id, "Bob"),
-                           keys.pads(run_id), self.out]
-            args = [group, consumer, entry_id, MARKER_TTL_S, entry_id, self.pad_value, "Bob", entry_id.split("-")[0],
-                    0, 3, "updated_at", 1.0, "hops", 2, "status", RunStatus.RUNNING.value, self.next]
-            client.execute_command(*self.lib.command(client, "commit", script_keys, args))
+        client, lib, stream = self.client, self.lib, self.stream
+        for entry_id, task, started, commit in self.calls[start:start + n]:
+            client.xadd(stream, {"msg": task}, id=entry_id)
+            client.xreadgroup(self.group, self.consumer, {stream: ">"}, count=1)
+            client.execute_command(*lib.command(client, "started", *started))
+            client.execute_command(*lib.command(client, "commit", *commit))
 
 
 def measure_hops(url: str, n: int, chunks: int = 10) -> dict[str, float]:

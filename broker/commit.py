@@ -28,7 +28,7 @@ from .replication import ReplicaWait
 from .scripts import is_missing, library
 from .streams import Entry
 
-__all__ = ["Committed", "Committer", "Handoff", "Outcome", "commit", "commit_batch"]
+__all__ = ["Committed", "Committer", "Handoff", "Outcome", "commit", "commit_batch", "commit_call"]
 
 
 class Outcome(enum.IntEnum):
@@ -202,6 +202,12 @@ def _run_per_node(
         client.nodes_manager.initialize()  # type: ignore[attr-defined]
         raise TryAgainError("TRYAGAIN slots moved during a commit with WAIT; retrying")
     return results, acked
+
+
+def commit_call(keys: Keys, group: str, consumer: str, h: Handoff) -> tuple[list[str | bytes | float | int],
+                                                                          list[str | bytes | float | int]]:
+    """``(keys, args)`` of the ``commit`` function call that commits ``h`` (what ``commit_batch`` sends)."""
+    return _split(_call(keys, group, consumer, h))
 
 
 def _split(call: tuple[int, list[str | bytes | float | int]]) -> tuple[list[str | bytes | float | int],

@@ -17,7 +17,7 @@ from .pads import PadEntry, pad_entries
 from .scripts import LuaScript, is_missing, library
 from .text import as_text
 
-__all__ = ["BeforeRun", "before_run", "cancelled_and_scratchpads", "cancelled_flags"]
+__all__ = ["BeforeRun", "before_run", "cancelled_and_scratchpads", "cancelled_flags", "started_call"]
 
 
 def cancelled_and_scratchpads(
@@ -109,14 +109,7 @@ def _read_started(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads:
     for j, (run_id, _) in enumerate(pads):
         p = keys.partition(run_id)
         pads_of.get(p, apart).append(j)
-    kept = keys.retention
-    calls: list[tuple[list[str], list[str | bytes | int]]] = []
-    for p, items in by_p.items():
-        mine = [keys.pad(*pads[j]) for j in pads_of[p]]
-        script_keys = [keys.cancelled(p), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items),
-                       *mine]
-        calls.append((script_keys, [kept.events_maxlen, kept.events_ttl_s, len(fields), len(mine), *fields,
-                                    *(r for r, _ in items), *(e for _, e in items)]))
+    calls = [started_call(keys, p, items, [pads[j] for j in pads_of[p]], fields) for p, items in by_p.items()]
     lib = library()
     commands: list[list[Any]] = [lib.command(client, "started", k, a) for k, a in calls]
     commands += [["HGETALL", keys.pad(*pads[j])] for j in apart]
@@ -141,6 +134,19 @@ def _read_started(client: redis.Redis, keys: Keys, run_ids: Sequence[str], pads:
     for j, raw in zip(apart, replies[len(calls):], strict=True):
         read_pads[j] = pad_entries(raw)
     return [flags[r] for r in run_ids], read_pads, records
+
+
+def started_call(keys: Keys, partition: int, items: Sequence[tuple[str, bytes]], pads: Sequence[tuple[str, str]],
+                 fields: Sequence[str]) -> tuple[list[str], list[str | bytes | int]]:
+    """``(keys, args)`` of the ``started`` function call for the runs of one partition: ``items`` are
+    ``(run_id, hop_started event or b"")``, ``pads`` the ``(run_id, agent)`` scratchpads to read
+    there, ``fields`` the record fields to read (``lua/started.lua``)."""
+    kept = keys.retention
+    mine = [keys.pad(*pad) for pad in pads]
+    script_keys = [keys.cancelled(partition), *(keys.events(r) for r, _ in items), *(keys.run(r) for r, _ in items),
+                   *mine]
+    return script_keys, [kept.events_maxlen, kept.events_ttl_s, len(fields), len(mine), *fields,
+                         *(r for r, _ in items), *(e for _, e in items)]
 
 
 def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
