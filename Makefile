@@ -59,7 +59,7 @@ lint: $(LINKED)
 openapi: $(LINKED)
 	$(BIN)/baton api openapi > docs/openapi.json
 
-# Side-by-side benchmark (seed notebook, baton, Celery, ceiling); rewrites BENCHMARKS.md. Not part of `make test`.
+# Side-by-side benchmark (seed notebook, baton, Celery, ceiling); rewrites its sections of BENCHMARKS.md. Not part of `make test`.
 bench: $(LINKED)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

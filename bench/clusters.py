@@ -266,34 +266,32 @@ class CeleryCluster:
 
     def _get(self, result: Any, deadline: float) -> Any:
         """``result.get()`` as a Celery user waits (the Redis backend's pub/sub), bounded by ``deadline``
-        and never hung by a lost notification: after each second of waiting the result key is read
-        directly and, when the chain finished, handed to the result consumer, as Celery itself does
-        when its pub/sub connection is re-made (``ResultConsumer._reconnect_pubsub``). With the
-        notifications arriving this costs nothing; a notification the consumer missed (seen here:
-        a burst hanging for minutes in the pub/sub wait) costs at most a second instead of the timeout."""
+        and never hung by a lost notification: each wait lasts at most a second, after which the result
+        key is read directly and, when the chain finished, its result is taken from there and handed to
+        the result consumer, as Celery itself does when its pub/sub connection is re-made
+        (``ResultConsumer._reconnect_pubsub``). With the notifications arriving this costs nothing; a
+        notification the consumer missed (seen here: a burst hanging for minutes in the pub/sub wait)
+        costs at most a second instead of the deadline. (``get``'s own ``on_interval`` cannot do this:
+        Celery wraps it in a promise, which calls it once, not once per interval.)"""
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         backend = result.backend
-        key, checked = backend.get_key_for_task(result.id), [time.monotonic()]
-
-        def recheck(*_: Any) -> None:  # called after every drained message: read the key at most once a second
-            now = time.monotonic()
-            if now - checked[0] < 1.0:
-                return
-            checked[0] = now
+        key = backend.get_key_for_task(result.id)
+        while True:
+            try:
+                return result.get(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+            except CeleryTimeout:
+                pass
             raw = backend.client.get(key)
-            if raw is not None:
-                meta = backend.decode_result(raw)
-                if meta["status"] in backend.READY_STATES:
-                    self.missed += 1
-                    backend.result_consumer.on_state_change(meta, None)
+            meta = backend.decode_result(raw) if raw is not None else None
+            if meta is not None and meta["status"] in backend.READY_STATES:
+                self.missed += 1
+                backend.result_consumer.on_state_change(meta, None)
+                return meta["result"]
             self.procs.check_alive()
-
-        try:
-            return result.get(timeout=max(0.1, deadline - time.monotonic()), on_interval=recheck)
-        except CeleryTimeout:
-            raise TimeoutError(f"a Celery chain gave no result in time (task {result.id}; "
-                               f"{self.missed} lost result notifications recovered so far)") from None
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"a Celery chain gave no result in time (task {result.id}; "
+                                   f"{self.missed} lost result notifications recovered so far)")
 
     def stop(self, m: Measure) -> None:
         """Record RSS (main process + its pool child, now and peak), then stop the workers."""
