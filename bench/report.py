@@ -84,7 +84,8 @@ def _hops(results: dict[str, list[Any]]) -> tuple[list[str], dict[str, float]]:
     rows = ["| hop | µs per message |", "|---|---|"]
     names = {
         "raw": "raw redis-py: XADD → XREADGROUP → XACK",
-        "raw-same": "raw redis-py, baton's commands (XADD; XREADGROUP; SMISMEMBER+HGETALL pipelined; EVALSHA commit)",
+        "raw-same": "raw redis-py, baton's commands (XADD; XREADGROUP; FCALL started: cancel flag, hop_started, "
+                    "record fields, scratchpad; FCALL commit)",
         "baton": "baton's code path (publish, RoleStreams.read, Worker.process with the echo backend)",
     }
     for key, label in names.items():
@@ -152,7 +153,7 @@ def _events(results: dict[str, list[Any]]) -> list[str]:
         "## Token events (issue 10)",
         "",
         "Both rows above run in the same bench run, one after the other in every repeat (same workers' code,"
-        " same twin model, batched defaults): `events-on` streams `tokens` events (a chunk every 8 tokens or"
+        " same twin model, batched defaults): `events-on` streams `tokens` events (a chunk every 16 tokens or"
         " 50 ms per prompt, one pipelined XADD round per flush for the whole batch, from the generating thread);"
         " `events-off` does not. Both write the rest of the event log (`queued`, `hop_started`, and the"
         " hop and terminal events inside the commit).",
