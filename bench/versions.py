@@ -82,24 +82,18 @@ def _probe(v: Version, runs: int, latency_runs: int) -> dict[str, float]:
     return {**d, "p50": percentile(lat, 50), "p95": percentile(lat, 95)}
 
 
-def _celery(runs: int, latency_runs: int) -> dict[str, float]:
-    from baton.broker import EmbeddedRedis
-
-    work = Path(tempfile.mkdtemp(prefix="baton-versions-celery-"))
-    server = EmbeddedRedis(work / "redis").start()
+def _celery(url: str, work: Path, runs: int, latency_runs: int) -> dict[str, float]:
+    """The Celery chain's echo figures on ``url`` (one server for every repeat: a Celery app keeps
+    the result store it first connected to)."""
+    env = {**worker_base_env(url, work), "BATON_MODEL": "echo"}
+    os.environ["BENCH_CELERY_URL"] = url
+    cluster, m = CeleryCluster(url, env, work), Measure()
     try:
-        env = {**worker_base_env(server.url, work), "BATON_MODEL": "echo"}
-        os.environ["BENCH_CELERY_URL"] = server.url
-        cluster, m = CeleryCluster(server.url, env, work), Measure()
-        try:
-            cluster.start(m)
-            cluster.throughput(m, runs)
-            cluster.latency(m, latency_runs)
-        finally:
-            cluster.stop(m)
+        cluster.start(m)
+        cluster.throughput(m, runs)
+        cluster.latency(m, latency_runs)
     finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        cluster.stop(m)
     return {"runs_per_s": m.runs_per_s, "p50": percentile(m.latencies, 50)}
 
 
@@ -135,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--celery-runs", type=int, default=256, help="chains per Celery burst")
     p.add_argument("--write", action="store_true", help=f"put the table into BENCHMARKS.md ({SECTION!r})")
     args = p.parse_args(argv)
+    from baton.broker import EmbeddedRedis
+
     tmp = Path(tempfile.mkdtemp(prefix="baton-versions-"))
     versions: list[Version] = []
     celery: list[dict[str, float]] = []
     loads = [os.getloadavg()]
     started = time.monotonic()
+    server = EmbeddedRedis(tmp / "celery-redis").start()
     try:
         versions = [_prepare(rev, tmp) for rev in args.revs]
         for rep in range(args.repeats):
@@ -147,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
                 v.figures.append(_probe(v, args.runs, args.latency_runs))
                 print(f"repeat {rep + 1}/{args.repeats}: {v.rev}: {v.figures[-1]['runs_per_s']:.0f} runs/s, p50 "
                       f"{v.figures[-1]['p50'] * 1000:.2f} ms (load {os.getloadavg()[0]:.2f})", flush=True)
-            celery.append(_celery(args.celery_runs, args.latency_runs))
+            celery.append(_celery(server.url, tmp, args.celery_runs, args.latency_runs))
             print(f"repeat {rep + 1}/{args.repeats}: Celery: {celery[-1]['runs_per_s']:.0f} runs/s, p50 "
                   f"{celery[-1]['p50'] * 1000:.2f} ms", flush=True)
     finally:
+        server.stop()
         for v in versions:
             if v.cwd != ROOT:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(v.cwd)],
