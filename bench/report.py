@@ -20,8 +20,8 @@ LABELS = {
     "baton-b1": "baton, 1 worker/role, unbatched (BATON_BATCH_SIZE=1)",
     "baton": "baton, 1 worker/role, batched (defaults)",
     "baton-2x": "baton, 2 workers/role, batched (defaults)",
-    "served": "baton, 1 worker/role on one batching `baton serve-model` (BATON_MODEL=http://...)",
-    "served-replicas": "baton, 1 worker/role on one batching `baton serve-model --replicas <cores>`",
+    "served": "baton, 1 worker/role on one batching `baton serve-model --replicas 1` (BATON_MODEL=http://...)",
+    "served-replicas": "baton, 1 worker/role on one batching `baton serve-model --replicas <cores>` (its default)",
     "events-on": "baton, 1 worker/role, batched, token events on (BATON_STREAM_TOKENS=1, the default)",
     "events-off": "baton, 1 worker/role, batched, token events off (BATON_STREAM_TOKENS=0)",
     "celery": "Celery chain, 1 prefork worker/role (concurrency 1)",
@@ -176,10 +176,11 @@ def _served(results: dict[str, list[Any]]) -> list[str]:
         "## Model server (serve-model batching, torch-free workers)",
         "",
         "`served`, `served-replicas` and `baton` run in the same bench run, one after the other in every repeat,"
-        " on the same cores: `served` is one `baton serve-model` process (the twin, one torch thread like the"
-        " in-process workers, dynamic batching with its defaults) and the seed chain's three role workers with"
+        " on the same cores: `served` is one `baton serve-model --replicas 1` process (the twin, one torch thread"
+        " like the in-process workers, dynamic batching with its defaults) and the seed chain's three role workers with"
         " `BATON_MODEL=http://...` (each sends its batch as one prompt-list request; no torch in the workers);"
-        " `served-replicas` is the same with `--replicas <cores>` (one server process per core on the port);"
+        " `served-replicas` is the same with `--replicas <cores>` (one server process per core on the port: the"
+        " default where the memory holds that many copies of the model);"
         " `baton` is three workers with the model in-process (batched defaults).",
         "",
         "| target | measured | wanted | met |",

@@ -64,8 +64,8 @@ def serve_model(
     batch_wait_ms: Annotated[float, typer.Option(
         min=0, help="Milliseconds a request waits for others to share its batch.")] = DEFAULT_BATCH_WAIT_MS,
     replicas: Annotated[int | None, typer.Option(
-        min=1, help="Server processes on the port, each with its own copy of the model "
-                    "(default: half the usable cores, at least 1).", show_default=False)] = None,
+        min=1, help="Server processes on the port, each with its own copy of the model (default: one per "
+                    "usable core, as many as the available memory holds).", show_default=False)] = None,
     api_key: Annotated[list[str] | None, typer.Option(
         help="An API key clients must send as a bearer token (repeatable; adds to BATON_MODEL_API_KEYS).")] = None,
     allow_anonymous: Annotated[bool, typer.Option(
@@ -92,7 +92,9 @@ def serve_model(
                        "--api-key (or bind 127.0.0.1)", 2)
     setup_logging(s.log_format, s.log_level)
     try:
+        if not replicas:  # as many as the cores and the memory hold copies of the model
+            replicas = default_replicas(target)
         serve(target, host=host, port=port, served_name=name, threads=s.torch_threads, max_batch=max_batch,
-              batch_wait_ms=batch_wait_ms, replicas=replicas or default_replicas(), api_keys=keys)
+              batch_wait_ms=batch_wait_ms, replicas=replicas, api_keys=keys)
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot serve {target}: {exc}") from None

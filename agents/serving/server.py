@@ -35,6 +35,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -44,8 +45,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...protocol import chat
 from ...protocol.codec import ProtocolError
 from ..backends import ModelBackend, ModelRejected, ModelUnavailable, is_http_model, load_backend
-from ..backends.base import Generation
+from ..backends.base import DEFAULT_MODEL, Generation
 from ..backends.chatting import OnTokens, StopFilter, cut_at_stop
+from ..backends.resolve import cached_snapshot
+from ..backends.twin import twin_path
 from .apikeys import require_api_keys
 from .batcher import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, Batcher
 from .limits import MAX_BODY_BYTES, MAX_PROMPTS, install, read_body
@@ -314,16 +317,56 @@ def app_from_env() -> FastAPI:
                       api_keys=cfg["api_keys"])
 
 
-def default_replicas() -> int:
-    """Server processes ``serve-model`` runs unless told: half the cores this process may use, at
-    least one. A replica is one Python process generating with one torch thread, so it keeps about
-    one core busy; the other half is left to the workers, Redis and the HTTP path that feed it (on
-    2 cores one replica served 1.17x the in-process batched throughput, two only 0.96x: BENCHMARKS.md)."""
+REPLICA_RUNTIME_BYTES = 512 * 2**20
+"""What one replica process needs beside its model's weights (Python, torch, the HTTP server: the
+twin's replica, whose weights are tiny, is ~470 MiB resident)."""
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def default_replicas(model: str | None = None) -> int:
+    """Server processes ``serve-model`` runs unless told: one per core this process may use, as many
+    as the memory available now holds (each replica loads its own copy of ``model``: its weight
+    files plus :data:`REPLICA_RUNTIME_BYTES`), at least one. A replica generates with one torch
+    thread, so it keeps about one core busy; on 2 cores shared with three workers and Redis, two
+    replicas served 0.81-1.03x the in-process batched throughput where one served 0.73-0.94x
+    (BENCHMARKS.md). Where ``model``'s weights are not on disk yet, their size is unknown: half the cores."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, cores // 2)
+    weights = _weights_bytes(model) if model else None
+    if weights is None:
+        return max(1, cores // 2)
+    available = _available_bytes()
+    fit = cores if available is None else available // (weights + REPLICA_RUNTIME_BYTES)
+    return max(1, min(cores, fit))
+
+
+def _weights_bytes(model: str) -> int | None:
+    """The size of ``model``'s weight files, where they are on disk already: a directory, or the
+    default model's cached snapshot or offline twin (None otherwise: a hub id, ``echo``)."""
+    path = Path(model).expanduser()
+    if not path.is_dir() and model == DEFAULT_MODEL:
+        path = Path(cached_snapshot(model) or twin_path())
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.iterdir() if f.suffix in _WEIGHT_SUFFIXES and f.is_file())
+
+
+def _available_bytes() -> int | None:
+    """Memory available to new processes now (``MemAvailable``), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
@@ -333,7 +376,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, served_name:
 
     ``replicas`` > 1 runs that many server processes on the one port (uvicorn workers), each with
     its own copy of the model and its own batcher: a connection is served by one of them (the CLI's
-    default is ``default_replicas()``).
+    default is ``default_replicas(model)``).
     ``api_keys``, when given, are required on the ``/v1`` routes (of every replica).
     """
     import uvicorn

@@ -20,9 +20,13 @@ from tests.zygote import session_zygote
 @contextmanager
 def serve_model(args: list[str], log: Path, *, env: dict[str, str] | None = None,
                 timeout: float = 60) -> Iterator[str]:
-    """``baton serve-model --port <free> ARGS`` until healthy; yields its ``/v1`` base URL, then stops it."""
+    """``baton serve-model --port <free> [--replicas 1] ARGS`` until healthy; yields its ``/v1`` base URL,
+    then stops it."""
     port = free_port()
-    argv = ["serve-model", "--port", str(port), *args]
+    # one server process unless a test asks for more (the default is one per core): it is forked
+    # from the zygote below, and a test that reads /health reads the one batcher there is
+    replicas = [] if "--replicas" in args else ["--replicas", "1"]
+    argv = ["serve-model", "--port", str(port), *replicas, *args]
     full_env = dict(os.environ if env is None else env)
     model = args[args.index("--model") + 1] if "--model" in args else ""
     # forked from the session's preloading zygote (tests/zygote.py) when it can be: the twin and

@@ -236,11 +236,29 @@ def test_replicas_serve_on_one_port(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("cores", "replicas"), [({0}, 1), ({0, 1}, 1), ({0, 1, 2}, 1), (set(range(8)), 4)])
-def test_replicas_default_to_half_the_usable_cores(monkeypatch: pytest.MonkeyPatch, cores: set[int],
-                                                   replicas: int) -> None:
+def test_replicas_of_a_model_of_unknown_size_default_to_half_the_usable_cores(
+        monkeypatch: pytest.MonkeyPatch, cores: set[int], replicas: int) -> None:
     import os
 
     from baton.agents.serving.server import default_replicas
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
     assert default_replicas() == replicas
+    assert default_replicas("some-org/not-a-local-directory") == replicas
+
+
+@pytest.mark.parametrize(("cores", "available_gib", "replicas"),
+                         [({0}, 64, 1), ({0, 1}, 64, 2), (set(range(8)), 64, 8), (set(range(8)), 5, 3),
+                          (set(range(8)), 1, 1)])
+def test_replicas_of_a_local_model_are_one_per_core_as_memory_allows(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cores: set[int], available_gib: int, replicas: int) -> None:
+    import os
+
+    from baton.agents.serving import server
+
+    with open(tmp_path / "model.safetensors", "wb") as weights:
+        weights.truncate(2**30)  # a 1 GiB model (a sparse file): 1.5 GiB a replica
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    monkeypatch.setattr(server, "_available_bytes", lambda: available_gib * 2**30)
+    assert server.default_replicas(str(tmp_path)) == replicas
