@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="baton-check-"))
     server = EmbeddedRedis(work / "redis").start()
     repeats: list[dict[str, Measure]] = []
-    try:
+    try:  # the work directory (the twin, Redis' data, the processes' logs) is kept only when the check fails
         env = worker_base_env(server.url, work)
         model = env["BATON_MODEL"] = bench_model("twin", env)
         env["BENCH_CELERY_URL"] = os.environ["BENCH_CELERY_URL"] = server.url
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repeat {rep + 1}/{args.repeats}: " + ", ".join(
                 f"{name} {m.runs_per_s:.1f} runs/s" + (f" p50 {_p50(m) * 1000:.1f} ms" if m.latencies else "")
                 for name, m in r.items()), flush=True)
+    except BaseException:
+        print(f"logs and data kept in {work}", file=sys.stderr)
+        raise
     finally:
         server.stop()
     rows = [(ratio, [ratio.value(r) for r in repeats]) for ratio in RATIOS]
@@ -170,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                       *_table(rows), "", *figures])
     failed = [ratio.name for ratio, values in rows if not any(ratio.passes(v) for v in values)]
     if failed:
-        print("FAILED (past the floor in every repeat): " + "; ".join(failed))
+        print("FAILED (past the floor in every repeat): " + "; ".join(failed) + f" (logs and data kept in {work})")
         return 1
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -27,6 +27,7 @@ import collections
 import cProfile
 import os
 import pstats
+import shutil
 import subprocess
 import tempfile
 import time
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 prof.dump_stats(out)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

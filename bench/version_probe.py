@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -66,6 +67,7 @@ def main() -> None:
         cluster.stop(m)
     finally:
         server.stop()
+    shutil.rmtree(work, ignore_errors=True)  # kept when the probe failed: the workers' logs are there
     print(json.dumps({"runs_per_s": args.runs / elapsed, "workers_cpu_s": w / args.runs, "redis_cpu_s": r / args.runs,
                       "driver_cpu_s": d / args.runs, "latencies": latencies}))
 
