@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.clusters import BatonCluster, CeleryCluster, Measure
+from bench.clusters import BatonCluster, CeleryCluster, Measure, measure
 from bench.common import ROOT, machine
 from bench.hop import measure_hops
 from bench.report import write_report
@@ -74,19 +74,12 @@ def _ceiling(model: str, runs: int, batch: int, env: dict[str, str], procs: int)
 
 def _cluster(kind: str, url: str, env: dict[str, str], log_dir: Path, runs: int, lat_runs: int,
              per_role: int = 1) -> Measure:
-    m = Measure()
     cluster: BatonCluster | CeleryCluster
     if kind == "baton":
         cluster = BatonCluster(url, env, log_dir, per_role=per_role)
     else:
         cluster = CeleryCluster(url, env, log_dir)
-    try:
-        cluster.start(m)
-        cluster.throughput(m, runs)
-        cluster.latency(m, lat_runs)
-    finally:
-        cluster.stop(m)
-    return m
+    return measure(cluster, runs, lat_runs)
 
 
 def _cold(url: str, env: dict[str, str], log_dir: Path) -> Measure:

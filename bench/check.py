@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.clusters import BatonCluster, CeleryCluster, Measure
+from bench.clusters import BatonCluster, CeleryCluster, Measure, measure
 from bench.common import ROOT, bench_model, percentile, worker_base_env
 from bench.sections import write_section
 
@@ -85,13 +85,7 @@ def _seed(model: str, runs: int, env: dict[str, str]) -> Measure:
 
 
 def _cluster(cluster: BatonCluster | CeleryCluster, runs: int, lat_runs: int) -> Measure:
-    m = Measure()
-    try:
-        cluster.start(m)
-        cluster.throughput(m, runs)
-        cluster.latency(m, lat_runs)
-    finally:
-        cluster.stop(m)
+    m = measure(cluster, runs, lat_runs)
     if m.errors:
         raise RuntimeError(f"{m.errors} runs failed")
     if isinstance(cluster, CeleryCluster) and cluster.missed:

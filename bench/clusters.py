@@ -20,7 +20,7 @@ import redis
 
 from bench.common import ROOT, cpu_seconds, rss_mib, task_text, uss_mib
 
-__all__ = ["BatonCluster", "CeleryCluster", "Measure"]
+__all__ = ["BatonCluster", "CeleryCluster", "Measure", "measure"]
 
 
 @dataclass
@@ -298,3 +298,15 @@ class CeleryCluster:
         self.procs.rss(m, children=True)
         self.procs.stop()
         self.client.close()
+
+
+def measure(cluster: BatonCluster | CeleryCluster, runs: int, latency_runs: int) -> Measure:
+    """Start ``cluster``, a burst of ``runs`` runs, ``latency_runs`` single runs, then stop it."""
+    m = Measure()
+    try:
+        cluster.start(m)
+        cluster.throughput(m, runs)
+        cluster.latency(m, latency_runs)
+    finally:
+        cluster.stop(m)
+    return m

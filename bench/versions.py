@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.clusters import CeleryCluster, Measure
+from bench.clusters import CeleryCluster, measure
 from bench.common import ROOT, percentile, spread, worker_base_env
 from bench.sections import write_section
 
@@ -87,13 +87,7 @@ def _celery(url: str, work: Path, runs: int, latency_runs: int) -> dict[str, flo
     the result store it first connected to)."""
     env = {**worker_base_env(url, work), "BATON_MODEL": "echo"}
     os.environ["BENCH_CELERY_URL"] = url
-    cluster, m = CeleryCluster(url, env, work), Measure()
-    try:
-        cluster.start(m)
-        cluster.throughput(m, runs)
-        cluster.latency(m, latency_runs)
-    finally:
-        cluster.stop(m)
+    m = measure(CeleryCluster(url, env, work), runs, latency_runs)
     return {"runs_per_s": m.runs_per_s, "p50": percentile(m.latencies, 50)}
 
 
