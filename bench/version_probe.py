@@ -4,9 +4,10 @@ Run as a script with the version's tree (and its installed package) first on ``s
 the working directory: it imports that version's own ``bench.clusters`` and ``EmbeddedRedis``, so
 it uses only what every version since the first bench has (``BatonCluster(url, env, log_dir)``,
 ``start``, ``_submit``, ``_wait``, ``stop``). On its own ``redis-server``: one echo worker per role
-of the seed chain, a burst of ``--runs`` runs submitted at once, then ``--latency-runs`` single
-runs one at a time. Prints one JSON line: runs/s, the CPU per run of the workers, the
-``redis-server`` and this driver over the burst, and the single runs' latencies in seconds.
+of the seed chain (``--set NAME=VALUE``: a setting of the workers), a burst of ``--runs`` runs
+submitted at once, then ``--latency-runs`` single runs one at a time. Prints one JSON line: runs/s,
+the CPU per run of the workers, the ``redis-server`` and this driver over the burst, and the single
+runs' latencies in seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=1000)
     p.add_argument("--latency-runs", type=int, default=100)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting of the workers")
     args = p.parse_args()
     sys.path.insert(0, os.getcwd())  # this version's bench package, not the caller's
     try:
@@ -49,6 +51,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env.update({"REDIS_URL": server.url, "BATON_CACHE_DIR": str(work / "cache"), "HF_HUB_OFFLINE": "1",
                 "BATON_MODEL": "echo"})
+    env.update(item.split("=", 1) for item in args.set)
     try:
         cluster = BatonCluster(server.url, env, work)
         m = Measure()

@@ -2,7 +2,9 @@
 
 The hot path's figures move by 2x with the host's share of this shared VM, so a figure written on
 another day says little about the code: only versions measured in one sitting compare. Each REV
-(a commit, a branch, a tag, or ``work`` for this checkout as it is) gets a detached worktree
+(a commit, a branch, a tag, or ``work`` for this checkout as it is; ``REV:NAME=VALUE,...`` runs
+that version's workers with those settings, so configurations of one version compare too:
+``work work:BATON_STREAM_TOKENS=0``) gets a detached worktree
 and, where its ``pyproject.toml`` maps the ``baton`` namespace, its own install in a directory of
 its own (``pip install --no-deps --target``); earlier layouts run from their tree. Every repeat
 runs each version once, in turn (``bench/version_probe.py``, with that version's own bench
@@ -44,6 +46,8 @@ class Version:
     label: str
     cwd: Path
     pythonpath: str
+    settings: dict[str, str] = field(default_factory=dict)
+    """Environment the version's workers get (``REV:NAME=VALUE,...``)."""
     figures: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -70,10 +74,22 @@ def _prepare(rev: str, tmp: Path) -> Version:
     return Version(rev, f"`{sha}` ({subject[:60]}{'...' if len(subject) > 60 else ''})", tree, path)
 
 
+def _with_settings(prepared: dict[str, Version], spec: str, tmp: Path) -> Version:
+    """``spec`` (``REV`` or ``REV:NAME=VALUE,...``) as a Version; one worktree per REV."""
+    rev, _, extra = spec.partition(":")
+    settings = dict(item.split("=", 1) for item in extra.split(",") if "=" in item)
+    if extra and len(settings) != len([i for i in extra.split(",") if i]):
+        raise SystemExit(f"bench.versions: {spec!r}: settings are NAME=VALUE items separated by commas")
+    base = prepared.get(rev) or prepared.setdefault(rev, _prepare(rev, tmp))
+    label = base.label + (" with " + ", ".join(f"`{k}={val}`" for k, val in settings.items()) if settings else "")
+    return Version(spec, label, base.cwd, base.pythonpath, settings=settings)
+
+
 def _probe(v: Version, runs: int, latency_runs: int) -> dict[str, float]:
     env = {k: val for k, val in os.environ.items() if not k.startswith("BATON_")}
     env["PYTHONPATH"] = v.pythonpath
-    out = subprocess.run([sys.executable, str(PROBE), "--runs", str(runs), "--latency-runs", str(latency_runs)],
+    sets = [f"--set={k}={val}" for k, val in v.settings.items()]
+    out = subprocess.run([sys.executable, str(PROBE), "--runs", str(runs), "--latency-runs", str(latency_runs), *sets],
                          cwd=v.cwd, env=env, capture_output=True, text=True, check=False, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"{v.rev}: the probe failed:\n{out.stderr[-3000:]}")
@@ -116,7 +132,8 @@ def _table(versions: list[Version], celery: list[dict[str, float]]) -> list[str]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.versions", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("revs", nargs="+", help="commits, branches or tags; 'work' for this checkout as it is")
+    p.add_argument("revs", nargs="+", help="commits, branches or tags; 'work' for this checkout as it is; "
+                   "REV:NAME=VALUE,... to run that version's workers with those settings")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--runs", type=int, default=1000, help="runs per echo burst")
     p.add_argument("--latency-runs", type=int, default=100, help="single runs one at a time")
@@ -132,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     server = EmbeddedRedis(tmp / "celery-redis").start()
     try:
-        versions = [_prepare(rev, tmp) for rev in args.revs]
+        prepared: dict[str, Version] = {}
+        versions = [_with_settings(prepared, spec, tmp) for spec in args.revs]
         for rep in range(args.repeats):
             for v in versions:
                 v.figures.append(_probe(v, args.runs, args.latency_runs))
@@ -143,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{celery[-1]['p50'] * 1000:.2f} ms", flush=True)
     finally:
         server.stop()
-        for v in versions:
+        for v in {v.cwd: v for v in versions}.values():
             if v.cwd != ROOT:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(v.cwd)],
                                capture_output=True, check=False)
