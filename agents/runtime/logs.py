@@ -55,13 +55,29 @@ class _JsonFormatter(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
-    converter = time.gmtime
+    """``HH:MM:SS LEVEL logger: message [tags]`` (UTC), an exception's traceback after it. A worker
+    logs a line per hop: the clock's text is made once a second, not per record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._clock = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        ctx = getattr(record, "baton", {})
-        tags = " ".join(f"{k}={v}" for k, v in ctx.items() if v)
-        line = super().format(record)
-        return f"{line} [{tags}]" if tags else line
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._clock = second, time.strftime("%H:%M:%S", time.gmtime(second))
+        line = f"{self._clock} {record.levelname} {record.name}: {record.getMessage()}"
+        ctx = getattr(record, "baton", None)
+        if ctx:
+            tags = " ".join(f"{k}={v}" for k, v in ctx.items() if v)
+            if tags:
+                line = f"{line} [{tags}]"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        elif record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line
 
 
 def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
@@ -71,7 +87,11 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_TextFormatter())
+    # No format here shows the caller's file and line, its thread or its process: skip finding them
+    # for every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
