@@ -77,10 +77,13 @@ def _prepare(rev: str, tmp: Path) -> Version:
 def _with_settings(prepared: dict[str, Version], spec: str, tmp: Path) -> Version:
     """``spec`` (``REV`` or ``REV:NAME=VALUE,...``) as a Version; one worktree per REV."""
     rev, _, extra = spec.partition(":")
-    settings = dict(item.split("=", 1) for item in extra.split(",") if "=" in item)
-    if extra and len(settings) != len([i for i in extra.split(",") if i]):
+    items = [item for item in extra.split(",") if item]
+    if any("=" not in item for item in items):
         raise SystemExit(f"bench.versions: {spec!r}: settings are NAME=VALUE items separated by commas")
-    base = prepared.get(rev) or prepared.setdefault(rev, _prepare(rev, tmp))
+    settings = dict(item.split("=", 1) for item in items)
+    if rev not in prepared:
+        prepared[rev] = _prepare(rev, tmp)
+    base = prepared[rev]
     label = base.label + (" with " + ", ".join(f"`{k}={val}`" for k, val in settings.items()) if settings else "")
     return Version(spec, label, base.cwd, base.pythonpath, settings=settings)
 
@@ -147,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     celery: list[dict[str, float]] = []
     loads = [os.getloadavg()]
     started = time.monotonic()
+    prepared: dict[str, Version] = {}
+    """One Version per REV: its worktree, removed at the end."""
     server = EmbeddedRedis(tmp / "celery-redis").start()
     try:
-        prepared: dict[str, Version] = {}
         versions = [_with_settings(prepared, spec, tmp) for spec in args.revs]
         for rep in range(args.repeats):
             for v in versions:
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{celery[-1]['p50'] * 1000:.2f} ms", flush=True)
     finally:
         server.stop()
-        for v in {v.cwd: v for v in versions}.values():
+        for v in prepared.values():
             if v.cwd != ROOT:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(v.cwd)],
                                capture_output=True, check=False)

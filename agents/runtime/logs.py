@@ -60,14 +60,16 @@ class _TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._clock = ""
+        self._clock = (-1, "")
+        """The second last formatted and its text (one object: threads share the formatter)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second, self._clock = second, time.strftime("%H:%M:%S", time.gmtime(second))
-        line = f"{self._clock} {record.levelname} {record.name}: {record.getMessage()}"
+        second, clock = self._clock
+        if int(record.created) != second:
+            second = int(record.created)
+            clock = time.strftime("%H:%M:%S", time.gmtime(second))
+            self._clock = (second, clock)
+        line = f"{clock} {record.levelname} {record.name}: {record.getMessage()}"
         ctx = getattr(record, "baton", None)
         if ctx:
             tags = " ".join(f"{k}={v}" for k, v in ctx.items() if v)
