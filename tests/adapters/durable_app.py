@@ -39,7 +39,6 @@ app = App(f"durable-{KIND}")
 @app.role()
 async def write(ctx: Context, task: str) -> str:
     first = await draft(ctx, task)
-    ctx.emit({"drafted": True, "delivery": ctx.deliveries})
 
     def note() -> bool:
         with open(os.environ["DURABLE_LOG"], "a") as log:
@@ -47,6 +46,7 @@ async def write(ctx: Context, task: str) -> str:
         return True
 
     await ctx.step("note", note)
+    ctx.emit({"drafted": True, "delivery": ctx.deliveries})  # after the step's record: the test kills at the gate
     while not Path(os.environ["DURABLE_GATE"]).exists():  # the test SIGKILLs the worker here
         await asyncio.sleep(0.05)
     return str(await edit(ctx, str(first)))

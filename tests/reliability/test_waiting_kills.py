@@ -40,12 +40,15 @@ def _env(model: FlakyModelServer, max_deliveries: int) -> dict[str, str]:
             "BATON_BREAKER_THRESHOLD": "1", "BATON_BREAKER_CAP_S": "0.5"}
 
 
-def _kill_while_waiting(client: redis.Redis, keys: Keys, workers: Workers, env: dict[str, str]) -> None:
+def _kill_while_waiting(client: redis.Redis, keys: Keys, workers: Workers, env: dict[str, str], marks: int) -> None:
     """Start a planner, let it take the held task and wait out the outage (it retried once after a
-    back-off), then SIGKILL it. Fails at once if the task was dead-lettered instead."""
+    back-off and marked its delivery as waiting: ``marks`` deliveries marked so far), then SIGKILL it.
+    Fails at once if the task was dead-lettered instead. (The log line comes before the mark: a kill
+    between the two is a kill before the wait.)"""
     proc = workers.spawn("planner", env=env)
-    wait_for(lambda: "unavailable (" in _log(workers, proc) or _dead(client, keys), 120,
-             "the worker to wait out the outage with the task", logs=workers.logs)
+    waits = keys.waits("seed", "planner")
+    wait_for(lambda: ("unavailable (" in _log(workers, proc) and client.hlen(waits) >= marks) or _dead(client, keys),
+             120, "the worker to wait out the outage with the task", logs=workers.logs)
     assert _dead(client, keys) == [], "a kill while waiting used up the deliveries"
     proc.kill()
     proc.wait()
@@ -57,8 +60,8 @@ def test_kills_while_the_model_is_down_use_no_delivery_and_the_run_finishes(
     flaky_model.stop()
     env = _env(flaky_model, max_deliveries=1)
     run_id = submit(client, keys, Task(run_id="waited", role="planner", task="Explain supervised learning."))
-    for _ in range(3):  # three kills, each while waiting: with max_deliveries 1 each would be the last
-        _kill_while_waiting(client, keys, workers, env)
+    for kill in (1, 2, 3):  # three kills, each while waiting: with max_deliveries 1 each would be the last
+        _kill_while_waiting(client, keys, workers, env, marks=kill)
     (pending,) = client.xpending_range(keys.stream("seed", "planner"), "planner", min="-", max="+", count=10)
     assert pending["times_delivered"] == 3
 
@@ -77,8 +80,8 @@ def test_a_message_that_kills_its_worker_while_it_runs_still_dead_letters_after_
     flaky_model.stop()
     env = _env(flaky_model, max_deliveries=2)
     run_id = submit(client, keys, Task(run_id="poison", role="planner", task="Explain supervised learning."))
-    for _ in range(2):  # two deliveries spent waiting: not counted
-        _kill_while_waiting(client, keys, workers, env)
+    for kill in (1, 2):  # two deliveries spent waiting: not counted
+        _kill_while_waiting(client, keys, workers, env, marks=kill)
 
     flaky_model.hold(from_request=1)  # the model is up, and each call now "kills" its worker
     flaky_model.start()
